@@ -1,0 +1,142 @@
+//! `bsi bundle inspect`: shows a bundle's manifest and whether its signature and every digest
+//! hold, against the device's trusted keys or a key given on the command line. It reads the
+//! payload once, writing nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::keys::PublicKey;
+use super::source::{Bundle, CheckOnly, Form};
+use super::{BundleError, stream};
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// One check's outcome.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Check {
+    /// It held.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// Per-cryptex totals.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CryptexSummary {
+    /// Number of files.
+    pub files: usize,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// What `inspect` found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    /// The bundle path.
+    pub path: PathBuf,
+    /// Its form.
+    pub form: Form,
+    /// `ProductName`.
+    pub product: String,
+    /// The response version, e.g. `26.3.1 (a)`.
+    pub version: String,
+    /// `ProductVersion`.
+    pub base_version: String,
+    /// `PrerequisiteBuild`.
+    pub prerequisite_build: String,
+    /// `ProductVersionExtra`.
+    pub extra: String,
+    /// `ProductBuildVersion`.
+    pub build: String,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `PostingDate`.
+    pub posting_date: Option<String>,
+    /// `SupportedDevices`.
+    pub supported_devices: Vec<String>,
+    /// Keys bsi does not know (kept and ignored).
+    pub unknown_keys: Vec<String>,
+    /// Whether the response needs a restart (it has OS content).
+    pub restart_required: bool,
+    /// Files and bytes per cryptex.
+    pub cryptexes: BTreeMap<String, CryptexSummary>,
+    /// The signature check.
+    pub signature: Check,
+    /// Fingerprint of the key that made the signature, if one did.
+    pub signed_by: Option<String>,
+    /// What the signature was checked against.
+    pub trust: String,
+    /// Structure and digest checks of the payload.
+    pub payload: Check,
+    /// Every check held.
+    pub ok: bool,
+}
+
+/// Inspects the bundle at `path`. Returns the report and the first failure (exit 6), if any.
+pub fn inspect(
+    path: &Path,
+    trusted: &[PublicKey],
+    trust: &str,
+    progress: &dyn Progress,
+) -> Result<(Report, Option<Error>)> {
+    let mut bundle = Bundle::open(path)?;
+    let m = &bundle.manifest;
+    let mut first: Option<Error> = None;
+    let (signature, signed_by) = match bundle.verify_signature(trusted) {
+        Ok(key) => (Check { ok: true, error: None }, Some(key.fingerprint.clone())),
+        Err(e) => {
+            let check = Check { ok: false, error: Some(e.to_string()) };
+            first = Some(e.into());
+            (check, None)
+        }
+    };
+    let mut report = Report {
+        path: path.to_path_buf(),
+        form: bundle.form,
+        product: m.product.to_string(),
+        version: m.response_version().to_string(),
+        base_version: m.version.to_string(),
+        prerequisite_build: m.prerequisite.to_string(),
+        extra: m.extra.to_string(),
+        build: m.build.to_string(),
+        description: m.description.clone(),
+        posting_date: m.posting_date.clone(),
+        supported_devices: m.supported_devices.clone(),
+        unknown_keys: m.unknown_keys.clone(),
+        restart_required: m.has_os(),
+        cryptexes: m
+            .cryptexes
+            .0
+            .iter()
+            .map(|(c, files)| {
+                (c.to_string(), CryptexSummary { files: files.len(), bytes: files.iter().map(|f| f.size).sum() })
+            })
+            .collect(),
+        signature,
+        signed_by,
+        trust: trust.to_owned(),
+        payload: Check { ok: true, error: None },
+        ok: false,
+    };
+    let total = bundle.manifest.cryptexes.total_size();
+    let payload = bundle
+        .check_structure()
+        .map_err(Error::from)
+        .and_then(|()| stream::run(progress, "checking", total, |feeder| bundle.stream(feeder, &mut CheckOnly)).map(|_| ()));
+    if let Err(e) = payload {
+        report.payload = Check { ok: false, error: Some(e.to_string()) };
+        first.get_or_insert(e);
+    }
+    report.ok = first.is_none();
+    Ok((report, first))
+}
+
+/// The error a failed inspection ends with when the report does not carry one (never used for
+/// success).
+#[must_use]
+pub fn failure(report: &Report) -> Error {
+    Error::Bundle(BundleError::manifest(format!(
+        "{} did not pass inspection",
+        report.path.display()
+    )))
+}

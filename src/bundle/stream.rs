@@ -1,0 +1,259 @@
+//! The single-pass payload pipeline: each payload file is read once, written to its destination
+//! from the same buffer, and hashed on a second thread while the first thread reads on.
+//!
+//! The reading thread owns all I/O (open, read, write, close); the hashing thread owns SHA-256. A
+//! small fixed pool of buffers ([`BUFFERS`] x [`CHUNK`]) circulates between them, so memory stays
+//! flat whatever the payload's size, and the two cores overlap: a large file costs about the time
+//! of hashing it, not reading + hashing + writing. A file's digest is checked when its last
+//! chunk has been hashed; a mismatch stops the pipeline and the caller discards what it wrote.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use sha2::{Digest as _, Sha256};
+
+use super::BundleError;
+use super::digest::{self, Digest};
+use crate::error::IoContext;
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Size of one buffer.
+pub const CHUNK: usize = 1 << 20;
+/// Buffers in flight: enough to keep both threads busy, few enough to keep memory flat.
+pub const BUFFERS: usize = 4;
+
+enum Msg {
+    Data(Vec<u8>, usize),
+    End { label: String, expected: Option<Digest> },
+}
+
+/// Feeds files into the pipeline; handed to the body of [`run`].
+pub struct Feeder<'a> {
+    tx: Option<SyncSender<Msg>>,
+    pool: Receiver<Vec<u8>>,
+    abort: &'a AtomicBool,
+    progress: &'a dyn Progress,
+}
+
+impl std::fmt::Debug for Feeder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeder").finish_non_exhaustive()
+    }
+}
+
+/// Where one file's bytes go besides the hasher.
+#[allow(missing_debug_implementations)]
+pub struct Destination<'d> {
+    /// The open file.
+    pub file: &'d mut dyn Write,
+    /// Its path, for messages.
+    pub shown: &'d Path,
+}
+
+/// The placeholder a body returns when the hasher has already failed; [`run`] replaces it with
+/// the hasher's error, so it never reaches a user.
+fn stopped() -> Error {
+    Error::damaged("payload pipeline stopped")
+}
+
+fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl Feeder<'_> {
+    /// Has the hasher found a mismatch?
+    #[must_use]
+    pub fn stopped(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Streams one file of `size` bytes from `src`, writing to `dst` if given, and queues its
+    /// digest check against `expected` (`None`: only compute it, for `bundle create`). `label` names it in errors (e.g. `OS/usr/lib/x`).
+    /// `short_is_truncation` says a short read means a truncated tar rather than a short file.
+    pub fn file(
+        &mut self,
+        label: &str,
+        size: u64,
+        expected: Option<Digest>,
+        src: &mut dyn Read,
+        mut dst: Option<Destination<'_>>,
+        short_is_truncation: bool,
+    ) -> Result<()> {
+        let tx = self.tx.as_ref().ok_or_else(stopped)?;
+        let read_err = |e: io::Error| {
+            Error::Bundle(BundleError::Read {
+                path: label.into(),
+                message: e.to_string(),
+            })
+        };
+        let mut remaining = size;
+        loop {
+            if self.stopped() {
+                return Err(stopped());
+            }
+            let mut buf = self.pool.recv().map_err(|_| stopped())?;
+            if remaining == 0 {
+                // One more read must find the end of the file: a longer file is rejected.
+                let extra = read_full(src, &mut buf[..1]).map_err(read_err)?;
+                let _ = tx.send(Msg::Data(buf, 0));
+                if extra > 0 {
+                    return Err(BundleError::Size {
+                        path: label.to_owned(),
+                        declared: size,
+                        actual: size + 1,
+                    }
+                    .into());
+                }
+                break;
+            }
+            let want = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let got = read_full(src, &mut buf[..want]).map_err(read_err)?;
+            if let Some(d) = dst.as_mut() {
+                d.file.write_all(&buf[..got]).ctx("writing", d.shown)?;
+            }
+            self.progress.advance(got as u64);
+            remaining -= got as u64;
+            let _ = tx.send(Msg::Data(buf, got));
+            if got < want {
+                let actual = size - remaining;
+                return Err(if short_is_truncation {
+                    BundleError::tar(format!(
+                        "truncated: {label} ends after {actual} of its {size} bytes"
+                    ))
+                } else {
+                    BundleError::Size {
+                        path: label.to_owned(),
+                        declared: size,
+                        actual,
+                    }
+                }
+                .into());
+            }
+        }
+        let _ = tx.send(Msg::End {
+            label: label.to_owned(),
+            expected,
+        });
+        Ok(())
+    }
+}
+
+fn hash_loop(
+    rx: &Receiver<Msg>,
+    pool: &SyncSender<Vec<u8>>,
+    abort: &AtomicBool,
+) -> Result<Vec<Digest>, BundleError> {
+    let mut hasher = Sha256::new();
+    let mut failure = None;
+    let mut digests = Vec::new();
+    for msg in rx {
+        match msg {
+            Msg::Data(buf, len) => {
+                if failure.is_none() {
+                    hasher.update(&buf[..len]);
+                }
+                let _ = pool.send(buf);
+            }
+            Msg::End { label, expected } => {
+                let actual = digest::finish(std::mem::take(&mut hasher));
+                digests.push(actual);
+                if let Some(expected) = expected
+                    && failure.is_none()
+                    && actual != expected
+                {
+                    failure = Some(BundleError::Digest {
+                        path: label,
+                        expected: expected.to_hex(),
+                        actual: actual.to_hex(),
+                    });
+                    abort.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    failure.map_or(Ok(digests), Err)
+}
+
+/// Runs `body` with a [`Feeder`], reporting `total` bytes of progress under `phase`. Returns the
+/// body's result with every file's digest in feeding order, or the first digest mismatch the
+/// hasher found.
+pub fn run<T>(
+    progress: &dyn Progress,
+    phase: &str,
+    total: u64,
+    body: impl FnOnce(&mut Feeder<'_>) -> Result<T>,
+) -> Result<(T, Vec<Digest>)> {
+    let abort = AtomicBool::new(false);
+    let (tx, rx) = sync_channel::<Msg>(BUFFERS);
+    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        let _ = pool_tx.send(vec![0u8; CHUNK]);
+    }
+    progress.begin(phase, total);
+    let result = std::thread::scope(|scope| {
+        let abort = &abort;
+        let hasher = scope.spawn(move || hash_loop(&rx, &pool_tx, abort));
+        let mut feeder = Feeder {
+            tx: Some(tx),
+            pool: pool_rx,
+            abort,
+            progress,
+        };
+        let body_result = body(&mut feeder);
+        feeder.tx = None;
+        drop(feeder);
+        let hash_result = hasher
+            .join()
+            .unwrap_or_else(|_| Err(BundleError::tar("the hashing thread panicked")));
+        match (body_result, hash_result) {
+            (_, Err(e)) => Err(Error::Bundle(e)),
+            (r, Ok(digests)) => r.map(|t| (t, digests)),
+        }
+    });
+    progress.end();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    #[test]
+    fn copies_and_checks_digests() {
+        let data = vec![7u8; CHUNK * 2 + 5];
+        let mut out = Vec::new();
+        run(&Silent, "t", data.len() as u64, |f| {
+            let shown = Path::new("out");
+            f.file("x", data.len() as u64, Some(Digest::of(&data)), &mut &data[..], Some(Destination { file: &mut out, shown }), false)
+        })
+        .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn reports_the_first_mismatch_and_size_errors() {
+        let err = run(&Silent, "t", 0, |f| {
+            f.file("a", 3, Some(Digest::of(b"abc")), &mut &b"abd"[..], None, false)?;
+            f.file("b", 3, Some(Digest::of(b"abc")), &mut &b"abc"[..], None, false)
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("a: SHA-256"), "{err}");
+        let err = run(&Silent, "t", 0, |f| f.file("long", 2, Some(Digest::of(b"ab")), &mut &b"abc"[..], None, false)).unwrap_err();
+        assert!(err.to_string().contains("differs from the 2 bytes"), "{err}");
+        let err = run(&Silent, "t", 0, |f| f.file("short", 4, Some(Digest::of(b"abcd")), &mut &b"abc"[..], None, true)).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}

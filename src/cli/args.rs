@@ -1,0 +1,458 @@
+//! The command line, as clap types. The doc comments here are the single source of `--help`, the
+//! man page (`bsi man`) and shell completions (`bsi completions`). Values are parsed into bsi's
+//! own types (versions, builds, platforms) so that a malformed one is refused before any command
+//! runs.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+use crate::device::{Chip, Platform};
+use crate::progress::ProgressMode;
+
+const EXAMPLES: &str = "\
+Examples:
+  bsi init --root /tmp/mac                      make a macOS 26.3.1 (25D2128) laptop
+  bsi --root /tmp/mac trust add fixtures/keys/test.pub
+  bsi --root /tmp/mac apply fixtures/bundles/macos-26.3.1-a.bsi --restart
+  bsi --root /tmp/mac status                    sw_vers-style summary
+  bsi --root /tmp/mac status --json             schema version 1 (docs/status.schema.json)
+  bsi --root /tmp/mac rollback --restart        back to the base OS
+
+Exit codes: 0 ok or nothing to do, 1 failed, 2 usage, 3 power gate, 4 policy, 5 not applicable,
+6 bundle rejected, 7 busy, 8 no device or damaged, 9 --require not met (docs/cli.md).";
+
+/// Manage Apple Background Security Improvements on a simulated device.
+///
+/// bsi applies, activates, removes and reports Background Security Improvements (security
+/// responses that patch an OS between updates, formerly Rapid Security Responses) on a directory
+/// laid out like a Mac's or an iPhone's system volumes, with Apple's rules: cumulative response
+/// letters, the base-version rule, the power gate, restarts, Safari relaunch, removal, and the
+/// management declarations of a supervised device.
+#[derive(Debug, Parser)]
+#[command(name = "bsi", version, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Args {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, ClapArgs)]
+pub struct Global {
+    /// The device root [default: $XDG_DATA_HOME/bsi/device, i.e. ~/.local/share/bsi/device]
+    #[arg(long, global = true, env = "BSI_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout, and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Fix the clock (RFC 3339, e.g. 2026-12-01T09:30:00Z); its offset is the device's local time.
+    #[arg(long, global = true, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail (repeat for even more).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Seconds to wait for another bsi to release the device before failing with exit 7.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 5.0)]
+    pub wait: f64,
+    /// Progress on stderr: a bar on a terminal (auto), JSON lines (json), or nothing (none).
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    pub progress: ProgressMode,
+}
+
+/// bsi's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a new simulated device.
+    #[command(after_help = "Examples:\n  bsi init --root /tmp/mac\n  bsi init --root /tmp/intel --chip intel --battery 15 --no-ac\n  bsi init --root /tmp/phone --platform iOS --supervised --trust key.pub")]
+    Init(InitArgs),
+    /// Show the device's OS, responses, power, settings and management.
+    #[command(after_help = "Examples:\n  bsi status\n  bsi status --json | jq .active\n  bsi status --require \"26.3.1 (b)\" && echo patched")]
+    Status(StatusArgs),
+    /// Apply a response bundle (directory or tar form).
+    #[command(after_help = "Checks, in order: the bundle's manifest, signature and paths; the platform; the base\n(ProductVersion and PrerequisiteBuild); the order (not older than what is active or staged);\nmanagement policy; the power gate. Then the payload is staged, each file checked as it streams in.\n\nExamples:\n  bsi apply macos-26.3.1-a.bsi\n  bsi apply macos-26.3.1-a.bsi.tar --restart\n  bsi apply macos-26.3.1-b.bsi --dry-run")]
+    Apply(ApplyArgs),
+    /// Restart the device: activate a staged response, or complete a staged removal.
+    Restart(DryRunArgs),
+    /// Relaunch Safari and its associated processes onto staged content (macOS only).
+    RelaunchSafari(DryRunArgs),
+    /// Remove a response: discard a staged one at once, or remove the active one at restart.
+    Rollback(RollbackArgs),
+    /// Simulate a minor OS update (e.g. 26.3.1 -> 26.4), which includes the old line's responses.
+    #[command(after_help = "Example:\n  bsi update --version 26.4 --build 25E100")]
+    Update(UpdateArgs),
+    /// Simulate a major OS upgrade (e.g. 26.4 -> 27.0); it includes no responses.
+    #[command(after_help = "Example:\n  bsi upgrade --version 27.0 --build 26A100")]
+    Upgrade(UpdateArgs),
+    /// Show or change the simulated power source.
+    #[command(after_help = "Examples:\n  bsi power\n  bsi power --battery 9 --no-ac\n  bsi power --ac")]
+    Power(PowerArgs),
+    /// Show or change the user's settings (Automatically Install).
+    #[command(after_help = "Examples:\n  bsi settings\n  bsi settings --automatic off")]
+    Settings(SettingsArgs),
+    /// Manage DDM declarations as an MDM server sends them.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Run one background pass: install what automatic install or an enforcement calls for.
+    #[command(after_help = "Examples:\n  bsi auto --from fixtures/bundles\n  bsi auto --from bundles/ --now 2026-12-01T10:00:00Z")]
+    Auto(AutoArgs),
+    /// Read a software lookup catalog: releases and background security improvements.
+    #[command(after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\"")]
+    Lookup(LookupArgs),
+    /// Print a DDM StatusReport for the device's software update status items.
+    Report,
+    /// Show the device's operation history.
+    History(HistoryArgs),
+    /// Re-hash the active content against its manifest and check the links (exit 8 on mismatch).
+    Verify,
+    /// Recover an interrupted operation, restore the links, remove leftovers.
+    Repair(DryRunArgs),
+    /// Make Ed25519 signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage the keys the device trusts to sign bundles.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Make, sign, pack and inspect bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  bsi completions bash > ~/.local/share/bash-completion/completions/bsi")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write bsi.1 and bsi-COMMAND.1 files here instead of printing bsi.1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `--dry-run` alone.
+#[derive(Debug, ClapArgs)]
+pub struct DryRunArgs {
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi init`.
+#[derive(Debug, ClapArgs)]
+pub struct InitArgs {
+    /// The platform.
+    #[arg(long, value_enum, default_value_t = Platform::MacOs, ignore_case = true)]
+    pub platform: Platform,
+    /// Base OS version [default: 26.3.1]
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Base build [default: 25D2128 on macOS, 23D8133 on iOS and iPadOS]
+    #[arg(long, value_name = "BUILD")]
+    pub build: Option<String>,
+    /// Processor family (macOS only) [default: apple-silicon]
+    #[arg(long, value_enum)]
+    pub chip: Option<Chip>,
+    /// A laptop (the default).
+    #[arg(long, conflicts_with = "desktop")]
+    pub portable: bool,
+    /// A desktop Mac: no battery, always on power.
+    #[arg(long)]
+    pub desktop: bool,
+    /// Battery charge in percent [default: 100]
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub battery: Option<u8>,
+    /// Connected to power (the default).
+    #[arg(long, conflicts_with = "no_ac")]
+    pub ac: bool,
+    /// Running on battery.
+    #[arg(long)]
+    pub no_ac: bool,
+    /// Supervised by an organisation (management settings take effect).
+    #[arg(long)]
+    pub supervised: bool,
+    /// Trust this Ed25519 public key for bundle signatures (repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
+    /// Replace an existing device.
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would be made; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi status`.
+#[derive(Debug, ClapArgs)]
+pub struct StatusArgs {
+    /// Exit 9 unless the device is at least at this response (e.g. "26.3.1 (b)") or OS version.
+    #[arg(long, value_name = "VERSION")]
+    pub require: Option<String>,
+    /// Print the JSON Schema of `status --json` instead.
+    #[arg(long)]
+    pub schema: bool,
+}
+
+/// `bsi apply`.
+#[derive(Debug, ClapArgs)]
+pub struct ApplyArgs {
+    /// The bundle: a NAME.bsi directory or a NAME.bsi.tar file.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Restart at once if the response needs it.
+    #[arg(long)]
+    pub restart: bool,
+    /// Run every check and show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi rollback`.
+#[derive(Debug, ClapArgs)]
+pub struct RollbackArgs {
+    /// Restart at once to complete the removal.
+    #[arg(long)]
+    pub restart: bool,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi update` / `bsi upgrade`.
+#[derive(Debug, ClapArgs)]
+pub struct UpdateArgs {
+    /// The new OS version.
+    #[arg(long, value_name = "VERSION")]
+    pub version: String,
+    /// The new base build.
+    #[arg(long, value_name = "BUILD")]
+    pub build: String,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi power`.
+#[derive(Debug, ClapArgs)]
+pub struct PowerArgs {
+    /// Set the battery charge in percent.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub battery: Option<u8>,
+    /// Connect to power.
+    #[arg(long, conflicts_with = "no_ac")]
+    pub ac: bool,
+    /// Disconnect from power.
+    #[arg(long)]
+    pub no_ac: bool,
+    /// Show what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// On or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// `bsi settings`.
+#[derive(Debug, ClapArgs)]
+pub struct SettingsArgs {
+    /// Automatically install Background Security Improvements.
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub automatic: Option<Switch>,
+    /// Show what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi policy`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Store a declaration (JSON, exactly as an MDM server sends it).
+    #[command(after_help = "Exit 2: the file is not a declaration. Exit 4: the device refuses it (unknown Type,\nwrong value type, value out of range). A known Identifier with a new ServerToken replaces the old one.")]
+    Set {
+        /// The declaration file.
+        #[arg(value_name = "FILE.json")]
+        file: PathBuf,
+        /// Validate and show what would change; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List stored declarations and how the device treats them.
+    List,
+    /// Remove a declaration.
+    Remove {
+        /// Its Identifier.
+        identifier: String,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `bsi auto`.
+#[derive(Debug, ClapArgs)]
+pub struct AutoArgs {
+    /// Directory of bundles (either form) the pass may install from.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// A software lookup catalog, to check builds against published releases.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Show what the pass would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi lookup`.
+#[derive(Debug, ClapArgs)]
+pub struct LookupArgs {
+    /// The catalog (Apple Software Lookup Service JSON).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: PathBuf,
+    /// Only this platform.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub platform: Option<Platform>,
+    /// Only this OS version, or answer for one response (e.g. "26.3.1 (a)").
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+}
+
+/// `bsi history`.
+#[derive(Debug, ClapArgs)]
+pub struct HistoryArgs {
+    /// Show only the last N entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// `bsi key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new Ed25519 private key (mode 0600) to PATH and its public half to PATH.pub.
+    #[command(after_help = "Example:\n  bsi key generate --out signing.key")]
+    Generate {
+        /// Where to write the private key.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `bsi trust`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust a public key (the .pub file `bsi key generate` writes).
+    Add {
+        /// The public key file.
+        #[arg(value_name = "KEY.pub")]
+        key: PathBuf,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List trusted keys with their fingerprints.
+    List,
+    /// Stop trusting a key, by fingerprint prefix (8+ hex digits) or key file.
+    Remove {
+        /// Fingerprint prefix or .pub file.
+        #[arg(value_name = "FINGERPRINT|KEY.pub")]
+        key: String,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `bsi bundle`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Make a bundle directory from an OS tree and/or an App tree.
+    #[command(after_help = "Example:\n  bsi bundle create --product macOS --version 26.3.1 --prerequisite 25D2128 \\\n    --extra \"(a)\" --build 25D771280a --os os-tree/ --app app-tree/ --out macos-26.3.1-a.bsi")]
+    Create(CreateArgs),
+    /// Sign a bundle directory's manifest (writes Info.plist.sig).
+    Sign {
+        /// The bundle directory.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// The Ed25519 private key.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Pack a bundle directory into the single-file (tar) form.
+    Pack {
+        /// The bundle directory.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// The tar file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a bundle's manifest and whether its signature and every digest hold.
+    #[command(after_help = "The signature is checked against --key, else against the trusted keys of the device\n(--root). Exit 6 when any check fails.")]
+    Inspect {
+        /// The bundle, either form.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// Check the signature against this public key instead of the device's trust.
+        #[arg(long, value_name = "KEY.pub")]
+        key: Option<PathBuf>,
+    },
+}
+
+/// `bsi bundle create`.
+#[derive(Debug, ClapArgs)]
+pub struct CreateArgs {
+    /// ProductName.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub product: Platform,
+    /// ProductVersion: the base OS version.
+    #[arg(long, value_name = "VERSION")]
+    pub version: String,
+    /// PrerequisiteBuild: the base build.
+    #[arg(long, value_name = "BUILD")]
+    pub prerequisite: String,
+    /// ProductVersionExtra, e.g. "(a)".
+    #[arg(long, value_name = "EXTRA")]
+    pub extra: String,
+    /// ProductBuildVersion: the supplemental build, e.g. 25D771280a.
+    #[arg(long, value_name = "BUILD")]
+    pub build: String,
+    /// Directory holding the OS cryptex tree.
+    #[arg(long, value_name = "DIR")]
+    pub os: Option<PathBuf>,
+    /// Directory holding the App cryptex tree (Safari and associated processes).
+    #[arg(long, value_name = "DIR")]
+    pub app: Option<PathBuf>,
+    /// Description.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// PostingDate (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub posting_date: Option<String>,
+    /// SupportedDevices entry (repeatable).
+    #[arg(long = "supported-device", value_name = "MODEL")]
+    pub supported_devices: Vec<String>,
+    /// The bundle directory to write.
+    #[arg(long, value_name = "NAME.bsi")]
+    pub out: PathBuf,
+    /// Replace an existing bundle.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,407 @@
+//! Each command: its arguments become validated options, the library does the work, and the
+//! result becomes an [`Output`]. Commands that change a device go through [`change`], which
+//! takes the exclusive lock (recovering an interrupted operation first) and records the
+//! operation, refused or not, in the device history.
+
+use std::path::Path;
+
+use crate::bundle::{create, inspect, keys, pack, trust};
+use crate::ddm::{auto, catalog, declaration::Declaration, report, store};
+use crate::device::init::{InitOptions, init};
+use crate::device::layout::{POWER_RECORD, SETTINGS_RECORD};
+use crate::device::{Access, Chip, Device, Platform, Power, Settings, records};
+use crate::history::{self, Entry, OpResult};
+use crate::lifecycle::{self, apply, recover, restart, rollback, safari, update, verify};
+use crate::status::{self, require};
+use crate::version::{Build, OsVersion};
+use crate::{Error, Result};
+
+use super::args::{BundleCommand, Command, KeyCommand, PolicyCommand, Switch, TrustCommand};
+use super::render::{Output, PowerView, SettingsView};
+use super::{Ctx, Executed};
+
+/// Default base for a new device.
+const DEFAULT_VERSION: &str = "26.3.1";
+
+fn open(ctx: &Ctx, access: Access) -> Result<Device> {
+    lifecycle::open(&ctx.root()?, access, ctx.wait, &ctx.command_line, &ctx.clock)
+}
+
+/// A summary line for the history.
+pub(crate) trait Summary {
+    /// One sentence.
+    fn summary(&self) -> String;
+    /// The target version or thing, if any.
+    fn target(&self) -> Option<String> {
+        None
+    }
+    /// The device was already in the requested state.
+    fn nothing_to_do(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a changing command: exclusive lock, then `body`, then a history entry for the outcome
+/// (except with `--dry-run`, which changes nothing, not even the history).
+fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<String>, body: impl FnOnce(&Device) -> Result<T>) -> Result<T> {
+    let device = open(ctx, Access::Change)?;
+    let before = device.snapshot().ok().map(|s| s.version_label());
+    let result = body(&device);
+    if dry_run {
+        return result;
+    }
+    let after = device.snapshot().ok().map(|s| s.version_label());
+    let mut entry = Entry::new(&ctx.clock, action);
+    entry.before = before;
+    entry.after = after;
+    match &result {
+        Ok(outcome) => {
+            entry.target = outcome.target().or(target);
+            entry.detail = Some(outcome.summary());
+            if outcome.nothing_to_do() {
+                entry.result = OpResult::NothingToDo;
+            }
+            history::append(device.root(), &entry)?;
+            if action == "apply" {
+                crate::ddm::report::record_success(&device, &ctx.clock, entry.target.as_deref(), None)?;
+            }
+        }
+        Err(e) => {
+            let mut entry = entry.failed(e);
+            entry.target = target;
+            let _ = history::append(device.root(), &entry);
+            if action == "apply" {
+                let _ = crate::ddm::report::record_failure(&device, &ctx.clock, e);
+            }
+        }
+    }
+    result
+}
+
+fn parse_os(text: &str) -> Result<OsVersion> {
+    Ok(text.parse()?)
+}
+
+fn parse_build(text: &str) -> Result<Build> {
+    Ok(text.parse()?)
+}
+
+pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    match command {
+        Command::Init(a) => {
+            let ios = a.platform != Platform::MacOs;
+            if ios && a.chip == Some(Chip::Intel) {
+                return Err(Error::usage("--chip intel applies to macOS only", "iPhone and iPad are Apple silicon; leave --chip out"));
+            }
+            if ios && a.desktop {
+                return Err(Error::usage(format!("--desktop applies to macOS only; every {} device is portable", a.platform), "leave --desktop out"));
+            }
+            if a.desktop && (a.battery.is_some() || a.no_ac) {
+                return Err(Error::usage("a desktop Mac has no battery and is always on power", "leave --battery and --no-ac out with --desktop"));
+            }
+            let default_build = match a.platform {
+                Platform::MacOs => "25D2128",
+                Platform::Ios | Platform::IpadOs => "23D8133",
+            };
+            let (version, build) = match (&a.version, &a.build) {
+                (None, None) => (DEFAULT_VERSION.to_owned(), default_build.to_owned()),
+                (Some(v), Some(b)) => (v.clone(), b.clone()),
+                (None, Some(b)) => (DEFAULT_VERSION.to_owned(), b.clone()),
+                (Some(v), None) if v == DEFAULT_VERSION => (v.clone(), default_build.to_owned()),
+                (Some(v), None) => {
+                    return Err(Error::usage(format!("--version {v} needs --build too"), format!("e.g. --version {v} --build 25E100")));
+                }
+            };
+            let opts = InitOptions {
+                platform: a.platform,
+                version: parse_os(&version)?,
+                build: parse_build(&build)?,
+                chip: a.chip.unwrap_or(Chip::AppleSilicon),
+                portable: !a.desktop,
+                battery: a.battery.unwrap_or(100),
+                on_ac: !a.no_ac,
+                supervised: a.supervised,
+                trust: a.trust,
+                force: a.force,
+                dry_run: a.dry_run,
+                wait: ctx.wait,
+            };
+            done(Output::Init(init(&ctx.root()?, &opts, &ctx.clock)?))
+        }
+        Command::Status(a) => {
+            if a.schema {
+                return done(Output::Json(serde_json::to_value(schemars::schema_for!(status::Status)).unwrap_or_default()));
+            }
+            let requirement = a.require.as_deref().map(require::Requirement::parse).transpose()?;
+            let device = open(ctx, Access::Read)?;
+            let s = status::collect(&device)?;
+            let deferred = requirement.and_then(|r| require::check(&s, r).err());
+            Ok((Output::Status(Box::new(s)), deferred))
+        }
+        Command::Apply(a) => {
+            let opts = apply::ApplyOptions { bundle: a.bundle.clone(), restart: a.restart, dry_run: a.dry_run, enforced_by: None };
+            let target = crate::bundle::Bundle::open(&a.bundle).ok().map(|b| b.version_label());
+            let outcome = change(ctx, "apply", a.dry_run, target, |d| apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref()))?;
+            done(Output::Apply(outcome))
+        }
+        Command::Restart(a) => done(Output::Restart(change(ctx, "restart", a.dry_run, None, |d| restart::restart(d, &ctx.clock, a.dry_run))?)),
+        Command::RelaunchSafari(a) => done(Output::Relaunch(change(ctx, "relaunch-safari", a.dry_run, None, |d| safari::relaunch_safari(d, &ctx.clock, a.dry_run))?)),
+        Command::Rollback(a) => done(Output::Rollback(change(ctx, "rollback", a.dry_run, None, |d| rollback::rollback(d, &ctx.clock, a.restart, a.dry_run))?)),
+        Command::Update(a) => run_update(ctx, update::Kind::Minor, &a.version, &a.build, a.dry_run),
+        Command::Upgrade(a) => run_update(ctx, update::Kind::Major, &a.version, &a.build, a.dry_run),
+        Command::Power(a) => power(ctx, a.battery, a.ac, a.no_ac, a.dry_run),
+        Command::Settings(a) => settings(ctx, a.automatic, a.dry_run),
+        Command::Policy(p) => policy(ctx, p),
+        Command::Auto(a) => {
+            let opts = auto::AutoOptions { from: a.from, catalog: a.catalog, dry_run: a.dry_run };
+            let outcome = change(ctx, "auto", a.dry_run, None, |d| auto::run(d, &opts, &ctx.clock, ctx.progress.as_ref()))?;
+            done(Output::Auto(outcome))
+        }
+        Command::Lookup(a) => {
+            let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
+            done(Output::Lookup(cat.lookup(a.platform, a.version.as_deref())?))
+        }
+        Command::Report => {
+            let device = open(ctx, Access::Read)?;
+            done(Output::Json(report::build(&device)?))
+        }
+        Command::History(a) => {
+            let device = open(ctx, Access::Read)?;
+            let mut entries = history::read_all(device.root())?;
+            if let Some(n) = a.limit {
+                entries = entries.split_off(entries.len().saturating_sub(n));
+            }
+            done(Output::History(entries))
+        }
+        Command::Verify => {
+            let device = open(ctx, Access::Read)?;
+            let (outcome, error) = verify::verify(&device, ctx.progress.as_ref())?;
+            Ok((Output::Verify(outcome), error))
+        }
+        Command::Repair(a) => {
+            let device = Device::open(&ctx.root()?, Access::Change, ctx.wait, &ctx.command_line)?;
+            done(Output::Repair(recover::repair(&device, &ctx.clock, a.dry_run)?))
+        }
+        Command::Key(KeyCommand::Generate { out, force }) => done(Output::KeyGenerated(keys::generate(&out, force)?)),
+        Command::Trust(t) => trust_command(ctx, t),
+        Command::Bundle(b) => bundle_command(ctx, b),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut super::command(), "bsi", &mut out);
+            done(Output::Raw(String::from_utf8_lossy(&out).into_owned()))
+        }
+        Command::Man { out } => man(out.as_deref()),
+    }
+}
+
+fn run_update(ctx: &Ctx, kind: update::Kind, version: &str, build: &str, dry_run: bool) -> Result<Executed> {
+    let version = parse_os(version)?;
+    let build = parse_build(build)?;
+    let action = match kind {
+        update::Kind::Minor => "update",
+        update::Kind::Major => "upgrade",
+    };
+    let target = Some(format!("{version} ({build})"));
+    let outcome = change(ctx, action, dry_run, target, |d| update::update(d, &ctx.clock, kind, version, build.clone(), dry_run))?;
+    Ok((Output::Update(outcome), None))
+}
+
+fn power(ctx: &Ctx, battery: Option<u8>, ac: bool, no_ac: bool, dry_run: bool) -> Result<Executed> {
+    if battery.is_none() && !ac && !no_ac {
+        let device = open(ctx, Access::Read)?;
+        let power = device.power()?;
+        return Ok((Output::Power(PowerView::new(&device, power, false, false)), None));
+    }
+    let view = change(ctx, "power", dry_run, None, |device| {
+        if !device.info().portable && (battery.is_some() || no_ac) {
+            return Err(Error::usage("a desktop Mac has no battery and is always on power", "leave --battery and --no-ac out"));
+        }
+        let old = device.power()?;
+        let new = Power {
+            battery_percent: battery.or(old.battery_percent),
+            on_ac: if ac { true } else if no_ac { false } else { old.on_ac },
+        };
+        let changed = new != old;
+        if changed && !dry_run {
+            lifecycle::journaled(device, &ctx.clock, "power", || records::write_json(device.root(), POWER_RECORD, &new))?;
+        }
+        Ok(PowerView::new(device, new, changed, dry_run))
+    })?;
+    Ok((Output::Power(view), None))
+}
+
+fn settings(ctx: &Ctx, automatic: Option<Switch>, dry_run: bool) -> Result<Executed> {
+    let Some(switch) = automatic else {
+        let device = open(ctx, Access::Read)?;
+        let policy = status::collect::policy(&device)?;
+        return Ok((Output::Settings(SettingsView::new(device.settings()?, &policy, false, false)), None));
+    };
+    let wanted = switch == Switch::On;
+    let view = change(ctx, "settings", dry_run, None, |device| {
+        let policy = status::collect::policy(device)?;
+        if let Some((forced, id)) = &policy.automatic_forced
+            && *forced != wanted
+        {
+            let (state, value) = if *forced { ("on", "AlwaysOn") } else { ("off", "AlwaysOff") };
+            return Err(Error::policy(
+                format!("automatic install is forced {state} by declaration {id} (InstallSecurityUpdate = {value})"),
+                "the MDM server controls this setting on this supervised device",
+            ));
+        }
+        let old = device.settings()?;
+        let new = Settings { automatic_install: wanted };
+        let changed = old != new;
+        if changed && !dry_run {
+            lifecycle::journaled(device, &ctx.clock, "settings", || records::write_json(device.root(), SETTINGS_RECORD, &new))?;
+        }
+        let policy = status::collect::policy(device)?;
+        Ok(SettingsView::new(if dry_run { new } else { device.settings()? }, &policy, changed, dry_run))
+    })?;
+    Ok((Output::Settings(view), None))
+}
+
+fn read_declaration(file: &Path) -> Result<Declaration> {
+    let raw = std::fs::read(file).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::usage(format!("no file at {}", file.display()), "check the path of the declaration")
+        } else {
+            Error::io("reading", file, e)
+        }
+    })?;
+    Declaration::parse(&raw, &file.display().to_string())
+}
+
+fn policy(ctx: &Ctx, command: PolicyCommand) -> Result<Executed> {
+    match command {
+        PolicyCommand::Set { file, dry_run } => {
+            let declaration = read_declaration(&file)?;
+            let target = Some(declaration.identifier.clone());
+            let outcome = change(ctx, "policy set", dry_run, target, |device| {
+                let plan = store::plan(device.root(), &declaration)?;
+                if plan != store::SetOutcome::Unchanged && !dry_run {
+                    lifecycle::journaled(device, &ctx.clock, "policy set", || store::store(device.root(), &declaration))?;
+                }
+                let policy = status::collect::policy(device)?;
+                let note = policy
+                    .declarations
+                    .iter()
+                    .find(|c| c.declaration.identifier == declaration.identifier)
+                    .map_or_else(String::new, |c| c.note.clone());
+                Ok(super::render::PolicySet { identifier: declaration.identifier.clone(), kind: declaration.kind.clone(), server_token: declaration.server_token.clone(), change: plan, note, dry_run })
+            })?;
+            Ok((Output::PolicySet(outcome), None))
+        }
+        PolicyCommand::List => {
+            let device = open(ctx, Access::Read)?;
+            let s = status::collect(&device)?;
+            Ok((Output::PolicyList(s.policy), None))
+        }
+        PolicyCommand::Remove { identifier, dry_run } => {
+            let outcome = change(ctx, "policy remove", dry_run, Some(identifier.clone()), |device| {
+                if !dry_run {
+                    lifecycle::journaled(device, &ctx.clock, "policy remove", || store::remove(device.root(), &identifier))?;
+                } else if !store::list(device.root())?.iter().any(|d| d.identifier == identifier) {
+                    store::remove(device.root(), &identifier)?;
+                }
+                Ok(super::render::PolicyRemoved { identifier: identifier.clone(), dry_run })
+            })?;
+            Ok((Output::PolicyRemoved(outcome), None))
+        }
+    }
+}
+
+fn trust_command(ctx: &Ctx, command: TrustCommand) -> Result<Executed> {
+    match command {
+        TrustCommand::Add { key, dry_run } => {
+            let public = trust::read_public_key(&key)?;
+            let fingerprint = public.fingerprint.clone();
+            let added = change(ctx, "trust add", dry_run, Some(fingerprint.clone()), |device| {
+                let known = trust::load(device.root())?.iter().any(|k| k.fingerprint == public.fingerprint);
+                if !known && !dry_run {
+                    lifecycle::journaled(device, &ctx.clock, "trust add", || trust::install(device.root(), &public))?;
+                }
+                Ok(super::render::TrustChange { fingerprint: fingerprint.clone(), changed: !known, added: true, dry_run })
+            })?;
+            Ok((Output::Trust(added), None))
+        }
+        TrustCommand::List => {
+            let device = open(ctx, Access::Read)?;
+            Ok((Output::TrustList(trust::list(device.root())?), None))
+        }
+        TrustCommand::Remove { key, dry_run } => {
+            let removed = change(ctx, "trust remove", dry_run, Some(key.clone()), |device| {
+                let fingerprint = if dry_run {
+                    let all = trust::list(device.root())?;
+                    let wanted = key.to_lowercase();
+                    all.iter().find(|k| k.fingerprint.starts_with(&wanted)).map(|k| k.fingerprint.clone()).ok_or_else(|| {
+                        Error::not_applicable(format!("the device trusts no key with fingerprint {wanted}"), "see `bsi trust list`")
+                    })?
+                } else {
+                    lifecycle::journaled(device, &ctx.clock, "trust remove", || trust::remove(device.root(), &key))?
+                };
+                Ok(super::render::TrustChange { fingerprint, changed: true, added: false, dry_run })
+            })?;
+            Ok((Output::Trust(removed), None))
+        }
+    }
+}
+
+fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
+    match command {
+        BundleCommand::Create(a) => {
+            let prerequisite = parse_build(&a.prerequisite)?;
+            let opts = create::CreateOptions {
+                product: a.product,
+                version: parse_os(&a.version)?,
+                extra: a.extra.parse()?,
+                build: Build::parse_supplemental(&a.build, &prerequisite)?,
+                prerequisite,
+                os: a.os,
+                app: a.app,
+                description: a.description,
+                posting_date: a.posting_date,
+                supported_devices: a.supported_devices,
+                out: a.out,
+                force: a.force,
+            };
+            Ok((Output::Created(create::create(&opts, ctx.progress.as_ref())?), None))
+        }
+        BundleCommand::Sign { bundle, key } => Ok((Output::Signed(create::sign(&bundle, &key)?), None)),
+        BundleCommand::Pack { bundle, out, force } => Ok((Output::Packed(pack::pack(&bundle, &out, force)?), None)),
+        BundleCommand::Inspect { bundle, key } => {
+            let (trusted, source) = match key {
+                Some(path) => (vec![keys::read_public_key(&path)?], format!("key {}", path.display())),
+                None => {
+                    let root = ctx.root()?;
+                    let device = lifecycle::open(&root, Access::Read, ctx.wait, &ctx.command_line, &ctx.clock).map_err(|e| match e {
+                        Error::NoDevice { root } => Error::usage(
+                            format!("no key to check the signature against: no --key, and no bsi device at {}", root.display()),
+                            "pass --key KEY.pub, or --root DIR of a device that trusts the signer",
+                        ),
+                        other => other,
+                    })?;
+                    (trust::load(device.root())?, format!("the trusted keys of the device at {}", root.display()))
+                }
+            };
+            let (report, error) = inspect::inspect(&bundle, &trusted, &source, ctx.progress.as_ref())?;
+            Ok((Output::Inspected(Box::new(report)), error))
+        }
+    }
+}
+
+fn man(out: Option<&Path>) -> Result<Executed> {
+    let cmd = super::command();
+    match out {
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf).map_err(|e| Error::io("rendering", "the man page", e))?;
+            Ok((Output::Raw(String::from_utf8_lossy(&buf).into_owned()), None))
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+            clap_mangen::generate_to(cmd, dir).map_err(|e| Error::io("writing man pages to", dir, e))?;
+            Ok((Output::Raw(format!("wrote man pages to {}\n", dir.display())), None))
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `bsi report`: a DDM `StatusReport` (`StatusItems` nested by the dotted item names, `Errors`,
+//! `FullReport`) with the operating-system items and the software-update items, shaped like the
+//! reports real devices send (`reference/status-report-macos-13.3.1-a.json`): `build-version`
+//! stays the base build while a response is active, and `supplemental.extra-version` is `(a)`.
+//!
+//! This module also keeps the two small records the software-update items need: the failure
+//! record (`failure.json`: how often the current install failed, why, when) and the install
+//! reason (`install-reason.json`: `command-line`, `auto-update` or `declaration`, with the
+//! declaration's identifier).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::clock::Clock;
+use crate::device::layout::{FAILURE_RECORD, INSTALL_REASON_RECORD};
+use crate::device::{Device, Staged, records};
+use crate::status;
+use crate::{Error, Result};
+
+/// `failure.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Failure {
+    /// Failed attempts at the current install.
+    pub count: u32,
+    /// The last failure's reason.
+    pub reason: Option<String>,
+    /// When it failed, RFC 3339.
+    pub timestamp: Option<String>,
+    /// What was being installed.
+    pub target: Option<String>,
+}
+
+/// `install-reason.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstallReason {
+    /// `command-line`, `auto-update` or `declaration`.
+    pub reason: String,
+    /// The declaration, for `declaration`.
+    pub declaration_id: Option<String>,
+    /// The response it installed.
+    pub target: Option<String>,
+}
+
+/// Records a failed install attempt of `target`.
+pub fn record_failure_of(device: &Device, clock: &Clock, target: Option<&str>, error: &Error) -> Result<()> {
+    let old: Failure = records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
+    let count = if old.target.as_deref() == target { old.count + 1 } else { 1 };
+    records::write_json(
+        device.root(),
+        FAILURE_RECORD,
+        &Failure {
+            count,
+            reason: Some(error.to_string()),
+            timestamp: Some(clock.stamp()),
+            target: target.map(str::to_owned),
+        },
+    )
+}
+
+/// Records a failed `apply`.
+pub fn record_failure(device: &Device, clock: &Clock, error: &Error) -> Result<()> {
+    // A refusal that is not a failed install attempt (nothing to do, or a bad bundle) does not
+    // count; power and policy refusals of a due install do.
+    if matches!(error.exit_code(), 3 | 4) {
+        record_failure_of(device, clock, None, error)
+    } else {
+        Ok(())
+    }
+}
+
+/// Records a successful install: clears the failure record and keeps the install reason.
+pub fn record_success(device: &Device, _clock: &Clock, target: Option<&str>, declaration: Option<&str>) -> Result<()> {
+    let root = device.root();
+    root.remove_durable(FAILURE_RECORD)
+        .map_err(|e| Error::io("removing", root.show(FAILURE_RECORD), e))?;
+    let reason = InstallReason {
+        reason: match declaration {
+            Some("auto-update") => "auto-update".to_owned(),
+            Some(_) => "declaration".to_owned(),
+            None => "command-line".to_owned(),
+        },
+        declaration_id: declaration.filter(|d| *d != "auto-update").map(str::to_owned),
+        target: target.map(str::to_owned),
+    };
+    records::write_json(root, INSTALL_REASON_RECORD, &reason)
+}
+
+/// Nests dotted item names: `a.b.c = v` becomes `{"a": {"b": {"c": v}}}`.
+fn insert(map: &mut Map<String, Value>, dotted: &str, value: Value) {
+    let mut parts = dotted.split('.').peekable();
+    let mut cur = map;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(part.to_owned(), value);
+            return;
+        }
+        let next = cur.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        let Value::Object(inner) = next else { return };
+        cur = inner;
+    }
+}
+
+/// Builds the status report.
+pub fn build(device: &Device) -> Result<Value> {
+    let s = status::collect(device)?;
+    let snapshot = device.snapshot()?;
+    let failure: Failure = records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
+    let reason: Option<InstallReason> = records::read_json_opt(device.root(), INSTALL_REASON_RECORD)?;
+    let mut items = Map::new();
+    for (name, value) in s.ddm.items() {
+        insert(&mut items, name, value.map_or(Value::Null, |v| Value::String(v.to_owned())));
+    }
+    insert(&mut items, "device.operating-system.family", Value::String(s.device.platform.to_string()));
+    let (state, pending) = match &snapshot.staged {
+        Some(Staged::Install(p)) => ("prepared", Some((p.version.to_string(), p.build.to_string()))),
+        Some(Staged::Remove) => ("prepared", Some((snapshot.base.version.to_string(), snapshot.base.build.to_string()))),
+        None if failure.count > 0 => ("failed", failure.target.clone().map(|t| (t, String::new()))),
+        None => ("none", None),
+    };
+    insert(&mut items, "softwareupdate.install-state", Value::String(state.to_owned()));
+    let (os_version, build_version) = pending.unwrap_or_default();
+    insert(&mut items, "softwareupdate.pending-version", json!({"os-version": os_version, "build-version": build_version}));
+    let mut failure_item = Map::new();
+    failure_item.insert("count".into(), json!(failure.count));
+    if failure.count > 0 {
+        if let Some(r) = &failure.reason {
+            failure_item.insert("reason".into(), json!(r));
+        }
+        if let Some(t) = &failure.timestamp {
+            failure_item.insert("timestamp".into(), json!(t));
+        }
+    }
+    insert(&mut items, "softwareupdate.failure-reason", Value::Object(failure_item));
+    let current: Vec<String> = [snapshot.active.as_ref().map(|a| a.version.to_string()), snapshot.staged_install().map(|p| p.version.to_string())]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut reason_item = Map::new();
+    match reason.filter(|r| r.target.as_ref().is_some_and(|t| current.contains(t))) {
+        Some(r) => {
+            reason_item.insert("reason".into(), json!([r.reason]));
+            if let Some(id) = r.declaration_id {
+                reason_item.insert("declaration-id".into(), json!(id));
+            }
+        }
+        None => {
+            reason_item.insert("reason".into(), json!([]));
+        }
+    }
+    insert(&mut items, "softwareupdate.install-reason", Value::Object(reason_item));
+    Ok(json!({
+        "StatusItems": Value::Object(items),
+        "Errors": [],
+        "FullReport": true,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nests_dotted_names() {
+        let mut m = Map::new();
+        insert(&mut m, "device.operating-system.version", json!("26.3.1"));
+        insert(&mut m, "device.operating-system.supplemental.extra-version", json!("(a)"));
+        insert(&mut m, "softwareupdate.install-state", json!("none"));
+        assert_eq!(
+            Value::Object(m),
+            json!({"device": {"operating-system": {"version": "26.3.1", "supplemental": {"extra-version": "(a)"}}}, "softwareupdate": {"install-state": "none"}})
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! The declarations a device holds, under `private/var/db/bsi/declarations/`, one file per
+//! `Identifier`, holding the bytes exactly as the server sent them. A declaration with a known
+//! `Identifier` replaces the stored one when its `ServerToken` differs, and is nothing to do when
+//! it is the same, as DDM's synchronisation works.
+
+use std::path::{Path, PathBuf};
+
+use super::declaration::Declaration;
+use crate::bundle::digest::Digest;
+use crate::device::Root;
+use crate::device::layout::DECLARATIONS;
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// What `policy set` did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "change")]
+pub enum SetOutcome {
+    /// A new identifier.
+    Added,
+    /// Replaced the declaration with the same identifier and another server token.
+    Replaced {
+        /// The old server token.
+        previous_token: String,
+    },
+    /// Same identifier and server token: nothing to do.
+    Unchanged,
+}
+
+fn file_for(identifier: &str) -> PathBuf {
+    // Identifiers are free text; the file name is derived from them so that none can name a path.
+    let digest = Digest::of(identifier.as_bytes()).to_hex();
+    Path::new(DECLARATIONS).join(format!("{}.json", &digest[..32]))
+}
+
+/// Every stored declaration, sorted by identifier.
+pub fn list(root: &Root) -> Result<Vec<Declaration>> {
+    let mut out = Vec::new();
+    let entries = match root.dir().read_dir(DECLARATIONS) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("listing", root.show(DECLARATIONS), e)),
+    };
+    for entry in entries {
+        let name = entry.ctx("listing", root.show(DECLARATIONS))?.file_name();
+        let name = name.to_string_lossy();
+        if !name.ends_with(".json") || name.starts_with('.') {
+            continue;
+        }
+        let rel = Path::new(DECLARATIONS).join(name.as_ref());
+        let raw = root.read_small(&rel).ctx("reading", root.show(&rel))?;
+        let declaration = Declaration::parse(&raw, &root.show(&rel).display().to_string())
+            .map_err(|e| Error::damaged(format!("stored declaration: {e}")))?;
+        out.push(declaration);
+    }
+    out.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    Ok(out)
+}
+
+/// What storing `declaration` would do.
+pub fn plan(root: &Root, declaration: &Declaration) -> Result<SetOutcome> {
+    Ok(match list(root)?.into_iter().find(|d| d.identifier == declaration.identifier) {
+        None => SetOutcome::Added,
+        Some(old) if old.server_token == declaration.server_token => SetOutcome::Unchanged,
+        Some(old) => SetOutcome::Replaced {
+            previous_token: old.server_token,
+        },
+    })
+}
+
+/// Stores `declaration` (atomically replacing one with the same identifier).
+pub fn store(root: &Root, declaration: &Declaration) -> Result<()> {
+    root.dir()
+        .create_dir_all(DECLARATIONS)
+        .ctx("creating", root.show(DECLARATIONS))?;
+    let rel = file_for(&declaration.identifier);
+    root.write_atomic(&rel, &declaration.raw, 0o644)
+        .ctx("writing", root.show(&rel))
+}
+
+/// Removes the declaration with `identifier`.
+pub fn remove(root: &Root, identifier: &str) -> Result<()> {
+    let rel = file_for(identifier);
+    if !root.exists_nofollow(&rel).ctx("reading", root.show(&rel))? {
+        return Err(Error::not_applicable(
+            format!("the device holds no declaration with identifier `{identifier}`"),
+            "see `bsi policy list`",
+        ));
+    }
+    root.remove_durable(&rel).ctx("removing", root.show(&rel))?;
+    Ok(())
+}

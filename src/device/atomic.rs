@@ -1,0 +1,157 @@
+//! Atomic, durable changes beneath the device [`Root`]: write-fsync-rename for files, rename of a
+//! freshly made symlink for switches, and directory syncs.
+//!
+//! Each helper leaves either the old or the new content at the target path at every instant
+//! (invariant I3). A crash can leave a temporary named `.bsi-tmp.*` next to the target; recovery
+//! sweeps those (see `lifecycle::recover`). Renames replace the target entry itself and never
+//! follow a symlink found there, so a planted link is replaced, not written through.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::{OpenOptions, Permissions};
+use cap_std::fs::{OpenOptionsExt, PermissionsExt};
+
+use super::Root;
+use crate::faults::fault_point;
+
+/// Prefix of every temporary name bsi makes inside a device.
+pub const TMP_PREFIX: &str = ".bsi-tmp.";
+
+/// The temporary sibling used while replacing `rel`.
+#[must_use]
+pub(crate) fn tmp_sibling(rel: &Path) -> PathBuf {
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    rel.with_file_name(format!("{TMP_PREFIX}{name}"))
+}
+
+fn parent_of(rel: &Path) -> &Path {
+    match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl Root {
+    /// Syncs the directory `rel` itself, so that entries created, renamed or removed in it are
+    /// durable.
+    pub fn sync_dir(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        fault_point!("atomic.sync_dir");
+        // cap-std opens directory handles with O_PATH, which cannot be synced: open for reading.
+        let dir = self.dir().open(rel)?;
+        rustix::fs::fsync(&dir)?;
+        Ok(())
+    }
+
+    /// Flushes every dirty page of the filesystem holding the device (`syncfs`): one call that
+    /// makes a whole staged tree durable, instead of one fsync per file.
+    pub fn sync_filesystem(&self) -> io::Result<()> {
+        fault_point!("atomic.syncfs");
+        let dir = self.dir().open(".")?;
+        rustix::fs::syncfs(&dir)?;
+        Ok(())
+    }
+
+    /// Replaces `rel` with `bytes`: write a temporary sibling, fsync it, rename it over `rel`,
+    /// fsync the directory.
+    pub fn write_atomic(&self, rel: impl AsRef<Path>, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let rel = rel.as_ref();
+        let tmp = tmp_sibling(rel);
+        self.remove_if_exists(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(mode);
+        let mut file = self.dir().open_with(&tmp, &options)?;
+        fault_point!("atomic.write");
+        file.write_all(bytes)?;
+        file.set_permissions(Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        drop(file);
+        fault_point!("atomic.rename");
+        self.dir().rename(&tmp, self.dir(), rel)?;
+        self.sync_dir(parent_of(rel))
+    }
+
+    /// Points the symlink `rel` at `target`, atomically: make the new link under a temporary
+    /// name, rename it over `rel`, fsync the directory. This is bsi's switch operation.
+    pub fn swap_symlink(&self, rel: impl AsRef<Path>, target: impl AsRef<Path>) -> io::Result<()> {
+        let rel = rel.as_ref();
+        let tmp = tmp_sibling(rel);
+        self.remove_if_exists(&tmp)?;
+        self.dir().symlink(target.as_ref(), &tmp)?;
+        fault_point!("atomic.swap");
+        self.dir().rename(&tmp, self.dir(), rel)?;
+        self.sync_dir(parent_of(rel))
+    }
+
+    /// Removes the file or symlink `rel` if present and syncs its directory.
+    pub fn remove_durable(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+        let rel = rel.as_ref();
+        let removed = self.remove_if_exists(rel)?;
+        if removed {
+            self.sync_dir(parent_of(rel))?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the file or symlink `rel` if present (not synced).
+    pub fn remove_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+        match self.dir().remove_file(rel) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the tree at `rel` (without following symlinks inside it) if present.
+    pub fn remove_tree_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+        let rel = rel.as_ref();
+        match self.dir().symlink_metadata(rel) {
+            Ok(meta) if meta.is_dir() => {
+                self.dir().remove_dir_all(rel)?;
+                Ok(true)
+            }
+            Ok(_) => {
+                self.dir().remove_file(rel)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_a_planted_symlink_instead_of_following_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        let root_dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&target, root_dir.path().join("record")).unwrap();
+        let root = Root::open(root_dir.path()).unwrap();
+        root.write_atomic("record", b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert_eq!(std::fs::read(root_dir.path().join("record")).unwrap(), b"new");
+        assert!(!root_dir.path().join(".bsi-tmp.record").exists());
+    }
+
+    #[test]
+    fn swap_symlink_switches_in_one_rename() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = Root::open(root_dir.path()).unwrap();
+        std::fs::create_dir(root_dir.path().join("a")).unwrap();
+        std::fs::create_dir(root_dir.path().join("b")).unwrap();
+        root.swap_symlink("current", "a").unwrap();
+        root.swap_symlink("current", "b").unwrap();
+        assert_eq!(
+            std::fs::read_link(root_dir.path().join("current")).unwrap(),
+            Path::new("b")
+        );
+    }
+}

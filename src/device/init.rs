@@ -1,0 +1,258 @@
+//! `bsi init`: makes a new simulated device, laid out as DESIGN section 2 describes.
+//!
+//! The device record (`device.json`) is written last: until it exists the directory is not a
+//! device, so an interrupted `init` leaves something every other command reports as "no device"
+//! and that `init` (without `--force`) may finish over. `--force` replaces an existing device; it
+//! removes the device record first for the same reason.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::base_content::lay_down_base;
+use super::layout::{self, Layout};
+use super::records::{self, DeviceInfo, Power, RECORD_FORMAT, Settings};
+use super::{Access, Chip, Cryptex, DeviceLock, Platform, Root, SystemVersion};
+use crate::bundle::trust;
+use crate::clock::Clock;
+use crate::error::IoContext;
+use crate::history::{self, Entry};
+use crate::version::{Build, OsVersion};
+use crate::{Error, Result};
+
+/// What `init` makes.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Platform.
+    pub platform: Platform,
+    /// Base OS version.
+    pub version: OsVersion,
+    /// Base build.
+    pub build: Build,
+    /// Processor family.
+    pub chip: Chip,
+    /// A laptop rather than a desktop (always true off macOS).
+    pub portable: bool,
+    /// Battery charge, for portable devices.
+    pub battery: u8,
+    /// Connected to power.
+    pub on_ac: bool,
+    /// Supervised by an organisation.
+    pub supervised: bool,
+    /// Public keys to trust.
+    pub trust: Vec<PathBuf>,
+    /// Replace an existing device.
+    pub force: bool,
+    /// Report, change nothing.
+    pub dry_run: bool,
+    /// How long to wait for the lock of a device being replaced.
+    pub wait: Duration,
+}
+
+/// What `init` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InitOutcome {
+    /// The device root.
+    pub root: PathBuf,
+    /// Platform.
+    pub platform: Platform,
+    /// Base version.
+    pub version: String,
+    /// Base build.
+    pub build: String,
+    /// Volume group UUID.
+    pub volume_group: String,
+    /// An existing device was replaced.
+    pub replaced: bool,
+    /// Fingerprints of the keys now trusted.
+    pub trusted: Vec<String>,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+enum Existing {
+    Empty,
+    Device,
+    Interrupted,
+}
+
+fn classify(root: &Root) -> Result<Existing> {
+    if root
+        .exists_nofollow(layout::DEVICE_RECORD)
+        .ctx("reading", root.show(layout::DEVICE_RECORD))?
+    {
+        return Ok(Existing::Device);
+    }
+    if root.exists_nofollow(layout::DB).ctx("reading", root.show(layout::DB))? {
+        return Ok(Existing::Interrupted);
+    }
+    let mut entries = root.dir().entries().ctx("listing", root.path())?;
+    if entries.next().is_some() {
+        return Err(Error::RootNotEmpty {
+            root: root.path().to_path_buf(),
+        });
+    }
+    Ok(Existing::Empty)
+}
+
+fn new_uuid() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Error::Io {
+        action: "drawing random bytes for",
+        path: PathBuf::from("the volume group UUID"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::bundle::digest::hex(&b).to_uppercase();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// Removes an existing device's content, keeping its lock file (which this process holds).
+fn clear(root: &Root) -> Result<()> {
+    root.remove_durable(layout::DEVICE_RECORD)
+        .ctx("removing", root.show(layout::DEVICE_RECORD))?;
+    root.remove_tree_if_exists("System")
+        .ctx("removing", root.show("System"))?;
+    let db = Path::new(layout::DB);
+    for entry in root.dir().read_dir(db).ctx("listing", root.show(db))? {
+        let name = entry.ctx("listing", root.show(db))?.file_name();
+        if name != "lock" {
+            let rel = db.join(&name);
+            root.remove_tree_if_exists(&rel).ctx("removing", root.show(&rel))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a device at `path`.
+pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcome> {
+    // Parse the keys first, so that a bad key refuses before anything is written.
+    let keys = opts
+        .trust
+        .iter()
+        .map(|p| trust::read_public_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    if !path.exists() && !opts.dry_run {
+        std::fs::create_dir_all(path).ctx("creating", path)?;
+    }
+    let existing = match Root::open(path) {
+        Ok(root) => classify(&root)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => Existing::Empty,
+        Err(e) => return Err(Error::io("opening", path, e)),
+    };
+    let replaced = matches!(existing, Existing::Device);
+    if replaced && !opts.force {
+        return Err(Error::AlreadyInitialised {
+            root: path.to_path_buf(),
+        });
+    }
+    let uuid = new_uuid()?;
+    let mut outcome = InitOutcome {
+        root: path.to_path_buf(),
+        platform: opts.platform,
+        version: opts.version.to_string(),
+        build: opts.build.to_string(),
+        volume_group: uuid.clone(),
+        replaced,
+        trusted: keys.iter().map(|k| k.fingerprint.clone()).collect(),
+        dry_run: opts.dry_run,
+    };
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    let root = Root::open(path).ctx("opening", path)?;
+    if !matches!(existing, Existing::Empty) {
+        root.dir().create_dir_all(layout::DB).ctx("creating", root.show(layout::DB))?;
+    }
+    let _lock = if replaced {
+        let lock = DeviceLock::acquire(&root, Access::Change, opts.wait, "bsi init --force")?;
+        clear(&root)?;
+        Some(lock)
+    } else {
+        if matches!(existing, Existing::Interrupted) {
+            clear(&root)?;
+        }
+        None
+    };
+    build(&root, opts, &uuid)?;
+    for key in &keys {
+        trust::install(&root, key)?;
+    }
+    outcome.trusted = keys.into_iter().map(|k| k.fingerprint).collect();
+    let info = DeviceInfo {
+        format: RECORD_FORMAT,
+        platform: opts.platform,
+        chip: opts.chip,
+        portable: opts.portable,
+        supervised: opts.supervised,
+        volume_group: uuid,
+        created: clock.stamp(),
+    };
+    let entry = Entry::new(clock, "init")
+        .after(format!("{} ({})", opts.version, opts.build))
+        .detail(format!(
+            "{} {} ({}){}",
+            opts.platform,
+            opts.version,
+            opts.build,
+            if replaced { ", replacing the previous device" } else { "" }
+        ));
+    history::append(&root, &entry)?;
+    records::write_json(&root, layout::DEVICE_RECORD, &info)?;
+    Ok(outcome)
+}
+
+fn build(root: &Root, opts: &InitOptions, uuid: &str) -> Result<()> {
+    let layout = Layout::new(uuid);
+    for dir in [
+        layout::DB,
+        layout::TRUST,
+        layout::DECLARATIONS,
+        "System/Library/CoreServices",
+        layout::SYSTEM_CRYPTEXES,
+        layout::PREBOOT_CRYPTEXES,
+    ] {
+        root.dir().create_dir_all(dir).ctx("creating", root.show(dir))?;
+    }
+    let lock_options = {
+        let mut o = cap_std::fs::OpenOptions::new();
+        o.write(true).create(true);
+        o
+    };
+    root.dir()
+        .open_with(layout::LOCK, &lock_options)
+        .ctx("creating", root.show(layout::LOCK))?;
+    let sv = SystemVersion {
+        product_name: opts.platform.name().to_owned(),
+        version: opts.version,
+        build: opts.build.clone(),
+        extra: None,
+    };
+    root.write_atomic(layout::SYSTEM_VERSION, &sv.to_xml(), 0o644)
+        .ctx("writing", root.show(layout::SYSTEM_VERSION))?;
+    let base = lay_down_base(root, &layout, opts.platform, opts.chip, &opts.version, &opts.build)?;
+    root.swap_symlink(layout.current(), base.link_target())
+        .ctx("linking", root.show(layout.current()))?;
+    for cryptex in Cryptex::ALL {
+        let graft = Layout::graft(cryptex);
+        root.swap_symlink(&graft, layout.graft_target(cryptex))
+            .ctx("linking", root.show(&graft))?;
+        let link = Layout::system_link(cryptex);
+        root.swap_symlink(&link, Layout::system_link_target(cryptex))
+            .ctx("linking", root.show(&link))?;
+    }
+    let power = Power {
+        battery_percent: opts.portable.then_some(opts.battery),
+        on_ac: opts.on_ac || !opts.portable,
+    };
+    records::write_json(root, layout::POWER_RECORD, &power)?;
+    records::write_json(root, layout::SETTINGS_RECORD, &Settings::default())?;
+    Ok(())
+}

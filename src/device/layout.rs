@@ -1,0 +1,182 @@
+//! The device's on-disk layout (DESIGN section 2): every path bsi uses inside a device root is
+//! named here, relative to the root, and nowhere else.
+//!
+//! ```text
+//! System/Library/CoreServices/SystemVersion.plist   base OS
+//! System/Cryptexes/{OS,App} -> ../../System/Volumes/Preboot/Cryptexes/{OS,App}
+//! System/Volumes/Preboot/Cryptexes/{OS,App} -> ../<UUID>/cryptex1/current/{OS,App}
+//! System/Volumes/Preboot/<UUID>/cryptex1/
+//!     current  -> generations/<name>     the active content (the one switch point)
+//!     proposed -> generations/<name>     staged content, present only while staged
+//!     generations/base-<build>/          the base OS's cryptexes
+//!     generations/<supplemental build>/  a response's cryptexes
+//! private/var/db/bsi/                    bsi's records
+//! ```
+//!
+//! Because `Preboot/Cryptexes/*` reach the content through `cryptex1/current`, switching that one
+//! symlink changes the grafted trees and `current/SystemVersion.plist` together, in one rename
+//! (invariants I1 and I2).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The base OS's `SystemVersion.plist`.
+pub const SYSTEM_VERSION: &str = "System/Library/CoreServices/SystemVersion.plist";
+/// Where the `System/Cryptexes` links live.
+pub const SYSTEM_CRYPTEXES: &str = "System/Cryptexes";
+/// The simulated Preboot volume.
+pub const PREBOOT: &str = "System/Volumes/Preboot";
+/// Where active cryptex content is grafted.
+pub const PREBOOT_CRYPTEXES: &str = "System/Volumes/Preboot/Cryptexes";
+/// bsi's records.
+pub const DB: &str = "private/var/db/bsi";
+/// The device record, whose presence makes a directory a bsi device.
+pub const DEVICE_RECORD: &str = "private/var/db/bsi/device.json";
+/// The simulated power source.
+pub const POWER_RECORD: &str = "private/var/db/bsi/power.json";
+/// The user's settings.
+pub const SETTINGS_RECORD: &str = "private/var/db/bsi/settings.json";
+/// Responses included by the last minor update.
+pub const INCLUDED_RECORD: &str = "private/var/db/bsi/included.json";
+/// Which staged content Safari was relaunched onto.
+pub const SAFARI_RECORD: &str = "private/var/db/bsi/safari.json";
+/// The operation history, one JSON object per line.
+pub const HISTORY: &str = "private/var/db/bsi/history.jsonl";
+/// The last operation, so that `status` need not read the history.
+pub const LAST_OPERATION: &str = "private/var/db/bsi/last-operation.json";
+/// The software-update failure record `report` reads.
+pub const FAILURE_RECORD: &str = "private/var/db/bsi/failure.json";
+/// The reason for the last install, for `report`.
+pub const INSTALL_REASON_RECORD: &str = "private/var/db/bsi/install-reason.json";
+/// The journal of the operation in progress.
+pub const JOURNAL: &str = "private/var/db/bsi/journal.json";
+/// The device lock.
+pub const LOCK: &str = "private/var/db/bsi/lock";
+/// Trusted public keys.
+pub const TRUST: &str = "private/var/db/bsi/trust";
+/// Stored DDM declarations.
+pub const DECLARATIONS: &str = "private/var/db/bsi/declarations";
+
+/// Directory within `cryptex1` holding the content generations.
+pub const GENERATIONS: &str = "generations";
+/// The name of the base generation's digest list.
+pub const BASE_MANIFEST: &str = "Cryptexes.plist";
+/// A generation's `SystemVersion.plist`.
+pub const GEN_SYSTEM_VERSION: &str = "SystemVersion.plist";
+/// A response generation's manifest and signature, as they came in the bundle.
+pub const GEN_MANIFEST: &str = "Info.plist";
+/// The manifest's signature.
+pub const GEN_SIGNATURE: &str = "Info.plist.sig";
+
+/// One of the two cryptexes a response can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum Cryptex {
+    /// Safari and its associated processes.
+    App,
+    /// The rest of the operating system.
+    #[serde(rename = "OS")]
+    Os,
+}
+
+impl Cryptex {
+    /// Both cryptexes, in the order bsi lists them.
+    pub const ALL: [Cryptex; 2] = [Cryptex::App, Cryptex::Os];
+
+    /// The directory name, `App` or `OS`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cryptex::App => "App",
+            Cryptex::Os => "OS",
+        }
+    }
+
+    /// Parses `App` or `OS`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "App" => Some(Cryptex::App),
+            "OS" => Some(Cryptex::Os),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Cryptex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Paths that depend on the device's volume group UUID.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    uuid: String,
+}
+
+impl Layout {
+    /// The layout of a device whose volume group is `uuid`.
+    #[must_use]
+    pub fn new(uuid: &str) -> Self {
+        Self {
+            uuid: uuid.to_owned(),
+        }
+    }
+
+    /// `System/Volumes/Preboot/<UUID>/cryptex1`.
+    #[must_use]
+    pub fn cryptex1(&self) -> PathBuf {
+        Path::new(PREBOOT).join(&self.uuid).join("cryptex1")
+    }
+
+    /// `cryptex1/current`: the switch point for active content.
+    #[must_use]
+    pub fn current(&self) -> PathBuf {
+        self.cryptex1().join("current")
+    }
+
+    /// `cryptex1/proposed`: staged content waiting for a restart.
+    #[must_use]
+    pub fn proposed(&self) -> PathBuf {
+        self.cryptex1().join("proposed")
+    }
+
+    /// `cryptex1/generations`.
+    #[must_use]
+    pub fn generations(&self) -> PathBuf {
+        self.cryptex1().join(GENERATIONS)
+    }
+
+    /// One generation's directory.
+    #[must_use]
+    pub fn generation(&self, name: &str) -> PathBuf {
+        self.generations().join(name)
+    }
+
+    /// `System/Volumes/Preboot/Cryptexes/<cryptex>`: the graft link.
+    #[must_use]
+    pub fn graft(cryptex: Cryptex) -> PathBuf {
+        Path::new(PREBOOT_CRYPTEXES).join(cryptex.as_str())
+    }
+
+    /// The graft link's target: through `cryptex1/current`.
+    #[must_use]
+    pub fn graft_target(&self, cryptex: Cryptex) -> PathBuf {
+        Path::new("..")
+            .join(&self.uuid)
+            .join("cryptex1/current")
+            .join(cryptex.as_str())
+    }
+
+    /// `System/Cryptexes/<cryptex>`.
+    #[must_use]
+    pub fn system_link(cryptex: Cryptex) -> PathBuf {
+        Path::new(SYSTEM_CRYPTEXES).join(cryptex.as_str())
+    }
+
+    /// The `System/Cryptexes` link's target, exactly as DESIGN section 2 gives it.
+    #[must_use]
+    pub fn system_link_target(cryptex: Cryptex) -> PathBuf {
+        Path::new("../..").join(PREBOOT_CRYPTEXES).join(cryptex.as_str())
+    }
+}

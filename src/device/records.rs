@@ -1,0 +1,162 @@
+//! bsi's own records under `private/var/db/bsi/`: the device description, the simulated power
+//! source and the user's settings, plus the JSON read/write helpers every record uses.
+//!
+//! Records are small JSON files replaced atomically (`Root::write_atomic`), so a reader sees the
+//! old or the new record, never half of one. A record that does not parse is damage (exit 8).
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::Root;
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// Format version of the records this bsi writes.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// A platform bsi simulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
+pub enum Platform {
+    /// A Mac.
+    #[serde(rename = "macOS")]
+    #[value(name = "macOS")]
+    MacOs,
+    /// An iPhone.
+    #[serde(rename = "iOS")]
+    #[value(name = "iOS")]
+    Ios,
+    /// An iPad.
+    #[serde(rename = "iPadOS")]
+    #[value(name = "iPadOS")]
+    IpadOs,
+}
+
+impl Platform {
+    /// Apple's product name, as in `SystemVersion.plist` and bundle manifests.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Platform::MacOs => "macOS",
+            Platform::Ios => "iOS",
+            Platform::IpadOs => "iPadOS",
+        }
+    }
+
+    /// Parses Apple's product name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "macOS" => Some(Platform::MacOs),
+            "iOS" => Some(Platform::Ios),
+            "iPadOS" => Some(Platform::IpadOs),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The processor family, which sets a Mac laptop's battery minimum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Chip {
+    /// Apple silicon (every iPhone and iPad, and Macs since 2020).
+    AppleSilicon,
+    /// An Intel-based Mac.
+    Intel,
+}
+
+impl std::fmt::Display for Chip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chip::AppleSilicon => "apple-silicon",
+            Chip::Intel => "intel",
+        })
+    }
+}
+
+/// `device.json`: what kind of device this is. Written once by `init`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Record format.
+    pub format: u32,
+    /// Platform.
+    pub platform: Platform,
+    /// Processor family.
+    pub chip: Chip,
+    /// A laptop (or iPhone/iPad) rather than a desktop.
+    pub portable: bool,
+    /// Supervised by an organisation (management settings only apply then).
+    pub supervised: bool,
+    /// The volume group UUID that names the Preboot directory.
+    pub volume_group: String,
+    /// When `init` made the device.
+    pub created: String,
+}
+
+/// `power.json`: the simulated power source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Power {
+    /// Battery charge in percent; `None` for a desktop, which has no battery.
+    pub battery_percent: Option<u8>,
+    /// Connected to power.
+    pub on_ac: bool,
+}
+
+/// `settings.json`: the user's own switches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Settings > Privacy & Security > Background Security Improvements > Automatically Install.
+    pub automatic_install: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // On by default, as on Apple devices.
+        Self {
+            automatic_install: true,
+        }
+    }
+}
+
+/// Reads and parses a JSON record; a missing or unparsable record is damage.
+pub fn read_json<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<T> {
+    let bytes = root.read_small(rel).ctx("reading", root.show(rel))?;
+    parse_json(root, rel, &bytes)
+}
+
+/// Reads a JSON record that may be absent.
+pub fn read_json_opt<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<Option<T>> {
+    match root.read_small_opt(rel).ctx("reading", root.show(rel))? {
+        Some(bytes) => parse_json(root, rel, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(root: &Root, rel: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::damaged(format!(
+            "record {} does not parse: {e}",
+            root.show(rel).display()
+        ))
+    })
+}
+
+/// Serialises and atomically replaces a JSON record.
+pub fn write_json<T: Serialize>(root: &Root, rel: impl AsRef<Path>, value: &T) -> Result<()> {
+    let rel = rel.as_ref();
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Io {
+        action: "encoding",
+        path: root.show(rel),
+        source: std::io::Error::other(e),
+    })?;
+    bytes.push(b'\n');
+    root.write_atomic(rel, &bytes, 0o644)
+        .ctx("writing", root.show(rel))
+}

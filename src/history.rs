@@ -1,0 +1,188 @@
+//! The device history: every operation that changes (or was refused the chance to change) the
+//! device, appended as one JSON line to `private/var/db/bsi/history.jsonl`, and the most recent
+//! one also kept alone in `last-operation.json`.
+//!
+//! `status` reads only `last-operation.json`, so it stays as fast with 10,000 entries as with
+//! none; `bsi history` reads the whole file. Appends are `O_APPEND` writes followed by `fsync`; a
+//! line cut short by a crash is skipped when reading.
+
+use std::io::{BufRead, BufReader, Write};
+
+use cap_std::fs::OpenOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::device::Root;
+use crate::device::layout::{HISTORY, LAST_OPERATION};
+use crate::device::records;
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpResult {
+    /// It did what was asked.
+    Ok,
+    /// The device was already in the requested state.
+    NothingToDo,
+    /// A rule refused it (power, policy, not applicable, bundle): exit 3 to 6.
+    Refused,
+    /// It failed (I/O error, damaged device): exit 1 or 8.
+    Failed,
+    /// It was interrupted (killed, power lost) and a later command recovered the device.
+    Interrupted,
+}
+
+impl OpResult {
+    /// Classifies an exit code.
+    #[must_use]
+    pub fn from_exit_code(code: u8) -> Self {
+        match code {
+            0 => OpResult::Ok,
+            3..=6 | 9 => OpResult::Refused,
+            _ => OpResult::Failed,
+        }
+    }
+}
+
+/// One history entry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// When, RFC 3339.
+    pub at: String,
+    /// The command, e.g. `apply`.
+    pub action: String,
+    /// How it ended.
+    pub result: OpResult,
+    /// The error message, when it did not succeed.
+    pub error: Option<String>,
+    /// The exit code bsi ended with.
+    pub exit_code: u8,
+    /// The device's version before (e.g. `26.3.1` or `26.3.1 (a)`).
+    pub before: Option<String>,
+    /// The device's version after.
+    pub after: Option<String>,
+    /// The response or version the operation was about (e.g. the bundle's `26.3.1 (b)`).
+    pub target: Option<String>,
+    /// A sentence about what happened (e.g. "26.4 includes 26.3.1 (a) ... (c)").
+    pub detail: Option<String>,
+}
+
+/// The most recent operation, as `status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LastOperation {
+    /// The command.
+    pub action: String,
+    /// How it ended.
+    pub result: OpResult,
+    /// The error message, if any.
+    pub error: Option<String>,
+    /// Exit code.
+    pub exit_code: u8,
+    /// When.
+    pub at: String,
+}
+
+impl Entry {
+    /// A successful entry for `action` at the clock's time.
+    #[must_use]
+    pub fn new(clock: &Clock, action: &str) -> Self {
+        Self {
+            at: clock.stamp(),
+            action: action.to_owned(),
+            result: OpResult::Ok,
+            error: None,
+            exit_code: 0,
+            before: None,
+            after: None,
+            target: None,
+            detail: None,
+        }
+    }
+
+    /// Sets the version before.
+    #[must_use]
+    pub fn before(mut self, v: impl Into<String>) -> Self {
+        self.before = Some(v.into());
+        self
+    }
+
+    /// Sets the version after.
+    #[must_use]
+    pub fn after(mut self, v: impl Into<String>) -> Self {
+        self.after = Some(v.into());
+        self
+    }
+
+    /// Sets the target.
+    #[must_use]
+    pub fn target(mut self, v: impl Into<String>) -> Self {
+        self.target = Some(v.into());
+        self
+    }
+
+    /// Sets the detail.
+    #[must_use]
+    pub fn detail(mut self, v: impl Into<String>) -> Self {
+        self.detail = Some(v.into());
+        self
+    }
+
+    /// Records a failure.
+    #[must_use]
+    pub fn failed(mut self, error: &Error) -> Self {
+        self.exit_code = error.exit_code();
+        self.result = OpResult::from_exit_code(self.exit_code);
+        self.error = Some(error.to_string());
+        self
+    }
+}
+
+/// Appends `entry` to the history and makes it the last operation.
+pub fn append(root: &Root, entry: &Entry) -> Result<()> {
+    let mut line = serde_json::to_vec(entry).map_err(|e| Error::Io {
+        action: "encoding",
+        path: root.show(HISTORY),
+        source: std::io::Error::other(e),
+    })?;
+    line.push(b'\n');
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    let mut file = root
+        .dir()
+        .open_with(HISTORY, &options)
+        .ctx("opening", root.show(HISTORY))?;
+    file.write_all(&line).ctx("writing", root.show(HISTORY))?;
+    file.sync_data().ctx("syncing", root.show(HISTORY))?;
+    let last = LastOperation {
+        action: entry.action.clone(),
+        result: entry.result,
+        error: entry.error.clone(),
+        exit_code: entry.exit_code,
+        at: entry.at.clone(),
+    };
+    records::write_json(root, LAST_OPERATION, &last)
+}
+
+/// The most recent operation, if any.
+pub fn last(root: &Root) -> Result<Option<LastOperation>> {
+    records::read_json_opt(root, LAST_OPERATION)
+}
+
+/// Every entry, oldest first. Lines that do not parse (a write cut short by a crash) are skipped.
+pub fn read_all(root: &Root) -> Result<Vec<Entry>> {
+    let file = match root.open_read(HISTORY) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("opening", root.show(HISTORY), e)),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.ctx("reading", root.show(HISTORY))?;
+        if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,82 @@
+//! The journal (`private/var/db/bsi/journal.json`): the operation in progress. Every command that
+//! changes the device writes it (durably) before its first change and removes it after its last,
+//! so that the next command, finding it, knows an operation was cut short and recovers the device
+//! before doing anything else (`recover.rs`).
+//!
+//! Most operations need no more than the journal's presence: their changes become visible in one
+//! symlink rename, so recovery only has to tidy up (I3). `update` and `upgrade` change several
+//! files; once their journal says `committed`, recovery completes them from the journal's record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::device::layout::JOURNAL;
+use crate::device::{Device, records};
+use crate::error::IoContext;
+use crate::Result;
+
+/// What was in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Journal {
+    /// The command, e.g. `apply`.
+    pub op: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started.
+    pub started: String,
+    /// For `update`/`upgrade` once committed: what to complete.
+    pub commit: Option<BaseChange>,
+}
+
+/// A base change that recovery must complete once committed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BaseChange {
+    /// `ProductName`.
+    pub product_name: String,
+    /// The new version.
+    pub version: String,
+    /// The new build.
+    pub build: String,
+    /// The responses the new base includes.
+    pub included: Vec<String>,
+}
+
+/// Records that `op` starts.
+pub fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
+    write(
+        device,
+        &Journal {
+            op: op.to_owned(),
+            pid: std::process::id(),
+            started: clock.stamp(),
+            commit: None,
+        },
+    )
+}
+
+/// Writes the journal.
+pub fn write(device: &Device, journal: &Journal) -> Result<()> {
+    records::write_json(device.root(), JOURNAL, journal)
+}
+
+/// The journal, if an operation is in progress (or was cut short). An unreadable journal is
+/// reported as an interrupted operation of unknown kind.
+pub fn read(device: &Device) -> Result<Option<Journal>> {
+    let root = device.root();
+    let Some(bytes) = root.read_small_opt(JOURNAL).ctx("reading", root.show(JOURNAL))? else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Journal {
+        op: "unknown".to_owned(),
+        pid: 0,
+        started: String::new(),
+        commit: None,
+    })))
+}
+
+/// Records that the operation finished.
+pub fn end(device: &Device) -> Result<()> {
+    let root = device.root();
+    root.remove_durable(JOURNAL).ctx("removing", root.show(JOURNAL))?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The lifecycle of responses (DESIGN section 4): [`apply`], [`restart`], relaunching Safari
+//! ([`safari`]), [`rollback`], [`update`] and upgrade, [`verify`], and [`recover`] / repair.
+//!
+//! Every operation that changes the device runs under the exclusive device lock, inside a
+//! [`journal`]ed section, and makes its visible change with one symlink rename (`device::atomic`),
+//! so that a crash at any instant leaves the old or the new state (I3) and a refusal leaves the
+//! device untouched (I4). [`open`] is how every command gets a device: it takes the lock and, if
+//! an earlier command was cut short, recovers first.
+
+pub mod apply;
+pub mod journal;
+pub mod recover;
+pub mod restart;
+pub mod rollback;
+pub mod safari;
+mod stage;
+pub mod update;
+pub mod verify;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::device::{Access, Device};
+use crate::Result;
+
+/// Opens the device at `root` with `access`, recovering an interrupted operation first.
+pub fn open(root: &Path, access: Access, wait: Duration, command: &str, clock: &Clock) -> Result<Device> {
+    let mut device = Device::open(root, access, wait, command)?;
+    if journal::read(&device)?.is_some() {
+        if device.access() == Access::Read {
+            // Recovery changes the device: take the lock exclusively first. Another command may
+            // have recovered meanwhile; `recover` finds no journal then and does nothing.
+            device.upgrade_lock(wait, command)?;
+        }
+        recover::recover(&device, clock)?;
+    }
+    Ok(device)
+}
+
+/// Runs `body` as operation `op`: journal first, journal removed after. If `body` fails, the
+/// device is tidied back to a consistent state (its visible change either happened or not) and
+/// the journal removed, so the failure leaves no leftovers.
+pub(crate) fn journaled<T>(device: &Device, clock: &Clock, op: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    journal::begin(device, clock, op)?;
+    match body() {
+        Ok(value) => {
+            journal::end(device)?;
+            Ok(value)
+        }
+        Err(e) => {
+            abandon(device);
+            Err(e)
+        }
+    }
+}
+
+/// After a failed step: tidy up and close the journal; if even that fails, the journal stays
+/// and the next command recovers.
+pub(crate) fn abandon(device: &Device) {
+    if recover::tidy(device).is_ok() {
+        let _ = journal::end(device);
+    }
+}
+
+/// How long a command waits for the lock by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,82 @@
+//! `bsi restart`: activates what is staged. The one change is the rename of `cryptex1/current`
+//! onto the staged generation (or, for a staged removal, onto the base generation): the grafted
+//! `Preboot/Cryptexes` trees, the `System/Cryptexes` links that lead to them, and
+//! `current/SystemVersion.plist` all switch together in that rename (I1, I2). The now-redundant
+//! `proposed` link, the Safari record and the old generation are removed afterwards; if that is
+//! cut short, recovery finishes it.
+
+use crate::clock::Clock;
+use crate::device::layout::SAFARI_RECORD;
+use crate::device::{Device, Staged};
+use crate::error::IoContext;
+use crate::faults::fault_point;
+use crate::Result;
+
+/// What `restart` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RestartOutcome {
+    /// The response now active, if one was installed.
+    pub activated: Option<String>,
+    /// The response removed, if a removal was staged.
+    pub removed: Option<String>,
+    /// Nothing was staged.
+    pub nothing_staged: bool,
+    /// Nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// Switches `current` to the staged generation and tidies up. Assumes the journal is open.
+pub(crate) fn activate(device: &Device) -> Result<()> {
+    let root = device.root();
+    let layout = device.layout();
+    let Some(proposed) = device.proposed()? else {
+        return Ok(());
+    };
+    let switched = (|| -> std::io::Result<()> {
+        fault_point!("restart.switch");
+        root.swap_symlink(layout.current(), proposed.link_target())
+    })();
+    switched.ctx("switching", root.show(layout.current()))?;
+    root.remove_durable(layout.proposed()).ctx("removing", root.show(layout.proposed()))?;
+    root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+    let base = device.base()?;
+    crate::device::generation::collect_garbage(device, &base.build)?;
+    Ok(())
+}
+
+/// Restarts the device.
+pub fn restart(device: &Device, clock: &Clock, dry_run: bool) -> Result<RestartOutcome> {
+    let snapshot = device.snapshot()?;
+    let (activated, removed) = match &snapshot.staged {
+        None => {
+            return Ok(RestartOutcome {
+                activated: None,
+                removed: None,
+                nothing_staged: true,
+                dry_run,
+                message: format!("nothing was staged; the device still runs {}", snapshot.version_label()),
+            });
+        }
+        Some(Staged::Install(p)) => (Some(p.version.to_string()), None),
+        Some(Staged::Remove) => (None, snapshot.active.as_ref().map(|a| a.version.to_string())),
+    };
+    let message = match (&activated, &removed, dry_run) {
+        (Some(v), _, false) => format!("restarted; {v} is active"),
+        (Some(v), _, true) => format!("would restart and activate {v}"),
+        (None, Some(v), false) => format!("restarted; {v} was removed and the device runs {}", snapshot.base.version),
+        (None, Some(v), true) => format!("would restart and remove {v}"),
+        (None, None, _) => String::new(),
+    };
+    if !dry_run {
+        super::journaled(device, clock, "restart", || activate(device))?;
+    }
+    Ok(RestartOutcome {
+        activated,
+        removed,
+        nothing_staged: false,
+        dry_run,
+        message,
+    })
+}

@@ -1,0 +1,69 @@
+//! `bsi relaunch-safari` (macOS only): records that Safari and its associated processes were
+//! relaunched onto the staged content. `status` then shows the staged version under `safari`
+//! while `restart_required` stays true, as the rest of the OS needs the restart.
+
+use crate::clock::Clock;
+use crate::device::layout::SAFARI_RECORD;
+use crate::device::{Device, Platform, Staged, records};
+use crate::status::collect::{SafariRecord, safari};
+use crate::{Error, Result};
+
+/// What `relaunch-safari` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RelaunchOutcome {
+    /// The version Safari now uses.
+    pub safari_version: String,
+    /// It already used it.
+    pub nothing_to_do: bool,
+    /// Nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// Relaunches Safari onto staged content.
+pub fn relaunch_safari(device: &Device, clock: &Clock, dry_run: bool) -> Result<RelaunchOutcome> {
+    if device.info().platform != Platform::MacOs {
+        return Err(Error::not_applicable(
+            format!("relaunching Safari onto staged content is a macOS feature; this device runs {}", device.info().platform),
+            "restart the device to activate staged content",
+        ));
+    }
+    let snapshot = device.snapshot()?;
+    let current = safari(device, &snapshot)?.map(|s| s.version).unwrap_or_default();
+    let Some(proposed) = &snapshot.proposed else {
+        return Ok(RelaunchOutcome {
+            safari_version: current.clone(),
+            nothing_to_do: true,
+            dry_run,
+            message: format!("nothing is staged; Safari already uses the active content ({current})"),
+        });
+    };
+    let target = match &snapshot.staged {
+        Some(Staged::Install(p)) => p.version.to_string(),
+        _ => snapshot.base.version.to_string(),
+    };
+    let record: Option<SafariRecord> = records::read_json_opt(device.root(), SAFARI_RECORD)?;
+    if record.is_some_and(|r| r.generation == proposed.dir_name()) {
+        return Ok(RelaunchOutcome {
+            safari_version: target.clone(),
+            nothing_to_do: true,
+            dry_run,
+            message: format!("Safari already uses the staged content ({target})"),
+        });
+    }
+    if !dry_run {
+        super::journaled(device, clock, "relaunch-safari", || {
+            records::write_json(device.root(), SAFARI_RECORD, &SafariRecord { generation: proposed.dir_name() })
+        })?;
+    }
+    Ok(RelaunchOutcome {
+        safari_version: target.clone(),
+        nothing_to_do: false,
+        dry_run,
+        message: format!(
+            "{} Safari and its associated processes onto {target}; restart to make it available to the rest of the OS",
+            if dry_run { "would relaunch" } else { "relaunched" }
+        ),
+    })
+}

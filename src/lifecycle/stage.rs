@@ -1,0 +1,164 @@
+//! Staging a response's content into a new generation: the payload streams from the bundle
+//! through the single-pass pipeline into `generations/.bsi-tmp.staging-<build>/`, confined beneath
+//! that directory's handle; the manifest, signature and a `SystemVersion.plist` are added; the tree
+//! is made durable with one `syncfs`; only then is it renamed to `generations/<build>`. A failure
+//! at any point removes the staging directory, so a rejected bundle is never half-copied (I4).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, Permissions, PermissionsExt};
+
+use crate::bundle::manifest::FileEntry;
+use crate::bundle::source::{Bundle, Sink};
+use crate::bundle::stream;
+use crate::device::layout::{GEN_MANIFEST, GEN_SIGNATURE, GEN_SYSTEM_VERSION};
+use crate::device::{Cryptex, Device, GenName, SystemVersion};
+use crate::error::IoContext;
+use crate::faults::fault_point;
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+struct StagingSink<'a> {
+    dir: &'a Dir,
+    shown: PathBuf,
+    made: HashSet<PathBuf>,
+    umask: u32,
+}
+
+impl StagingSink<'_> {
+    fn make_parents(&mut self, rel: &Path) -> io::Result<()> {
+        let Some(parent) = rel.parent() else { return Ok(()) };
+        if parent.as_os_str().is_empty() || self.made.contains(parent) {
+            return Ok(());
+        }
+        let mut path = PathBuf::new();
+        for part in parent.components() {
+            path.push(part);
+            if self.made.contains(&path) {
+                continue;
+            }
+            match self.dir.create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            self.made.insert(path.clone());
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, rel: &Path, mode: u32) -> io::Result<File> {
+        fault_point!("stage.create");
+        self.make_parents(rel)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(mode);
+        let file = self.dir.open_with(rel, &options)?;
+        if mode & self.umask != 0 {
+            file.set_permissions(Permissions::from_mode(mode))?;
+        }
+        Ok(file.into_std())
+    }
+}
+
+impl Sink for StagingSink<'_> {
+    fn open(&mut self, cryptex: Cryptex, entry: &FileEntry) -> Result<Option<(File, PathBuf)>> {
+        let rel = Path::new(cryptex.as_str()).join(&entry.path);
+        let shown = self.shown.join(&rel);
+        let file = self.create(&rel, entry.mode).ctx("creating", &shown)?;
+        Ok(Some((file, shown)))
+    }
+
+    fn close(&mut self, _file: File, _path: &Path, _entry: &FileEntry) -> Result<()> {
+        fault_point_result()
+    }
+}
+
+fn fault_point_result() -> Result<()> {
+    let check = || -> io::Result<()> {
+        fault_point!("stage.write");
+        Ok(())
+    };
+    check().map_err(|e| Error::io("writing", "the staged payload", e))
+}
+
+fn current_umask() -> u32 {
+    // umask can only be read by setting it; put it straight back.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    rustix::process::umask(old);
+    old.bits()
+}
+
+/// Stages `bundle` as the generation for its build and returns the generation's name. The base
+/// generation (for the cryptexes the response does not carry) is `base`.
+pub(crate) fn stage(device: &Device, bundle: &mut Bundle, base: &GenName, progress: &dyn Progress) -> Result<GenName> {
+    let root = device.root();
+    let name = GenName::Response(bundle.manifest.build.clone());
+    let gens = device.layout().generations();
+    let staging = gens.join(name.staging_name());
+    let final_rel = gens.join(name.dir_name());
+    root.remove_tree_if_exists(&staging).ctx("removing", root.show(&staging))?;
+    root.dir().create_dir(&staging).ctx("creating", root.show(&staging))?;
+    let result = fill(device, bundle, base, &staging, progress);
+    if let Err(e) = result {
+        let _ = root.remove_tree_if_exists(&staging);
+        return Err(e);
+    }
+    let finish = || -> Result<()> {
+        root.sync_filesystem().ctx("syncing", root.show(&staging))?;
+        root.remove_tree_if_exists(&final_rel).ctx("removing", root.show(&final_rel))?;
+        let renamed = (|| -> io::Result<()> {
+            fault_point!("stage.rename");
+            root.dir().rename(&staging, root.dir(), &final_rel)
+        })();
+        renamed.ctx("renaming", root.show(&staging))?;
+        root.sync_dir(&gens).ctx("syncing", root.show(&gens))
+    };
+    if let Err(e) = finish() {
+        let _ = root.remove_tree_if_exists(&staging);
+        return Err(e);
+    }
+    Ok(name)
+}
+
+fn fill(device: &Device, bundle: &mut Bundle, base: &GenName, staging: &Path, progress: &dyn Progress) -> Result<()> {
+    let root = device.root();
+    let dir = root.dir().open_dir(staging).ctx("opening", root.show(staging))?;
+    let mut sink = StagingSink {
+        dir: &dir,
+        shown: root.show(staging),
+        made: HashSet::new(),
+        umask: current_umask(),
+    };
+    let total = bundle.manifest.cryptexes.total_size();
+    stream::run(progress, "staging", total, |feeder| bundle.stream(feeder, &mut sink))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let shown = root.show(staging.join(name));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o644);
+        let mut file = dir.open_with(name, &options).ctx("creating", &shown)?;
+        io::Write::write_all(&mut file, bytes).ctx("writing", &shown)
+    };
+    write(GEN_MANIFEST, &bundle.manifest_bytes)?;
+    if let Some(sig) = &bundle.signature {
+        write(GEN_SIGNATURE, sig)?;
+    }
+    let m = &bundle.manifest;
+    let sv = SystemVersion {
+        product_name: m.product.name().to_owned(),
+        version: m.version,
+        build: m.build.clone(),
+        extra: Some(m.extra),
+    };
+    write(GEN_SYSTEM_VERSION, &sv.to_xml())?;
+    for cryptex in Cryptex::ALL {
+        if !m.cryptexes.0.contains_key(&cryptex) {
+            let target = Path::new("..").join(base.dir_name()).join(cryptex.as_str());
+            dir.symlink(&target, cryptex.as_str())
+                .ctx("linking", root.show(staging.join(cryptex.as_str())))?;
+        }
+    }
+    Ok(())
+}

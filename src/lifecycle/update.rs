@@ -1,0 +1,213 @@
+//! `bsi update` (a minor OS update) and `bsi upgrade` (a major one). Either changes the base:
+//! the base `SystemVersion.plist`, a new base generation, and `current` pointing at it; staged and
+//! active responses are cleared. A minor update includes every response of the old base's line,
+//! which bsi records (`included.json`) and `status` lists; a major upgrade records no inclusion.
+//!
+//! Several files change, so the operation is committed in the journal (with everything needed to
+//! finish it) before the first of them changes; recovery completes a committed update.
+
+use crate::clock::Clock;
+use crate::device::base_content::lay_down_base;
+use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD, SYSTEM_VERSION};
+use crate::device::{Device, GenName, Snapshot, SystemVersion, records};
+use crate::error::IoContext;
+use crate::history;
+use crate::status::collect::Included;
+use crate::version::{Build, OsVersion, ResponseVersion, UpdateKind};
+use crate::{Error, Result};
+
+use super::journal::{self, BaseChange, Journal};
+
+/// Minor update or major upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `bsi update`.
+    Minor,
+    /// `bsi upgrade`.
+    Major,
+}
+
+/// What `update`/`upgrade` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UpdateOutcome {
+    /// The version before, with any active response.
+    pub from: String,
+    /// The new base.
+    pub to: String,
+    /// Responses the new base includes.
+    pub included: Vec<String>,
+    /// Already on that version and build.
+    pub nothing_to_do: bool,
+    /// Nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// The newest response of the current base's line the device has known (active, staged, or
+/// applied earlier according to the history).
+fn newest_of_line(device: &Device, snapshot: &Snapshot) -> Result<Option<ResponseVersion>> {
+    let base = snapshot.base.version;
+    let mut newest = snapshot.active.as_ref().map(|a| a.version);
+    if let Some(s) = snapshot.staged_install() {
+        newest = newest.max(Some(s.version));
+    }
+    for entry in history::read_all(device.root())? {
+        if entry.result != history::OpResult::Ok || !matches!(entry.action.as_str(), "apply" | "auto") {
+            continue;
+        }
+        if let Some(v) = entry.target.as_deref().and_then(|t| t.parse::<ResponseVersion>().ok())
+            && v.os == base
+        {
+            newest = newest.max(Some(v));
+        }
+    }
+    Ok(newest)
+}
+
+/// A sentence naming the included line, e.g. "26.4 includes 26.3.1 (a) ... (c)".
+#[must_use]
+pub fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
+    match included {
+        [] => format!("{to} includes no response this device knew of"),
+        [one] => format!("{to} includes {one}"),
+        [first, .., last] => format!("{to} includes {first} ... {}", last.rsplit(' ').next().unwrap_or(last)),
+    }
+}
+
+/// Updates or upgrades the base.
+pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, build: Build, dry_run: bool) -> Result<UpdateOutcome> {
+    let snapshot = device.snapshot()?;
+    let from = snapshot.base.clone();
+    let from_label = snapshot.version_label();
+    if from.version == version && from.build == build {
+        return Ok(UpdateOutcome {
+            from: from_label.clone(),
+            to: format!("{version} ({build})"),
+            included: Vec::new(),
+            nothing_to_do: true,
+            dry_run,
+            message: format!("the device already runs {version} ({build})"),
+        });
+    }
+    let relation = version.update_kind_from(&from.version);
+    let (verb, other) = match kind {
+        Kind::Minor => ("update", "upgrade"),
+        Kind::Major => ("upgrade", "update"),
+    };
+    match (kind, relation) {
+        (Kind::Minor, UpdateKind::MinorUpdate) | (Kind::Major, UpdateKind::MajorUpgrade) => {}
+        (_, UpdateKind::Downgrade) => {
+            return Err(Error::not_applicable(
+                format!("{version} is older than the installed {}: that would be a downgrade", from.version),
+                format!("bsi {verb} moves only to a later version"),
+            ));
+        }
+        (_, UpdateKind::Same) => {
+            return Err(Error::not_applicable(
+                format!("the device already runs {version}, as build {}; {build} is another build of the same version", from.build),
+                "a minor update changes the version; use the build the device runs",
+            ));
+        }
+        (Kind::Minor, UpdateKind::MajorUpgrade) => {
+            return Err(Error::not_applicable(
+                format!("{} -> {version} is a major upgrade, not a minor update", from.version),
+                format!("use `bsi {other} --version {version} --build {build}`"),
+            ));
+        }
+        (Kind::Major, UpdateKind::MinorUpdate) => {
+            return Err(Error::not_applicable(
+                format!("{} -> {version} is a minor update, not a major upgrade", from.version),
+                format!("use `bsi {other} --version {version} --build {build}`"),
+            ));
+        }
+    }
+    let included: Vec<String> = match kind {
+        Kind::Minor => newest_of_line(device, &snapshot)?
+            .map(|n| n.line_up_to().map(|v| v.to_string()).collect())
+            .unwrap_or_default(),
+        Kind::Major => Vec::new(),
+    };
+    let message = match kind {
+        Kind::Minor => inclusion_sentence(&version, &included),
+        Kind::Major => format!("{version} is a major upgrade from {}; it records no inclusion of responses", from.version),
+    };
+    let outcome = UpdateOutcome {
+        from: from_label,
+        to: format!("{version} ({build})"),
+        included: included.clone(),
+        nothing_to_do: false,
+        dry_run,
+        message,
+    };
+    if dry_run {
+        return Ok(outcome);
+    }
+    let op = match kind {
+        Kind::Minor => "update",
+        Kind::Major => "upgrade",
+    };
+    journal::begin(device, clock, op)?;
+    let info = device.info();
+    if let Err(e) = lay_down_base(device.root(), device.layout(), info.platform, info.chip, &version, &build) {
+        super::abandon(device);
+        return Err(e);
+    }
+    let change = BaseChange {
+        product_name: snapshot.base_system_version.product_name.clone(),
+        version: version.to_string(),
+        build: build.to_string(),
+        included,
+    };
+    let committed = journal::write(
+        device,
+        &Journal {
+            op: op.to_owned(),
+            pid: std::process::id(),
+            started: clock.stamp(),
+            commit: Some(change.clone()),
+        },
+    );
+    if let Err(e) = committed {
+        super::abandon(device);
+        return Err(e);
+    }
+    // From here on the update is committed: if completing it fails, the journal stays and the
+    // next command (or `bsi repair`) completes it.
+    complete(device, &change)?;
+    journal::end(device)?;
+    Ok(outcome)
+}
+
+/// Completes a committed base change; every step may be repeated (recovery calls it again).
+pub(crate) fn complete(device: &Device, change: &BaseChange) -> Result<()> {
+    let root = device.root();
+    let layout = device.layout();
+    let version: OsVersion = change.version.parse()?;
+    let build: Build = change.build.parse()?;
+    let info = device.info();
+    lay_down_base(root, layout, info.platform, info.chip, &version, &build)?;
+    let sv = SystemVersion {
+        product_name: change.product_name.clone(),
+        version,
+        build: build.clone(),
+        extra: None,
+    };
+    root.write_atomic(SYSTEM_VERSION, &sv.to_xml(), 0o644)
+        .ctx("writing", root.show(SYSTEM_VERSION))?;
+    records::write_json(
+        root,
+        INCLUDED_RECORD,
+        &Included {
+            base: format!("{version} ({build})"),
+            versions: change.included.clone(),
+        },
+    )?;
+    let base = GenName::Base(build.clone());
+    root.swap_symlink(layout.current(), base.link_target())
+        .ctx("switching", root.show(layout.current()))?;
+    root.remove_durable(layout.proposed()).ctx("removing", root.show(layout.proposed()))?;
+    root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+    crate::device::generation::collect_garbage(device, &build)?;
+    Ok(())
+}

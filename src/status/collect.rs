@@ -1,0 +1,203 @@
+//! Builds [`Status`] from the device's records: the links and `SystemVersion.plist` files (via
+//! [`Device::snapshot`]), the power, settings, declarations, included and last-operation records.
+
+use serde::Deserialize;
+
+use super::model::{
+    AutoSourceStatus, AutomaticInstallStatus, DdmStatus, DeclarationStatus, DeviceStatus,
+    LastOperationStatus, OsStatus, PolicyStatus, PowerStatus, ResponseStatus, RollbackStatus,
+    SCHEMA_VERSION, SafariStatus, StagedAction, StagedStatus, Status,
+};
+use crate::ddm::store;
+use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD};
+use crate::device::{Device, Platform, Present, Snapshot, Staged, records};
+use crate::gates::policy::{AutoSource, Policy};
+use crate::gates::power;
+use crate::{Result, history};
+
+/// `included.json`: the responses the base includes through the last minor update.
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+pub struct Included {
+    /// The base (`26.4 (25E100)`) the list belongs to.
+    pub base: String,
+    /// The included responses, oldest first.
+    pub versions: Vec<String>,
+}
+
+/// `safari.json`: the staged generation Safari was relaunched onto.
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+pub struct SafariRecord {
+    /// The generation's directory name.
+    pub generation: String,
+}
+
+fn response(p: &Present) -> ResponseStatus {
+    ResponseStatus {
+        version: p.version.to_string(),
+        extra: p.version.extra.to_string(),
+        build: p.build.to_string(),
+        cryptexes: p.cryptexes.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Why `bsi rollback` would be refused now, if it would.
+#[must_use]
+pub fn rollback_refusal(snapshot: &Snapshot, policy: &Policy) -> Option<String> {
+    if let Some(id) = &policy.rollback_blocked_by {
+        return Some(format!(
+            "removal is turned off by declaration {id} (RapidSecurityResponse.EnableRollback = false)"
+        ));
+    }
+    match (&snapshot.active, &snapshot.staged) {
+        (_, Some(Staged::Install(_))) | (Some(_), None) => None,
+        (Some(a), Some(Staged::Remove)) => Some(format!(
+            "the removal of {} is already staged; restart to complete it",
+            a.version
+        )),
+        (None, _) => Some("no response is active or staged".to_owned()),
+    }
+}
+
+/// What Safari uses.
+pub fn safari(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariStatus>> {
+    if device.info().platform != Platform::MacOs {
+        return Ok(None);
+    }
+    let record: Option<SafariRecord> = records::read_json_opt(device.root(), SAFARI_RECORD)?;
+    let relaunched = match (&record, &snapshot.proposed) {
+        (Some(r), Some(p)) if r.generation == p.dir_name() => true,
+        _ => false,
+    };
+    let version = match (relaunched, &snapshot.staged) {
+        (true, Some(Staged::Install(p))) => p.version.to_string(),
+        (true, _) => snapshot.base.version.to_string(),
+        (false, _) => snapshot.version_label(),
+    };
+    Ok(Some(SafariStatus { version, relaunched }))
+}
+
+/// The responses the current base includes.
+pub fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
+    let record: Option<Included> = records::read_json_opt(device.root(), INCLUDED_RECORD)?;
+    Ok(match record {
+        Some(r) if r.base == snapshot.base.to_string() => r.versions,
+        _ => Vec::new(),
+    })
+}
+
+/// The management policy in effect.
+pub fn policy(device: &Device) -> Result<Policy> {
+    Ok(Policy::evaluate(
+        device.info(),
+        &device.settings()?,
+        store::list(device.root())?,
+    ))
+}
+
+/// Collects the status of `device`.
+pub fn collect(device: &Device) -> Result<Status> {
+    let info = device.info();
+    let snapshot = device.snapshot()?;
+    let policy = policy(device)?;
+    let power_record = device.power()?;
+    let rule = power::rule(info);
+    let rollback_reason = rollback_refusal(&snapshot, &policy);
+    let mut notes = Vec::new();
+    if let Some((key, days, id)) = &policy.deferral {
+        notes.push(format!(
+            "{key} = {days} (declaration {id}) defers OS updates; responses ignore deferrals, but each applies only to the latest minor version, so a response for a deferred minor update waits until that update is installed"
+        ));
+    }
+    for c in policy.declarations.iter().filter(|c| !c.honored) {
+        notes.push(format!("declaration {}: {}", c.declaration.identifier, c.note));
+    }
+    let status = Status {
+        schema_version: SCHEMA_VERSION,
+        device: DeviceStatus {
+            platform: info.platform,
+            chip: info.chip,
+            portable: info.portable,
+            supervised: info.supervised,
+        },
+        os: OsStatus {
+            version: snapshot.base.version.to_string(),
+            build: snapshot.base.build.to_string(),
+        },
+        active: snapshot.active.as_ref().map(response),
+        staged: match &snapshot.staged {
+            None => None,
+            Some(Staged::Install(p)) => Some(StagedStatus {
+                action: StagedAction::Install,
+                version: p.version.to_string(),
+                extra: p.version.extra.to_string(),
+                build: p.build.to_string(),
+            }),
+            Some(Staged::Remove) => snapshot.active.as_ref().map(|a| StagedStatus {
+                action: StagedAction::Remove,
+                version: a.version.to_string(),
+                extra: a.version.extra.to_string(),
+                build: a.build.to_string(),
+            }),
+        },
+        restart_required: snapshot.staged.is_some(),
+        safari: safari(device, &snapshot)?,
+        rollback: RollbackStatus {
+            available: rollback_reason.is_none(),
+            reason: rollback_reason,
+        },
+        included: included(device, &snapshot)?,
+        power: PowerStatus {
+            on_ac: power_record.on_ac,
+            battery_percent: power_record.battery_percent,
+            minimum_percent: rule.minimum,
+            ok: power::passes(info, &power_record),
+            reason: rule.why.to_owned(),
+        },
+        automatic_install: AutomaticInstallStatus {
+            enabled: policy.automatic,
+            source: match policy.automatic_source {
+                AutoSource::User => AutoSourceStatus::User,
+                AutoSource::Policy { .. } => AutoSourceStatus::Policy,
+            },
+            declaration: match &policy.automatic_source {
+                AutoSource::User => None,
+                AutoSource::Policy { identifier } => Some(identifier.clone()),
+            },
+        },
+        policy: PolicyStatus {
+            supervised: info.supervised,
+            user_install_allowed: policy.install_blocked_by.is_none(),
+            rollback_allowed: policy.rollback_blocked_by.is_none(),
+            declarations: policy
+                .declarations
+                .iter()
+                .map(|c| DeclarationStatus {
+                    identifier: c.declaration.identifier.clone(),
+                    kind: c.declaration.kind.clone(),
+                    server_token: c.declaration.server_token.clone(),
+                    honored: c.honored,
+                    note: c.note.clone(),
+                    unknown_keys: c.declaration.unknown_keys.clone(),
+                })
+                .collect(),
+        },
+        last_operation: history::last(device.root())?.map(|l| LastOperationStatus {
+            action: l.action,
+            result: l.result,
+            error: l.error,
+            exit_code: l.exit_code,
+            at: l.at,
+        }),
+        ddm: DdmStatus {
+            version: snapshot.base.version.to_string(),
+            build_version: snapshot.base.build.to_string(),
+            supplemental_build_version: snapshot
+                .active
+                .as_ref()
+                .map_or_else(|| snapshot.base.build.to_string(), |a| a.build.to_string()),
+            supplemental_extra_version: snapshot.active.as_ref().map(|a| a.version.extra.to_string()),
+        },
+        notes,
+    };
+    Ok(status)
+}

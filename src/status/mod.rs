@@ -1,0 +1,14 @@
+//! `bsi status`: the [`model`] of `status --json` (schema version 1, DESIGN section 7, the source
+//! of `docs/status.schema.json`), its [`collect`]ion from the device's records, and
+//! `--require` ([`require`]).
+//!
+//! Collecting status reads only bsi's small records and the `SystemVersion.plist` files, never
+//! cryptex content or the history, so it costs the same with a 4 GiB response active and 10,000
+//! history entries as on a new device.
+
+pub mod collect;
+pub mod model;
+pub mod require;
+
+pub use collect::collect;
+pub use model::{SCHEMA_VERSION, Status};

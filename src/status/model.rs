@@ -1,0 +1,249 @@
+//! The `status --json` document, schema version 1. Stable and append-only: keys are never
+//! removed or renamed; new ones may be added. Every key is always present, `null` where empty.
+//! `docs/status.schema.json` is generated from these types (`bsi status --schema`) and a test
+//! fails when the two drift.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::device::{Chip, Platform};
+use crate::history::OpResult;
+
+/// The schema version this bsi writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The state of a simulated device.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Status {
+    /// Always 1 for this layout; consumers should check it.
+    pub schema_version: u32,
+    /// What kind of device this is.
+    pub device: DeviceStatus,
+    /// The base OS.
+    pub os: OsStatus,
+    /// The active response; null when the device runs its base OS content.
+    #[schemars(required)]
+    pub active: Option<ResponseStatus>,
+    /// Staged work waiting for a restart (an install or a removal); null when nothing is staged.
+    #[schemars(required)]
+    pub staged: Option<StagedStatus>,
+    /// A restart is needed to activate or remove staged content.
+    pub restart_required: bool,
+    /// What Safari and its associated processes use (macOS only; null elsewhere).
+    #[schemars(required)]
+    pub safari: Option<SafariStatus>,
+    /// Whether the user can remove a response now.
+    pub rollback: RollbackStatus,
+    /// Responses the base OS includes through the last minor update (e.g. `26.3.1 (a)`).
+    pub included: Vec<String>,
+    /// The power source and the power gate.
+    pub power: PowerStatus,
+    /// Automatic installation of responses.
+    pub automatic_install: AutomaticInstallStatus,
+    /// Management: supervision and declarations.
+    pub policy: PolicyStatus,
+    /// The most recent operation; null on a device with no history.
+    #[schemars(required)]
+    pub last_operation: Option<LastOperationStatus>,
+    /// The DDM status items for the OS version, as a server would read them.
+    pub ddm: DdmStatus,
+    /// Explanations a person should see (e.g. why a response waits for a deferred update).
+    pub notes: Vec<String>,
+}
+
+/// The kind of device.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceStatus {
+    /// `macOS`, `iOS` or `iPadOS`.
+    pub platform: Platform,
+    /// `apple-silicon` or `intel`.
+    pub chip: Chip,
+    /// A laptop (or iPhone/iPad) rather than a desktop.
+    pub portable: bool,
+    /// Supervised by an organisation.
+    pub supervised: bool,
+}
+
+/// The base OS.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct OsStatus {
+    /// Marketing version, e.g. `26.3.1`.
+    pub version: String,
+    /// Base build, e.g. `25D2128`.
+    pub build: String,
+}
+
+/// A response.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ResponseStatus {
+    /// Full version, e.g. `26.3.1 (a)`.
+    pub version: String,
+    /// The letter, e.g. `(a)`.
+    pub extra: String,
+    /// Supplemental build, e.g. `25D771280a`.
+    pub build: String,
+    /// The cryptexes the response carries, sorted (`App`, `OS`).
+    pub cryptexes: Vec<String>,
+}
+
+/// Staged work.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct StagedStatus {
+    /// `install` or `remove`.
+    pub action: StagedAction,
+    /// The response being installed or removed.
+    pub version: String,
+    /// Its letter.
+    pub extra: String,
+    /// Its supplemental build.
+    pub build: String,
+}
+
+/// What a restart will do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StagedAction {
+    /// Activate a staged response.
+    Install,
+    /// Remove the active response and return to the base.
+    Remove,
+}
+
+/// What Safari uses.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SafariStatus {
+    /// The version whose content Safari and its associated processes use: the staged response's
+    /// after `relaunch-safari`, otherwise the active one's (or the base version).
+    pub version: String,
+    /// Safari was relaunched onto staged content that the rest of the OS gets at restart.
+    pub relaunched: bool,
+}
+
+/// Removal.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RollbackStatus {
+    /// `bsi rollback` would remove something now.
+    pub available: bool,
+    /// Why not, when it is not available.
+    #[schemars(required)]
+    pub reason: Option<String>,
+}
+
+/// The power gate.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PowerStatus {
+    /// Connected to power.
+    pub on_ac: bool,
+    /// Battery charge; null for a desktop.
+    #[schemars(required)]
+    pub battery_percent: Option<u8>,
+    /// Minimum battery to apply when not on power; null when there is no gate.
+    #[schemars(required)]
+    pub minimum_percent: Option<u8>,
+    /// The gate passes now.
+    pub ok: bool,
+    /// The rule that applies, in words.
+    pub reason: String,
+}
+
+/// Automatic installation.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AutomaticInstallStatus {
+    /// Responses install automatically.
+    pub enabled: bool,
+    /// `user` (the user's switch) or `policy` (a declaration forces it).
+    pub source: AutoSourceStatus,
+    /// The declaration that forces it, when `source` is `policy`.
+    #[schemars(required)]
+    pub declaration: Option<String>,
+}
+
+/// Who decides automatic install.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoSourceStatus {
+    /// The user's switch.
+    User,
+    /// A management declaration.
+    Policy,
+}
+
+/// Management.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PolicyStatus {
+    /// Supervised: settings declarations take effect only then.
+    pub supervised: bool,
+    /// Users may install responses themselves (`RapidSecurityResponse.Enable`).
+    pub user_install_allowed: bool,
+    /// Users may remove responses (`RapidSecurityResponse.EnableRollback`).
+    pub rollback_allowed: bool,
+    /// Every stored declaration and how the device treats it.
+    pub declarations: Vec<DeclarationStatus>,
+}
+
+/// A stored declaration.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DeclarationStatus {
+    /// `Identifier`.
+    pub identifier: String,
+    /// `Type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ServerToken`.
+    pub server_token: String,
+    /// Its keys take effect on this device.
+    pub honored: bool,
+    /// What it does, or why it is ignored.
+    pub note: String,
+    /// Payload keys the device does not know (ignored).
+    pub unknown_keys: Vec<String>,
+}
+
+/// The most recent operation.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LastOperationStatus {
+    /// The command, e.g. `apply`.
+    pub action: String,
+    /// `ok`, `nothing-to-do`, `refused`, `failed` or `interrupted`.
+    pub result: OpResult,
+    /// The error message, if it did not succeed.
+    #[schemars(required)]
+    pub error: Option<String>,
+    /// bsi's exit code.
+    pub exit_code: u8,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+/// DDM status items, keyed by Apple's dotted names.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DdmStatus {
+    /// The OS version (`ProductVersion`).
+    #[serde(rename = "device.operating-system.version")]
+    pub version: String,
+    /// The base build: it stays the base build while a response is active, as on real devices.
+    #[serde(rename = "device.operating-system.build-version")]
+    pub build_version: String,
+    /// The active response's supplemental build, or the base build when none is active.
+    #[serde(rename = "device.operating-system.supplemental.build-version")]
+    pub supplemental_build_version: String,
+    /// The active response's letter as devices report it, e.g. `(a)`; null when none is active.
+    #[serde(rename = "device.operating-system.supplemental.extra-version")]
+    #[schemars(required)]
+    pub supplemental_extra_version: Option<String>,
+}
+
+impl DdmStatus {
+    /// The items as a flat map (for the status report's nesting).
+    #[must_use]
+    pub fn items(&self) -> BTreeMap<&'static str, Option<&str>> {
+        BTreeMap::from([
+            ("device.operating-system.version", Some(self.version.as_str())),
+            ("device.operating-system.build-version", Some(self.build_version.as_str())),
+            ("device.operating-system.supplemental.build-version", Some(self.supplemental_build_version.as_str())),
+            ("device.operating-system.supplemental.extra-version", self.supplemental_extra_version.as_deref()),
+        ])
+    }
+}

@@ -1,0 +1,57 @@
+//! Typed errors of the version engine. Each one names the string that was refused and says what
+//! is wrong with it, so that a caller can show it to a person as is.
+
+/// A version or build string that bsi cannot accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// The string was empty (or only white space).
+    #[error("empty {what}: expected something like {example}")]
+    Empty {
+        /// What was being parsed, e.g. "OS version".
+        what: &'static str,
+        /// A valid example.
+        example: &'static str,
+    },
+    /// An OS version such as `26..1` or `26.3.1.4`.
+    #[error("invalid OS version `{input}`: {reason} (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)")]
+    OsVersion {
+        /// The refused string.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A response letter such as `(A)` or `(a`.
+    #[error("invalid response version extra `{input}`: {reason} (expected lowercase letters in parentheses, e.g. (a))")]
+    Extra {
+        /// The refused string.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A response version such as `26.3.1(a)`.
+    #[error("invalid response version `{input}`: {reason} (expected e.g. `26.3.1 (a)`)")]
+    ResponseVersion {
+        /// The refused string.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A build such as `25d2128`.
+    #[error("invalid build `{input}`: {reason} (expected e.g. 25D2128, or 25D771280a for a response)")]
+    Build {
+        /// The refused string.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A supplemental build that does not fit its prerequisite build.
+    #[error("supplemental build `{build}` does not fit prerequisite build `{prerequisite}`: {reason}")]
+    Supplemental {
+        /// The supplemental build.
+        build: String,
+        /// The prerequisite (base) build.
+        prerequisite: String,
+        /// What is wrong.
+        reason: String,
+    },
+}

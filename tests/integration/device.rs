@@ -1,0 +1,2 @@
+//! device tests.
+use crate::harness::*;

@@ -1,0 +1,2 @@
+//! faults tests.
+use crate::harness::*;

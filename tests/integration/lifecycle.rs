@@ -1,0 +1,2 @@
+//! lifecycle tests.
+use crate::harness::*;

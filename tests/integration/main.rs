@@ -1,0 +1,20 @@
+//! bsi's integration tests: every test drives the real binary on a device in a temp dir.
+//!
+//! - `harness`: devices, the runner, tree snapshots (I4 checks), bundle helpers.
+//! - `fixtures`: the fixture generator and the test that the committed fixtures are current.
+//! - `cli`: help, completions, man page, exit codes, usage errors.
+//! - `device`: init, status, power, settings, the status schema.
+//! - `bundles`: keys, trust, create/sign/pack/inspect, every rejection kind.
+//! - `lifecycle`: apply, restart, Safari, rollback, update/upgrade, history, verify; the seed's
+//!   versioning table.
+//! - `management`: DDM declarations, automatic install, enforcement, lookup, report.
+//! - `faults`: kills at random instants, fault points, concurrent changers, planted symlinks.
+
+mod bundles;
+mod cli;
+mod device;
+mod faults;
+mod fixtures;
+mod harness;
+mod lifecycle;
+mod management;

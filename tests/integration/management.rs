@@ -1,0 +1,2 @@
+//! management tests.
+use crate::harness::*;
