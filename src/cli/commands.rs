@@ -131,7 +131,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         }
         Command::Status(a) => {
             if a.schema {
-                return done(Output::Json(serde_json::to_value(schemars::schema_for!(status::Status)).unwrap_or_default()));
+                return done(Output::Json(status::model::schema()));
             }
             let requirement = a.require.as_deref().map(require::Requirement::parse).transpose()?;
             let device = open(ctx, Access::Read)?;

@@ -24,15 +24,12 @@ pub struct Status {
     /// The base OS.
     pub os: OsStatus,
     /// The active response; null when the device runs its base OS content.
-    #[schemars(required)]
     pub active: Option<ResponseStatus>,
     /// Staged work waiting for a restart (an install or a removal); null when nothing is staged.
-    #[schemars(required)]
     pub staged: Option<StagedStatus>,
     /// A restart is needed to activate or remove staged content.
     pub restart_required: bool,
     /// What Safari and its associated processes use (macOS only; null elsewhere).
-    #[schemars(required)]
     pub safari: Option<SafariStatus>,
     /// Whether the user can remove a response now.
     pub rollback: RollbackStatus,
@@ -45,7 +42,6 @@ pub struct Status {
     /// Management: supervision and declarations.
     pub policy: PolicyStatus,
     /// The most recent operation; null on a device with no history.
-    #[schemars(required)]
     pub last_operation: Option<LastOperationStatus>,
     /// The DDM status items for the OS version, as a server would read them.
     pub ddm: DdmStatus,
@@ -127,7 +123,6 @@ pub struct RollbackStatus {
     /// `bsi rollback` would remove something now.
     pub available: bool,
     /// Why not, when it is not available.
-    #[schemars(required)]
     pub reason: Option<String>,
 }
 
@@ -137,10 +132,8 @@ pub struct PowerStatus {
     /// Connected to power.
     pub on_ac: bool,
     /// Battery charge; null for a desktop.
-    #[schemars(required)]
     pub battery_percent: Option<u8>,
     /// Minimum battery to apply when not on power; null when there is no gate.
-    #[schemars(required)]
     pub minimum_percent: Option<u8>,
     /// The gate passes now.
     pub ok: bool,
@@ -156,7 +149,6 @@ pub struct AutomaticInstallStatus {
     /// `user` (the user's switch) or `policy` (a declaration forces it).
     pub source: AutoSourceStatus,
     /// The declaration that forces it, when `source` is `policy`.
-    #[schemars(required)]
     pub declaration: Option<String>,
 }
 
@@ -209,7 +201,6 @@ pub struct LastOperationStatus {
     /// `ok`, `nothing-to-do`, `refused`, `failed` or `interrupted`.
     pub result: OpResult,
     /// The error message, if it did not succeed.
-    #[schemars(required)]
     pub error: Option<String>,
     /// bsi's exit code.
     pub exit_code: u8,
@@ -231,7 +222,6 @@ pub struct DdmStatus {
     pub supplemental_build_version: String,
     /// The active response's letter as devices report it, e.g. `(a)`; null when none is active.
     #[serde(rename = "device.operating-system.supplemental.extra-version")]
-    #[schemars(required)]
     pub supplemental_extra_version: Option<String>,
 }
 
@@ -246,4 +236,15 @@ impl DdmStatus {
             ("device.operating-system.supplemental.extra-version", self.supplemental_extra_version.as_deref()),
         ])
     }
+}
+
+/// The JSON Schema of [`Status`] as bsi writes it (`docs/status.schema.json`). Generated for
+/// the serialising side, so that every key is required and empty ones are nullable, as the
+/// output always carries every key.
+#[must_use]
+pub fn schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    serde_json::to_value(generator.into_root_schema_for::<Status>()).unwrap_or_default()
 }
