@@ -139,6 +139,17 @@ impl Device {
         bsi(all)
     }
 
+    /// Runs bsi on this device at the clock `now`.
+    pub fn bsi_at<I, S>(&self, now: &str, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut all: Vec<std::ffi::OsString> = vec!["--root".into(), self.root.clone().into(), "--now".into(), now.into()];
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        bsi(all)
+    }
+
     /// `status --json`.
     #[track_caller]
     pub fn status(&self) -> serde_json::Value {
