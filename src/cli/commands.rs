@@ -3,6 +3,7 @@
 //! takes the exclusive lock (recovering an interrupted operation first) and records the
 //! operation, refused or not, in the device history.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use crate::bundle::{create, inspect, keys, pack, trust};
@@ -45,11 +46,14 @@ pub(crate) trait Summary {
 /// (except with `--dry-run`, which changes nothing, not even the history).
 fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<String>, body: impl FnOnce(&Device) -> Result<T>) -> Result<T> {
     let device = open(ctx, Access::Change)?;
+    if dry_run {
+        return body(&device);
+    }
+    // The journal covers the whole command, history included, so that a crash at any point
+    // leaves something the next command recovers from, and no stray temporary.
+    lifecycle::journal::begin(&device, &ctx.clock, action)?;
     let before = device.snapshot().ok().map(|s| s.version_label());
     let result = body(&device);
-    if dry_run {
-        return result;
-    }
     let after = device.snapshot().ok().map(|s| s.version_label());
     let mut entry = Entry::new(&ctx.clock, action);
     entry.before = before;
@@ -61,9 +65,16 @@ fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<Str
             if outcome.nothing_to_do() {
                 entry.result = OpResult::NothingToDo;
             }
-            history::append(device.root(), &entry)?;
-            if action == "apply" {
-                crate::ddm::report::record_success(&device, &ctx.clock, entry.target.as_deref(), None)?;
+            // The change is made; failing to record it must not report the change as failed.
+            let recorded = history::append(device.root(), &entry).and_then(|()| {
+                if action == "apply" {
+                    crate::ddm::report::record_success(&device, &ctx.clock, entry.target.as_deref(), None)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = recorded {
+                let _ = writeln!(std::io::stderr(), "warning: {action} succeeded, but recording it in the history failed: {e}");
             }
         }
         Err(e) => {
@@ -73,6 +84,13 @@ fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<Str
             if action == "apply" {
                 let _ = crate::ddm::report::record_failure(&device, &ctx.clock, e);
             }
+        }
+    }
+    if device.journal_open() {
+        // A committed update whose completion failed keeps its journal for recovery.
+        let committed = lifecycle::journal::read(&device)?.is_some_and(|j| j.commit.is_some()) && result.is_err();
+        if !committed {
+            lifecycle::journal::end(&device)?;
         }
     }
     result

@@ -61,17 +61,26 @@ impl Root {
         let rel = rel.as_ref();
         let tmp = tmp_sibling(rel);
         self.remove_if_exists(&tmp)?;
+        let written = self.write_tmp(&tmp, bytes, mode).and_then(|()| {
+            fault_point!("atomic.rename");
+            self.dir().rename(&tmp, self.dir(), rel)
+        });
+        if let Err(e) = written {
+            // Leave nothing behind on failure; a crash instead leaves the temporary to recovery.
+            let _ = self.remove_if_exists(&tmp);
+            return Err(e);
+        }
+        self.sync_dir(parent_of(rel))
+    }
+
+    fn write_tmp(&self, tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(mode);
-        let mut file = self.dir().open_with(&tmp, &options)?;
+        let mut file = self.dir().open_with(tmp, &options)?;
         fault_point!("atomic.write");
         file.write_all(bytes)?;
         file.set_permissions(Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        drop(file);
-        fault_point!("atomic.rename");
-        self.dir().rename(&tmp, self.dir(), rel)?;
-        self.sync_dir(parent_of(rel))
+        file.sync_all()
     }
 
     /// Points the symlink `rel` at `target`, atomically: make the new link under a temporary
@@ -81,8 +90,14 @@ impl Root {
         let tmp = tmp_sibling(rel);
         self.remove_if_exists(&tmp)?;
         self.dir().symlink(target.as_ref(), &tmp)?;
-        fault_point!("atomic.swap");
-        self.dir().rename(&tmp, self.dir(), rel)?;
+        let swapped = (|| {
+            fault_point!("atomic.swap");
+            self.dir().rename(&tmp, self.dir(), rel)
+        })();
+        if let Err(e) = swapped {
+            let _ = self.remove_if_exists(&tmp);
+            return Err(e);
+        }
         self.sync_dir(parent_of(rel))
     }
 

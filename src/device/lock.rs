@@ -80,8 +80,14 @@ impl DeviceLock {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) if start.elapsed() < wait => std::thread::sleep(POLL),
                 Err(TryLockError::WouldBlock) => {
+                    let mut holder = self.holder();
+                    if holder.is_none() {
+                        // The holder may have just taken the lock and not yet written its name.
+                        std::thread::sleep(POLL * 3);
+                        holder = self.holder();
+                    }
                     return Err(Error::Busy {
-                        holder: self.holder(),
+                        holder: holder.unwrap_or_else(|| "another bsi process (reading the device)".to_owned()),
                         waited: start.elapsed().as_secs_f64(),
                     });
                 }
@@ -102,16 +108,12 @@ impl DeviceLock {
         Ok(())
     }
 
-    fn holder(&mut self) -> String {
+    fn holder(&mut self) -> Option<String> {
         let mut text = String::new();
         let _ = self.file.rewind();
         let _ = (&self.file).take(4096).read_to_string(&mut text);
         let text = text.trim();
-        if text.is_empty() {
-            "another bsi process (reading the device)".to_owned()
-        } else {
-            text.to_owned()
-        }
+        (!text.is_empty()).then(|| text.to_owned())
     }
 }
 

@@ -41,17 +41,30 @@ pub struct BaseChange {
     pub included: Vec<String>,
 }
 
-/// Records that `op` starts.
+/// Records that `op` starts. The journal is written in place (not through a temporary), so a
+/// crash while writing it leaves a (perhaps partial) journal that the next command sees and
+/// recovers from, never an unnoticed temporary.
 pub fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
-    write(
-        device,
-        &Journal {
-            op: op.to_owned(),
-            pid: std::process::id(),
-            started: clock.stamp(),
-            commit: None,
-        },
-    )
+    let journal = Journal {
+        op: op.to_owned(),
+        pid: std::process::id(),
+        started: clock.stamp(),
+        commit: None,
+    };
+    let root = device.root();
+    let bytes = serde_json::to_vec(&journal).unwrap_or_default();
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        let mut file = root.dir().open_with(JOURNAL, &options)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        root.sync_dir(crate::device::layout::DB)
+    };
+    write().ctx("writing", root.show(JOURNAL))?;
+    device.set_journal_open(true);
+    Ok(())
 }
 
 /// Writes the journal.
@@ -78,5 +91,6 @@ pub fn read(device: &Device) -> Result<Option<Journal>> {
 pub fn end(device: &Device) -> Result<()> {
     let root = device.root();
     root.remove_durable(JOURNAL).ctx("removing", root.show(JOURNAL))?;
+    device.set_journal_open(false);
     Ok(())
 }

@@ -38,18 +38,26 @@ pub fn open(root: &Path, access: Access, wait: Duration, command: &str, clock: &
     Ok(device)
 }
 
-/// Runs `body` as operation `op`: journal first, journal removed after. If `body` fails, the
-/// device is tidied back to a consistent state (its visible change either happened or not) and
-/// the journal removed, so the failure leaves no leftovers.
+/// Runs `body` as operation `op` inside the journal: the command's own journal when one is
+/// open (the CLI opens one around every changing command, history included), else a journal of
+/// its own. If `body` fails, the device is tidied back to a consistent state (its visible change
+/// either happened or not), so the failure leaves no leftovers.
 pub(crate) fn journaled<T>(device: &Device, clock: &Clock, op: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
-    journal::begin(device, clock, op)?;
+    let outer = device.journal_open();
+    if !outer {
+        journal::begin(device, clock, op)?;
+    }
     match body() {
         Ok(value) => {
-            journal::end(device)?;
+            if !outer {
+                journal::end(device)?;
+            }
             Ok(value)
         }
         Err(e) => {
-            abandon(device);
+            if recover::tidy(device).is_ok() && !outer {
+                let _ = journal::end(device);
+            }
             Err(e)
         }
     }
@@ -58,7 +66,7 @@ pub(crate) fn journaled<T>(device: &Device, clock: &Clock, op: &str, body: impl 
 /// After a failed step: tidy up and close the journal; if even that fails, the journal stays
 /// and the next command recovers.
 pub(crate) fn abandon(device: &Device) {
-    if recover::tidy(device).is_ok() {
+    if recover::tidy(device).is_ok() && !device.journal_open() {
         let _ = journal::end(device);
     }
 }

@@ -147,7 +147,11 @@ pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, bu
         Kind::Minor => "update",
         Kind::Major => "upgrade",
     };
-    journal::begin(device, clock, op)?;
+    // Inside a command's own journal (the CLI's), reuse it; otherwise open one.
+    let outer = device.journal_open();
+    if !outer {
+        journal::begin(device, clock, op)?;
+    }
     let info = device.info();
     if let Err(e) = lay_down_base(device.root(), device.layout(), info.platform, info.chip, &version, &build) {
         super::abandon(device);
@@ -175,7 +179,9 @@ pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, bu
     // From here on the update is committed: if completing it fails, the journal stays and the
     // next command (or `bsi repair`) completes it.
     complete(device, &change)?;
-    journal::end(device)?;
+    if !outer {
+        journal::end(device)?;
+    }
     Ok(outcome)
 }
 
