@@ -61,7 +61,10 @@ mod tests {
         let clock = Clock::parse("2026-12-01T09:30:00+01:00").unwrap();
         assert_eq!(clock.local().to_string(), "2026-12-01 09:30:00");
         assert_eq!(clock.stamp(), "2026-12-01T09:30:00+01:00");
-        assert_eq!(Clock::parse("2026-12-01T08:30:00Z").unwrap().stamp(), "2026-12-01T08:30:00Z");
+        assert_eq!(
+            Clock::parse("2026-12-01T08:30:00Z").unwrap().stamp(),
+            "2026-12-01T08:30:00Z"
+        );
     }
 
     #[test]

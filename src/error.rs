@@ -29,7 +29,9 @@ pub enum Error {
         source: io::Error,
     },
     /// The device has too little free space for the payload.
-    #[error("not enough space on the device's volume: the payload needs {needed} bytes, {available} are free")]
+    #[error(
+        "not enough space on the device's volume: the payload needs {needed} bytes, {available} are free"
+    )]
     NoSpace {
         /// Bytes the operation needs.
         needed: u64,
@@ -70,7 +72,9 @@ pub enum Error {
 
     // ---- 3: power gate ----
     /// Battery below the minimum and not on power.
-    #[error("battery at {battery} % is below the {minimum} % minimum for {what}, and the device is not on power")]
+    #[error(
+        "battery at {battery} % is below the {minimum} % minimum for {what}, and the device is not on power"
+    )]
     PowerGate {
         /// Current charge.
         battery: u8,
@@ -171,9 +175,15 @@ impl Error {
     #[must_use]
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            Error::Io { .. } => "check the path's permissions and free space, then try again".to_owned(),
-            Error::NoSpace { .. } => "free some space on the device's volume, then apply again".to_owned(),
-            Error::Usage { hint, .. } | Error::Policy { hint, .. } | Error::NotApplicable { hint, .. } => {
+            Error::Io { .. } => {
+                "check the path's permissions and free space, then try again".to_owned()
+            }
+            Error::NoSpace { .. } => {
+                "free some space on the device's volume, then apply again".to_owned()
+            }
+            Error::Usage { hint, .. }
+            | Error::Policy { hint, .. }
+            | Error::NotApplicable { hint, .. } => {
                 if hint.is_empty() {
                     return None;
                 }
@@ -185,12 +195,23 @@ impl Error {
             }
             Error::RootNotEmpty { .. } => "choose an empty or new directory with --root".to_owned(),
             Error::BadInput { .. } => return None,
-            Error::PowerGate { .. } => "connect the device to power (`bsi power --ac`) or charge it, then try again".to_owned(),
+            Error::PowerGate { .. } => {
+                "connect the device to power (`bsi power --ac`) or charge it, then try again"
+                    .to_owned()
+            }
             Error::Bundle(e) => return e.hint(),
-            Error::Busy { .. } => "wait for the other bsi to finish, or pass --wait SECONDS to wait longer".to_owned(),
-            Error::NoDevice { root } => format!("create one with `bsi init --root {}`", root.display()),
-            Error::Damaged { .. } | Error::Escape { .. } => "run `bsi repair` to bring the device back to a consistent state".to_owned(),
-            Error::RequireNotMet { .. } => "apply the required response (`bsi apply`) and restart".to_owned(),
+            Error::Busy { .. } => {
+                "wait for the other bsi to finish, or pass --wait SECONDS to wait longer".to_owned()
+            }
+            Error::NoDevice { root } => {
+                format!("create one with `bsi init --root {}`", root.display())
+            }
+            Error::Damaged { .. } | Error::Escape { .. } => {
+                "run `bsi repair` to bring the device back to a consistent state".to_owned()
+            }
+            Error::RequireNotMet { .. } => {
+                "apply the required response (`bsi apply`) and restart".to_owned()
+            }
         })
     }
 

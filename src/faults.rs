@@ -24,15 +24,20 @@ pub(crate) use fault_point;
 
 /// Arms the fault points from the `FAILPOINTS` environment variable for this process.
 #[cfg(feature = "failpoints")]
-pub(crate) fn setup() -> Option<fail::FailScenario<'static>> {
-    Some(fail::FailScenario::setup())
+pub(crate) fn setup() -> fail::FailScenario<'static> {
+    fail::FailScenario::setup()
 }
 
 /// Without the `failpoints` feature there is nothing to arm.
 #[cfg(not(feature = "failpoints"))]
-pub(crate) fn setup() -> Option<()> {
-    None
+pub(crate) fn setup() -> Unarmed {
+    Unarmed
 }
+
+/// What `setup` returns without fault points: nothing to tear down.
+#[cfg(not(feature = "failpoints"))]
+#[derive(Debug)]
+pub(crate) struct Unarmed;
 
 /// The error a fault point injects.
 #[cfg(feature = "failpoints")]

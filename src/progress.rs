@@ -98,7 +98,7 @@ struct JsonState {
 }
 
 impl JsonLines {
-    fn emit(&self, value: &serde_json::Value) {
+    fn emit(value: &serde_json::Value) {
         let mut line = value.to_string();
         line.push('\n');
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -109,13 +109,13 @@ impl Progress for JsonLines {
     fn begin(&self, label: &str, total: u64) {
         self.done.store(0, Ordering::Relaxed);
         if let Ok(mut s) = self.state.lock() {
-            s.label = label.to_owned();
+            label.clone_into(&mut s.label);
             s.total = total;
             s.step = (total / 100).max(1 << 20);
             s.next_report = s.step;
             s.started = Instant::now();
         }
-        self.emit(&serde_json::json!({"event": "begin", "phase": label, "total_bytes": total}));
+        Self::emit(&serde_json::json!({"event": "begin", "phase": label, "total_bytes": total}));
     }
 
     fn advance(&self, bytes: u64) {
@@ -134,7 +134,7 @@ impl Progress for JsonLines {
             "bytes_per_second": rate.round(),
         });
         drop(s);
-        self.emit(&value);
+        Self::emit(&value);
     }
 
     fn end(&self) {
@@ -143,7 +143,9 @@ impl Progress for JsonLines {
             Ok(s) => (s.label.clone(), s.started.elapsed().as_secs_f64()),
             Err(_) => (String::new(), 0.0),
         };
-        self.emit(&serde_json::json!({"event": "end", "phase": label, "done_bytes": done, "seconds": secs}));
+        Self::emit(
+            &serde_json::json!({"event": "end", "phase": label, "done_bytes": done, "seconds": secs}),
+        );
     }
 }
 
@@ -161,9 +163,9 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> Box<dyn Progress> {
             }),
             done: AtomicU64::new(0),
         }),
-        ProgressMode::Auto if !quiet && std::io::stderr().is_terminal() => {
-            Box::new(Bar { bar: Mutex::new(None) })
-        }
+        ProgressMode::Auto if !quiet && std::io::stderr().is_terminal() => Box::new(Bar {
+            bar: Mutex::new(None),
+        }),
         ProgressMode::Auto | ProgressMode::None => Box::new(Silent),
     }
 }

@@ -82,7 +82,10 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
     if !meta.is_dir() {
         return Err(Error::usage(
             format!("{} is not a directory", root.display()),
-            format!("--{} takes the directory holding the {cryptex} cryptex tree", cryptex.as_str().to_lowercase()),
+            format!(
+                "--{} takes the directory holding the {cryptex} cryptex tree",
+                cryptex.as_str().to_lowercase()
+            ),
         ));
     }
     let mut stack = vec![(root.to_path_buf(), String::new())];
@@ -92,7 +95,10 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
             let path = entry.path();
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 return Err(Error::BadInput {
-                    message: format!("{}: the name is not valid UTF-8; bundles need UTF-8 paths", path.display()),
+                    message: format!(
+                        "{}: the name is not valid UTF-8; bundles need UTF-8 paths",
+                        path.display()
+                    ),
                 });
             };
             let rel = format!("{prefix}{name}");
@@ -102,7 +108,9 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
                 stack.push((path, format!("{rel}/")));
             } else if ft.is_file() {
                 if let Some(reason) = unsafe_reason(&rel) {
-                    return Err(Error::BadInput { message: format!("{}: {reason}", path.display()) });
+                    return Err(Error::BadInput {
+                        message: format!("{}: {reason}", path.display()),
+                    });
                 }
                 out.push(Input {
                     cryptex,
@@ -112,12 +120,23 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
                     mode: (meta.mode() & 0o777) | 0o400,
                 });
                 if out.len() > MAX_FILES {
-                    return Err(Error::BadInput { message: format!("more than {MAX_FILES} files; bsi bundles hold at most that many") });
+                    return Err(Error::BadInput {
+                        message: format!(
+                            "more than {MAX_FILES} files; bsi bundles hold at most that many"
+                        ),
+                    });
                 }
             } else {
-                let kind = if ft.is_symlink() { "a symlink" } else { "not a regular file" };
+                let kind = if ft.is_symlink() {
+                    "a symlink"
+                } else {
+                    "not a regular file"
+                };
                 return Err(Error::BadInput {
-                    message: format!("{} is {kind}; bundles hold only regular files and directories", path.display()),
+                    message: format!(
+                        "{} is {kind}; bundles hold only regular files and directories",
+                        path.display()
+                    ),
                 });
             }
         }
@@ -128,7 +147,10 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
 /// Makes a directory bundle.
 pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<Created> {
     if opts.os.is_none() && opts.app.is_none() {
-        return Err(Error::usage("a bundle needs content", "pass --os DIR, --app DIR or both"));
+        return Err(Error::usage(
+            "a bundle needs content",
+            "pass --os DIR, --app DIR or both",
+        ));
     }
     Build::parse_supplemental(opts.build.as_str(), &opts.prerequisite)?;
     if opts.out.exists() && !opts.force {
@@ -144,14 +166,21 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<Created> 
         }
     }
     if inputs.is_empty() {
-        return Err(Error::usage("the given trees hold no files", "put the response's files under --os or --app"));
+        return Err(Error::usage(
+            "the given trees hold no files",
+            "put the response's files under --os or --app",
+        ));
     }
     inputs.sort_by(|a, b| (a.cryptex, a.rel.as_bytes()).cmp(&(b.cryptex, b.rel.as_bytes())));
     let parent = match opts.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = opts.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = opts
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).ctx("creating", &tmp)?;
@@ -171,7 +200,12 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<Created> 
     }
 }
 
-fn fill(opts: &CreateOptions, inputs: &[Input], tmp: &Path, progress: &dyn Progress) -> Result<Created> {
+fn fill(
+    opts: &CreateOptions,
+    inputs: &[Input],
+    tmp: &Path,
+    progress: &dyn Progress,
+) -> Result<Created> {
     let total: u64 = inputs.iter().map(|i| i.size).sum();
     let ((), digests) = stream::run(progress, "creating", total, |feeder| {
         for input in inputs {
@@ -187,19 +221,29 @@ fn fill(opts: &CreateOptions, inputs: &[Input], tmp: &Path, progress: &dyn Progr
                 .open(&dest)
                 .ctx("creating", &dest)?;
             let label = format!("{}/{}", input.cryptex, input.rel);
-            feeder.file(
-                &label,
-                input.size,
-                None,
-                &mut src,
-                Some(stream::Destination { file: &mut out, shown: &dest }),
-                false,
-            )
-            .map_err(|e| match e {
-                Error::Bundle(b) => Error::BadInput { message: format!("{}: {b} (did it change while bsi read it?)", input.source.display()) },
-                other => other,
-            })?;
-            out.set_permissions(std::fs::Permissions::from_mode(input.mode)).ctx("setting the mode of", &dest)?;
+            feeder
+                .file(
+                    &label,
+                    input.size,
+                    None,
+                    &mut src,
+                    Some(stream::Destination {
+                        file: &mut out,
+                        shown: &dest,
+                    }),
+                    false,
+                )
+                .map_err(|e| match e {
+                    Error::Bundle(b) => Error::BadInput {
+                        message: format!(
+                            "{}: {b} (did it change while bsi read it?)",
+                            input.source.display()
+                        ),
+                    },
+                    other => other,
+                })?;
+            out.set_permissions(std::fs::Permissions::from_mode(input.mode))
+                .ctx("setting the mode of", &dest)?;
         }
         Ok(())
     })?;
@@ -226,7 +270,12 @@ fn fill(opts: &CreateOptions, inputs: &[Input], tmp: &Path, progress: &dyn Progr
     };
     let xml = manifest.to_xml();
     if xml.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(Error::BadInput { message: format!("the manifest would be {} bytes, over bsi's {MAX_MANIFEST_BYTES}-byte limit", xml.len()) });
+        return Err(Error::BadInput {
+            message: format!(
+                "the manifest would be {} bytes, over bsi's {MAX_MANIFEST_BYTES}-byte limit",
+                xml.len()
+            ),
+        });
     }
     // Round-trip through the reader's validation: bsi never writes a bundle it would refuse.
     Manifest::parse(&xml).map_err(Error::Bundle)?;
@@ -235,7 +284,12 @@ fn fill(opts: &CreateOptions, inputs: &[Input], tmp: &Path, progress: &dyn Progr
         bundle: opts.out.clone(),
         version: manifest.response_version().to_string(),
         build: manifest.build.to_string(),
-        files: manifest.cryptexes.0.iter().map(|(c, f)| (c.to_string(), f.len())).collect(),
+        files: manifest
+            .cryptexes
+            .0
+            .iter()
+            .map(|(c, f)| (c.to_string(), f.len()))
+            .collect(),
         bytes: manifest.cryptexes.total_size(),
     })
 }
@@ -271,7 +325,9 @@ pub fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
     let bytes = match std::fs::read(&manifest_path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(super::BundleError::manifest("missing: the bundle has no Info.plist").into());
+            return Err(
+                super::BundleError::manifest("missing: the bundle has no Info.plist").into(),
+            );
         }
         Err(e) => return Err(Error::io("reading", &manifest_path, e)),
     };

@@ -83,9 +83,18 @@ pub fn inspect(
     let m = &bundle.manifest;
     let mut first: Option<Error> = None;
     let (signature, signed_by) = match bundle.verify_signature(trusted) {
-        Ok(key) => (Check { ok: true, error: None }, Some(key.fingerprint.clone())),
+        Ok(key) => (
+            Check {
+                ok: true,
+                error: None,
+            },
+            Some(key.fingerprint.clone()),
+        ),
         Err(e) => {
-            let check = Check { ok: false, error: Some(e.to_string()) };
+            let check = Check {
+                ok: false,
+                error: Some(e.to_string()),
+            };
             first = Some(e.into());
             (check, None)
         }
@@ -109,22 +118,39 @@ pub fn inspect(
             .0
             .iter()
             .map(|(c, files)| {
-                (c.to_string(), CryptexSummary { files: files.len(), bytes: files.iter().map(|f| f.size).sum() })
+                (
+                    c.to_string(),
+                    CryptexSummary {
+                        files: files.len(),
+                        bytes: files.iter().map(|f| f.size).sum(),
+                    },
+                )
             })
             .collect(),
         signature,
         signed_by,
         trust: trust.to_owned(),
-        payload: Check { ok: true, error: None },
+        payload: Check {
+            ok: true,
+            error: None,
+        },
         ok: false,
     };
     let total = bundle.manifest.cryptexes.total_size();
     let payload = bundle
         .check_structure()
         .map_err(Error::from)
-        .and_then(|()| stream::run(progress, "checking", total, |feeder| bundle.stream(feeder, &mut CheckOnly)).map(|_| ()));
+        .and_then(|()| {
+            stream::run(progress, "checking", total, |feeder| {
+                bundle.stream(feeder, &mut CheckOnly)
+            })
+            .map(|_| ())
+        });
     if let Err(e) = payload {
-        report.payload = Check { ok: false, error: Some(e.to_string()) };
+        report.payload = Check {
+            ok: false,
+            error: Some(e.to_string()),
+        };
         first.get_or_insert(e);
     }
     report.ok = first.is_none();

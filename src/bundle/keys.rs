@@ -72,11 +72,13 @@ pub fn generate(out: &Path, force: bool) -> Result<Generated> {
     })?;
     let signing = SigningKey::from_bytes(&seed);
     let public = PublicKey::new(signing.verifying_key());
-    let private_pem = signing.to_pkcs8_pem(LineEnding::LF).map_err(|e| Error::Io {
-        action: "encoding",
-        path: out.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let private_pem = signing
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| Error::Io {
+            action: "encoding",
+            path: out.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let pub_path = public_path(out);
     for path in [out, pub_path.as_path()] {
         if path.exists() && !force {
@@ -145,7 +147,10 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
 pub fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
     let Some(pem) = pem_block(text) else {
         return Err(Error::BadInput {
-            message: format!("{} holds no PEM block; expected an Ed25519 public key", shown.display()),
+            message: format!(
+                "{} holds no PEM block; expected an Ed25519 public key",
+                shown.display()
+            ),
         });
     };
     if pem.starts_with("-----BEGIN PRIVATE KEY-----") {
@@ -186,7 +191,10 @@ mod tests {
         assert_eq!(signing.verifying_key(), public.key);
         assert_eq!(public.fingerprint, g.fingerprint);
         let mode = std::fs::metadata(&out).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         let banner = format!("# TEST ONLY\n{}", std::fs::read_to_string(&out).unwrap());
         std::fs::write(&out, banner).unwrap();
         assert!(read_signing_key(&out).is_ok());

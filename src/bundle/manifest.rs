@@ -106,7 +106,9 @@ fn required<'a>(dict: &'a Dictionary, key: &str, at: &str) -> Result<&'a Value, 
 
 fn string<'a>(dict: &'a Dictionary, key: &str) -> Result<&'a str, BundleError> {
     let value = required(dict, key, "")?;
-    value.as_string().ok_or_else(|| mistyped(key, "a string", value))
+    value
+        .as_string()
+        .ok_or_else(|| mistyped(key, "a string", value))
 }
 
 fn optional_string(dict: &Dictionary, key: &str) -> Result<Option<String>, BundleError> {
@@ -153,10 +155,16 @@ impl Manifest {
                 "key `ProductName` is `{product_name}`; expected macOS, iOS or iPadOS"
             ))
         })?;
-        let version: OsVersion =
-            parse_key("ProductVersion", string(&dict, "ProductVersion")?, str::parse)?;
-        let prerequisite: Build =
-            parse_key("PrerequisiteBuild", string(&dict, "PrerequisiteBuild")?, str::parse)?;
+        let version: OsVersion = parse_key(
+            "ProductVersion",
+            string(&dict, "ProductVersion")?,
+            str::parse,
+        )?;
+        let prerequisite: Build = parse_key(
+            "PrerequisiteBuild",
+            string(&dict, "PrerequisiteBuild")?,
+            str::parse,
+        )?;
         let extra: Extra = parse_key(
             "ProductVersionExtra",
             string(&dict, "ProductVersionExtra")?,
@@ -223,7 +231,10 @@ impl Manifest {
     pub fn to_xml(&self) -> Vec<u8> {
         let mut dict = Dictionary::new();
         let s = |v: &dyn ToString| Value::String(v.to_string());
-        dict.insert("BundleFormatVersion".into(), Value::Integer(Integer::from(FORMAT_VERSION)));
+        dict.insert(
+            "BundleFormatVersion".into(),
+            Value::Integer(Integer::from(FORMAT_VERSION)),
+        );
         dict.insert("ProductName".into(), s(&self.product.name()));
         dict.insert("ProductVersion".into(), s(&self.version));
         dict.insert("PrerequisiteBuild".into(), s(&self.prerequisite));
@@ -242,13 +253,13 @@ impl Manifest {
             dict.insert("Description".into(), s(text));
         }
         dict.insert("Cryptexes".into(), self.cryptexes.to_value());
-        plist_xml(Value::Dictionary(dict))
+        plist_xml(&Value::Dictionary(dict))
     }
 }
 
 /// Writes a plist value as XML bytes.
 #[must_use]
-pub fn plist_xml(value: Value) -> Vec<u8> {
+pub fn plist_xml(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to memory cannot fail.
     let _ = value.to_writer_xml(&mut out);
@@ -289,7 +300,10 @@ impl Cryptexes {
                     e.insert("Path".into(), Value::String(f.path.clone()));
                     e.insert("Size".into(), Value::Integer(Integer::from(f.size)));
                     e.insert("SHA256".into(), Value::String(f.sha256.to_hex()));
-                    e.insert("Mode".into(), Value::Integer(Integer::from(u64::from(f.mode))));
+                    e.insert(
+                        "Mode".into(),
+                        Value::Integer(Integer::from(u64::from(f.mode))),
+                    );
                     Value::Dictionary(e)
                 })
                 .collect();
@@ -357,7 +371,10 @@ fn parse_entry(item: &Value, at: &str, cryptex: Cryptex) -> Result<FileEntry, Bu
         .as_string()
         .ok_or_else(|| mistyped(&format!("{at}.Path"), "a string", path_value))?;
     if let Some(reason) = unsafe_reason(path) {
-        return Err(BundleError::unsafe_path(format!("{cryptex}/{path}"), reason));
+        return Err(BundleError::unsafe_path(
+            format!("{cryptex}/{path}"),
+            reason,
+        ));
     }
     let size_value = field("Size")?;
     let size = size_value
@@ -457,7 +474,7 @@ mod tests {
             .into_dictionary()
             .unwrap();
         edit(&mut dict);
-        Manifest::parse(&plist_xml(Value::Dictionary(dict)))
+        Manifest::parse(&plist_xml(&Value::Dictionary(dict)))
     }
 
     fn os_entry(dict: &mut Dictionary) -> &mut Dictionary {
@@ -489,20 +506,90 @@ mod tests {
     fn names_the_key_at_fault() {
         type Edit = Box<dyn FnOnce(&mut Dictionary)>;
         let cases: Vec<(Edit, &str)> = vec![
-            (Box::new(|d| { d.remove("ProductVersion"); }), "`ProductVersion` is missing"),
-            (Box::new(|d| { d.insert("ProductVersion".into(), Value::Integer(26.into())); }), "`ProductVersion` must be a string"),
-            (Box::new(|d| { d.insert("ProductVersionExtra".into(), "(A)".into()); }), "`ProductVersionExtra`"),
-            (Box::new(|d| { d.insert("ProductBuildVersion".into(), "25E771280a".into()); }), "train prefix"),
-            (Box::new(|d| { d.insert("ProductName".into(), "watchOS".into()); }), "`ProductName`"),
-            (Box::new(|d| { d.insert("BundleFormatVersion".into(), Value::Integer(2.into())); }), "format 1"),
-            (Box::new(|d| { os_entry(d).insert("Size".into(), "3".into()); }), "`Cryptexes.OS[0].Size` must be a non-negative integer"),
-            (Box::new(|d| { os_entry(d).remove("SHA256"); }), "`Cryptexes.OS[0].SHA256` is missing"),
-            (Box::new(|d| { os_entry(d).insert("SHA256".into(), "abc".into()); }), "64 hex digits"),
-            (Box::new(|d| { os_entry(d).insert("Mode".into(), Value::Integer(0o4755.into())); }), "`Cryptexes.OS[0].Mode`"),
-            (Box::new(|d| { os_entry(d).insert("Path".into(), "../x".into()); }), "`..`"),
-            (Box::new(|d| { os_entry(d).insert("Path".into(), "/etc/passwd".into()); }), "absolute"),
-            (Box::new(|d| { os_entry(d).insert("Size".into(), Value::Integer((MAX_FILE_BYTES + 1).into())); }), "limit"),
-            (Box::new(|d| { d.insert("Cryptexes".into(), Value::Dictionary(Dictionary::new())); }), "lists no cryptex"),
+            (
+                Box::new(|d| {
+                    d.remove("ProductVersion");
+                }),
+                "`ProductVersion` is missing",
+            ),
+            (
+                Box::new(|d| {
+                    d.insert("ProductVersion".into(), Value::Integer(26.into()));
+                }),
+                "`ProductVersion` must be a string",
+            ),
+            (
+                Box::new(|d| {
+                    d.insert("ProductVersionExtra".into(), "(A)".into());
+                }),
+                "`ProductVersionExtra`",
+            ),
+            (
+                Box::new(|d| {
+                    d.insert("ProductBuildVersion".into(), "25E771280a".into());
+                }),
+                "train prefix",
+            ),
+            (
+                Box::new(|d| {
+                    d.insert("ProductName".into(), "watchOS".into());
+                }),
+                "`ProductName`",
+            ),
+            (
+                Box::new(|d| {
+                    d.insert("BundleFormatVersion".into(), Value::Integer(2.into()));
+                }),
+                "format 1",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).insert("Size".into(), "3".into());
+                }),
+                "`Cryptexes.OS[0].Size` must be a non-negative integer",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).remove("SHA256");
+                }),
+                "`Cryptexes.OS[0].SHA256` is missing",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).insert("SHA256".into(), "abc".into());
+                }),
+                "64 hex digits",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).insert("Mode".into(), Value::Integer(0o4755.into()));
+                }),
+                "`Cryptexes.OS[0].Mode`",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).insert("Path".into(), "../x".into());
+                }),
+                "`..`",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).insert("Path".into(), "/etc/passwd".into());
+                }),
+                "absolute",
+            ),
+            (
+                Box::new(|d| {
+                    os_entry(d).insert("Size".into(), Value::Integer((MAX_FILE_BYTES + 1).into()));
+                }),
+                "limit",
+            ),
+            (
+                Box::new(|d| {
+                    d.insert("Cryptexes".into(), Value::Dictionary(Dictionary::new()));
+                }),
+                "lists no cryptex",
+            ),
         ];
         for (edit, needle) in cases {
             let err = with(edit).unwrap_err().to_string();
@@ -512,12 +599,26 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_and_file_directory_clashes() {
-        for (a, b, needle) in [("x/y", "x/y", "twice"), ("x", "x/y", "also used as a directory")] {
+        for (a, b, needle) in [
+            ("x/y", "x/y", "twice"),
+            ("x", "x/y", "also used as a directory"),
+        ] {
             let err = with(|d| {
-                let arr = d.get_mut("Cryptexes").and_then(Value::as_dictionary_mut).and_then(|c| c.get_mut("OS")).and_then(Value::as_array_mut).unwrap();
+                let arr = d
+                    .get_mut("Cryptexes")
+                    .and_then(Value::as_dictionary_mut)
+                    .and_then(|c| c.get_mut("OS"))
+                    .and_then(Value::as_array_mut)
+                    .unwrap();
                 let mut second = arr[0].clone();
-                second.as_dictionary_mut().unwrap().insert("Path".into(), b.into());
-                arr[0].as_dictionary_mut().unwrap().insert("Path".into(), a.into());
+                second
+                    .as_dictionary_mut()
+                    .unwrap()
+                    .insert("Path".into(), b.into());
+                arr[0]
+                    .as_dictionary_mut()
+                    .unwrap()
+                    .insert("Path".into(), a.into());
                 arr.push(second);
             })
             .unwrap_err()
@@ -529,7 +630,10 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for bytes in [&b""[..], b"not a plist", b"<plist><array/></plist>"] {
-            assert!(matches!(Manifest::parse(bytes), Err(BundleError::Manifest { .. })));
+            assert!(matches!(
+                Manifest::parse(bytes),
+                Err(BundleError::Manifest { .. })
+            ));
         }
     }
 }

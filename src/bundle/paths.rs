@@ -28,7 +28,9 @@ pub fn unsafe_reason(path: &str) -> Option<String> {
             "." => return Some("`.` components are not allowed".to_owned()),
             ".." => return Some("`..` components are not allowed".to_owned()),
             p if p.len() > MAX_COMPONENT_BYTES => {
-                return Some(format!("a component is longer than {MAX_COMPONENT_BYTES} bytes"));
+                return Some(format!(
+                    "a component is longer than {MAX_COMPONENT_BYTES} bytes"
+                ));
             }
             _ => {}
         }
@@ -45,7 +47,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in ["a", "System/Library/dyld/dyld_shared_cache_arm64e", "Safari.app/Contents/Info.plist", "é/ü"] {
+        for p in [
+            "a",
+            "System/Library/dyld/dyld_shared_cache_arm64e",
+            "Safari.app/Contents/Info.plist",
+            "é/ü",
+        ] {
             assert_eq!(unsafe_reason(p), None, "{p}");
         }
     }
@@ -66,7 +73,7 @@ mod tests {
             let reason = unsafe_reason(p).unwrap_or_default();
             assert!(reason.contains(needle), "{p:?}: {reason}");
         }
-        assert!(unsafe_reason(&"a/".repeat(70).trim_end_matches('/').to_owned()).is_some());
+        assert!(unsafe_reason("a/".repeat(70).trim_end_matches('/')).is_some());
         assert!(unsafe_reason(&"x".repeat(300)).is_some());
     }
 }

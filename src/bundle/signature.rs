@@ -70,10 +70,22 @@ mod tests {
         let trusted = [PublicKey::new(key.verifying_key())];
         let sig = sign(b"manifest", &key);
         assert!(verify(b"manifest", &sig, &trusted).is_ok());
-        assert!(matches!(verify(b"manifest!", &sig, &trusted), Err(BundleError::Untrusted { .. })));
+        assert!(matches!(
+            verify(b"manifest!", &sig, &trusted),
+            Err(BundleError::Untrusted { .. })
+        ));
         let foreign = sign(b"manifest", &other);
-        assert!(matches!(verify(b"manifest", &foreign, &trusted), Err(BundleError::Untrusted { .. })));
-        assert!(matches!(verify(b"manifest", &sig[..63], &trusted), Err(BundleError::Signature { .. })));
-        assert!(matches!(verify(b"manifest", &sig, &[]), Err(BundleError::Untrusted { .. })));
+        assert!(matches!(
+            verify(b"manifest", &foreign, &trusted),
+            Err(BundleError::Untrusted { .. })
+        ));
+        assert!(matches!(
+            verify(b"manifest", &sig[..63], &trusted),
+            Err(BundleError::Signature { .. })
+        ));
+        assert!(matches!(
+            verify(b"manifest", &sig, &[]),
+            Err(BundleError::Untrusted { .. })
+        ));
     }
 }

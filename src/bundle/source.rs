@@ -16,8 +16,8 @@ use super::limits::{MAX_FILES, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::{FileEntry, Manifest};
 use super::stream::{Destination, Feeder};
 use super::{BundleError, signature, tar_form};
-use crate::device::Cryptex;
 use crate::Result;
+use crate::device::Cryptex;
 
 /// The manifest's name in a bundle.
 pub const MANIFEST: &str = "Info.plist";
@@ -83,8 +83,15 @@ fn read_err(path: &Path, e: &std::io::Error) -> BundleError {
 pub(crate) fn open_nofollow(path: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .custom_flags(libc_flags(
+            rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK,
+        ))
         .open(path)
+}
+
+/// Open flags as `OpenOptionsExt::custom_flags` takes them (the bits fit an `i32`).
+fn libc_flags(flags: rustix::fs::OFlags) -> i32 {
+    i32::try_from(flags.bits()).unwrap_or(0)
 }
 
 fn kind_name(ft: std::fs::FileType) -> &'static str {
@@ -121,7 +128,11 @@ fn read_member(dir: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bu
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: name.to_owned(),
-            kind: if meta.is_dir() { "directory".to_owned() } else { kind_name(meta.file_type()).to_owned() },
+            kind: if meta.is_dir() {
+                "directory".to_owned()
+            } else {
+                kind_name(meta.file_type()).to_owned()
+            },
         });
     }
     if meta.len() > limit {
@@ -157,7 +168,12 @@ impl Bundle {
         } else if meta.is_file() {
             let file = File::open(path).map_err(|e| read_err(path, &e))?;
             let head = tar_form::read_head(&file)?;
-            (Form::Tar, head.manifest, head.signature, Some((file, head.payload_offset)))
+            (
+                Form::Tar,
+                head.manifest,
+                head.signature,
+                Some((file, head.payload_offset)),
+            )
         } else {
             return Err(BundleError::NotABundle {
                 path: path.to_path_buf(),
@@ -175,10 +191,16 @@ impl Bundle {
     }
 
     /// Checks the signature against `trusted`; returns the signing key.
-    pub fn verify_signature<'k>(&self, trusted: &'k [PublicKey]) -> Result<&'k PublicKey, BundleError> {
-        let signature = self.signature.as_deref().ok_or_else(|| BundleError::Signature {
-            message: "missing: the bundle is unsigned".to_owned(),
-        })?;
+    pub fn verify_signature<'k>(
+        &self,
+        trusted: &'k [PublicKey],
+    ) -> Result<&'k PublicKey, BundleError> {
+        let signature = self
+            .signature
+            .as_deref()
+            .ok_or_else(|| BundleError::Signature {
+                message: "missing: the bundle is unsigned".to_owned(),
+            })?;
         signature::verify(&self.manifest_bytes, signature, trusted)
     }
 
@@ -187,10 +209,12 @@ impl Bundle {
     /// form also entry order, truncation and trailing data.
     pub fn check_structure(&mut self) -> Result<(), BundleError> {
         match &mut self.tar {
-            Some((file, offset)) => tar_form::walk(file, *offset, &self.manifest, None).map_err(|e| match e {
-                crate::Error::Bundle(b) => b,
-                other => BundleError::tar(other.to_string()),
-            }),
+            Some((file, offset)) => {
+                tar_form::walk(file, *offset, &self.manifest, None).map_err(|e| match e {
+                    crate::Error::Bundle(b) => b,
+                    other => BundleError::tar(other.to_string()),
+                })
+            }
             None => walk_directory(&self.path, &self.manifest),
         }
     }
@@ -198,17 +222,16 @@ impl Bundle {
     /// Streams every payload file once through `feeder` into `sink`, checking sizes as they
     /// stream and digests on the hashing thread.
     pub fn stream(&mut self, feeder: &mut Feeder<'_>, sink: &mut dyn Sink) -> Result<()> {
-        match &mut self.tar {
-            Some((file, offset)) => tar_form::walk(file, *offset, &self.manifest, Some((feeder, sink))),
-            None => {
-                for (cryptex, entry) in self.manifest.cryptexes.files() {
-                    let label = format!("{cryptex}/{}", entry.path);
-                    let path = self.path.join(cryptex.as_str()).join(&entry.path);
-                    let mut src = open_regular(&path, &label, entry.size)?;
-                    feed(feeder, sink, cryptex, entry, &label, &mut src, false)?;
-                }
-                Ok(())
+        if let Some((file, offset)) = &mut self.tar {
+            tar_form::walk(file, *offset, &self.manifest, Some((feeder, sink)))
+        } else {
+            for (cryptex, entry) in self.manifest.cryptexes.files() {
+                let label = format!("{cryptex}/{}", entry.path);
+                let path = self.path.join(cryptex.as_str()).join(&entry.path);
+                let mut src = open_regular(&path, &label, entry.size)?;
+                feed(feeder, sink, cryptex, entry, &label, &mut src, false)?;
             }
+            Ok(())
         }
     }
 
@@ -244,7 +267,14 @@ pub(crate) fn feed(
             )?;
             sink.close(file, &shown, entry)
         }
-        None => feeder.file(label, entry.size, Some(entry.sha256), src, None, short_is_truncation),
+        None => feeder.file(
+            label,
+            entry.size,
+            Some(entry.sha256),
+            src,
+            None,
+            short_is_truncation,
+        ),
     }
 }
 
@@ -254,7 +284,9 @@ pub(crate) fn open_regular(path: &Path, label: &str, size: u64) -> Result<File, 
     let file = match open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(BundleError::Missing { path: label.to_owned() });
+            return Err(BundleError::Missing {
+                path: label.to_owned(),
+            });
         }
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
             return Err(BundleError::UnsafeEntry {
@@ -268,7 +300,11 @@ pub(crate) fn open_regular(path: &Path, label: &str, size: u64) -> Result<File, 
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: label.to_owned(),
-            kind: if meta.is_dir() { "directory".to_owned() } else { kind_name(meta.file_type()).to_owned() },
+            kind: if meta.is_dir() {
+                "directory".to_owned()
+            } else {
+                kind_name(meta.file_type()).to_owned()
+            },
         });
     }
     if meta.len() != size {
@@ -323,7 +359,10 @@ fn walk_directory(root: &Path, manifest: &Manifest) -> Result<(), BundleError> {
                     return Err(BundleError::Unlisted { path: rel });
                 };
                 *seen = true;
-                let actual = entry.metadata().map_err(|e| read_err(&entry.path(), &e))?.len();
+                let actual = entry
+                    .metadata()
+                    .map_err(|e| read_err(&entry.path(), &e))?
+                    .len();
                 if actual != *size {
                     return Err(BundleError::Size {
                         path: rel,

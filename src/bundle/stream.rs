@@ -27,7 +27,10 @@ pub const BUFFERS: usize = 4;
 
 enum Msg {
     Data(Vec<u8>, usize),
-    End { label: String, expected: Option<Digest> },
+    End {
+        label: String,
+        expected: Option<Digest>,
+    },
 }
 
 /// Feeds files into the pipeline; handed to the body of [`run`].
@@ -237,7 +240,17 @@ mod tests {
         let mut out = Vec::new();
         run(&Silent, "t", data.len() as u64, |f| {
             let shown = Path::new("out");
-            f.file("x", data.len() as u64, Some(Digest::of(&data)), &mut &data[..], Some(Destination { file: &mut out, shown }), false)
+            f.file(
+                "x",
+                data.len() as u64,
+                Some(Digest::of(&data)),
+                &mut &data[..],
+                Some(Destination {
+                    file: &mut out,
+                    shown,
+                }),
+                false,
+            )
         })
         .unwrap();
         assert_eq!(out, data);
@@ -246,14 +259,51 @@ mod tests {
     #[test]
     fn reports_the_first_mismatch_and_size_errors() {
         let err = run(&Silent, "t", 0, |f| {
-            f.file("a", 3, Some(Digest::of(b"abc")), &mut &b"abd"[..], None, false)?;
-            f.file("b", 3, Some(Digest::of(b"abc")), &mut &b"abc"[..], None, false)
+            f.file(
+                "a",
+                3,
+                Some(Digest::of(b"abc")),
+                &mut &b"abd"[..],
+                None,
+                false,
+            )?;
+            f.file(
+                "b",
+                3,
+                Some(Digest::of(b"abc")),
+                &mut &b"abc"[..],
+                None,
+                false,
+            )
         })
         .unwrap_err();
         assert!(err.to_string().contains("a: SHA-256"), "{err}");
-        let err = run(&Silent, "t", 0, |f| f.file("long", 2, Some(Digest::of(b"ab")), &mut &b"abc"[..], None, false)).unwrap_err();
-        assert!(err.to_string().contains("differs from the 2 bytes"), "{err}");
-        let err = run(&Silent, "t", 0, |f| f.file("short", 4, Some(Digest::of(b"abcd")), &mut &b"abc"[..], None, true)).unwrap_err();
+        let err = run(&Silent, "t", 0, |f| {
+            f.file(
+                "long",
+                2,
+                Some(Digest::of(b"ab")),
+                &mut &b"abc"[..],
+                None,
+                false,
+            )
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("differs from the 2 bytes"),
+            "{err}"
+        );
+        let err = run(&Silent, "t", 0, |f| {
+            f.file(
+                "short",
+                4,
+                Some(Digest::of(b"abcd")),
+                &mut &b"abc"[..],
+                None,
+                true,
+            )
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 }

@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::BundleError;
 use super::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::Manifest;
 use super::paths::unsafe_reason;
 use super::source::{MANIFEST, SIGNATURE, Sink, feed};
 use super::stream::Feeder;
-use super::BundleError;
 use crate::Result;
 
 /// Zeros accepted after the end-of-archive marker (GNU tar pads to 10 KiB records).
@@ -101,13 +101,23 @@ fn entry_kind(t: tar::EntryType) -> Option<&'static str> {
     })
 }
 
-fn read_small<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str, limit: u64) -> Result<Vec<u8>, BundleError> {
+fn read_small<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, BundleError> {
     let kind = entry.header().entry_type();
     if let Some(kind) = entry_kind(kind) {
-        return Err(BundleError::UnsafeEntry { path: name.to_owned(), kind: kind.to_owned() });
+        return Err(BundleError::UnsafeEntry {
+            path: name.to_owned(),
+            kind: kind.to_owned(),
+        });
     }
     if kind.is_dir() {
-        return Err(BundleError::UnsafeEntry { path: name.to_owned(), kind: "directory".to_owned() });
+        return Err(BundleError::UnsafeEntry {
+            path: name.to_owned(),
+            kind: "directory".to_owned(),
+        });
     }
     if entry.size() > limit {
         return Err(BundleError::TooLarge {
@@ -127,7 +137,11 @@ fn read_small<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str, limit: u64) ->
 pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
     let mut reader = file;
     reader.seek(SeekFrom::Start(0)).map_err(|e| tar_error(&e))?;
-    let mut archive = tar::Archive::new(Counting { file, base: 0, eof: false });
+    let mut archive = tar::Archive::new(Counting {
+        file,
+        base: 0,
+        eof: false,
+    });
     let mut entries = archive.entries().map_err(|e| tar_error(&e))?;
     let mut first = match entries.next() {
         Some(entry) => entry.map_err(|e| tar_error(&e))?,
@@ -148,7 +162,10 @@ pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
             let mut entry = entry.map_err(|e| tar_error(&e))?;
             if entry.path_bytes().as_ref() == SIGNATURE.as_bytes() {
                 let sig = read_small(&mut entry, SIGNATURE, MAX_SIGNATURE_BYTES)?;
-                (Some(sig), entry.raw_file_position() + round_up(entry.size()))
+                (
+                    Some(sig),
+                    entry.raw_file_position() + round_up(entry.size()),
+                )
             } else {
                 (None, after_manifest)
             }
@@ -171,7 +188,9 @@ pub(crate) fn walk(
 ) -> Result<()> {
     let file_len = file.metadata().map_err(|e| tar_error(&e))?.len();
     let mut reader = file;
-    reader.seek(SeekFrom::Start(offset)).map_err(|e| tar_error(&e))?;
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| tar_error(&e))?;
     let expected: Vec<_> = manifest.cryptexes.files().collect();
     let index: HashMap<String, usize> = expected
         .iter()
@@ -189,7 +208,11 @@ pub(crate) fn walk(
         }
     }
     let mut next = 0usize;
-    let mut archive = tar::Archive::new(Counting { file, base: offset, eof: false });
+    let mut archive = tar::Archive::new(Counting {
+        file,
+        base: offset,
+        eof: false,
+    });
     {
         let entries = if stream.is_some() {
             archive.entries()
@@ -201,33 +224,59 @@ pub(crate) fn walk(
             let mut entry = entry.map_err(|e| tar_error(&e))?;
             let raw = entry.path_bytes().into_owned();
             let Ok(path) = std::str::from_utf8(&raw) else {
-                return Err(BundleError::unsafe_path(String::from_utf8_lossy(&raw), "the name is not valid UTF-8").into());
+                return Err(BundleError::unsafe_path(
+                    String::from_utf8_lossy(&raw),
+                    "the name is not valid UTF-8",
+                )
+                .into());
             };
             let kind = entry.header().entry_type();
-            let path = if kind.is_dir() { path.strip_suffix('/').unwrap_or(path) } else { path };
+            let path = if kind.is_dir() {
+                path.strip_suffix('/').unwrap_or(path)
+            } else {
+                path
+            };
             if let Some(reason) = unsafe_reason(path) {
                 return Err(BundleError::unsafe_path(path, reason).into());
             }
             if let Some(kind) = entry_kind(kind) {
-                return Err(BundleError::UnsafeEntry { path: path.to_owned(), kind: kind.to_owned() }.into());
+                return Err(BundleError::UnsafeEntry {
+                    path: path.to_owned(),
+                    kind: kind.to_owned(),
+                }
+                .into());
             }
             if offset + entry.raw_file_position() + entry.size() > file_len {
-                return Err(BundleError::tar(format!("truncated: {path} runs past the end of the file")).into());
+                return Err(BundleError::tar(format!(
+                    "truncated: {path} runs past the end of the file"
+                ))
+                .into());
             }
             if kind.is_dir() {
                 if entry.size() != 0 {
-                    return Err(BundleError::tar(format!("directory entry {path} carries data")).into());
+                    return Err(
+                        BundleError::tar(format!("directory entry {path} carries data")).into(),
+                    );
                 }
                 if !dirs.contains(path) {
-                    return Err(BundleError::Unlisted { path: format!("{path}/") }.into());
+                    return Err(BundleError::Unlisted {
+                        path: format!("{path}/"),
+                    }
+                    .into());
                 }
                 continue;
             }
             if path == MANIFEST || path == SIGNATURE {
-                return Err(BundleError::tar(format!("{path} appears again after the payload started")).into());
+                return Err(BundleError::tar(format!(
+                    "{path} appears again after the payload started"
+                ))
+                .into());
             }
             let Some(&i) = index.get(path) else {
-                return Err(BundleError::Unlisted { path: path.to_owned() }.into());
+                return Err(BundleError::Unlisted {
+                    path: path.to_owned(),
+                }
+                .into());
             };
             if i < next {
                 return Err(BundleError::unsafe_path(path, "appears twice in the tar").into());
@@ -242,7 +291,12 @@ pub(crate) fn walk(
             }
             let (cryptex, fe) = expected[i];
             if entry.size() != fe.size {
-                return Err(BundleError::Size { path: path.to_owned(), declared: fe.size, actual: entry.size() }.into());
+                return Err(BundleError::Size {
+                    path: path.to_owned(),
+                    declared: fe.size,
+                    actual: entry.size(),
+                }
+                .into());
             }
             if let Some((feeder, sink)) = stream.as_mut() {
                 feed(feeder, *sink, cryptex, fe, path, &mut entry, true)?;
@@ -255,10 +309,16 @@ pub(crate) fn walk(
         return Err(BundleError::tar("truncated: the end-of-archive marker is missing").into());
     }
     if let Some((c, e)) = expected.get(next) {
-        return Err(BundleError::Missing { path: format!("{c}/{}", e.path) }.into());
+        return Err(BundleError::Missing {
+            path: format!("{c}/{}", e.path),
+        }
+        .into());
     }
     let mut tail = Vec::new();
-    (&mut rest).take(MAX_ZERO_TAIL + 1).read_to_end(&mut tail).map_err(|e| tar_error(&e))?;
+    (&mut rest)
+        .take(MAX_ZERO_TAIL + 1)
+        .read_to_end(&mut tail)
+        .map_err(|e| tar_error(&e))?;
     if tail.iter().any(|&b| b != 0) || tail.len() as u64 > MAX_ZERO_TAIL {
         return Err(BundleError::tar("trailing data after the end-of-archive marker").into());
     }

@@ -33,7 +33,9 @@ pub fn install(root: &Root, key: &PublicKey) -> Result<bool> {
     if root.exists_nofollow(&rel).ctx("reading", root.show(&rel))? {
         return Ok(false);
     }
-    root.dir().create_dir_all(TRUST).ctx("creating", root.show(TRUST))?;
+    root.dir()
+        .create_dir_all(TRUST)
+        .ctx("creating", root.show(TRUST))?;
     root.write_atomic(&rel, key.to_pem().as_bytes(), 0o644)
         .ctx("writing", root.show(&rel))?;
     Ok(true)

@@ -3,6 +3,9 @@
 //! own types (versions, builds, platforms) so that a malformed one is refused before any command
 //! runs.
 
+// The doc comments here are help text for people, not rustdoc: no Markdown backticks in them.
+#![allow(clippy::doc_markdown)]
+
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
@@ -13,7 +16,7 @@ use crate::progress::ProgressMode;
 const EXAMPLES: &str = "\
 Examples:
   bsi init --root /tmp/mac                      make a macOS 26.3.1 (25D2128) laptop
-  bsi --root /tmp/mac trust add fixtures/keys/test.pub
+  bsi --root /tmp/mac trust add fixtures/keys/test-only.key.pub
   bsi --root /tmp/mac apply fixtures/bundles/macos-26.3.1-a.bsi --restart
   bsi --root /tmp/mac status                    sw_vers-style summary
   bsi --root /tmp/mac status --json             schema version 1 (docs/status.schema.json)
@@ -70,13 +73,19 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make a new simulated device.
-    #[command(after_help = "Examples:\n  bsi init --root /tmp/mac\n  bsi init --root /tmp/intel --chip intel --battery 15 --no-ac\n  bsi init --root /tmp/phone --platform iOS --supervised --trust key.pub")]
+    #[command(
+        after_help = "Examples:\n  bsi init --root /tmp/mac\n  bsi init --root /tmp/intel --chip intel --battery 15 --no-ac\n  bsi init --root /tmp/phone --platform iOS --supervised --trust key.pub"
+    )]
     Init(InitArgs),
     /// Show the device's OS, responses, power, settings and management.
-    #[command(after_help = "Examples:\n  bsi status\n  bsi status --json | jq .active\n  bsi status --require \"26.3.1 (b)\" && echo patched")]
+    #[command(
+        after_help = "Examples:\n  bsi status\n  bsi status --json | jq .active\n  bsi status --require \"26.3.1 (b)\" && echo patched"
+    )]
     Status(StatusArgs),
     /// Apply a response bundle (directory or tar form).
-    #[command(after_help = "Checks, in order: the bundle's manifest, signature and paths; the platform; the base\n(ProductVersion and PrerequisiteBuild); the order (not older than what is active or staged);\nmanagement policy; the power gate. Then the payload is staged, each file checked as it streams in.\n\nExamples:\n  bsi apply macos-26.3.1-a.bsi\n  bsi apply macos-26.3.1-a.bsi.tar --restart\n  bsi apply macos-26.3.1-b.bsi --dry-run")]
+    #[command(
+        after_help = "Checks, in order: the bundle's manifest, signature and paths; the platform; the base\n(ProductVersion and PrerequisiteBuild); the order (not older than what is active or staged);\nmanagement policy; the power gate. Then the payload is staged, each file checked as it streams in.\n\nExamples:\n  bsi apply macos-26.3.1-a.bsi\n  bsi apply macos-26.3.1-a.bsi.tar --restart\n  bsi apply macos-26.3.1-b.bsi --dry-run"
+    )]
     Apply(ApplyArgs),
     /// Restart the device: activate a staged response, or complete a staged removal.
     Restart(DryRunArgs),
@@ -91,7 +100,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  bsi upgrade --version 27.0 --build 26A100")]
     Upgrade(UpdateArgs),
     /// Show or change the simulated power source.
-    #[command(after_help = "Examples:\n  bsi power\n  bsi power --battery 9 --no-ac\n  bsi power --ac")]
+    #[command(
+        after_help = "Examples:\n  bsi power\n  bsi power --battery 9 --no-ac\n  bsi power --ac"
+    )]
     Power(PowerArgs),
     /// Show or change the user's settings (Automatically Install).
     #[command(after_help = "Examples:\n  bsi settings\n  bsi settings --automatic off")]
@@ -100,10 +111,14 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Run one background pass: install what automatic install or an enforcement calls for.
-    #[command(after_help = "Examples:\n  bsi auto --from fixtures/bundles\n  bsi auto --from bundles/ --now 2026-12-01T10:00:00Z")]
+    #[command(
+        after_help = "Examples:\n  bsi auto --from fixtures/bundles\n  bsi auto --from bundles/ --now 2026-12-01T10:00:00Z"
+    )]
     Auto(AutoArgs),
     /// Read a software lookup catalog: releases and background security improvements.
-    #[command(after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\"")]
+    #[command(
+        after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\""
+    )]
     Lookup(LookupArgs),
     /// Print a DDM StatusReport for the device's software update status items.
     Report,
@@ -123,7 +138,9 @@ pub enum Command {
     #[command(subcommand)]
     Bundle(BundleCommand),
     /// Print a shell completion script.
-    #[command(after_help = "Example:\n  bsi completions bash > ~/.local/share/bash-completion/completions/bsi")]
+    #[command(
+        after_help = "Example:\n  bsi completions bash > ~/.local/share/bash-completion/completions/bsi"
+    )]
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -280,7 +297,9 @@ pub struct SettingsArgs {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Store a declaration (JSON, exactly as an MDM server sends it).
-    #[command(after_help = "Exit 2: the file is not a declaration. Exit 4: the device refuses it (unknown Type,\nwrong value type, value out of range). A known Identifier with a new ServerToken replaces the old one.")]
+    #[command(
+        after_help = "Exit 2: the file is not a declaration. Exit 4: the device refuses it (unknown Type,\nwrong value type, value out of range). A known Identifier with a new ServerToken replaces the old one."
+    )]
     Set {
         /// The declaration file.
         #[arg(value_name = "FILE.json")]
@@ -381,7 +400,9 @@ pub enum TrustCommand {
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
     /// Make a bundle directory from an OS tree and/or an App tree.
-    #[command(after_help = "Example:\n  bsi bundle create --product macOS --version 26.3.1 --prerequisite 25D2128 \\\n    --extra \"(a)\" --build 25D771280a --os os-tree/ --app app-tree/ --out macos-26.3.1-a.bsi")]
+    #[command(
+        after_help = "Example:\n  bsi bundle create --product macOS --version 26.3.1 --prerequisite 25D2128 \\\n    --extra \"(a)\" --build 25D771280a --os os-tree/ --app app-tree/ --out macos-26.3.1-a.bsi"
+    )]
     Create(CreateArgs),
     /// Sign a bundle directory's manifest (writes Info.plist.sig).
     Sign {
@@ -405,7 +426,9 @@ pub enum BundleCommand {
         force: bool,
     },
     /// Show a bundle's manifest and whether its signature and every digest hold.
-    #[command(after_help = "The signature is checked against --key, else against the trusted keys of the device\n(--root). Exit 6 when any check fails.")]
+    #[command(
+        after_help = "The signature is checked against --key, else against the trusted keys of the device\n(--root). Exit 6 when any check fails."
+    )]
     Inspect {
         /// The bundle, either form.
         #[arg(value_name = "BUNDLE")]
@@ -419,19 +442,19 @@ pub enum BundleCommand {
 /// `bsi bundle create`.
 #[derive(Debug, ClapArgs)]
 pub struct CreateArgs {
-    /// ProductName.
+    /// `ProductName`.
     #[arg(long, value_enum, ignore_case = true)]
     pub product: Platform,
-    /// ProductVersion: the base OS version.
+    /// `ProductVersion`: the base OS version.
     #[arg(long, value_name = "VERSION")]
     pub version: String,
-    /// PrerequisiteBuild: the base build.
+    /// `PrerequisiteBuild`: the base build.
     #[arg(long, value_name = "BUILD")]
     pub prerequisite: String,
-    /// ProductVersionExtra, e.g. "(a)".
+    /// `ProductVersionExtra`, e.g. "(a)".
     #[arg(long, value_name = "EXTRA")]
     pub extra: String,
-    /// ProductBuildVersion: the supplemental build, e.g. 25D771280a.
+    /// `ProductBuildVersion`: the supplemental build, e.g. 25D771280a.
     #[arg(long, value_name = "BUILD")]
     pub build: String,
     /// Directory holding the OS cryptex tree.
@@ -443,10 +466,10 @@ pub struct CreateArgs {
     /// Description.
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
-    /// PostingDate (YYYY-MM-DD).
+    /// `PostingDate` (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub posting_date: Option<String>,
-    /// SupportedDevices entry (repeatable).
+    /// `SupportedDevices` entry (repeatable).
     #[arg(long = "supported-device", value_name = "MODEL")]
     pub supported_devices: Vec<String>,
     /// The bundle directory to write.

@@ -25,7 +25,13 @@ use super::{Ctx, Executed};
 const DEFAULT_VERSION: &str = "26.3.1";
 
 fn open(ctx: &Ctx, access: Access) -> Result<Device> {
-    lifecycle::open(&ctx.root()?, access, ctx.wait, &ctx.command_line, &ctx.clock)
+    lifecycle::open(
+        &ctx.root()?,
+        access,
+        ctx.wait,
+        &ctx.command_line,
+        &ctx.clock,
+    )
 }
 
 /// A summary line for the history.
@@ -44,7 +50,13 @@ pub(crate) trait Summary {
 
 /// Runs a changing command: exclusive lock, then `body`, then a history entry for the outcome
 /// (except with `--dry-run`, which changes nothing, not even the history).
-fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<String>, body: impl FnOnce(&Device) -> Result<T>) -> Result<T> {
+fn change<T: Summary>(
+    ctx: &Ctx,
+    action: &str,
+    dry_run: bool,
+    target: Option<String>,
+    body: impl FnOnce(&Device) -> Result<T>,
+) -> Result<T> {
     let device = open(ctx, Access::Change)?;
     if dry_run {
         return body(&device);
@@ -68,13 +80,21 @@ fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<Str
             // The change is made; failing to record it must not report the change as failed.
             let recorded = history::append(device.root(), &entry).and_then(|()| {
                 if action == "apply" {
-                    crate::ddm::report::record_success(&device, &ctx.clock, entry.target.as_deref(), None)
+                    crate::ddm::report::record_success(
+                        &device,
+                        &ctx.clock,
+                        entry.target.as_deref(),
+                        None,
+                    )
                 } else {
                     Ok(())
                 }
             });
             if let Err(e) = recorded {
-                let _ = writeln!(std::io::stderr(), "warning: {action} succeeded, but recording it in the history failed: {e}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: {action} succeeded, but recording it in the history failed: {e}"
+                );
             }
         }
         Err(e) => {
@@ -88,7 +108,8 @@ fn change<T: Summary>(ctx: &Ctx, action: &str, dry_run: bool, target: Option<Str
     }
     if device.journal_open() {
         // A committed update whose completion failed keeps its journal for recovery.
-        let committed = lifecycle::journal::read(&device)?.is_some_and(|j| j.commit.is_some()) && result.is_err();
+        let committed = lifecycle::journal::read(&device)?.is_some_and(|j| j.commit.is_some())
+            && result.is_err();
         if !committed {
             lifecycle::journal::end(&device)?;
         }
@@ -110,13 +131,25 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         Command::Init(a) => {
             let ios = a.platform != Platform::MacOs;
             if ios && a.chip == Some(Chip::Intel) {
-                return Err(Error::usage("--chip intel applies to macOS only", "iPhone and iPad are Apple silicon; leave --chip out"));
+                return Err(Error::usage(
+                    "--chip intel applies to macOS only",
+                    "iPhone and iPad are Apple silicon; leave --chip out",
+                ));
             }
             if ios && a.desktop {
-                return Err(Error::usage(format!("--desktop applies to macOS only; every {} device is portable", a.platform), "leave --desktop out"));
+                return Err(Error::usage(
+                    format!(
+                        "--desktop applies to macOS only; every {} device is portable",
+                        a.platform
+                    ),
+                    "leave --desktop out",
+                ));
             }
             if a.desktop && (a.battery.is_some() || a.no_ac) {
-                return Err(Error::usage("a desktop Mac has no battery and is always on power", "leave --battery and --no-ac out with --desktop"));
+                return Err(Error::usage(
+                    "a desktop Mac has no battery and is always on power",
+                    "leave --battery and --no-ac out with --desktop",
+                ));
             }
             let default_build = match a.platform {
                 Platform::MacOs => "25D2128",
@@ -128,7 +161,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 (None, Some(b)) => (DEFAULT_VERSION.to_owned(), b.clone()),
                 (Some(v), None) if v == DEFAULT_VERSION => (v.clone(), default_build.to_owned()),
                 (Some(v), None) => {
-                    return Err(Error::usage(format!("--version {v} needs --build too"), format!("e.g. --version {v} --build 25E100")));
+                    return Err(Error::usage(
+                        format!("--version {v} needs --build too"),
+                        format!("e.g. --version {v} --build 25E100"),
+                    ));
                 }
             };
             let opts = InitOptions {
@@ -151,34 +187,75 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             if a.schema {
                 return done(Output::Json(status::model::schema()));
             }
-            let requirement = a.require.as_deref().map(require::Requirement::parse).transpose()?;
+            let requirement = a
+                .require
+                .as_deref()
+                .map(require::Requirement::parse)
+                .transpose()?;
             let device = open(ctx, Access::Read)?;
             let s = status::collect(&device)?;
             let deferred = requirement.and_then(|r| require::check(&s, r).err());
             Ok((Output::Status(Box::new(s)), deferred))
         }
         Command::Apply(a) => {
-            let opts = apply::ApplyOptions { bundle: a.bundle.clone(), restart: a.restart, dry_run: a.dry_run, enforced_by: None };
-            let target = crate::bundle::Bundle::open(&a.bundle).ok().map(|b| b.version_label());
-            let outcome = change(ctx, "apply", a.dry_run, target, |d| apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref()))?;
+            let opts = apply::ApplyOptions {
+                bundle: a.bundle.clone(),
+                restart: a.restart,
+                dry_run: a.dry_run,
+                enforced_by: None,
+            };
+            let target = crate::bundle::Bundle::open(&a.bundle)
+                .ok()
+                .map(|b| b.version_label());
+            let outcome = change(ctx, "apply", a.dry_run, target, |d| {
+                apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref())
+            })?;
             done(Output::Apply(outcome))
         }
-        Command::Restart(a) => done(Output::Restart(change(ctx, "restart", a.dry_run, None, |d| restart::restart(d, &ctx.clock, a.dry_run))?)),
-        Command::RelaunchSafari(a) => done(Output::Relaunch(change(ctx, "relaunch-safari", a.dry_run, None, |d| safari::relaunch_safari(d, &ctx.clock, a.dry_run))?)),
-        Command::Rollback(a) => done(Output::Rollback(change(ctx, "rollback", a.dry_run, None, |d| rollback::rollback(d, &ctx.clock, a.restart, a.dry_run))?)),
+        Command::Restart(a) => done(Output::Restart(change(
+            ctx,
+            "restart",
+            a.dry_run,
+            None,
+            |d| restart::restart(d, &ctx.clock, a.dry_run),
+        )?)),
+        Command::RelaunchSafari(a) => done(Output::Relaunch(change(
+            ctx,
+            "relaunch-safari",
+            a.dry_run,
+            None,
+            |d| safari::relaunch_safari(d, &ctx.clock, a.dry_run),
+        )?)),
+        Command::Rollback(a) => done(Output::Rollback(change(
+            ctx,
+            "rollback",
+            a.dry_run,
+            None,
+            |d| rollback::rollback(d, &ctx.clock, a.restart, a.dry_run),
+        )?)),
         Command::Update(a) => run_update(ctx, update::Kind::Minor, &a.version, &a.build, a.dry_run),
-        Command::Upgrade(a) => run_update(ctx, update::Kind::Major, &a.version, &a.build, a.dry_run),
+        Command::Upgrade(a) => {
+            run_update(ctx, update::Kind::Major, &a.version, &a.build, a.dry_run)
+        }
         Command::Power(a) => power(ctx, a.battery, a.ac, a.no_ac, a.dry_run),
         Command::Settings(a) => settings(ctx, a.automatic, a.dry_run),
         Command::Policy(p) => policy(ctx, p),
         Command::Auto(a) => {
-            let opts = auto::AutoOptions { from: a.from, catalog: a.catalog, dry_run: a.dry_run };
-            let outcome = change(ctx, "auto", a.dry_run, None, |d| auto::run(d, &opts, &ctx.clock, ctx.progress.as_ref()))?;
+            let opts = auto::AutoOptions {
+                from: a.from,
+                catalog: a.catalog,
+                dry_run: a.dry_run,
+            };
+            let outcome = change(ctx, "auto", a.dry_run, None, |d| {
+                auto::run(d, &opts, &ctx.clock, ctx.progress.as_ref())
+            })?;
             done(Output::Auto(outcome))
         }
         Command::Lookup(a) => {
             let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
-            done(Output::Lookup(cat.lookup(a.platform, a.version.as_deref())?))
+            done(Output::Lookup(
+                cat.lookup(a.platform, a.version.as_deref())?,
+            ))
         }
         Command::Report => {
             let device = open(ctx, Access::Read)?;
@@ -199,9 +276,13 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         }
         Command::Repair(a) => {
             let device = Device::open(&ctx.root()?, Access::Change, ctx.wait, &ctx.command_line)?;
-            done(Output::Repair(recover::repair(&device, &ctx.clock, a.dry_run)?))
+            done(Output::Repair(recover::repair(
+                &device, &ctx.clock, a.dry_run,
+            )?))
         }
-        Command::Key(KeyCommand::Generate { out, force }) => done(Output::KeyGenerated(keys::generate(&out, force)?)),
+        Command::Key(KeyCommand::Generate { out, force }) => {
+            done(Output::KeyGenerated(keys::generate(&out, force)?))
+        }
         Command::Trust(t) => trust_command(ctx, t),
         Command::Bundle(b) => bundle_command(ctx, b),
         Command::Completions { shell } => {
@@ -213,7 +294,13 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
     }
 }
 
-fn run_update(ctx: &Ctx, kind: update::Kind, version: &str, build: &str, dry_run: bool) -> Result<Executed> {
+fn run_update(
+    ctx: &Ctx,
+    kind: update::Kind,
+    version: &str,
+    build: &str,
+    dry_run: bool,
+) -> Result<Executed> {
     let version = parse_os(version)?;
     let build = parse_build(build)?;
     let action = match kind {
@@ -221,7 +308,9 @@ fn run_update(ctx: &Ctx, kind: update::Kind, version: &str, build: &str, dry_run
         update::Kind::Major => "upgrade",
     };
     let target = Some(format!("{version} ({build})"));
-    let outcome = change(ctx, action, dry_run, target, |d| update::update(d, &ctx.clock, kind, version, build.clone(), dry_run))?;
+    let outcome = change(ctx, action, dry_run, target, |d| {
+        update::update(d, &ctx.clock, kind, version, &build, dry_run)
+    })?;
     Ok((Output::Update(outcome), None))
 }
 
@@ -229,20 +318,34 @@ fn power(ctx: &Ctx, battery: Option<u8>, ac: bool, no_ac: bool, dry_run: bool) -
     if battery.is_none() && !ac && !no_ac {
         let device = open(ctx, Access::Read)?;
         let power = device.power()?;
-        return Ok((Output::Power(PowerView::new(&device, power, false, false)), None));
+        return Ok((
+            Output::Power(PowerView::new(&device, power, false, false)),
+            None,
+        ));
     }
     let view = change(ctx, "power", dry_run, None, |device| {
         if !device.info().portable && (battery.is_some() || no_ac) {
-            return Err(Error::usage("a desktop Mac has no battery and is always on power", "leave --battery and --no-ac out"));
+            return Err(Error::usage(
+                "a desktop Mac has no battery and is always on power",
+                "leave --battery and --no-ac out",
+            ));
         }
         let old = device.power()?;
         let new = Power {
             battery_percent: battery.or(old.battery_percent),
-            on_ac: if ac { true } else if no_ac { false } else { old.on_ac },
+            on_ac: if ac {
+                true
+            } else if no_ac {
+                false
+            } else {
+                old.on_ac
+            },
         };
         let changed = new != old;
         if changed && !dry_run {
-            lifecycle::journaled(device, &ctx.clock, "power", || records::write_json(device.root(), POWER_RECORD, &new))?;
+            lifecycle::journaled(device, &ctx.clock, "power", || {
+                records::write_json(device.root(), POWER_RECORD, &new)
+            })?;
         }
         Ok(PowerView::new(device, new, changed, dry_run))
     })?;
@@ -253,7 +356,10 @@ fn settings(ctx: &Ctx, automatic: Option<Switch>, dry_run: bool) -> Result<Execu
     let Some(switch) = automatic else {
         let device = open(ctx, Access::Read)?;
         let policy = status::collect::policy(&device)?;
-        return Ok((Output::Settings(SettingsView::new(device.settings()?, &policy, false, false)), None));
+        return Ok((
+            Output::Settings(SettingsView::new(device.settings()?, &policy, false, false)),
+            None,
+        ));
     };
     let wanted = switch == Switch::On;
     let view = change(ctx, "settings", dry_run, None, |device| {
@@ -261,20 +367,35 @@ fn settings(ctx: &Ctx, automatic: Option<Switch>, dry_run: bool) -> Result<Execu
         if let Some((forced, id)) = &policy.automatic_forced
             && *forced != wanted
         {
-            let (state, value) = if *forced { ("on", "AlwaysOn") } else { ("off", "AlwaysOff") };
+            let (state, value) = if *forced {
+                ("on", "AlwaysOn")
+            } else {
+                ("off", "AlwaysOff")
+            };
             return Err(Error::policy(
-                format!("automatic install is forced {state} by declaration {id} (InstallSecurityUpdate = {value})"),
+                format!(
+                    "automatic install is forced {state} by declaration {id} (InstallSecurityUpdate = {value})"
+                ),
                 "the MDM server controls this setting on this supervised device",
             ));
         }
         let old = device.settings()?;
-        let new = Settings { automatic_install: wanted };
+        let new = Settings {
+            automatic_install: wanted,
+        };
         let changed = old != new;
         if changed && !dry_run {
-            lifecycle::journaled(device, &ctx.clock, "settings", || records::write_json(device.root(), SETTINGS_RECORD, &new))?;
+            lifecycle::journaled(device, &ctx.clock, "settings", || {
+                records::write_json(device.root(), SETTINGS_RECORD, &new)
+            })?;
         }
         let policy = status::collect::policy(device)?;
-        Ok(SettingsView::new(if dry_run { new } else { device.settings()? }, &policy, changed, dry_run))
+        Ok(SettingsView::new(
+            if dry_run { new } else { device.settings()? },
+            &policy,
+            changed,
+            dry_run,
+        ))
     })?;
     Ok((Output::Settings(view), None))
 }
@@ -282,7 +403,10 @@ fn settings(ctx: &Ctx, automatic: Option<Switch>, dry_run: bool) -> Result<Execu
 fn read_declaration(file: &Path) -> Result<Declaration> {
     let raw = std::fs::read(file).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::usage(format!("no file at {}", file.display()), "check the path of the declaration")
+            Error::usage(
+                format!("no file at {}", file.display()),
+                "check the path of the declaration",
+            )
         } else {
             Error::io("reading", file, e)
         }
@@ -298,7 +422,9 @@ fn policy(ctx: &Ctx, command: PolicyCommand) -> Result<Executed> {
             let outcome = change(ctx, "policy set", dry_run, target, |device| {
                 let plan = store::plan(device.root(), &declaration)?;
                 if plan != store::SetOutcome::Unchanged && !dry_run {
-                    lifecycle::journaled(device, &ctx.clock, "policy set", || store::store(device.root(), &declaration))?;
+                    lifecycle::journaled(device, &ctx.clock, "policy set", || {
+                        store::store(device.root(), &declaration)
+                    })?;
                 }
                 let policy = status::collect::policy(device)?;
                 let note = policy
@@ -306,7 +432,14 @@ fn policy(ctx: &Ctx, command: PolicyCommand) -> Result<Executed> {
                     .iter()
                     .find(|c| c.declaration.identifier == declaration.identifier)
                     .map_or_else(String::new, |c| c.note.clone());
-                Ok(super::render::PolicySet { identifier: declaration.identifier.clone(), kind: declaration.kind.clone(), server_token: declaration.server_token.clone(), change: plan, note, dry_run })
+                Ok(super::render::PolicySet {
+                    identifier: declaration.identifier.clone(),
+                    kind: declaration.kind.clone(),
+                    server_token: declaration.server_token.clone(),
+                    change: plan,
+                    note,
+                    dry_run,
+                })
             })?;
             Ok((Output::PolicySet(outcome), None))
         }
@@ -315,15 +448,32 @@ fn policy(ctx: &Ctx, command: PolicyCommand) -> Result<Executed> {
             let s = status::collect(&device)?;
             Ok((Output::PolicyList(s.policy), None))
         }
-        PolicyCommand::Remove { identifier, dry_run } => {
-            let outcome = change(ctx, "policy remove", dry_run, Some(identifier.clone()), |device| {
-                if !dry_run {
-                    lifecycle::journaled(device, &ctx.clock, "policy remove", || store::remove(device.root(), &identifier))?;
-                } else if !store::list(device.root())?.iter().any(|d| d.identifier == identifier) {
-                    store::remove(device.root(), &identifier)?;
-                }
-                Ok(super::render::PolicyRemoved { identifier: identifier.clone(), dry_run })
-            })?;
+        PolicyCommand::Remove {
+            identifier,
+            dry_run,
+        } => {
+            let outcome = change(
+                ctx,
+                "policy remove",
+                dry_run,
+                Some(identifier.clone()),
+                |device| {
+                    if !dry_run {
+                        lifecycle::journaled(device, &ctx.clock, "policy remove", || {
+                            store::remove(device.root(), &identifier)
+                        })?;
+                    } else if !store::list(device.root())?
+                        .iter()
+                        .any(|d| d.identifier == identifier)
+                    {
+                        store::remove(device.root(), &identifier)?;
+                    }
+                    Ok(super::render::PolicyRemoved {
+                        identifier: identifier.clone(),
+                        dry_run,
+                    })
+                },
+            )?;
             Ok((Output::PolicyRemoved(outcome), None))
         }
     }
@@ -334,13 +484,28 @@ fn trust_command(ctx: &Ctx, command: TrustCommand) -> Result<Executed> {
         TrustCommand::Add { key, dry_run } => {
             let public = trust::read_public_key(&key)?;
             let fingerprint = public.fingerprint.clone();
-            let added = change(ctx, "trust add", dry_run, Some(fingerprint.clone()), |device| {
-                let known = trust::load(device.root())?.iter().any(|k| k.fingerprint == public.fingerprint);
-                if !known && !dry_run {
-                    lifecycle::journaled(device, &ctx.clock, "trust add", || trust::install(device.root(), &public))?;
-                }
-                Ok(super::render::TrustChange { fingerprint: fingerprint.clone(), changed: !known, added: true, dry_run })
-            })?;
+            let added = change(
+                ctx,
+                "trust add",
+                dry_run,
+                Some(fingerprint.clone()),
+                |device| {
+                    let known = trust::load(device.root())?
+                        .iter()
+                        .any(|k| k.fingerprint == public.fingerprint);
+                    if !known && !dry_run {
+                        lifecycle::journaled(device, &ctx.clock, "trust add", || {
+                            trust::install(device.root(), &public)
+                        })?;
+                    }
+                    Ok(super::render::TrustChange {
+                        fingerprint: fingerprint.clone(),
+                        changed: !known,
+                        added: true,
+                        dry_run,
+                    })
+                },
+            )?;
             Ok((Output::Trust(added), None))
         }
         TrustCommand::List => {
@@ -352,13 +517,26 @@ fn trust_command(ctx: &Ctx, command: TrustCommand) -> Result<Executed> {
                 let fingerprint = if dry_run {
                     let all = trust::list(device.root())?;
                     let wanted = key.to_lowercase();
-                    all.iter().find(|k| k.fingerprint.starts_with(&wanted)).map(|k| k.fingerprint.clone()).ok_or_else(|| {
-                        Error::not_applicable(format!("the device trusts no key with fingerprint {wanted}"), "see `bsi trust list`")
-                    })?
+                    all.iter()
+                        .find(|k| k.fingerprint.starts_with(&wanted))
+                        .map(|k| k.fingerprint.clone())
+                        .ok_or_else(|| {
+                            Error::not_applicable(
+                                format!("the device trusts no key with fingerprint {wanted}"),
+                                "see `bsi trust list`",
+                            )
+                        })?
                 } else {
-                    lifecycle::journaled(device, &ctx.clock, "trust remove", || trust::remove(device.root(), &key))?
+                    lifecycle::journaled(device, &ctx.clock, "trust remove", || {
+                        trust::remove(device.root(), &key)
+                    })?
                 };
-                Ok(super::render::TrustChange { fingerprint, changed: true, added: false, dry_run })
+                Ok(super::render::TrustChange {
+                    fingerprint,
+                    changed: true,
+                    added: false,
+                    dry_run,
+                })
             })?;
             Ok((Output::Trust(removed), None))
         }
@@ -383,26 +561,39 @@ fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
                 out: a.out,
                 force: a.force,
             };
-            Ok((Output::Created(create::create(&opts, ctx.progress.as_ref())?), None))
+            Ok((
+                Output::Created(create::create(&opts, ctx.progress.as_ref())?),
+                None,
+            ))
         }
-        BundleCommand::Sign { bundle, key } => Ok((Output::Signed(create::sign(&bundle, &key)?), None)),
-        BundleCommand::Pack { bundle, out, force } => Ok((Output::Packed(pack::pack(&bundle, &out, force)?), None)),
+        BundleCommand::Sign { bundle, key } => {
+            Ok((Output::Signed(create::sign(&bundle, &key)?), None))
+        }
+        BundleCommand::Pack { bundle, out, force } => {
+            Ok((Output::Packed(pack::pack(&bundle, &out, force)?), None))
+        }
         BundleCommand::Inspect { bundle, key } => {
-            let (trusted, source) = match key {
-                Some(path) => (vec![keys::read_public_key(&path)?], format!("key {}", path.display())),
-                None => {
-                    let root = ctx.root()?;
-                    let device = lifecycle::open(&root, Access::Read, ctx.wait, &ctx.command_line, &ctx.clock).map_err(|e| match e {
-                        Error::NoDevice { root } => Error::usage(
-                            format!("no key to check the signature against: no --key, and no bsi device at {}", root.display()),
-                            "pass --key KEY.pub, or --root DIR of a device that trusts the signer",
-                        ),
-                        other => other,
-                    })?;
-                    (trust::load(device.root())?, format!("the trusted keys of the device at {}", root.display()))
-                }
+            let (trusted, source) = if let Some(path) = key {
+                (
+                    vec![keys::read_public_key(&path)?],
+                    format!("key {}", path.display()),
+                )
+            } else {
+                let root = ctx.root()?;
+                let device = lifecycle::open(&root, Access::Read, ctx.wait, &ctx.command_line, &ctx.clock).map_err(|e| match e {
+                    Error::NoDevice { root } => Error::usage(
+                        format!("no key to check the signature against: no --key, and no bsi device at {}", root.display()),
+                        "pass --key KEY.pub, or --root DIR of a device that trusts the signer",
+                    ),
+                    other => other,
+                })?;
+                (
+                    trust::load(device.root())?,
+                    format!("the trusted keys of the device at {}", root.display()),
+                )
             };
-            let (report, error) = inspect::inspect(&bundle, &trusted, &source, ctx.progress.as_ref())?;
+            let (report, error) =
+                inspect::inspect(&bundle, &trusted, &source, ctx.progress.as_ref())?;
             Ok((Output::Inspected(Box::new(report)), error))
         }
     }
@@ -413,13 +604,22 @@ fn man(out: Option<&Path>) -> Result<Executed> {
     match out {
         None => {
             let mut buf = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut buf).map_err(|e| Error::io("rendering", "the man page", e))?;
-            Ok((Output::Raw(String::from_utf8_lossy(&buf).into_owned()), None))
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|e| Error::io("rendering", "the man page", e))?;
+            Ok((
+                Output::Raw(String::from_utf8_lossy(&buf).into_owned()),
+                None,
+            ))
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-            clap_mangen::generate_to(cmd, dir).map_err(|e| Error::io("writing man pages to", dir, e))?;
-            Ok((Output::Raw(format!("wrote man pages to {}\n", dir.display())), None))
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| Error::io("writing man pages to", dir, e))?;
+            Ok((
+                Output::Raw(format!("wrote man pages to {}\n", dir.display())),
+                None,
+            ))
         }
     }
 }

@@ -60,7 +60,7 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
 fn print_error(error: &Error) {
     let mut text = format!("error: {error}\n");
     if let Some(hint) = error.hint() {
-        text.push_str(&format!("hint: {hint}\n"));
+        text = format!("{text}hint: {hint}\n");
     }
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
@@ -100,13 +100,13 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
     };
     let text = output.render(ctx.json, ctx.verbose);
-    if !(ctx.quiet && !ctx.json && deferred.is_none()) && !text.is_empty() {
-        if let Err(e) = print_stdout(&text) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                let _ = writeln!(std::io::stderr(), "error: writing to stdout: {e}");
-                return ExitCode::from(1);
-            }
-        }
+    if (!ctx.quiet || ctx.json || deferred.is_some())
+        && !text.is_empty()
+        && let Err(e) = print_stdout(&text)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let _ = writeln!(std::io::stderr(), "error: writing to stdout: {e}");
+        return ExitCode::from(1);
     }
     match deferred {
         Some(e) => {

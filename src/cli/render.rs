@@ -88,7 +88,10 @@ impl SettingsView {
     pub fn new(settings: Settings, policy: &Policy, changed: bool, dry_run: bool) -> Self {
         Self {
             automatic_user: settings.automatic_install,
-            automatic_effective: policy.automatic_forced.as_ref().map_or(settings.automatic_install, |f| f.0),
+            automatic_effective: policy
+                .automatic_forced
+                .as_ref()
+                .map_or(settings.automatic_install, |f| f.0),
             forced_by: match &policy.automatic_source {
                 AutoSource::User => None,
                 AutoSource::Policy { identifier } => Some(identifier.clone()),
@@ -198,7 +201,8 @@ pub enum Output {
 }
 
 fn json<T: Serialize>(value: &T) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }
@@ -250,7 +254,16 @@ impl Output {
                     (false, true) => "replaced the device with",
                     (false, false) => "made",
                 };
-                line(&mut out, format!("{verb} a {} {} ({}) device at {}", o.platform, o.version, o.build, o.root.display()));
+                line(
+                    &mut out,
+                    format!(
+                        "{verb} a {} {} ({}) device at {}",
+                        o.platform,
+                        o.version,
+                        o.build,
+                        o.root.display()
+                    ),
+                );
                 for fp in &o.trusted {
                     line(&mut out, format!("trusts key {fp}"));
                 }
@@ -271,19 +284,41 @@ impl Output {
             }
             Output::Power(p) => {
                 match p.battery_percent {
-                    Some(b) => line(&mut out, format!("battery {b} %, {}", if p.on_ac { "on power" } else { "on battery" })),
+                    Some(b) => line(
+                        &mut out,
+                        format!(
+                            "battery {b} %, {}",
+                            if p.on_ac { "on power" } else { "on battery" }
+                        ),
+                    ),
                     None => line(&mut out, "no battery (desktop), on power"),
                 }
-                line(&mut out, format!("power gate: {} ({})", if p.ok { "passes" } else { "blocks installs" }, p.reason));
+                line(
+                    &mut out,
+                    format!(
+                        "power gate: {} ({})",
+                        if p.ok { "passes" } else { "blocks installs" },
+                        p.reason
+                    ),
+                );
                 if p.dry_run && p.changed {
                     line(&mut out, "(dry run: nothing changed)");
                 }
             }
             Output::Settings(s) => {
                 let onoff = |b: bool| if b { "on" } else { "off" };
-                line(&mut out, format!("automatically install: {}", onoff(s.automatic_effective)));
+                line(
+                    &mut out,
+                    format!("automatically install: {}", onoff(s.automatic_effective)),
+                );
                 if let Some(id) = &s.forced_by {
-                    line(&mut out, format!("  forced by declaration {id}; the user's switch ({}) has no effect", onoff(s.automatic_user)));
+                    line(
+                        &mut out,
+                        format!(
+                            "  forced by declaration {id}; the user's switch ({}) has no effect",
+                            onoff(s.automatic_user)
+                        ),
+                    );
                 }
                 if s.dry_run && s.changed {
                     line(&mut out, "(dry run: nothing changed)");
@@ -291,11 +326,17 @@ impl Output {
             }
             Output::PolicySet(p) => {
                 let what = match (&p.change, p.dry_run) {
-                    (SetOutcome::Unchanged, _) => "already stored (same ServerToken); nothing to do".to_owned(),
+                    (SetOutcome::Unchanged, _) => {
+                        "already stored (same ServerToken); nothing to do".to_owned()
+                    }
                     (SetOutcome::Added, false) => "stored".to_owned(),
                     (SetOutcome::Added, true) => "would store".to_owned(),
-                    (SetOutcome::Replaced { previous_token }, false) => format!("replaced the declaration with ServerToken {previous_token}"),
-                    (SetOutcome::Replaced { previous_token }, true) => format!("would replace the declaration with ServerToken {previous_token}"),
+                    (SetOutcome::Replaced { previous_token }, false) => {
+                        format!("replaced the declaration with ServerToken {previous_token}")
+                    }
+                    (SetOutcome::Replaced { previous_token }, true) => {
+                        format!("would replace the declaration with ServerToken {previous_token}")
+                    }
                 };
                 line(&mut out, format!("{} ({}): {what}", p.identifier, p.kind));
                 if !p.note.is_empty() {
@@ -303,16 +344,36 @@ impl Output {
                 }
             }
             Output::PolicyList(p) => {
-                line(&mut out, format!("supervised: {}", if p.supervised { "yes" } else { "no (settings declarations are ignored)" }));
+                line(
+                    &mut out,
+                    format!(
+                        "supervised: {}",
+                        if p.supervised {
+                            "yes"
+                        } else {
+                            "no (settings declarations are ignored)"
+                        }
+                    ),
+                );
                 if p.declarations.is_empty() {
                     line(&mut out, "no declarations");
                 }
                 for d in &p.declarations {
-                    line(&mut out, format!("{}  {}  token {}", d.identifier, d.kind, d.server_token));
+                    line(
+                        &mut out,
+                        format!("{}  {}  token {}", d.identifier, d.kind, d.server_token),
+                    );
                     line(&mut out, format!("  {}", d.note));
                 }
             }
-            Output::PolicyRemoved(p) => line(&mut out, format!("{} {}", if p.dry_run { "would remove" } else { "removed" }, p.identifier)),
+            Output::PolicyRemoved(p) => line(
+                &mut out,
+                format!(
+                    "{} {}",
+                    if p.dry_run { "would remove" } else { "removed" },
+                    p.identifier
+                ),
+            ),
             Output::Auto(a) => {
                 for l in &a.log {
                     line(&mut out, l);
@@ -324,7 +385,15 @@ impl Output {
                     line(&mut out, "no history");
                 }
                 for e in entries {
-                    let mut text = format!("{}  {:<16} {:<13}", e.at, e.action, serde_json::to_value(e.result).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+                    let mut text = format!(
+                        "{}  {:<16} {:<13}",
+                        e.at,
+                        e.action,
+                        serde_json::to_value(e.result)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    );
                     if let (Some(b), Some(a)) = (&e.before, &e.after) {
                         let _ = write!(text, " {b} -> {a}");
                     }
@@ -339,7 +408,13 @@ impl Output {
             }
             Output::Verify(v) => {
                 if v.problems.is_empty() {
-                    line(&mut out, format!("{}: {} files, {} bytes verified; links and SystemVersion.plist agree", v.version, v.files, v.bytes));
+                    line(
+                        &mut out,
+                        format!(
+                            "{}: {} files, {} bytes verified; links and SystemVersion.plist agree",
+                            v.version, v.files, v.bytes
+                        ),
+                    );
                 } else {
                     for p in &v.problems {
                         line(&mut out, format!("problem: {p}"));
@@ -348,7 +423,13 @@ impl Output {
             }
             Output::Repair(r) => {
                 if let Some(rec) = &r.recovered {
-                    line(&mut out, format!("recovered an interrupted {} (pid {})", rec.interrupted, rec.pid));
+                    line(
+                        &mut out,
+                        format!(
+                            "recovered an interrupted {} (pid {})",
+                            rec.interrupted, rec.pid
+                        ),
+                    );
                 }
                 for a in &r.actions {
                     line(&mut out, a);
@@ -358,7 +439,10 @@ impl Output {
                 }
             }
             Output::KeyGenerated(k) => {
-                line(&mut out, format!("private key: {} (keep it secret)", k.private_key.display()));
+                line(
+                    &mut out,
+                    format!("private key: {} (keep it secret)", k.private_key.display()),
+                );
                 line(&mut out, format!("public key:  {}", k.public_key.display()));
                 line(&mut out, format!("fingerprint: {}", k.fingerprint));
             }
@@ -374,7 +458,10 @@ impl Output {
             }
             Output::TrustList(keys) => {
                 if keys.is_empty() {
-                    line(&mut out, "the device trusts no keys (add one with `bsi trust add KEY.pub`)");
+                    line(
+                        &mut out,
+                        "the device trusts no keys (add one with `bsi trust add KEY.pub`)",
+                    );
                 }
                 for k in keys {
                     line(&mut out, format!("{}  {}", k.fingerprint, k.file.display()));
@@ -382,12 +469,41 @@ impl Output {
             }
             Output::Created(c) => {
                 let files: Vec<String> = c.files.iter().map(|(k, v)| format!("{v} {k}")).collect();
-                line(&mut out, format!("created {} ({}, {}): {} files, {} bytes", c.bundle.display(), c.version, c.build, files.join(" + "), c.bytes));
-                line(&mut out, format!("next: bsi bundle sign {} --key KEY", c.bundle.display()));
+                line(
+                    &mut out,
+                    format!(
+                        "created {} ({}, {}): {} files, {} bytes",
+                        c.bundle.display(),
+                        c.version,
+                        c.build,
+                        files.join(" + "),
+                        c.bytes
+                    ),
+                );
+                line(
+                    &mut out,
+                    format!("next: bsi bundle sign {} --key KEY", c.bundle.display()),
+                );
             }
-            Output::Signed(s) => line(&mut out, format!("signed {} with key {}", s.bundle.display(), s.fingerprint)),
+            Output::Signed(s) => line(
+                &mut out,
+                format!("signed {} with key {}", s.bundle.display(), s.fingerprint),
+            ),
             Output::Packed(p) => {
-                line(&mut out, format!("packed {} files into {} ({} bytes){}", p.files, p.out.display(), p.bytes, if p.signed { "" } else { "; unsigned: devices will reject it" }));
+                line(
+                    &mut out,
+                    format!(
+                        "packed {} files into {} ({} bytes){}",
+                        p.files,
+                        p.out.display(),
+                        p.bytes,
+                        if p.signed {
+                            ""
+                        } else {
+                            "; unsigned: devices will reject it"
+                        }
+                    ),
+                );
             }
             Output::Inspected(r) => inspect(&mut out, r),
             Output::Json(v) => out = json(v),
@@ -403,47 +519,141 @@ fn status(out: &mut String, s: &Status, verbose: u8) {
     if let Some(a) = &s.active {
         line(out, format!("ProductVersionExtra:\t{}", a.extra));
     }
-    line(out, format!("BuildVersion:\t\t{}", s.ddm.supplemental_build_version));
+    line(
+        out,
+        format!("BuildVersion:\t\t{}", s.ddm.supplemental_build_version),
+    );
     line(out, "");
     let kind = match (s.device.platform, s.device.portable) {
         (crate::device::Platform::MacOs, true) => format!("Mac laptop ({})", s.device.chip),
         (crate::device::Platform::MacOs, false) => format!("desktop Mac ({})", s.device.chip),
         (p, _) => p.to_string(),
     };
-    line(out, format!("device:     {kind}{}", if s.device.supervised { ", supervised" } else { "" }));
+    line(
+        out,
+        format!(
+            "device:     {kind}{}",
+            if s.device.supervised {
+                ", supervised"
+            } else {
+                ""
+            }
+        ),
+    );
     match &s.active {
-        Some(a) => line(out, format!("active:     {} ({}; {})", a.version, a.build, a.cryptexes.join(", "))),
-        None => line(out, format!("active:     base OS {} ({}), no response", s.os.version, s.os.build)),
+        Some(a) => line(
+            out,
+            format!(
+                "active:     {} ({}; {})",
+                a.version,
+                a.build,
+                a.cryptexes.join(", ")
+            ),
+        ),
+        None => line(
+            out,
+            format!(
+                "active:     base OS {} ({}), no response",
+                s.os.version, s.os.build
+            ),
+        ),
     }
     match &s.staged {
-        Some(st) if st.action == StagedAction::Install => line(out, format!("staged:     {} ({}), active after restart", st.version, st.build)),
-        Some(st) => line(out, format!("staged:     removal of {}, at restart", st.version)),
+        Some(st) if st.action == StagedAction::Install => line(
+            out,
+            format!(
+                "staged:     {} ({}), active after restart",
+                st.version, st.build
+            ),
+        ),
+        Some(st) => line(
+            out,
+            format!("staged:     removal of {}, at restart", st.version),
+        ),
         None => line(out, "staged:     nothing"),
     }
-    line(out, format!("restart:    {}", if s.restart_required { "needed" } else { "not needed" }));
+    line(
+        out,
+        format!(
+            "restart:    {}",
+            if s.restart_required {
+                "needed"
+            } else {
+                "not needed"
+            }
+        ),
+    );
     if let Some(sf) = &s.safari {
-        line(out, format!("safari:     {}{}", sf.version, if sf.relaunched { " (relaunched onto staged content)" } else { "" }));
+        line(
+            out,
+            format!(
+                "safari:     {}{}",
+                sf.version,
+                if sf.relaunched {
+                    " (relaunched onto staged content)"
+                } else {
+                    ""
+                }
+            ),
+        );
     }
     if !s.included.is_empty() {
         let first = s.included.first().cloned().unwrap_or_default();
         let last = s.included.last().cloned().unwrap_or_default();
-        let text = if s.included.len() == 1 { first } else { format!("{first} ... {}", last.rsplit(' ').next().unwrap_or(&last)) };
+        let text = if s.included.len() == 1 {
+            first
+        } else {
+            format!("{first} ... {}", last.rsplit(' ').next().unwrap_or(&last))
+        };
         line(out, format!("included:   {} includes {text}", s.os.version));
     }
     let p = &s.power;
-    let battery = p.battery_percent.map_or_else(|| "no battery".to_owned(), |b| format!("battery {b} %"));
-    line(out, format!("power:      {battery}, {}; gate {} ({})", if p.on_ac { "on power" } else { "on battery" }, if p.ok { "passes" } else { "BLOCKS installs" }, p.reason));
+    let battery = p
+        .battery_percent
+        .map_or_else(|| "no battery".to_owned(), |b| format!("battery {b} %"));
+    line(
+        out,
+        format!(
+            "power:      {battery}, {}; gate {} ({})",
+            if p.on_ac { "on power" } else { "on battery" },
+            if p.ok { "passes" } else { "BLOCKS installs" },
+            p.reason
+        ),
+    );
     let auto = &s.automatic_install;
-    line(out, format!(
-        "automatic:  {}{}",
-        if auto.enabled { "on" } else { "off" },
-        auto.declaration.as_ref().map(|d| format!(" (forced by declaration {d})")).unwrap_or_else(|| " (user's setting)".to_owned())
-    ));
+    line(
+        out,
+        format!(
+            "automatic:  {}{}",
+            if auto.enabled { "on" } else { "off" },
+            auto.declaration.as_ref().map_or_else(
+                || " (user's setting)".to_owned(),
+                |d| format!(" (forced by declaration {d})")
+            )
+        ),
+    );
     if !s.rollback.available && verbose > 0 {
-        line(out, format!("rollback:   unavailable: {}", s.rollback.reason.clone().unwrap_or_default()));
+        line(
+            out,
+            format!(
+                "rollback:   unavailable: {}",
+                s.rollback.reason.clone().unwrap_or_default()
+            ),
+        );
     }
     if !s.policy.declarations.is_empty() {
-        line(out, format!("policy:     {} declaration(s){}", s.policy.declarations.len(), if s.policy.supervised { "" } else { " (device not supervised)" }));
+        line(
+            out,
+            format!(
+                "policy:     {} declaration(s){}",
+                s.policy.declarations.len(),
+                if s.policy.supervised {
+                    ""
+                } else {
+                    " (device not supervised)"
+                }
+            ),
+        );
         if verbose > 0 {
             for d in &s.policy.declarations {
                 line(out, format!("            {}: {}", d.identifier, d.note));
@@ -451,8 +661,22 @@ fn status(out: &mut String, s: &Status, verbose: u8) {
         }
     }
     if let Some(l) = &s.last_operation {
-        let result = serde_json::to_value(l.result).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        line(out, format!("last:       {} {result} at {}{}", l.action, l.at, l.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+        let result = serde_json::to_value(l.result)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        line(
+            out,
+            format!(
+                "last:       {} {result} at {}{}",
+                l.action,
+                l.at,
+                l.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        );
     }
     for n in &s.notes {
         line(out, format!("note:       {n}"));
@@ -460,26 +684,71 @@ fn status(out: &mut String, s: &Status, verbose: u8) {
 }
 
 fn inspect(out: &mut String, r: &InspectReport) {
-    line(out, format!("bundle:      {} ({:?} form)", r.path.display(), r.form).replace("Directory", "directory").replace("Tar", "tar"));
-    line(out, format!("response:    {} {} ({}), for {} ({})", r.product, r.version, r.build, r.base_version, r.prerequisite_build));
+    line(
+        out,
+        format!("bundle:      {} ({:?} form)", r.path.display(), r.form)
+            .replace("Directory", "directory")
+            .replace("Tar", "tar"),
+    );
+    line(
+        out,
+        format!(
+            "response:    {} {} ({}), for {} ({})",
+            r.product, r.version, r.build, r.base_version, r.prerequisite_build
+        ),
+    );
     if let Some(d) = &r.description {
         line(out, format!("description: {d}"));
     }
     for (name, c) in &r.cryptexes {
-        line(out, format!("cryptex {name}: {} files, {} bytes", c.files, c.bytes));
+        line(
+            out,
+            format!("cryptex {name}: {} files, {} bytes", c.files, c.bytes),
+        );
     }
-    line(out, format!("restart:     {}", if r.restart_required { "needed (OS content)" } else { "not needed (App content only)" }));
+    line(
+        out,
+        format!(
+            "restart:     {}",
+            if r.restart_required {
+                "needed (OS content)"
+            } else {
+                "not needed (App content only)"
+            }
+        ),
+    );
     if !r.unknown_keys.is_empty() {
-        line(out, format!("unknown keys (ignored): {}", r.unknown_keys.join(", ")));
+        line(
+            out,
+            format!("unknown keys (ignored): {}", r.unknown_keys.join(", ")),
+        );
     }
     match (&r.signature.ok, &r.signed_by) {
-        (true, Some(fp)) => line(out, format!("signature:   valid, by key {fp} ({})", r.trust)),
-        _ => line(out, format!("signature:   FAILED: {}", r.signature.error.clone().unwrap_or_default())),
+        (true, Some(fp)) => line(
+            out,
+            format!("signature:   valid, by key {fp} ({})", r.trust),
+        ),
+        _ => line(
+            out,
+            format!(
+                "signature:   FAILED: {}",
+                r.signature.error.clone().unwrap_or_default()
+            ),
+        ),
     }
     if r.payload.ok {
-        line(out, "payload:     every size and SHA-256 matches the manifest");
+        line(
+            out,
+            "payload:     every size and SHA-256 matches the manifest",
+        );
     } else {
-        line(out, format!("payload:     FAILED: {}", r.payload.error.clone().unwrap_or_default()));
+        line(
+            out,
+            format!(
+                "payload:     FAILED: {}",
+                r.payload.error.clone().unwrap_or_default()
+            ),
+        );
     }
 }
 
@@ -491,7 +760,10 @@ impl Summary for ApplyOutcome {
         Some(self.version.clone())
     }
     fn nothing_to_do(&self) -> bool {
-        matches!(self.action, ApplyAction::AlreadyActive | ApplyAction::AlreadyStaged)
+        matches!(
+            self.action,
+            ApplyAction::AlreadyActive | ApplyAction::AlreadyStaged
+        )
     }
 }
 
@@ -538,7 +810,8 @@ impl Summary for PowerView {
     fn summary(&self) -> String {
         format!(
             "{}{}",
-            self.battery_percent.map_or_else(|| "desktop".to_owned(), |b| format!("battery {b} %, ")),
+            self.battery_percent
+                .map_or_else(|| "desktop".to_owned(), |b| format!("battery {b} %, ")),
             if self.on_ac { "on power" } else { "on battery" }
         )
     }
@@ -549,7 +822,10 @@ impl Summary for PowerView {
 
 impl Summary for SettingsView {
     fn summary(&self) -> String {
-        format!("automatic install {}", if self.automatic_user { "on" } else { "off" })
+        format!(
+            "automatic install {}",
+            if self.automatic_user { "on" } else { "off" }
+        )
     }
     fn nothing_to_do(&self) -> bool {
         !self.changed
@@ -573,7 +849,15 @@ impl Summary for PolicyRemoved {
 
 impl Summary for TrustChange {
     fn summary(&self) -> String {
-        format!("{} key {}", if self.added { "trusted" } else { "stopped trusting" }, self.fingerprint)
+        format!(
+            "{} key {}",
+            if self.added {
+                "trusted"
+            } else {
+                "stopped trusting"
+            },
+            self.fingerprint
+        )
     }
     fn nothing_to_do(&self) -> bool {
         !self.changed

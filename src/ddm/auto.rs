@@ -62,7 +62,12 @@ struct Candidate {
     build: Build,
 }
 
-fn scan(device: &Device, dir: &Path, catalog: Option<&Catalog>, log: &mut Vec<String>) -> Result<(Vec<Candidate>, Vec<Candidate>)> {
+fn scan(
+    device: &Device,
+    dir: &Path,
+    catalog: Option<&Catalog>,
+    log: &mut Vec<String>,
+) -> Result<(Vec<Candidate>, Vec<Candidate>)> {
     let trusted = trust::load(device.root())?;
     let base = device.base()?;
     let platform = device.info().platform;
@@ -70,7 +75,10 @@ fn scan(device: &Device, dir: &Path, catalog: Option<&Catalog>, log: &mut Vec<St
     let mut later = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::usage(format!("no directory at {}", dir.display()), "--from takes a directory of bundles")
+            Error::usage(
+                format!("no directory at {}", dir.display()),
+                "--from takes a directory of bundles",
+            )
         } else {
             Error::io("listing", dir, e)
         }
@@ -78,7 +86,10 @@ fn scan(device: &Device, dir: &Path, catalog: Option<&Catalog>, log: &mut Vec<St
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
@@ -96,17 +107,27 @@ fn scan(device: &Device, dir: &Path, catalog: Option<&Catalog>, log: &mut Vec<St
         if let Some(cat) = catalog {
             match cat.lists_build(platform, m.build.as_str()) {
                 None => {
-                    log.push(format!("skipped {name}: the catalog does not list build {}", m.build));
+                    log.push(format!(
+                        "skipped {name}: the catalog does not list build {}",
+                        m.build
+                    ));
                     continue;
                 }
                 Some(e) if e.expired => {
-                    log.push(format!("skipped {name}: the catalog lists {} as expired", m.build));
+                    log.push(format!(
+                        "skipped {name}: the catalog lists {} as expired",
+                        m.build
+                    ));
                     continue;
                 }
                 Some(_) => {}
             }
         }
-        let candidate = Candidate { path: path.clone(), version: m.response_version(), build: m.build.clone() };
+        let candidate = Candidate {
+            path: path.clone(),
+            version: m.response_version(),
+            build: m.build.clone(),
+        };
         if base.accepts(&m.version, &m.prerequisite) {
             applicable.push(candidate);
         } else if m.version > base.version && m.version.major() == base.version.major() {
@@ -117,17 +138,36 @@ fn scan(device: &Device, dir: &Path, catalog: Option<&Catalog>, log: &mut Vec<St
 }
 
 /// Runs one background pass.
-pub fn run(device: &Device, opts: &AutoOptions, clock: &Clock, progress: &dyn Progress) -> Result<AutoOutcome> {
+pub fn run(
+    device: &Device,
+    opts: &AutoOptions,
+    clock: &Clock,
+    progress: &dyn Progress,
+) -> Result<AutoOutcome> {
     let mut log = Vec::new();
-    let catalog = opts.catalog.as_deref().map(|p| Catalog::load(p, clock)).transpose()?;
+    let catalog = opts
+        .catalog
+        .as_deref()
+        .map(|p| Catalog::load(p, clock))
+        .transpose()?;
     let (applicable, later) = scan(device, &opts.from, catalog.as_ref(), &mut log)?;
     let policy = collect::policy(device)?;
     let snapshot = device.snapshot()?;
-    let newest_present = [snapshot.active.as_ref().map(|a| a.version), snapshot.staged_install().map(|p| p.version)]
-        .into_iter()
-        .flatten()
-        .max();
-    let mut outcome = AutoOutcome { installed: None, reason: None, declaration: None, restarted: false, dry_run: opts.dry_run, log: Vec::new() };
+    let newest_present = [
+        snapshot.active.as_ref().map(|a| a.version),
+        snapshot.staged_install().map(|p| p.version),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    let mut outcome = AutoOutcome {
+        installed: None,
+        reason: None,
+        declaration: None,
+        restarted: false,
+        dry_run: opts.dry_run,
+        log: Vec::new(),
+    };
     let now = clock.local();
     let base = &snapshot.base;
 
@@ -135,41 +175,87 @@ pub fn run(device: &Device, opts: &AutoOptions, clock: &Clock, progress: &dyn Pr
     for (id, e) in &policy.enforcements {
         let due = e.target_local_date_time <= now;
         let deadline = e.target_local_date_time.format("%Y-%m-%dT%H:%M:%S");
-        if e.target_build_version.as_ref() == Some(&base.build) || (e.target_build_version.is_none() && e.target_os_version == base.version && newest_present.is_none() && applicable.is_empty()) {
-            log.push(format!("enforcement {id}: the device already runs {} ({})", base.version, base.build));
+        if e.target_build_version.as_ref() == Some(&base.build)
+            || (e.target_build_version.is_none()
+                && e.target_os_version == base.version
+                && newest_present.is_none()
+                && applicable.is_empty())
+        {
+            log.push(format!(
+                "enforcement {id}: the device already runs {} ({})",
+                base.version, base.build
+            ));
             continue;
         }
         if e.target_os_version < base.version {
-            log.push(format!("enforcement {id}: the device runs {}, which already includes {}", base.version, e.target_os_version));
+            log.push(format!(
+                "enforcement {id}: the device runs {}, which already includes {}",
+                base.version, e.target_os_version
+            ));
             continue;
         }
         if e.target_os_version > base.version {
-            log.push(format!("enforcement {id}: {} is an OS update; simulate it with `bsi update`", e.target_os_version));
+            log.push(format!(
+                "enforcement {id}: {} is an OS update; simulate it with `bsi update`",
+                e.target_os_version
+            ));
             continue;
         }
-        let target = applicable.iter().filter(|c| match &e.target_build_version {
-            Some(b) => &c.build == b,
-            None => true,
-        }).max_by_key(|c| c.version);
+        let target = applicable
+            .iter()
+            .filter(|c| match &e.target_build_version {
+                Some(b) => &c.build == b,
+                None => true,
+            })
+            .max_by_key(|c| c.version);
         let Some(target) = target else {
-            let what = e.target_build_version.as_ref().map_or_else(|| e.target_os_version.to_string(), |b| format!("{} ({b})", e.target_os_version));
-            if snapshot.active.as_ref().is_some_and(|a| Some(&a.build) == e.target_build_version.as_ref()) {
+            let what = e.target_build_version.as_ref().map_or_else(
+                || e.target_os_version.to_string(),
+                |b| format!("{} ({b})", e.target_os_version),
+            );
+            if snapshot
+                .active
+                .as_ref()
+                .is_some_and(|a| Some(&a.build) == e.target_build_version.as_ref())
+            {
                 log.push(format!("enforcement {id}: {what} is active"));
             } else {
-                log.push(format!("enforcement {id}: no bundle for {what} in {}", opts.from.display()));
+                log.push(format!(
+                    "enforcement {id}: no bundle for {what} in {}",
+                    opts.from.display()
+                ));
             }
             continue;
         };
         if newest_present.is_some_and(|p| p >= target.version) {
-            log.push(format!("enforcement {id}: {} is satisfied by {}", target.version, newest_present.map(|p| p.to_string()).unwrap_or_default()));
+            log.push(format!(
+                "enforcement {id}: {} is satisfied by {}",
+                target.version,
+                newest_present.map(|p| p.to_string()).unwrap_or_default()
+            ));
             continue;
         }
         if !due {
-            log.push(format!("enforcement {id}: {} is due at {deadline} local time; not yet", target.version));
+            log.push(format!(
+                "enforcement {id}: {} is due at {deadline} local time; not yet",
+                target.version
+            ));
             continue;
         }
-        log.push(format!("enforcement {id}: the deadline {deadline} has passed; installing {} and restarting", target.version));
-        install(device, clock, progress, opts, target, Some(id), &mut outcome, &mut log)?;
+        log.push(format!(
+            "enforcement {id}: the deadline {deadline} has passed; installing {} and restarting",
+            target.version
+        ));
+        install(
+            device,
+            clock,
+            progress,
+            opts,
+            target,
+            Some(id),
+            &mut outcome,
+            &mut log,
+        )?;
         outcome.log = log;
         return Ok(outcome);
     }
@@ -198,10 +284,15 @@ pub fn run(device: &Device, opts: &AutoOptions, clock: &Clock, progress: &dyn Pr
     }
     for c in &later {
         let wait = match &policy.deferral {
-            Some((key, days, id)) => format!(", which declaration {id} defers ({key} = {days}); responses ignore deferrals but need the latest minor version"),
+            Some((key, days, id)) => format!(
+                ", which declaration {id} defers ({key} = {days}); responses ignore deferrals but need the latest minor version"
+            ),
             None => String::new(),
         };
-        log.push(format!("{} waits for the minor update to {}{wait}", c.version, c.version.os));
+        log.push(format!(
+            "{} waits for the minor update to {}{wait}",
+            c.version, c.version.os
+        ));
     }
     outcome.log = log;
     Ok(outcome)
@@ -218,17 +309,34 @@ fn install(
     outcome: &mut AutoOutcome,
     log: &mut Vec<String>,
 ) -> Result<()> {
-    let apply_opts = ApplyOptions { bundle: c.path.clone(), restart: true, dry_run: opts.dry_run, enforced_by: declaration.cloned() };
+    let apply_opts = ApplyOptions {
+        bundle: c.path.clone(),
+        restart: true,
+        dry_run: opts.dry_run,
+        enforced_by: declaration.cloned(),
+    };
     let version = c.version.to_string();
     match apply::apply(device, &apply_opts, clock, progress) {
         Ok(result) => {
             log.push(result.message.clone());
             outcome.installed = Some(version.clone());
             outcome.restarted = matches!(result.action, apply::ApplyAction::StagedAndRestarted);
-            outcome.reason = Some(if declaration.is_some() { "declaration" } else { "auto-update" }.to_owned());
+            outcome.reason = Some(
+                if declaration.is_some() {
+                    "declaration"
+                } else {
+                    "auto-update"
+                }
+                .to_owned(),
+            );
             outcome.declaration = declaration.cloned();
             if !opts.dry_run {
-                report::record_success(device, clock, Some(&version), Some(declaration.map_or("auto-update", String::as_str)))?;
+                report::record_success(
+                    device,
+                    clock,
+                    Some(&version),
+                    Some(declaration.map_or("auto-update", String::as_str)),
+                )?;
             }
             Ok(())
         }

@@ -18,7 +18,10 @@ use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 use crate::{Error, Result};
 
 const RELEASE_SETS: [&str; 2] = ["PublicAssetSets", "AssetSets"];
-const RESPONSE_SETS: [&str; 2] = ["PublicBackgroundSecurityImprovements", "PublicRapidSecurityResponses"];
+const RESPONSE_SETS: [&str; 2] = [
+    "PublicBackgroundSecurityImprovements",
+    "PublicRapidSecurityResponses",
+];
 
 /// One catalog entry.
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +59,7 @@ pub struct Catalog {
     pub responses: Vec<Entry>,
 }
 
-/// The answer to "what is the TargetBuildVersion for 26.3.1 (a)".
+/// The answer to "what is the `TargetBuildVersion` for 26.3.1 (a)".
 #[derive(Clone, Debug, Serialize)]
 pub struct Answer {
     /// What was asked.
@@ -84,7 +87,10 @@ pub struct LookupResult {
 
 fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::BadInput {
-        message: format!("{}: not a software lookup catalog: {message}", path.display()),
+        message: format!(
+            "{}: not a software lookup catalog: {message}",
+            path.display()
+        ),
     }
 }
 
@@ -98,15 +104,28 @@ fn expired(expiration: Option<&str>, clock: &Clock) -> bool {
         .is_some_and(|d| d < clock.local().date())
 }
 
-fn entries(path: &Path, top: &serde_json::Map<String, Value>, set: &str, clock: &Clock) -> Result<Vec<Entry>> {
-    let Some(by_platform) = top.get(set) else { return Ok(Vec::new()) };
-    let by_platform = by_platform.as_object().ok_or_else(|| bad(path, format!("`{set}` must be a dictionary of platforms")))?;
+fn entries(
+    path: &Path,
+    top: &serde_json::Map<String, Value>,
+    set: &str,
+    clock: &Clock,
+) -> Result<Vec<Entry>> {
+    let Some(by_platform) = top.get(set) else {
+        return Ok(Vec::new());
+    };
+    let by_platform = by_platform
+        .as_object()
+        .ok_or_else(|| bad(path, format!("`{set}` must be a dictionary of platforms")))?;
     let mut out = Vec::new();
     for (platform, list) in by_platform {
-        let list = list.as_array().ok_or_else(|| bad(path, format!("`{set}.{platform}` must be an array")))?;
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad(path, format!("`{set}.{platform}` must be an array")))?;
         for (i, item) in list.iter().enumerate() {
             let at = format!("{set}.{platform}[{i}]");
-            let obj = item.as_object().ok_or_else(|| bad(path, format!("`{at}` must be a dictionary")))?;
+            let obj = item
+                .as_object()
+                .ok_or_else(|| bad(path, format!("`{at}` must be a dictionary")))?;
             let text = |key: &str| -> Result<String> {
                 obj.get(key)
                     .and_then(Value::as_str)
@@ -114,12 +133,19 @@ fn entries(path: &Path, top: &serde_json::Map<String, Value>, set: &str, clock: 
                     .ok_or_else(|| bad(path, format!("`{at}.{key}` is missing or not a string")))
             };
             let product_version = text("ProductVersion")?;
-            product_version.parse::<OsVersion>().map_err(|e| bad(path, format!("`{at}.ProductVersion`: {e}")))?;
+            product_version
+                .parse::<OsVersion>()
+                .map_err(|e| bad(path, format!("`{at}.ProductVersion`: {e}")))?;
             let build = text("Build")?;
-            build.parse::<Build>().map_err(|e| bad(path, format!("`{at}.Build`: {e}")))?;
+            build
+                .parse::<Build>()
+                .map_err(|e| bad(path, format!("`{at}.Build`: {e}")))?;
             let extra = match obj.get("ProductVersionExtra").and_then(Value::as_str) {
                 Some(e) => {
-                    let parsed: Extra = e.parse().or_else(|_| Extra::parse_letters(e)).map_err(|err| bad(path, format!("`{at}.ProductVersionExtra`: {err}")))?;
+                    let parsed: Extra = e
+                        .parse()
+                        .or_else(|_| Extra::parse_letters(e))
+                        .map_err(|err| bad(path, format!("`{at}.ProductVersionExtra`: {err}")))?;
                     Some(parsed.to_string())
                 }
                 None => None,
@@ -128,18 +154,29 @@ fn entries(path: &Path, top: &serde_json::Map<String, Value>, set: &str, clock: 
             out.push(Entry {
                 platform: platform.clone(),
                 set: set.to_owned(),
-                version: extra.as_ref().map_or_else(|| product_version.clone(), |e| format!("{product_version} {e}")),
+                version: extra.as_ref().map_or_else(
+                    || product_version.clone(),
+                    |e| format!("{product_version} {e}"),
+                ),
                 product_version,
                 extra,
                 build,
-                prerequisite_build: obj.get("PrerequisiteBuild").and_then(Value::as_str).map(str::to_owned),
+                prerequisite_build: obj
+                    .get("PrerequisiteBuild")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 posting_date: date(obj.get("PostingDate")),
                 expired: expired(expiration.as_deref(), clock),
                 expiration_date: expiration,
                 supported_devices: obj
                     .get("SupportedDevices")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             });
         }
@@ -152,15 +189,28 @@ impl Catalog {
     pub fn load(path: &Path, clock: &Clock) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::usage(format!("no catalog at {}", path.display()), "check the path")
+                Error::usage(
+                    format!("no catalog at {}", path.display()),
+                    "check the path",
+                )
             } else {
                 Error::io("reading", path, e)
             }
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(path, format!("it is not JSON ({e})")))?;
-        let top = value.as_object().ok_or_else(|| bad(path, "the top level is not a JSON object"))?;
-        if !RELEASE_SETS.iter().chain(&RESPONSE_SETS).any(|k| top.contains_key(*k)) {
-            return Err(bad(path, "it has none of PublicAssetSets, AssetSets, PublicBackgroundSecurityImprovements, PublicRapidSecurityResponses"));
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(path, format!("it is not JSON ({e})")))?;
+        let top = value
+            .as_object()
+            .ok_or_else(|| bad(path, "the top level is not a JSON object"))?;
+        if !RELEASE_SETS
+            .iter()
+            .chain(&RESPONSE_SETS)
+            .any(|k| top.contains_key(*k))
+        {
+            return Err(bad(
+                path,
+                "it has none of PublicAssetSets, AssetSets, PublicBackgroundSecurityImprovements, PublicRapidSecurityResponses",
+            ));
         }
         let mut releases = Vec::new();
         for set in RELEASE_SETS {
@@ -170,24 +220,38 @@ impl Catalog {
         for set in RESPONSE_SETS {
             responses.extend(entries(path, top, set, clock)?);
         }
-        Ok(Self { releases, responses })
+        Ok(Self {
+            releases,
+            responses,
+        })
     }
 
     /// The response entry for a response version on a platform, if listed.
     #[must_use]
     pub fn response(&self, platform: Platform, version: &ResponseVersion) -> Option<&Entry> {
-        self.responses.iter().find(|e| platform_matches(&e.platform, Some(platform)) && e.version == version.to_string())
+        self.responses.iter().find(|e| {
+            platform_matches(&e.platform, Some(platform)) && e.version == version.to_string()
+        })
     }
 
     /// Is `build` a listed, unexpired response for `platform`?
     #[must_use]
     pub fn lists_build(&self, platform: Platform, build: &str) -> Option<&Entry> {
-        self.responses.iter().find(|e| platform_matches(&e.platform, Some(platform)) && e.build == build)
+        self.responses
+            .iter()
+            .find(|e| platform_matches(&e.platform, Some(platform)) && e.build == build)
     }
 
     /// `bsi lookup`: filter by platform and version; answer for a response version.
-    pub fn lookup(&self, platform: Option<Platform>, version: Option<&str>) -> Result<LookupResult> {
-        let response_query = version.filter(|v| v.contains('(')).map(str::parse::<ResponseVersion>).transpose()?;
+    pub fn lookup(
+        &self,
+        platform: Option<Platform>,
+        version: Option<&str>,
+    ) -> Result<LookupResult> {
+        let response_query = version
+            .filter(|v| v.contains('('))
+            .map(str::parse::<ResponseVersion>)
+            .transpose()?;
         let os_query = match (version, &response_query) {
             (Some(v), None) => Some(v.parse::<OsVersion>()?),
             (_, Some(r)) => Some(r.os),
@@ -195,17 +259,26 @@ impl Catalog {
         };
         let keep = |e: &Entry| {
             platform_matches(&e.platform, platform)
-                && os_query.is_none_or(|q| e.product_version.parse::<OsVersion>().is_ok_and(|v| v == q))
+                && os_query
+                    .is_none_or(|q| e.product_version.parse::<OsVersion>().is_ok_and(|v| v == q))
         };
         let releases: Vec<Entry> = self.releases.iter().filter(|e| keep(e)).cloned().collect();
-        let mut responses: Vec<Entry> = self.responses.iter().filter(|e| keep(e)).cloned().collect();
+        let mut responses: Vec<Entry> =
+            self.responses.iter().filter(|e| keep(e)).cloned().collect();
         let answer = match response_query {
             None => None,
             Some(r) => {
                 responses.retain(|e| e.version == r.to_string());
-                let Some(hit) = responses.iter().find(|e| !e.expired).or_else(|| responses.first()) else {
+                let Some(hit) = responses
+                    .iter()
+                    .find(|e| !e.expired)
+                    .or_else(|| responses.first())
+                else {
                     return Err(Error::not_applicable(
-                        format!("the catalog lists no background security improvement {r}{}", platform.map(|p| format!(" for {p}")).unwrap_or_default()),
+                        format!(
+                            "the catalog lists no background security improvement {r}{}",
+                            platform.map(|p| format!(" for {p}")).unwrap_or_default()
+                        ),
                         "run `bsi lookup --catalog FILE` to see what it lists",
                     ));
                 };
@@ -222,7 +295,11 @@ impl Catalog {
                 })
             }
         };
-        Ok(LookupResult { releases, background_security_improvements: responses, answer })
+        Ok(LookupResult {
+            releases,
+            background_security_improvements: responses,
+            answer,
+        })
     }
 }
 
@@ -240,17 +317,40 @@ impl LookupResult {
     /// Human text.
     pub fn render_text(&self, out: &mut String) {
         if let Some(a) = &self.answer {
-            let _ = writeln!(out, "{}: TargetOSVersion {}, TargetBuildVersion {} ({})", a.query, a.target_os_version, a.target_build_version, a.platform);
+            let _ = writeln!(
+                out,
+                "{}: TargetOSVersion {}, TargetBuildVersion {} ({})",
+                a.query, a.target_os_version, a.target_build_version, a.platform
+            );
             let _ = writeln!(out, "enforcement payload: {}", a.declaration_payload);
             return;
         }
         let _ = writeln!(out, "releases:");
         for e in &self.releases {
-            let _ = writeln!(out, "  {:<7} {:<10} {:<12} posted {:<10} expires {:<10}{}", e.platform, e.product_version, e.build, e.posting_date.as_deref().unwrap_or("-"), e.expiration_date.as_deref().unwrap_or("-"), if e.expired { "  (expired)" } else { "" });
+            let _ = writeln!(
+                out,
+                "  {:<7} {:<10} {:<12} posted {:<10} expires {:<10}{}",
+                e.platform,
+                e.product_version,
+                e.build,
+                e.posting_date.as_deref().unwrap_or("-"),
+                e.expiration_date.as_deref().unwrap_or("-"),
+                if e.expired { "  (expired)" } else { "" }
+            );
         }
         let _ = writeln!(out, "background security improvements:");
         for e in &self.background_security_improvements {
-            let _ = writeln!(out, "  {:<7} {:<14} {:<12} prerequisite {:<9} posted {:<10} expires {:<10}{}", e.platform, e.version, e.build, e.prerequisite_build.as_deref().unwrap_or("-"), e.posting_date.as_deref().unwrap_or("-"), e.expiration_date.as_deref().unwrap_or("-"), if e.expired { "  (expired)" } else { "" });
+            let _ = writeln!(
+                out,
+                "  {:<7} {:<14} {:<12} prerequisite {:<9} posted {:<10} expires {:<10}{}",
+                e.platform,
+                e.version,
+                e.build,
+                e.prerequisite_build.as_deref().unwrap_or("-"),
+                e.posting_date.as_deref().unwrap_or("-"),
+                e.expiration_date.as_deref().unwrap_or("-"),
+                if e.expired { "  (expired)" } else { "" }
+            );
         }
     }
 }

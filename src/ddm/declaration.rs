@@ -94,7 +94,7 @@ fn not_a_declaration(source: &str, why: &str) -> Error {
     }
 }
 
-fn refused(identifier: &str, message: String) -> Error {
+fn refused(identifier: &str, message: impl std::fmt::Display) -> Error {
     Error::policy(
         format!("the device refuses declaration {identifier}: {message}"),
         "fix the declaration on the MDM server and send it again",
@@ -120,11 +120,15 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn wrong(&self, key: &str, expected: &str, v: &Value) -> Error {
-        refused(self.id, format!("`{key}` must be {expected}, found {}", kind(v)))
+        refused(
+            self.id,
+            format!("`{key}` must be {expected}, found {}", kind(v)),
+        )
     }
 
     fn dict<'v>(&self, key: &str, v: &'v Value) -> Result<&'v Map<String, Value>> {
-        v.as_object().ok_or_else(|| self.wrong(key, "a dictionary", v))
+        v.as_object()
+            .ok_or_else(|| self.wrong(key, "a dictionary", v))
     }
 
     fn boolean(&self, key: &str, v: &Value) -> Result<bool> {
@@ -140,14 +144,20 @@ impl Checker<'_> {
         if allowed.contains(&s) {
             Ok(s.to_owned())
         } else {
-            Err(refused(self.id, format!("`{key}` is `{s}`; it must be one of {}", allowed.join(", "))))
+            Err(refused(
+                self.id,
+                format!("`{key}` is `{s}`; it must be one of {}", allowed.join(", ")),
+            ))
         }
     }
 
     fn days(&self, key: &str, v: &Value) -> Result<u64> {
         match v.as_u64() {
             Some(n) if (1..=90).contains(&n) => Ok(n),
-            Some(n) => Err(refused(self.id, format!("`{key}` is {n}; it must be from 1 to 90 days"))),
+            Some(n) => Err(refused(
+                self.id,
+                format!("`{key}` is {n}; it must be from 1 to 90 days"),
+            )),
             None => Err(self.wrong(key, "an integer", v)),
         }
     }
@@ -171,11 +181,12 @@ impl Checker<'_> {
                         let at = format!("AutomaticActions.{sub}");
                         match sub.as_str() {
                             "InstallSecurityUpdate" => {
-                                out.install_security_update = Some(match self.choice(&at, v, &ACTIONS)?.as_str() {
-                                    "AlwaysOn" => AutomaticAction::AlwaysOn,
-                                    "AlwaysOff" => AutomaticAction::AlwaysOff,
-                                    _ => AutomaticAction::Allowed,
-                                });
+                                out.install_security_update =
+                                    Some(match self.choice(&at, v, &ACTIONS)?.as_str() {
+                                        "AlwaysOn" => AutomaticAction::AlwaysOn,
+                                        "AlwaysOff" => AutomaticAction::AlwaysOff,
+                                        _ => AutomaticAction::Allowed,
+                                    });
                             }
                             "Download" | "InstallOSUpdates" => {
                                 self.choice(&at, v, &ACTIONS)?;
@@ -189,7 +200,9 @@ impl Checker<'_> {
                         let at = format!("RapidSecurityResponse.{sub}");
                         match sub.as_str() {
                             "Enable" => out.rsr_enable = Some(self.boolean(&at, v)?),
-                            "EnableRollback" => out.rsr_enable_rollback = Some(self.boolean(&at, v)?),
+                            "EnableRollback" => {
+                                out.rsr_enable_rollback = Some(self.boolean(&at, v)?);
+                            }
                             _ => self.unknown.push(at),
                         }
                     }
@@ -198,7 +211,10 @@ impl Checker<'_> {
                     for (sub, v) in self.dict(key, value)? {
                         let at = format!("Deferrals.{sub}");
                         match sub.as_str() {
-                            "CombinedPeriodInDays" | "MajorPeriodInDays" | "MinorPeriodInDays" | "SystemPeriodInDays" => {
+                            "CombinedPeriodInDays"
+                            | "MajorPeriodInDays"
+                            | "MinorPeriodInDays"
+                            | "SystemPeriodInDays" => {
                                 out.deferrals.push((at.clone(), self.days(&at, v)?));
                             }
                             _ => self.unknown.push(at),
@@ -249,7 +265,14 @@ impl Checker<'_> {
             Some(v) => Some(self.string("DetailsURL", v)?.to_owned()),
         };
         for key in payload.keys() {
-            if !["TargetOSVersion", "TargetBuildVersion", "TargetLocalDateTime", "DetailsURL"].contains(&key.as_str()) {
+            if ![
+                "TargetOSVersion",
+                "TargetBuildVersion",
+                "TargetLocalDateTime",
+                "DetailsURL",
+            ]
+            .contains(&key.as_str())
+            {
                 self.unknown.push(key.clone());
             }
         }
@@ -284,11 +307,15 @@ impl Declaration {
         let value: Value = serde_json::from_slice(raw)
             .map_err(|e| not_a_declaration(source, &format!("it is not JSON ({e})")))?;
         let Value::Object(top) = value else {
-            return Err(not_a_declaration(source, "the top level is not a JSON object"));
+            return Err(not_a_declaration(
+                source,
+                "the top level is not a JSON object",
+            ));
         };
         let field = |key: &str| -> Result<&Value> {
-            top.get(key)
-                .ok_or_else(|| not_a_declaration(source, &format!("required key `{key}` is missing")))
+            top.get(key).ok_or_else(|| {
+                not_a_declaration(source, &format!("required key `{key}` is missing"))
+            })
         };
         let text = |key: &str| -> Result<String> {
             field(key)?
@@ -306,14 +333,19 @@ impl Declaration {
         let Some(payload_map) = payload_value.as_object() else {
             return Err(not_a_declaration(source, "`Payload` must be a dictionary"));
         };
-        let mut checker = Checker { id: &identifier, unknown: Vec::new() };
+        let mut checker = Checker {
+            id: &identifier,
+            unknown: Vec::new(),
+        };
         let payload = match kind_text.as_str() {
             SETTINGS_TYPE => Payload::Settings(checker.settings(payload_map)?),
             ENFORCEMENT_TYPE => Payload::Enforcement(checker.enforcement(payload_map)?),
             other => {
                 return Err(refused(
                     &identifier,
-                    format!("`Type` `{other}` is not supported; bsi supports {SETTINGS_TYPE} and {ENFORCEMENT_TYPE}"),
+                    format!(
+                        "`Type` `{other}` is not supported; bsi supports {SETTINGS_TYPE} and {ENFORCEMENT_TYPE}"
+                    ),
                 ));
             }
         };
@@ -342,10 +374,18 @@ mod tests {
         let d = parse(r#"{"Type":"com.apple.configuration.softwareupdate.settings","Identifier":"s1","ServerToken":"t1",
             "Payload":{"AutomaticActions":{"InstallSecurityUpdate":"AlwaysOn"},"RapidSecurityResponse":{"Enable":false,"EnableRollback":false},
             "Deferrals":{"MinorPeriodInDays":30},"Notifications":true}}"#).unwrap();
-        let Payload::Settings(s) = d.payload else { panic!() };
+        let Payload::Settings(s) = d.payload else {
+            panic!()
+        };
         assert_eq!(s.install_security_update, Some(AutomaticAction::AlwaysOn));
-        assert_eq!((s.rsr_enable, s.rsr_enable_rollback), (Some(false), Some(false)));
-        assert_eq!(s.deferrals, [("Deferrals.MinorPeriodInDays".to_owned(), 30)]);
+        assert_eq!(
+            (s.rsr_enable, s.rsr_enable_rollback),
+            (Some(false), Some(false))
+        );
+        assert_eq!(
+            s.deferrals,
+            [("Deferrals.MinorPeriodInDays".to_owned(), 30)]
+        );
         let d = parse(r#"{"Type":"com.apple.configuration.softwareupdate.enforcement.specific","Identifier":"e1","ServerToken":"t",
             "Payload":{"TargetOSVersion":"26.3.1","TargetBuildVersion":"25D771280a","TargetLocalDateTime":"2026-12-01T09:00:00"}}"#).unwrap();
         assert!(matches!(d.payload, Payload::Enforcement(_)));
@@ -353,18 +393,70 @@ mod tests {
 
     #[test]
     fn refusals_name_the_key_and_pick_the_exit_code() {
-        let env = |t: &str, p: &str| format!(r#"{{"Type":"{t}","Identifier":"x","ServerToken":"1","Payload":{p}}}"#);
+        let env = |t: &str, p: &str| {
+            format!(r#"{{"Type":"{t}","Identifier":"x","ServerToken":"1","Payload":{p}}}"#)
+        };
         let cases = [
             ("not json".to_owned(), 2, "not JSON"),
             (r#"{"Type":"a"}"#.to_owned(), 2, "`Identifier`"),
-            (env("com.apple.configuration.passcode.settings", "{}"), 4, "`Type`"),
-            (env(SETTINGS_TYPE, r#"{"AutomaticActions":{"InstallSecurityUpdate":"Sometimes"}}"#), 4, "AutomaticActions.InstallSecurityUpdate"),
-            (env(SETTINGS_TYPE, r#"{"RapidSecurityResponse":{"Enable":"no"}}"#), 4, "RapidSecurityResponse.Enable` must be a boolean"),
-            (env(SETTINGS_TYPE, r#"{"Deferrals":{"MinorPeriodInDays":120}}"#), 4, "from 1 to 90"),
-            (env(ENFORCEMENT_TYPE, r#"{"TargetOSVersion":"26.3.1 (a)","TargetLocalDateTime":"2026-12-01T09:00:00"}"#), 4, "TargetBuildVersion"),
-            (env(ENFORCEMENT_TYPE, r#"{"TargetOSVersion":"26.3.1","TargetLocalDateTime":"2026-12-01 09:00"}"#), 4, "yyyy-mm-ddThh:mm:ss"),
-            (env(ENFORCEMENT_TYPE, r#"{"TargetOSVersion":"26.3.1","TargetLocalDateTime":"2026-12-01T09:00:00Z"}"#), 4, "TargetLocalDateTime"),
-            (env(ENFORCEMENT_TYPE, r#"{"TargetLocalDateTime":"2026-12-01T09:00:00"}"#), 4, "`TargetOSVersion` is missing"),
+            (
+                env("com.apple.configuration.passcode.settings", "{}"),
+                4,
+                "`Type`",
+            ),
+            (
+                env(
+                    SETTINGS_TYPE,
+                    r#"{"AutomaticActions":{"InstallSecurityUpdate":"Sometimes"}}"#,
+                ),
+                4,
+                "AutomaticActions.InstallSecurityUpdate",
+            ),
+            (
+                env(
+                    SETTINGS_TYPE,
+                    r#"{"RapidSecurityResponse":{"Enable":"no"}}"#,
+                ),
+                4,
+                "RapidSecurityResponse.Enable` must be a boolean",
+            ),
+            (
+                env(SETTINGS_TYPE, r#"{"Deferrals":{"MinorPeriodInDays":120}}"#),
+                4,
+                "from 1 to 90",
+            ),
+            (
+                env(
+                    ENFORCEMENT_TYPE,
+                    r#"{"TargetOSVersion":"26.3.1 (a)","TargetLocalDateTime":"2026-12-01T09:00:00"}"#,
+                ),
+                4,
+                "TargetBuildVersion",
+            ),
+            (
+                env(
+                    ENFORCEMENT_TYPE,
+                    r#"{"TargetOSVersion":"26.3.1","TargetLocalDateTime":"2026-12-01 09:00"}"#,
+                ),
+                4,
+                "yyyy-mm-ddThh:mm:ss",
+            ),
+            (
+                env(
+                    ENFORCEMENT_TYPE,
+                    r#"{"TargetOSVersion":"26.3.1","TargetLocalDateTime":"2026-12-01T09:00:00Z"}"#,
+                ),
+                4,
+                "TargetLocalDateTime",
+            ),
+            (
+                env(
+                    ENFORCEMENT_TYPE,
+                    r#"{"TargetLocalDateTime":"2026-12-01T09:00:00"}"#,
+                ),
+                4,
+                "`TargetOSVersion` is missing",
+            ),
         ];
         for (json, code, needle) in cases {
             let err = parse(&json).unwrap_err();

@@ -42,9 +42,18 @@ pub struct InstallReason {
 }
 
 /// Records a failed install attempt of `target`.
-pub fn record_failure_of(device: &Device, clock: &Clock, target: Option<&str>, error: &Error) -> Result<()> {
+pub fn record_failure_of(
+    device: &Device,
+    clock: &Clock,
+    target: Option<&str>,
+    error: &Error,
+) -> Result<()> {
     let old: Failure = records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
-    let count = if old.target.as_deref() == target { old.count + 1 } else { 1 };
+    let count = if old.target.as_deref() == target {
+        old.count + 1
+    } else {
+        1
+    };
     records::write_json(
         device.root(),
         FAILURE_RECORD,
@@ -69,7 +78,12 @@ pub fn record_failure(device: &Device, clock: &Clock, error: &Error) -> Result<(
 }
 
 /// Records a successful install: clears the failure record and keeps the install reason.
-pub fn record_success(device: &Device, _clock: &Clock, target: Option<&str>, declaration: Option<&str>) -> Result<()> {
+pub fn record_success(
+    device: &Device,
+    _clock: &Clock,
+    target: Option<&str>,
+    declaration: Option<&str>,
+) -> Result<()> {
     let root = device.root();
     root.remove_durable(FAILURE_RECORD)
         .map_err(|e| Error::io("removing", root.show(FAILURE_RECORD), e))?;
@@ -79,7 +93,9 @@ pub fn record_success(device: &Device, _clock: &Clock, target: Option<&str>, dec
             Some(_) => "declaration".to_owned(),
             None => "command-line".to_owned(),
         },
-        declaration_id: declaration.filter(|d| *d != "auto-update").map(str::to_owned),
+        declaration_id: declaration
+            .filter(|d| *d != "auto-update")
+            .map(str::to_owned),
         target: target.map(str::to_owned),
     };
     records::write_json(root, INSTALL_REASON_RECORD, &reason)
@@ -94,7 +110,9 @@ fn insert(map: &mut Map<String, Value>, dotted: &str, value: Value) {
             cur.insert(part.to_owned(), value);
             return;
         }
-        let next = cur.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let next = cur
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !next.is_object() {
             *next = Value::Object(Map::new());
         }
@@ -107,22 +125,49 @@ fn insert(map: &mut Map<String, Value>, dotted: &str, value: Value) {
 pub fn build(device: &Device) -> Result<Value> {
     let s = status::collect(device)?;
     let snapshot = device.snapshot()?;
-    let failure: Failure = records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
-    let reason: Option<InstallReason> = records::read_json_opt(device.root(), INSTALL_REASON_RECORD)?;
+    let failure: Failure =
+        records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
+    let reason: Option<InstallReason> =
+        records::read_json_opt(device.root(), INSTALL_REASON_RECORD)?;
     let mut items = Map::new();
     for (name, value) in s.ddm.items() {
-        insert(&mut items, name, value.map_or(Value::Null, |v| Value::String(v.to_owned())));
+        insert(
+            &mut items,
+            name,
+            value.map_or(Value::Null, |v| Value::String(v.to_owned())),
+        );
     }
-    insert(&mut items, "device.operating-system.family", Value::String(s.device.platform.to_string()));
+    insert(
+        &mut items,
+        "device.operating-system.family",
+        Value::String(s.device.platform.to_string()),
+    );
     let (state, pending) = match &snapshot.staged {
-        Some(Staged::Install(p)) => ("prepared", Some((p.version.to_string(), p.build.to_string()))),
-        Some(Staged::Remove) => ("prepared", Some((snapshot.base.version.to_string(), snapshot.base.build.to_string()))),
+        Some(Staged::Install(p)) => (
+            "prepared",
+            Some((p.version.to_string(), p.build.to_string())),
+        ),
+        Some(Staged::Remove) => (
+            "prepared",
+            Some((
+                snapshot.base.version.to_string(),
+                snapshot.base.build.to_string(),
+            )),
+        ),
         None if failure.count > 0 => ("failed", failure.target.clone().map(|t| (t, String::new()))),
         None => ("none", None),
     };
-    insert(&mut items, "softwareupdate.install-state", Value::String(state.to_owned()));
+    insert(
+        &mut items,
+        "softwareupdate.install-state",
+        Value::String(state.to_owned()),
+    );
     let (os_version, build_version) = pending.unwrap_or_default();
-    insert(&mut items, "softwareupdate.pending-version", json!({"os-version": os_version, "build-version": build_version}));
+    insert(
+        &mut items,
+        "softwareupdate.pending-version",
+        json!({"os-version": os_version, "build-version": build_version}),
+    );
     let mut failure_item = Map::new();
     failure_item.insert("count".into(), json!(failure.count));
     if failure.count > 0 {
@@ -133,11 +178,18 @@ pub fn build(device: &Device) -> Result<Value> {
             failure_item.insert("timestamp".into(), json!(t));
         }
     }
-    insert(&mut items, "softwareupdate.failure-reason", Value::Object(failure_item));
-    let current: Vec<String> = [snapshot.active.as_ref().map(|a| a.version.to_string()), snapshot.staged_install().map(|p| p.version.to_string())]
-        .into_iter()
-        .flatten()
-        .collect();
+    insert(
+        &mut items,
+        "softwareupdate.failure-reason",
+        Value::Object(failure_item),
+    );
+    let current: Vec<String> = [
+        snapshot.active.as_ref().map(|a| a.version.to_string()),
+        snapshot.staged_install().map(|p| p.version.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let mut reason_item = Map::new();
     match reason.filter(|r| r.target.as_ref().is_some_and(|t| current.contains(t))) {
         Some(r) => {
@@ -150,7 +202,11 @@ pub fn build(device: &Device) -> Result<Value> {
             reason_item.insert("reason".into(), json!([]));
         }
     }
-    insert(&mut items, "softwareupdate.install-reason", Value::Object(reason_item));
+    insert(
+        &mut items,
+        "softwareupdate.install-reason",
+        Value::Object(reason_item),
+    );
     Ok(json!({
         "StatusItems": Value::Object(items),
         "Errors": [],
@@ -166,7 +222,11 @@ mod tests {
     fn nests_dotted_names() {
         let mut m = Map::new();
         insert(&mut m, "device.operating-system.version", json!("26.3.1"));
-        insert(&mut m, "device.operating-system.supplemental.extra-version", json!("(a)"));
+        insert(
+            &mut m,
+            "device.operating-system.supplemental.extra-version",
+            json!("(a)"),
+        );
         insert(&mut m, "softwareupdate.install-state", json!("none"));
         assert_eq!(
             Value::Object(m),

@@ -59,13 +59,18 @@ pub fn list(root: &Root) -> Result<Vec<Declaration>> {
 
 /// What storing `declaration` would do.
 pub fn plan(root: &Root, declaration: &Declaration) -> Result<SetOutcome> {
-    Ok(match list(root)?.into_iter().find(|d| d.identifier == declaration.identifier) {
-        None => SetOutcome::Added,
-        Some(old) if old.server_token == declaration.server_token => SetOutcome::Unchanged,
-        Some(old) => SetOutcome::Replaced {
-            previous_token: old.server_token,
+    Ok(
+        match list(root)?
+            .into_iter()
+            .find(|d| d.identifier == declaration.identifier)
+        {
+            None => SetOutcome::Added,
+            Some(old) if old.server_token == declaration.server_token => SetOutcome::Unchanged,
+            Some(old) => SetOutcome::Replaced {
+                previous_token: old.server_token,
+            },
         },
-    })
+    )
 }
 
 /// Stores `declaration` (atomically replacing one with the same identifier).

@@ -90,15 +90,17 @@ impl Root {
         let tmp = tmp_sibling(rel);
         self.remove_if_exists(&tmp)?;
         self.dir().symlink(target.as_ref(), &tmp)?;
-        let swapped = (|| {
-            fault_point!("atomic.swap");
-            self.dir().rename(&tmp, self.dir(), rel)
-        })();
-        if let Err(e) = swapped {
+        if let Err(e) = self.rename_switch(&tmp, rel) {
             let _ = self.remove_if_exists(&tmp);
             return Err(e);
         }
         self.sync_dir(parent_of(rel))
+    }
+
+    /// The rename that makes a switch visible.
+    fn rename_switch(&self, tmp: &Path, rel: &Path) -> io::Result<()> {
+        fault_point!("atomic.swap");
+        self.dir().rename(tmp, self.dir(), rel)
     }
 
     /// Removes the file or symlink `rel` if present and syncs its directory.
@@ -152,7 +154,10 @@ mod tests {
         let root = Root::open(root_dir.path()).unwrap();
         root.write_atomic("record", b"new", 0o644).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-        assert_eq!(std::fs::read(root_dir.path().join("record")).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read(root_dir.path().join("record")).unwrap(),
+            b"new"
+        );
         assert!(!root_dir.path().join(".bsi-tmp.record").exists());
     }
 

@@ -1,5 +1,5 @@
 //! The base OS's cryptex content that `init` and `update` lay down: a few representative files
-//! per cryptex (Safari's and WebKit's `Info.plist` in App, a small dyld shared cache in OS), made
+//! per cryptex (Safari's and `WebKit`'s `Info.plist` in App, a small dyld shared cache in OS), made
 //! deterministically from the platform, chip, version and build so that two devices of the same
 //! kind hold identical bytes.
 
@@ -28,11 +28,20 @@ pub struct BaseFile {
 
 fn bundle_info(identifier: &str, name: &str, version: &OsVersion, build: &Build) -> Vec<u8> {
     let mut dict = Dictionary::new();
-    dict.insert("CFBundleIdentifier".into(), Value::String(identifier.into()));
+    dict.insert(
+        "CFBundleIdentifier".into(),
+        Value::String(identifier.into()),
+    );
     dict.insert("CFBundleName".into(), Value::String(name.into()));
-    dict.insert("CFBundleShortVersionString".into(), Value::String(version.to_string()));
-    dict.insert("CFBundleVersion".into(), Value::String(format!("{}.{build}", version.major())));
-    plist_xml(Value::Dictionary(dict))
+    dict.insert(
+        "CFBundleShortVersionString".into(),
+        Value::String(version.to_string()),
+    );
+    dict.insert(
+        "CFBundleVersion".into(),
+        Value::String(format!("{}.{build}", version.major())),
+    );
+    plist_xml(&Value::Dictionary(dict))
 }
 
 fn dyld_cache(arch: &str, build: &Build) -> Vec<u8> {
@@ -48,7 +57,12 @@ fn dyld_cache(arch: &str, build: &Build) -> Vec<u8> {
 
 /// The base content for a device of this kind running `version` (`build`).
 #[must_use]
-pub fn base_files(platform: Platform, chip: Chip, version: &OsVersion, build: &Build) -> Vec<BaseFile> {
+pub fn base_files(
+    platform: Platform,
+    chip: Chip,
+    version: &OsVersion,
+    build: &Build,
+) -> Vec<BaseFile> {
     let file = |cryptex, path: &str, bytes, mode| BaseFile {
         cryptex,
         path: path.to_owned(),
@@ -125,13 +139,21 @@ pub fn lay_down_base(
     let name = super::GenName::Base(build.clone());
     let gens = layout.generations();
     let final_rel = gens.join(name.dir_name());
-    if root.exists_nofollow(&final_rel).ctx("reading", root.show(&final_rel))? {
+    if root
+        .exists_nofollow(&final_rel)
+        .ctx("reading", root.show(&final_rel))?
+    {
         return Ok(name);
     }
-    root.dir().create_dir_all(&gens).ctx("creating", root.show(&gens))?;
+    root.dir()
+        .create_dir_all(&gens)
+        .ctx("creating", root.show(&gens))?;
     let staging = gens.join(name.staging_name());
-    root.remove_tree_if_exists(&staging).ctx("removing", root.show(&staging))?;
-    root.dir().create_dir(&staging).ctx("creating", root.show(&staging))?;
+    root.remove_tree_if_exists(&staging)
+        .ctx("removing", root.show(&staging))?;
+    root.dir()
+        .create_dir(&staging)
+        .ctx("creating", root.show(&staging))?;
     let mut listing: BTreeMap<Cryptex, Vec<FileEntry>> = BTreeMap::new();
     for file in base_files(platform, chip, version, build) {
         let rel = staging.join(file.cryptex.as_str()).join(&file.path);
@@ -148,7 +170,12 @@ pub fn lay_down_base(
     }
     let listing = Cryptexes(listing);
     let rel = staging.join(super::layout::BASE_MANIFEST);
-    write_new_file(root, &rel, &crate::bundle::manifest::plist_xml(listing.to_value()), 0o644)?;
+    write_new_file(
+        root,
+        &rel,
+        &crate::bundle::manifest::plist_xml(&listing.to_value()),
+        0o644,
+    )?;
     let sv = super::SystemVersion {
         product_name: platform.name().to_owned(),
         version: *version,
@@ -179,11 +206,16 @@ pub(crate) fn write_new_file(
     use crate::error::IoContext;
 
     if let Some(parent) = rel.parent() {
-        root.dir().create_dir_all(parent).ctx("creating", root.show(parent))?;
+        root.dir()
+            .create_dir_all(parent)
+            .ctx("creating", root.show(parent))?;
     }
     let mut options = OpenOptions::new();
     options.write(true).create_new(true).mode(mode);
-    let mut file = root.dir().open_with(rel, &options).ctx("creating", root.show(rel))?;
+    let mut file = root
+        .dir()
+        .open_with(rel, &options)
+        .ctx("creating", root.show(rel))?;
     file.write_all(bytes).ctx("writing", root.show(rel))?;
     file.set_permissions(Permissions::from_mode(mode))
         .ctx("setting the mode of", root.show(rel))?;

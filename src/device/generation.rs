@@ -137,7 +137,11 @@ pub fn collect_garbage(device: &Device, base: &Build) -> Result<Vec<String>> {
     let root = device.root();
     let gens = device.layout().generations();
     let mut removed = Vec::new();
-    for entry in root.dir().read_dir(&gens).ctx("listing", root.show(&gens))? {
+    for entry in root
+        .dir()
+        .read_dir(&gens)
+        .ctx("listing", root.show(&gens))?
+    {
         let entry = entry.ctx("listing", root.show(&gens))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if keep.contains(&name) {
@@ -188,10 +192,19 @@ mod tests {
         for name in ["base-25D2128", "25D771280a"] {
             let parsed = GenName::parse(name).unwrap();
             assert_eq!(parsed.dir_name(), name);
-            assert_eq!(GenName::from_link_target(&parsed.link_target()), Some(parsed));
+            assert_eq!(
+                GenName::from_link_target(&parsed.link_target()),
+                Some(parsed)
+            );
         }
         assert_eq!(GenName::from_link_target(Path::new("/etc")), None);
-        assert_eq!(GenName::from_link_target(Path::new("../generations/x")), None);
-        assert_eq!(GenName::from_link_target(Path::new("generations/../../x")), None);
+        assert_eq!(
+            GenName::from_link_target(Path::new("../generations/x")),
+            None
+        );
+        assert_eq!(
+            GenName::from_link_target(Path::new("generations/../../x")),
+            None
+        );
     }
 }

@@ -82,7 +82,10 @@ fn classify(root: &Root) -> Result<Existing> {
     {
         return Ok(Existing::Device);
     }
-    if root.exists_nofollow(layout::DB).ctx("reading", root.show(layout::DB))? {
+    if root
+        .exists_nofollow(layout::DB)
+        .ctx("reading", root.show(layout::DB))?
+    {
         return Ok(Existing::Interrupted);
     }
     let mut entries = root.dir().entries().ctx("listing", root.path())?;
@@ -125,7 +128,8 @@ fn clear(root: &Root) -> Result<()> {
         let name = entry.ctx("listing", root.show(db))?.file_name();
         if name != "lock" {
             let rel = db.join(&name);
-            root.remove_tree_if_exists(&rel).ctx("removing", root.show(&rel))?;
+            root.remove_tree_if_exists(&rel)
+                .ctx("removing", root.show(&rel))?;
         }
     }
     Ok(())
@@ -169,7 +173,9 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
     }
     let root = Root::open(path).ctx("opening", path)?;
     if !matches!(existing, Existing::Empty) {
-        root.dir().create_dir_all(layout::DB).ctx("creating", root.show(layout::DB))?;
+        root.dir()
+            .create_dir_all(layout::DB)
+            .ctx("creating", root.show(layout::DB))?;
     }
     let _lock = if replaced {
         let lock = DeviceLock::acquire(&root, Access::Change, opts.wait, "bsi init --force")?;
@@ -202,7 +208,11 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
             opts.platform,
             opts.version,
             opts.build,
-            if replaced { ", replacing the previous device" } else { "" }
+            if replaced {
+                ", replacing the previous device"
+            } else {
+                ""
+            }
         ));
     history::append(&root, &entry)?;
     records::write_json(&root, layout::DEVICE_RECORD, &info)?;
@@ -219,7 +229,9 @@ fn build(root: &Root, opts: &InitOptions, uuid: &str) -> Result<()> {
         layout::SYSTEM_CRYPTEXES,
         layout::PREBOOT_CRYPTEXES,
     ] {
-        root.dir().create_dir_all(dir).ctx("creating", root.show(dir))?;
+        root.dir()
+            .create_dir_all(dir)
+            .ctx("creating", root.show(dir))?;
     }
     let lock_options = {
         let mut o = cap_std::fs::OpenOptions::new();
@@ -237,7 +249,14 @@ fn build(root: &Root, opts: &InitOptions, uuid: &str) -> Result<()> {
     };
     root.write_atomic(layout::SYSTEM_VERSION, &sv.to_xml(), 0o644)
         .ctx("writing", root.show(layout::SYSTEM_VERSION))?;
-    let base = lay_down_base(root, &layout, opts.platform, opts.chip, &opts.version, &opts.build)?;
+    let base = lay_down_base(
+        root,
+        &layout,
+        opts.platform,
+        opts.chip,
+        &opts.version,
+        &opts.build,
+    )?;
     root.swap_symlink(layout.current(), base.link_target())
         .ctx("linking", root.show(layout.current()))?;
     for cryptex in Cryptex::ALL {

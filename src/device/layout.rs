@@ -69,7 +69,9 @@ pub const GEN_MANIFEST: &str = "Info.plist";
 pub const GEN_SIGNATURE: &str = "Info.plist.sig";
 
 /// One of the two cryptexes a response can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Cryptex {
     /// Safari and its associated processes.
     App,
@@ -177,6 +179,8 @@ impl Layout {
     /// The `System/Cryptexes` link's target, exactly as DESIGN section 2 gives it.
     #[must_use]
     pub fn system_link_target(cryptex: Cryptex) -> PathBuf {
-        Path::new("../..").join(PREBOOT_CRYPTEXES).join(cryptex.as_str())
+        Path::new("../..")
+            .join(PREBOOT_CRYPTEXES)
+            .join(cryptex.as_str())
     }
 }

@@ -87,7 +87,9 @@ impl DeviceLock {
                         holder = self.holder();
                     }
                     return Err(Error::Busy {
-                        holder: holder.unwrap_or_else(|| "another bsi process (reading the device)".to_owned()),
+                        holder: holder.unwrap_or_else(|| {
+                            "another bsi process (reading the device)".to_owned()
+                        }),
                         waited: start.elapsed().as_secs_f64(),
                     });
                 }

@@ -127,7 +127,10 @@ impl Device {
     /// The base OS, from `System/Library/CoreServices/SystemVersion.plist`.
     pub fn base_system_version(&self) -> Result<SystemVersion> {
         let rel = layout::SYSTEM_VERSION;
-        let bytes = self.root.read_small(rel).ctx("reading", self.root.show(rel))?;
+        let bytes = self
+            .root
+            .read_small(rel)
+            .ctx("reading", self.root.show(rel))?;
         SystemVersion::parse(&bytes, &self.root.show(rel))
     }
 
@@ -142,10 +145,11 @@ impl Device {
 
     /// A generation's `SystemVersion.plist`.
     pub fn generation_system_version(&self, name: &GenName) -> Result<SystemVersion> {
-        let rel = self
-            .generation_path(name)
-            .join(layout::GEN_SYSTEM_VERSION);
-        let bytes = self.root.read_small(&rel).ctx("reading", self.root.show(&rel))?;
+        let rel = self.generation_path(name).join(layout::GEN_SYSTEM_VERSION);
+        let bytes = self
+            .root
+            .read_small(&rel)
+            .ctx("reading", self.root.show(&rel))?;
         SystemVersion::parse(&bytes, &self.root.show(&rel))
     }
 

@@ -17,7 +17,18 @@ use crate::{Error, Result};
 pub const RECORD_FORMAT: u32 = 1;
 
 /// A platform bsi simulates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 pub enum Platform {
     /// A Mac.
     #[serde(rename = "macOS")]
@@ -63,7 +74,18 @@ impl std::fmt::Display for Platform {
 }
 
 /// The processor family, which sets a Mac laptop's battery minimum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Chip {
     /// Apple silicon (every iPhone and iPad, and Macs since 2020).

@@ -25,12 +25,18 @@ impl SystemVersion {
     #[must_use]
     pub fn to_xml(&self) -> Vec<u8> {
         let mut dict = Dictionary::new();
-        dict.insert("ProductBuildVersion".into(), Value::String(self.build.to_string()));
+        dict.insert(
+            "ProductBuildVersion".into(),
+            Value::String(self.build.to_string()),
+        );
         dict.insert(
             "ProductCopyright".into(),
             Value::String("1983-2026 Apple Inc.".into()),
         );
-        dict.insert("ProductName".into(), Value::String(self.product_name.clone()));
+        dict.insert(
+            "ProductName".into(),
+            Value::String(self.product_name.clone()),
+        );
         dict.insert(
             "ProductUserVisibleVersion".into(),
             Value::String(match self.extra {
@@ -38,9 +44,15 @@ impl SystemVersion {
                 None => self.version.to_string(),
             }),
         );
-        dict.insert("ProductVersion".into(), Value::String(self.version.to_string()));
+        dict.insert(
+            "ProductVersion".into(),
+            Value::String(self.version.to_string()),
+        );
         if let Some(extra) = self.extra {
-            dict.insert("ProductVersionExtra".into(), Value::String(extra.to_string()));
+            dict.insert(
+                "ProductVersionExtra".into(),
+                Value::String(extra.to_string()),
+            );
         }
         let mut out = Vec::new();
         // Writing a dictionary of strings to memory cannot fail.

@@ -59,7 +59,11 @@ pub struct Policy {
 impl Policy {
     /// Evaluates the declarations for this device and the user's settings.
     #[must_use]
-    pub fn evaluate(info: &DeviceInfo, settings: &Settings, declarations: Vec<Declaration>) -> Self {
+    pub fn evaluate(
+        info: &DeviceInfo,
+        settings: &Settings,
+        declarations: Vec<Declaration>,
+    ) -> Self {
         let mut policy = Policy {
             supervised: info.supervised,
             automatic: settings.automatic_install,
@@ -76,15 +80,20 @@ impl Policy {
                 Payload::Settings(s) if info.supervised => {
                     let id = &declaration.identifier;
                     match s.install_security_update {
-                        Some(AutomaticAction::AlwaysOn) => policy.automatic_forced = Some((true, id.clone())),
-                        Some(AutomaticAction::AlwaysOff) => policy.automatic_forced = Some((false, id.clone())),
+                        Some(AutomaticAction::AlwaysOn) => {
+                            policy.automatic_forced = Some((true, id.clone()));
+                        }
+                        Some(AutomaticAction::AlwaysOff) => {
+                            policy.automatic_forced = Some((false, id.clone()));
+                        }
                         Some(AutomaticAction::Allowed) => policy.automatic_forced = None,
                         None => {}
                     }
                     if s.rsr_enable == Some(false) && policy.install_blocked_by.is_none() {
                         policy.install_blocked_by = Some(id.clone());
                     }
-                    if s.rsr_enable_rollback == Some(false) && policy.rollback_blocked_by.is_none() {
+                    if s.rsr_enable_rollback == Some(false) && policy.rollback_blocked_by.is_none()
+                    {
                         policy.rollback_blocked_by = Some(id.clone());
                     }
                     for (key, days) in &s.deferrals {
@@ -96,30 +105,43 @@ impl Policy {
                 }
                 Payload::Settings(_) => (
                     false,
-                    "ignored: software update settings are honoured only on supervised devices".to_owned(),
+                    "ignored: software update settings are honoured only on supervised devices"
+                        .to_owned(),
                 ),
                 Payload::Enforcement(e) if info.supervised || info.platform != Platform::MacOs => {
-                    policy.enforcements.push((declaration.identifier.clone(), e.clone()));
+                    policy
+                        .enforcements
+                        .push((declaration.identifier.clone(), e.clone()));
                     (
                         true,
                         format!(
                             "enforces {}{} by {} local time",
                             e.target_os_version,
-                            e.target_build_version.as_ref().map(|b| format!(" ({b})")).unwrap_or_default(),
+                            e.target_build_version
+                                .as_ref()
+                                .map(|b| format!(" ({b})"))
+                                .unwrap_or_default(),
                             e.target_local_date_time.format("%Y-%m-%dT%H:%M:%S")
                         ),
                     )
                 }
                 Payload::Enforcement(_) => (
                     false,
-                    "ignored: a Mac accepts software update enforcement only when supervised".to_owned(),
+                    "ignored: a Mac accepts software update enforcement only when supervised"
+                        .to_owned(),
                 ),
             };
-            policy.declarations.push(Considered { declaration, honored, note });
+            policy.declarations.push(Considered {
+                declaration,
+                honored,
+                note,
+            });
         }
         if let Some((value, id)) = &policy.automatic_forced {
             policy.automatic = *value;
-            policy.automatic_source = AutoSource::Policy { identifier: id.clone() };
+            policy.automatic_source = AutoSource::Policy {
+                identifier: id.clone(),
+            };
         }
         policy
     }
@@ -130,7 +152,9 @@ fn settings_note(s: &crate::ddm::declaration::SettingsPayload) -> String {
     match s.install_security_update {
         Some(AutomaticAction::AlwaysOn) => parts.push("automatic install always on".to_owned()),
         Some(AutomaticAction::AlwaysOff) => parts.push("automatic install always off".to_owned()),
-        Some(AutomaticAction::Allowed) => parts.push("automatic install left to the user".to_owned()),
+        Some(AutomaticAction::Allowed) => {
+            parts.push("automatic install left to the user".to_owned());
+        }
         None => {}
     }
     if s.rsr_enable == Some(false) {

@@ -2,8 +2,8 @@
 //! (Apple silicon) or 20 % (Intel) to apply a response. Desktops have no battery gate, and Apple
 //! states no battery rule for iPhone and iPad responses, so none is enforced there.
 
-use crate::device::{Chip, DeviceInfo, Platform, Power};
 use crate::Error;
+use crate::device::{Chip, DeviceInfo, Platform, Power};
 
 /// The battery rule that applies to a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,20 +83,58 @@ mod tests {
 
     #[test]
     fn gate_table() {
-        let power = |pct, ac| Power { battery_percent: Some(pct), on_ac: ac };
+        let power = |pct, ac| Power {
+            battery_percent: Some(pct),
+            on_ac: ac,
+        };
         let table = [
-            (device(Platform::MacOs, true, Chip::AppleSilicon), power(9, false), false),
-            (device(Platform::MacOs, true, Chip::AppleSilicon), power(10, false), true),
-            (device(Platform::MacOs, true, Chip::Intel), power(19, false), false),
-            (device(Platform::MacOs, true, Chip::Intel), power(20, false), true),
-            (device(Platform::MacOs, true, Chip::Intel), power(1, true), true),
-            (device(Platform::MacOs, false, Chip::Intel), Power { battery_percent: None, on_ac: true }, true),
-            (device(Platform::Ios, true, Chip::AppleSilicon), power(1, false), true),
+            (
+                device(Platform::MacOs, true, Chip::AppleSilicon),
+                power(9, false),
+                false,
+            ),
+            (
+                device(Platform::MacOs, true, Chip::AppleSilicon),
+                power(10, false),
+                true,
+            ),
+            (
+                device(Platform::MacOs, true, Chip::Intel),
+                power(19, false),
+                false,
+            ),
+            (
+                device(Platform::MacOs, true, Chip::Intel),
+                power(20, false),
+                true,
+            ),
+            (
+                device(Platform::MacOs, true, Chip::Intel),
+                power(1, true),
+                true,
+            ),
+            (
+                device(Platform::MacOs, false, Chip::Intel),
+                Power {
+                    battery_percent: None,
+                    on_ac: true,
+                },
+                true,
+            ),
+            (
+                device(Platform::Ios, true, Chip::AppleSilicon),
+                power(1, false),
+                true,
+            ),
         ];
         for (info, power, ok) in table {
             assert_eq!(check(&info, &power).is_ok(), ok, "{info:?} {power:?}");
         }
-        let err = check(&device(Platform::MacOs, true, Chip::AppleSilicon), &power(9, false)).unwrap_err();
+        let err = check(
+            &device(Platform::MacOs, true, Chip::AppleSilicon),
+            &power(9, false),
+        )
+        .unwrap_err();
         assert_eq!(err.exit_code(), 3);
         assert!(err.to_string().contains("9 % is below the 10 %"), "{err}");
     }

@@ -87,7 +87,10 @@ fn check_base(bundle: &Bundle, snapshot: &Snapshot) -> Result<()> {
         ),
         UpdateKind::Downgrade => Error::not_applicable(
             format!("{message}, which is older"),
-            format!("update the device first: bsi update --version {} --build {}", m.version, m.prerequisite),
+            format!(
+                "update the device first: bsi update --version {} --build {}",
+                m.version, m.prerequisite
+            ),
         ),
         UpdateKind::Same => Error::not_applicable(
             format!("{message}: a different build of the same version"),
@@ -108,19 +111,27 @@ fn check_order(bundle: &Bundle, snapshot: &Snapshot) -> Result<Order> {
     let v = m.response_version();
     let older = |what: &str, other: &crate::version::ResponseVersion| {
         Error::not_applicable(
-            format!("{v} is older than the {what} {other}; responses are cumulative, nothing to do"),
+            format!(
+                "{v} is older than the {what} {other}; responses are cumulative, nothing to do"
+            ),
             format!("{other} already includes everything in {v}"),
         )
     };
     let other_build = |what: &str, build: &crate::version::Build| {
         Error::not_applicable(
-            format!("{v} ({}) is a different build than the {what} {v} ({build})", m.build),
+            format!(
+                "{v} ({}) is a different build than the {what} {v} ({build})",
+                m.build
+            ),
             "check where this bundle came from",
         )
     };
     if let Some(s) = snapshot.staged_install() {
         if s.version == v && s.build == m.build {
-            return Ok(Order::Done(ApplyAction::AlreadyStaged, format!("{v} is already staged; restart to activate it")));
+            return Ok(Order::Done(
+                ApplyAction::AlreadyStaged,
+                format!("{v} is already staged; restart to activate it"),
+            ));
         }
         if v < s.version {
             return Err(older("staged", &s.version));
@@ -134,7 +145,10 @@ fn check_order(bundle: &Bundle, snapshot: &Snapshot) -> Result<Order> {
             if snapshot.staged.is_some() {
                 return Ok(Order::CancelRemoval);
             }
-            return Ok(Order::Done(ApplyAction::AlreadyActive, format!("{v} is already active; nothing to do")));
+            return Ok(Order::Done(
+                ApplyAction::AlreadyActive,
+                format!("{v} is already active; nothing to do"),
+            ));
         }
         if v < a.version {
             return Err(older("active", &a.version));
@@ -147,7 +161,12 @@ fn check_order(bundle: &Bundle, snapshot: &Snapshot) -> Result<Order> {
 }
 
 /// Applies a bundle.
-pub fn apply(device: &Device, opts: &ApplyOptions, clock: &Clock, progress: &dyn Progress) -> Result<ApplyOutcome> {
+pub fn apply(
+    device: &Device,
+    opts: &ApplyOptions,
+    clock: &Clock,
+    progress: &dyn Progress,
+) -> Result<ApplyOutcome> {
     let root = device.root();
     let mut bundle = Bundle::open(&opts.bundle)?;
     let trusted = trust::load(root)?;
@@ -157,7 +176,10 @@ pub fn apply(device: &Device, opts: &ApplyOptions, clock: &Clock, progress: &dyn
     let info = device.info();
     if m.product != info.platform {
         return Err(Error::not_applicable(
-            format!("this bundle is for {}; the device runs {}", m.product, info.platform),
+            format!(
+                "this bundle is for {}; the device runs {}",
+                m.product, info.platform
+            ),
             "use a bundle made for the device's platform",
         ));
     }
@@ -191,22 +213,40 @@ pub fn apply(device: &Device, opts: &ApplyOptions, clock: &Clock, progress: &dyn
     power::check(info, &device.power()?)?;
     if matches!(order, Order::CancelRemoval) {
         if opts.dry_run {
-            return Ok(outcome(ApplyAction::RemovalCancelled, false, format!("would cancel the staged removal of {version}")));
+            return Ok(outcome(
+                ApplyAction::RemovalCancelled,
+                false,
+                format!("would cancel the staged removal of {version}"),
+            ));
         }
         return super::journaled(device, clock, "apply", || {
             root.remove_durable(device.layout().proposed())
                 .ctx("removing", root.show(device.layout().proposed()))?;
-            root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
-            Ok(outcome(ApplyAction::RemovalCancelled, false, format!("{version} stays active; its staged removal was cancelled")))
+            root.remove_durable(SAFARI_RECORD)
+                .ctx("removing", root.show(SAFARI_RECORD))?;
+            Ok(outcome(
+                ApplyAction::RemovalCancelled,
+                false,
+                format!("{version} stays active; its staged removal was cancelled"),
+            ))
         });
     }
     let has_os = bundle.manifest.has_os();
     let total = bundle.manifest.cryptexes.total_size();
     if opts.dry_run {
         let message = if has_os {
-            format!("would stage {version} ({total} bytes); it needs a restart{}", if opts.restart { ", which would follow" } else { "" })
+            format!(
+                "would stage {version} ({total} bytes); it needs a restart{}",
+                if opts.restart {
+                    ", which would follow"
+                } else {
+                    ""
+                }
+            )
         } else {
-            format!("would activate {version} at once (App content only; Safari uses it once relaunched)")
+            format!(
+                "would activate {version} at once (App content only; Safari uses it once relaunched)"
+            )
         };
         let action = match (has_os, opts.restart) {
             (false, _) => ApplyAction::Activated,
@@ -220,24 +260,45 @@ pub fn apply(device: &Device, opts: &ApplyOptions, clock: &Clock, progress: &dyn
         let base = GenName::Base(snapshot.base.build.clone());
         let name = stage::stage(device, &mut bundle, &base, progress)?;
         let layout = device.layout();
-        let switch = if has_os { layout.proposed() } else { layout.current() };
-        root.swap_symlink(&switch, name.link_target()).ctx("switching", root.show(&switch))?;
-        root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+        let switch = if has_os {
+            layout.proposed()
+        } else {
+            layout.current()
+        };
+        root.swap_symlink(&switch, name.link_target())
+            .ctx("switching", root.show(&switch))?;
+        root.remove_durable(SAFARI_RECORD)
+            .ctx("removing", root.show(SAFARI_RECORD))?;
         if !has_os {
-            root.remove_durable(layout.proposed()).ctx("removing", root.show(layout.proposed()))?;
+            root.remove_durable(layout.proposed())
+                .ctx("removing", root.show(layout.proposed()))?;
         }
         let result = if has_os && opts.restart {
             restart::activate(device)?;
-            outcome(ApplyAction::StagedAndRestarted, false, format!("{version} is staged and active after the restart"))
+            outcome(
+                ApplyAction::StagedAndRestarted,
+                false,
+                format!("{version} is staged and active after the restart"),
+            )
         } else if has_os {
             let safari = if info.platform == crate::device::Platform::MacOs {
                 ", or relaunch Safari (`bsi relaunch-safari`) to use its Safari content now"
             } else {
                 ""
             };
-            outcome(ApplyAction::Staged, true, format!("{version} is staged; restart to activate it (`bsi restart`){safari}"))
+            outcome(
+                ApplyAction::Staged,
+                true,
+                format!("{version} is staged; restart to activate it (`bsi restart`){safari}"),
+            )
         } else {
-            outcome(ApplyAction::Activated, false, format!("{version} is active (App content only, no restart needed); Safari uses it once relaunched"))
+            outcome(
+                ApplyAction::Activated,
+                false,
+                format!(
+                    "{version} is active (App content only, no restart needed); Safari uses it once relaunched"
+                ),
+            )
         };
         crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
         Ok(result)
@@ -247,7 +308,8 @@ pub fn apply(device: &Device, opts: &ApplyOptions, clock: &Clock, progress: &dyn
 /// Refuses (exit 1) when the device's volume has less free space than the payload needs.
 fn check_space(device: &Device, needed: u64) -> Result<()> {
     let root = device.root();
-    let stat = rustix::fs::fstatvfs(root.dir()).map_err(|e| Error::io("checking free space on", root.path(), e.into()))?;
+    let stat = rustix::fs::fstatvfs(root.dir())
+        .map_err(|e| Error::io("checking free space on", root.path(), e.into()))?;
     let available = stat.f_bavail.saturating_mul(stat.f_frsize);
     // Leave room for directory blocks and the manifest.
     let needed = needed + needed / 64 + (1 << 20);

@@ -9,11 +9,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Result;
 use crate::clock::Clock;
 use crate::device::layout::JOURNAL;
 use crate::device::{Device, records};
 use crate::error::IoContext;
-use crate::Result;
 
 /// What was in progress.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,7 +76,10 @@ pub fn write(device: &Device, journal: &Journal) -> Result<()> {
 /// reported as an interrupted operation of unknown kind.
 pub fn read(device: &Device) -> Result<Option<Journal>> {
     let root = device.root();
-    let Some(bytes) = root.read_small_opt(JOURNAL).ctx("reading", root.show(JOURNAL))? else {
+    let Some(bytes) = root
+        .read_small_opt(JOURNAL)
+        .ctx("reading", root.show(JOURNAL))?
+    else {
         return Ok(None);
     };
     Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Journal {
@@ -90,7 +93,8 @@ pub fn read(device: &Device) -> Result<Option<Journal>> {
 /// Records that the operation finished.
 pub fn end(device: &Device) -> Result<()> {
     let root = device.root();
-    root.remove_durable(JOURNAL).ctx("removing", root.show(JOURNAL))?;
+    root.remove_durable(JOURNAL)
+        .ctx("removing", root.show(JOURNAL))?;
     device.set_journal_open(false);
     Ok(())
 }

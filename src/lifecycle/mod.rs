@@ -20,12 +20,18 @@ pub mod verify;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::Result;
 use crate::clock::Clock;
 use crate::device::{Access, Device};
-use crate::Result;
 
 /// Opens the device at `root` with `access`, recovering an interrupted operation first.
-pub fn open(root: &Path, access: Access, wait: Duration, command: &str, clock: &Clock) -> Result<Device> {
+pub fn open(
+    root: &Path,
+    access: Access,
+    wait: Duration,
+    command: &str,
+    clock: &Clock,
+) -> Result<Device> {
     let mut device = Device::open(root, access, wait, command)?;
     if journal::read(&device)?.is_some() {
         if device.access() == Access::Read {
@@ -42,7 +48,12 @@ pub fn open(root: &Path, access: Access, wait: Duration, command: &str, clock: &
 /// open (the CLI opens one around every changing command, history included), else a journal of
 /// its own. If `body` fails, the device is tidied back to a consistent state (its visible change
 /// either happened or not), so the failure leaves no leftovers.
-pub(crate) fn journaled<T>(device: &Device, clock: &Clock, op: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn journaled<T>(
+    device: &Device,
+    clock: &Clock,
+    op: &str,
+    body: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let outer = device.journal_open();
     if !outer {
         journal::begin(device, clock, op)?;

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use crate::Result;
 use crate::clock::Clock;
 use crate::device::generation::{collect_garbage, sweep_temporaries};
 use crate::device::layout::{self, Layout, SAFARI_RECORD};
@@ -16,7 +17,6 @@ use crate::device::{Cryptex, Device, records};
 use crate::error::IoContext;
 use crate::history::{self, Entry, OpResult};
 use crate::status::collect::SafariRecord;
-use crate::Result;
 
 use super::journal;
 use super::update;
@@ -43,17 +43,21 @@ pub(crate) fn tidy(device: &Device) -> Result<Vec<String>> {
     for dir in temp_dirs(device) {
         let n = sweep_temporaries(root, &dir)?;
         if n > 0 {
-            actions.push(format!("removed {n} temporary entr{} in {}", if n == 1 { "y" } else { "ies" }, dir.display()));
+            actions.push(format!(
+                "removed {n} temporary entr{} in {}",
+                if n == 1 { "y" } else { "ies" },
+                dir.display()
+            ));
         }
     }
     let proposed_rel = device.layout().proposed();
-    let proposed = match device.proposed() {
-        Ok(p) => p,
-        Err(_) => {
-            root.remove_durable(&proposed_rel).ctx("removing", root.show(&proposed_rel))?;
-            actions.push("removed a proposed link that named no generation".to_owned());
-            None
-        }
+    let proposed = if let Ok(p) = device.proposed() {
+        p
+    } else {
+        root.remove_durable(&proposed_rel)
+            .ctx("removing", root.show(&proposed_rel))?;
+        actions.push("removed a proposed link that named no generation".to_owned());
+        None
     };
     if let Some(p) = proposed {
         let current = device.current()?;
@@ -71,21 +75,31 @@ pub(crate) fn tidy(device: &Device) -> Result<Vec<String>> {
             }
         };
         if stale {
-            root.remove_durable(&proposed_rel).ctx("removing", root.show(&proposed_rel))?;
-            actions.push(format!("removed the stale proposed link to {}", p.dir_name()));
+            root.remove_durable(&proposed_rel)
+                .ctx("removing", root.show(&proposed_rel))?;
+            actions.push(format!(
+                "removed the stale proposed link to {}",
+                p.dir_name()
+            ));
         }
     }
     let record: Option<SafariRecord> = records::read_json_opt(root, SAFARI_RECORD).unwrap_or(None);
     if let Some(r) = record
-        && device.proposed()?.is_none_or(|p| p.dir_name() != r.generation)
+        && device
+            .proposed()?
+            .is_none_or(|p| p.dir_name() != r.generation)
     {
-        root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+        root.remove_durable(SAFARI_RECORD)
+            .ctx("removing", root.show(SAFARI_RECORD))?;
         actions.push("removed a stale Safari record".to_owned());
     }
     let base = device.base()?;
     let removed = collect_garbage(device, &base.build)?;
     if !removed.is_empty() {
-        actions.push(format!("removed unreferenced generations: {}", removed.join(", ")));
+        actions.push(format!(
+            "removed unreferenced generations: {}",
+            removed.join(", ")
+        ));
     }
     Ok(actions)
 }
@@ -120,7 +134,11 @@ pub fn recover(device: &Device, clock: &Clock) -> Result<Option<Recovery>> {
         "interrupted (pid {}, started {}); recovered: {}",
         j.pid,
         j.started,
-        if completed { "completed from the journal" } else { "the device is in the state of its last completed step" }
+        if completed {
+            "completed from the journal"
+        } else {
+            "the device is in the state of its last completed step"
+        }
     ));
     entry.result = OpResult::Interrupted;
     entry.exit_code = 1;
@@ -159,7 +177,7 @@ fn expected_links(device: &Device) -> Vec<(PathBuf, PathBuf)> {
 }
 
 /// Links that do not point where the layout says, as (link, expected target).
-pub(crate) fn wrong_links(device: &Device) -> Result<Vec<(PathBuf, PathBuf)>> {
+pub(crate) fn wrong_links(device: &Device) -> Vec<(PathBuf, PathBuf)> {
     let root = device.root();
     let mut out = Vec::new();
     for (link, target) in expected_links(device) {
@@ -168,7 +186,7 @@ pub(crate) fn wrong_links(device: &Device) -> Result<Vec<(PathBuf, PathBuf)>> {
             out.push((link, target));
         }
     }
-    Ok(out)
+    out
 }
 
 /// `bsi repair`: recovers an interrupted operation, restores the link structure, drops what
@@ -176,7 +194,7 @@ pub(crate) fn wrong_links(device: &Device) -> Result<Vec<(PathBuf, PathBuf)>> {
 /// damaged response is reported by `bsi verify`; remove it and apply it again.
 pub fn repair(device: &Device, clock: &Clock, dry_run: bool) -> Result<RepairOutcome> {
     let root = device.root();
-    let wrong = wrong_links(device)?;
+    let wrong = wrong_links(device);
     let current_ok = device.current().is_ok();
     if dry_run {
         let mut actions: Vec<String> = wrong
@@ -189,14 +207,29 @@ pub fn repair(device: &Device, clock: &Clock, dry_run: bool) -> Result<RepairOut
         if journal::read(device)?.is_some() {
             actions.push("would recover an interrupted operation".to_owned());
         }
-        return Ok(RepairOutcome { recovered: None, actions, dry_run });
+        return Ok(RepairOutcome {
+            recovered: None,
+            actions,
+            dry_run,
+        });
     }
-    let recovered = if current_ok { recover(device, clock)? } else { None };
+    let recovered = if current_ok {
+        recover(device, clock)?
+    } else {
+        None
+    };
     let mut actions = Vec::new();
     if !current_ok {
         let base = device.base()?;
         let info = device.info();
-        let name = crate::device::base_content::lay_down_base(root, device.layout(), info.platform, info.chip, &base.version, &base.build)?;
+        let name = crate::device::base_content::lay_down_base(
+            root,
+            device.layout(),
+            info.platform,
+            info.chip,
+            &base.version,
+            &base.build,
+        )?;
         root.swap_symlink(device.layout().current(), name.link_target())
             .ctx("switching", root.show(device.layout().current()))?;
         actions.push(format!("pointed cryptex1/current at {}", name.dir_name()));
@@ -206,18 +239,34 @@ pub fn repair(device: &Device, clock: &Clock, dry_run: bool) -> Result<RepairOut
     }
     for (link, target) in wrong {
         if let Some(parent) = link.parent() {
-            root.dir().create_dir_all(parent).ctx("creating", root.show(parent))?;
+            root.dir()
+                .create_dir_all(parent)
+                .ctx("creating", root.show(parent))?;
         }
         if root.dir().symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
-            root.remove_tree_if_exists(&link).ctx("removing", root.show(&link))?;
+            root.remove_tree_if_exists(&link)
+                .ctx("removing", root.show(&link))?;
         }
-        root.swap_symlink(&link, &target).ctx("linking", root.show(&link))?;
-        actions.push(format!("pointed {} at {}", link.display(), target.display()));
+        root.swap_symlink(&link, &target)
+            .ctx("linking", root.show(&link))?;
+        actions.push(format!(
+            "pointed {} at {}",
+            link.display(),
+            target.display()
+        ));
     }
     actions.extend(tidy(device)?);
     if !actions.is_empty() || recovered.is_some() {
-        let entry = Entry::new(clock, "repair").detail(if actions.is_empty() { "recovered an interrupted operation".to_owned() } else { actions.join("; ") });
+        let entry = Entry::new(clock, "repair").detail(if actions.is_empty() {
+            "recovered an interrupted operation".to_owned()
+        } else {
+            actions.join("; ")
+        });
         history::append(root, &entry)?;
     }
-    Ok(RepairOutcome { recovered, actions, dry_run })
+    Ok(RepairOutcome {
+        recovered,
+        actions,
+        dry_run,
+    })
 }

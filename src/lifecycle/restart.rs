@@ -5,12 +5,14 @@
 //! `proposed` link, the Safari record and the old generation are removed afterwards; if that is
 //! cut short, recovery finishes it.
 
+use crate::Result;
 use crate::clock::Clock;
 use crate::device::layout::SAFARI_RECORD;
-use crate::device::{Device, Staged};
+use std::path::Path;
+
+use crate::device::{Device, Root, Staged};
 use crate::error::IoContext;
 use crate::faults::fault_point;
-use crate::Result;
 
 /// What `restart` did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -34,16 +36,21 @@ pub(crate) fn activate(device: &Device) -> Result<()> {
     let Some(proposed) = device.proposed()? else {
         return Ok(());
     };
-    let switched = (|| -> std::io::Result<()> {
-        fault_point!("restart.switch");
-        root.swap_symlink(layout.current(), proposed.link_target())
-    })();
-    switched.ctx("switching", root.show(layout.current()))?;
-    root.remove_durable(layout.proposed()).ctx("removing", root.show(layout.proposed()))?;
-    root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+    switch_current(root, &layout.current(), &proposed.link_target())
+        .ctx("switching", root.show(layout.current()))?;
+    root.remove_durable(layout.proposed())
+        .ctx("removing", root.show(layout.proposed()))?;
+    root.remove_durable(SAFARI_RECORD)
+        .ctx("removing", root.show(SAFARI_RECORD))?;
     let base = device.base()?;
     crate::device::generation::collect_garbage(device, &base.build)?;
     Ok(())
+}
+
+/// The commit point of a restart: `current` names the staged generation.
+fn switch_current(root: &Root, current: &Path, target: &Path) -> std::io::Result<()> {
+    fault_point!("restart.switch");
+    root.swap_symlink(current, target)
 }
 
 /// Restarts the device.
@@ -56,16 +63,25 @@ pub fn restart(device: &Device, clock: &Clock, dry_run: bool) -> Result<RestartO
                 removed: None,
                 nothing_staged: true,
                 dry_run,
-                message: format!("nothing was staged; the device still runs {}", snapshot.version_label()),
+                message: format!(
+                    "nothing was staged; the device still runs {}",
+                    snapshot.version_label()
+                ),
             });
         }
         Some(Staged::Install(p)) => (Some(p.version.to_string()), None),
-        Some(Staged::Remove) => (None, snapshot.active.as_ref().map(|a| a.version.to_string())),
+        Some(Staged::Remove) => (
+            None,
+            snapshot.active.as_ref().map(|a| a.version.to_string()),
+        ),
     };
     let message = match (&activated, &removed, dry_run) {
         (Some(v), _, false) => format!("restarted; {v} is active"),
         (Some(v), _, true) => format!("would restart and activate {v}"),
-        (None, Some(v), false) => format!("restarted; {v} was removed and the device runs {}", snapshot.base.version),
+        (None, Some(v), false) => format!(
+            "restarted; {v} was removed and the device runs {}",
+            snapshot.base.version
+        ),
         (None, Some(v), true) => format!("would restart and remove {v}"),
         (None, None, _) => String::new(),
     };

@@ -41,14 +41,21 @@ pub struct RollbackOutcome {
 }
 
 /// Removes a response.
-pub fn rollback(device: &Device, clock: &Clock, restart_now: bool, dry_run: bool) -> Result<RollbackOutcome> {
+pub fn rollback(
+    device: &Device,
+    clock: &Clock,
+    restart_now: bool,
+    dry_run: bool,
+) -> Result<RollbackOutcome> {
     let root = device.root();
     let layout = device.layout();
     let snapshot = device.snapshot()?;
     let policy = collect::policy(device)?;
     if let Some(id) = &policy.rollback_blocked_by {
         return Err(Error::policy(
-            format!("removing responses is turned off by declaration {id} (RapidSecurityResponse.EnableRollback = false)"),
+            format!(
+                "removing responses is turned off by declaration {id} (RapidSecurityResponse.EnableRollback = false)"
+            ),
             "ask the device's administrator; the MDM server controls this setting",
         ));
     }
@@ -64,14 +71,28 @@ pub fn rollback(device: &Device, clock: &Clock, restart_now: bool, dry_run: bool
             let v = p.version.to_string();
             if !dry_run {
                 super::journaled(device, clock, "rollback", || {
-                    root.remove_durable(layout.proposed()).ctx("removing", root.show(layout.proposed()))?;
-                    root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+                    root.remove_durable(layout.proposed())
+                        .ctx("removing", root.show(layout.proposed()))?;
+                    root.remove_durable(SAFARI_RECORD)
+                        .ctx("removing", root.show(SAFARI_RECORD))?;
                     crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
                     Ok(())
                 })?;
             }
-            let verb = if dry_run { "would discard" } else { "discarded" };
-            Ok(outcome(RollbackAction::DiscardedStaged, v.clone(), false, format!("{verb} the staged {v}; the device still runs {}", snapshot.version_label())))
+            let verb = if dry_run {
+                "would discard"
+            } else {
+                "discarded"
+            };
+            Ok(outcome(
+                RollbackAction::DiscardedStaged,
+                v.clone(),
+                false,
+                format!(
+                    "{verb} the staged {v}; the device still runs {}",
+                    snapshot.version_label()
+                ),
+            ))
         }
         (Some(Staged::Remove), Some(a)) => {
             let v = a.version.to_string();
@@ -79,32 +100,60 @@ pub fn rollback(device: &Device, clock: &Clock, restart_now: bool, dry_run: bool
                 let r = restart::restart(device, clock, dry_run)?;
                 return Ok(outcome(RollbackAction::Removed, v, false, r.message));
             }
-            Ok(outcome(RollbackAction::AlreadyStaged, v.clone(), true, format!("the removal of {v} is already staged; restart to complete it")))
+            Ok(outcome(
+                RollbackAction::AlreadyStaged,
+                v.clone(),
+                true,
+                format!("the removal of {v} is already staged; restart to complete it"),
+            ))
         }
         (None, Some(a)) => {
             let v = a.version.to_string();
             if dry_run {
-                let when = if restart_now { "now" } else { "at the next restart" };
-                return Ok(outcome(RollbackAction::RemovalStaged, v.clone(), !restart_now, format!("would remove {v} {when}")));
+                let when = if restart_now {
+                    "now"
+                } else {
+                    "at the next restart"
+                };
+                return Ok(outcome(
+                    RollbackAction::RemovalStaged,
+                    v.clone(),
+                    !restart_now,
+                    format!("would remove {v} {when}"),
+                ));
             }
             super::journaled(device, clock, "rollback", || {
                 let base = GenName::Base(snapshot.base.build.clone());
                 root.swap_symlink(layout.proposed(), base.link_target())
                     .ctx("switching", root.show(layout.proposed()))?;
-                root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+                root.remove_durable(SAFARI_RECORD)
+                    .ctx("removing", root.show(SAFARI_RECORD))?;
                 if restart_now {
                     restart::activate(device)?;
                 }
                 Ok(())
             })?;
             Ok(if restart_now {
-                outcome(RollbackAction::Removed, v.clone(), false, format!("removed {v}; the device runs {}", snapshot.base.version))
+                outcome(
+                    RollbackAction::Removed,
+                    v.clone(),
+                    false,
+                    format!("removed {v}; the device runs {}", snapshot.base.version),
+                )
             } else {
-                outcome(RollbackAction::RemovalStaged, v.clone(), true, format!("{v} will be removed at the next restart (`bsi restart`)"))
+                outcome(
+                    RollbackAction::RemovalStaged,
+                    v.clone(),
+                    true,
+                    format!("{v} will be removed at the next restart (`bsi restart`)"),
+                )
             })
         }
         (_, None) => Err(Error::not_applicable(
-            format!("nothing to remove: no response is active or staged; the device runs {}", snapshot.base.version),
+            format!(
+                "nothing to remove: no response is active or staged; the device runs {}",
+                snapshot.base.version
+            ),
             "",
         )),
     }

@@ -25,18 +25,25 @@ pub struct RelaunchOutcome {
 pub fn relaunch_safari(device: &Device, clock: &Clock, dry_run: bool) -> Result<RelaunchOutcome> {
     if device.info().platform != Platform::MacOs {
         return Err(Error::not_applicable(
-            format!("relaunching Safari onto staged content is a macOS feature; this device runs {}", device.info().platform),
+            format!(
+                "relaunching Safari onto staged content is a macOS feature; this device runs {}",
+                device.info().platform
+            ),
             "restart the device to activate staged content",
         ));
     }
     let snapshot = device.snapshot()?;
-    let current = safari(device, &snapshot)?.map(|s| s.version).unwrap_or_default();
+    let current = safari(device, &snapshot)?
+        .map(|s| s.version)
+        .unwrap_or_default();
     let Some(proposed) = &snapshot.proposed else {
         return Ok(RelaunchOutcome {
             safari_version: current.clone(),
             nothing_to_do: true,
             dry_run,
-            message: format!("nothing is staged; Safari already uses the active content ({current})"),
+            message: format!(
+                "nothing is staged; Safari already uses the active content ({current})"
+            ),
         });
     };
     let target = match &snapshot.staged {
@@ -54,7 +61,13 @@ pub fn relaunch_safari(device: &Device, clock: &Clock, dry_run: bool) -> Result<
     }
     if !dry_run {
         super::journaled(device, clock, "relaunch-safari", || {
-            records::write_json(device.root(), SAFARI_RECORD, &SafariRecord { generation: proposed.dir_name() })
+            records::write_json(
+                device.root(),
+                SAFARI_RECORD,
+                &SafariRecord {
+                    generation: proposed.dir_name(),
+                },
+            )
         })?;
     }
     Ok(RelaunchOutcome {
@@ -63,7 +76,11 @@ pub fn relaunch_safari(device: &Device, clock: &Clock, dry_run: bool) -> Result<
         dry_run,
         message: format!(
             "{} Safari and its associated processes onto {target}; restart to make it available to the rest of the OS",
-            if dry_run { "would relaunch" } else { "relaunched" }
+            if dry_run {
+                "would relaunch"
+            } else {
+                "relaunched"
+            }
         ),
     })
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, Permissions, PermissionsExt};
 
+use crate::Result;
 use crate::bundle::manifest::FileEntry;
 use crate::bundle::source::{Bundle, Sink};
 use crate::bundle::stream;
@@ -19,7 +20,6 @@ use crate::device::{Cryptex, Device, GenName, SystemVersion};
 use crate::error::IoContext;
 use crate::faults::fault_point;
 use crate::progress::Progress;
-use crate::{Error, Result};
 
 struct StagingSink<'a> {
     dir: &'a Dir,
@@ -30,7 +30,9 @@ struct StagingSink<'a> {
 
 impl StagingSink<'_> {
     fn make_parents(&mut self, rel: &Path) -> io::Result<()> {
-        let Some(parent) = rel.parent() else { return Ok(()) };
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
         if parent.as_os_str().is_empty() || self.made.contains(parent) {
             return Ok(());
         }
@@ -71,17 +73,27 @@ impl Sink for StagingSink<'_> {
         Ok(Some((file, shown)))
     }
 
-    fn close(&mut self, _file: File, _path: &Path, _entry: &FileEntry) -> Result<()> {
-        fault_point_result()
+    fn close(&mut self, _file: File, path: &Path, _entry: &FileEntry) -> Result<()> {
+        written().ctx("writing", path)
     }
 }
 
-fn fault_point_result() -> Result<()> {
-    let check = || -> io::Result<()> {
-        fault_point!("stage.write");
-        Ok(())
-    };
-    check().map_err(|e| Error::io("writing", "the staged payload", e))
+/// A staged file is complete (a fault point: an I/O error or a full disk mid-payload).
+// Without the `failpoints` feature this cannot fail; the signature is for the fault point.
+#[cfg_attr(not(feature = "failpoints"), allow(clippy::unnecessary_wraps))]
+fn written() -> io::Result<()> {
+    fault_point!("stage.write");
+    Ok(())
+}
+
+/// Renames the finished staging directory to its generation name.
+fn rename_into_place(
+    root: &crate::device::Root,
+    staging: &Path,
+    final_rel: &Path,
+) -> io::Result<()> {
+    fault_point!("stage.rename");
+    root.dir().rename(staging, root.dir(), final_rel)
 }
 
 fn current_umask() -> u32 {
@@ -93,14 +105,22 @@ fn current_umask() -> u32 {
 
 /// Stages `bundle` as the generation for its build and returns the generation's name. The base
 /// generation (for the cryptexes the response does not carry) is `base`.
-pub(crate) fn stage(device: &Device, bundle: &mut Bundle, base: &GenName, progress: &dyn Progress) -> Result<GenName> {
+pub(crate) fn stage(
+    device: &Device,
+    bundle: &mut Bundle,
+    base: &GenName,
+    progress: &dyn Progress,
+) -> Result<GenName> {
     let root = device.root();
     let name = GenName::Response(bundle.manifest.build.clone());
     let gens = device.layout().generations();
     let staging = gens.join(name.staging_name());
     let final_rel = gens.join(name.dir_name());
-    root.remove_tree_if_exists(&staging).ctx("removing", root.show(&staging))?;
-    root.dir().create_dir(&staging).ctx("creating", root.show(&staging))?;
+    root.remove_tree_if_exists(&staging)
+        .ctx("removing", root.show(&staging))?;
+    root.dir()
+        .create_dir(&staging)
+        .ctx("creating", root.show(&staging))?;
     let result = fill(device, bundle, base, &staging, progress);
     if let Err(e) = result {
         let _ = root.remove_tree_if_exists(&staging);
@@ -108,12 +128,9 @@ pub(crate) fn stage(device: &Device, bundle: &mut Bundle, base: &GenName, progre
     }
     let finish = || -> Result<()> {
         root.sync_filesystem().ctx("syncing", root.show(&staging))?;
-        root.remove_tree_if_exists(&final_rel).ctx("removing", root.show(&final_rel))?;
-        let renamed = (|| -> io::Result<()> {
-            fault_point!("stage.rename");
-            root.dir().rename(&staging, root.dir(), &final_rel)
-        })();
-        renamed.ctx("renaming", root.show(&staging))?;
+        root.remove_tree_if_exists(&final_rel)
+            .ctx("removing", root.show(&final_rel))?;
+        rename_into_place(root, &staging, &final_rel).ctx("renaming", root.show(&staging))?;
         root.sync_dir(&gens).ctx("syncing", root.show(&gens))
     };
     if let Err(e) = finish() {
@@ -123,9 +140,18 @@ pub(crate) fn stage(device: &Device, bundle: &mut Bundle, base: &GenName, progre
     Ok(name)
 }
 
-fn fill(device: &Device, bundle: &mut Bundle, base: &GenName, staging: &Path, progress: &dyn Progress) -> Result<()> {
+fn fill(
+    device: &Device,
+    bundle: &mut Bundle,
+    base: &GenName,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
     let root = device.root();
-    let dir = root.dir().open_dir(staging).ctx("opening", root.show(staging))?;
+    let dir = root
+        .dir()
+        .open_dir(staging)
+        .ctx("opening", root.show(staging))?;
     let mut sink = StagingSink {
         dir: &dir,
         shown: root.show(staging),
@@ -133,7 +159,9 @@ fn fill(device: &Device, bundle: &mut Bundle, base: &GenName, staging: &Path, pr
         umask: current_umask(),
     };
     let total = bundle.manifest.cryptexes.total_size();
-    stream::run(progress, "staging", total, |feeder| bundle.stream(feeder, &mut sink))?;
+    stream::run(progress, "staging", total, |feeder| {
+        bundle.stream(feeder, &mut sink)
+    })?;
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let shown = root.show(staging.join(name));
         let mut options = OpenOptions::new();

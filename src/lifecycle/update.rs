@@ -53,10 +53,15 @@ fn newest_of_line(device: &Device, snapshot: &Snapshot) -> Result<Option<Respons
         newest = newest.max(Some(s.version));
     }
     for entry in history::read_all(device.root())? {
-        if entry.result != history::OpResult::Ok || !matches!(entry.action.as_str(), "apply" | "auto") {
+        if entry.result != history::OpResult::Ok
+            || !matches!(entry.action.as_str(), "apply" | "auto")
+        {
             continue;
         }
-        if let Some(v) = entry.target.as_deref().and_then(|t| t.parse::<ResponseVersion>().ok())
+        if let Some(v) = entry
+            .target
+            .as_deref()
+            .and_then(|t| t.parse::<ResponseVersion>().ok())
             && v.os == base
         {
             newest = newest.max(Some(v));
@@ -71,16 +76,26 @@ pub fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
     match included {
         [] => format!("{to} includes no response this device knew of"),
         [one] => format!("{to} includes {one}"),
-        [first, .., last] => format!("{to} includes {first} ... {}", last.rsplit(' ').next().unwrap_or(last)),
+        [first, .., last] => format!(
+            "{to} includes {first} ... {}",
+            last.rsplit(' ').next().unwrap_or(last)
+        ),
     }
 }
 
 /// Updates or upgrades the base.
-pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, build: Build, dry_run: bool) -> Result<UpdateOutcome> {
+pub fn update(
+    device: &Device,
+    clock: &Clock,
+    kind: Kind,
+    version: OsVersion,
+    build: &Build,
+    dry_run: bool,
+) -> Result<UpdateOutcome> {
     let snapshot = device.snapshot()?;
     let from = snapshot.base.clone();
     let from_label = snapshot.version_label();
-    if from.version == version && from.build == build {
+    if from.version == version && from.build == *build {
         return Ok(UpdateOutcome {
             from: from_label.clone(),
             to: format!("{version} ({build})"),
@@ -99,25 +114,37 @@ pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, bu
         (Kind::Minor, UpdateKind::MinorUpdate) | (Kind::Major, UpdateKind::MajorUpgrade) => {}
         (_, UpdateKind::Downgrade) => {
             return Err(Error::not_applicable(
-                format!("{version} is older than the installed {}: that would be a downgrade", from.version),
+                format!(
+                    "{version} is older than the installed {}: that would be a downgrade",
+                    from.version
+                ),
                 format!("bsi {verb} moves only to a later version"),
             ));
         }
         (_, UpdateKind::Same) => {
             return Err(Error::not_applicable(
-                format!("the device already runs {version}, as build {}; {build} is another build of the same version", from.build),
+                format!(
+                    "the device already runs {version}, as build {}; {build} is another build of the same version",
+                    from.build
+                ),
                 "a minor update changes the version; use the build the device runs",
             ));
         }
         (Kind::Minor, UpdateKind::MajorUpgrade) => {
             return Err(Error::not_applicable(
-                format!("{} -> {version} is a major upgrade, not a minor update", from.version),
+                format!(
+                    "{} -> {version} is a major upgrade, not a minor update",
+                    from.version
+                ),
                 format!("use `bsi {other} --version {version} --build {build}`"),
             ));
         }
         (Kind::Major, UpdateKind::MinorUpdate) => {
             return Err(Error::not_applicable(
-                format!("{} -> {version} is a minor update, not a major upgrade", from.version),
+                format!(
+                    "{} -> {version} is a minor update, not a major upgrade",
+                    from.version
+                ),
                 format!("use `bsi {other} --version {version} --build {build}`"),
             ));
         }
@@ -130,7 +157,10 @@ pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, bu
     };
     let message = match kind {
         Kind::Minor => inclusion_sentence(&version, &included),
-        Kind::Major => format!("{version} is a major upgrade from {}; it records no inclusion of responses", from.version),
+        Kind::Major => format!(
+            "{version} is a major upgrade from {}; it records no inclusion of responses",
+            from.version
+        ),
     };
     let outcome = UpdateOutcome {
         from: from_label,
@@ -153,7 +183,14 @@ pub fn update(device: &Device, clock: &Clock, kind: Kind, version: OsVersion, bu
         journal::begin(device, clock, op)?;
     }
     let info = device.info();
-    if let Err(e) = lay_down_base(device.root(), device.layout(), info.platform, info.chip, &version, &build) {
+    if let Err(e) = lay_down_base(
+        device.root(),
+        device.layout(),
+        info.platform,
+        info.chip,
+        &version,
+        build,
+    ) {
         super::abandon(device);
         return Err(e);
     }
@@ -212,8 +249,10 @@ pub(crate) fn complete(device: &Device, change: &BaseChange) -> Result<()> {
     let base = GenName::Base(build.clone());
     root.swap_symlink(layout.current(), base.link_target())
         .ctx("switching", root.show(layout.current()))?;
-    root.remove_durable(layout.proposed()).ctx("removing", root.show(layout.proposed()))?;
-    root.remove_durable(SAFARI_RECORD).ctx("removing", root.show(SAFARI_RECORD))?;
+    root.remove_durable(layout.proposed())
+        .ctx("removing", root.show(layout.proposed()))?;
+    root.remove_durable(SAFARI_RECORD)
+        .ctx("removing", root.show(SAFARI_RECORD))?;
     crate::device::generation::collect_garbage(device, &build)?;
     Ok(())
 }

@@ -35,17 +35,23 @@ pub struct VerifyOutcome {
     pub problems: Vec<String>,
 }
 
-fn parse_listing(device: &Device, rel: &Path, response: bool) -> Result<(Cryptexes, Option<Manifest>)> {
+fn parse_listing(
+    device: &Device,
+    rel: &Path,
+    response: bool,
+) -> Result<(Cryptexes, Option<Manifest>)> {
     let root = device.root();
     let bytes = root.read_small(rel).ctx("reading", root.show(rel))?;
     let shown = root.show(rel);
     if response {
-        let m = Manifest::parse(&bytes).map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?;
+        let m = Manifest::parse(&bytes)
+            .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?;
         Ok((m.cryptexes.clone(), Some(m)))
     } else {
         let value = plist::Value::from_reader(std::io::Cursor::new(bytes))
             .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?;
-        let c = Cryptexes::from_value(&value, "Cryptexes").map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?;
+        let c = Cryptexes::from_value(&value, "Cryptexes")
+            .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?;
         Ok((c, None))
     }
 }
@@ -76,22 +82,33 @@ fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, problems: &mut Vec<Strin
 pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome, Option<Error>)> {
     let root = device.root();
     let mut problems = Vec::new();
-    for (link, target) in wrong_links(device)? {
+    for (link, target) in wrong_links(device) {
         let actual = root.read_link_opt(&link).ok().flatten();
         problems.push(format!(
             "{} points at {}, not {}",
             link.display(),
-            actual.map_or_else(|| "nothing (missing or not a symlink)".to_owned(), |a| a.display().to_string()),
+            actual.map_or_else(
+                || "nothing (missing or not a symlink)".to_owned(),
+                |a| a.display().to_string()
+            ),
             target.display()
         ));
     }
     let snapshot = device.snapshot()?;
     let base_gen = GenName::Base(snapshot.base.build.clone());
-    let (base_listing, _) = parse_listing(device, &device.generation_path(&base_gen).join(BASE_MANIFEST), false)?;
+    let (base_listing, _) = parse_listing(
+        device,
+        &device.generation_path(&base_gen).join(BASE_MANIFEST),
+        false,
+    )?;
     let current = snapshot.current.clone();
     let mut listings: BTreeMap<Cryptex, (PathBuf, Vec<FileEntry>)> = BTreeMap::new();
     let response = if let Some(active) = &snapshot.active {
-        let (listing, manifest) = parse_listing(device, &device.generation_path(&current).join(GEN_MANIFEST), true)?;
+        let (listing, manifest) = parse_listing(
+            device,
+            &device.generation_path(&current).join(GEN_MANIFEST),
+            true,
+        )?;
         if let Some(m) = manifest
             && (m.build != active.build || m.response_version() != active.version)
         {
@@ -110,17 +127,37 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
     for cryptex in Cryptex::ALL {
         let (generation, files) = match response.as_ref().and_then(|r| r.0.get(&cryptex)) {
             Some(files) => (&current, files.clone()),
-            None => (&base_gen, base_listing.0.get(&cryptex).cloned().unwrap_or_default()),
+            None => (
+                &base_gen,
+                base_listing.0.get(&cryptex).cloned().unwrap_or_default(),
+            ),
         };
-        listings.insert(cryptex, (device.generation_path(generation).join(cryptex.as_str()), files));
+        listings.insert(
+            cryptex,
+            (
+                device.generation_path(generation).join(cryptex.as_str()),
+                files,
+            ),
+        );
     }
     // I1: each System/Cryptexes link resolves, inside the root, to the tree it should.
     for (cryptex, (expected, _)) in &listings {
         let link = Layout::system_link(*cryptex);
-        match (root.dir().canonicalize(&link), root.dir().canonicalize(expected)) {
+        match (
+            root.dir().canonicalize(&link),
+            root.dir().canonicalize(expected),
+        ) {
             (Ok(actual), Ok(want)) if actual == want => {}
-            (Ok(actual), Ok(want)) => problems.push(format!("{} resolves to {}, not {}", link.display(), actual.display(), want.display())),
-            (Err(e), _) => problems.push(format!("{} does not resolve inside the device: {e}", link.display())),
+            (Ok(actual), Ok(want)) => problems.push(format!(
+                "{} resolves to {}, not {}",
+                link.display(),
+                actual.display(),
+                want.display()
+            )),
+            (Err(e), _) => problems.push(format!(
+                "{} does not resolve inside the device: {e}",
+                link.display()
+            )),
             (_, Err(e)) => problems.push(format!("{} is missing: {e}", expected.display())),
         }
     }
@@ -131,12 +168,19 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
             Ok(dir) => walk(&dir, cryptex.as_str(), &mut found, &mut problems),
             Err(e) => problems.push(format!("{}: {e}", dir_rel.display())),
         }
-        let listed: std::collections::HashSet<String> = files.iter().map(|f| format!("{cryptex}/{}", f.path)).collect();
+        let listed: std::collections::HashSet<String> = files
+            .iter()
+            .map(|f| format!("{cryptex}/{}", f.path))
+            .collect();
         for extra in found.iter().filter(|f| !listed.contains(*f)) {
             problems.push(format!("{extra}: not listed in the manifest"));
         }
         for f in files {
-            jobs.push((format!("{cryptex}/{}", f.path), dir_rel.join(&f.path), f.clone()));
+            jobs.push((
+                format!("{cryptex}/{}", f.path),
+                dir_rel.join(&f.path),
+                f.clone(),
+            ));
         }
     }
     let mut hashed: Vec<(String, Digest)> = Vec::new();
@@ -147,7 +191,14 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
             let file = match root.dir().open(rel) {
                 Ok(f) => f.into_std(),
                 Err(e) => {
-                    problems.push(format!("{label}: {}", if e.kind() == std::io::ErrorKind::NotFound { "missing".to_owned() } else { e.to_string() }));
+                    problems.push(format!(
+                        "{label}: {}",
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            "missing".to_owned()
+                        } else {
+                            e.to_string()
+                        }
+                    ));
                     continue;
                 }
             };
@@ -157,12 +208,19 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
                 continue;
             }
             if meta.len() != entry.size {
-                problems.push(format!("{label}: size {} differs from the manifest's {}", meta.len(), entry.size));
+                problems.push(format!(
+                    "{label}: size {} differs from the manifest's {}",
+                    meta.len(),
+                    entry.size
+                ));
                 continue;
             }
             let mode = meta.permissions().mode() & 0o777;
             if mode != entry.mode {
-                problems.push(format!("{label}: mode {mode:o} differs from the manifest's {:o}", entry.mode));
+                problems.push(format!(
+                    "{label}: mode {mode:o} differs from the manifest's {:o}",
+                    entry.mode
+                ));
             }
             let mut reader = &file;
             feeder.file(label, entry.size, None, &mut reader, None, false)?;
@@ -173,7 +231,9 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
     })?;
     for ((label, expected), actual) in hashed.iter().zip(&digests) {
         if expected != actual {
-            problems.push(format!("{label}: SHA-256 {actual} differs from the manifest's {expected}"));
+            problems.push(format!(
+                "{label}: SHA-256 {actual} differs from the manifest's {expected}"
+            ));
         }
     }
     let outcome = VerifyOutcome {

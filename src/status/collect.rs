@@ -64,16 +64,17 @@ pub fn safari(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariStatu
         return Ok(None);
     }
     let record: Option<SafariRecord> = records::read_json_opt(device.root(), SAFARI_RECORD)?;
-    let relaunched = match (&record, &snapshot.proposed) {
-        (Some(r), Some(p)) if r.generation == p.dir_name() => true,
-        _ => false,
-    };
+    let relaunched =
+        matches!((&record, &snapshot.proposed), (Some(r), Some(p)) if r.generation == p.dir_name());
     let version = match (relaunched, &snapshot.staged) {
         (true, Some(Staged::Install(p))) => p.version.to_string(),
         (true, _) => snapshot.base.version.to_string(),
         (false, _) => snapshot.version_label(),
     };
-    Ok(Some(SafariStatus { version, relaunched }))
+    Ok(Some(SafariStatus {
+        version,
+        relaunched,
+    }))
 }
 
 /// The responses the current base includes.
@@ -109,7 +110,10 @@ pub fn collect(device: &Device) -> Result<Status> {
         ));
     }
     for c in policy.declarations.iter().filter(|c| !c.honored) {
-        notes.push(format!("declaration {}: {}", c.declaration.identifier, c.note));
+        notes.push(format!(
+            "declaration {}: {}",
+            c.declaration.identifier, c.note
+        ));
     }
     let status = Status {
         schema_version: SCHEMA_VERSION,
@@ -195,7 +199,10 @@ pub fn collect(device: &Device) -> Result<Status> {
                 .active
                 .as_ref()
                 .map_or_else(|| snapshot.base.build.to_string(), |a| a.build.to_string()),
-            supplemental_extra_version: snapshot.active.as_ref().map(|a| a.version.extra.to_string()),
+            supplemental_extra_version: snapshot
+                .active
+                .as_ref()
+                .map(|a| a.version.extra.to_string()),
         },
         notes,
     };

@@ -230,10 +230,22 @@ impl DdmStatus {
     #[must_use]
     pub fn items(&self) -> BTreeMap<&'static str, Option<&str>> {
         BTreeMap::from([
-            ("device.operating-system.version", Some(self.version.as_str())),
-            ("device.operating-system.build-version", Some(self.build_version.as_str())),
-            ("device.operating-system.supplemental.build-version", Some(self.supplemental_build_version.as_str())),
-            ("device.operating-system.supplemental.extra-version", self.supplemental_extra_version.as_deref()),
+            (
+                "device.operating-system.version",
+                Some(self.version.as_str()),
+            ),
+            (
+                "device.operating-system.build-version",
+                Some(self.build_version.as_str()),
+            ),
+            (
+                "device.operating-system.supplemental.build-version",
+                Some(self.supplemental_build_version.as_str()),
+            ),
+            (
+                "device.operating-system.supplemental.extra-version",
+                self.supplemental_extra_version.as_deref(),
+            ),
         ])
     }
 }

@@ -72,7 +72,7 @@ impl Build {
         };
         if build.suffix().is_none() {
             return Err(bad(
-                "a supplemental build ends in one lowercase letter".to_owned(),
+                "a supplemental build ends in one lowercase letter".to_owned()
             ));
         }
         if build.train() != base.train() {
@@ -121,7 +121,9 @@ impl FromStr for Build {
             return Err(bad("the train letter must be uppercase"));
         }
         if !train.is_ascii_uppercase() {
-            return Err(bad("the train letter after the major digits must be A to Z"));
+            return Err(bad(
+                "the train letter after the major digits must be A to Z",
+            ));
         }
         let rest = &bytes[major_len + 1..];
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -139,9 +141,7 @@ impl FromStr for Build {
                 return Err(bad("the trailing letter must be lowercase"));
             }
             _ => {
-                return Err(bad(
-                    "only one lowercase letter may follow the build number",
-                ));
+                return Err(bad("only one lowercase letter may follow the build number"));
             }
         };
         Ok(Build {

@@ -13,7 +13,9 @@ pub enum VersionError {
         example: &'static str,
     },
     /// An OS version such as `26..1` or `26.3.1.4`.
-    #[error("invalid OS version `{input}`: {reason} (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)")]
+    #[error(
+        "invalid OS version `{input}`: {reason} (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)"
+    )]
     OsVersion {
         /// The refused string.
         input: String,
@@ -21,7 +23,9 @@ pub enum VersionError {
         reason: String,
     },
     /// A response letter such as `(A)` or `(a`.
-    #[error("invalid response version extra `{input}`: {reason} (expected lowercase letters in parentheses, e.g. (a))")]
+    #[error(
+        "invalid response version extra `{input}`: {reason} (expected lowercase letters in parentheses, e.g. (a))"
+    )]
     Extra {
         /// The refused string.
         input: String,
@@ -37,7 +41,9 @@ pub enum VersionError {
         reason: String,
     },
     /// A build such as `25d2128`.
-    #[error("invalid build `{input}`: {reason} (expected e.g. 25D2128, or 25D771280a for a response)")]
+    #[error(
+        "invalid build `{input}`: {reason} (expected e.g. 25D2128, or 25D771280a for a response)"
+    )]
     Build {
         /// The refused string.
         input: String,
@@ -45,7 +51,9 @@ pub enum VersionError {
         reason: String,
     },
     /// A supplemental build that does not fit its prerequisite build.
-    #[error("supplemental build `{build}` does not fit prerequisite build `{prerequisite}`: {reason}")]
+    #[error(
+        "supplemental build `{build}` does not fit prerequisite build `{prerequisite}`: {reason}"
+    )]
     Supplemental {
         /// The supplemental build.
         build: String,

@@ -79,10 +79,14 @@ fn component(input: &str, part: &str, name: &str) -> Result<u32, VersionError> {
         return Err(bad(format!("the {name} number is empty")));
     }
     if !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(format!("the {name} number `{part}` is not a decimal number")));
+        return Err(bad(format!(
+            "the {name} number `{part}` is not a decimal number"
+        )));
     }
     if part.len() > 1 && part.starts_with('0') {
-        return Err(bad(format!("the {name} number `{part}` has a leading zero")));
+        return Err(bad(format!(
+            "the {name} number `{part}` has a leading zero"
+        )));
     }
     match part.parse::<u32>() {
         Ok(n) if n <= MAX_COMPONENT => Ok(n),

@@ -5,8 +5,18 @@ use crate::harness::*;
 
 #[test]
 fn every_good_fixture_inspects_valid_in_both_forms() {
-    for entry in std::fs::read_dir(fixtures().join("bundles")).unwrap().flatten() {
-        let run = bsi(["bundle".as_ref(), "inspect".as_ref(), entry.path().as_os_str(), "--key".as_ref(), test_pub().as_os_str(), "--json".as_ref()]);
+    for entry in std::fs::read_dir(fixtures().join("bundles"))
+        .unwrap()
+        .flatten()
+    {
+        let run = bsi([
+            "bundle".as_ref(),
+            "inspect".as_ref(),
+            entry.path().as_os_str(),
+            "--key".as_ref(),
+            test_pub().as_os_str(),
+            "--json".as_ref(),
+        ]);
         run.ok();
         let report = run.json();
         assert_eq!(report["ok"], true, "{}", entry.path().display());
@@ -20,7 +30,13 @@ fn every_bad_fixture_is_rejected_by_inspect_and_by_apply_without_a_trace() {
     let device = Device::new();
     for (name, needle) in BAD {
         let path = fixtures().join("bad").join(name);
-        let run = bsi(["bundle".as_ref(), "inspect".as_ref(), path.as_os_str(), "--key".as_ref(), test_pub().as_os_str()]);
+        let run = bsi([
+            "bundle".as_ref(),
+            "inspect".as_ref(),
+            path.as_os_str(),
+            "--key".as_ref(),
+            test_pub().as_os_str(),
+        ]);
         run.exit(6).stderr_has(needle);
         device.refuses(["apply".as_ref(), path.as_os_str()], 6, needle);
     }
@@ -38,7 +54,13 @@ fn a_fifo_or_device_in_a_directory_bundle_is_rejected() {
     crate::fixtures::copy_for_test(&bundle("macos-26.3.1-a.bsi"), &b);
     let fifo = b.join("OS/usr/lib/libwebrtc.dylib");
     std::fs::remove_file(&fifo).unwrap();
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let device = Device::new();
     device.refuses(["apply".as_ref(), b.as_os_str()], 6, "is a FIFO");
 }
@@ -48,12 +70,38 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
     let tmp = tempfile::tempdir().unwrap();
     let device = Device::with(&[]);
     let key = tmp.path().join("admin.key");
-    bsi(["key".as_ref(), "generate".as_ref(), "--out".as_ref(), key.as_os_str()]).ok();
-    let b = make_bundle(tmp.path(), "own.bsi", "macOS", "26.3.1", "25D2128", "(a)", "25D771280a", &[("usr/lib/x", b"x")], &[]);
-    bsi(["bundle".as_ref(), "sign".as_ref(), b.as_os_str(), "--key".as_ref(), key.as_os_str()]).ok();
+    bsi([
+        "key".as_ref(),
+        "generate".as_ref(),
+        "--out".as_ref(),
+        key.as_os_str(),
+    ])
+    .ok();
+    let b = make_bundle(
+        tmp.path(),
+        "own.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(a)",
+        "25D771280a",
+        &[("usr/lib/x", b"x")],
+        &[],
+    );
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        b.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ])
+    .ok();
     device.refuses(["apply".as_ref(), b.as_os_str()], 6, "does not verify");
     let public = tmp.path().join("admin.key.pub");
-    device.bsi(["trust".as_ref(), "add".as_ref(), public.as_os_str()]).ok().stdout_has("now trusted");
+    device
+        .bsi(["trust".as_ref(), "add".as_ref(), public.as_os_str()])
+        .ok()
+        .stdout_has("now trusted");
     device.bsi(["trust", "list"]).ok().stdout_has(".pub");
     device.bsi(["apply".as_ref(), b.as_os_str()]).ok();
 }
@@ -62,34 +110,150 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
 fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("k");
-    bsi(["key".as_ref(), "generate".as_ref(), "--out".as_ref(), key.as_os_str()]).ok().stdout_has("fingerprint");
+    bsi([
+        "key".as_ref(),
+        "generate".as_ref(),
+        "--out".as_ref(),
+        key.as_os_str(),
+    ])
+    .ok()
+    .stdout_has("fingerprint");
     let mode = std::fs::metadata(&key).unwrap().permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     let root = tmp.path().join("dev");
-    bsi(["init".as_ref(), "--root".as_ref(), root.as_os_str(), "--trust".as_ref(), tmp.path().join("k.pub").as_os_str()]).ok();
+    bsi([
+        "init".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--trust".as_ref(),
+        tmp.path().join("k.pub").as_os_str(),
+    ])
+    .ok();
     let os = tmp.path().join("os/System/Library");
     std::fs::create_dir_all(&os).unwrap();
     std::fs::write(os.join("patch"), vec![1u8; 70_000]).unwrap();
     let out = tmp.path().join("r.bsi");
-    bsi(["bundle", "create", "--product", "macOS", "--version", "26.3.1", "--prerequisite", "25D2128", "--extra", "(a)", "--build", "25D771280a", "--os", &tmp.path().join("os").display().to_string(), "--description", "test", "--out", &out.display().to_string()]).ok();
-    bsi(["bundle".as_ref(), "sign".as_ref(), out.as_os_str(), "--key".as_ref(), key.as_os_str()]).ok();
+    bsi([
+        "bundle",
+        "create",
+        "--product",
+        "macOS",
+        "--version",
+        "26.3.1",
+        "--prerequisite",
+        "25D2128",
+        "--extra",
+        "(a)",
+        "--build",
+        "25D771280a",
+        "--os",
+        &tmp.path().join("os").display().to_string(),
+        "--description",
+        "test",
+        "--out",
+        &out.display().to_string(),
+    ])
+    .ok();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        out.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ])
+    .ok();
     let tar = tmp.path().join("r.bsi.tar");
-    bsi(["bundle".as_ref(), "pack".as_ref(), out.as_os_str(), "--out".as_ref(), tar.as_os_str()]).ok();
+    bsi([
+        "bundle".as_ref(),
+        "pack".as_ref(),
+        out.as_os_str(),
+        "--out".as_ref(),
+        tar.as_os_str(),
+    ])
+    .ok();
     for b in [&out, &tar] {
-        bsi(["--root".as_ref(), root.as_os_str(), "bundle".as_ref(), "inspect".as_ref(), b.as_os_str()]).ok().stdout_has("signature:   valid");
+        bsi([
+            "--root".as_ref(),
+            root.as_os_str(),
+            "bundle".as_ref(),
+            "inspect".as_ref(),
+            b.as_os_str(),
+        ])
+        .ok()
+        .stdout_has("signature:   valid");
     }
     // Packing is deterministic.
     let again = tmp.path().join("again.tar");
-    bsi(["bundle".as_ref(), "pack".as_ref(), out.as_os_str(), "--out".as_ref(), again.as_os_str()]).ok();
+    bsi([
+        "bundle".as_ref(),
+        "pack".as_ref(),
+        out.as_os_str(),
+        "--out".as_ref(),
+        again.as_os_str(),
+    ])
+    .ok();
     assert_eq!(std::fs::read(&tar).unwrap(), std::fs::read(&again).unwrap());
     // Bad inputs to create are usage errors.
-    bsi(["bundle", "create", "--product", "macOS", "--version", "26.3.1", "--prerequisite", "25D2128", "--extra", "(A)", "--build", "25D771280a", "--os", "x", "--out", "y"]).refused(2, "lowercase");
-    bsi(["bundle", "create", "--product", "macOS", "--version", "26.3.1", "--prerequisite", "25D2128", "--extra", "(a)", "--build", "25E771280a", "--os", "x", "--out", "y"]).refused(2, "train prefix");
+    bsi([
+        "bundle",
+        "create",
+        "--product",
+        "macOS",
+        "--version",
+        "26.3.1",
+        "--prerequisite",
+        "25D2128",
+        "--extra",
+        "(A)",
+        "--build",
+        "25D771280a",
+        "--os",
+        "x",
+        "--out",
+        "y",
+    ])
+    .refused(2, "lowercase");
+    bsi([
+        "bundle",
+        "create",
+        "--product",
+        "macOS",
+        "--version",
+        "26.3.1",
+        "--prerequisite",
+        "25D2128",
+        "--extra",
+        "(a)",
+        "--build",
+        "25E771280a",
+        "--os",
+        "x",
+        "--out",
+        "y",
+    ])
+    .refused(2, "train prefix");
 }
 
 #[test]
 fn inspect_without_key_or_device_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
-    bsi(["--root".as_ref(), tmp.path().join("none").as_os_str(), "bundle".as_ref(), "inspect".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()]).refused(2, "--key");
-    bsi(["bundle".as_ref(), "inspect".as_ref(), tmp.path().join("missing.bsi").as_os_str(), "--key".as_ref(), test_pub().as_os_str()]).refused(2, "no bundle at");
+    bsi([
+        "--root".as_ref(),
+        tmp.path().join("none").as_os_str(),
+        "bundle".as_ref(),
+        "inspect".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+    ])
+    .refused(2, "--key");
+    bsi([
+        "bundle".as_ref(),
+        "inspect".as_ref(),
+        tmp.path().join("missing.bsi").as_os_str(),
+        "--key".as_ref(),
+        test_pub().as_os_str(),
+    ])
+    .refused(2, "no bundle at");
 }

@@ -13,7 +13,11 @@ fn help_teaches_and_is_golden() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &help).unwrap();
     }
-    assert_eq!(help, std::fs::read_to_string(&golden).unwrap(), "run BSI_UPDATE_GOLDEN=1 cargo test --all-features help");
+    assert_eq!(
+        help,
+        std::fs::read_to_string(&golden).unwrap(),
+        "run BSI_UPDATE_GOLDEN=1 cargo test --all-features help"
+    );
     bsi(["apply", "--help"]).ok().stdout_has("Checks, in order");
     bsi(["--version"]).ok().stdout_has("bsi ");
 }
@@ -30,7 +34,9 @@ fn completions_and_man_page() {
 
 #[test]
 fn usage_errors_exit_2_with_clear_messages() {
-    bsi(["frobnicate"]).exit(2).stderr_has("unrecognized subcommand");
+    bsi(["frobnicate"])
+        .exit(2)
+        .stderr_has("unrecognized subcommand");
     bsi(["status", "--now", "yesterday"]).refused(2, "invalid --now");
     bsi(["status", "--wait", "-1"]).exit(2);
     bsi(["status", "--require", "26.3.1 (A)"]).refused(2, "lowercase");
@@ -39,12 +45,26 @@ fn usage_errors_exit_2_with_clear_messages() {
 #[test]
 fn json_output_is_pure() {
     let d = Device::new();
-    for args in [&["status", "--json"][..], &["history", "--json"], &["report"], &["power", "--json"], &["policy", "list", "--json"]] {
+    for args in [
+        &["status", "--json"][..],
+        &["history", "--json"],
+        &["report"],
+        &["power", "--json"],
+        &["policy", "list", "--json"],
+    ] {
         d.bsi(args).ok().json();
     }
-    let run = d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str(), "--json".as_ref()]);
+    let run = d.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--json".as_ref(),
+    ]);
     run.ok().json();
-    let run = d.bsi(["apply".as_ref(), bundle("ios-26.3.1-a.bsi").as_os_str(), "--json".as_ref()]);
+    let run = d.bsi([
+        "apply".as_ref(),
+        bundle("ios-26.3.1-a.bsi").as_os_str(),
+        "--json".as_ref(),
+    ]);
     run.exit(5);
     assert!(run.stdout().is_empty(), "stdout on error: {}", run.stdout());
 }
@@ -53,7 +73,10 @@ fn json_output_is_pure() {
 #[test]
 fn every_documented_exit_code_happens() {
     let doc = std::fs::read_to_string(repo().join("docs/cli.md")).unwrap();
-    let codes: Vec<i32> = doc.lines().filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok()).collect();
+    let codes: Vec<i32> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+        .collect();
     assert_eq!(codes, (0..=9).collect::<Vec<_>>());
     let d = Device::with(&["--battery", "5", "--no-ac"]);
     let a = bundle("macos-26.3.1-a.bsi");
@@ -73,11 +96,21 @@ fn every_documented_exit_code_happens() {
     let sup = Device::with(&["--supervised"]);
     let decl = tmp.path().join("d.json");
     std::fs::write(&decl, r#"{"Type":"com.apple.configuration.softwareupdate.settings","Identifier":"no-rsr","ServerToken":"1","Payload":{"RapidSecurityResponse":{"Enable":false}}}"#).unwrap();
-    sup.bsi(["policy".as_ref(), "set".as_ref(), decl.as_os_str()]).ok();
+    sup.bsi(["policy".as_ref(), "set".as_ref(), decl.as_os_str()])
+        .ok();
     sup.bsi(["apply".as_ref(), a.as_os_str()]).exit(4);
     d.bsi(["rollback"]).exit(5);
-    d.bsi(["apply".as_ref(), fixtures().join("bad/unsigned.bsi").as_os_str()]).exit(6);
-    bsi(["--root".as_ref(), tmp.path().join("none").as_os_str(), "status".as_ref()]).exit(8);
+    d.bsi([
+        "apply".as_ref(),
+        fixtures().join("bad/unsigned.bsi").as_os_str(),
+    ])
+    .exit(6);
+    bsi([
+        "--root".as_ref(),
+        tmp.path().join("none").as_os_str(),
+        "status".as_ref(),
+    ])
+    .exit(8);
     d.bsi(["status", "--require", "26.3.1 (a)"]).exit(9);
     // 7: hold the lock from another process.
     let mut holder = std::process::Command::new("flock")
@@ -86,7 +119,9 @@ fn every_documented_exit_code_happens() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    d.bsi(["restart", "--wait", "0.2"]).exit(7).stderr_has("busy");
+    d.bsi(["restart", "--wait", "0.2"])
+        .exit(7)
+        .stderr_has("busy");
     let _ = holder.kill();
     let _ = holder.wait();
 }

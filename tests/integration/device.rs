@@ -5,8 +5,22 @@ use serde_json::Value;
 use crate::harness::*;
 
 const STATUS_KEYS: [&str; 16] = [
-    "schema_version", "device", "os", "active", "staged", "restart_required", "safari", "rollback", "included", "power",
-    "automatic_install", "policy", "last_operation", "ddm", "notes", "ddm",
+    "schema_version",
+    "device",
+    "os",
+    "active",
+    "staged",
+    "restart_required",
+    "safari",
+    "rollback",
+    "included",
+    "power",
+    "automatic_install",
+    "policy",
+    "last_operation",
+    "ddm",
+    "notes",
+    "ddm",
 ];
 
 #[test]
@@ -17,39 +31,86 @@ fn init_defaults_and_status_json() {
         assert!(s.get(key).is_some(), "status lacks {key}");
     }
     assert_eq!(s["schema_version"], 1);
-    assert_eq!(s["device"], serde_json::json!({"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": false}));
-    assert_eq!(s["os"], serde_json::json!({"version": "26.3.1", "build": "25D2128"}));
+    assert_eq!(
+        s["device"],
+        serde_json::json!({"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": false})
+    );
+    assert_eq!(
+        s["os"],
+        serde_json::json!({"version": "26.3.1", "build": "25D2128"})
+    );
     assert_eq!(s["power"]["battery_percent"], 100);
     assert_eq!(s["power"]["on_ac"], true);
     assert_eq!(s["power"]["minimum_percent"], 10);
     assert_eq!(s["automatic_install"]["enabled"], true);
     assert_eq!(s["automatic_install"]["source"], "user");
-    assert_eq!(s["ddm"]["device.operating-system.supplemental.build-version"], "25D2128");
-    assert_eq!(s["ddm"]["device.operating-system.supplemental.extra-version"], Value::Null);
+    assert_eq!(
+        s["ddm"]["device.operating-system.supplemental.build-version"],
+        "25D2128"
+    );
+    assert_eq!(
+        s["ddm"]["device.operating-system.supplemental.extra-version"],
+        Value::Null
+    );
     let human = d.bsi(["status"]).ok().stdout();
     let lines: Vec<&str> = human.lines().take(3).collect();
-    assert_eq!(lines, ["ProductName:\t\tmacOS", "ProductVersion:\t\t26.3.1", "BuildVersion:\t\t25D2128"]);
+    assert_eq!(
+        lines,
+        [
+            "ProductName:\t\tmacOS",
+            "ProductVersion:\t\t26.3.1",
+            "BuildVersion:\t\t25D2128"
+        ]
+    );
     // The links resolve inside the root.
     for c in ["OS", "App"] {
         let link = d.path(&format!("System/Cryptexes/{c}"));
-        assert_eq!(std::fs::read_link(&link).unwrap().display().to_string(), format!("../../System/Volumes/Preboot/Cryptexes/{c}"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap().display().to_string(),
+            format!("../../System/Volumes/Preboot/Cryptexes/{c}")
+        );
         let resolved = std::fs::canonicalize(&link).unwrap();
-        assert!(resolved.starts_with(std::fs::canonicalize(&d.root).unwrap()), "{}", resolved.display());
+        assert!(
+            resolved.starts_with(std::fs::canonicalize(&d.root).unwrap()),
+            "{}",
+            resolved.display()
+        );
     }
-    assert!(d.path("System/Library/CoreServices/SystemVersion.plist").is_file());
-    assert!(d.path("System/Cryptexes/App/Applications/Safari.app/Contents/Info.plist").is_file());
+    assert!(
+        d.path("System/Library/CoreServices/SystemVersion.plist")
+            .is_file()
+    );
+    assert!(
+        d.path("System/Cryptexes/App/Applications/Safari.app/Contents/Info.plist")
+            .is_file()
+    );
 }
 
 #[test]
 fn init_flags() {
-    let d = Device::with(&["--platform", "iPadOS", "--supervised", "--battery", "40", "--no-ac"]);
+    let d = Device::with(&[
+        "--platform",
+        "iPadOS",
+        "--supervised",
+        "--battery",
+        "40",
+        "--no-ac",
+    ]);
     let s = d.status();
     assert_eq!(s["device"]["platform"], "iPadOS");
     assert_eq!(s["device"]["supervised"], true);
     assert_eq!(s["os"]["build"], "23D8133");
     assert_eq!(s["power"]["minimum_percent"], Value::Null);
     assert_eq!(s["power"]["battery_percent"], 40);
-    let d = Device::with(&["--chip", "intel", "--desktop", "--version", "26.4", "--build", "25E100"]);
+    let d = Device::with(&[
+        "--chip",
+        "intel",
+        "--desktop",
+        "--version",
+        "26.4",
+        "--build",
+        "25E100",
+    ]);
     let s = d.status();
     assert_eq!(s["device"]["chip"], "intel");
     assert_eq!(s["device"]["portable"], false);
@@ -58,13 +119,39 @@ fn init_flags() {
     let root = tmp.path().join("d");
     let r = root.display().to_string();
     for (args, needle) in [
-        (vec!["init", "--root", &r, "--platform", "iOS", "--chip", "intel"], "macOS only"),
-        (vec!["init", "--root", &r, "--desktop", "--battery", "50"], "no battery"),
-        (vec!["init", "--root", &r, "--version", "26.4"], "needs --build"),
-        (vec!["init", "--root", &r, "--version", "26..4", "--build", "25E100"], "invalid OS version"),
-        (vec!["init", "--root", &r, "--build", "25d2128"], "must be uppercase"),
+        (
+            vec!["init", "--root", &r, "--platform", "iOS", "--chip", "intel"],
+            "macOS only",
+        ),
+        (
+            vec!["init", "--root", &r, "--desktop", "--battery", "50"],
+            "no battery",
+        ),
+        (
+            vec!["init", "--root", &r, "--version", "26.4"],
+            "needs --build",
+        ),
+        (
+            vec![
+                "init",
+                "--root",
+                &r,
+                "--version",
+                "26..4",
+                "--build",
+                "25E100",
+            ],
+            "invalid OS version",
+        ),
+        (
+            vec!["init", "--root", &r, "--build", "25d2128"],
+            "must be uppercase",
+        ),
         (vec!["init", "--root", &r, "--battery", "101"], "101"),
-        (vec!["init", "--root", &r, "--platform", "watchOS"], "watchOS"),
+        (
+            vec!["init", "--root", &r, "--platform", "watchOS"],
+            "watchOS",
+        ),
     ] {
         let run = bsi(&args);
         run.exit(2).stderr_has(needle);
@@ -75,43 +162,93 @@ fn init_flags() {
 #[test]
 fn reinit_refuses_without_force_and_missing_devices_exit_8() {
     let d = Device::new();
-    d.refuses(["init".as_ref(), "--root".as_ref(), d.root.as_os_str()], 2, "already holds a bsi device");
-    d.bsi(["init".as_ref(), "--root".as_ref(), d.root.as_os_str(), "--force".as_ref(), "--platform".as_ref(), "iOS".as_ref()]).ok();
+    d.refuses(
+        ["init".as_ref(), "--root".as_ref(), d.root.as_os_str()],
+        2,
+        "already holds a bsi device",
+    );
+    d.bsi([
+        "init".as_ref(),
+        "--root".as_ref(),
+        d.root.as_os_str(),
+        "--force".as_ref(),
+        "--platform".as_ref(),
+        "iOS".as_ref(),
+    ])
+    .ok();
     assert_eq!(d.status()["device"]["platform"], "iOS");
     let tmp = tempfile::tempdir().unwrap();
     let none = tmp.path().join("nothing");
-    for cmd in [&["status"][..], &["apply", "x.bsi"], &["restart"], &["rollback"], &["verify"], &["history"], &["report"], &["power"]] {
+    for cmd in [
+        &["status"][..],
+        &["apply", "x.bsi"],
+        &["restart"],
+        &["rollback"],
+        &["verify"],
+        &["history"],
+        &["report"],
+        &["power"],
+    ] {
         let mut args: Vec<&str> = vec!["--root", none.to_str().unwrap()];
         args.extend_from_slice(cmd);
-        bsi(&args).refused(8, "no bsi device at").stderr_has("bsi init --root");
+        bsi(&args)
+            .refused(8, "no bsi device at")
+            .stderr_has("bsi init --root");
     }
     std::fs::create_dir(&none).unwrap();
     std::fs::write(none.join("precious"), b"x").unwrap();
-    bsi(["init".as_ref(), "--root".as_ref(), none.as_os_str(), "--force".as_ref()]).refused(2, "not empty");
+    bsi([
+        "init".as_ref(),
+        "--root".as_ref(),
+        none.as_os_str(),
+        "--force".as_ref(),
+    ])
+    .refused(2, "not empty");
     assert!(none.join("precious").exists());
 }
 
 #[test]
 fn bsi_root_environment_and_default_root() {
     let d = Device::new();
-    let out = std::process::Command::new(bin()).args(["status", "--json"]).env("BSI_ROOT", &d.root).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["status", "--json"])
+        .env("BSI_ROOT", &d.root)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin()).args(["init"]).env_remove("BSI_ROOT").env("XDG_DATA_HOME", tmp.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(tmp.path().join("bsi/device/private/var/db/bsi/device.json").exists());
+    let out = std::process::Command::new(bin())
+        .args(["init"])
+        .env_remove("BSI_ROOT")
+        .env("XDG_DATA_HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tmp.path()
+            .join("bsi/device/private/var/db/bsi/device.json")
+            .exists()
+    );
 }
 
 #[test]
 fn power_and_settings() {
     let d = Device::new();
-    d.bsi(["power", "--battery", "5", "--no-ac"]).ok().stdout_has("blocks installs");
+    d.bsi(["power", "--battery", "5", "--no-ac"])
+        .ok()
+        .stdout_has("blocks installs");
     let s = d.status();
     assert_eq!(s["power"]["ok"], false);
     assert_eq!(s["power"]["battery_percent"], 5);
     d.bsi(["settings", "--automatic", "off"]).ok();
     assert_eq!(d.status()["automatic_install"]["enabled"], false);
-    d.bsi(["settings"]).ok().stdout_has("automatically install: off");
+    d.bsi(["settings"])
+        .ok()
+        .stdout_has("automatically install: off");
     Device::with(&["--desktop"]).refuses(["power", "--battery", "5"], 2, "no battery");
 }
 
@@ -120,12 +257,20 @@ fn status_schema_is_current_and_validates_status() {
     let generated = bsi(["status", "--schema"]).ok().json();
     let path = repo().join("docs/status.schema.json");
     if std::env::var_os("BSI_UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(generated, committed, "docs/status.schema.json is stale: run `BSI_UPDATE_SCHEMA=1 cargo test --all-features status_schema`");
+    assert_eq!(
+        generated, committed,
+        "docs/status.schema.json is stale: run `BSI_UPDATE_SCHEMA=1 cargo test --all-features status_schema`"
+    );
     let d = Device::new();
-    d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()]).ok();
+    d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
+        .ok();
     validate(&committed, &committed, &d.status(), "status");
 }
 
@@ -137,7 +282,12 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) {
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(options) = schema.get(key).and_then(Value::as_array) {
-            let ok = options.iter().any(|o| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| validate(root, o, value, at))).is_ok());
+            let ok = options.iter().any(|o| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    validate(root, o, value, at);
+                }))
+                .is_ok()
+            });
             assert!(ok, "{at}: {value} matches none of {key}");
             return;
         }
@@ -157,17 +307,32 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) {
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         };
-        assert!(types.contains(&actual) || (actual == "integer" && types.contains(&"number")), "{at}: {actual} is not {types:?}");
+        assert!(
+            types.contains(&actual) || (actual == "integer" && types.contains(&"number")),
+            "{at}: {actual} is not {types:?}"
+        );
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         assert!(values.contains(value), "{at}: {value} not in {values:?}");
     }
-    if let (Some(props), Value::Object(obj)) = (schema.get("properties").and_then(Value::as_object), value) {
-        for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-            assert!(obj.contains_key(req.as_str().unwrap()), "{at}: required {req} missing");
+    if let (Some(props), Value::Object(obj)) =
+        (schema.get("properties").and_then(Value::as_object), value)
+    {
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                obj.contains_key(req.as_str().unwrap()),
+                "{at}: required {req} missing"
+            );
         }
         for (k, v) in obj {
-            let sub = props.get(k).unwrap_or_else(|| panic!("{at}: {k} is not in the schema"));
+            let sub = props
+                .get(k)
+                .unwrap_or_else(|| panic!("{at}: {k} is not in the schema"));
             validate(root, sub, v, &format!("{at}.{k}"));
         }
     }

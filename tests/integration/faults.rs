@@ -13,16 +13,25 @@ use crate::harness::*;
 
 /// Kills per operation; CI runs at least 50 per operation (200 in all). `BSI_KILLS` raises it.
 fn kills_per_op() -> usize {
-    std::env::var("BSI_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(50)
+    std::env::var("BSI_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
 }
 
 struct Rng(u64);
 
 impl Rng {
     fn new() -> Self {
-        let seed = std::env::var("BSI_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-        });
+        let seed = std::env::var("BSI_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
         eprintln!("kill test seed {seed} (BSI_SEED={seed} to replay)");
         Rng(seed | 1)
     }
@@ -39,18 +48,52 @@ impl Rng {
 
 /// A response big enough that applying it takes measurable time.
 fn big_bundles(dir: &Path) -> (PathBuf, PathBuf) {
-    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let mut files: Vec<(String, Vec<u8>)> = vec![("System/Library/dyld/dyld_shared_cache_arm64e".into(), big.clone())];
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut files: Vec<(String, Vec<u8>)> = vec![(
+        "System/Library/dyld/dyld_shared_cache_arm64e".into(),
+        big.clone(),
+    )];
     for i in 0..40 {
-        files.push((format!("usr/lib/lib{i}.dylib"), big[i * 1000..i * 1000 + 20_000].to_vec()));
+        files.push((
+            format!("usr/lib/lib{i}.dylib"),
+            big[i * 1000..i * 1000 + 20_000].to_vec(),
+        ));
     }
-    let os: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
-    let a = make_bundle(dir, "big-a.bsi", "macOS", "26.3.1", "25D2128", "(a)", "25D771280a", &os, &[("Applications/Safari.app/Contents/Info.plist", b"a")]);
+    let os: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let a = make_bundle(
+        dir,
+        "big-a.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(a)",
+        "25D771280a",
+        &os,
+        &[("Applications/Safari.app/Contents/Info.plist", b"a")],
+    );
     let mut changed = big;
     changed[12345] ^= 0xff;
     files[0].1 = changed;
-    let os: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
-    let b = make_bundle(dir, "big-b.bsi", "macOS", "26.3.1", "25D2128", "(b)", "25D771280b", &os, &[("Applications/Safari.app/Contents/Info.plist", b"b")]);
+    let os: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let b = make_bundle(
+        dir,
+        "big-b.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(b)",
+        "25D771280b",
+        &os,
+        &[("Applications/Safari.app/Contents/Info.plist", b"b")],
+    );
     (a, b)
 }
 
@@ -62,10 +105,18 @@ fn check_consistent(d: &Device) -> Value {
     let tree = Tree::of(&d.root);
     for path in tree.0.keys() {
         assert!(!path.contains(".bsi-tmp"), "leftover {path}");
-        assert!(!path.ends_with("journal.json"), "journal left after recovery");
+        assert!(
+            !path.ends_with("journal.json"),
+            "journal left after recovery"
+        );
     }
-    let gens: Vec<&String> = tree.0.keys().filter(|p| p.contains("/generations/") && p.matches('/').count() == 6).collect();
-    let wanted = 1 + usize::from(!s["active"].is_null()) + usize::from(s["staged"]["action"] == "install");
+    let gens: Vec<&String> = tree
+        .0
+        .keys()
+        .filter(|p| p.contains("/generations/") && p.matches('/').count() == 6)
+        .collect();
+    let wanted =
+        1 + usize::from(!s["active"].is_null()) + usize::from(s["staged"]["action"] == "install");
     assert_eq!(gens.len(), wanted, "generations {gens:?} for status {s}");
     s
 }
@@ -91,9 +142,15 @@ fn measure(setup: &dyn Fn(&Device), args: &[&std::ffi::OsStr]) -> Duration {
     start.elapsed()
 }
 
-/// Runs `op` on fresh devices prepared by `setup`, SIGKILLing it at random instants over its
+/// Runs `op` on fresh devices prepared by `setup`, `SIGKILLing` it at random instants over its
 /// measured length; each time checks the state is `old` or `new` and the device works on.
-fn kill_loop(name: &str, setup: &dyn Fn(&Device), args: &[&std::ffi::OsStr], is_old_or_new: &dyn Fn(&Value) -> bool, next: &dyn Fn(&Device)) -> usize {
+fn kill_loop(
+    name: &str,
+    setup: &dyn Fn(&Device),
+    args: &[&std::ffi::OsStr],
+    is_old_or_new: &dyn Fn(&Value) -> bool,
+    next: &dyn Fn(&Device),
+) -> usize {
     let mut rng = Rng::new();
     let length = measure(setup, args);
     let mut killed_mid_run = 0;
@@ -109,11 +166,17 @@ fn kill_loop(name: &str, setup: &dyn Fn(&Device), args: &[&std::ffi::OsStr], is_
         let _ = child.kill();
         let _ = child.wait();
         let s = check_consistent(&d);
-        assert!(is_old_or_new(&s), "{name}: a mix after a kill at {delay:?}: {s}");
+        assert!(
+            is_old_or_new(&s),
+            "{name}: a mix after a kill at {delay:?}: {s}"
+        );
         next(&d);
         check_consistent(&d);
     }
-    eprintln!("{name}: {} kills over {length:?}, {killed_mid_run} while running", kills_per_op());
+    eprintln!(
+        "{name}: {} kills over {length:?}, {killed_mid_run} while running",
+        kills_per_op()
+    );
     killed_mid_run
 }
 
@@ -122,45 +185,101 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = big_bundles(tmp.path());
     let apply_a = |d: &Device| {
-        d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()]).ok();
+        d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
+            .ok();
     };
     let active = |s: &Value| s["active"]["version"].as_str().map(str::to_owned);
     let staged = |s: &Value| s["staged"]["version"].as_str().map(str::to_owned);
     let mut mid = 0;
     // apply: nothing staged, or b staged.
-    mid += kill_loop("apply", &apply_a, &["apply".as_ref(), b.as_os_str()], &|s| active(s).as_deref() == Some("26.3.1 (a)") && matches!(staged(s).as_deref(), None | Some("26.3.1 (b)")), &|d| {
-        d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()]).ok();
-    });
+    mid += kill_loop(
+        "apply",
+        &apply_a,
+        &["apply".as_ref(), b.as_os_str()],
+        &|s| {
+            active(s).as_deref() == Some("26.3.1 (a)")
+                && matches!(staged(s).as_deref(), None | Some("26.3.1 (b)"))
+        },
+        &|d| {
+            d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()])
+                .ok();
+        },
+    );
     // restart: (a) active with (b) staged, or (b) active.
     let staged_b = |d: &Device| {
         apply_a(d);
         d.bsi(["apply".as_ref(), b.as_os_str()]).ok();
     };
-    mid += kill_loop("restart", &staged_b, &["restart".as_ref()], &|s| {
-        (active(s).as_deref() == Some("26.3.1 (a)") && staged(s).as_deref() == Some("26.3.1 (b)")) || (active(s).as_deref() == Some("26.3.1 (b)") && s["staged"].is_null())
-    }, &|d| {
-        d.bsi(["restart"]).ok();
-    });
+    mid += kill_loop(
+        "restart",
+        &staged_b,
+        &["restart".as_ref()],
+        &|s| {
+            (active(s).as_deref() == Some("26.3.1 (a)")
+                && staged(s).as_deref() == Some("26.3.1 (b)"))
+                || (active(s).as_deref() == Some("26.3.1 (b)") && s["staged"].is_null())
+        },
+        &|d| {
+            d.bsi(["restart"]).ok();
+        },
+    );
     // rollback --restart: (a) active, removal staged, or base.
-    mid += kill_loop("rollback", &apply_a, &["rollback".as_ref(), "--restart".as_ref()], &|s| active(s).as_deref() == Some("26.3.1 (a)") || (s["active"].is_null() && s["staged"].is_null()), &|d| {
-        d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()]).ok();
-    });
+    mid += kill_loop(
+        "rollback",
+        &apply_a,
+        &["rollback".as_ref(), "--restart".as_ref()],
+        &|s| {
+            active(s).as_deref() == Some("26.3.1 (a)")
+                || (s["active"].is_null() && s["staged"].is_null())
+        },
+        &|d| {
+            d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
+                .ok();
+        },
+    );
     // update: the old base with (a), or 26.4 with 26.3.1 (a) included.
-    mid += kill_loop("update", &apply_a, &["update".as_ref(), "--version".as_ref(), "26.4".as_ref(), "--build".as_ref(), "25E100".as_ref()], &|s| {
-        (s["os"]["version"] == "26.3.1" && active(s).as_deref() == Some("26.3.1 (a)")) || (s["os"]["version"] == "26.4" && s["active"].is_null() && s["included"] == serde_json::json!(["26.3.1 (a)"]))
-    }, &|d| {
-        let v = d.status()["os"]["version"].as_str().unwrap().to_owned();
-        let next = if v == "26.4" { bundle("macos-26.4-a.bsi") } else { bundle("macos-26.3.1-b.bsi") };
-        d.bsi(["apply".as_ref(), next.as_os_str()]).ok();
-    });
-    assert!(mid > kills_per_op(), "too few kills landed while bsi ran ({mid})");
+    mid += kill_loop(
+        "update",
+        &apply_a,
+        &[
+            "update".as_ref(),
+            "--version".as_ref(),
+            "26.4".as_ref(),
+            "--build".as_ref(),
+            "25E100".as_ref(),
+        ],
+        &|s| {
+            (s["os"]["version"] == "26.3.1" && active(s).as_deref() == Some("26.3.1 (a)"))
+                || (s["os"]["version"] == "26.4"
+                    && s["active"].is_null()
+                    && s["included"] == serde_json::json!(["26.3.1 (a)"]))
+        },
+        &|d| {
+            let v = d.status()["os"]["version"].as_str().unwrap().to_owned();
+            let next = if v == "26.4" {
+                bundle("macos-26.4-a.bsi")
+            } else {
+                bundle("macos-26.3.1-b.bsi")
+            };
+            d.bsi(["apply".as_ref(), next.as_os_str()]).ok();
+        },
+    );
+    assert!(
+        mid > kills_per_op(),
+        "too few kills landed while bsi ran ({mid})"
+    );
 }
 
 #[test]
 fn concurrent_changers_never_mix() {
     for n in [2usize, 8] {
         let d = Device::new();
-        let names = ["macos-26.3.1-a.bsi", "macos-26.3.1-b.bsi.tar", "macos-26.3.1-c.bsi", "macos-26.3.1-d-app-only.bsi"];
+        let names = [
+            "macos-26.3.1-a.bsi",
+            "macos-26.3.1-b.bsi.tar",
+            "macos-26.3.1-c.bsi",
+            "macos-26.3.1-d-app-only.bsi",
+        ];
         let children: Vec<_> = (0..n)
             .map(|i| {
                 Command::new(bin())
@@ -179,7 +298,10 @@ fn concurrent_changers_never_mix() {
             let code = out.status.code().unwrap();
             if code == 7 {
                 let err = String::from_utf8_lossy(&out.stderr);
-                assert!(err.contains("pid ") || err.contains("reading the device"), "busy without a holder: {err}");
+                assert!(
+                    err.contains("pid ") || err.contains("reading the device"),
+                    "busy without a holder: {err}"
+                );
             }
             codes.push(code);
         }
@@ -187,7 +309,16 @@ fn concurrent_changers_never_mix() {
         assert!(codes.contains(&0), "{codes:?}");
         check_consistent(&d);
         // With a long enough wait, everyone gets a turn.
-        let children: Vec<_> = (0..n).map(|i| Command::new(bin()).arg("--root").arg(&d.root).args(["--wait", "60", "status", "--json"]).arg(if i % 2 == 0 { "-q" } else { "-v" }).output_async()).collect();
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                Command::new(bin())
+                    .arg("--root")
+                    .arg(&d.root)
+                    .args(["--wait", "60", "status", "--json"])
+                    .arg(if i % 2 == 0 { "-q" } else { "-v" })
+                    .output_async()
+            })
+            .collect();
         for c in children {
             assert!(c.wait_with_output().unwrap().status.success());
         }
@@ -200,12 +331,20 @@ trait SpawnOutput {
 
 impl SpawnOutput for Command {
     fn output_async(&mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 }
 
 fn preboot(d: &Device) -> PathBuf {
-    std::fs::read_dir(d.path("System/Volumes/Preboot")).unwrap().flatten().find(|e| e.file_name() != "Cryptexes").unwrap().path()
+    std::fs::read_dir(d.path("System/Volumes/Preboot"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name() != "Cryptexes")
+        .unwrap()
+        .path()
 }
 
 #[test]
@@ -245,9 +384,12 @@ fn planted_symlinks_never_lead_writes_outside() {
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink(outside.path(), &link).unwrap();
     d.bsi(["verify"]).exit(8).stderr_has("System/Cryptexes/OS");
-    d.bsi(["repair"]).ok().stdout_has("pointed System/Cryptexes/OS");
+    d.bsi(["repair"])
+        .ok()
+        .stdout_has("pointed System/Cryptexes/OS");
     d.bsi(["verify"]).ok();
-    d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()]).ok();
+    d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
+        .ok();
     before.assert_same(&Tree::of(outside.path()));
 }
 
@@ -256,8 +398,20 @@ mod fault_points {
     use super::*;
 
     fn with_fault(d: &Device, fault: &str, args: &[&std::ffi::OsStr]) -> Run {
-        let out = Command::new(bin()).arg("--root").arg(&d.root).args(args).env("FAILPOINTS", fault).output().unwrap();
-        Run { args: args.iter().map(|a| a.to_string_lossy().into_owned()).collect(), out }
+        let out = Command::new(bin())
+            .arg("--root")
+            .arg(&d.root)
+            .args(args)
+            .env("FAILPOINTS", fault)
+            .output()
+            .unwrap();
+        Run {
+            args: args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            out,
+        }
     }
 
     /// Every step of the protocol, failing with an I/O error and with a full disk: a clean
@@ -267,16 +421,36 @@ mod fault_points {
     fn every_protocol_step_fails_cleanly() {
         let a = bundle("macos-26.3.1-a.bsi.tar");
         let b = bundle("macos-26.3.1-b.bsi");
-        let before_switch = ["stage.create", "stage.write", "stage.rename", "atomic.syncfs"];
-        let steps = ["stage.create", "stage.write", "stage.rename", "atomic.syncfs", "atomic.write", "atomic.rename", "atomic.swap", "atomic.sync_dir", "restart.switch"];
+        let before_switch = [
+            "stage.create",
+            "stage.write",
+            "stage.rename",
+            "atomic.syncfs",
+        ];
+        let steps = [
+            "stage.create",
+            "stage.write",
+            "stage.rename",
+            "atomic.syncfs",
+            "atomic.write",
+            "atomic.rename",
+            "atomic.swap",
+            "atomic.sync_dir",
+            "restart.switch",
+        ];
         for step in steps {
             for kind in ["enospc", "eio"] {
                 let fault = format!("{step}=return({kind})");
                 // apply
                 let d = Device::new();
-                d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()]).ok();
+                d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
+                    .ok();
                 let old = d.tree();
-                let run = with_fault(&d, &fault, &["apply".as_ref(), b.as_os_str(), "--restart".as_ref()]);
+                let run = with_fault(
+                    &d,
+                    &fault,
+                    &["apply".as_ref(), b.as_os_str(), "--restart".as_ref()],
+                );
                 if run.code() != 0 {
                     run.refused(1, "error: ");
                     if kind == "enospc" {
@@ -287,14 +461,33 @@ mod fault_points {
                 if before_switch.contains(&step) && run.code() != 0 {
                     old.assert_same(&d.tree());
                 }
-                assert!(["26.3.1 (a)", "26.3.1 (b)"].contains(&s["active"]["version"].as_str().unwrap_or("")), "{fault}: {s}");
-                d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()]).ok();
+                assert!(
+                    ["26.3.1 (a)", "26.3.1 (b)"]
+                        .contains(&s["active"]["version"].as_str().unwrap_or("")),
+                    "{fault}: {s}"
+                );
+                d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()])
+                    .ok();
                 // rollback --restart and update
-                for args in [&["rollback".as_ref(), "--restart".as_ref()][..], &["update".as_ref(), "--version".as_ref(), "26.4".as_ref(), "--build".as_ref(), "25E100".as_ref()]] {
+                for args in [
+                    &["rollback".as_ref(), "--restart".as_ref()][..],
+                    &[
+                        "update".as_ref(),
+                        "--version".as_ref(),
+                        "26.4".as_ref(),
+                        "--build".as_ref(),
+                        "25E100".as_ref(),
+                    ],
+                ] {
                     let d = Device::new();
-                    d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()]).ok();
+                    d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
+                        .ok();
                     let run = with_fault(&d, &fault, args);
-                    assert!([0, 1].contains(&run.code()), "{fault} {args:?}: {}", run.stderr());
+                    assert!(
+                        [0, 1].contains(&run.code()),
+                        "{fault} {args:?}: {}",
+                        run.stderr()
+                    );
                     assert!(!run.stderr().contains("panicked"));
                     check_consistent(&d);
                 }

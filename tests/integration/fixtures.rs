@@ -23,7 +23,9 @@ fn pattern(seed: &str, len: usize) -> Vec<u8> {
 fn macos(dir: &Path, letter: char, build: &str) -> PathBuf {
     let dyld = pattern(&format!("dyld-{letter}"), 6000);
     let lib = pattern(&format!("libwebrtc-{letter}"), 3000);
-    let safari = format!("<plist><dict><key>CFBundleShortVersionString</key><string>26.3.1 ({letter})</string></dict></plist>\n");
+    let safari = format!(
+        "<plist><dict><key>CFBundleShortVersionString</key><string>26.3.1 ({letter})</string></dict></plist>\n"
+    );
     let webkit = pattern(&format!("webkit-{letter}"), 2000);
     make_bundle(
         dir,
@@ -33,18 +35,44 @@ fn macos(dir: &Path, letter: char, build: &str) -> PathBuf {
         "25D2128",
         &format!("({letter})"),
         build,
-        &[("System/Library/dyld/dyld_shared_cache_arm64e", &dyld), ("usr/lib/libwebrtc.dylib", &lib)],
-        &[("Applications/Safari.app/Contents/Info.plist", safari.as_bytes()), ("System/Library/Frameworks/WebKit.framework/Versions/A/WebKit", &webkit)],
+        &[
+            ("System/Library/dyld/dyld_shared_cache_arm64e", &dyld),
+            ("usr/lib/libwebrtc.dylib", &lib),
+        ],
+        &[
+            (
+                "Applications/Safari.app/Contents/Info.plist",
+                safari.as_bytes(),
+            ),
+            (
+                "System/Library/Frameworks/WebKit.framework/Versions/A/WebKit",
+                &webkit,
+            ),
+        ],
     )
 }
 
 fn pack(bundle: &Path) {
     let tar = PathBuf::from(format!("{}.tar", bundle.display()));
-    bsi(["bundle".as_ref(), "pack".as_ref(), bundle.as_os_str(), "--out".as_ref(), tar.as_os_str()]).ok();
+    bsi([
+        "bundle".as_ref(),
+        "pack".as_ref(),
+        bundle.as_os_str(),
+        "--out".as_ref(),
+        tar.as_os_str(),
+    ])
+    .ok();
 }
 
 fn sign(bundle: &Path, key: &Path) {
-    bsi(["bundle".as_ref(), "sign".as_ref(), bundle.as_os_str(), "--key".as_ref(), key.as_os_str()]).ok();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        bundle.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ])
+    .ok();
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -61,17 +89,27 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn edit_manifest(bundle: &Path, edit: impl FnOnce(&mut plist::Dictionary)) {
     let path = bundle.join("Info.plist");
-    let mut dict = plist::Value::from_file(&path).unwrap().into_dictionary().unwrap();
+    let mut dict = plist::Value::from_file(&path)
+        .unwrap()
+        .into_dictionary()
+        .unwrap();
     edit(&mut dict);
     plist::Value::Dictionary(dict).to_file_xml(&path).unwrap();
 }
 
 fn os_entries(d: &mut plist::Dictionary) -> &mut Vec<plist::Value> {
-    d.get_mut("Cryptexes").and_then(plist::Value::as_dictionary_mut).and_then(|c| c.get_mut("OS")).and_then(plist::Value::as_array_mut).unwrap()
+    d.get_mut("Cryptexes")
+        .and_then(plist::Value::as_dictionary_mut)
+        .and_then(|c| c.get_mut("OS"))
+        .and_then(plist::Value::as_array_mut)
+        .unwrap()
 }
 
 fn set_first(d: &mut plist::Dictionary, key: &str, value: plist::Value) {
-    os_entries(d)[0].as_dictionary_mut().unwrap().insert(key.into(), value);
+    os_entries(d)[0]
+        .as_dictionary_mut()
+        .unwrap()
+        .insert(key.into(), value);
 }
 
 /// One tar entry for hand-built tars: name bytes, type, data.
@@ -100,8 +138,16 @@ fn write_tar(path: &Path, entries: &[Raw], trailer: &[u8]) {
 
 fn entries_of(bundle: &Path) -> Vec<Raw> {
     let mut v = vec![
-        Raw(b"Info.plist".to_vec(), tar::EntryType::Regular, std::fs::read(bundle.join("Info.plist")).unwrap()),
-        Raw(b"Info.plist.sig".to_vec(), tar::EntryType::Regular, std::fs::read(bundle.join("Info.plist.sig")).unwrap()),
+        Raw(
+            b"Info.plist".to_vec(),
+            tar::EntryType::Regular,
+            std::fs::read(bundle.join("Info.plist")).unwrap(),
+        ),
+        Raw(
+            b"Info.plist.sig".to_vec(),
+            tar::EntryType::Regular,
+            std::fs::read(bundle.join("Info.plist.sig")).unwrap(),
+        ),
     ];
     let mut files = Vec::new();
     for c in ["App", "OS"] {
@@ -109,13 +155,19 @@ fn entries_of(bundle: &Path) -> Vec<Raw> {
     }
     files.sort();
     for (name, path) in files {
-        v.push(Raw(name.into_bytes(), tar::EntryType::Regular, std::fs::read(path).unwrap()));
+        v.push(Raw(
+            name.into_bytes(),
+            tar::EntryType::Regular,
+            std::fs::read(path).unwrap(),
+        ));
     }
     v
 }
 
 fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
         if e.file_type().unwrap().is_dir() {
@@ -127,7 +179,7 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
 }
 
 /// Makes every fixture under `out/bundles` and `out/bad`.
-pub fn generate(out: &Path) {
+pub(crate) fn generate(out: &Path) {
     let good = out.join("bundles");
     let bad = out.join("bad");
     std::fs::create_dir_all(&good).unwrap();
@@ -136,14 +188,56 @@ pub fn generate(out: &Path) {
     macos(&good, 'b', "25D771280b");
     macos(&good, 'c', "25D771280c");
     make_bundle(&good, "macos-26.3.1-d-app-only.bsi", "macOS", "26.3.1", "25D2128", "(d)", "25D771280d", &[], &[("Applications/Safari.app/Contents/Info.plist", b"<plist><dict><key>CFBundleShortVersionString</key><string>26.3.1 (d)</string></dict></plist>\n")]);
-    make_bundle(&good, "macos-26.4-a.bsi", "macOS", "26.4", "25E100", "(a)", "25E771000a", &[("System/Library/dyld/dyld_shared_cache_arm64e", &pattern("dyld-26.4-a", 5000))], &[("Applications/Safari.app/Contents/Info.plist", b"safari 26.4 (a)\n")]);
-    make_bundle(&good, "ios-26.3.1-a.bsi", "iOS", "26.3.1", "23D8133", "(a)", "23D771330a", &[("System/Library/Caches/com.apple.dyld/dyld_shared_cache_arm64e", &pattern("ios-dyld-a", 5000))], &[("Applications/MobileSafari.app/Info.plist", b"mobilesafari 26.3.1 (a)\n")]);
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&good).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "bsi")).collect();
+    make_bundle(
+        &good,
+        "macos-26.4-a.bsi",
+        "macOS",
+        "26.4",
+        "25E100",
+        "(a)",
+        "25E771000a",
+        &[(
+            "System/Library/dyld/dyld_shared_cache_arm64e",
+            &pattern("dyld-26.4-a", 5000),
+        )],
+        &[(
+            "Applications/Safari.app/Contents/Info.plist",
+            b"safari 26.4 (a)\n",
+        )],
+    );
+    make_bundle(
+        &good,
+        "ios-26.3.1-a.bsi",
+        "iOS",
+        "26.3.1",
+        "23D8133",
+        "(a)",
+        "23D771330a",
+        &[(
+            "System/Library/Caches/com.apple.dyld/dyld_shared_cache_arm64e",
+            &pattern("ios-dyld-a", 5000),
+        )],
+        &[(
+            "Applications/MobileSafari.app/Info.plist",
+            b"mobilesafari 26.3.1 (a)\n",
+        )],
+    );
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&good)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bsi"))
+        .collect();
     names.sort();
     for b in &names {
         pack(b);
     }
-    for src in std::fs::read_dir(&good).unwrap().flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".src")) {
+    for src in std::fs::read_dir(&good)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".src"))
+    {
         std::fs::remove_dir_all(src).unwrap();
     }
 
@@ -176,7 +270,11 @@ pub fn generate(out: &Path) {
     let p = variant("mistyped-key.bsi");
     edit_manifest(&p, |d| set_first(d, "Size", "6000".into()));
     let p = variant("size-mismatch.bsi");
-    std::fs::write(p.join("OS/usr/lib/libwebrtc.dylib"), pattern("longer", 3001)).unwrap();
+    std::fs::write(
+        p.join("OS/usr/lib/libwebrtc.dylib"),
+        pattern("longer", 3001),
+    )
+    .unwrap();
     let p = variant("digest-mismatch.bsi");
     let mut bytes = std::fs::read(p.join("OS/usr/lib/libwebrtc.dylib")).unwrap();
     bytes[100] ^= 1;
@@ -204,7 +302,9 @@ pub fn generate(out: &Path) {
         entries.push(first);
     });
     let p = variant("oversize-claim.bsi");
-    edit_manifest(&p, |d| set_first(d, "Size", plist::Value::Integer((17u64 << 30).into())));
+    edit_manifest(&p, |d| {
+        set_first(d, "Size", plist::Value::Integer((17u64 << 30).into()));
+    });
 
     // Tar-form damage.
     let good_entries = || entries_of(&a);
@@ -212,7 +312,11 @@ pub fn generate(out: &Path) {
     let tar = |name: &str| bad.join(name);
     let full = std::fs::read(format!("{}.tar", a.display())).unwrap();
     std::fs::write(tar("truncated.bsi.tar"), &full[..full.len() - 3000]).unwrap();
-    std::fs::write(tar("missing-end-marker.bsi.tar"), &full[..full.len() - 1024]).unwrap();
+    std::fs::write(
+        tar("missing-end-marker.bsi.tar"),
+        &full[..full.len() - 1024],
+    )
+    .unwrap();
     let mut garbage = full.clone();
     garbage.extend_from_slice(b"trailing garbage after the archive\n");
     std::fs::write(tar("trailing-garbage.bsi.tar"), garbage).unwrap();
@@ -239,18 +343,33 @@ pub fn generate(out: &Path) {
         write_tar(&tar(name), &e, &end);
     }
     let mut e = good_entries();
-    e.push(Raw(b"OS/zz-\xff\xfe-not-utf8".to_vec(), tar::EntryType::Regular, FILE_A.to_vec()));
+    e.push(Raw(
+        b"OS/zz-\xff\xfe-not-utf8".to_vec(),
+        tar::EntryType::Regular,
+        FILE_A.to_vec(),
+    ));
     write_tar(&tar("non-utf8-path.bsi.tar"), &e, &end);
     let mut e = good_entries();
-    e.push(Raw(b"OS/zz-unlisted".to_vec(), tar::EntryType::Regular, FILE_A.to_vec()));
+    e.push(Raw(
+        b"OS/zz-unlisted".to_vec(),
+        tar::EntryType::Regular,
+        FILE_A.to_vec(),
+    ));
     write_tar(&tar("unlisted-entry.bsi.tar"), &e, &end);
     let mut e = good_entries();
-    e.insert(3, Raw(b"../escape".to_vec(), tar::EntryType::Regular, FILE_A.to_vec()));
+    e.insert(
+        3,
+        Raw(
+            b"../escape".to_vec(),
+            tar::EntryType::Regular,
+            FILE_A.to_vec(),
+        ),
+    );
     write_tar(&tar("dotdot-entry.bsi.tar"), &e, &end);
 }
 
 /// The rejection each bad fixture must produce: (name, text in the message).
-pub const BAD: &[(&str, &str)] = &[
+pub(crate) const BAD: &[(&str, &str)] = &[
     ("no-manifest.bsi", "Info.plist"),
     ("garbage-manifest.bsi", "not a valid property list"),
     ("unsigned.bsi", "unsigned"),
@@ -261,8 +380,14 @@ pub const BAD: &[(&str, &str)] = &[
     ("mistyped-key.bsi", "Size` must be a non-negative integer"),
     ("size-mismatch.bsi", "libwebrtc.dylib: size"),
     ("digest-mismatch.bsi", "libwebrtc.dylib: SHA-256"),
-    ("missing-file.bsi", "libwebrtc.dylib is listed in the manifest but missing"),
-    ("unlisted-file.bsi", "extra.dylib is in the bundle but not listed"),
+    (
+        "missing-file.bsi",
+        "libwebrtc.dylib is listed in the manifest but missing",
+    ),
+    (
+        "unlisted-file.bsi",
+        "extra.dylib is in the bundle but not listed",
+    ),
     ("symlink.bsi", "is a symlink"),
     ("absolute-path.bsi", "absolute paths are not allowed"),
     ("dotdot-path.bsi", "`..` components"),
@@ -270,7 +395,10 @@ pub const BAD: &[(&str, &str)] = &[
     ("duplicate-path.bsi", "listed twice"),
     ("oversize-claim.bsi", "exceeds bsi's limit"),
     ("truncated.bsi.tar", "truncated"),
-    ("missing-end-marker.bsi.tar", "end-of-archive marker is missing"),
+    (
+        "missing-end-marker.bsi.tar",
+        "end-of-archive marker is missing",
+    ),
     ("trailing-garbage.bsi.tar", "trailing data"),
     ("bad-header-checksum.bsi.tar", "checksum"),
     ("out-of-order.bsi.tar", "out of order"),
@@ -280,7 +408,10 @@ pub const BAD: &[(&str, &str)] = &[
     ("symlink-entry.bsi.tar", "is a symlink"),
     ("hardlink-entry.bsi.tar", "is a hard link"),
     ("non-utf8-path.bsi.tar", "not valid UTF-8"),
-    ("unlisted-entry.bsi.tar", "zz-unlisted is in the bundle but not listed"),
+    (
+        "unlisted-entry.bsi.tar",
+        "zz-unlisted is in the bundle but not listed",
+    ),
     ("dotdot-entry.bsi.tar", "`..` components"),
 ];
 
@@ -297,11 +428,24 @@ fn committed_fixtures_match_what_the_generator_makes() {
     for sub in ["bundles", "bad"] {
         let strip = |t: Tree| -> Vec<(String, String)> {
             // Git does not keep modes beyond the executable bit: compare content and kind only.
-            t.0.into_iter().map(|(k, v)| (k, v.split(' ').filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() > 4).collect::<Vec<_>>().join(" "))).collect()
+            t.0.into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.split(' ')
+                            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() > 4)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                })
+                .collect()
         };
         let want = strip(Tree::of(&tmp.path().join(sub)));
         let have = strip(Tree::of(&fixtures().join(sub)));
-        assert!(want == have, "fixtures/{sub} differ from what the generator makes; run `BSI_REGENERATE_FIXTURES=1 cargo test --all-features fixtures` and commit");
+        assert!(
+            want == have,
+            "fixtures/{sub} differ from what the generator makes; run `BSI_REGENERATE_FIXTURES=1 cargo test --all-features fixtures` and commit"
+        );
     }
 }
 
@@ -321,6 +465,6 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Copies a bundle directory for a test to damage.
-pub fn copy_for_test(from: &Path, to: &Path) {
+pub(crate) fn copy_for_test(from: &Path, to: &Path) {
     copy_dir(from, to);
 }

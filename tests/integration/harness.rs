@@ -12,71 +12,88 @@ use std::process::{Command, Output};
 use sha2::{Digest, Sha256};
 
 /// The fixed clock every test runs at.
-pub const NOW: &str = "2026-12-01T10:00:00Z";
+pub(crate) const NOW: &str = "2026-12-01T10:00:00Z";
 
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bsi"))
 }
 
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     repo().join("fixtures")
 }
 
-pub fn bundle(name: &str) -> PathBuf {
+pub(crate) fn bundle(name: &str) -> PathBuf {
     fixtures().join("bundles").join(name)
 }
 
-pub fn test_key() -> PathBuf {
+pub(crate) fn test_key() -> PathBuf {
     fixtures().join("keys/test-only.key")
 }
 
-pub fn test_pub() -> PathBuf {
+pub(crate) fn test_pub() -> PathBuf {
     fixtures().join("keys/test-only.key.pub")
 }
 
 /// One finished run of bsi.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub args: Vec<String>,
     pub out: Output,
 }
 
 impl Run {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.out.stdout).into_owned()
     }
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.out.stderr).into_owned()
     }
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.out.status.code().unwrap_or(-1)
     }
     #[track_caller]
-    pub fn exit(&self, code: i32) -> &Self {
-        assert_eq!(self.code(), code, "bsi {:?}\nstdout:\n{}\nstderr:\n{}", self.args, self.stdout(), self.stderr());
+    pub(crate) fn exit(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "bsi {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.stdout(),
+            self.stderr()
+        );
         self
     }
     #[track_caller]
-    pub fn ok(&self) -> &Self {
+    pub(crate) fn ok(&self) -> &Self {
         self.exit(0)
     }
     #[track_caller]
-    pub fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(self.stderr().contains(needle), "bsi {:?}: stderr lacks {needle:?}:\n{}", self.args, self.stderr());
+    pub(crate) fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr().contains(needle),
+            "bsi {:?}: stderr lacks {needle:?}:\n{}",
+            self.args,
+            self.stderr()
+        );
         self
     }
     #[track_caller]
-    pub fn stdout_has(&self, needle: &str) -> &Self {
-        assert!(self.stdout().contains(needle), "bsi {:?}: stdout lacks {needle:?}:\n{}", self.args, self.stdout());
+    pub(crate) fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout().contains(needle),
+            "bsi {:?}: stdout lacks {needle:?}:\n{}",
+            self.args,
+            self.stdout()
+        );
         self
     }
     /// A refusal: the exit code, a one-line `error:` message containing `needle`, a hint, no panic.
     #[track_caller]
-    pub fn refused(&self, code: i32, needle: &str) -> &Self {
+    pub(crate) fn refused(&self, code: i32, needle: &str) -> &Self {
         self.exit(code).stderr_has(needle);
         let err = self.stderr();
         assert!(err.starts_with("error: "), "{err}");
@@ -84,13 +101,19 @@ impl Run {
         self
     }
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| panic!("bsi {:?}: stdout is not JSON ({e}):\n{}", self.args, self.stdout()))
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bsi {:?}: stdout is not JSON ({e}):\n{}",
+                self.args,
+                self.stdout()
+            )
+        })
     }
 }
 
 /// Runs bsi with `args` and no device root beyond what the args give.
-pub fn bsi<I, S>(args: I) -> Run
+pub(crate) fn bsi<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -103,65 +126,89 @@ where
         .env("NO_COLOR", "1")
         .output()
         .expect("run bsi");
-    Run { args: args.iter().map(|a| a.to_string_lossy().into_owned()).collect(), out }
+    Run {
+        args: args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        out,
+    }
 }
 
 /// A simulated device in a temp dir.
-pub struct Device {
+pub(crate) struct Device {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
 }
 
 impl Device {
     /// A default device (macOS 26.3.1, Apple silicon laptop) trusting the test key.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(&[])
     }
 
     /// A device made with extra `init` flags, trusting the test key.
-    pub fn with(flags: &[&str]) -> Self {
+    pub(crate) fn with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("device");
-        let mut args: Vec<String> = vec!["init".into(), "--root".into(), root.display().to_string(), "--now".into(), NOW.into(), "--trust".into(), test_pub().display().to_string()];
+        let mut args: Vec<String> = vec![
+            "init".into(),
+            "--root".into(),
+            root.display().to_string(),
+            "--now".into(),
+            NOW.into(),
+            "--trust".into(),
+            test_pub().display().to_string(),
+        ];
         args.extend(flags.iter().map(|s| (*s).to_owned()));
         bsi(&args).ok();
         Self { dir, root }
     }
 
     /// Runs bsi on this device at the fixed clock.
-    pub fn bsi<I, S>(&self, args: I) -> Run
+    pub(crate) fn bsi<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut all: Vec<std::ffi::OsString> = vec!["--root".into(), self.root.clone().into(), "--now".into(), NOW.into()];
+        let mut all: Vec<std::ffi::OsString> = vec![
+            "--root".into(),
+            self.root.clone().into(),
+            "--now".into(),
+            NOW.into(),
+        ];
         all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         bsi(all)
     }
 
     /// Runs bsi on this device at the clock `now`.
-    pub fn bsi_at<I, S>(&self, now: &str, args: I) -> Run
+    pub(crate) fn bsi_at<I, S>(&self, now: &str, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut all: Vec<std::ffi::OsString> = vec!["--root".into(), self.root.clone().into(), "--now".into(), now.into()];
+        let mut all: Vec<std::ffi::OsString> = vec![
+            "--root".into(),
+            self.root.clone().into(),
+            "--now".into(),
+            now.into(),
+        ];
         all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         bsi(all)
     }
 
     /// `status --json`.
     #[track_caller]
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         self.bsi(["status", "--json"]).ok().json()
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
     /// A snapshot of the tree, without the records a refused command may change (I4).
-    pub fn tree(&self) -> Tree {
+    pub(crate) fn tree(&self) -> Tree {
         let mut t = Tree::of(&self.root);
         for rec in ["history.jsonl", "last-operation.json", "failure.json"] {
             t.0.remove(&format!("private/var/db/bsi/{rec}"));
@@ -171,7 +218,7 @@ impl Device {
 
     /// Runs `args`, expecting a refusal with `code` and `needle`, and the tree unchanged.
     #[track_caller]
-    pub fn refuses<I, S>(&self, args: I, code: i32, needle: &str) -> Run
+    pub(crate) fn refuses<I, S>(&self, args: I, code: i32, needle: &str) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
@@ -186,17 +233,17 @@ impl Device {
 
 /// Paths to (kind, mode, content digest or link target).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tree(pub BTreeMap<String, String>);
+pub(crate) struct Tree(pub BTreeMap<String, String>);
 
 impl Tree {
-    pub fn of(root: &Path) -> Self {
+    pub(crate) fn of(root: &Path) -> Self {
         let mut map = BTreeMap::new();
         walk(root, root, &mut map);
         Tree(map)
     }
 
     #[track_caller]
-    pub fn assert_same(&self, other: &Tree) {
+    pub(crate) fn assert_same(&self, other: &Tree) {
         if self != other {
             let mut diff = String::new();
             for (k, v) in &self.0 {
@@ -217,14 +264,19 @@ impl Tree {
 }
 
 fn walk(root: &Path, dir: &Path, map: &mut BTreeMap<String, String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let rel = p.strip_prefix(root).unwrap().display().to_string();
         let meta = std::fs::symlink_metadata(&p).unwrap();
         let mode = meta.permissions().mode() & 0o7777;
         if meta.file_type().is_symlink() {
-            map.insert(rel, format!("link {}", std::fs::read_link(&p).unwrap().display()));
+            map.insert(
+                rel,
+                format!("link {}", std::fs::read_link(&p).unwrap().display()),
+            );
         } else if meta.is_dir() {
             map.insert(rel, format!("dir {mode:o}"));
             walk(root, &p, map);
@@ -235,16 +287,36 @@ fn walk(root: &Path, dir: &Path, map: &mut BTreeMap<String, String>) {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes a signed bundle directory from file lists, with bsi's own commands.
-pub fn make_bundle(dir: &Path, name: &str, product: &str, version: &str, prerequisite: &str, extra: &str, build: &str, os: &[(&str, &[u8])], app: &[(&str, &[u8])]) -> PathBuf {
+pub(crate) fn make_bundle(
+    dir: &Path,
+    name: &str,
+    product: &str,
+    version: &str,
+    prerequisite: &str,
+    extra: &str,
+    build: &str,
+    os: &[(&str, &[u8])],
+    app: &[(&str, &[u8])],
+) -> PathBuf {
     let src = dir.join(format!("{name}.src"));
     let mut args: Vec<String> = vec![
-        "bundle".into(), "create".into(), "--product".into(), product.into(), "--version".into(), version.into(),
-        "--prerequisite".into(), prerequisite.into(), "--extra".into(), extra.into(), "--build".into(), build.into(),
+        "bundle".into(),
+        "create".into(),
+        "--product".into(),
+        product.into(),
+        "--version".into(),
+        version.into(),
+        "--prerequisite".into(),
+        prerequisite.into(),
+        "--extra".into(),
+        extra.into(),
+        "--build".into(),
+        build.into(),
     ];
     for (cryptex, files) in [("os", os), ("app", app)] {
         if files.is_empty() {
@@ -264,6 +336,13 @@ pub fn make_bundle(dir: &Path, name: &str, product: &str, version: &str, prerequ
     args.push("--out".into());
     args.push(out.display().to_string());
     bsi(&args).ok();
-    bsi(["bundle".as_ref(), "sign".as_ref(), out.as_os_str(), "--key".as_ref(), test_key().as_os_str()]).ok();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        out.as_os_str(),
+        "--key".as_ref(),
+        test_key().as_os_str(),
+    ])
+    .ok();
     out
 }

@@ -23,7 +23,9 @@ fn grafted_equals(device: &Device, cryptex: &str, bundle_dir: &Path) {
 fn apply_restart_rollback_round_trip_in_both_forms() {
     for form in ["macos-26.3.1-a.bsi", "macos-26.3.1-a.bsi.tar"] {
         let d = Device::new();
-        d.bsi(["apply".as_ref(), b(form).as_os_str()]).ok().stdout_has("staged");
+        d.bsi(["apply".as_ref(), b(form).as_os_str()])
+            .ok()
+            .stdout_has("staged");
         let s = d.status();
         assert_eq!(s["active"], Value::Null);
         assert_eq!(s["staged"]["action"], "install");
@@ -36,21 +38,44 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
         assert_eq!(s["active"]["build"], "25D771280a");
         assert_eq!(s["active"]["cryptexes"], serde_json::json!(["App", "OS"]));
         assert_eq!(s["ddm"]["device.operating-system.build-version"], "25D2128");
-        assert_eq!(s["ddm"]["device.operating-system.supplemental.build-version"], "25D771280a");
-        assert_eq!(s["ddm"]["device.operating-system.supplemental.extra-version"], "(a)");
+        assert_eq!(
+            s["ddm"]["device.operating-system.supplemental.build-version"],
+            "25D771280a"
+        );
+        assert_eq!(
+            s["ddm"]["device.operating-system.supplemental.extra-version"],
+            "(a)"
+        );
         grafted_equals(&d, "OS", &b("macos-26.3.1-a.bsi"));
         grafted_equals(&d, "App", &b("macos-26.3.1-a.bsi"));
-        let sv = std::fs::read_to_string(d.path("System/Volumes/Preboot").read_dir().unwrap().flatten().find(|e| e.file_name() != "Cryptexes").unwrap().path().join("cryptex1/current/SystemVersion.plist")).unwrap();
-        assert!(sv.contains("<key>ProductVersionExtra</key>") && sv.contains("25D771280a"), "{sv}");
+        let sv = std::fs::read_to_string(
+            d.path("System/Volumes/Preboot")
+                .read_dir()
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name() != "Cryptexes")
+                .unwrap()
+                .path()
+                .join("cryptex1/current/SystemVersion.plist"),
+        )
+        .unwrap();
+        assert!(
+            sv.contains("<key>ProductVersionExtra</key>") && sv.contains("25D771280a"),
+            "{sv}"
+        );
         d.bsi(["verify"]).ok();
         d.bsi(["rollback"]).ok();
         assert_eq!(d.status()["staged"]["action"], "remove");
         d.bsi(["restart"]).ok();
         let s = d.status();
         assert_eq!(s["active"], Value::Null);
-        assert_eq!(s["ddm"]["device.operating-system.supplemental.build-version"], "25D2128");
+        assert_eq!(
+            s["ddm"]["device.operating-system.supplemental.build-version"],
+            "25D2128"
+        );
         // Removed responses can be applied again.
-        d.bsi(["apply".as_ref(), b(form).as_os_str(), "--restart".as_ref()]).ok();
+        d.bsi(["apply".as_ref(), b(form).as_os_str(), "--restart".as_ref()])
+            .ok();
         assert_eq!(d.status()["active"]["version"], "26.3.1 (a)");
     }
 }
@@ -58,22 +83,51 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
 #[test]
 fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
     let d = Device::new();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str(), "--restart".as_ref()]).ok();
-    d.refuses(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()], 5, "26.3.1 (b) is older than the active 26.3.1 (c); responses are cumulative, nothing to do");
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-c.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.refuses(
+        ["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()],
+        5,
+        "26.3.1 (b) is older than the active 26.3.1 (c); responses are cumulative, nothing to do",
+    );
     let before = d.tree();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi.tar").as_os_str()]).ok().stdout_has("already active");
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi.tar").as_os_str()])
+        .ok()
+        .stdout_has("already active");
     before.assert_same(&d.tree());
     assert_eq!(d.status()["last_operation"]["result"], "nothing-to-do");
     // Staged: re-applying is nothing to do, an older one is refused.
     let d = Device::new();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()]).ok();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()]).ok().stdout_has("already staged");
-    d.refuses(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()], 5, "older than the staged 26.3.1 (b)");
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
+        .ok();
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
+        .ok()
+        .stdout_has("already staged");
+    d.refuses(
+        ["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()],
+        5,
+        "older than the staged 26.3.1 (b)",
+    );
     // A newer one replaces the staged one.
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()]).ok();
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()])
+        .ok();
     assert_eq!(d.status()["staged"]["version"], "26.3.1 (c)");
-    let gens = std::fs::read_dir(d.path("System/Volumes/Preboot")).unwrap().flatten().find(|e| e.file_name() != "Cryptexes").unwrap().path().join("cryptex1/generations");
-    let mut names: Vec<String> = std::fs::read_dir(gens).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let gens = std::fs::read_dir(d.path("System/Volumes/Preboot"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name() != "Cryptexes")
+        .unwrap()
+        .path()
+        .join("cryptex1/generations");
+    let mut names: Vec<String> = std::fs::read_dir(gens)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["25D771280c", "base-25D2128"], "no leftovers");
 }
@@ -81,14 +135,33 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
 #[test]
 fn wrong_platform_and_wrong_base_are_not_applicable() {
     let d = Device::new();
-    d.refuses(["apply".as_ref(), b("ios-26.3.1-a.bsi").as_os_str()], 5, "this bundle is for iOS; the device runs macOS");
-    d.refuses(["apply".as_ref(), b("macos-26.4-a.bsi").as_os_str()], 5, "this bundle is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older");
-    d.bsi(["update", "--version", "26.4", "--build", "25E100"]).ok();
+    d.refuses(
+        ["apply".as_ref(), b("ios-26.3.1-a.bsi").as_os_str()],
+        5,
+        "this bundle is for iOS; the device runs macOS",
+    );
+    d.refuses(
+        ["apply".as_ref(), b("macos-26.4-a.bsi").as_os_str()],
+        5,
+        "this bundle is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older",
+    );
+    d.bsi(["update", "--version", "26.4", "--build", "25E100"])
+        .ok();
     d.refuses(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()], 5, "this bundle is for 26.3.1 (25D2128); the device runs 26.4 (25E100), which already includes it");
-    d.bsi(["apply".as_ref(), b("macos-26.4-a.bsi").as_os_str(), "--restart".as_ref()]).ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.4-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
     assert_eq!(d.status()["active"]["version"], "26.4 (a)");
     let ios = Device::with(&["--platform", "iOS"]);
-    ios.bsi(["apply".as_ref(), b("ios-26.3.1-a.bsi.tar").as_os_str(), "--restart".as_ref()]).ok();
+    ios.bsi([
+        "apply".as_ref(),
+        b("ios-26.3.1-a.bsi.tar").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
     let s = ios.status();
     assert_eq!(s["active"]["build"], "23D771330a");
     assert_eq!(s["safari"], Value::Null);
@@ -101,14 +174,24 @@ fn power_gate_table() {
     for (flags, ok) in [
         (&["--battery", "9", "--no-ac"][..], false),
         (&["--battery", "10", "--no-ac"][..], true),
-        (&["--chip", "intel", "--battery", "19", "--no-ac"][..], false),
+        (
+            &["--chip", "intel", "--battery", "19", "--no-ac"][..],
+            false,
+        ),
         (&["--chip", "intel", "--battery", "20", "--no-ac"][..], true),
         (&["--chip", "intel", "--battery", "1", "--ac"][..], true),
         (&["--desktop"][..], true),
-        (&["--platform", "iOS", "--battery", "1", "--no-ac"][..], true),
+        (
+            &["--platform", "iOS", "--battery", "1", "--no-ac"][..],
+            true,
+        ),
     ] {
         let d = Device::with(flags);
-        let bundle = if flags.contains(&"iOS") { b("ios-26.3.1-a.bsi") } else { a.clone() };
+        let bundle = if flags.contains(&"iOS") {
+            b("ios-26.3.1-a.bsi")
+        } else {
+            a.clone()
+        };
         if ok {
             d.bsi(["apply".as_ref(), bundle.as_os_str()]).ok();
         } else {
@@ -121,29 +204,48 @@ fn power_gate_table() {
     let s = d.status();
     assert_eq!(s["power"]["minimum_percent"], Value::Null);
     assert_eq!(s["power"]["battery_percent"], Value::Null);
-    d.bsi(["status"]).ok().stdout_has("desktop Macs have no battery gate");
-    Device::with(&["--platform", "iOS"]).bsi(["status"]).ok().stdout_has("Apple states no battery rule");
+    d.bsi(["status"])
+        .ok()
+        .stdout_has("desktop Macs have no battery gate");
+    Device::with(&["--platform", "iOS"])
+        .bsi(["status"])
+        .ok()
+        .stdout_has("Apple states no battery rule");
 }
 
 #[test]
 fn app_only_responses_activate_at_once() {
     let d = Device::new();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-d-app-only.bsi").as_os_str()]).ok().stdout_has("no restart needed");
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-d-app-only.bsi").as_os_str(),
+    ])
+    .ok()
+    .stdout_has("no restart needed");
     let s = d.status();
     assert_eq!(s["active"]["version"], "26.3.1 (d)");
     assert_eq!(s["active"]["cryptexes"], serde_json::json!(["App"]));
     assert_eq!(s["restart_required"], false);
     grafted_equals(&d, "App", &b("macos-26.3.1-d-app-only.bsi"));
     // OS is still the base's.
-    assert!(d.path("System/Cryptexes/OS/System/Library/dyld/dyld_shared_cache_arm64e").exists());
+    assert!(
+        d.path("System/Cryptexes/OS/System/Library/dyld/dyld_shared_cache_arm64e")
+            .exists()
+    );
     d.bsi(["verify"]).ok();
 }
 
 #[test]
 fn safari_relaunch_uses_staged_content_until_restart() {
     let d = Device::new();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str(), "--restart".as_ref()]).ok();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()]).ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
+        .ok();
     assert_eq!(d.status()["safari"]["version"], "26.3.1 (a)");
     d.bsi(["relaunch-safari"]).ok();
     let s = d.status();
@@ -159,19 +261,34 @@ fn safari_relaunch_uses_staged_content_until_restart() {
 #[test]
 fn removal_before_and_after_restart() {
     let d = Device::new();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()]).ok();
-    d.bsi(["rollback"]).ok().stdout_has("discarded the staged 26.3.1 (a)");
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
+        .ok();
+    d.bsi(["rollback"])
+        .ok()
+        .stdout_has("discarded the staged 26.3.1 (a)");
     assert_eq!(d.status()["staged"], Value::Null);
     d.refuses(["rollback"], 5, "nothing to remove");
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str(), "--restart".as_ref()]).ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
     d.bsi(["rollback", "--dry-run"]).ok();
     assert_eq!(d.status()["staged"], Value::Null);
     d.bsi(["rollback", "--restart"]).ok();
     assert_eq!(d.status()["active"], Value::Null);
     // Re-applying the active response cancels a staged removal.
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str(), "--restart".as_ref()]).ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
     d.bsi(["rollback"]).ok();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()]).ok().stdout_has("cancelled");
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
+        .ok()
+        .stdout_has("cancelled");
     assert_eq!(d.status()["staged"], Value::Null);
 }
 
@@ -179,8 +296,22 @@ fn removal_before_and_after_restart() {
 fn dry_run_changes_nothing() {
     let d = Device::new();
     let before = Tree::of(&d.root);
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str(), "--dry-run".as_ref()]).ok().stdout_has("would stage");
-    d.bsi(["update", "--version", "26.4", "--build", "25E100", "--dry-run"]).ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-a.bsi").as_os_str(),
+        "--dry-run".as_ref(),
+    ])
+    .ok()
+    .stdout_has("would stage");
+    d.bsi([
+        "update",
+        "--version",
+        "26.4",
+        "--build",
+        "25E100",
+        "--dry-run",
+    ])
+    .ok();
     d.bsi(["power", "--battery", "5", "--dry-run"]).ok();
     before.assert_same(&Tree::of(&d.root));
 }
@@ -192,29 +323,72 @@ fn the_seed_versioning_table() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Device::with(&["--version", "13.1", "--build", "22C65"]);
     let mk = |ver: &str, pre: &str, x: char, build: &str| {
-        make_bundle(tmp.path(), &format!("{ver}-{x}.bsi"), "macOS", ver, pre, &format!("({x})"), build, &[("usr/lib/patch", format!("{ver} {x}").as_bytes())], &[])
+        make_bundle(
+            tmp.path(),
+            &format!("{ver}-{x}.bsi"),
+            "macOS",
+            ver,
+            pre,
+            &format!("({x})"),
+            build,
+            &[("usr/lib/patch", format!("{ver} {x}").as_bytes())],
+            &[],
+        )
     };
-    d.bsi(["apply".as_ref(), mk("13.1", "22C65", 'a', "22C650a").as_os_str(), "--restart".as_ref()]).ok();
-    d.bsi(["apply".as_ref(), mk("13.1", "22C65", 'b', "22C650b").as_os_str(), "--restart".as_ref()]).ok();
-    d.bsi(["update", "--version", "13.2", "--build", "22D49"]).ok().stdout_has("13.2 includes 13.1 (a) ... (b)");
+    d.bsi([
+        "apply".as_ref(),
+        mk("13.1", "22C65", 'a', "22C650a").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.bsi([
+        "apply".as_ref(),
+        mk("13.1", "22C65", 'b', "22C650b").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.bsi(["update", "--version", "13.2", "--build", "22D49"])
+        .ok()
+        .stdout_has("13.2 includes 13.1 (a) ... (b)");
     let s = d.status();
     assert_eq!(s["included"], serde_json::json!(["13.1 (a)", "13.1 (b)"]));
     assert_eq!(s["active"], Value::Null);
     d.bsi(["status", "--require", "13.1 (b)"]).ok();
     for (x, build) in [('a', "22D490a"), ('b', "22D490b"), ('c', "22D490c")] {
-        d.bsi(["apply".as_ref(), mk("13.2", "22D49", x, build).as_os_str(), "--restart".as_ref()]).ok();
+        d.bsi([
+            "apply".as_ref(),
+            mk("13.2", "22D49", x, build).as_os_str(),
+            "--restart".as_ref(),
+        ])
+        .ok();
     }
     assert_eq!(d.status()["active"]["version"], "13.2 (c)");
     d.bsi(["status", "--require", "13.2 (c)"]).ok();
-    d.bsi(["status", "--require", "13.2 (d)"]).exit(9).stderr_has("requirement not met");
-    d.bsi(["update", "--version", "13.3", "--build", "22E252"]).ok();
-    assert_eq!(d.status()["included"], serde_json::json!(["13.2 (a)", "13.2 (b)", "13.2 (c)"]));
-    d.bsi(["apply".as_ref(), mk("13.3", "22E252", 'a', "22E7720a").as_os_str(), "--restart".as_ref()]).ok();
+    d.bsi(["status", "--require", "13.2 (d)"])
+        .exit(9)
+        .stderr_has("requirement not met");
+    d.bsi(["update", "--version", "13.3", "--build", "22E252"])
+        .ok();
+    assert_eq!(
+        d.status()["included"],
+        serde_json::json!(["13.2 (a)", "13.2 (b)", "13.2 (c)"])
+    );
+    d.bsi([
+        "apply".as_ref(),
+        mk("13.3", "22E252", 'a', "22E7720a").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
     assert_eq!(d.status()["active"]["version"], "13.3 (a)");
     let history = d.bsi(["history", "--json"]).ok().json();
-    assert!(history.as_array().unwrap().iter().any(|e| e["detail"].as_str().is_some_and(|t| t.contains("13.3 includes 13.2 (a) ... (c)"))));
+    assert!(history.as_array().unwrap().iter().any(|e| {
+        e["detail"]
+            .as_str()
+            .is_some_and(|t| t.contains("13.3 includes 13.2 (a) ... (c)"))
+    }));
     // A major upgrade includes nothing.
-    d.bsi(["upgrade", "--version", "14.0", "--build", "23A344"]).ok();
+    d.bsi(["upgrade", "--version", "14.0", "--build", "23A344"])
+        .ok();
     assert_eq!(d.status()["included"], serde_json::json!([]));
     d.bsi(["status", "--require", "13.3 (a)"]).exit(9);
 }
@@ -222,26 +396,56 @@ fn the_seed_versioning_table() {
 #[test]
 fn update_and_upgrade_refuse_the_wrong_direction() {
     let d = Device::new();
-    d.refuses(["update", "--version", "26.3", "--build", "25D100"], 5, "downgrade");
-    d.refuses(["update", "--version", "27.0", "--build", "26A100"], 5, "major upgrade");
-    d.refuses(["upgrade", "--version", "26.4", "--build", "25E100"], 5, "minor update");
-    d.refuses(["update", "--version", "26..4", "--build", "25E100"], 2, "invalid OS version");
-    d.bsi(["update", "--version", "26.3.1", "--build", "25D2128"]).ok().stdout_has("already runs");
+    d.refuses(
+        ["update", "--version", "26.3", "--build", "25D100"],
+        5,
+        "downgrade",
+    );
+    d.refuses(
+        ["update", "--version", "27.0", "--build", "26A100"],
+        5,
+        "major upgrade",
+    );
+    d.refuses(
+        ["upgrade", "--version", "26.4", "--build", "25E100"],
+        5,
+        "minor update",
+    );
+    d.refuses(
+        ["update", "--version", "26..4", "--build", "25E100"],
+        2,
+        "invalid OS version",
+    );
+    d.bsi(["update", "--version", "26.3.1", "--build", "25D2128"])
+        .ok()
+        .stdout_has("already runs");
 }
 
 #[test]
 fn verify_names_damaged_files_and_history_records_everything() {
     let d = Device::new();
-    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str(), "--restart".as_ref()]).ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
     let lib = d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib");
     let mut bytes = std::fs::read(&lib).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&lib, bytes).unwrap();
     std::fs::write(d.path("System/Cryptexes/App/intruder"), b"x").unwrap();
     let run = d.bsi(["verify"]);
-    run.exit(8).stderr_has("OS/usr/lib/libwebrtc.dylib: SHA-256").stderr_has("App/intruder: not listed");
+    run.exit(8)
+        .stderr_has("OS/usr/lib/libwebrtc.dylib: SHA-256")
+        .stderr_has("App/intruder: not listed");
     let h = d.bsi(["history", "--json"]).ok().json();
-    let actions: Vec<&str> = h.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["init", "apply"]);
     assert_eq!(h[1]["target"], "26.3.1 (a)");
     assert_eq!(h[1]["after"], "26.3.1 (a)");

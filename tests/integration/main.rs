@@ -10,6 +10,15 @@
 //! - `management`: DDM declarations, automatic install, enforcement, lookup, report.
 //! - `faults`: kills at random instants, fault points, concurrent changers, planted symlinks.
 
+// Test code: printing the kill test's seed is the point, and helpers favour brevity.
+#![allow(
+    clippy::print_stderr,
+    clippy::format_push_string,
+    clippy::too_many_arguments,
+    clippy::needless_pass_by_value,
+    clippy::format_collect
+)]
+
 mod bundles;
 mod cli;
 mod device;
