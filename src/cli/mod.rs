@@ -92,12 +92,23 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             return ExitCode::from(e.exit_code());
         }
     };
-    let (output, deferred) = match commands::execute(&ctx, parsed.command) {
-        Ok(pair) => pair,
-        Err(e) => {
+    // A panic is a bug in bsi, never the user's fault: report it in one line and exit 1.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: internal error (a bug in bsi): {info}\nhint: the device is left as the last completed step made it; run `bsi repair`, and please report this"
+        );
+    }));
+    let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        commands::execute(&ctx, parsed.command)
+    }));
+    let (output, deferred) = match executed {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
             print_error(&e);
             return ExitCode::from(e.exit_code());
         }
+        Err(_) => return ExitCode::from(1),
     };
     let text = output.render(ctx.json, ctx.verbose);
     if (!ctx.quiet || ctx.json || deferred.is_some())

@@ -125,3 +125,31 @@ fn every_documented_exit_code_happens() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+#[test]
+fn progress_json_lines_on_stderr_and_nothing_when_not_a_terminal() {
+    let d = Device::new();
+    let run = d.bsi([
+        "--progress".as_ref(),
+        "json".as_ref(),
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--json".as_ref(),
+    ]);
+    run.ok().json();
+    let events: Vec<serde_json::Value> = run
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "begin");
+    assert_eq!(events.last().unwrap()["event"], "end");
+    assert!(events.iter().all(|e| e["phase"] == "staging"));
+    let run = d.bsi(["verify"]);
+    run.ok();
+    assert!(
+        run.stderr().is_empty(),
+        "progress on a non-terminal: {}",
+        run.stderr()
+    );
+}
