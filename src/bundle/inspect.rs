@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::keys::PublicKey;
 use super::source::{Bundle, CheckOnly, Form};
-use super::{BundleError, stream};
+use super::stream;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -155,14 +155,4 @@ pub fn inspect(
     }
     report.ok = first.is_none();
     Ok((report, first))
-}
-
-/// The error a failed inspection ends with when the report does not carry one (never used for
-/// success).
-#[must_use]
-pub fn failure(report: &Report) -> Error {
-    Error::Bundle(BundleError::manifest(format!(
-        "{} did not pass inspection",
-        report.path.display()
-    )))
 }

@@ -394,8 +394,14 @@ impl Output {
                             .and_then(|v| v.as_str().map(str::to_owned))
                             .unwrap_or_default()
                     );
-                    if let (Some(b), Some(a)) = (&e.before, &e.after) {
-                        let _ = write!(text, " {b} -> {a}");
+                    match (&e.before, &e.after) {
+                        (Some(b), Some(a)) if b != a => {
+                            let _ = write!(text, " {b} -> {a}");
+                        }
+                        (None, Some(a)) => {
+                            let _ = write!(text, " {a}");
+                        }
+                        _ => {}
                     }
                     if let Some(d) = &e.detail {
                         let _ = write!(text, "  {d}");

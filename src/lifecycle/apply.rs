@@ -278,7 +278,7 @@ pub fn apply(
             outcome(
                 ApplyAction::StagedAndRestarted,
                 false,
-                format!("{version} is staged and active after the restart"),
+                format!("{version} is active (staged, then restarted)"),
             )
         } else if has_os {
             let safari = if info.platform == crate::device::Platform::MacOs {

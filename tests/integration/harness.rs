@@ -171,14 +171,7 @@ impl Device {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut all: Vec<std::ffi::OsString> = vec![
-            "--root".into(),
-            self.root.clone().into(),
-            "--now".into(),
-            NOW.into(),
-        ];
-        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-        bsi(all)
+        self.bsi_at(NOW, args)
     }
 
     /// Runs bsi on this device at the clock `now`.
