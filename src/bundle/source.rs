@@ -234,12 +234,6 @@ impl Bundle {
             Ok(())
         }
     }
-
-    /// The response's version text, e.g. `26.3.1 (a)`.
-    #[must_use]
-    pub fn version_label(&self) -> String {
-        self.manifest.response_version().to_string()
-    }
 }
 
 /// Streams one entry through the feeder into the sink.

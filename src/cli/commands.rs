@@ -204,9 +204,9 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 dry_run: a.dry_run,
                 enforced_by: None,
             };
-            let target = crate::bundle::Bundle::open(&a.bundle)
-                .ok()
-                .map(|b| b.version_label());
+            // On success the outcome names the response; a refusal records the bundle's path
+            // (reading its manifest a second time just for the history would cost a parse).
+            let target = Some(a.bundle.display().to_string());
             let outcome = change(ctx, "apply", a.dry_run, target, |d| {
                 apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref())
             })?;

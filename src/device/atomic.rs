@@ -85,8 +85,12 @@ impl Root {
 
     /// Points the symlink `rel` at `target`, atomically: make the new link under a temporary
     /// name, rename it over `rel`, fsync the directory. This is bsi's switch operation.
+    ///
+    /// If the directory cannot be synced after the rename, the previous link is put back, so
+    /// that a failed switch leaves the old state rather than an undurable new one.
     pub fn swap_symlink(&self, rel: impl AsRef<Path>, target: impl AsRef<Path>) -> io::Result<()> {
         let rel = rel.as_ref();
+        let previous = self.read_link_opt(rel)?;
         let tmp = tmp_sibling(rel);
         self.remove_if_exists(&tmp)?;
         self.dir().symlink(target.as_ref(), &tmp)?;
@@ -94,7 +98,17 @@ impl Root {
             let _ = self.remove_if_exists(&tmp);
             return Err(e);
         }
-        self.sync_dir(parent_of(rel))
+        if let Err(e) = self.sync_dir(parent_of(rel)) {
+            let _ = match previous {
+                Some(old) => self
+                    .dir()
+                    .symlink(&old, &tmp)
+                    .and_then(|()| self.dir().rename(&tmp, self.dir(), rel)),
+                None => self.dir().remove_file(rel),
+            };
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The rename that makes a switch visible.

@@ -274,7 +274,11 @@ pub fn apply(
                 .ctx("removing", root.show(layout.proposed()))?;
         }
         let result = if has_os && opts.restart {
-            restart::activate(device)?;
+            if let Err(e) = restart::activate(device) {
+                // `apply --restart` is one operation: if the restart fails, so does the apply.
+                let _ = root.remove_durable(layout.proposed());
+                return Err(e);
+            }
             outcome(
                 ApplyAction::StagedAndRestarted,
                 false,

@@ -9,11 +9,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
 use crate::clock::Clock;
 use crate::device::layout::JOURNAL;
 use crate::device::{Device, records};
 use crate::error::IoContext;
+use crate::{Error, Result};
 
 /// What was in progress.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,7 +62,10 @@ pub fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
         file.sync_all()?;
         root.sync_dir(crate::device::layout::DB)
     };
-    write().ctx("writing", root.show(JOURNAL))?;
+    if let Err(e) = write() {
+        let _ = root.remove_if_exists(JOURNAL);
+        return Err(Error::io("writing", root.show(JOURNAL), e));
+    }
     device.set_journal_open(true);
     Ok(())
 }

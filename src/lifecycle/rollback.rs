@@ -128,8 +128,10 @@ pub fn rollback(
                     .ctx("switching", root.show(layout.proposed()))?;
                 root.remove_durable(SAFARI_RECORD)
                     .ctx("removing", root.show(SAFARI_RECORD))?;
-                if restart_now {
-                    restart::activate(device)?;
+                if restart_now && let Err(e) = restart::activate(device) {
+                    // `rollback --restart` is one operation: undo the staged removal too.
+                    let _ = root.remove_durable(layout.proposed());
+                    return Err(e);
                 }
                 Ok(())
             })?;
