@@ -29,6 +29,19 @@ pub struct CryptexSummary {
     pub bytes: u64,
 }
 
+/// One payload file as the manifest lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ListedFile {
+    /// `OS/...` or `App/...`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits, octal.
+    pub mode: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
 /// What `inspect` found.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
@@ -60,6 +73,8 @@ pub struct Report {
     pub restart_required: bool,
     /// Files and bytes per cryptex.
     pub cryptexes: BTreeMap<String, CryptexSummary>,
+    /// Every payload file the manifest lists.
+    pub files: Vec<ListedFile>,
     /// The signature check.
     pub signature: Check,
     /// Fingerprint of the key that made the signature, if one did.
@@ -125,6 +140,16 @@ pub fn inspect(
                         bytes: files.iter().map(|f| f.size).sum(),
                     },
                 )
+            })
+            .collect(),
+        files: m
+            .cryptexes
+            .files()
+            .map(|(c, f)| ListedFile {
+                path: format!("{c}/{}", f.path),
+                size: f.size,
+                mode: format!("{:o}", f.mode),
+                sha256: f.sha256.to_hex(),
             })
             .collect(),
         signature,

@@ -82,9 +82,8 @@ fn change<T: Summary>(
                 if action == "apply" {
                     crate::ddm::report::record_success(
                         &device,
-                        &ctx.clock,
                         entry.target.as_deref(),
-                        None,
+                        crate::ddm::report::Trigger::CommandLine,
                     )
                 } else {
                     Ok(())

@@ -511,7 +511,7 @@ impl Output {
                     ),
                 );
             }
-            Output::Inspected(r) => inspect(&mut out, r),
+            Output::Inspected(r) => inspect(&mut out, r, verbose),
             Output::Json(v) => out = json(v),
             Output::Raw(s) => out.clone_from(s),
         }
@@ -689,7 +689,7 @@ fn status(out: &mut String, s: &Status, verbose: u8) {
     }
 }
 
-fn inspect(out: &mut String, r: &InspectReport) {
+fn inspect(out: &mut String, r: &InspectReport, verbose: u8) {
     line(
         out,
         format!("bundle:      {} ({:?} form)", r.path.display(), r.form)
@@ -728,6 +728,14 @@ fn inspect(out: &mut String, r: &InspectReport) {
             out,
             format!("unknown keys (ignored): {}", r.unknown_keys.join(", ")),
         );
+    }
+    if verbose > 0 {
+        for f in &r.files {
+            line(
+                out,
+                format!("  {} {:>10} {} {}", f.mode, f.size, f.sha256, f.path),
+            );
+        }
     }
     match (&r.signature.ok, &r.signed_by) {
         (true, Some(fp)) => line(

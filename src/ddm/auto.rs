@@ -331,12 +331,10 @@ fn install(
             );
             outcome.declaration = declaration.cloned();
             if !opts.dry_run {
-                report::record_success(
-                    device,
-                    clock,
-                    Some(&version),
-                    Some(declaration.map_or("auto-update", String::as_str)),
-                )?;
+                let trigger = declaration.map_or(report::Trigger::AutoUpdate, |id| {
+                    report::Trigger::Declaration(id.clone())
+                });
+                report::record_success(device, Some(&version), trigger)?;
             }
             Ok(())
         }

@@ -226,14 +226,6 @@ impl Catalog {
         })
     }
 
-    /// The response entry for a response version on a platform, if listed.
-    #[must_use]
-    pub fn response(&self, platform: Platform, version: &ResponseVersion) -> Option<&Entry> {
-        self.responses.iter().find(|e| {
-            platform_matches(&e.platform, Some(platform)) && e.version == version.to_string()
-        })
-    }
-
     /// Is `build` a listed, unexpired response for `platform`?
     #[must_use]
     pub fn lists_build(&self, platform: Platform, build: &str) -> Option<&Entry> {

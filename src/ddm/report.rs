@@ -77,25 +77,30 @@ pub fn record_failure(device: &Device, clock: &Clock, error: &Error) -> Result<(
     }
 }
 
+/// What triggered an install, in the terms of `softwareupdate.install-reason`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// `bsi apply`.
+    CommandLine,
+    /// Automatic install in `bsi auto`.
+    AutoUpdate,
+    /// An enforcement declaration, by identifier.
+    Declaration(String),
+}
+
 /// Records a successful install: clears the failure record and keeps the install reason.
-pub fn record_success(
-    device: &Device,
-    _clock: &Clock,
-    target: Option<&str>,
-    declaration: Option<&str>,
-) -> Result<()> {
+pub fn record_success(device: &Device, target: Option<&str>, trigger: Trigger) -> Result<()> {
     let root = device.root();
     root.remove_durable(FAILURE_RECORD)
         .map_err(|e| Error::io("removing", root.show(FAILURE_RECORD), e))?;
+    let (reason, declaration_id) = match trigger {
+        Trigger::CommandLine => ("command-line", None),
+        Trigger::AutoUpdate => ("auto-update", None),
+        Trigger::Declaration(id) => ("declaration", Some(id)),
+    };
     let reason = InstallReason {
-        reason: match declaration {
-            Some("auto-update") => "auto-update".to_owned(),
-            Some(_) => "declaration".to_owned(),
-            None => "command-line".to_owned(),
-        },
-        declaration_id: declaration
-            .filter(|d| *d != "auto-update")
-            .map(str::to_owned),
+        reason: reason.to_owned(),
+        declaration_id,
         target: target.map(str::to_owned),
     };
     records::write_json(root, INSTALL_REASON_RECORD, &reason)

@@ -81,6 +81,3 @@ pub(crate) fn abandon(device: &Device) {
         let _ = journal::end(device);
     }
 }
-
-/// How long a command waits for the lock by default.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);

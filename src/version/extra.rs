@@ -17,9 +17,6 @@ const MAX_LETTERS: usize = 6;
 pub struct Extra(u32);
 
 impl Extra {
-    /// The first response of a line, `(a)`.
-    pub const FIRST: Extra = Extra(1);
-
     /// The extra at 1-based position `index` (1 is `(a)`, 27 is `(aa)`).
     ///
     /// # Panics
