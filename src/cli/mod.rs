@@ -1,5 +1,6 @@
-//! The command line: [`args`] (clap types), [`commands`] (each command: arguments to validated
-//! options, a call into the library, an [`render::Output`]), and [`render`] (human text or JSON).
+//! The command line: [`args`] (clap types); `commands` and `manage` (each command: arguments to
+//! validated options, a call into the library, an [`render::Output`]); `views` (the results that
+//! have no library type, and history summaries); [`render`] and `human` (JSON or text).
 //!
 //! [`run`] is the whole program: parse, execute, print, and turn the result into the exit code of
 //! `docs/cli.md`. Errors print as one line saying what failed and why, then a `hint:` line with
@@ -7,7 +8,10 @@
 
 pub mod args;
 mod commands;
+mod human;
+mod manage;
 pub mod render;
+mod views;
 
 use std::ffi::OsString;
 use std::io::Write;
