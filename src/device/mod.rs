@@ -127,11 +127,20 @@ impl Device {
     /// The base OS, from `System/Library/CoreServices/SystemVersion.plist`.
     pub fn base_system_version(&self) -> Result<SystemVersion> {
         let rel = layout::SYSTEM_VERSION;
-        let bytes = self
-            .root
-            .read_small(rel)
-            .ctx("reading", self.root.show(rel))?;
+        let bytes = self.read_state(Path::new(rel))?;
         SystemVersion::parse(&bytes, &self.root.show(rel))
+    }
+
+    /// Reads a file the device's state cannot do without: its absence is damage (exit 8).
+    fn read_state(&self, rel: &Path) -> Result<Vec<u8>> {
+        match self.root.read_small(rel) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::damaged(format!(
+                "{} is missing",
+                self.root.show(rel).display()
+            ))),
+            Err(e) => Err(Error::io("reading", self.root.show(rel), e)),
+        }
     }
 
     /// The base OS as a version and build.
@@ -146,10 +155,7 @@ impl Device {
     /// A generation's `SystemVersion.plist`.
     pub fn generation_system_version(&self, name: &GenName) -> Result<SystemVersion> {
         let rel = self.generation_path(name).join(layout::GEN_SYSTEM_VERSION);
-        let bytes = self
-            .root
-            .read_small(&rel)
-            .ctx("reading", self.root.show(&rel))?;
+        let bytes = self.read_state(&rel)?;
         SystemVersion::parse(&bytes, &self.root.show(&rel))
     }
 

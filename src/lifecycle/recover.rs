@@ -195,7 +195,11 @@ pub(crate) fn wrong_links(device: &Device) -> Vec<(PathBuf, PathBuf)> {
 pub fn repair(device: &Device, clock: &Clock, dry_run: bool) -> Result<RepairOutcome> {
     let root = device.root();
     let wrong = wrong_links(device);
-    let current_ok = device.current().is_ok();
+    // `current` must name a generation that exists and reads as one.
+    let current_ok = device
+        .current()
+        .and_then(|c| device.generation_system_version(&c))
+        .is_ok();
     if dry_run {
         let mut actions: Vec<String> = wrong
             .iter()

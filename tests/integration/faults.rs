@@ -488,3 +488,30 @@ mod fault_points {
         }
     }
 }
+
+#[test]
+fn a_missing_generation_is_damage_that_repair_fixes() {
+    let d = Device::new();
+    d.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    let gen_dir = preboot(&d).join("cryptex1/generations/25D771280a");
+    std::fs::remove_dir_all(&gen_dir).unwrap();
+    d.bsi(["status"])
+        .refused(8, "is missing")
+        .stderr_has("bsi repair");
+    d.bsi(["repair"])
+        .ok()
+        .stdout_has("pointed cryptex1/current at base-25D2128");
+    let s = check_consistent(&d);
+    assert_eq!(s["active"], Value::Null);
+    d.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+}
