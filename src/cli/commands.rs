@@ -85,6 +85,7 @@ pub(super) fn change<T: Summary>(
         Err(e) => {
             let mut entry = entry.failed(e);
             entry.target = target;
+            // The command failed already; failing to record that must not hide why.
             let _ = history::append(device.root(), &entry);
             if action == "apply" {
                 let _ = crate::ddm::report::record_failure(&device, &ctx.clock, e);

@@ -112,18 +112,18 @@ fn every_documented_exit_code_happens() {
     ])
     .exit(8);
     d.bsi(["status", "--require", "26.3.1 (a)"]).exit(9);
-    // 7: hold the lock from another process.
-    let mut holder = std::process::Command::new("flock")
-        .arg(d.path("private/var/db/bsi/lock"))
-        .args(["sleep", "3"])
-        .spawn()
+    // 7: this test process holds the device lock (flock is per open file, so bsi must wait).
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(d.path("private/var/db/bsi/lock"))
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    lock.lock().unwrap();
     d.bsi(["restart", "--wait", "0.2"])
         .exit(7)
         .stderr_has("busy");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    lock.unlock().unwrap();
+    d.bsi(["restart", "--wait", "0.2"]).ok();
 }
 
 #[test]
