@@ -342,3 +342,38 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) {
         }
     }
 }
+
+/// Golden `status --json` documents for a fresh device and one with a response active and
+/// another staged (`BSI_UPDATE_GOLDEN=1` rewrites them).
+#[test]
+fn status_json_is_golden() {
+    let d = Device::new();
+    let fresh = d.status();
+    d.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-b.bsi.tar").as_os_str(),
+    ])
+    .ok();
+    let busy = d.status();
+    for (name, value) in [
+        ("status-fresh.json", fresh),
+        ("status-active-and-staged.json", busy),
+    ] {
+        let path = repo().join("tests/golden").join(name);
+        let text = serde_json::to_string_pretty(&value).unwrap() + "\n";
+        if std::env::var_os("BSI_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(
+            text,
+            std::fs::read_to_string(&path).unwrap(),
+            "{name}: run BSI_UPDATE_GOLDEN=1 cargo test --all-features golden"
+        );
+    }
+}
