@@ -225,14 +225,26 @@ impl Bundle {
         if let Some((file, offset)) = &mut self.tar {
             tar_form::walk(file, *offset, &self.manifest, Some((feeder, sink)))
         } else {
-            for (cryptex, entry) in self.manifest.cryptexes.files() {
-                let label = format!("{cryptex}/{}", entry.path);
-                let path = self.path.join(cryptex.as_str()).join(&entry.path);
-                let mut src = open_regular(&path, &label, entry.size)?;
-                feed(feeder, sink, cryptex, entry, &label, &mut src, false)?;
-            }
-            Ok(())
+            self.stream_part(0, 1, feeder, sink)
         }
+    }
+
+    /// Directory form only: streams the payload files whose position in manifest order is
+    /// `part` modulo `parts`, so that several threads can each stream a share.
+    pub fn stream_part(
+        &self,
+        part: usize,
+        parts: usize,
+        feeder: &mut Feeder<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        for (cryptex, entry) in self.manifest.cryptexes.files().skip(part).step_by(parts) {
+            let label = format!("{cryptex}/{}", entry.path);
+            let path = self.path.join(cryptex.as_str()).join(&entry.path);
+            let mut src = open_regular(&path, &label, entry.size)?;
+            feed(feeder, sink, cryptex, entry, &label, &mut src, false)?;
+        }
+        Ok(())
     }
 }
 

@@ -39,6 +39,11 @@ pub struct Feeder<'a> {
     pool: Receiver<Vec<u8>>,
     abort: &'a AtomicBool,
     progress: &'a dyn Progress,
+    /// One slot per file fed, in order: the digest of a file hashed inline, or `None` for one
+    /// the hashing thread hashes (its digest comes back from that thread, in order).
+    slots: Vec<Option<Digest>>,
+    /// The buffer small files are read into whole.
+    small: Vec<u8>,
 }
 
 impl std::fmt::Debug for Feeder<'_> {
@@ -94,6 +99,10 @@ impl Feeder<'_> {
         mut dst: Option<Destination<'_>>,
         short_is_truncation: bool,
     ) -> Result<()> {
+        if size <= INLINE_MAX {
+            return self.small_file(label, size, expected, src, dst, short_is_truncation);
+        }
+        self.slots.push(None);
         let tx = self.tx.as_ref().ok_or_else(stopped)?;
         let read_err = |e: io::Error| {
             Error::Bundle(BundleError::Read {
@@ -153,6 +162,74 @@ impl Feeder<'_> {
     }
 }
 
+/// Files up to this size are read whole and hashed on the reading thread: handing them to the
+/// hashing thread would cost more in wake-ups than the hashing itself.
+pub const INLINE_MAX: u64 = 64 * 1024;
+
+fn size_error(label: &str, size: u64, actual: u64, short_is_truncation: bool) -> Error {
+    if short_is_truncation && actual < size {
+        BundleError::tar(format!(
+            "truncated: {label} ends after {actual} of its {size} bytes"
+        ))
+    } else {
+        BundleError::Size {
+            path: label.to_owned(),
+            declared: size,
+            actual,
+        }
+    }
+    .into()
+}
+
+impl Feeder<'_> {
+    fn small_file(
+        &mut self,
+        label: &str,
+        size: u64,
+        expected: Option<Digest>,
+        src: &mut dyn Read,
+        dst: Option<Destination<'_>>,
+        short_is_truncation: bool,
+    ) -> Result<()> {
+        if self.stopped() {
+            return Err(stopped());
+        }
+        let size_usize = usize::try_from(size).unwrap_or(usize::MAX);
+        // One byte more than declared: a longer file shows itself.
+        let want = size_usize + 1;
+        if self.small.len() < want {
+            self.small.resize(want, 0);
+        }
+        let got = read_full(src, &mut self.small[..want]).map_err(|e| {
+            Error::Bundle(BundleError::Read {
+                path: label.into(),
+                message: e.to_string(),
+            })
+        })?;
+        if got != size_usize {
+            return Err(size_error(label, size, got as u64, short_is_truncation));
+        }
+        let bytes = &self.small[..got];
+        if let Some(d) = dst {
+            d.file.write_all(bytes).ctx("writing", d.shown)?;
+        }
+        let actual = Digest::of(bytes);
+        if let Some(expected) = expected
+            && actual != expected
+        {
+            return Err(BundleError::Digest {
+                path: label.to_owned(),
+                expected: expected.to_hex(),
+                actual: actual.to_hex(),
+            }
+            .into());
+        }
+        self.progress.advance(size);
+        self.slots.push(Some(actual));
+        Ok(())
+    }
+}
+
 fn hash_loop(
     rx: &Receiver<Msg>,
     pool: &SyncSender<Vec<u8>>,
@@ -198,14 +275,55 @@ pub fn run<T>(
     total: u64,
     body: impl FnOnce(&mut Feeder<'_>) -> Result<T>,
 ) -> Result<(T, Vec<Digest>)> {
+    progress.begin(phase, total);
+    let result = pipeline(progress, body);
+    progress.end();
+    result
+}
+
+/// Files a payload needs before [`run_parts`] splits it: below this, one reading thread keeps up.
+pub const PARALLEL_MIN_FILES: usize = 16;
+
+/// Runs `parts` pipelines at once, `body(part, feeder)` in each. For many small files the
+/// per-file system calls, not the hashing, are the cost; a reading thread per part spreads them
+/// over the cores. Returns each part's result and digests, or the first error.
+pub fn run_parts<T: Send>(
+    progress: &dyn Progress,
+    phase: &str,
+    total: u64,
+    parts: usize,
+    body: impl Fn(usize, &mut Feeder<'_>) -> Result<T> + Sync,
+) -> Result<Vec<(T, Vec<Digest>)>> {
+    progress.begin(phase, total);
+    let body = &body;
+    let results: Vec<Result<(T, Vec<Digest>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..parts)
+            .map(|part| scope.spawn(move || pipeline(progress, |feeder| body(part, feeder))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BundleError::tar("a reading thread panicked").into()))
+            })
+            .collect()
+    });
+    progress.end();
+    results.into_iter().collect()
+}
+
+/// One reading thread and one hashing thread.
+fn pipeline<T>(
+    progress: &dyn Progress,
+    body: impl FnOnce(&mut Feeder<'_>) -> Result<T>,
+) -> Result<(T, Vec<Digest>)> {
     let abort = AtomicBool::new(false);
     let (tx, rx) = sync_channel::<Msg>(BUFFERS);
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(BUFFERS);
     for _ in 0..BUFFERS {
         let _ = pool_tx.send(vec![0u8; CHUNK]);
     }
-    progress.begin(phase, total);
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let abort = &abort;
         let hasher = scope.spawn(move || hash_loop(&rx, &pool_tx, abort));
         let mut feeder = Feeder {
@@ -213,8 +331,11 @@ pub fn run<T>(
             pool: pool_rx,
             abort,
             progress,
+            slots: Vec::new(),
+            small: Vec::new(),
         };
         let body_result = body(&mut feeder);
+        let slots = std::mem::take(&mut feeder.slots);
         feeder.tx = None;
         drop(feeder);
         let hash_result = hasher
@@ -222,11 +343,17 @@ pub fn run<T>(
             .unwrap_or_else(|_| Err(BundleError::tar("the hashing thread panicked")));
         match (body_result, hash_result) {
             (_, Err(e)) => Err(Error::Bundle(e)),
-            (r, Ok(digests)) => r.map(|t| (t, digests)),
+            (r, Ok(threaded)) => {
+                // Put the inline digests and the hashing thread's back in feeding order.
+                let mut threaded = threaded.into_iter();
+                let digests = slots
+                    .into_iter()
+                    .filter_map(|slot| slot.or_else(|| threaded.next()))
+                    .collect();
+                r.map(|t| (t, digests))
+            }
         }
-    });
-    progress.end();
-    result
+    })
 }
 
 #[cfg(test)]

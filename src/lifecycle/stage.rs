@@ -13,7 +13,7 @@ use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, Permissions, PermissionsExt}
 
 use crate::Result;
 use crate::bundle::manifest::FileEntry;
-use crate::bundle::source::{Bundle, Sink};
+use crate::bundle::source::{Bundle, Form, Sink};
 use crate::bundle::stream;
 use crate::device::layout::{GEN_MANIFEST, GEN_SIGNATURE, GEN_SYSTEM_VERSION};
 use crate::device::{Cryptex, Device, GenName, SystemVersion};
@@ -152,16 +152,27 @@ fn fill(
         .dir()
         .open_dir(staging)
         .ctx("opening", root.show(staging))?;
-    let mut sink = StagingSink {
+    let shown = root.show(staging);
+    let umask = current_umask();
+    let sink = || StagingSink {
         dir: &dir,
-        shown: root.show(staging),
+        shown: shown.clone(),
         made: HashSet::new(),
-        umask: current_umask(),
+        umask,
     };
     let total = bundle.manifest.cryptexes.total_size();
-    stream::run(progress, "staging", total, |feeder| {
-        bundle.stream(feeder, &mut sink)
-    })?;
+    let files = bundle.manifest.cryptexes.count();
+    if bundle.form == Form::Directory && files >= stream::PARALLEL_MIN_FILES {
+        // Many files from a directory: two readers, each with its own hasher.
+        let bundle: &Bundle = bundle;
+        stream::run_parts(progress, "staging", total, 2, |part, feeder| {
+            bundle.stream_part(part, 2, feeder, &mut sink())
+        })?;
+    } else {
+        stream::run(progress, "staging", total, |feeder| {
+            bundle.stream(feeder, &mut sink())
+        })?;
+    }
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let shown = root.show(staging.join(name));
         let mut options = OpenOptions::new();

@@ -161,13 +161,22 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
             (_, Err(e)) => problems.push(format!("{} is missing: {e}", expected.display())),
         }
     }
-    let mut jobs: Vec<(String, PathBuf, FileEntry)> = Vec::new();
+    // Each cryptex directory is opened once; files are opened beneath its handle, which saves a
+    // walk of the whole path from the root for every file.
+    let mut dirs: Vec<Option<Dir>> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for (cryptex, (dir_rel, files)) in &listings {
         let mut found = Vec::new();
-        match root.dir().open_dir(dir_rel) {
-            Ok(dir) => walk(&dir, cryptex.as_str(), &mut found, &mut problems),
-            Err(e) => problems.push(format!("{}: {e}", dir_rel.display())),
-        }
+        let dir = match root.dir().open_dir(dir_rel) {
+            Ok(dir) => {
+                walk(&dir, cryptex.as_str(), &mut found, &mut problems);
+                Some(dir)
+            }
+            Err(e) => {
+                problems.push(format!("{}: {e}", dir_rel.display()));
+                None
+            }
+        };
         let listed: std::collections::HashSet<String> = files
             .iter()
             .map(|f| format!("{cryptex}/{}", f.path))
@@ -175,70 +184,44 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
         for extra in found.iter().filter(|f| !listed.contains(*f)) {
             problems.push(format!("{extra}: not listed in the manifest"));
         }
-        for f in files {
-            jobs.push((
-                format!("{cryptex}/{}", f.path),
-                dir_rel.join(&f.path),
-                f.clone(),
-            ));
+        if dir.is_some() {
+            for f in files {
+                jobs.push(Job {
+                    label: format!("{cryptex}/{}", f.path),
+                    dir: dirs.len(),
+                    entry: f.clone(),
+                });
+            }
         }
+        dirs.push(dir);
     }
-    let mut hashed: Vec<(String, Digest)> = Vec::new();
-    let total: u64 = jobs.iter().map(|j| j.2.size).sum();
-    let mut bytes = 0;
-    let ((), digests) = stream::run(progress, "verifying", total, |feeder| {
-        for (label, rel, entry) in &jobs {
-            let file = match root.dir().open(rel) {
-                Ok(f) => f.into_std(),
-                Err(e) => {
-                    problems.push(format!(
-                        "{label}: {}",
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            "missing".to_owned()
-                        } else {
-                            e.to_string()
-                        }
-                    ));
-                    continue;
-                }
-            };
-            let meta = file.metadata().ctx("reading", root.show(rel))?;
-            if !meta.is_file() {
-                problems.push(format!("{label}: not a regular file"));
-                continue;
-            }
-            if meta.len() != entry.size {
-                problems.push(format!(
-                    "{label}: size {} differs from the manifest's {}",
-                    meta.len(),
-                    entry.size
-                ));
-                continue;
-            }
-            let mode = meta.permissions().mode() & 0o777;
-            if mode != entry.mode {
-                problems.push(format!(
-                    "{label}: mode {mode:o} differs from the manifest's {:o}",
-                    entry.mode
-                ));
-            }
-            let mut reader = &file;
-            feeder.file(label, entry.size, None, &mut reader, None, false)?;
-            hashed.push((label.clone(), entry.sha256));
-            bytes += entry.size;
-        }
-        Ok(())
+    let total: u64 = jobs.iter().map(|j| j.entry.size).sum();
+    // Many files: two readers (each with its own hasher) share them, as staging does.
+    let parts = if jobs.len() >= stream::PARALLEL_MIN_FILES {
+        2
+    } else {
+        1
+    };
+    let results = stream::run_parts(progress, "verifying", total, parts, |part, feeder| {
+        hash_share(&dirs, &jobs, part, parts, feeder)
     })?;
-    for ((label, expected), actual) in hashed.iter().zip(&digests) {
-        if expected != actual {
-            problems.push(format!(
-                "{label}: SHA-256 {actual} differs from the manifest's {expected}"
-            ));
+    let mut files = 0;
+    let mut bytes = 0;
+    for (share, digests) in results {
+        problems.extend(share.problems);
+        for ((label, expected, size), actual) in share.hashed.iter().zip(&digests) {
+            files += 1;
+            bytes += size;
+            if expected != actual {
+                problems.push(format!(
+                    "{label}: SHA-256 {actual} differs from the manifest's {expected}"
+                ));
+            }
         }
     }
     let outcome = VerifyOutcome {
         version: snapshot.version_label(),
-        files: hashed.len(),
+        files,
         bytes,
         problems,
     };
@@ -251,4 +234,73 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
         ))
     });
     Ok((outcome, error))
+}
+
+/// What one reading thread of `verify` found: the files it fed (label, expected digest, size),
+/// in feeding order, and the problems it saw before hashing.
+struct Share {
+    hashed: Vec<(String, Digest, u64)>,
+    problems: Vec<String>,
+}
+
+/// One file to hash: its label, the index of its cryptex directory handle, its manifest entry.
+struct Job {
+    label: String,
+    dir: usize,
+    entry: FileEntry,
+}
+
+/// Feeds the jobs whose index is `part` modulo `parts`.
+fn hash_share(
+    dirs: &[Option<Dir>],
+    jobs: &[Job],
+    part: usize,
+    parts: usize,
+    feeder: &mut stream::Feeder<'_>,
+) -> Result<Share> {
+    let mut share = Share {
+        hashed: Vec::new(),
+        problems: Vec::new(),
+    };
+    for Job { label, dir, entry } in jobs.iter().skip(part).step_by(parts) {
+        let Some(dir) = &dirs[*dir] else { continue };
+        let file = match dir.open(&entry.path) {
+            Ok(f) => f.into_std(),
+            Err(e) => {
+                share.problems.push(format!(
+                    "{label}: {}",
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        "missing".to_owned()
+                    } else {
+                        e.to_string()
+                    }
+                ));
+                continue;
+            }
+        };
+        let meta = file.metadata().ctx("reading", label)?;
+        if !meta.is_file() {
+            share.problems.push(format!("{label}: not a regular file"));
+            continue;
+        }
+        if meta.len() != entry.size {
+            share.problems.push(format!(
+                "{label}: size {} differs from the manifest's {}",
+                meta.len(),
+                entry.size
+            ));
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode != entry.mode {
+            share.problems.push(format!(
+                "{label}: mode {mode:o} differs from the manifest's {:o}",
+                entry.mode
+            ));
+        }
+        let mut reader = &file;
+        feeder.file(label, entry.size, None, &mut reader, None, false)?;
+        share.hashed.push((label.clone(), entry.sha256, entry.size));
+    }
+    Ok(share)
 }

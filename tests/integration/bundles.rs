@@ -257,3 +257,47 @@ fn inspect_without_key_or_device_says_what_to_do() {
     ])
     .refused(2, "no bundle at");
 }
+
+#[test]
+fn many_file_bundles_stream_on_two_readers_and_still_reject_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                format!("usr/lib/lib{i:02}.dylib"),
+                format!("library {i}\n").repeat(100 + i).into_bytes(),
+            )
+        })
+        .collect();
+    let os: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    let b = make_bundle(
+        tmp.path(),
+        "many.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(a)",
+        "25D771280a",
+        &os,
+        &[],
+    );
+    let d = Device::new();
+    let victim = b.join("OS/usr/lib/lib33.dylib");
+    let good = std::fs::read(&victim).unwrap();
+    let mut bad = good.clone();
+    bad[7] ^= 0x20;
+    std::fs::write(&victim, &bad).unwrap();
+    d.refuses(
+        ["apply".as_ref(), b.as_os_str()],
+        6,
+        "OS/usr/lib/lib33.dylib: SHA-256",
+    );
+    std::fs::write(&victim, &good).unwrap();
+    d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()])
+        .ok();
+    Tree::of(&d.path("System/Cryptexes/OS/")).assert_same(&Tree::of(&b.join("OS")));
+    d.bsi(["verify"]).ok().stdout_has("42 files");
+}
