@@ -361,76 +361,77 @@ mod tests {
     use super::*;
     use crate::progress::Silent;
 
-    #[test]
-    fn copies_and_checks_digests() {
-        let data = vec![7u8; CHUNK * 2 + 5];
+    /// Input, declared size, bytes whose digest is declared, short-is-truncation, message.
+    type Case<'a> = (&'a [u8], u64, &'a [u8], bool, &'a str);
+
+    /// Feeds one file of `data` declared as `size` bytes with digest of `declared`.
+    fn feed_one(data: &[u8], size: u64, declared: &[u8], truncation: bool) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        run(&Silent, "t", data.len() as u64, |f| {
-            let shown = Path::new("out");
+        let shown = Path::new("out");
+        run(&Silent, "t", size, |f| {
             f.file(
                 "x",
-                data.len() as u64,
-                Some(Digest::of(&data)),
+                size,
+                Some(Digest::of(declared)),
                 &mut &data[..],
                 Some(Destination {
                     file: &mut out,
                     shown,
                 }),
-                false,
+                truncation,
             )
-        })
-        .unwrap();
-        assert_eq!(out, data);
+        })?;
+        Ok(out)
     }
 
     #[test]
-    fn reports_the_first_mismatch_and_size_errors() {
-        let err = run(&Silent, "t", 0, |f| {
-            f.file(
-                "a",
-                3,
-                Some(Digest::of(b"abc")),
-                &mut &b"abd"[..],
-                None,
-                false,
-            )?;
-            f.file(
-                "b",
-                3,
-                Some(Digest::of(b"abc")),
-                &mut &b"abc"[..],
-                None,
-                false,
-            )
+    fn both_paths_copy_check_and_reject_the_same_way() {
+        // A small file (hashed inline) and a large one (hashed on the second thread).
+        for len in [3usize, CHUNK * 2 + 5] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let n = len as u64;
+            assert_eq!(feed_one(&data, n, &data, false).unwrap(), data, "{len}");
+            let mut other = data.clone();
+            other[len - 1] ^= 1;
+            let cases: [Case<'_>; 4] = [
+                (&data, n, &other, false, "x: SHA-256"),
+                (
+                    &data,
+                    n - 1,
+                    &data[..len - 1],
+                    false,
+                    &format!("differs from the {} bytes", n - 1),
+                ),
+                (
+                    &data[..len - 1],
+                    n,
+                    &data,
+                    false,
+                    &format!("size {} bytes differs", n - 1),
+                ),
+                (&data[..len - 1], n, &data, true, "truncated"),
+            ];
+            for (input, size, declared, truncation, needle) in cases {
+                let err = feed_one(input, size, declared, truncation)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(needle), "{len}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn digests_come_back_in_feeding_order_across_paths() {
+        let big = vec![9u8; CHUNK + 1];
+        let files: [&[u8]; 4] = [b"small", &big, b"", b"tail"];
+        let ((), digests) = run(&Silent, "t", 0, |f| {
+            for data in files {
+                f.file("x", data.len() as u64, None, &mut &data[..], None, false)?;
+            }
+            Ok(())
         })
-        .unwrap_err();
-        assert!(err.to_string().contains("a: SHA-256"), "{err}");
-        let err = run(&Silent, "t", 0, |f| {
-            f.file(
-                "long",
-                2,
-                Some(Digest::of(b"ab")),
-                &mut &b"abc"[..],
-                None,
-                false,
-            )
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("differs from the 2 bytes"),
-            "{err}"
-        );
-        let err = run(&Silent, "t", 0, |f| {
-            f.file(
-                "short",
-                4,
-                Some(Digest::of(b"abcd")),
-                &mut &b"abc"[..],
-                None,
-                true,
-            )
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("truncated"), "{err}");
+        .unwrap();
+        let want: Vec<Digest> = files.iter().map(|d| Digest::of(d)).collect();
+        assert_eq!(digests, want);
     }
 }
