@@ -104,12 +104,7 @@ impl Feeder<'_> {
         }
         self.slots.push(None);
         let tx = self.tx.as_ref().ok_or_else(stopped)?;
-        let read_err = |e: io::Error| {
-            Error::Bundle(BundleError::Read {
-                path: label.into(),
-                message: e.to_string(),
-            })
-        };
+        let read_err = |e: io::Error| read_error(label, &e);
         let mut remaining = size;
         loop {
             if self.stopped() {
@@ -121,12 +116,7 @@ impl Feeder<'_> {
                 let extra = read_full(src, &mut buf[..1]).map_err(read_err)?;
                 let _ = tx.send(Msg::Data(buf, 0));
                 if extra > 0 {
-                    return Err(BundleError::Size {
-                        path: label.to_owned(),
-                        declared: size,
-                        actual: size + 1,
-                    }
-                    .into());
+                    return Err(size_error(label, size, size + 1, short_is_truncation));
                 }
                 break;
             }
@@ -139,19 +129,12 @@ impl Feeder<'_> {
             remaining -= got as u64;
             let _ = tx.send(Msg::Data(buf, got));
             if got < want {
-                let actual = size - remaining;
-                return Err(if short_is_truncation {
-                    BundleError::tar(format!(
-                        "truncated: {label} ends after {actual} of its {size} bytes"
-                    ))
-                } else {
-                    BundleError::Size {
-                        path: label.to_owned(),
-                        declared: size,
-                        actual,
-                    }
-                }
-                .into());
+                return Err(size_error(
+                    label,
+                    size,
+                    size - remaining,
+                    short_is_truncation,
+                ));
             }
         }
         let _ = tx.send(Msg::End {
@@ -166,6 +149,22 @@ impl Feeder<'_> {
 /// hashing thread would cost more in wake-ups than the hashing itself.
 pub const INLINE_MAX: u64 = 64 * 1024;
 
+fn read_error(label: &str, e: &io::Error) -> Error {
+    Error::Bundle(BundleError::Read {
+        path: label.into(),
+        message: e.to_string(),
+    })
+}
+
+fn mismatch(label: String, expected: Digest, actual: Digest) -> BundleError {
+    BundleError::Digest {
+        path: label,
+        expected: expected.to_hex(),
+        actual: actual.to_hex(),
+    }
+}
+
+/// A file shorter or longer than declared (shorter in a tar: the archive is truncated).
 fn size_error(label: &str, size: u64, actual: u64, short_is_truncation: bool) -> Error {
     if short_is_truncation && actual < size {
         BundleError::tar(format!(
@@ -200,12 +199,7 @@ impl Feeder<'_> {
         if self.small.len() < want {
             self.small.resize(want, 0);
         }
-        let got = read_full(src, &mut self.small[..want]).map_err(|e| {
-            Error::Bundle(BundleError::Read {
-                path: label.into(),
-                message: e.to_string(),
-            })
-        })?;
+        let got = read_full(src, &mut self.small[..want]).map_err(|e| read_error(label, &e))?;
         if got != size_usize {
             return Err(size_error(label, size, got as u64, short_is_truncation));
         }
@@ -217,12 +211,7 @@ impl Feeder<'_> {
         if let Some(expected) = expected
             && actual != expected
         {
-            return Err(BundleError::Digest {
-                path: label.to_owned(),
-                expected: expected.to_hex(),
-                actual: actual.to_hex(),
-            }
-            .into());
+            return Err(mismatch(label.to_owned(), expected, actual).into());
         }
         self.progress.advance(size);
         self.slots.push(Some(actual));
@@ -253,11 +242,7 @@ fn hash_loop(
                     && failure.is_none()
                     && actual != expected
                 {
-                    failure = Some(BundleError::Digest {
-                        path: label,
-                        expected: expected.to_hex(),
-                        actual: actual.to_hex(),
-                    });
+                    failure = Some(mismatch(label, expected, actual));
                     abort.store(true, Ordering::Relaxed);
                 }
             }

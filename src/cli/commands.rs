@@ -64,22 +64,10 @@ pub(super) fn change<T: Summary>(
                 entry.result = OpResult::NothingToDo;
             }
             // The change is made; failing to record it must not report the change as failed.
-            let recorded = history::append(device.root(), &entry).and_then(|()| {
-                if action == "apply" {
-                    crate::ddm::report::record_success(
-                        &device,
-                        entry.target.as_deref(),
-                        crate::ddm::report::Trigger::CommandLine,
-                    )
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(e) = recorded {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "warning: {action} succeeded, but recording it in the history failed: {e}"
-                );
+            if let Err(e) = history::append(device.root(), &entry) {
+                warn(&format!(
+                    "{action} succeeded, but recording it in the history failed: {e}"
+                ));
             }
         }
         Err(e) => {
@@ -87,20 +75,22 @@ pub(super) fn change<T: Summary>(
             entry.target = target;
             // The command failed already; failing to record that must not hide why.
             let _ = history::append(device.root(), &entry);
-            if action == "apply" {
-                let _ = crate::ddm::report::record_failure(&device, &ctx.clock, e);
-            }
         }
     }
     if device.journal_open() {
         // A committed update whose completion failed keeps its journal for recovery.
-        let committed = lifecycle::journal::read(&device)?.is_some_and(|j| j.commit.is_some())
-            && result.is_err();
+        let committed = result.is_err()
+            && lifecycle::journal::read(&device)?.is_some_and(|j| j.commit.is_some());
         if !committed {
             lifecycle::journal::end(&device)?;
         }
     }
     result
+}
+
+/// A warning on stderr: something secondary failed after the command did its work.
+fn warn(message: &str) {
+    let _ = writeln!(std::io::stderr(), "warning: {message}");
 }
 
 fn parse_os(text: &str) -> Result<OsVersion> {
@@ -194,7 +184,15 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             // (reading its manifest a second time just for the history would cost a parse).
             let target = Some(a.bundle.display().to_string());
             let outcome = change(ctx, "apply", a.dry_run, target, |d| {
-                apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref())
+                let result = apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref());
+                if !a.dry_run
+                    && let Err(e) = report::record_apply(d, &ctx.clock, &result)
+                {
+                    warn(&format!(
+                        "apply: recording the software-update status failed: {e}"
+                    ));
+                }
+                result
             })?;
             done(Output::Apply(outcome))
         }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::clock::Clock;
 use crate::device::layout::{FAILURE_RECORD, INSTALL_REASON_RECORD};
 use crate::device::{Device, Staged, records};
+use crate::lifecycle::apply::ApplyOutcome;
 use crate::status;
 use crate::{Error, Result};
 
@@ -67,13 +68,20 @@ pub fn record_failure_of(
 }
 
 /// Records a failed `apply`.
-pub fn record_failure(device: &Device, clock: &Clock, error: &Error) -> Result<()> {
-    // A refusal that is not a failed install attempt (nothing to do, or a bad bundle) does not
-    // count; power and policy refusals of a due install do.
-    if matches!(error.exit_code(), 3 | 4) {
-        record_failure_of(device, clock, None, error)
-    } else {
-        Ok(())
+/// Records what a command-line `bsi apply` means for the software-update items: an install
+/// clears the failure record and makes `command-line` the install reason; a power or policy
+/// refusal counts as a failed attempt. Nothing to do, and any other refusal (a bad bundle, a
+/// response that does not apply), leaves both records as they were.
+pub fn record_apply(device: &Device, clock: &Clock, result: &Result<ApplyOutcome>) -> Result<()> {
+    match result {
+        Ok(outcome) if outcome.action.installs() => {
+            record_success(device, Some(&outcome.version), Trigger::CommandLine)
+        }
+        Ok(_) => Ok(()),
+        Err(error) if matches!(error.exit_code(), 3 | 4) => {
+            record_failure_of(device, clock, None, error)
+        }
+        Err(_) => Ok(()),
     }
 }
 

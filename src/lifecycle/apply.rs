@@ -51,6 +51,17 @@ pub enum ApplyAction {
     RemovalCancelled,
 }
 
+impl ApplyAction {
+    /// Did this put new content on the device (staged or active)?
+    #[must_use]
+    pub fn installs(self) -> bool {
+        matches!(
+            self,
+            ApplyAction::Staged | ApplyAction::StagedAndRestarted | ApplyAction::Activated
+        )
+    }
+}
+
 /// The outcome of `apply`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ApplyOutcome {

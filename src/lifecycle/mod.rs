@@ -66,18 +66,16 @@ pub(crate) fn journaled<T>(
             Ok(value)
         }
         Err(e) => {
-            if recover::tidy(device).is_ok() && !outer {
-                let _ = journal::end(device);
-            }
+            abandon(device, !outer);
             Err(e)
         }
     }
 }
 
-/// After a failed step: tidy up and close the journal; if even that fails, the journal stays
-/// and the next command recovers.
-pub(crate) fn abandon(device: &Device) {
-    if recover::tidy(device).is_ok() && !device.journal_open() {
+/// After a failed step: tidy up and, if the journal is this operation's own (not the
+/// command's), close it; if even tidying fails, the journal stays and the next command recovers.
+pub(crate) fn abandon(device: &Device, own_journal: bool) {
+    if recover::tidy(device).is_ok() && own_journal {
         let _ = journal::end(device);
     }
 }

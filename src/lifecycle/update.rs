@@ -191,7 +191,7 @@ pub fn update(
         &version,
         build,
     ) {
-        super::abandon(device);
+        super::abandon(device, !outer);
         return Err(e);
     }
     let change = BaseChange {
@@ -210,7 +210,7 @@ pub fn update(
         },
     );
     if let Err(e) = committed {
-        super::abandon(device);
+        super::abandon(device, !outer);
         return Err(e);
     }
     // From here on the update is committed: if completing it fails, the journal stays and the
