@@ -77,11 +77,10 @@ pub fn record_apply(device: &Device, clock: &Clock, result: &Result<ApplyOutcome
         Ok(outcome) if outcome.action.installs() => {
             record_success(device, Some(&outcome.version), Trigger::CommandLine)
         }
-        Ok(_) => Ok(()),
         Err(error) if matches!(error.exit_code(), 3 | 4) => {
             record_failure_of(device, clock, None, error)
         }
-        Err(_) => Ok(()),
+        Ok(_) | Err(_) => Ok(()),
     }
 }
 
