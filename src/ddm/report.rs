@@ -13,9 +13,10 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
 use crate::device::layout::{FAILURE_RECORD, INSTALL_REASON_RECORD};
-use crate::device::{Device, Staged, records};
+use crate::device::{Device, records};
 use crate::lifecycle::apply::ApplyOutcome;
 use crate::status;
+use crate::status::model::StagedAction;
 use crate::{Error, Result};
 
 /// `failure.json`.
@@ -135,8 +136,8 @@ fn insert(map: &mut Map<String, Value>, dotted: &str, value: Value) {
 
 /// Builds the status report.
 pub fn build(device: &Device) -> Result<Value> {
+    // Everything comes from the status the device reports, so the two cannot disagree.
     let s = status::collect(device)?;
-    let snapshot = device.snapshot()?;
     let failure: Failure =
         records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
     let reason: Option<InstallReason> =
@@ -154,18 +155,12 @@ pub fn build(device: &Device) -> Result<Value> {
         "device.operating-system.family",
         Value::String(s.device.platform.to_string()),
     );
-    let (state, pending) = match &snapshot.staged {
-        Some(Staged::Install(p)) => (
-            "prepared",
-            Some((p.version.to_string(), p.build.to_string())),
-        ),
-        Some(Staged::Remove) => (
-            "prepared",
-            Some((
-                snapshot.base.version.to_string(),
-                snapshot.base.build.to_string(),
-            )),
-        ),
+    let (state, pending) = match &s.staged {
+        Some(st) if st.action == StagedAction::Install => {
+            ("prepared", Some((st.version.clone(), st.build.clone())))
+        }
+        // A staged removal: what is pending is the base itself.
+        Some(_) => ("prepared", Some((s.os.version.clone(), s.os.build.clone()))),
         None if failure.count > 0 => ("failed", failure.target.clone().map(|t| (t, String::new()))),
         None => ("none", None),
     };
@@ -195,15 +190,18 @@ pub fn build(device: &Device) -> Result<Value> {
         "softwareupdate.failure-reason",
         Value::Object(failure_item),
     );
-    let current: Vec<String> = [
-        snapshot.active.as_ref().map(|a| a.version.to_string()),
-        snapshot.staged_install().map(|p| p.version.to_string()),
+    let current: Vec<&str> = [
+        s.active.as_ref().map(|a| a.version.as_str()),
+        s.staged
+            .as_ref()
+            .filter(|st| st.action == StagedAction::Install)
+            .map(|st| st.version.as_str()),
     ]
     .into_iter()
     .flatten()
     .collect();
     let mut reason_item = Map::new();
-    match reason.filter(|r| r.target.as_ref().is_some_and(|t| current.contains(t))) {
+    match reason.filter(|r| r.target.as_deref().is_some_and(|t| current.contains(&t))) {
         Some(r) => {
             reason_item.insert("reason".into(), json!([r.reason]));
             if let Some(id) = r.declaration_id {
