@@ -269,10 +269,7 @@ fn many_file_bundles_stream_on_two_readers_and_still_reject_damage() {
             )
         })
         .collect();
-    let os: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
-        .collect();
+    let os = borrowed(&files);
     let b = make_bundle(
         tmp.path(),
         "many.bsi",

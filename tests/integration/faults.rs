@@ -61,10 +61,7 @@ fn big_bundles(dir: &Path) -> (PathBuf, PathBuf) {
             big[i * 1000..i * 1000 + 20_000].to_vec(),
         ));
     }
-    let os: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
-        .collect();
+    let os = borrowed(&files);
     let a = make_bundle(
         dir,
         "big-a.bsi",
@@ -79,10 +76,7 @@ fn big_bundles(dir: &Path) -> (PathBuf, PathBuf) {
     let mut changed = big;
     changed[12345] ^= 0xff;
     files[0].1 = changed;
-    let os: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
-        .collect();
+    let os = borrowed(&files);
     let b = make_bundle(
         dir,
         "big-b.bsi",
@@ -398,20 +392,9 @@ mod fault_points {
     use super::*;
 
     fn with_fault(d: &Device, fault: &str, args: &[&std::ffi::OsStr]) -> Run {
-        let out = Command::new(bin())
-            .arg("--root")
-            .arg(&d.root)
-            .args(args)
-            .env("FAILPOINTS", fault)
-            .output()
-            .unwrap();
-        Run {
-            args: args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect(),
-            out,
-        }
+        let mut all = vec!["--root".as_ref(), d.root.as_os_str()];
+        all.extend_from_slice(args);
+        bsi_env(all, &[("FAILPOINTS", fault)])
     }
 
     /// Every step of the protocol, failing with an I/O error and with a full disk: a clean

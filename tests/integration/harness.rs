@@ -118,12 +118,22 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    bsi_env(args, &[])
+}
+
+/// Runs bsi with `args` and extra environment variables (e.g. `FAILPOINTS`).
+pub(crate) fn bsi_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let out = Command::new(bin())
         .args(&args)
         .env_remove("BSI_ROOT")
         .env_remove("FAILPOINTS")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("run bsi");
     Run {
@@ -282,6 +292,14 @@ fn walk(root: &Path, dir: &Path, map: &mut BTreeMap<String, String>) {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Borrows owned (path, content) pairs for [`make_bundle`].
+pub(crate) fn borrowed(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect()
 }
 
 /// Makes a signed bundle directory from file lists, with bsi's own commands.
