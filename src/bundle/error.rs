@@ -136,7 +136,7 @@ impl BundleError {
         Some(match self {
             BundleError::NotFound { .. } => "check the bundle path".to_owned(),
             BundleError::Untrusted { .. } => {
-                "trust the signer's public key with `bsi trust add KEY.pub`, or get a bundle signed by a trusted key".to_owned()
+                "if the signer is new to this device, trust its key (`bsi trust add KEY.pub`); otherwise the bundle was changed: get a fresh copy".to_owned()
             }
             BundleError::Signature { .. } => {
                 "sign the bundle with `bsi bundle sign BUNDLE --key KEY`; a bundle changed after signing must be signed again".to_owned()

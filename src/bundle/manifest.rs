@@ -132,7 +132,11 @@ impl Manifest {
     /// Parses and validates `Info.plist` bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
         let value = Value::from_reader(Cursor::new(bytes))
-            .map_err(|e| BundleError::manifest(format!("not a valid property list: {e}")))?;
+            .map_err(|e| {
+                BundleError::manifest(format!(
+                    "not a valid property list (neither an XML nor a binary plist bsi can read; parser: {e})"
+                ))
+            })?;
         let Value::Dictionary(dict) = value else {
             return Err(BundleError::manifest(format!(
                 "the top level must be a dictionary, found {}",
