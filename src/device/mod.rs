@@ -22,7 +22,6 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use atomic::TMP_PREFIX;
-pub use base_content::base_files;
 pub use confine::{MAX_RECORD_BYTES, Root, is_escape};
 pub use generation::GenName;
 pub use layout::{Cryptex, Layout};
