@@ -132,6 +132,24 @@ pub enum Error {
         /// What is wrong, naming paths.
         message: String,
     },
+    /// `verify` found problems; the hint names the command that fixes them.
+    #[error("verify found {count} problem{} in the device (listed above)", if *count == 1 { "" } else { "s" })]
+    VerifyFailed {
+        /// How many problems.
+        count: usize,
+        /// What fixes them.
+        fix: Repair,
+    },
+    /// A response's content is damaged and only its bundle can restore it.
+    #[error("the content of {} is damaged and only its bundle can restore it", what_response(version.as_deref(), build))]
+    NeedsBundle {
+        /// The response's version, when known.
+        version: Option<String>,
+        /// Its supplemental build.
+        build: String,
+        /// The bundle it was applied from, when recorded.
+        bundle: Option<PathBuf>,
+    },
     /// A path inside the device leads outside its root (a planted symlink).
     #[error("{} leads outside the device root (a symlink inside the device points elsewhere); bsi refuses to follow it", path.display())]
     Escape {
@@ -166,7 +184,11 @@ impl Error {
             Error::NotApplicable { .. } => 5,
             Error::Bundle(e) => e.exit_code(),
             Error::Busy { .. } => 7,
-            Error::NoDevice { .. } | Error::Damaged { .. } | Error::Escape { .. } => 8,
+            Error::NoDevice { .. }
+            | Error::Damaged { .. }
+            | Error::Escape { .. }
+            | Error::VerifyFailed { .. }
+            | Error::NeedsBundle { .. } => 8,
             Error::RequireNotMet { .. } => 9,
         }
     }
@@ -209,6 +231,17 @@ impl Error {
             Error::Damaged { .. } | Error::Escape { .. } => {
                 "run `bsi repair` to bring the device back to a consistent state".to_owned()
             }
+            Error::VerifyFailed { fix, .. } => fix.hint(),
+            Error::NeedsBundle {
+                version,
+                build,
+                bundle,
+            } => Repair::From {
+                version: version.clone(),
+                build: build.clone(),
+                bundle: bundle.clone(),
+            }
+            .hint(),
             Error::RequireNotMet { .. } => {
                 "apply the required response (`bsi apply`) and restart".to_owned()
             }
@@ -258,6 +291,87 @@ impl Error {
         Error::Damaged {
             message: message.into(),
         }
+    }
+}
+
+/// The command that fixes damage `verify` or `repair` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// `bsi repair`: links, records, leftovers and the base content, which bsi made itself.
+    Repair,
+    /// `bsi repair --from BUNDLE`: a response's content, from its bundle.
+    From {
+        /// The response's version, when known.
+        version: Option<String>,
+        /// Its supplemental build.
+        build: String,
+        /// The bundle it was applied from, when the device recorded it.
+        bundle: Option<PathBuf>,
+    },
+}
+
+fn what_response(version: Option<&str>, build: &str) -> String {
+    match version {
+        Some(v) => format!("{v} ({build})"),
+        None => format!("the response with build {build}"),
+    }
+}
+
+impl Repair {
+    /// The command, as a person would type it.
+    #[must_use]
+    pub fn command(&self) -> String {
+        match self {
+            Repair::Repair => "bsi repair".to_owned(),
+            Repair::From {
+                bundle: Some(path), ..
+            } => format!(
+                "bsi repair --from {}",
+                shell_word(&path.display().to_string())
+            ),
+            Repair::From { .. } => "bsi repair --from BUNDLE".to_owned(),
+        }
+    }
+
+    /// The hint line.
+    #[must_use]
+    pub fn hint(&self) -> String {
+        match self {
+            Repair::Repair => {
+                "run `bsi repair`: it restores what bsi made itself (links, records, base content)"
+                    .to_owned()
+            }
+            Repair::From {
+                version,
+                build,
+                bundle,
+            } => {
+                let what = what_response(version.as_deref(), build);
+                match bundle {
+                    Some(_) => format!(
+                        "restore {what} from the bundle it was applied from: `{}`",
+                        self.command()
+                    ),
+                    None => format!(
+                        "restore {what} from its bundle: `bsi repair --from BUNDLE`, BUNDLE being that response's signed bundle"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+#[must_use]
+pub(crate) fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

@@ -84,6 +84,18 @@ pub struct LastOperation {
     pub at: String,
 }
 
+impl From<&Entry> for LastOperation {
+    fn from(entry: &Entry) -> Self {
+        Self {
+            action: entry.action.clone(),
+            result: entry.result,
+            error: entry.error.clone(),
+            exit_code: entry.exit_code,
+            at: entry.at.clone(),
+        }
+    }
+}
+
 impl Entry {
     /// A successful entry for `action` at the clock's time.
     #[must_use]
@@ -155,14 +167,7 @@ pub fn append(root: &Root, entry: &Entry) -> Result<()> {
         .ctx("opening", root.show(HISTORY))?;
     file.write_all(&line).ctx("writing", root.show(HISTORY))?;
     file.sync_data().ctx("syncing", root.show(HISTORY))?;
-    let last = LastOperation {
-        action: entry.action.clone(),
-        result: entry.result,
-        error: entry.error.clone(),
-        exit_code: entry.exit_code,
-        at: entry.at.clone(),
-    };
-    records::write_json(root, LAST_OPERATION, &last)
+    records::write_json(root, LAST_OPERATION, &LastOperation::from(entry))
 }
 
 /// The most recent operation, if any.

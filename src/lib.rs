@@ -43,4 +43,4 @@ pub mod status;
 pub mod version;
 
 pub use cli::run;
-pub use error::{Error, Result};
+pub use error::{Error, Repair, Result};

@@ -100,6 +100,12 @@ pub enum BundleError {
         /// The limit, human readable.
         limit: String,
     },
+    /// The bundle's version and build contradict a response the device holds.
+    #[error("{message}")]
+    Contradiction {
+        /// What contradicts what.
+        message: String,
+    },
     /// The tar form is malformed: bad header, wrong order, truncated, trailing garbage.
     #[error("tar bundle: {message}")]
     Tar {
@@ -126,6 +132,7 @@ impl BundleError {
             | BundleError::UnsafeEntry { .. }
             | BundleError::UnsafePath { .. }
             | BundleError::TooLarge { .. }
+            | BundleError::Contradiction { .. }
             | BundleError::Tar { .. } => 6,
         }
     }
@@ -142,6 +149,9 @@ impl BundleError {
                 "sign the bundle with `bsi bundle sign BUNDLE --key KEY`; a bundle changed after signing must be signed again".to_owned()
             }
             BundleError::Read { .. } => return None,
+            BundleError::Contradiction { .. } => {
+                "one of the two was built wrongly: check the bundle's origin (`bsi bundle inspect BUNDLE`) against `bsi status`".to_owned()
+            }
             _ => "the bundle is damaged or was tampered with; get a fresh copy from its publisher".to_owned(),
         })
     }

@@ -126,8 +126,11 @@ pub enum Command {
     History(HistoryArgs),
     /// Re-hash the active content against its manifest and check the links (exit 8 on mismatch).
     Verify,
-    /// Recover an interrupted operation, restore the links, remove leftovers.
-    Repair(DryRunArgs),
+    /// Recover an interrupted operation and put damage right; --from restores a response's content.
+    #[command(
+        after_help = "repair restores what bsi made itself: an interrupted operation, the links, bsi's records,\nleftovers, and the base OS content. A response's content can only come from its bundle:\n`bsi verify` names it, and `bsi repair --from BUNDLE` restores it (signature and digests\nchecked as in apply).\n\nExamples:\n  bsi repair\n  bsi repair --from macos-26.3.1-c.bsi"
+    )]
+    Repair(RepairArgs),
     /// Make Ed25519 signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -158,6 +161,17 @@ pub enum Command {
 #[derive(Debug, ClapArgs)]
 pub struct DryRunArgs {
     /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi repair`.
+#[derive(Debug, ClapArgs)]
+pub struct RepairArgs {
+    /// Restore the damaged content of the response this bundle is (either form).
+    #[arg(long, value_name = "BUNDLE")]
+    pub from: Option<PathBuf>,
+    /// Show what would be repaired; change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

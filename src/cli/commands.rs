@@ -97,8 +97,8 @@ fn parse_os(text: &str) -> Result<OsVersion> {
     Ok(text.parse()?)
 }
 
-fn parse_build(text: &str) -> Result<Build> {
-    Ok(text.parse()?)
+fn parse_base_build(text: &str) -> Result<Build> {
+    Ok(Build::parse_base(text)?)
 }
 
 pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
@@ -146,7 +146,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             let opts = InitOptions {
                 platform: a.platform,
                 version: parse_os(&version)?,
-                build: parse_build(&build)?,
+                build: parse_base_build(&build)?,
                 chip: a.chip.unwrap_or(Chip::AppleSilicon),
                 portable: !a.desktop,
                 battery: a.battery.unwrap_or(100),
@@ -259,10 +259,20 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             Ok((Output::Verify(outcome), error))
         }
         Command::Repair(a) => {
-            let device = Device::open(&ctx.root()?, Access::Change, ctx.wait, &ctx.command_line)?;
-            done(Output::Repair(recover::repair(
-                &device, &ctx.clock, a.dry_run,
-            )?))
+            let root = ctx.root()?;
+            let rebuilt = if a.dry_run {
+                None
+            } else {
+                crate::device::rebuild_record(&root, &ctx.clock.stamp())?
+            };
+            let device = Device::open(&root, Access::Change, ctx.wait, &ctx.command_line)?;
+            let opts = recover::RepairOptions {
+                from: a.from,
+                dry_run: a.dry_run,
+            };
+            let mut outcome = recover::repair(&device, &ctx.clock, &opts, ctx.progress.as_ref())?;
+            outcome.actions.splice(0..0, rebuilt);
+            done(Output::Repair(outcome))
         }
         Command::Key(KeyCommand::Generate { out, force }) => {
             done(Output::KeyGenerated(keys::generate(&out, force)?))
@@ -286,7 +296,7 @@ fn run_update(
     dry_run: bool,
 ) -> Result<Executed> {
     let version = parse_os(version)?;
-    let build = parse_build(build)?;
+    let build = parse_base_build(build)?;
     let action = match kind {
         update::Kind::Minor => "update",
         update::Kind::Major => "upgrade",
@@ -301,7 +311,7 @@ fn run_update(
 fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
     match command {
         BundleCommand::Create(a) => {
-            let prerequisite = parse_build(&a.prerequisite)?;
+            let prerequisite = parse_base_build(&a.prerequisite)?;
             let opts = create::CreateOptions {
                 product: a.product,
                 version: parse_os(&a.version)?,

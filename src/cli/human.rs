@@ -40,7 +40,11 @@ pub(super) fn status(out: &mut String, s: &Status, verbose: u8) {
                 "active:     {} ({}; {})",
                 a.version,
                 a.build,
-                a.cryptexes.join(", ")
+                a.sources
+                    .iter()
+                    .map(|(c, v)| format!("{c} from {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         None => line(

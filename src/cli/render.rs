@@ -302,7 +302,7 @@ impl Output {
                     line(
                         &mut out,
                         format!(
-                            "{}: {} files, {} bytes verified; links and SystemVersion.plist agree",
+                            "{}: {} files, {} bytes verified (the active content and the base content a removal returns to); links, records and SystemVersion.plist agree",
                             v.version, v.files, v.bytes
                         ),
                     );

@@ -8,40 +8,16 @@
 //! reason (`install-reason.json`: `command-line`, `auto-update` or `declaration`, with the
 //! declaration's identifier).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
 use crate::device::layout::{FAILURE_RECORD, INSTALL_REASON_RECORD};
+use crate::device::records::{Failure, InstallReason};
 use crate::device::{Device, records};
 use crate::lifecycle::apply::ApplyOutcome;
 use crate::status;
 use crate::status::model::StagedAction;
 use crate::{Error, Result};
-
-/// `failure.json`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Failure {
-    /// Failed attempts at the current install.
-    pub count: u32,
-    /// The last failure's reason.
-    pub reason: Option<String>,
-    /// When it failed, RFC 3339.
-    pub timestamp: Option<String>,
-    /// What was being installed.
-    pub target: Option<String>,
-}
-
-/// `install-reason.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InstallReason {
-    /// `command-line`, `auto-update` or `declaration`.
-    pub reason: String,
-    /// The declaration, for `declaration`.
-    pub declaration_id: Option<String>,
-    /// The response it installed.
-    pub target: Option<String>,
-}
 
 /// Records a failed install attempt of `target`.
 pub fn record_failure_of(

@@ -117,6 +117,30 @@ impl Root {
         self.dir().rename(tmp, self.dir(), rel)
     }
 
+    /// Puts the directory `staging` in place of the directory `target` (both names in the
+    /// directory `parent`) in one step: a plain rename when nothing is at `target`, else a
+    /// `renameat2(RENAME_EXCHANGE)` that swaps the two, after which the old tree (now under the
+    /// `staging` name) is removed. Either way a reader sees the old tree or the new one at
+    /// `target`, never neither; a crash leaves the old tree under a `.bsi-tmp.` name, which
+    /// recovery sweeps. The parent is synced.
+    pub fn replace_dir(&self, parent: &Path, staging: &str, target: &str) -> io::Result<()> {
+        use rustix::fs::RenameFlags;
+        fault_point!("atomic.replace_dir");
+        let dir = self.dir().open_dir(parent)?;
+        match rustix::fs::renameat_with(&dir, staging, &dir, target, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                // The switch is made; the old tree under the temporary name is garbage that
+                // recovery sweeps if removing it now fails.
+                let _ = dir.remove_dir_all(staging);
+            }
+            Err(rustix::io::Errno::NOENT) if dir.symlink_metadata(staging).is_ok() => {
+                dir.rename(staging, &dir, target)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.sync_dir(parent)
+    }
+
     /// Removes the file or symlink `rel` if present and syncs its directory.
     pub fn remove_durable(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
         let rel = rel.as_ref();

@@ -130,6 +130,31 @@ pub fn lay_down_base(
     version: &OsVersion,
     build: &Build,
 ) -> crate::Result<super::GenName> {
+    make_base(root, layout, platform, chip, version, build, false)
+}
+
+/// Makes the base generation for `build` again and puts it in place of a damaged one in one
+/// exchange (`bsi repair`: bsi made the base content, so it can make it again).
+pub fn remake_base(
+    root: &super::Root,
+    layout: &super::Layout,
+    platform: Platform,
+    chip: Chip,
+    version: &OsVersion,
+    build: &Build,
+) -> crate::Result<super::GenName> {
+    make_base(root, layout, platform, chip, version, build, true)
+}
+
+fn make_base(
+    root: &super::Root,
+    layout: &super::Layout,
+    platform: Platform,
+    chip: Chip,
+    version: &OsVersion,
+    build: &Build,
+    replace: bool,
+) -> crate::Result<super::GenName> {
     use std::collections::BTreeMap;
 
     use crate::bundle::digest::Digest;
@@ -139,9 +164,10 @@ pub fn lay_down_base(
     let name = super::GenName::Base(build.clone());
     let gens = layout.generations();
     let final_rel = gens.join(name.dir_name());
-    if root
-        .exists_nofollow(&final_rel)
-        .ctx("reading", root.show(&final_rel))?
+    if !replace
+        && root
+            .exists_nofollow(&final_rel)
+            .ctx("reading", root.show(&final_rel))?
     {
         return Ok(name);
     }
@@ -185,10 +211,8 @@ pub fn lay_down_base(
     let rel = staging.join(super::layout::GEN_SYSTEM_VERSION);
     write_new_file(root, &rel, &sv.to_xml(), 0o644)?;
     root.sync_filesystem().ctx("syncing", root.show(&staging))?;
-    root.dir()
-        .rename(&staging, root.dir(), &final_rel)
+    root.replace_dir(&gens, &name.staging_name(), &name.dir_name())
         .ctx("renaming", root.show(&staging))?;
-    root.sync_dir(&gens).ctx("syncing", root.show(&gens))?;
     Ok(name)
 }
 

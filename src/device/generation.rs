@@ -72,6 +72,27 @@ impl GenName {
         }
     }
 
+    /// The link a generation holds for a cryptex another generation supplies:
+    /// `../<supplier>/<Cryptex>`.
+    #[must_use]
+    pub fn supplier_link(&self, cryptex: super::Cryptex) -> PathBuf {
+        Path::new("..").join(self.dir_name()).join(cryptex.as_str())
+    }
+
+    /// Parses a supplier link (see [`GenName::supplier_link`]) for `cryptex`.
+    #[must_use]
+    pub fn from_supplier_link(target: &Path, cryptex: super::Cryptex) -> Option<Self> {
+        let mut parts = target.components();
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(std::path::Component::ParentDir), Some(name), Some(c), None)
+                if c.as_os_str() == cryptex.as_str() =>
+            {
+                Self::parse(name.as_os_str().to_str()?)
+            }
+            _ => None,
+        }
+    }
+
     /// Is this the base generation?
     #[must_use]
     pub fn is_base(&self) -> bool {
@@ -122,18 +143,23 @@ impl Device {
     }
 }
 
-/// Removes every generation that neither `current`, `proposed` nor the base names, and every
-/// half-staged one, then syncs the directory. Returns the names removed.
+/// Removes every generation that neither `current`, `proposed`, the base, nor a generation
+/// supplying a cryptex to `current` or `proposed` names, and every half-staged one, then syncs
+/// the directory. Returns the names removed. When what `current` or `proposed` link to cannot be
+/// read (damage that `verify` reports), nothing is removed.
 pub fn collect_garbage(device: &Device, base: &Build) -> Result<Vec<String>> {
-    let keep: Vec<String> = [
-        Some(device.current()?),
-        device.proposed()?,
-        Some(GenName::Base(base.clone())),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|g| g.dir_name())
-    .collect();
+    let linked: Vec<GenName> = [Some(device.current()?), device.proposed()?]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut keep: Vec<String> = vec![GenName::Base(base.clone()).dir_name()];
+    for g in &linked {
+        keep.push(g.dir_name());
+        match device.generation_sources(g) {
+            Ok(sources) => keep.extend(sources.values().map(GenName::dir_name)),
+            Err(_) => return Ok(Vec::new()),
+        }
+    }
     let root = device.root();
     let gens = device.layout().generations();
     let mut removed = Vec::new();

@@ -48,6 +48,8 @@ pub const LAST_OPERATION: &str = "private/var/db/bsi/last-operation.json";
 pub const FAILURE_RECORD: &str = "private/var/db/bsi/failure.json";
 /// The reason for the last install, for `report`.
 pub const INSTALL_REASON_RECORD: &str = "private/var/db/bsi/install-reason.json";
+/// The bundle each response on the device came from (for `repair --from` hints).
+pub const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
 /// The journal of the operation in progress.
 pub const JOURNAL: &str = "private/var/db/bsi/journal.json";
 /// The device lock.

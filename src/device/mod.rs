@@ -13,11 +13,13 @@ pub mod generation;
 pub mod init;
 pub mod layout;
 mod lock;
+pub mod origins;
 pub mod records;
 pub mod root;
 pub mod state;
 mod sysversion;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ pub use generation::GenName;
 pub use layout::{Cryptex, Layout};
 pub use lock::{Access, DeviceLock};
 pub use records::{Chip, DeviceInfo, Platform, Power, Settings};
-pub use state::{Present, Snapshot, Staged};
+pub use state::{Present, Snapshot, Source, Staged};
 pub use sysversion::SystemVersion;
 
 use crate::error::IoContext;
@@ -42,6 +44,87 @@ pub struct Device {
     layout: Layout,
     lock: DeviceLock,
     journal_open: std::cell::Cell<bool>,
+}
+
+/// Does `root` hold what `init` makes, apart from the device record?
+fn looks_like_device(root: &Root) -> bool {
+    [layout::DB, layout::PREBOOT, layout::SYSTEM_VERSION]
+        .iter()
+        .all(|rel| root.exists_nofollow(rel).unwrap_or(false))
+}
+
+/// Makes `device.json` again when it is missing or does not parse, from what the device holds:
+/// the volume group from the Preboot directory's name, the platform from the base
+/// `SystemVersion.plist`, the chip from the base content's shared cache, portability from the
+/// power record. Supervision cannot be read from anything else; it is set to false and said.
+/// Returns what was done, or `None` when the record is fine. Needs no lock: a device without a
+/// readable record cannot be opened by any other command.
+pub fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<String>> {
+    let Ok(root) = Root::open(path) else {
+        return Ok(None);
+    };
+    let readable = records::read_json::<DeviceInfo>(&root, layout::DEVICE_RECORD).is_ok();
+    if readable || !looks_like_device(&root) {
+        return Ok(None);
+    }
+    let preboot = Path::new(layout::PREBOOT);
+    let mut groups = Vec::new();
+    for entry in root
+        .dir()
+        .read_dir(preboot)
+        .ctx("listing", root.show(preboot))?
+    {
+        let name = entry.ctx("listing", root.show(preboot))?.file_name();
+        let name = name.to_string_lossy().into_owned();
+        if name != "Cryptexes" && !name.starts_with(TMP_PREFIX) {
+            groups.push(name);
+        }
+    }
+    let [volume_group] = groups.as_slice() else {
+        return Err(Error::damaged(format!(
+            "{} is damaged and cannot be rebuilt: {} holds {} volume groups, not one",
+            layout::DEVICE_RECORD,
+            root.show(preboot).display(),
+            groups.len()
+        )));
+    };
+    let bytes = root
+        .read_small(layout::SYSTEM_VERSION)
+        .ctx("reading", root.show(layout::SYSTEM_VERSION))?;
+    let sv = SystemVersion::parse(&bytes, &root.show(layout::SYSTEM_VERSION))?;
+    let platform = Platform::from_name(&sv.product_name).ok_or_else(|| {
+        Error::damaged(format!(
+            "{} names the platform `{}`",
+            layout::SYSTEM_VERSION,
+            sv.product_name
+        ))
+    })?;
+    let l = Layout::new(volume_group);
+    let intel = l
+        .generation(&GenName::Base(sv.build.clone()).dir_name())
+        .join("OS/System/Library/dyld/dyld_shared_cache_x86_64h");
+    let chip = if root.exists_nofollow(&intel).unwrap_or(false) {
+        Chip::Intel
+    } else {
+        Chip::AppleSilicon
+    };
+    let portable = records::read_json::<Power>(&root, layout::POWER_RECORD)
+        .map_or(true, |p| p.battery_percent.is_some());
+    let info = DeviceInfo {
+        format: records::RECORD_FORMAT,
+        platform,
+        chip,
+        portable,
+        supervised: false,
+        volume_group: volume_group.clone(),
+        created: clock_stamp.to_owned(),
+    };
+    records::write_json(&root, layout::DEVICE_RECORD, &info)?;
+    Ok(Some(format!(
+        "rebuilt {} ({platform}, {chip}, {}; supervision cannot be recovered and is now off: make the device again with `bsi init --force --supervised` if it was supervised)",
+        layout::DEVICE_RECORD,
+        if portable { "portable" } else { "desktop" }
+    )))
 }
 
 impl Device {
@@ -61,6 +144,13 @@ impl Device {
             .exists_nofollow(layout::DEVICE_RECORD)
             .ctx("reading", root.show(layout::DEVICE_RECORD))?
         {
+            if looks_like_device(&root) {
+                return Err(Error::damaged(format!(
+                    "{} holds a bsi device whose record {} is missing",
+                    path.display(),
+                    layout::DEVICE_RECORD
+                )));
+            }
             return Err(no_device());
         }
         let lock = DeviceLock::acquire(&root, access, wait, command)?;
@@ -158,19 +248,43 @@ impl Device {
         SystemVersion::parse(&bytes, &self.root.show(&rel))
     }
 
-    /// Which cryptexes a response generation carries itself (the others are the base's, linked).
-    pub fn generation_cryptexes(&self, name: &GenName) -> Result<Vec<Cryptex>> {
-        let mut out = Vec::new();
+    /// For each cryptex, the generation whose own tree supplies it to generation `name`: the
+    /// generation itself where it holds a directory, else the generation its link
+    /// (`<Cryptex> -> ../<supplier>/<Cryptex>`) names. Anything else is damage.
+    pub fn generation_sources(&self, name: &GenName) -> Result<BTreeMap<Cryptex, GenName>> {
+        let mut out = BTreeMap::new();
         for cryptex in Cryptex::ALL {
             let rel = self.generation_path(name).join(cryptex.as_str());
-            let meta = self
-                .root
-                .dir()
-                .symlink_metadata(&rel)
-                .ctx("reading", self.root.show(&rel))?;
-            if meta.is_dir() {
-                out.push(cryptex);
-            }
+            let shown = self.root.show(&rel);
+            let meta = match self.root.dir().symlink_metadata(&rel) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::damaged(format!("{} is missing", shown.display())));
+                }
+                Err(e) => return Err(Error::io("reading", shown, e)),
+            };
+            let supplier = if meta.is_dir() {
+                name.clone()
+            } else if meta.is_symlink() {
+                let target = self
+                    .root
+                    .read_link_opt(&rel)
+                    .ctx("reading", &shown)?
+                    .unwrap_or_default();
+                GenName::from_supplier_link(&target, cryptex).ok_or_else(|| {
+                    Error::damaged(format!(
+                        "{} points at {}, which is not another generation's {cryptex} tree",
+                        shown.display(),
+                        target.display()
+                    ))
+                })?
+            } else {
+                return Err(Error::damaged(format!(
+                    "{} is neither a directory nor a link to another generation",
+                    shown.display()
+                )));
+            };
+            out.insert(cryptex, supplier);
         }
         Ok(out)
     }

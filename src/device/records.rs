@@ -1,5 +1,7 @@
 //! bsi's own records under `private/var/db/bsi/`: the device description, the simulated power
-//! source and the user's settings, plus the JSON read/write helpers every record uses.
+//! source, the user's settings, the responses a minor update included, Safari's relaunch, the
+//! software-update failure and install reason, plus the JSON read/write helpers every record
+//! uses.
 //!
 //! Records are small JSON files replaced atomically (`Root::write_atomic`), so a reader sees the
 //! old or the new record, never half of one. A record that does not parse is damage (exit 8).
@@ -145,6 +147,46 @@ impl Default for Settings {
             automatic_install: true,
         }
     }
+}
+
+/// `included.json`: the responses the base includes through the last minor update.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Included {
+    /// The base (`26.4 (25E100)`) the list belongs to.
+    pub base: String,
+    /// The included responses, oldest first.
+    pub versions: Vec<String>,
+}
+
+/// `safari.json`: the staged generation Safari was relaunched onto.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SafariRecord {
+    /// The generation's directory name.
+    pub generation: String,
+}
+
+/// `failure.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Failure {
+    /// Failed attempts at the current install.
+    pub count: u32,
+    /// The last failure's reason.
+    pub reason: Option<String>,
+    /// When it failed, RFC 3339.
+    pub timestamp: Option<String>,
+    /// What was being installed.
+    pub target: Option<String>,
+}
+
+/// `install-reason.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstallReason {
+    /// `command-line`, `auto-update` or `declaration`.
+    pub reason: String,
+    /// The declaration, for `declaration`.
+    pub declaration_id: Option<String>,
+    /// The response it installed.
+    pub target: Option<String>,
 }
 
 /// Reads and parses a JSON record; a missing or unparsable record is damage.

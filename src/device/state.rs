@@ -2,6 +2,12 @@
 //! the generations' `SystemVersion.plist` files: what is active, what is staged, and the base.
 //! Both `status` and the lifecycle read the device through this, so that what `status` reports
 //! as active is by construction what the links resolve to (invariant I2).
+//!
+//! Responses are cumulative per cryptex (I1): a generation that does not carry a cryptex links
+//! to the generation that supplies it, and the snapshot says, per cryptex, which one that is
+//! ([`Source`]).
+
+use std::collections::BTreeMap;
 
 use super::{Cryptex, Device, GenName, SystemVersion};
 use crate::version::{Base, Build, ResponseVersion};
@@ -16,8 +22,20 @@ pub struct Present {
     pub version: ResponseVersion,
     /// Its supplemental build.
     pub build: Build,
-    /// The cryptexes it carries.
+    /// The cryptexes it carries itself.
     pub cryptexes: Vec<Cryptex>,
+    /// For each cryptex, where its content comes from: this response, an earlier response it
+    /// replaced, or the base.
+    pub sources: BTreeMap<Cryptex, Source>,
+}
+
+/// The generation whose tree supplies a cryptex, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The generation holding the tree.
+    pub generation: GenName,
+    /// Its version as people read it: `26.3.1 (c)` for a response, `26.3.1` for the base.
+    pub version: String,
 }
 
 /// What the next restart does.
@@ -44,6 +62,10 @@ pub struct Snapshot {
     pub current: GenName,
     /// The `proposed` generation.
     pub proposed: Option<GenName>,
+    /// What supplies each cryptex now (through `current`).
+    pub sources: BTreeMap<Cryptex, Source>,
+    /// What will supply each cryptex after the next restart, when something is staged.
+    pub staged_sources: Option<BTreeMap<Cryptex, Source>>,
 }
 
 impl Snapshot {
@@ -67,7 +89,13 @@ impl Snapshot {
 }
 
 impl Device {
-    fn present(&self, generation: &GenName, base: &Base) -> Result<Option<Present>> {
+    /// Reads generation `generation`'s `SystemVersion.plist` and checks that it belongs to the
+    /// base and to the generation's name. `None` for the base generation.
+    fn read_generation(
+        &self,
+        generation: &GenName,
+        base: &Base,
+    ) -> Result<Option<(ResponseVersion, Build)>> {
         let sv = self.generation_system_version(generation)?;
         let shown = self.root().show(self.generation_path(generation));
         if sv.version != base.version {
@@ -79,18 +107,55 @@ impl Device {
             )));
         }
         match (generation, sv.extra) {
-            (GenName::Base(build), None) if *build == sv.build => Ok(None),
-            (GenName::Response(build), Some(extra)) if *build == sv.build => Ok(Some(Present {
-                generation: generation.clone(),
-                version: ResponseVersion::new(sv.version, extra),
-                build: sv.build,
-                cryptexes: self.generation_cryptexes(generation)?,
-            })),
+            (GenName::Base(build), None) if *build == sv.build && *build == base.build => Ok(None),
+            (GenName::Response(build), Some(extra)) if *build == sv.build => {
+                Ok(Some((ResponseVersion::new(sv.version, extra), sv.build)))
+            }
             _ => Err(Error::damaged(format!(
                 "{}'s SystemVersion.plist does not match the generation's name",
                 shown.display()
             ))),
         }
+    }
+
+    /// What supplies each cryptex of `generation`, with versions.
+    fn sources_of(&self, generation: &GenName, base: &Base) -> Result<BTreeMap<Cryptex, Source>> {
+        let mut out = BTreeMap::new();
+        for (cryptex, supplier) in self.generation_sources(generation)? {
+            let version = match self.read_generation(&supplier, base)? {
+                Some((v, _)) => v.to_string(),
+                None => base.version.to_string(),
+            };
+            out.insert(
+                cryptex,
+                Source {
+                    generation: supplier,
+                    version,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn present(
+        &self,
+        generation: &GenName,
+        base: &Base,
+        sources: &BTreeMap<Cryptex, Source>,
+    ) -> Result<Option<Present>> {
+        Ok(self
+            .read_generation(generation, base)?
+            .map(|(version, build)| Present {
+                generation: generation.clone(),
+                version,
+                build,
+                cryptexes: sources
+                    .iter()
+                    .filter(|(_, s)| &s.generation == generation)
+                    .map(|(c, _)| *c)
+                    .collect(),
+                sources: sources.clone(),
+            }))
     }
 
     /// Reads the content state.
@@ -101,12 +166,20 @@ impl Device {
             build: base_system_version.build.clone(),
         };
         let current = self.current()?;
-        let active = self.present(&current, &base)?;
+        let sources = self.sources_of(&current, &base)?;
+        let active = self.present(&current, &base, &sources)?;
         let proposed = self.proposed()?;
-        let staged = match &proposed {
-            None => None,
-            Some(g) if g.is_base() => Some(Staged::Remove),
-            Some(g) => self.present(g, &base)?.map(Staged::Install),
+        let (staged, staged_sources) = match &proposed {
+            None => (None, None),
+            Some(g) => {
+                let sources = self.sources_of(g, &base)?;
+                let staged = if g.is_base() {
+                    Some(Staged::Remove)
+                } else {
+                    self.present(g, &base, &sources)?.map(Staged::Install)
+                };
+                (staged, Some(sources))
+            }
         };
         Ok(Snapshot {
             base_system_version,
@@ -115,6 +188,8 @@ impl Device {
             staged,
             current,
             proposed,
+            sources,
+            staged_sources,
         })
     }
 }

@@ -5,17 +5,18 @@
 //! App content replaces `cryptex1/current` at once. Each refusal exits with its documented code
 //! and leaves the device as it was, apart from the history (I4).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::bundle::{Bundle, trust};
+use crate::bundle::{Bundle, BundleError, trust};
 use crate::clock::Clock;
 use crate::device::layout::SAFARI_RECORD;
-use crate::device::{Device, GenName, Snapshot};
+use crate::device::{Cryptex, Device, GenName, Snapshot, Staged, origins};
 use crate::error::IoContext;
 use crate::gates::power;
 use crate::progress::Progress;
 use crate::status::collect;
-use crate::version::UpdateKind;
+use crate::version::{Build, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
 use super::{restart, stage};
@@ -47,8 +48,9 @@ pub enum ApplyAction {
     AlreadyActive,
     /// Already staged; nothing done.
     AlreadyStaged,
-    /// It was active with its removal staged; the removal was cancelled.
-    RemovalCancelled,
+    /// What the device runs or has staged already includes it (an older response of the same
+    /// line, or a response the base's minor update includes); nothing done.
+    AlreadyIncluded,
 }
 
 impl ApplyAction {
@@ -79,96 +81,176 @@ pub struct ApplyOutcome {
     pub message: String,
 }
 
-fn check_base(bundle: &Bundle, snapshot: &Snapshot) -> Result<()> {
+/// Where the base check leaves an apply.
+enum BaseFit {
+    /// The bundle is for the device's base.
+    Fits,
+    /// The device's base is a later minor version, which includes the bundle's whole line.
+    Included(String),
+}
+
+fn check_base(bundle: &Bundle, snapshot: &Snapshot) -> Result<BaseFit> {
     let m = &bundle.manifest;
     let base = &snapshot.base;
     if base.accepts(&m.version, &m.prerequisite) {
-        return Ok(());
+        return Ok(BaseFit::Fits);
     }
+    let v = m.response_version();
     let wanted = format!("{} ({})", m.version, m.prerequisite);
-    let message = format!("this bundle is for {wanted}; the device runs {base}");
-    Err(match base.version.update_kind_from(&m.version) {
-        UpdateKind::MinorUpdate => Error::not_applicable(
-            format!("{message}, which already includes it"),
-            "responses apply only to the latest minor version; nothing to do",
-        ),
-        UpdateKind::MajorUpgrade => Error::not_applicable(
-            format!("{message}; responses for an earlier major version do not apply"),
-            "look for a response for the device's version",
-        ),
-        UpdateKind::Downgrade => Error::not_applicable(
-            format!("{message}, which is older"),
+    let message = format!("{v} is for {wanted}; the device runs {base}");
+    match base.version.update_kind_from(&m.version) {
+        UpdateKind::MinorUpdate => Ok(BaseFit::Included(format!(
+            "{v} is for {wanted}; the device runs {base}, a later minor version that includes every response of {}; nothing to do",
+            m.version
+        ))),
+        UpdateKind::MajorUpgrade => Err(Error::not_applicable(
             format!(
-                "update the device first: bsi update --version {} --build {}",
-                m.version, m.prerequisite
+                "{message}: a major upgrade left the {} line behind, and responses apply only to the latest minor version",
+                m.version
             ),
-        ),
-        UpdateKind::Same => Error::not_applicable(
+            "look for a response made for the device's version (`bsi status` shows it)",
+        )),
+        UpdateKind::Downgrade => {
+            let verb = if m.version.major() == base.version.major() {
+                "update"
+            } else {
+                "upgrade"
+            };
+            Err(Error::not_applicable(
+                format!("{message}, which is older: the device has not reached that base"),
+                format!(
+                    "update the device first: bsi {verb} --version {} --build {}",
+                    m.version, m.prerequisite
+                ),
+            ))
+        }
+        UpdateKind::Same => Err(Error::not_applicable(
             format!("{message}: a different build of the same version"),
-            "get the response made for the device's build",
-        ),
-    })
+            "get the response made for the device's build (`bsi status` shows it)",
+        )),
+    }
+}
+
+/// The responses the device holds (active, staged, and those supplying a cryptex), as
+/// (version, build).
+fn held(snapshot: &Snapshot) -> Result<Vec<(ResponseVersion, Build)>> {
+    let mut out: Vec<(ResponseVersion, Build)> = Vec::new();
+    let mut add = |v: ResponseVersion, b: &Build| {
+        if !out.iter().any(|(_, ob)| ob == b) {
+            out.push((v, b.clone()));
+        }
+    };
+    for present in [snapshot.active.as_ref(), snapshot.staged_install()]
+        .into_iter()
+        .flatten()
+    {
+        add(present.version, &present.build);
+    }
+    let all_sources = std::iter::once(&snapshot.sources).chain(snapshot.staged_sources.as_ref());
+    for sources in all_sources {
+        for source in sources.values() {
+            if let GenName::Response(build) = &source.generation {
+                let version: ResponseVersion = source.version.parse()?;
+                add(version, build);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses (exit 6) a bundle whose build contradicts a response the device holds: the same
+/// public version with another build, the same build for another version, or a later letter with
+/// an earlier build letter (Apple's builds never go backwards within a line).
+fn check_builds(bundle: &Bundle, snapshot: &Snapshot) -> Result<()> {
+    let m = &bundle.manifest;
+    let v = m.response_version();
+    for (other, build) in held(snapshot)? {
+        let contradiction = if other == v {
+            (build != m.build).then(|| format!("the device holds {other} as build {build}"))
+        } else if build == m.build {
+            Some(format!("the device holds build {build} as {other}"))
+        } else if (other < v) != (build < m.build) {
+            Some(format!(
+                "the device holds {other} as build {build}, and within one line a later letter never has an earlier build"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = contradiction {
+            return Err(BundleError::Contradiction {
+                message: format!("{v} ({}) contradicts what the device holds: {why}", m.build),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Where the order check leaves us.
 enum Order {
     Proceed,
     Done(ApplyAction, String),
-    CancelRemoval,
 }
 
-fn check_order(bundle: &Bundle, snapshot: &Snapshot) -> Result<Order> {
+fn check_order(bundle: &Bundle, snapshot: &Snapshot) -> Order {
     let m = &bundle.manifest;
     let v = m.response_version();
-    let older = |what: &str, other: &crate::version::ResponseVersion| {
-        Error::not_applicable(
-            format!(
-                "{v} is older than the {what} {other}; responses are cumulative, nothing to do"
-            ),
-            format!("{other} already includes everything in {v}"),
-        )
-    };
-    let other_build = |what: &str, build: &crate::version::Build| {
-        Error::not_applicable(
-            format!(
-                "{v} ({}) is a different build than the {what} {v} ({build})",
-                m.build
-            ),
-            "check where this bundle came from",
-        )
-    };
     if let Some(s) = snapshot.staged_install() {
-        if s.version == v && s.build == m.build {
-            return Ok(Order::Done(
+        if s.version == v {
+            return Order::Done(
                 ApplyAction::AlreadyStaged,
-                format!("{v} is already staged; restart to activate it"),
-            ));
+                format!("{v} is already staged; restart to activate it (`bsi restart`)"),
+            );
         }
         if v < s.version {
-            return Err(older("staged", &s.version));
-        }
-        if v == s.version {
-            return Err(other_build("staged", &s.build));
+            return Order::Done(
+                ApplyAction::AlreadyIncluded,
+                format!(
+                    "the staged {} includes {v} (responses are cumulative); nothing to do",
+                    s.version
+                ),
+            );
         }
     }
     if let Some(a) = &snapshot.active {
-        if a.version == v && a.build == m.build {
-            if snapshot.staged.is_some() {
-                return Ok(Order::CancelRemoval);
-            }
-            return Ok(Order::Done(
+        if a.version == v {
+            let removal = if matches!(snapshot.staged, Some(Staged::Remove)) {
+                "; its removal stays staged for the next restart"
+            } else {
+                ""
+            };
+            return Order::Done(
                 ApplyAction::AlreadyActive,
-                format!("{v} is already active; nothing to do"),
-            ));
+                format!("{v} is already active; nothing to do{removal}"),
+            );
         }
         if v < a.version {
-            return Err(older("active", &a.version));
-        }
-        if v == a.version {
-            return Err(other_build("active", &a.build));
+            return Order::Done(
+                ApplyAction::AlreadyIncluded,
+                format!(
+                    "the active {} includes {v} (responses are cumulative); nothing to do",
+                    a.version
+                ),
+            );
         }
     }
-    Ok(Order::Proceed)
+    Order::Proceed
+}
+
+/// Which generation supplies each cryptex `bundle` does not carry: the one the response it
+/// replaces uses. A response with OS content replaces the staged install if there is one (it is
+/// newer than it), else the active state; an App-only response is active at once and replaces
+/// the active state.
+fn suppliers(bundle: &Bundle, snapshot: &Snapshot) -> BTreeMap<Cryptex, GenName> {
+    let replaced = match (bundle.manifest.has_os(), &snapshot.staged_sources) {
+        (true, Some(staged)) if snapshot.staged_install().is_some() => staged,
+        _ => &snapshot.sources,
+    };
+    replaced
+        .iter()
+        .filter(|(c, _)| !bundle.manifest.cryptexes.0.contains_key(c))
+        .map(|(c, s)| (*c, s.generation.clone()))
+        .collect()
 }
 
 /// Applies a bundle.
@@ -195,7 +277,6 @@ pub fn apply(
         ));
     }
     let snapshot = device.snapshot()?;
-    check_base(&bundle, &snapshot)?;
     let version = bundle.manifest.response_version().to_string();
     let build = bundle.manifest.build.to_string();
     let outcome = |action, restart_required, message: String| ApplyOutcome {
@@ -206,8 +287,15 @@ pub fn apply(
         dry_run: opts.dry_run,
         message,
     };
-    let order = check_order(&bundle, &snapshot)?;
-    if let Order::Done(action, message) = order {
+    if let BaseFit::Included(message) = check_base(&bundle, &snapshot)? {
+        return Ok(outcome(
+            ApplyAction::AlreadyIncluded,
+            snapshot.staged.is_some(),
+            message,
+        ));
+    }
+    check_builds(&bundle, &snapshot)?;
+    if let Order::Done(action, message) = check_order(&bundle, &snapshot) {
         return Ok(outcome(action, snapshot.staged.is_some(), message));
     }
     if opts.enforced_by.is_none() {
@@ -222,26 +310,6 @@ pub fn apply(
         }
     }
     power::check(info, &device.power()?)?;
-    if matches!(order, Order::CancelRemoval) {
-        if opts.dry_run {
-            return Ok(outcome(
-                ApplyAction::RemovalCancelled,
-                false,
-                format!("would cancel the staged removal of {version}"),
-            ));
-        }
-        return super::journaled(device, clock, "apply", || {
-            root.remove_durable(device.layout().proposed())
-                .ctx("removing", root.show(device.layout().proposed()))?;
-            root.remove_durable(SAFARI_RECORD)
-                .ctx("removing", root.show(SAFARI_RECORD))?;
-            Ok(outcome(
-                ApplyAction::RemovalCancelled,
-                false,
-                format!("{version} stays active; its staged removal was cancelled"),
-            ))
-        });
-    }
     let has_os = bundle.manifest.has_os();
     let total = bundle.manifest.cryptexes.total_size();
     if opts.dry_run {
@@ -267,9 +335,9 @@ pub fn apply(
         return Ok(outcome(action, has_os && !opts.restart, message));
     }
     check_space(device, total)?;
+    let suppliers = suppliers(&bundle, &snapshot);
     super::journaled(device, clock, "apply", || {
-        let base = GenName::Base(snapshot.base.build.clone());
-        let name = stage::stage(device, &mut bundle, &base, progress)?;
+        let name = stage::stage(device, &mut bundle, &suppliers, progress)?;
         let layout = device.layout();
         let switch = if has_os {
             layout.proposed()
@@ -315,6 +383,8 @@ pub fn apply(
                 ),
             )
         };
+        // Only hints read the origins record: failing to write it must not fail the apply.
+        let _ = origins::record(root, device.layout(), &bundle);
         crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
         Ok(result)
     })

@@ -23,6 +23,8 @@ pub enum RollbackAction {
     Removed,
     /// The removal was already staged.
     AlreadyStaged,
+    /// No response was active or staged: nothing to remove.
+    NothingToRemove,
 }
 
 /// The outcome of `rollback`.
@@ -151,12 +153,14 @@ pub fn rollback(
                 )
             })
         }
-        (_, None) => Err(Error::not_applicable(
+        (_, None) => Ok(outcome(
+            RollbackAction::NothingToRemove,
+            snapshot.base.version.to_string(),
+            false,
             format!(
                 "nothing to remove: no response is active or staged; the device runs {}",
                 snapshot.base.version
             ),
-            "",
         )),
     }
 }

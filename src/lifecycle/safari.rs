@@ -4,8 +4,9 @@
 
 use crate::clock::Clock;
 use crate::device::layout::SAFARI_RECORD;
+use crate::device::records::SafariRecord;
 use crate::device::{Device, Platform, Staged, records};
-use crate::status::collect::{SafariRecord, safari};
+use crate::status::collect::safari;
 use crate::{Error, Result};
 
 /// What `relaunch-safari` did.

@@ -4,7 +4,7 @@
 //! is made durable with one `syncfs`; only then is it renamed to `generations/<build>`. A failure
 //! at any point removes the staging directory, so a rejected bundle is never half-copied (I4).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -86,14 +86,11 @@ fn written() -> io::Result<()> {
     Ok(())
 }
 
-/// Renames the finished staging directory to its generation name.
-fn rename_into_place(
-    root: &crate::device::Root,
-    staging: &Path,
-    final_rel: &Path,
-) -> io::Result<()> {
+/// Puts the finished staging directory in place under its generation name (replacing, in one
+/// exchange, a generation of that name being restored).
+fn rename_into_place(root: &crate::device::Root, gens: &Path, name: &GenName) -> io::Result<()> {
     fault_point!("stage.rename");
-    root.dir().rename(staging, root.dir(), final_rel)
+    root.replace_dir(gens, &name.staging_name(), &name.dir_name())
 }
 
 fn current_umask() -> u32 {
@@ -103,35 +100,32 @@ fn current_umask() -> u32 {
     old.bits()
 }
 
-/// Stages `bundle` as the generation for its build and returns the generation's name. The base
-/// generation (for the cryptexes the response does not carry) is `base`.
+/// Stages `bundle` as the generation for its build and returns the generation's name. Each
+/// cryptex the response does not carry is linked to the generation `suppliers` names for it (the
+/// content of the response it replaces: responses are cumulative per cryptex, I1).
 pub(crate) fn stage(
     device: &Device,
     bundle: &mut Bundle,
-    base: &GenName,
+    suppliers: &BTreeMap<Cryptex, GenName>,
     progress: &dyn Progress,
 ) -> Result<GenName> {
     let root = device.root();
     let name = GenName::Response(bundle.manifest.build.clone());
     let gens = device.layout().generations();
     let staging = gens.join(name.staging_name());
-    let final_rel = gens.join(name.dir_name());
     root.remove_tree_if_exists(&staging)
         .ctx("removing", root.show(&staging))?;
     root.dir()
         .create_dir(&staging)
         .ctx("creating", root.show(&staging))?;
-    let result = fill(device, bundle, base, &staging, progress);
+    let result = fill(device, bundle, suppliers, &staging, progress);
     if let Err(e) = result {
         let _ = root.remove_tree_if_exists(&staging);
         return Err(e);
     }
     let finish = || -> Result<()> {
         root.sync_filesystem().ctx("syncing", root.show(&staging))?;
-        root.remove_tree_if_exists(&final_rel)
-            .ctx("removing", root.show(&final_rel))?;
-        rename_into_place(root, &staging, &final_rel).ctx("renaming", root.show(&staging))?;
-        root.sync_dir(&gens).ctx("syncing", root.show(&gens))
+        rename_into_place(root, &gens, &name).ctx("renaming", root.show(&staging))
     };
     if let Err(e) = finish() {
         let _ = root.remove_tree_if_exists(&staging);
@@ -143,7 +137,7 @@ pub(crate) fn stage(
 fn fill(
     device: &Device,
     bundle: &mut Bundle,
-    base: &GenName,
+    suppliers: &BTreeMap<Cryptex, GenName>,
     staging: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
@@ -194,8 +188,10 @@ fn fill(
     write(GEN_SYSTEM_VERSION, &sv.to_xml())?;
     for cryptex in Cryptex::ALL {
         if !m.cryptexes.0.contains_key(&cryptex) {
-            let target = Path::new("..").join(base.dir_name()).join(cryptex.as_str());
-            dir.symlink(&target, cryptex.as_str())
+            let supplier = suppliers.get(&cryptex).ok_or_else(|| {
+                crate::Error::damaged(format!("no generation supplies the {cryptex} cryptex"))
+            })?;
+            dir.symlink(supplier.supplier_link(cryptex), cryptex.as_str())
                 .ctx("linking", root.show(staging.join(cryptex.as_str())))?;
         }
     }

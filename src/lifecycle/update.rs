@@ -9,11 +9,11 @@
 use crate::clock::Clock;
 use crate::device::base_content::lay_down_base;
 use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD, SYSTEM_VERSION};
+use crate::device::records::Included;
 use crate::device::{Device, GenName, Snapshot, SystemVersion, records};
 use crate::error::IoContext;
 use crate::history;
-use crate::status::collect::Included;
-use crate::version::{Build, OsVersion, ResponseVersion, UpdateKind};
+use crate::version::{BaseMove, Build, OsVersion, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
 use super::journal::{self, BaseChange, Journal};
@@ -149,6 +149,16 @@ pub fn update(
             ));
         }
     }
+    // The build must be a base build that can follow the current one (DESIGN section 1): a
+    // reused or older build would leave a base whose content does not match its version.
+    Build::parse_base(build.as_str())?;
+    build.check_follows(
+        &from.build,
+        match kind {
+            Kind::Minor => BaseMove::Minor,
+            Kind::Major => BaseMove::Major,
+        },
+    )?;
     let included: Vec<String> = match kind {
         Kind::Minor => newest_of_line(device, &snapshot)?
             .map(|n| n.line_up_to().map(|v| v.to_string()).collect())

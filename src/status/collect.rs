@@ -1,7 +1,7 @@
 //! Builds [`Status`] from the device's records: the links and `SystemVersion.plist` files (via
 //! [`Device::snapshot`]), the power, settings, declarations, included and last-operation records.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
 
 use super::model::{
     AutoSourceStatus, AutomaticInstallStatus, DdmStatus, DeclarationStatus, DeviceStatus,
@@ -10,25 +10,17 @@ use super::model::{
 };
 use crate::ddm::store;
 use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD};
-use crate::device::{Device, Platform, Present, Snapshot, Staged, records};
+use crate::device::records::{Included, SafariRecord};
+use crate::device::{Cryptex, Device, Platform, Present, Snapshot, Source, Staged, records};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;
 use crate::{Result, history};
 
-/// `included.json`: the responses the base includes through the last minor update.
-#[derive(Clone, Debug, serde::Serialize, Deserialize)]
-pub struct Included {
-    /// The base (`26.4 (25E100)`) the list belongs to.
-    pub base: String,
-    /// The included responses, oldest first.
-    pub versions: Vec<String>,
-}
-
-/// `safari.json`: the staged generation Safari was relaunched onto.
-#[derive(Clone, Debug, serde::Serialize, Deserialize)]
-pub struct SafariRecord {
-    /// The generation's directory name.
-    pub generation: String,
+fn sources(sources: &BTreeMap<Cryptex, Source>) -> BTreeMap<String, String> {
+    sources
+        .iter()
+        .map(|(c, s)| (c.to_string(), s.version.clone()))
+        .collect()
 }
 
 fn response(p: &Present) -> ResponseStatus {
@@ -37,6 +29,7 @@ fn response(p: &Present) -> ResponseStatus {
         extra: p.version.extra.to_string(),
         build: p.build.to_string(),
         cryptexes: p.cryptexes.iter().map(ToString::to_string).collect(),
+        sources: sources(&p.sources),
     }
 }
 
@@ -135,12 +128,18 @@ pub fn collect(device: &Device) -> Result<Status> {
                 version: p.version.to_string(),
                 extra: p.version.extra.to_string(),
                 build: p.build.to_string(),
+                sources: sources(&p.sources),
             }),
             Some(Staged::Remove) => snapshot.active.as_ref().map(|a| StagedStatus {
                 action: StagedAction::Remove,
                 version: a.version.to_string(),
                 extra: a.version.extra.to_string(),
                 build: a.build.to_string(),
+                sources: snapshot
+                    .staged_sources
+                    .as_ref()
+                    .map(sources)
+                    .unwrap_or_default(),
             }),
         },
         restart_required: snapshot.staged.is_some(),

@@ -80,8 +80,12 @@ pub struct ResponseStatus {
     pub extra: String,
     /// Supplemental build, e.g. `25D771280a`.
     pub build: String,
-    /// The cryptexes the response carries, sorted (`App`, `OS`).
+    /// The cryptexes the response carries itself, sorted (`App`, `OS`).
     pub cryptexes: Vec<String>,
+    /// For each cryptex (`App`, `OS`), the version whose content it holds: this response, an
+    /// earlier response it replaced and that supplied that cryptex (responses are cumulative per
+    /// cryptex), or the base OS version. E.g. `{"App": "26.3.1 (d)", "OS": "26.3.1 (c)"}`.
+    pub sources: BTreeMap<String, String>,
 }
 
 /// Staged work.
@@ -95,6 +99,9 @@ pub struct StagedStatus {
     pub extra: String,
     /// Its supplemental build.
     pub build: String,
+    /// For each cryptex (`App`, `OS`), the version whose content it will hold after the restart
+    /// (for a removal: the base OS version).
+    pub sources: BTreeMap<String, String>,
 }
 
 /// What a restart will do.

@@ -61,32 +61,147 @@ impl Build {
         }
     }
 
-    /// Parses `input` as the supplemental build of a response whose prerequisite is `base`:
-    /// it must share the base's train prefix and end in one lowercase letter.
+    /// Is this a base build: a train and a number, with no letter after it?
+    #[must_use]
+    pub fn is_base(&self) -> bool {
+        !self.suffixed
+    }
+
+    /// Parses `input` as a base build (`25D2128`): a train and a number, nothing after it. A
+    /// response's build (`25D771280a`) or a beta build (`25D5087f`) is refused.
+    pub fn parse_base(input: &str) -> Result<Build, VersionError> {
+        let build: Build = input.parse()?;
+        if build.suffixed {
+            let looks_like = if build.looks_supplemental() {
+                "; it looks like a response's build"
+            } else {
+                ""
+            };
+            return Err(VersionError::NotBase {
+                input: input.to_owned(),
+                reason: format!(
+                    "a base build is a train and a number with no letter after it (e.g. 25D2128){looks_like}"
+                ),
+            });
+        }
+        Ok(build)
+    }
+
+    /// The digits of the build number as a number (at most 8 digits, so it fits).
+    fn number_value(&self) -> u64 {
+        self.number().parse().unwrap_or(0)
+    }
+
+    /// Does this build have the shape of a supplemental build (`<train>77<3 digits>0<letter>`)?
+    fn looks_supplemental(&self) -> bool {
+        let n = self.number();
+        self.suffixed && n.len() == 6 && n.starts_with("77") && n.ends_with('0')
+    }
+
+    /// The supplemental build of a response to `base` without its final letter: the train,
+    /// `77`, the base build's number as its last three digits, and `0` (`25D2128` ->
+    /// `25D771280`, `20F75` -> `20F770750`, `23D8133` -> `23D771330`).
+    #[must_use]
+    pub fn supplemental_stem(base: &Build) -> String {
+        format!("{}77{:03}0", base.train(), base.number_value() % 1000)
+    }
+
+    /// Parses `input` as the supplemental build of a response whose prerequisite is `base`: it
+    /// must be [`Build::supplemental_stem`] of the base followed by one lowercase letter, the form
+    /// Apple gives every response's build. The letter need not be the public letter.
     pub fn parse_supplemental(input: &str, base: &Build) -> Result<Build, VersionError> {
         let build: Build = input.parse()?;
+        let stem = Self::supplemental_stem(base);
         let bad = |reason: String| VersionError::Supplemental {
             build: input.to_owned(),
             prerequisite: base.to_string(),
             reason,
         };
+        if !base.is_base() {
+            return Err(bad(format!(
+                "the prerequisite `{base}` is not a base build (a train and a number, no letter after it)"
+            )));
+        }
         if build.suffix().is_none() {
-            return Err(bad(
-                "a supplemental build ends in one lowercase letter".to_owned()
-            ));
+            return Err(bad(format!(
+                "a response's build ends in one lowercase letter: expected {stem} and a letter, e.g. {stem}a"
+            )));
         }
         if build.train() != base.train() {
             return Err(bad(format!(
-                "its train prefix `{}` differs from the prerequisite's `{}`",
+                "its train prefix `{}` differs from the prerequisite's `{}`: expected {stem} and a letter",
                 build.train(),
                 base.train()
             )));
         }
-        if &build == base {
-            return Err(bad("it is the prerequisite build itself".to_owned()));
+        if !input.starts_with(&stem) || input.len() != stem.len() + 1 {
+            return Err(bad(format!(
+                "a response to {base} has the build {stem} and one letter (train, 77, the base number's last three digits, 0, a letter)"
+            )));
         }
         Ok(build)
     }
+
+    /// Checks that `self` can follow `from` as the base build of an OS update of `kind`: for a
+    /// minor update, the same major release number and a later train letter or a larger number
+    /// (`25D2128` -> `25D2140`, `25D2128` -> `25E100`); for a major upgrade, a larger major
+    /// release number (`25E100` -> `26A100`).
+    pub fn check_follows(&self, from: &Build, kind: BaseMove) -> Result<(), VersionError> {
+        let bad = |reason: String| VersionError::BuildOrder {
+            build: self.to_string(),
+            from: from.to_string(),
+            reason,
+        };
+        match kind {
+            BaseMove::Minor => {
+                if self.major_number() != from.major_number() {
+                    return Err(bad(format!(
+                        "a minor update keeps the build's major release number ({}), then moves to a later train letter or a larger number (e.g. {}{} or {}{})",
+                        from.major_number(),
+                        from.train(),
+                        from.number_value() + 1,
+                        from.major_number(),
+                        next_letter(from)
+                    )));
+                }
+                if self <= from {
+                    return Err(bad(format!(
+                        "a minor update moves to a later build of release {}: a later train letter or a larger number than {from}",
+                        from.major_number()
+                    )));
+                }
+            }
+            BaseMove::Major => {
+                if self.major_number() <= from.major_number() {
+                    return Err(bad(format!(
+                        "a major upgrade moves to a later major release number than {} (e.g. {}A100)",
+                        from.major_number(),
+                        from.major_number() + 1
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which way a base build moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseMove {
+    /// A minor update: same major release number, later train letter or number.
+    Minor,
+    /// A major upgrade: a later major release number.
+    Major,
+}
+
+fn next_letter(b: &Build) -> String {
+    let letter = b.train().chars().last().unwrap_or('A');
+    let next = if letter == 'Z' {
+        'Z'
+    } else {
+        char::from(letter as u8 + 1)
+    };
+    format!("{next}100")
 }
 
 impl FromStr for Build {
@@ -222,13 +337,77 @@ mod tests {
     }
 
     #[test]
-    fn supplemental_builds_share_the_train() {
+    fn supplemental_builds_follow_their_prerequisite() {
+        // Real pairs from Apple's releases: the letter need not be the public one.
+        for (base, response) in [
+            ("20E252", "20E772520a"),
+            ("22E261", "22E772610a"),
+            ("22F82", "22F770820d"),
+            ("20F75", "20F770750b"),
+            ("25D2128", "25D771280a"),
+            ("23D8133", "23D771330a"),
+        ] {
+            let parsed = Build::parse_supplemental(response, &b(base));
+            assert!(parsed.is_ok(), "{base} -> {response}: {parsed:?}");
+            assert_eq!(
+                format!(
+                    "{}{}",
+                    Build::supplemental_stem(&b(base)),
+                    &response[response.len() - 1..]
+                ),
+                response
+            );
+        }
         let base = b("25D2128");
-        assert!(Build::parse_supplemental("25D771280a", &base).is_ok());
-        let err = Build::parse_supplemental("25E771280a", &base).unwrap_err();
-        assert!(err.to_string().contains("train prefix `25E`"), "{err}");
-        let err = Build::parse_supplemental("25D771280", &base).unwrap_err();
-        assert!(err.to_string().contains("lowercase letter"), "{err}");
+        for (input, needle) in [
+            ("25E771280a", "train prefix `25E`"),
+            ("25D771280", "ends in one lowercase letter"),
+            ("25D771290a", "25D771280 and one letter"),
+            ("25D77128a", "25D771280 and one letter"),
+            ("25D7712800a", "25D771280 and one letter"),
+            ("25D2128a", "25D771280 and one letter"),
+        ] {
+            let err = Build::parse_supplemental(input, &base)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{input}: {err}");
+        }
+        let err = Build::parse_supplemental("25D771280a", &b("25D5087f")).unwrap_err();
+        assert!(err.to_string().contains("not a base build"), "{err}");
+    }
+
+    #[test]
+    fn base_builds_have_no_letter() {
+        assert!(Build::parse_base("25D2128").is_ok());
+        let err = Build::parse_base("25D771280a").unwrap_err().to_string();
+        assert!(
+            err.contains("not a base build") && err.contains("response's build"),
+            "{err}"
+        );
+        assert!(Build::parse_base("25D5087f").is_err());
+    }
+
+    #[test]
+    fn base_moves_follow_build_order() {
+        let table = [
+            ("25D2128", "25D2140", BaseMove::Minor, true),
+            ("25D2128", "25E100", BaseMove::Minor, true),
+            ("25D2128", "25D2128", BaseMove::Minor, false),
+            ("25D2128", "25D999", BaseMove::Minor, false),
+            ("25D2128", "25C9999", BaseMove::Minor, false),
+            ("25D2128", "24A100", BaseMove::Minor, false),
+            ("25D2128", "26A100", BaseMove::Minor, false),
+            ("25E100", "26A100", BaseMove::Major, true),
+            ("25E100", "25F100", BaseMove::Major, false),
+            ("25E100", "24A100", BaseMove::Major, false),
+        ];
+        for (from, to, kind, ok) in table {
+            assert_eq!(
+                b(to).check_follows(&b(from), kind).is_ok(),
+                ok,
+                "{from} -> {to} ({kind:?})"
+            );
+        }
     }
 
     #[test]

@@ -62,4 +62,22 @@ pub enum VersionError {
         /// What is wrong.
         reason: String,
     },
+    /// A build given where a base build belongs that is not one.
+    #[error("`{input}` is not a base build: {reason}")]
+    NotBase {
+        /// The refused string.
+        input: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A base build that cannot follow the current one in the requested kind of move.
+    #[error("build `{build}` cannot follow {from}: {reason}")]
+    BuildOrder {
+        /// The new build.
+        build: String,
+        /// The current build.
+        from: String,
+        /// The rule it breaks.
+        reason: String,
+    },
 }

@@ -13,7 +13,7 @@ mod extra;
 mod os_version;
 mod response_version;
 
-pub use build::Build;
+pub use build::{BaseMove, Build};
 pub use error::VersionError;
 pub use extra::Extra;
 pub use os_version::{OsVersion, UpdateKind};

@@ -99,7 +99,8 @@ fn every_documented_exit_code_happens() {
     sup.bsi(["policy".as_ref(), "set".as_ref(), decl.as_os_str()])
         .ok();
     sup.bsi(["apply".as_ref(), a.as_os_str()]).exit(4);
-    d.bsi(["rollback"]).exit(5);
+    d.bsi(["apply".as_ref(), bundle("ios-26.3.1-a.bsi").as_os_str()])
+        .exit(5);
     d.bsi([
         "apply".as_ref(),
         fixtures().join("bad/unsigned.bsi").as_os_str(),

@@ -89,11 +89,13 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
         "--restart".as_ref(),
     ])
     .ok();
-    d.refuses(
-        ["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()],
-        5,
-        "26.3.1 (b) is older than the active 26.3.1 (c); responses are cumulative, nothing to do",
-    );
+    let before = d.tree();
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
+        .ok()
+        .stdout_has(
+            "the active 26.3.1 (c) includes 26.3.1 (b) (responses are cumulative); nothing to do",
+        );
+    before.assert_same(&d.tree());
     let before = d.tree();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi.tar").as_os_str()])
         .ok()
@@ -107,11 +109,9 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
     d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
         .ok()
         .stdout_has("already staged");
-    d.refuses(
-        ["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()],
-        5,
-        "older than the staged 26.3.1 (b)",
-    );
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
+        .ok()
+        .stdout_has("the staged 26.3.1 (b) includes 26.3.1 (a)");
     // A newer one replaces the staged one.
     d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()])
         .ok();
@@ -143,11 +143,19 @@ fn wrong_platform_and_wrong_base_are_not_applicable() {
     d.refuses(
         ["apply".as_ref(), b("macos-26.4-a.bsi").as_os_str()],
         5,
-        "this bundle is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older",
+        "26.4 (a) is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older: the device has not reached that base",
     );
     d.bsi(["update", "--version", "26.4", "--build", "25E100"])
         .ok();
-    d.refuses(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()], 5, "this bundle is for 26.3.1 (25D2128); the device runs 26.4 (25E100), which already includes it");
+    let before = d.tree();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-a.bsi").as_os_str(),
+        "--json".as_ref(),
+    ])
+    .ok()
+    .stdout_has(r#""action": "already-included""#);
+    before.assert_same(&d.tree());
     d.bsi([
         "apply".as_ref(),
         b("macos-26.4-a.bsi").as_os_str(),
@@ -267,7 +275,9 @@ fn removal_before_and_after_restart() {
         .ok()
         .stdout_has("discarded the staged 26.3.1 (a)");
     assert_eq!(d.status()["staged"], Value::Null);
-    d.refuses(["rollback"], 5, "nothing to remove");
+    let before = d.tree();
+    d.bsi(["rollback"]).ok().stdout_has("nothing to remove");
+    before.assert_same(&d.tree());
     d.bsi([
         "apply".as_ref(),
         b("macos-26.3.1-a.bsi").as_os_str(),
@@ -278,7 +288,7 @@ fn removal_before_and_after_restart() {
     assert_eq!(d.status()["staged"], Value::Null);
     d.bsi(["rollback", "--restart"]).ok();
     assert_eq!(d.status()["active"], Value::Null);
-    // Re-applying the active response cancels a staged removal.
+    // Re-applying the active response with its removal staged is nothing to do.
     d.bsi([
         "apply".as_ref(),
         b("macos-26.3.1-a.bsi").as_os_str(),
@@ -286,10 +296,11 @@ fn removal_before_and_after_restart() {
     ])
     .ok();
     d.bsi(["rollback"]).ok();
+    // Re-applying the active response is nothing to do (DESIGN section 4): the removal stays.
     d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
         .ok()
-        .stdout_has("cancelled");
-    assert_eq!(d.status()["staged"], Value::Null);
+        .stdout_has("already active; nothing to do; its removal stays staged");
+    assert_eq!(d.status()["staged"]["action"], "remove");
 }
 
 #[test]
@@ -337,13 +348,13 @@ fn the_seed_versioning_table() {
     };
     d.bsi([
         "apply".as_ref(),
-        mk("13.1", "22C65", 'a', "22C650a").as_os_str(),
+        mk("13.1", "22C65", 'a', "22C770650a").as_os_str(),
         "--restart".as_ref(),
     ])
     .ok();
     d.bsi([
         "apply".as_ref(),
-        mk("13.1", "22C65", 'b', "22C650b").as_os_str(),
+        mk("13.1", "22C65", 'b', "22C770650b").as_os_str(),
         "--restart".as_ref(),
     ])
     .ok();
@@ -354,7 +365,11 @@ fn the_seed_versioning_table() {
     assert_eq!(s["included"], serde_json::json!(["13.1 (a)", "13.1 (b)"]));
     assert_eq!(s["active"], Value::Null);
     d.bsi(["status", "--require", "13.1 (b)"]).ok();
-    for (x, build) in [('a', "22D490a"), ('b', "22D490b"), ('c', "22D490c")] {
+    for (x, build) in [
+        ('a', "22D770490a"),
+        ('b', "22D770490b"),
+        ('c', "22D770490c"),
+    ] {
         d.bsi([
             "apply".as_ref(),
             mk("13.2", "22D49", x, build).as_os_str(),
@@ -375,7 +390,7 @@ fn the_seed_versioning_table() {
     );
     d.bsi([
         "apply".as_ref(),
-        mk("13.3", "22E252", 'a', "22E7720a").as_os_str(),
+        mk("13.3", "22E252", 'a', "22E772520a").as_os_str(),
         "--restart".as_ref(),
     ])
     .ok();
@@ -437,8 +452,15 @@ fn verify_names_damaged_files_and_history_records_everything() {
     std::fs::write(d.path("System/Cryptexes/App/intruder"), b"x").unwrap();
     let run = d.bsi(["verify"]);
     run.exit(8)
-        .stderr_has("OS/usr/lib/libwebrtc.dylib: SHA-256")
-        .stderr_has("App/intruder: not listed");
+        .stdout_has("OS/usr/lib/libwebrtc.dylib: SHA-256")
+        .stdout_has("App/intruder: not listed")
+        .stderr_has("verify found 2 problems")
+        .stderr_has("bsi repair --from ")
+        .stderr_has("macos-26.3.1-a.bsi`");
+    assert!(
+        !run.stderr().contains("libwebrtc"),
+        "each problem is printed once"
+    );
     let h = d.bsi(["history", "--json"]).ok().json();
     let actions: Vec<&str> = h
         .as_array()

@@ -27,3 +27,4 @@ mod fixtures;
 mod harness;
 mod lifecycle;
 mod management;
+mod truth;

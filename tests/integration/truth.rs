@@ -1,0 +1,482 @@
+//! Truthful state (issue 10): one regression test per defect found, named after it, and the
+//! hint-following test: for every kind of damage a user can make, follow the hints bsi prints,
+//! as a user would, until `verify` exits 0.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+fn b(name: &str) -> PathBuf {
+    bundle(name)
+}
+
+/// Every file reached through `System/Cryptexes/<cryptex>` equals the bundle's tree.
+#[track_caller]
+fn grafted_equals(device: &Device, cryptex: &str, bundle_dir: &Path) {
+    let live = Tree::of(&device.path(&format!("System/Cryptexes/{cryptex}/")));
+    let want = Tree::of(&bundle_dir.join(cryptex));
+    live.assert_same(&want);
+}
+
+fn preboot(d: &Device) -> PathBuf {
+    std::fs::read_dir(d.path("System/Volumes/Preboot"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name() != "Cryptexes")
+        .unwrap()
+        .path()
+}
+
+fn generations(d: &Device) -> PathBuf {
+    preboot(d).join("cryptex1/generations")
+}
+
+#[test]
+fn defect1_an_app_only_response_keeps_the_os_content_of_the_response_it_replaces() {
+    let d = Device::new();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-c.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-d-app-only.bsi").as_os_str(),
+    ])
+    .ok();
+    let s = d.status();
+    assert_eq!(s["active"]["version"], "26.3.1 (d)");
+    assert_eq!(
+        s["active"]["sources"],
+        serde_json::json!({"App": "26.3.1 (d)", "OS": "26.3.1 (c)"})
+    );
+    // The OS content is still (c)'s, without a restart; the App content is (d)'s.
+    grafted_equals(&d, "OS", &b("macos-26.3.1-c.bsi"));
+    grafted_equals(&d, "App", &b("macos-26.3.1-d-app-only.bsi"));
+    d.bsi(["status", "--require", "26.3.1 (c)"]).ok();
+    d.bsi(["verify"]).ok();
+    // A staged removal, a Safari relaunch and a restart in between keep it right.
+    d.bsi(["rollback"]).ok();
+    d.bsi(["relaunch-safari"]).ok();
+    assert_eq!(
+        d.status()["staged"]["sources"],
+        serde_json::json!({"App": "26.3.1", "OS": "26.3.1"})
+    );
+    d.bsi(["restart"]).ok();
+    assert_eq!(d.status()["active"], serde_json::Value::Null);
+    d.bsi(["verify"]).ok();
+    // Applied again on the base, (d) takes the base's OS content, and says so.
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-d-app-only.bsi").as_os_str(),
+    ])
+    .ok();
+    assert_eq!(
+        d.status()["active"]["sources"],
+        serde_json::json!({"App": "26.3.1 (d)", "OS": "26.3.1"})
+    );
+    d.bsi(["verify"]).ok();
+    // Generations that supply nothing are gone; the ones that do are kept.
+    let mut names: Vec<String> = std::fs::read_dir(generations(&d))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["25D771280d", "base-25D2128"]);
+}
+
+#[test]
+fn defect1_an_os_only_response_keeps_the_app_content_through_staging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = make_bundle(
+        tmp.path(),
+        "e.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(e)",
+        "25D771280e",
+        &[("usr/lib/libwebrtc.dylib", b"os (e)\n")],
+        &[],
+    );
+    let d = Device::new();
+    d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()])
+        .ok();
+    // (e) replaces the staged (c): its App content comes from (c), also after the restart.
+    d.bsi(["apply".as_ref(), e.as_os_str()]).ok();
+    assert_eq!(
+        d.status()["staged"]["sources"],
+        serde_json::json!({"App": "26.3.1 (c)", "OS": "26.3.1 (e)"})
+    );
+    d.bsi(["restart"]).ok();
+    let s = d.status();
+    assert_eq!(
+        s["active"]["sources"],
+        serde_json::json!({"App": "26.3.1 (c)", "OS": "26.3.1 (e)"})
+    );
+    assert_eq!(s["active"]["cryptexes"], serde_json::json!(["OS"]));
+    grafted_equals(&d, "App", &b("macos-26.3.1-c.bsi"));
+    grafted_equals(&d, "OS", &e);
+    d.bsi(["verify"]).ok();
+}
+
+#[test]
+fn defect2_an_update_that_would_brick_the_device_is_refused() {
+    let d = Device::new();
+    for (args, needle) in [
+        (
+            ["update", "--version", "26.3.2", "--build", "25D2128"],
+            "a minor update moves to a later build",
+        ),
+        (
+            ["update", "--version", "26.4", "--build", "24A100"],
+            "a minor update keeps the build's major release number (25)",
+        ),
+        (
+            ["update", "--version", "26.4", "--build", "25D999"],
+            "a minor update moves to a later build",
+        ),
+        (
+            ["update", "--version", "26.4", "--build", "26A100"],
+            "a minor update keeps the build's major release number",
+        ),
+        (
+            ["upgrade", "--version", "27.0", "--build", "25E100"],
+            "a major upgrade moves to a later major release number",
+        ),
+        (
+            ["update", "--version", "26.4", "--build", "25E771000a"],
+            "not a base build",
+        ),
+    ] {
+        d.refuses(args, 2, needle);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    bsi([
+        "init".as_ref(),
+        "--root".as_ref(),
+        tmp.path().join("x").as_os_str(),
+        "--version".as_ref(),
+        "26.4".as_ref(),
+        "--build".as_ref(),
+        "25D771280a".as_ref(),
+    ])
+    .refused(2, "`25D771280a` is not a base build");
+    assert!(!tmp.path().join("x").exists(), "nothing was written");
+    // The allowed moves work and leave a usable device.
+    d.bsi(["update", "--version", "26.3.2", "--build", "25D2140"])
+        .ok();
+    d.bsi(["update", "--version", "26.4", "--build", "25E100"])
+        .ok();
+    d.bsi(["upgrade", "--version", "27.0", "--build", "26A100"])
+        .ok();
+    d.bsi(["verify"]).ok();
+    d.bsi(["status"]).ok();
+}
+
+#[test]
+fn defect3_response_builds_must_belong_to_their_prerequisite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("os");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("f"), b"x").unwrap();
+    let create = |prerequisite: &str, build: &str| {
+        bsi([
+            "bundle".as_ref(),
+            "create".as_ref(),
+            "--product".as_ref(),
+            "macOS".as_ref(),
+            "--version".as_ref(),
+            "26.3.1".as_ref(),
+            "--prerequisite".as_ref(),
+            prerequisite.as_ref(),
+            "--extra".as_ref(),
+            "(a)".as_ref(),
+            "--build".as_ref(),
+            build.as_ref(),
+            "--os".as_ref(),
+            tree.as_os_str(),
+            "--out".as_ref(),
+            tmp.path().join(format!("{build}.bsi")).as_os_str(),
+        ])
+    };
+    create("25D2128", "25D771290a").refused(2, "25D771280 and one letter");
+    create("25D2128", "25D2128a").refused(2, "25D771280 and one letter");
+    create("25D2128", "25D771280a").ok();
+    // A manifest edited to carry a foreign build (and signed again) is rejected by inspect
+    // and apply.
+    let bad = tmp.path().join("25D771280a.bsi");
+    let manifest = bad.join("Info.plist");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("25D771280a", "25D771330a");
+    std::fs::write(&manifest, text).unwrap();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        bad.as_os_str(),
+        "--key".as_ref(),
+        test_key().as_os_str(),
+    ])
+    .exit(6);
+    let d = Device::new();
+    d.refuses(
+        ["apply".as_ref(), bad.as_os_str()],
+        6,
+        "25D771280 and one letter",
+    );
+    d.bsi([
+        "bundle".as_ref(),
+        "inspect".as_ref(),
+        bad.as_os_str(),
+        "--key".as_ref(),
+        test_pub().as_os_str(),
+    ])
+    .refused(6, "25D771280 and one letter");
+}
+
+#[test]
+fn defect3_a_later_letter_never_carries_an_earlier_build_letter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = |x: &str, build: &str| {
+        make_bundle(
+            tmp.path(),
+            &format!("{x}-{build}.bsi"),
+            "macOS",
+            "26.3.1",
+            "25D2128",
+            &format!("({x})"),
+            build,
+            &[("usr/lib/patch", format!("{x} {build}").as_bytes())],
+            &[],
+        )
+    };
+    let d = Device::new();
+    // The build letter need not be the public letter (iOS 16.5.1 (a) is 20F770750b) ...
+    d.bsi([
+        "apply".as_ref(),
+        mk("a", "25D771280b").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    // ... but a later letter with an earlier build, or another build for the same letter, or
+    // the same build for another letter, contradicts what the device holds.
+    d.refuses(
+        ["apply".as_ref(), mk("c", "25D771280a").as_os_str()],
+        6,
+        "contradicts",
+    );
+    d.refuses(
+        ["apply".as_ref(), mk("a", "25D771280c").as_os_str()],
+        6,
+        "contradicts",
+    );
+    d.refuses(
+        ["apply".as_ref(), mk("b", "25D771280b").as_os_str()],
+        6,
+        "contradicts",
+    );
+    d.bsi(["apply".as_ref(), mk("b", "25D771280c").as_os_str()])
+        .ok();
+}
+
+/// The backticked `bsi ...` command in a hint line, as words.
+fn hinted_command(stderr: &str) -> Option<Vec<String>> {
+    let hint = stderr.lines().find(|l| l.starts_with("hint: "))?;
+    let start = hint.find("`bsi ")? + 1;
+    let end = start + hint[start..].find('`')?;
+    let words: Vec<String> = hint[start..end]
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .collect();
+    Some(words[1..].to_vec())
+}
+
+/// Runs `verify`, and while it fails follows the hint of whatever failed, as a user would; at
+/// most a few steps. Returns the commands followed.
+#[track_caller]
+fn follow_hints(d: &Device) -> Vec<String> {
+    let mut followed = Vec::new();
+    let mut run = d.bsi(["verify"]);
+    for _ in 0..6 {
+        if run.code() == 0 {
+            return followed;
+        }
+        let words = hinted_command(&run.stderr()).unwrap_or_else(|| {
+            panic!(
+                "bsi {:?} exited {} with no command in its hint:\n{}",
+                run.args,
+                run.code(),
+                run.stderr()
+            )
+        });
+        assert!(
+            !words.contains(&"BUNDLE".to_owned()),
+            "the hint names no bundle: {}",
+            run.stderr()
+        );
+        followed.push(words.join(" "));
+        let fixed = d.bsi(&words);
+        run = if fixed.code() == 0 {
+            d.bsi(["verify"])
+        } else {
+            fixed
+        };
+    }
+    panic!(
+        "still failing after following {followed:?}:\n{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+}
+
+/// A device with (c) active and (d) (App only, OS from (c)) active over it.
+fn layered() -> Device {
+    let d = Device::new();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-c.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-d-app-only.bsi").as_os_str(),
+    ])
+    .ok();
+    d
+}
+
+#[test]
+fn defect4_every_hint_leads_to_a_command_that_fixes_the_damage() {
+    type Damage = fn(&Device);
+    let cases: Vec<(&str, Damage)> = vec![
+        ("changed file in the OS content (c) supplies", |d| {
+            let f = d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib");
+            let mut bytes = std::fs::read(&f).unwrap();
+            bytes[0] ^= 1;
+            std::fs::write(f, bytes).unwrap();
+        }),
+        ("changed file in the App content (d) carries", |d| {
+            std::fs::write(
+                d.path("System/Cryptexes/App/Applications/Safari.app/Contents/Info.plist"),
+                b"x",
+            )
+            .unwrap();
+        }),
+        ("missing file", |d| {
+            std::fs::remove_file(d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib")).unwrap();
+        }),
+        ("extra file", |d| {
+            std::fs::write(d.path("System/Cryptexes/OS/usr/lib/intruder"), b"x").unwrap();
+        }),
+        ("a planted link inside the content", |d| {
+            let f = d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib");
+            std::fs::remove_file(&f).unwrap();
+            std::os::unix::fs::symlink("/etc/hostname", f).unwrap();
+        }),
+        ("a broken System/Cryptexes link", |d| {
+            let l = d.path("System/Cryptexes/OS");
+            std::fs::remove_file(&l).unwrap();
+            std::os::unix::fs::symlink("../../nowhere/OS", l).unwrap();
+        }),
+        ("an escaping System/Cryptexes link", |d| {
+            let l = d.path("System/Cryptexes/App");
+            std::fs::remove_file(&l).unwrap();
+            std::os::unix::fs::symlink("/etc", l).unwrap();
+        }),
+        ("a missing Preboot/Cryptexes graft", |d| {
+            std::fs::remove_file(d.path("System/Volumes/Preboot/Cryptexes/OS")).unwrap();
+        }),
+        ("the active generation missing", |d| {
+            std::fs::remove_dir_all(generations(d).join("25D771280d")).unwrap();
+        }),
+        ("the generation that supplies OS missing", |d| {
+            std::fs::remove_dir_all(generations(d).join("25D771280c")).unwrap();
+        }),
+        ("the base generation's content changed", |d| {
+            let f =
+                generations(d).join("base-25D2128/App/Applications/Safari.app/Contents/Info.plist");
+            std::fs::write(f, b"x").unwrap();
+        }),
+        ("a damaged power record", |d| {
+            std::fs::write(d.path("private/var/db/bsi/power.json"), b"{").unwrap();
+        }),
+        ("a damaged last-operation record", |d| {
+            std::fs::write(d.path("private/var/db/bsi/last-operation.json"), b"[1]").unwrap();
+        }),
+        ("a damaged settings record", |d| {
+            std::fs::write(d.path("private/var/db/bsi/settings.json"), b"nope").unwrap();
+        }),
+        ("a damaged device record", |d| {
+            std::fs::write(d.path("private/var/db/bsi/device.json"), b"{}").unwrap();
+        }),
+        ("a missing device record", |d| {
+            std::fs::remove_file(d.path("private/var/db/bsi/device.json")).unwrap();
+        }),
+    ];
+    for (what, damage) in cases {
+        let d = layered();
+        damage(&d);
+        let followed = follow_hints(&d);
+        assert!(!followed.is_empty(), "{what}: verify did not notice");
+        // After the fix every reading command works again.
+        d.bsi(["status"]).ok();
+        d.bsi(["status", "--json"]).ok();
+        d.bsi(["report"]).ok();
+        eprintln!("{what}: fixed by {followed:?}");
+    }
+}
+
+#[test]
+fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
+    let d = layered();
+    let f = d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib");
+    std::fs::write(&f, b"tampered").unwrap();
+    d.bsi(["verify"])
+        .exit(8)
+        .stderr_has("restore 26.3.1 (c) (25D771280c) from the bundle it was applied from");
+    d.bsi(["repair"])
+        .refused(8, "the content of 26.3.1 (c) (25D771280c) is damaged")
+        .stderr_has("bsi repair --from");
+    // A bundle that is not that response: refused before anything changes.
+    d.refuses(
+        [
+            "repair".as_ref(),
+            "--from".as_ref(),
+            b("macos-26.4-a.bsi").as_os_str(),
+        ],
+        2,
+        "holds no such response",
+    );
+    d.refuses(
+        [
+            "repair".as_ref(),
+            "--from".as_ref(),
+            fixtures().join("bad/tampered-manifest.bsi").as_os_str(),
+        ],
+        6,
+        "Info.plist",
+    );
+    d.bsi([
+        "repair".as_ref(),
+        "--from".as_ref(),
+        b("macos-26.3.1-c.bsi.tar").as_os_str(),
+    ])
+    .ok()
+    .stdout_has("restored the content of 26.3.1 (c)");
+    d.bsi(["verify"]).ok();
+    grafted_equals(&d, "OS", &b("macos-26.3.1-c.bsi"));
+    // Base content is bsi's own: repair alone makes it again.
+    let d = Device::new();
+    let dyld = d.path("System/Cryptexes/OS/System/Library/dyld/dyld_shared_cache_arm64e");
+    let good = std::fs::read(&dyld).unwrap();
+    std::fs::write(&dyld, b"x").unwrap();
+    d.bsi(["verify"]).exit(8).stderr_has("`bsi repair`");
+    d.bsi(["repair"]).ok().stdout_has("made the base content");
+    assert_eq!(std::fs::read(&dyld).unwrap(), good);
+    d.bsi(["verify"]).ok();
+    d.bsi(["repair"]).ok().stdout_has("nothing to repair");
+}
