@@ -84,6 +84,25 @@ proptest! {
     }
 
     #[test]
+    fn every_base_has_exactly_its_supplemental_builds(
+        (major, train, number, _) in build_parts(),
+        letter in b'a'..=b'z',
+        other in 0u64..=99_999_999,
+    ) {
+        let base: Build = build_text((major, train, number, None)).parse().unwrap();
+        prop_assert!(base.is_base());
+        let stem = Build::supplemental_stem(&base);
+        let mine = format!("{stem}{}", letter as char);
+        prop_assert!(Build::parse_supplemental(&mine, &base).is_ok(), "{} for {}", mine, base);
+        // A response build is never a base build, and fits no base with other last digits.
+        prop_assert!(Build::parse_base(&mine).is_err());
+        let foreign: Build = build_text((major, train, other, None)).parse().unwrap();
+        if other % 1000 != number % 1000 {
+            prop_assert!(Build::parse_supplemental(&mine, &foreign).is_err());
+        }
+    }
+
+    #[test]
     fn parsers_never_panic(s in "\\PC{0,24}") {
         let _ = s.parse::<OsVersion>();
         let _ = s.parse::<Extra>();
