@@ -37,10 +37,14 @@ mod error;
 mod faults;
 pub mod gates;
 pub mod history;
+pub mod input;
 pub mod lifecycle;
+pub mod ops;
 pub mod progress;
 pub mod status;
+pub mod untrusted;
 pub mod version;
 
 pub use cli::run;
+pub use clock::Clock;
 pub use error::{Error, Repair, Result};

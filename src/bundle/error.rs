@@ -21,10 +21,12 @@ pub enum BundleError {
         message: String,
     },
     /// The bundle is neither a directory nor a tar file.
-    #[error("{} is neither a bundle directory nor a bundle tar file", path.display())]
+    #[error("{} is a {kind}, neither a bundle directory nor a bundle tar file", path.display())]
     NotABundle {
         /// The path given.
         path: PathBuf,
+        /// What it is.
+        kind: &'static str,
     },
     /// `Info.plist` is missing, unparsable, or a key is missing or mistyped.
     #[error("Info.plist: {message}")]

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::keys::PublicKey;
-use super::source::{Bundle, CheckOnly, Form};
+use super::source::{CheckOnly, Form, Opened};
 use super::stream;
+use super::{BundleError, signature};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -94,16 +95,24 @@ pub fn inspect(
     trust: &str,
     progress: &dyn Progress,
 ) -> Result<(Report, Option<Error>)> {
-    let mut bundle = Bundle::open(path)?;
-    let m = &bundle.manifest;
+    let opened = Opened::open(path)?;
     let mut first: Option<Error> = None;
-    let (signature, signed_by) = match bundle.verify_signature(trusted) {
+    // The signature is checked over the raw manifest before anything parses it; a bundle no
+    // trusted key signed is still shown, through the bounded parser.
+    let signed = opened
+        .signature
+        .as_deref()
+        .ok_or_else(|| BundleError::Signature {
+            message: "missing: the bundle is unsigned".to_owned(),
+        })
+        .and_then(|sig| signature::verify(&opened.manifest_bytes, sig, trusted).cloned());
+    let (signature, signed_by) = match signed {
         Ok(key) => (
             Check {
                 ok: true,
                 error: None,
             },
-            Some(key.fingerprint.clone()),
+            Some(key.fingerprint),
         ),
         Err(e) => {
             let check = Check {
@@ -114,6 +123,8 @@ pub fn inspect(
             (check, None)
         }
     };
+    let mut bundle = opened.parse()?;
+    let m = &bundle.manifest;
     let mut report = Report {
         path: path.to_path_buf(),
         form: bundle.form,

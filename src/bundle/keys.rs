@@ -117,14 +117,11 @@ fn pem_block(text: &str) -> Option<&str> {
     text.find("-----BEGIN ").map(|start| &text[start..])
 }
 
+/// Largest key file bsi reads: a PEM key is a few hundred bytes; room for a banner.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
 fn read_text(path: &Path, what: &str) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::usage(format!("no {what} at {}", path.display()), "check the path")
-        } else {
-            Error::io("reading", path, e)
-        }
-    })?;
+    let bytes = crate::input::read_named(path, MAX_KEY_FILE_BYTES, what)?;
     String::from_utf8(bytes).map_err(|_| Error::BadInput {
         message: format!("{} is not a PEM {what}: it is not text", path.display()),
     })

@@ -1,39 +1,27 @@
 //! The bundle manifest, `Info.plist` (DESIGN section 3): what a response is, which base it is
 //! for, and the size, mode and SHA-256 of every payload file.
 //!
-//! Parsing goes through `plist::Value` rather than a derived struct so that every error names the
-//! key at fault (`Cryptexes.OS[3].Size must be an integer`). Versions and builds are validated by
-//! the version engine; paths by `paths`; sizes and counts against `limits`. Unknown keys are kept
-//! (by name) and otherwise ignored, so that newer publishers can add keys.
-
-use std::collections::{BTreeMap, HashSet};
-use std::io::Cursor;
+//! Parsing is bounded before it starts ([`bounds`]: XML only, nesting, element count and text
+//! length capped, no recursion), then serde reads the keys straight into compact typed values,
+//! so 100,000 files cost a few hundred bytes each, never a generic plist tree. Every error names
+//! the key at fault ("key Cryptexes.OS\[3\].Size must be a non-negative integer, found a
+//! string"). Versions and builds are validated by the version engine; paths by `paths`; sizes and
+//! counts against `limits`. Unknown keys are kept (by name) and otherwise ignored, so that newer
+//! publishers can add keys.
 
 use plist::{Dictionary, Integer, Value};
+use std::collections::{BTreeMap, HashSet};
 
 use super::BundleError;
 use super::digest::Digest;
 use super::limits::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 use super::paths::unsafe_reason;
 use crate::device::{Cryptex, Platform};
+use crate::untrusted::clip;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 
 /// The bundle format this bsi reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
-
-/// The keys bsi knows at the top level.
-const KNOWN_KEYS: [&str; 10] = [
-    "BundleFormatVersion",
-    "ProductName",
-    "ProductVersion",
-    "PrerequisiteBuild",
-    "ProductVersionExtra",
-    "ProductBuildVersion",
-    "PostingDate",
-    "SupportedDevices",
-    "Description",
-    "Cryptexes",
-];
 
 /// One payload file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,145 +65,14 @@ pub struct Manifest {
     pub unknown_keys: Vec<String>,
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Array(_) => "an array",
-        Value::Dictionary(_) => "a dictionary",
-        Value::Boolean(_) => "a boolean",
-        Value::Data(_) => "data",
-        Value::Date(_) => "a date",
-        Value::Real(_) => "a real number",
-        Value::Integer(_) => "an integer",
-        Value::String(_) => "a string",
-        Value::Uid(_) => "a UID",
-        _ => "an unknown value",
-    }
-}
-
-fn mistyped(key: &str, expected: &str, value: &Value) -> BundleError {
-    BundleError::manifest(format!(
-        "key `{key}` must be {expected}, found {}",
-        type_name(value)
-    ))
-}
-
-fn required<'a>(dict: &'a Dictionary, key: &str, at: &str) -> Result<&'a Value, BundleError> {
-    dict.get(key)
-        .ok_or_else(|| BundleError::manifest(format!("required key `{at}{key}` is missing")))
-}
-
-fn string<'a>(dict: &'a Dictionary, key: &str) -> Result<&'a str, BundleError> {
-    let value = required(dict, key, "")?;
-    value
-        .as_string()
-        .ok_or_else(|| mistyped(key, "a string", value))
-}
-
-fn optional_string(dict: &Dictionary, key: &str) -> Result<Option<String>, BundleError> {
-    match dict.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Date(d)) => Ok(Some(d.to_xml_format())),
-        Some(other) => Err(mistyped(key, "a string", other)),
-    }
-}
-
-fn parse_key<T, E: std::fmt::Display>(
-    key: &str,
-    text: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<T, BundleError> {
-    parse(text).map_err(|e| BundleError::manifest(format!("key `{key}`: {e}")))
-}
-
 impl Manifest {
-    /// Parses and validates `Info.plist` bytes.
+    /// Parses and validates `Info.plist` bytes, with bounded cost whatever they hold: a binary
+    /// plist is refused (DESIGN section 3: XML only), the XML is scanned for nesting, node count
+    /// and text length before anything is built ([`bounds`]), and the keys go straight into
+    /// compact typed values (no generic plist tree).
     pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
-        let value = Value::from_reader(Cursor::new(bytes))
-            .map_err(|e| {
-                BundleError::manifest(format!(
-                    "not a valid property list (neither an XML nor a binary plist bsi can read; parser: {e})"
-                ))
-            })?;
-        let Value::Dictionary(dict) = value else {
-            return Err(BundleError::manifest(format!(
-                "the top level must be a dictionary, found {}",
-                type_name(&value)
-            )));
-        };
-        let format = required(&dict, "BundleFormatVersion", "")?;
-        match format.as_unsigned_integer() {
-            Some(FORMAT_VERSION) => {}
-            Some(other) => {
-                return Err(BundleError::manifest(format!(
-                    "key `BundleFormatVersion` is {other}; this bsi reads format {FORMAT_VERSION}"
-                )));
-            }
-            None => return Err(mistyped("BundleFormatVersion", "an integer", format)),
-        }
-        let product_name = string(&dict, "ProductName")?;
-        let product = Platform::from_name(product_name).ok_or_else(|| {
-            BundleError::manifest(format!(
-                "key `ProductName` is `{product_name}`; expected macOS, iOS or iPadOS"
-            ))
-        })?;
-        let version: OsVersion = parse_key(
-            "ProductVersion",
-            string(&dict, "ProductVersion")?,
-            str::parse,
-        )?;
-        let prerequisite: Build = parse_key(
-            "PrerequisiteBuild",
-            string(&dict, "PrerequisiteBuild")?,
-            str::parse,
-        )?;
-        let extra: Extra = parse_key(
-            "ProductVersionExtra",
-            string(&dict, "ProductVersionExtra")?,
-            str::parse,
-        )?;
-        let build = parse_key(
-            "ProductBuildVersion",
-            string(&dict, "ProductBuildVersion")?,
-            |s| Build::parse_supplemental(s, &prerequisite),
-        )?;
-        let supported_devices = match dict.get("SupportedDevices") {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_string()
-                        .map(str::to_owned)
-                        .ok_or_else(|| mistyped(&format!("SupportedDevices[{i}]"), "a string", v))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => return Err(mistyped("SupportedDevices", "an array", other)),
-        };
-        let cryptexes_value = required(&dict, "Cryptexes", "")?;
-        let cryptexes = Cryptexes::from_value(cryptexes_value, "Cryptexes")?;
-        if cryptexes.0.is_empty() {
-            return Err(BundleError::manifest(
-                "key `Cryptexes` lists no cryptex; a response carries OS, App or both",
-            ));
-        }
-        let unknown_keys = dict
-            .keys()
-            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        Ok(Self {
-            product,
-            version,
-            prerequisite,
-            extra,
-            build,
-            posting_date: optional_string(&dict, "PostingDate")?,
-            supported_devices,
-            description: optional_string(&dict, "Description")?,
-            cryptexes,
-            unknown_keys,
-        })
+        let raw: RawManifest = parse_xml(bytes)?;
+        raw.validate()
     }
 
     /// The response's public version, e.g. `26.3.1 (a)`.
@@ -316,100 +173,477 @@ impl Cryptexes {
         Value::Dictionary(dict)
     }
 
-    /// Parses and validates a `Cryptexes` dictionary; `key` names it in errors.
-    pub fn from_value(value: &Value, key: &str) -> Result<Self, BundleError> {
-        let dict = value
-            .as_dictionary()
-            .ok_or_else(|| mistyped(key, "a dictionary", value))?;
-        let mut out = BTreeMap::new();
-        let mut count = 0usize;
-        let mut total = 0u64;
-        for (name, files) in dict {
-            let cryptex = Cryptex::from_name(name).ok_or_else(|| {
-                BundleError::manifest(format!(
-                    "key `{key}.{name}`: unknown cryptex; expected OS or App"
-                ))
-            })?;
-            let at = format!("{key}.{name}");
-            let items = files
-                .as_array()
-                .ok_or_else(|| mistyped(&at, "an array", files))?;
-            if items.is_empty() {
-                return Err(BundleError::manifest(format!(
-                    "key `{at}` lists no files; leave the cryptex out instead"
-                )));
-            }
-            count += items.len();
-            if count > MAX_FILES {
-                return Err(BundleError::TooLarge {
-                    what: "the number of payload files".into(),
-                    limit: format!("{MAX_FILES} files"),
-                });
-            }
-            let mut entries = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let entry = parse_entry(item, &format!("{at}[{i}]"), cryptex)?;
-                total = total.saturating_add(entry.size);
-                entries.push(entry);
-            }
-            check_tree(cryptex, &mut entries)?;
-            out.insert(cryptex, entries);
-        }
-        if total > MAX_TOTAL_BYTES {
-            return Err(BundleError::TooLarge {
-                what: format!("the declared payload of {total} bytes"),
-                limit: format!("{MAX_TOTAL_BYTES} bytes"),
-            });
-        }
-        Ok(Cryptexes(out))
+    /// Parses and validates a plist whose top level is a `Cryptexes` dictionary (the base
+    /// generation's `Cryptexes.plist`).
+    pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+        let raw: BTreeMap<String, Vec<RawEntry>> = parse_xml(bytes)?;
+        raw_cryptexes(raw, "Cryptexes")
     }
 }
 
-fn parse_entry(item: &Value, at: &str, cryptex: Cryptex) -> Result<FileEntry, BundleError> {
-    let dict = item
-        .as_dictionary()
-        .ok_or_else(|| mistyped(at, "a dictionary", item))?;
-    let field = |name: &str| required(dict, name, &format!("{at}."));
-    let path_value = field("Path")?;
-    let path = path_value
-        .as_string()
-        .ok_or_else(|| mistyped(&format!("{at}.Path"), "a string", path_value))?;
-    if let Some(reason) = unsafe_reason(path) {
+/// The bounds [`bounds`] enforces on a manifest's XML before it is parsed.
+const MAX_DEPTH: usize = 16;
+/// Elements: a dictionary of four keys and values per file, and room for the rest.
+const MAX_NODES: usize = MAX_FILES * 12 + 10_000;
+/// The longest text of one element (a `Description`, a path is at most 1 KiB).
+const MAX_TEXT: usize = 64 * 1024;
+
+/// Scans XML without building anything, refusing what would make parsing it costly: deeper
+/// nesting than [`MAX_DEPTH`], more than [`MAX_NODES`] elements, a text longer than
+/// [`MAX_TEXT`], or a binary plist. No recursion, so no input can exhaust the stack.
+pub fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
+    use quick_xml::events::Event;
+    if bytes.starts_with(b"bplist") {
+        return Err(BundleError::manifest(
+            "a binary plist; a bundle's Info.plist is an XML plist (DESIGN section 3)",
+        ));
+    }
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let (mut depth, mut nodes) = (0usize, 0usize);
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            BundleError::manifest(format!(
+                "not a valid property list: the XML does not parse at byte {} ({})",
+                reader.buffer_position(),
+                clip(&e.to_string())
+            ))
+        })?;
+        match event {
+            Event::Start(_) => {
+                depth += 1;
+                nodes += 1;
+                if depth > MAX_DEPTH {
+                    return Err(BundleError::manifest(format!(
+                        "nested deeper than {MAX_DEPTH} levels; a manifest needs 5"
+                    )));
+                }
+            }
+            Event::Empty(_) => nodes += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Text(t) if t.len() > MAX_TEXT => {
+                return Err(BundleError::manifest(format!(
+                    "a text of {} bytes; bsi reads at most {MAX_TEXT} bytes per value",
+                    t.len()
+                )));
+            }
+            Event::CData(t) if t.len() > MAX_TEXT => {
+                return Err(BundleError::manifest(format!(
+                    "a text of {} bytes; bsi reads at most {MAX_TEXT} bytes per value",
+                    t.len()
+                )));
+            }
+            Event::DocType(t) if t.len() > 1024 => {
+                return Err(BundleError::manifest(
+                    "a document type declaration of more than 1 KiB",
+                ));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        if nodes > MAX_NODES {
+            return Err(BundleError::manifest(format!(
+                "more than {MAX_NODES} elements, more than {MAX_FILES} files need"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses bounded XML plist bytes into `T`, naming the key at fault in errors.
+fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BundleError> {
+    bounds(bytes)?;
+    plist::from_reader_xml::<_, Tracked<T>>(std::io::Cursor::new(bytes))
+        .map(|t| t.0)
+        .map_err(|e| {
+            let text = e.to_string();
+            match text.split_once(TRACK_SEPARATOR) {
+                Some((path, inner)) if !path.is_empty() && path != "." => {
+                    BundleError::manifest(format!("key `{}` {}", clip(path), plain(inner)))
+                }
+                Some((_, inner)) => {
+                    BundleError::manifest(format!("not a valid property list: {}", plain(inner)))
+                }
+                None => {
+                    BundleError::manifest(format!("not a valid property list ({})", clip(&text)))
+                }
+            }
+        })
+}
+
+/// Separates the key path from the message in a [`Tracked`] error.
+const TRACK_SEPARATOR: char = '\u{1}';
+
+/// Deserializes `T` while tracking the key path, which a failure carries in its message.
+struct Tracked<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Tracked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut track = serde_path_to_error::Track::new();
+        T::deserialize(serde_path_to_error::Deserializer::new(d, &mut track))
+            .map(Tracked)
+            .map_err(|e| {
+                <D::Error as serde::de::Error>::custom(format!(
+                    "{}{TRACK_SEPARATOR}{e}",
+                    track.path()
+                ))
+            })
+    }
+}
+
+/// serde's message in people's words: "invalid type: string \"x\", expected an array" becomes
+/// "must be an array, found a string".
+fn plain(message: &str) -> String {
+    let message = clip(message);
+    let words = |s: &str| {
+        s.replace("a sequence", "an array")
+            .replace("a map", "a dictionary")
+            .replace("unsigned integer", "integer")
+    };
+    match message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        Some((found, expected)) => {
+            let found = found.split(' ').next().unwrap_or(found);
+            let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!(
+                "must be {}, found {article} {}",
+                words(expected),
+                words(found)
+            )
+        }
+        None => words(&message),
+    }
+}
+
+/// A value read as whatever type the plist has, so that a wrong type gives a message naming
+/// what was found, and a right one costs nothing more than the value. A key that is absent is
+/// `Missing` (the default): plist's serde support cannot read `Option` struct fields in a
+/// struct with flattened keys.
+#[derive(Debug, Default)]
+enum Typed<T> {
+    #[default]
+    Missing,
+    Is(T),
+    Found(&'static str),
+}
+
+/// A key that may be absent, of a type serde reads itself (arrays, dictionaries).
+#[derive(Debug)]
+struct Given<T>(Option<T>);
+
+impl<T> Default for Given<T> {
+    fn default() -> Self {
+        Given(None)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Given<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(|v| Given(Some(v)))
+    }
+}
+
+/// What [`Typed`] accepts.
+trait Expect: Sized {
+    fn from_str(s: String) -> Option<Self>;
+    fn from_u64(n: u64) -> Option<Self>;
+}
+
+impl Expect for String {
+    fn from_str(s: String) -> Option<Self> {
+        Some(s)
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+}
+
+impl Expect for u64 {
+    fn from_str(_: String) -> Option<Self> {
+        None
+    }
+    fn from_u64(n: u64) -> Option<Self> {
+        Some(n)
+    }
+}
+
+impl<'de, T: Expect> serde::Deserialize<'de> for Typed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Expect> serde::de::Visitor<'de> for V<T> {
+            type Value = Typed<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a plist value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(T::from_str(v.to_owned()).map_or(Typed::Found("a string"), Typed::Is))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(T::from_str(v).map_or(Typed::Found("a string"), Typed::Is))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(T::from_u64(v).map_or(Typed::Found("an integer"), Typed::Is))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Typed::Found("a negative integer"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Typed::Found("a real number"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Typed::Found("a boolean"))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
+                Ok(Typed::Found("data"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Typed::Found("an array"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Typed::Found("a dictionary"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The manifest's keys as they come, before any check.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default, expecting = "a dictionary")]
+struct RawManifest {
+    bundle_format_version: Typed<u64>,
+    product_name: Typed<String>,
+    product_version: Typed<String>,
+    prerequisite_build: Typed<String>,
+    product_version_extra: Typed<String>,
+    product_build_version: Typed<String>,
+    posting_date: Typed<String>,
+    supported_devices: Given<Vec<Typed<String>>>,
+    description: Typed<String>,
+    cryptexes: Given<BTreeMap<String, Vec<RawEntry>>>,
+    /// Keys bsi does not know: kept by name, otherwise ignored.
+    #[serde(flatten)]
+    #[allow(clippy::zero_sized_map_values)] // Only the names are kept; values are skipped.
+    unknown: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// One payload file's keys as they come.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, expecting = "a dictionary")]
+struct RawEntry {
+    #[serde(rename = "Path")]
+    path: Typed<String>,
+    #[serde(rename = "Size")]
+    size: Typed<u64>,
+    #[serde(rename = "SHA256")]
+    sha256: Typed<String>,
+    #[serde(rename = "Mode")]
+    mode: Typed<u64>,
+}
+
+/// The value of a key that must be there, with the type it must have.
+fn need<T>(value: Typed<T>, key: &str, expected: &str) -> Result<T, BundleError> {
+    match value {
+        Typed::Missing => Err(BundleError::manifest(format!(
+            "required key `{key}` is missing"
+        ))),
+        Typed::Is(v) => Ok(v),
+        Typed::Found(found) => Err(BundleError::manifest(format!(
+            "key `{key}` must be {expected}, found {found}"
+        ))),
+    }
+}
+
+fn optional(value: Typed<String>, key: &str) -> Result<Option<String>, BundleError> {
+    match value {
+        Typed::Missing => Ok(None),
+        other => need(other, key, "a string").map(Some),
+    }
+}
+
+fn parse_key<T, E: std::fmt::Display>(
+    key: &str,
+    text: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, BundleError> {
+    parse(text).map_err(|e| BundleError::manifest(format!("key `{key}`: {}", clip(&e.to_string()))))
+}
+
+impl RawManifest {
+    fn validate(self) -> Result<Manifest, BundleError> {
+        match need(
+            self.bundle_format_version,
+            "BundleFormatVersion",
+            "an integer",
+        )? {
+            FORMAT_VERSION => {}
+            other => {
+                return Err(BundleError::manifest(format!(
+                    "key `BundleFormatVersion` is {other}; this bsi reads format {FORMAT_VERSION}"
+                )));
+            }
+        }
+        let product_name = need(self.product_name, "ProductName", "a string")?;
+        let product = Platform::from_name(&product_name).ok_or_else(|| {
+            BundleError::manifest(format!(
+                "key `ProductName` is `{}`; expected macOS, iOS or iPadOS",
+                clip(&product_name)
+            ))
+        })?;
+        let version: OsVersion = parse_key(
+            "ProductVersion",
+            &need(self.product_version, "ProductVersion", "a string")?,
+            str::parse,
+        )?;
+        let prerequisite: Build = parse_key(
+            "PrerequisiteBuild",
+            &need(self.prerequisite_build, "PrerequisiteBuild", "a string")?,
+            Build::parse_base,
+        )?;
+        let extra: Extra = parse_key(
+            "ProductVersionExtra",
+            &need(
+                self.product_version_extra,
+                "ProductVersionExtra",
+                "a string",
+            )?,
+            str::parse,
+        )?;
+        let build = parse_key(
+            "ProductBuildVersion",
+            &need(
+                self.product_build_version,
+                "ProductBuildVersion",
+                "a string",
+            )?,
+            |s| Build::parse_supplemental(s, &prerequisite),
+        )?;
+        let supported_devices = self
+            .supported_devices
+            .0
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| need(v, &format!("SupportedDevices[{i}]"), "a string"))
+            .collect::<Result<_, _>>()?;
+        let cryptexes = raw_cryptexes(
+            self.cryptexes
+                .0
+                .ok_or_else(|| BundleError::manifest("required key `Cryptexes` is missing"))?,
+            "Cryptexes",
+        )?;
+        if cryptexes.0.is_empty() {
+            return Err(BundleError::manifest(
+                "key `Cryptexes` lists no cryptex; a response carries OS, App or both",
+            ));
+        }
+        Ok(Manifest {
+            product,
+            version,
+            prerequisite,
+            extra,
+            build,
+            posting_date: optional(self.posting_date, "PostingDate")?,
+            supported_devices,
+            description: optional(self.description, "Description")?,
+            cryptexes,
+            unknown_keys: self.unknown.into_keys().map(|k| clip(&k)).collect(),
+        })
+    }
+}
+
+/// Validates a `Cryptexes` dictionary; `key` names it in errors.
+fn raw_cryptexes(
+    raw: BTreeMap<String, Vec<RawEntry>>,
+    key: &str,
+) -> Result<Cryptexes, BundleError> {
+    let mut out = BTreeMap::new();
+    let mut count = 0usize;
+    let mut total = 0u64;
+    for (name, items) in raw {
+        let cryptex = Cryptex::from_name(&name).ok_or_else(|| {
+            BundleError::manifest(format!(
+                "key `{key}.{}`: unknown cryptex; expected OS or App",
+                clip(&name)
+            ))
+        })?;
+        let at = format!("{key}.{name}");
+        if items.is_empty() {
+            return Err(BundleError::manifest(format!(
+                "key `{at}` lists no files; leave the cryptex out instead"
+            )));
+        }
+        count += items.len();
+        if count > MAX_FILES {
+            return Err(BundleError::TooLarge {
+                what: "the number of payload files".into(),
+                limit: format!("{MAX_FILES} files"),
+            });
+        }
+        let mut entries = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let entry = raw_entry(item, &format!("{at}[{i}]"), cryptex)?;
+            total = total.saturating_add(entry.size);
+            entries.push(entry);
+        }
+        check_tree(cryptex, &mut entries)?;
+        out.insert(cryptex, entries);
+    }
+    if total > MAX_TOTAL_BYTES {
+        return Err(BundleError::TooLarge {
+            what: format!("the declared payload of {total} bytes"),
+            limit: format!("{MAX_TOTAL_BYTES} bytes"),
+        });
+    }
+    Ok(Cryptexes(out))
+}
+
+fn raw_entry(item: RawEntry, at: &str, cryptex: Cryptex) -> Result<FileEntry, BundleError> {
+    let path = need(item.path, &format!("{at}.Path"), "a string")?;
+    if let Some(reason) = unsafe_reason(&path) {
         return Err(BundleError::unsafe_path(
-            format!("{cryptex}/{path}"),
+            format!("{cryptex}/{}", clip(&path)),
             reason,
         ));
     }
-    let size_value = field("Size")?;
-    let size = size_value
-        .as_unsigned_integer()
-        .ok_or_else(|| mistyped(&format!("{at}.Size"), "a non-negative integer", size_value))?;
+    let size = need(item.size, &format!("{at}.Size"), "a non-negative integer")?;
     if size > MAX_FILE_BYTES {
         return Err(BundleError::TooLarge {
             what: format!("{cryptex}/{path}'s declared size of {size} bytes"),
             limit: format!("{MAX_FILE_BYTES} bytes per file"),
         });
     }
-    let digest_value = field("SHA256")?;
-    let digest_text = digest_value
-        .as_string()
-        .ok_or_else(|| mistyped(&format!("{at}.SHA256"), "a string", digest_value))?;
-    let sha256 = Digest::from_hex(digest_text).ok_or_else(|| {
+    let digest_text = need(item.sha256, &format!("{at}.SHA256"), "a string")?;
+    let sha256 = Digest::from_hex(&digest_text).ok_or_else(|| {
         BundleError::manifest(format!(
-            "key `{at}.SHA256` must be 64 hex digits, found `{digest_text}`"
+            "key `{at}.SHA256` must be 64 hex digits, found `{}`",
+            clip(&digest_text)
         ))
     })?;
-    let mode_value = field("Mode")?;
-    let mode = mode_value
-        .as_unsigned_integer()
-        .ok_or_else(|| mistyped(&format!("{at}.Mode"), "an integer", mode_value))?;
+    let mode = need(item.mode, &format!("{at}.Mode"), "an integer")?;
     if mode > 0o777 || mode & 0o400 == 0 {
         return Err(BundleError::manifest(format!(
             "key `{at}.Mode` is {mode:#o}; it must be permission bits (at most 0o777) that let the owner read the file"
         )));
     }
     Ok(FileEntry {
-        path: path.to_owned(),
+        path,
         size,
         sha256,
         mode: mode as u32,
@@ -473,7 +707,7 @@ mod tests {
     }
 
     fn with(edit: impl FnOnce(&mut Dictionary)) -> Result<Manifest, BundleError> {
-        let mut dict = Value::from_reader(Cursor::new(sample().to_xml()))
+        let mut dict = Value::from_reader(std::io::Cursor::new(sample().to_xml()))
             .unwrap()
             .into_dictionary()
             .unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::source::{Bundle, Form, MANIFEST, SIGNATURE, open_regular};
+use super::source::{Bundle, Form, MANIFEST, SIGNATURE};
 use super::{BundleError, digest};
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -53,7 +53,7 @@ fn header(size: u64, mode: u32) -> tar::Header {
 
 /// Packs the directory bundle at `bundle` into the tar file `out`.
 pub fn pack(bundle: &Path, out: &Path, force: bool) -> Result<Packed> {
-    let mut opened = Bundle::open(bundle)?;
+    let mut opened = Bundle::open_unverified(bundle)?;
     if opened.form == Form::Tar {
         return Err(Error::usage(
             format!("{} is already a tar bundle", bundle.display()),
@@ -98,10 +98,9 @@ fn write_tar(bundle: &Bundle, tmp: &Path) -> Result<()> {
     if let Some(sig) = &bundle.signature {
         put(&mut builder, SIGNATURE, sig)?;
     }
-    for (cryptex, entry) in bundle.manifest.cryptexes.files() {
+    for (index, (cryptex, entry)) in bundle.manifest.cryptexes.files().enumerate() {
         let label = format!("{cryptex}/{}", entry.path);
-        let path = bundle.path.join(cryptex.as_str()).join(&entry.path);
-        let mut src = open_regular(&path, &label, entry.size)?;
+        let mut src = bundle.payload(index)?;
         let mut reader = Hashing {
             inner: &mut src,
             hasher: Sha256::new(),

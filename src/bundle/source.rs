@@ -1,23 +1,34 @@
-//! Opening a bundle in either form and reading it in the order the checks need: the manifest and
-//! signature first (so every check runs before any payload byte is read), then the structure
-//! (paths, entry types, order, sizes, truncation, trailing data) without reading payload data, and
-//! last the payload itself, streamed once through the hashing pipeline into a [`Sink`].
+//! Opening a bundle in either form and reading it in the order the checks need: the raw manifest
+//! and signature first, and the signature checked over those exact bytes before the manifest is
+//! parsed ([`Opened::verify`]); then the structure (paths, entry types, order, sizes, truncation,
+//! trailing data) without reading payload data; last the payload itself, streamed once through the
+//! hashing pipeline into a [`Sink`].
 //!
-//! bsi tells the forms apart by file type, not name: a directory is the directory form, a regular
-//! file the tar form (`tar_form.rs`); anything else is refused.
+//! A bundle is opened once and only its handle is used afterwards (check what you use): the path
+//! is opened with `O_NONBLOCK` and the handle's own `fstat` decides the form (a directory is the
+//! directory form, a regular file the tar form, anything else, a FIFO among them, is refused
+//! without blocking), and every file of a directory bundle is opened beneath its directory handle
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so a symlink swapped in anywhere on the
+//! way, not only at the last component, is refused instead of followed.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
+use cap_std::fs::Dir;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
 use super::keys::PublicKey;
-use super::limits::{MAX_FILES, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
+use super::limits::{MAX_DEPTH, MAX_FILES, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::{FileEntry, Manifest};
 use super::stream::{Destination, Feeder};
-use super::{BundleError, signature, tar_form};
+use super::tar_form::{self, Section};
+use super::{BundleError, signature};
 use crate::Result;
 use crate::device::Cryptex;
+use crate::untrusted::clip;
 
 /// The manifest's name in a bundle.
 pub const MANIFEST: &str = "Info.plist";
@@ -55,7 +66,30 @@ impl Sink for CheckOnly {
     }
 }
 
-/// An opened bundle whose manifest has been read and parsed.
+/// The handle a bundle is read through.
+#[derive(Debug)]
+enum Handle {
+    /// The directory form's directory.
+    Dir(Dir),
+    /// The tar form's file and where its payload starts.
+    Tar(File, u64),
+}
+
+/// A bundle opened, its manifest and signature read as bytes, nothing parsed yet.
+#[derive(Debug)]
+pub struct Opened {
+    /// The path given.
+    pub path: PathBuf,
+    /// Its form.
+    pub form: Form,
+    /// The exact manifest bytes (what the signature covers).
+    pub manifest_bytes: Vec<u8>,
+    /// The signature bytes, if the bundle has one.
+    pub signature: Option<Vec<u8>>,
+    handle: Handle,
+}
+
+/// An opened bundle whose manifest has been parsed.
 #[derive(Debug)]
 pub struct Bundle {
     /// The path given.
@@ -68,30 +102,21 @@ pub struct Bundle {
     pub signature: Option<Vec<u8>>,
     /// The parsed manifest.
     pub manifest: Manifest,
-    /// The tar file and where its payload starts.
-    tar: Option<(File, u64)>,
+    handle: Handle,
+    /// The tar form's payload data offsets, in manifest order, once the structure is checked.
+    offsets: Option<Vec<u64>>,
 }
 
 fn read_err(path: &Path, e: &std::io::Error) -> BundleError {
     BundleError::Read {
-        path: path.to_path_buf(),
+        path: PathBuf::from(clip(&path.display().to_string())),
         message: e.to_string(),
     }
 }
 
-/// Opens a regular file without following a final symlink and without blocking on a FIFO.
-pub(crate) fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags(
-            rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK,
-        ))
-        .open(path)
-}
-
-/// Open flags as `OpenOptionsExt::custom_flags` takes them (the bits fit an `i32`).
-fn libc_flags(flags: rustix::fs::OFlags) -> i32 {
-    i32::try_from(flags.bits()).unwrap_or(0)
+fn is_loop(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+        || e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
 }
 
 fn kind_name(ft: std::fs::FileType) -> &'static str {
@@ -105,34 +130,78 @@ fn kind_name(ft: std::fs::FileType) -> &'static str {
         "block device"
     } else if ft.is_char_device() {
         "character device"
+    } else if ft.is_dir() {
+        "directory"
     } else {
         "special file"
     }
 }
 
+/// Opens `rel` beneath `dir` without following any symlink on the way (not even one in an
+/// intermediate component) and without blocking on a FIFO. Kernels without `openat2` (before
+/// 5.6) get cap-std's checked walk, which stays beneath the handle.
+pub(crate) fn open_beneath(dir: &impl AsFd, rel: &Path, directory: bool) -> std::io::Result<File> {
+    let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    if directory {
+        flags |= OFlags::DIRECTORY;
+    }
+    match rustix::fs::openat2(
+        dir,
+        rel,
+        flags,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    ) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(rustix::io::Errno::NOSYS) => {
+            let dir = Dir::reopen_dir(dir)?;
+            if directory {
+                Ok(dir.open_dir(rel)?.into_std_file())
+            } else {
+                use cap_std::fs::OpenOptionsExt;
+                let mut options = cap_std::fs::OpenOptions::new();
+                options.read(true).custom_flags(
+                    i32::try_from((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits()).unwrap_or(0),
+                );
+                Ok(dir.open_with(rel, &options)?.into_std())
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens a path the user named for reading: the final symlink is followed (a user may name a
+/// link to a bundle or a file), nothing blocks (a FIFO opens at once and is then refused by its
+/// type), and only the handle is used afterwards.
+pub(crate) fn open_named(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
 /// Reads a small top-level file of a directory bundle (manifest or signature).
-fn read_member(dir: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
-    let path = dir.join(name);
-    let file = match open_nofollow(&path) {
+fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
+    let file = match open_beneath(dir, Path::new(name), false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+        Err(e) if is_loop(&e) => {
             return Err(BundleError::UnsafeEntry {
                 path: name.to_owned(),
                 kind: "symlink".to_owned(),
             });
         }
-        Err(e) => return Err(read_err(&path, &e)),
+        Err(e) => return Err(read_err(Path::new(name), &e)),
     };
-    let meta = file.metadata().map_err(|e| read_err(&path, &e))?;
+    let meta = file.metadata().map_err(|e| read_err(Path::new(name), &e))?;
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: name.to_owned(),
-            kind: if meta.is_dir() {
-                "directory".to_owned()
-            } else {
-                kind_name(meta.file_type()).to_owned()
-            },
+            kind: kind_name(meta.file_type()).to_owned(),
         });
     }
     if meta.len() > limit {
@@ -144,14 +213,21 @@ fn read_member(dir: &Path, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bu
     let mut out = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut out)
-        .map_err(|e| read_err(&path, &e))?;
+        .map_err(|e| read_err(Path::new(name), &e))?;
+    if out.len() as u64 > limit {
+        return Err(BundleError::TooLarge {
+            what: name.to_owned(),
+            limit: format!("{limit} bytes"),
+        });
+    }
     Ok(Some(out))
 }
 
-impl Bundle {
-    /// Opens the bundle at `path` and parses its manifest.
+impl Opened {
+    /// Opens the bundle at `path` and reads its manifest and signature as bytes (each within
+    /// its size limit), parsing nothing.
     pub fn open(path: &Path) -> Result<Self, BundleError> {
-        let meta = std::fs::metadata(path).map_err(|e| {
+        let (file, meta) = open_named(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 BundleError::NotFound {
                     path: path.to_path_buf(),
@@ -160,34 +236,77 @@ impl Bundle {
                 read_err(path, &e)
             }
         })?;
-        let (form, manifest_bytes, signature, tar) = if meta.is_dir() {
-            let manifest = read_member(path, MANIFEST, MAX_MANIFEST_BYTES)?
+        let (form, manifest_bytes, signature, handle) = if meta.is_dir() {
+            let dir = Dir::from_std_file(file);
+            let manifest = read_member(&dir, MANIFEST, MAX_MANIFEST_BYTES)?
                 .ok_or_else(|| BundleError::manifest("missing: the bundle has no Info.plist"))?;
-            let signature = read_member(path, SIGNATURE, MAX_SIGNATURE_BYTES)?;
-            (Form::Directory, manifest, signature, None)
+            let signature = read_member(&dir, SIGNATURE, MAX_SIGNATURE_BYTES)?;
+            (Form::Directory, manifest, signature, Handle::Dir(dir))
         } else if meta.is_file() {
-            let file = File::open(path).map_err(|e| read_err(path, &e))?;
             let head = tar_form::read_head(&file)?;
             (
                 Form::Tar,
                 head.manifest,
                 head.signature,
-                Some((file, head.payload_offset)),
+                Handle::Tar(file, head.payload_offset),
             )
         } else {
             return Err(BundleError::NotABundle {
                 path: path.to_path_buf(),
+                kind: kind_name(meta.file_type()),
             });
         };
-        let manifest = Manifest::parse(&manifest_bytes)?;
         Ok(Self {
             path: path.to_path_buf(),
             form,
             manifest_bytes,
             signature,
-            manifest,
-            tar,
+            handle,
         })
+    }
+
+    /// Checks the signature over the raw manifest bytes against `trusted` first, and only then
+    /// parses the manifest: bytes no trusted key signed are never parsed here. Returns the
+    /// bundle and the key that signed it.
+    pub fn verify(self, trusted: &[PublicKey]) -> Result<(Bundle, PublicKey), BundleError> {
+        let signature = self
+            .signature
+            .as_deref()
+            .ok_or_else(|| BundleError::Signature {
+                message: "missing: the bundle is unsigned".to_owned(),
+            })?;
+        let key = signature::verify(&self.manifest_bytes, signature, trusted)?.clone();
+        Ok((self.parse()?, key))
+    }
+
+    /// Parses the manifest without checking the signature, with the bounded parser: for
+    /// `inspect` of an unsigned bundle, `sign` and `pack`.
+    pub fn parse(self) -> Result<Bundle, BundleError> {
+        let manifest = Manifest::parse(&self.manifest_bytes)?;
+        Ok(Bundle {
+            path: self.path,
+            form: self.form,
+            manifest_bytes: self.manifest_bytes,
+            signature: self.signature,
+            manifest,
+            handle: self.handle,
+            offsets: None,
+        })
+    }
+}
+
+impl Bundle {
+    /// Opens the bundle at `path`, checks its signature against `trusted`, then parses it.
+    pub fn open_verified(
+        path: &Path,
+        trusted: &[PublicKey],
+    ) -> Result<(Self, PublicKey), BundleError> {
+        Opened::open(path)?.verify(trusted)
+    }
+
+    /// Opens and parses the bundle at `path` without checking its signature.
+    pub fn open_unverified(path: &Path) -> Result<Self, BundleError> {
+        Opened::open(path)?.parse()
     }
 
     /// Checks the signature against `trusted`; returns the signing key.
@@ -208,29 +327,24 @@ impl Bundle {
     /// (or a directory), paths are safe, sizes match, nothing is missing or extra; for the tar
     /// form also entry order, truncation and trailing data.
     pub fn check_structure(&mut self) -> Result<(), BundleError> {
-        match &mut self.tar {
-            Some((file, offset)) => {
-                tar_form::walk(file, *offset, &self.manifest, None).map_err(|e| match e {
-                    crate::Error::Bundle(b) => b,
-                    other => BundleError::tar(other.to_string()),
-                })
+        match &self.handle {
+            Handle::Tar(file, offset) => {
+                self.offsets = Some(tar_form::walk(file, *offset, &self.manifest)?);
+                Ok(())
             }
-            None => walk_directory(&self.path, &self.manifest),
+            Handle::Dir(dir) => walk_directory(dir, &self.manifest),
         }
     }
 
     /// Streams every payload file once through `feeder` into `sink`, checking sizes as they
     /// stream and digests on the hashing thread.
-    pub fn stream(&mut self, feeder: &mut Feeder<'_>, sink: &mut dyn Sink) -> Result<()> {
-        if let Some((file, offset)) = &mut self.tar {
-            tar_form::walk(file, *offset, &self.manifest, Some((feeder, sink)))
-        } else {
-            self.stream_part(0, 1, feeder, sink)
-        }
+    pub fn stream(&self, feeder: &mut Feeder<'_>, sink: &mut dyn Sink) -> Result<()> {
+        self.stream_part(0, 1, feeder, sink)
     }
 
-    /// Directory form only: streams the payload files whose position in manifest order is
-    /// `part` modulo `parts`, so that several threads can each stream a share.
+    /// Streams the payload files whose position in manifest order is `part` modulo `parts`, so
+    /// that several threads can each stream a share (either form: the tar's files are read at
+    /// the offsets the structure check found).
     pub fn stream_part(
         &self,
         part: usize,
@@ -238,13 +352,62 @@ impl Bundle {
         feeder: &mut Feeder<'_>,
         sink: &mut dyn Sink,
     ) -> Result<()> {
-        for (cryptex, entry) in self.manifest.cryptexes.files().skip(part).step_by(parts) {
-            let label = format!("{cryptex}/{}", entry.path);
-            let path = self.path.join(cryptex.as_str()).join(&entry.path);
-            let mut src = open_regular(&path, &label, entry.size)?;
-            feed(feeder, sink, cryptex, entry, &label, &mut src, false)?;
+        match &self.handle {
+            Handle::Dir(dir) => {
+                for (cryptex, entry) in self.manifest.cryptexes.files().skip(part).step_by(parts) {
+                    let label = format!("{cryptex}/{}", entry.path);
+                    let mut src = open_regular(dir, &label, entry.size)?;
+                    feed(feeder, sink, cryptex, entry, &label, &mut src, false)?;
+                }
+            }
+            Handle::Tar(file, _) => {
+                let offsets = self.offsets.as_ref().ok_or_else(|| {
+                    BundleError::tar("the structure was not checked before the payload was read")
+                })?;
+                for ((cryptex, entry), offset) in self
+                    .manifest
+                    .cryptexes
+                    .files()
+                    .zip(offsets)
+                    .skip(part)
+                    .step_by(parts)
+                {
+                    let label = format!("{cryptex}/{}", entry.path);
+                    let mut src = Section::new(file, *offset, entry.size);
+                    feed(feeder, sink, cryptex, entry, &label, &mut src, true)?;
+                }
+            }
         }
         Ok(())
+    }
+}
+
+impl Bundle {
+    /// A reader of one payload file (directory form: opened beneath the bundle's handle and
+    /// checked to be a regular file of the declared size; tar form: its section of the tar).
+    pub fn payload(&self, index: usize) -> Result<Box<dyn Read + '_>, BundleError> {
+        let (cryptex, entry) = self
+            .manifest
+            .cryptexes
+            .files()
+            .nth(index)
+            .ok_or_else(|| BundleError::tar("no such payload file"))?;
+        let label = format!("{cryptex}/{}", entry.path);
+        match &self.handle {
+            Handle::Dir(dir) => Ok(Box::new(open_regular(dir, &label, entry.size)?)),
+            Handle::Tar(file, _) => {
+                let offset = self
+                    .offsets
+                    .as_ref()
+                    .and_then(|o| o.get(index))
+                    .ok_or_else(|| {
+                        BundleError::tar(
+                            "the structure was not checked before the payload was read",
+                        )
+                    })?;
+                Ok(Box::new(Section::new(file, *offset, entry.size)))
+            }
+        }
     }
 }
 
@@ -284,33 +447,31 @@ pub(crate) fn feed(
     }
 }
 
-/// Opens a payload file of a directory bundle, refusing anything but a regular file of the
-/// declared size.
-pub(crate) fn open_regular(path: &Path, label: &str, size: u64) -> Result<File, BundleError> {
-    let file = match open_nofollow(path) {
+/// Opens a payload file of a directory bundle beneath its handle, refusing anything but a
+/// regular file of the declared size, and any symlink on the way.
+pub(crate) fn open_regular(dir: &Dir, label: &str, size: u64) -> Result<File, BundleError> {
+    let file = match open_beneath(dir, Path::new(label), false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BundleError::Missing {
                 path: label.to_owned(),
             });
         }
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+        Err(e) if is_loop(&e) => {
             return Err(BundleError::UnsafeEntry {
                 path: label.to_owned(),
                 kind: "symlink".to_owned(),
             });
         }
-        Err(e) => return Err(read_err(path, &e)),
+        Err(e) => return Err(read_err(Path::new(label), &e)),
     };
-    let meta = file.metadata().map_err(|e| read_err(path, &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| read_err(Path::new(label), &e))?;
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: label.to_owned(),
-            kind: if meta.is_dir() {
-                "directory".to_owned()
-            } else {
-                kind_name(meta.file_type()).to_owned()
-            },
+            kind: kind_name(meta.file_type()).to_owned(),
         });
     }
     if meta.len() != size {
@@ -323,9 +484,10 @@ pub(crate) fn open_regular(path: &Path, label: &str, size: u64) -> Result<File, 
     Ok(file)
 }
 
-/// Walks a directory bundle without following symlinks: every regular file must be the manifest,
-/// the signature or a listed payload file of the declared size; every listed file must be there.
-fn walk_directory(root: &Path, manifest: &Manifest) -> Result<(), BundleError> {
+/// Walks a directory bundle beneath its handle without following symlinks: every regular file
+/// must be the manifest, the signature or a listed payload file of the declared size; every
+/// listed file must be there.
+fn walk_directory(root: &Dir, manifest: &Manifest) -> Result<(), BundleError> {
     use std::collections::HashMap;
 
     let mut listed: HashMap<String, (u64, bool)> = manifest
@@ -333,12 +495,30 @@ fn walk_directory(root: &Path, manifest: &Manifest) -> Result<(), BundleError> {
         .files()
         .map(|(c, e)| (format!("{c}/{}", e.path), (e.size, false)))
         .collect();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
+    let mut stack = vec![String::new()];
     let mut visited = 0usize;
-    while let Some((dir, prefix)) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| read_err(&dir, &e))?;
+    while let Some(prefix) = stack.pop() {
+        let dir = if prefix.is_empty() {
+            root.try_clone()
+        } else {
+            open_beneath(root, Path::new(prefix.trim_end_matches('/')), true)
+                .map(Dir::from_std_file)
+        }
+        .map_err(|e| {
+            if is_loop(&e) {
+                BundleError::UnsafeEntry {
+                    path: clip(prefix.trim_end_matches('/')),
+                    kind: "symlink".to_owned(),
+                }
+            } else {
+                read_err(Path::new(&prefix), &e)
+            }
+        })?;
+        let entries = dir
+            .entries()
+            .map_err(|e| read_err(Path::new(&prefix), &e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| read_err(&dir, &e))?;
+            let entry = entry.map_err(|e| read_err(Path::new(&prefix), &e))?;
             visited += 1;
             if visited > 2 * MAX_FILES {
                 return Err(BundleError::TooLarge {
@@ -349,25 +529,33 @@ fn walk_directory(root: &Path, manifest: &Manifest) -> Result<(), BundleError> {
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
                 return Err(BundleError::unsafe_path(
-                    format!("{prefix}{}", name.to_string_lossy()),
+                    clip(&format!("{prefix}{}", name.to_string_lossy())),
                     "the name is not valid UTF-8",
                 ));
             };
             let rel = format!("{prefix}{name}");
-            let ft = entry.file_type().map_err(|e| read_err(&entry.path(), &e))?;
+            let ft = entry
+                .file_type()
+                .map_err(|e| read_err(Path::new(&rel), &e))?;
             if ft.is_dir() {
-                stack.push((entry.path(), format!("{rel}/")));
+                if rel.matches('/').count() >= MAX_DEPTH {
+                    return Err(BundleError::unsafe_path(
+                        clip(&rel),
+                        format!("deeper than {MAX_DEPTH} directories"),
+                    ));
+                }
+                stack.push(format!("{rel}/"));
             } else if ft.is_file() {
                 if prefix.is_empty() && (name == MANIFEST || name == SIGNATURE) {
                     continue;
                 }
                 let Some((size, seen)) = listed.get_mut(&rel) else {
-                    return Err(BundleError::Unlisted { path: rel });
+                    return Err(BundleError::Unlisted { path: clip(&rel) });
                 };
                 *seen = true;
                 let actual = entry
                     .metadata()
-                    .map_err(|e| read_err(&entry.path(), &e))?
+                    .map_err(|e| read_err(Path::new(&rel), &e))?
                     .len();
                 if actual != *size {
                     return Err(BundleError::Size {
@@ -377,9 +565,23 @@ fn walk_directory(root: &Path, manifest: &Manifest) -> Result<(), BundleError> {
                     });
                 }
             } else {
+                use cap_std::fs::FileTypeExt as _;
                 return Err(BundleError::UnsafeEntry {
-                    path: rel,
-                    kind: kind_name(ft).to_owned(),
+                    path: clip(&rel),
+                    kind: if ft.is_symlink() {
+                        "symlink"
+                    } else if ft.is_fifo() {
+                        "FIFO"
+                    } else if ft.is_socket() {
+                        "socket"
+                    } else if ft.is_block_device() {
+                        "block device"
+                    } else if ft.is_char_device() {
+                        "character device"
+                    } else {
+                        "special file"
+                    }
+                    .to_owned(),
                 });
             }
         }

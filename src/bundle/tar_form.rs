@@ -2,58 +2,38 @@
 //! manifest order (cryptexes `App` then `OS`, paths in byte order), then the end-of-archive
 //! marker, as `bsi bundle pack` writes it.
 //!
-//! The reader is strict: only regular files (and directory entries, which carry nothing) are
-//! accepted; each payload entry must be the next one the manifest lists; header checksums must
-//! hold; a file cut short, a missing end-of-archive marker, or anything but zeros after it is a
-//! rejection. The same [`walk`] runs twice for an apply: first seeking over the data to check the
-//! structure before anything is written, then reading the data once into the pipeline.
+//! bsi reads the form with its own strict reader rather than a general tar library, because the
+//! bytes are untrusted until the manifest's signature verifies and a general reader cannot bound
+//! what they cost: a GNU long name or a pax header is read whole, whatever size its header claims.
+//! Here every header is one 512-byte block whose checksum must hold; `Info.plist` and
+//! `Info.plist.sig` must be the first two entries, plain ustar headers naming themselves, within
+//! their size limits; a long name (`L`) or a pax header (`x`) may only precede a payload entry and
+//! is refused beyond a few kilobytes; only regular files and directory entries are accepted;
+//! anything but zeros after the end-of-archive marker is a rejection.
+//!
+//! [`walk`] checks the payload's structure without reading file data (it reads only headers,
+//! at the offsets they give) and returns where each payload file's data starts, so the payload
+//! can then be read with positioned reads, by one thread or several.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
+use std::os::unix::fs::FileExt;
 
 use super::BundleError;
-use super::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
+use super::limits::{MAX_MANIFEST_BYTES, MAX_PATH_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::Manifest;
 use super::paths::unsafe_reason;
-use super::source::{MANIFEST, SIGNATURE, Sink, feed};
-use super::stream::Feeder;
-use crate::Result;
+use super::source::{MANIFEST, SIGNATURE};
+use crate::untrusted::clip;
 
 /// Zeros accepted after the end-of-archive marker (GNU tar pads to 10 KiB records).
 const MAX_ZERO_TAIL: u64 = 64 * 1024;
+/// One tar block.
 const BLOCK: u64 = 512;
-
-/// A `&File` reader that starts at `base`, presents positions relative to it (the tar crate
-/// counts from where it started reading), and notes when it hits the end of the file.
-struct Counting<'f> {
-    file: &'f File,
-    base: u64,
-    eof: bool,
-}
-
-impl Read for Counting<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.eof = true;
-        }
-        Ok(n)
-    }
-}
-
-impl Seek for Counting<'_> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let pos = match pos {
-            SeekFrom::Start(n) => SeekFrom::Start(self.base + n),
-            other => other,
-        };
-        let absolute = self.file.seek(pos)?;
-        absolute
-            .checked_sub(self.base)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the payload"))
-    }
-}
+/// Largest GNU long name bsi reads: a payload path and its cryptex prefix, with room to spare.
+const MAX_LONG_NAME: u64 = MAX_PATH_BYTES as u64 + 64;
+/// Largest pax extended header bsi reads.
+const MAX_PAX: u64 = 64 * 1024;
 
 /// What the head of a tar bundle holds.
 #[derive(Debug)]
@@ -63,113 +43,179 @@ pub(crate) struct Head {
     pub payload_offset: u64,
 }
 
-fn tar_error(e: &io::Error) -> BundleError {
-    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("EOF") {
-        BundleError::tar(format!("truncated: {e}"))
-    } else if e.to_string().contains("checksum") {
-        BundleError::tar(format!("not a valid tar archive: {e}"))
-    } else {
-        BundleError::tar(e.to_string())
-    }
+/// One parsed header.
+struct Header {
+    name: Vec<u8>,
+    kind: u8,
+    size: u64,
+    /// Where the entry's data starts.
+    data: u64,
 }
 
 fn round_up(n: u64) -> u64 {
     n.div_ceil(BLOCK) * BLOCK
 }
 
-fn entry_kind(t: tar::EntryType) -> Option<&'static str> {
-    Some(if t.is_symlink() {
-        "symlink"
-    } else if t.is_hard_link() {
-        "hard link"
-    } else if t.is_character_special() {
-        "character device"
-    } else if t.is_block_special() {
-        "block device"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_gnu_sparse() {
-        "GNU sparse file"
-    } else if t.is_pax_global_extensions() {
-        "pax global header"
-    } else if t.is_contiguous() {
-        "contiguous file"
-    } else if t.is_file() || t.is_dir() {
-        return None;
-    } else {
-        "tar entry of an unknown type"
+fn io_error(e: &io::Error) -> BundleError {
+    BundleError::tar(format!("cannot be read: {e}"))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`; `Ok(false)` when the file ends first.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<bool, BundleError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(&e)),
+        }
+    }
+    Ok(true)
+}
+
+/// A NUL- or space-terminated octal field, or GNU base-256 for large numbers.
+fn number(field: &[u8], what: &str) -> Result<u64, BundleError> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let mut n: u64 = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            n = n
+                .checked_mul(256)
+                .and_then(|n| n.checked_add(u64::from(b)))
+                .ok_or_else(|| BundleError::tar(format!("the {what} field is out of range")))?;
+        }
+        return Ok(n);
+    }
+    let text: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| *b != 0 && *b != b' ')
+        .collect();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let mut n: u64 = 0;
+    for b in text {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err(BundleError::tar(format!(
+                "not a valid tar archive: the {what} field is not an octal number"
+            )));
+        }
+        n = n
+            .checked_mul(8)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or_else(|| BundleError::tar(format!("the {what} field is out of range")))?;
+    }
+    Ok(n)
+}
+
+fn cstr(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// Parses the header block at `offset`; `None` for a zero block (the end-of-archive marker).
+fn header_at(file: &File, offset: u64) -> Result<Option<Header>, BundleError> {
+    let mut block = [0u8; BLOCK as usize];
+    if !read_exact_at(file, &mut block, offset)? {
+        return Err(BundleError::tar(
+            "truncated: the end-of-archive marker is missing",
+        ));
+    }
+    if block.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let stored = number(&block[148..156], "checksum")?;
+    let sum: u64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
+        .sum();
+    if stored != sum {
+        return Err(BundleError::tar(
+            "not a valid tar archive: a header's checksum does not hold",
+        ));
+    }
+    let mut name = cstr(&block[0..100]).to_vec();
+    let prefix = cstr(&block[345..500]);
+    if &block[257..263] == b"ustar\0" && !prefix.is_empty() {
+        let mut full = prefix.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(&name);
+        name = full;
+    }
+    Ok(Some(Header {
+        name,
+        kind: block[156],
+        size: number(&block[124..136], "size")?,
+        data: offset + BLOCK,
+    }))
+}
+
+/// What an entry type is, in words, for a rejection; `None` for the accepted kinds.
+fn unsafe_kind(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        b'0' | 0 | b'5' => return None,
+        b'1' => "hard link",
+        b'2' => "symlink",
+        b'3' => "character device",
+        b'4' => "block device",
+        b'6' => "FIFO",
+        b'7' => "contiguous file",
+        b'g' => "pax global header",
+        b'S' => "GNU sparse file",
+        b'L' | b'K' | b'x' => "misplaced extension header",
+        _ => "tar entry of an unknown type",
     })
 }
 
-fn read_small<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    name: &str,
-    limit: u64,
-) -> Result<Vec<u8>, BundleError> {
-    let kind = entry.header().entry_type();
-    if let Some(kind) = entry_kind(kind) {
-        return Err(BundleError::UnsafeEntry {
-            path: name.to_owned(),
-            kind: kind.to_owned(),
-        });
-    }
-    if kind.is_dir() {
-        return Err(BundleError::UnsafeEntry {
-            path: name.to_owned(),
-            kind: "directory".to_owned(),
-        });
-    }
-    if entry.size() > limit {
+/// Reads a small entry's data (the manifest, the signature, an extension header).
+fn data(file: &File, h: &Header, limit: u64, what: &str) -> Result<Vec<u8>, BundleError> {
+    if h.size > limit {
         return Err(BundleError::TooLarge {
-            what: format!("{name} ({} bytes)", entry.size()),
+            what: format!("{what} ({} bytes)", h.size),
             limit: format!("{limit} bytes"),
         });
     }
-    let mut out = Vec::new();
-    entry.read_to_end(&mut out).map_err(|e| tar_error(&e))?;
-    if out.len() as u64 != entry.size() {
-        return Err(BundleError::tar(format!("truncated inside {name}")));
+    let mut out = vec![0u8; usize::try_from(h.size).unwrap_or(0)];
+    if !read_exact_at(file, &mut out, h.data)? {
+        return Err(BundleError::tar(format!("truncated inside {what}")));
     }
     Ok(out)
 }
 
 /// Reads the manifest and signature entries at the start of the tar.
 pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
-    let mut reader = file;
-    reader.seek(SeekFrom::Start(0)).map_err(|e| tar_error(&e))?;
-    let mut archive = tar::Archive::new(Counting {
-        file,
-        base: 0,
-        eof: false,
-    });
-    let mut entries = archive.entries().map_err(|e| tar_error(&e))?;
-    let mut first = match entries.next() {
-        Some(entry) => entry.map_err(|e| tar_error(&e))?,
-        None => return Err(BundleError::tar("empty: no entries, so no Info.plist")),
+    let first = header_at(file, 0).map_err(|e| match e {
+        BundleError::Tar { message } if message.contains("end-of-archive") => {
+            BundleError::tar("empty or truncated: no Info.plist")
+        }
+        other => other,
+    })?;
+    let Some(first) = first else {
+        return Err(BundleError::tar("empty: no entries, so no Info.plist"));
     };
-    let first_path = String::from_utf8_lossy(&first.path_bytes()).into_owned();
-    if first_path != MANIFEST {
+    if first.name != MANIFEST.as_bytes() || !matches!(first.kind, b'0' | 0) {
         return Err(BundleError::tar(format!(
-            "the first entry is `{first_path}`; a bsi tar bundle starts with Info.plist, then Info.plist.sig, then the payload"
+            "the first entry is `{}`; a bsi tar bundle starts with Info.plist, then Info.plist.sig, then the payload",
+            clip(&String::from_utf8_lossy(&first.name))
         )));
     }
-    let manifest = read_small(&mut first, MANIFEST, MAX_MANIFEST_BYTES)?;
-    let after_manifest = first.raw_file_position() + round_up(first.size());
-    drop(first);
-    let (signature, payload_offset) = match entries.next() {
-        None => (None, after_manifest),
-        Some(entry) => {
-            let mut entry = entry.map_err(|e| tar_error(&e))?;
-            if entry.path_bytes().as_ref() == SIGNATURE.as_bytes() {
-                let sig = read_small(&mut entry, SIGNATURE, MAX_SIGNATURE_BYTES)?;
-                (
-                    Some(sig),
-                    entry.raw_file_position() + round_up(entry.size()),
-                )
-            } else {
-                (None, after_manifest)
-            }
+    let manifest = data(file, &first, MAX_MANIFEST_BYTES, MANIFEST)?;
+    let after_manifest = first.data + round_up(first.size);
+    let (signature, payload_offset) = match header_at(file, after_manifest)? {
+        Some(h) if h.name == SIGNATURE.as_bytes() && matches!(h.kind, b'0' | 0) => {
+            let sig = data(file, &h, MAX_SIGNATURE_BYTES, SIGNATURE)?;
+            (Some(sig), h.data + round_up(h.size))
         }
+        _ => (None, after_manifest),
     };
     Ok(Head {
         manifest,
@@ -178,25 +224,47 @@ pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
     })
 }
 
-/// Walks the payload part of the tar starting at `offset`. Without `stream`, seeks over file
-/// data (structure check only); with it, streams each file through the feeder into the sink.
-pub(crate) fn walk(
-    file: &File,
-    offset: u64,
-    manifest: &Manifest,
-    mut stream: Option<(&mut Feeder<'_>, &mut dyn Sink)>,
-) -> Result<()> {
-    let file_len = file.metadata().map_err(|e| tar_error(&e))?.len();
-    let mut reader = file;
-    reader
-        .seek(SeekFrom::Start(offset))
-        .map_err(|e| tar_error(&e))?;
+/// Parses pax extended header records (`LEN KEY=VALUE\n`): the `path` and `size` bsi uses.
+fn pax(records: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), BundleError> {
+    let bad = || BundleError::tar("not a valid tar archive: a pax header is malformed");
+    let (mut path, mut size) = (None, None);
+    let mut rest = records;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad());
+        }
+        let record = &rest[space + 1..len - 1];
+        let eq = record.iter().position(|&b| b == b'=').ok_or_else(bad)?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        match key {
+            b"path" => path = Some(value.to_vec()),
+            b"size" => {
+                size = Some(
+                    std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(bad)?,
+                );
+            }
+            _ => {}
+        }
+        rest = &rest[len..];
+    }
+    Ok((path, size))
+}
+
+/// Walks the payload part of the tar starting at `offset`, reading only headers: every entry
+/// must be the next file the manifest lists (or a directory it implies), of the declared size;
+/// the archive must end properly. Returns the offset of each payload file's data, in manifest
+/// order.
+pub(crate) fn walk(file: &File, offset: u64, manifest: &Manifest) -> Result<Vec<u64>, BundleError> {
+    let file_len = file.metadata().map_err(|e| io_error(&e))?.len();
     let expected: Vec<_> = manifest.cryptexes.files().collect();
-    let index: HashMap<String, usize> = expected
-        .iter()
-        .enumerate()
-        .map(|(i, (c, e))| (format!("{c}/{}", e.path), i))
-        .collect();
     let mut dirs = std::collections::HashSet::new();
     for (c, e) in &expected {
         let full = format!("{c}/{}", e.path);
@@ -207,123 +275,216 @@ pub(crate) fn walk(
             end += 1;
         }
     }
-    let mut next = 0usize;
-    let mut archive = tar::Archive::new(Counting {
-        file,
-        base: offset,
-        eof: false,
-    });
-    {
-        let entries = if stream.is_some() {
-            archive.entries()
-        } else {
-            archive.entries_with_seek()
-        }
-        .map_err(|e| tar_error(&e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| tar_error(&e))?;
-            let raw = entry.path_bytes().into_owned();
-            let Ok(path) = std::str::from_utf8(&raw) else {
-                return Err(BundleError::unsafe_path(
-                    String::from_utf8_lossy(&raw),
-                    "the name is not valid UTF-8",
-                )
-                .into());
-            };
-            let kind = entry.header().entry_type();
-            let path = if kind.is_dir() {
-                path.strip_suffix('/').unwrap_or(path)
-            } else {
-                path
-            };
-            if let Some(reason) = unsafe_reason(path) {
-                return Err(BundleError::unsafe_path(path, reason).into());
-            }
-            if let Some(kind) = entry_kind(kind) {
-                return Err(BundleError::UnsafeEntry {
-                    path: path.to_owned(),
-                    kind: kind.to_owned(),
-                }
-                .into());
-            }
-            if offset + entry.raw_file_position() + entry.size() > file_len {
-                return Err(BundleError::tar(format!(
-                    "truncated: {path} runs past the end of the file"
-                ))
-                .into());
-            }
-            if kind.is_dir() {
-                if entry.size() != 0 {
-                    return Err(
-                        BundleError::tar(format!("directory entry {path} carries data")).into(),
-                    );
-                }
-                if !dirs.contains(path) {
-                    return Err(BundleError::Unlisted {
-                        path: format!("{path}/"),
-                    }
-                    .into());
-                }
+    let mut offsets = Vec::with_capacity(expected.len());
+    let mut pos = offset;
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut pax_size: Option<u64> = None;
+    loop {
+        let Some(mut h) = header_at(file, pos)? else {
+            pos += BLOCK;
+            break;
+        };
+        match h.kind {
+            b'L' => {
+                long_name = Some(cstr(&data(file, &h, MAX_LONG_NAME, "a GNU long name")?).to_vec());
+                pos = h.data + round_up(h.size);
                 continue;
             }
-            if path == MANIFEST || path == SIGNATURE {
-                return Err(BundleError::tar(format!(
-                    "{path} appears again after the payload started"
-                ))
-                .into());
-            }
-            let Some(&i) = index.get(path) else {
-                return Err(BundleError::Unlisted {
-                    path: path.to_owned(),
+            b'x' => {
+                let (path, size) = pax(&data(file, &h, MAX_PAX, "a pax header")?)?;
+                if path.is_some() {
+                    long_name = path;
                 }
-                .into());
-            };
-            if i < next {
-                return Err(BundleError::unsafe_path(path, "appears twice in the tar").into());
+                pax_size = size;
+                pos = h.data + round_up(h.size);
+                continue;
             }
-            if i > next {
-                let (c, e) = expected[next];
-                return Err(BundleError::tar(format!(
-                    "entries out of order: {path} comes where {c}/{} belongs (the payload must follow the manifest's order, or a file is missing)",
-                    e.path
-                ))
-                .into());
-            }
-            let (cryptex, fe) = expected[i];
-            if entry.size() != fe.size {
-                return Err(BundleError::Size {
-                    path: path.to_owned(),
-                    declared: fe.size,
-                    actual: entry.size(),
-                }
-                .into());
-            }
-            if let Some((feeder, sink)) = stream.as_mut() {
-                feed(feeder, *sink, cryptex, fe, path, &mut entry, true)?;
-            }
-            next += 1;
+            _ => {}
         }
+        if let Some(name) = long_name.take() {
+            h.name = name;
+        }
+        if let Some(size) = pax_size.take() {
+            h.size = size;
+        }
+        let Ok(path) = std::str::from_utf8(&h.name) else {
+            return Err(BundleError::unsafe_path(
+                clip(&String::from_utf8_lossy(&h.name)),
+                "the name is not valid UTF-8",
+            ));
+        };
+        let is_dir = h.kind == b'5';
+        let path = if is_dir {
+            path.strip_suffix('/').unwrap_or(path)
+        } else {
+            path
+        };
+        if let Some(reason) = unsafe_reason(path) {
+            return Err(BundleError::unsafe_path(clip(path), reason));
+        }
+        if let Some(kind) = unsafe_kind(h.kind) {
+            return Err(BundleError::UnsafeEntry {
+                path: clip(path),
+                kind: kind.to_owned(),
+            });
+        }
+        if h.data.saturating_add(h.size) > file_len {
+            return Err(BundleError::tar(format!(
+                "truncated: {} runs past the end of the file",
+                clip(path)
+            )));
+        }
+        if is_dir {
+            if h.size != 0 {
+                return Err(BundleError::tar(format!(
+                    "directory entry {} carries data",
+                    clip(path)
+                )));
+            }
+            if !dirs.contains(path) {
+                return Err(BundleError::Unlisted {
+                    path: format!("{}/", clip(path)),
+                });
+            }
+            pos = h.data;
+            continue;
+        }
+        if path == MANIFEST || path == SIGNATURE {
+            return Err(BundleError::tar(format!(
+                "{path} appears again after the payload started"
+            )));
+        }
+        let next = offsets.len();
+        let Some((c, e)) = expected.get(next) else {
+            return Err(
+                if expected
+                    .iter()
+                    .any(|(c, e)| format!("{c}/{}", e.path) == path)
+                {
+                    BundleError::unsafe_path(clip(path), "appears twice in the tar")
+                } else {
+                    BundleError::Unlisted { path: clip(path) }
+                },
+            );
+        };
+        let want = format!("{c}/{}", e.path);
+        if path != want {
+            let listed = expected
+                .iter()
+                .position(|(c, e)| format!("{c}/{}", e.path) == path);
+            return Err(match listed {
+                None => BundleError::Unlisted { path: clip(path) },
+                Some(i) if i < next => {
+                    BundleError::unsafe_path(clip(path), "appears twice in the tar")
+                }
+                Some(_) => BundleError::tar(format!(
+                    "entries out of order: {} comes where {want} belongs (the payload must follow the manifest's order, or a file is missing)",
+                    clip(path)
+                )),
+            });
+        }
+        if h.size != e.size {
+            return Err(BundleError::Size {
+                path: want,
+                declared: e.size,
+                actual: h.size,
+            });
+        }
+        offsets.push(h.data);
+        pos = h.data + round_up(h.size);
     }
-    let mut rest = archive.into_inner();
-    if rest.eof {
-        return Err(BundleError::tar("truncated: the end-of-archive marker is missing").into());
+    if long_name.is_some() || pax_size.is_some() {
+        return Err(BundleError::tar(
+            "not a valid tar archive: an extension header is followed by no entry",
+        ));
     }
-    if let Some((c, e)) = expected.get(next) {
+    if let Some((c, e)) = expected.get(offsets.len()) {
         return Err(BundleError::Missing {
             path: format!("{c}/{}", e.path),
+        });
+    }
+    // After the first zero block: only zeros, at least one more block, at most a few records.
+    let tail = file_len.saturating_sub(pos);
+    if tail > MAX_ZERO_TAIL {
+        return Err(BundleError::tar(
+            "trailing data after the end-of-archive marker",
+        ));
+    }
+    let mut rest = vec![0u8; usize::try_from(tail).unwrap_or(0)];
+    if !read_exact_at(file, &mut rest, pos)? {
+        return Err(BundleError::tar(
+            "truncated while reading the end of the archive",
+        ));
+    }
+    if rest.iter().any(|&b| b != 0) {
+        return Err(BundleError::tar(
+            "trailing data after the end-of-archive marker",
+        ));
+    }
+    if tail < BLOCK {
+        return Err(BundleError::tar(
+            "truncated: the end-of-archive marker is incomplete",
+        ));
+    }
+    Ok(offsets)
+}
+
+/// Reads `len` bytes of `file` from `offset` on, with positioned reads (several threads can
+/// each read their share of one tar).
+#[derive(Debug)]
+pub(crate) struct Section<'f> {
+    file: &'f File,
+    offset: u64,
+    left: u64,
+}
+
+impl<'f> Section<'f> {
+    pub(crate) fn new(file: &'f File, offset: u64, len: u64) -> Self {
+        Self {
+            file,
+            offset,
+            left: len,
         }
-        .into());
     }
-    let mut tail = Vec::new();
-    (&mut rest)
-        .take(MAX_ZERO_TAIL + 1)
-        .read_to_end(&mut tail)
-        .map_err(|e| tar_error(&e))?;
-    if tail.iter().any(|&b| b != 0) || tail.len() as u64 > MAX_ZERO_TAIL {
-        return Err(BundleError::tar("trailing data after the end-of-archive marker").into());
+}
+
+impl io::Read for Section<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte past the end is read too (the pipeline checks that a file is no longer than
+        // declared); inside a tar that byte belongs to the padding or the next header, so the
+        // section simply ends there.
+        let want = usize::try_from(self.left.min(buf.len() as u64)).unwrap_or(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        self.left -= n as u64;
+        Ok(n)
     }
-    if (tail.len() as u64) < BLOCK {
-        return Err(BundleError::tar("truncated: the end-of-archive marker is incomplete").into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octal_and_base256_numbers() {
+        assert_eq!(number(b"00000001750\0", "size").unwrap(), 1000);
+        assert_eq!(number(b"     1750 \0\0", "size").unwrap(), 1000);
+        let mut big = [0u8; 12];
+        big[0] = 0x80;
+        big[4..].copy_from_slice(&(9u64 << 30).to_be_bytes()[..]);
+        assert_eq!(number(&big, "size").unwrap(), 9 << 30);
+        assert!(number(b"0000009\0", "size").is_err());
     }
-    Ok(())
+
+    #[test]
+    fn pax_records() {
+        let (path, size) = pax(b"15 path=OS/x/y\n13 size=4096\n20 mtime=1700000000\n").unwrap();
+        assert_eq!(path.as_deref(), Some(&b"OS/x/y"[..]));
+        assert_eq!(size, Some(4096));
+        assert!(pax(b"99 path=x\n").is_err());
+        assert!(pax(b"x").is_err());
+    }
 }

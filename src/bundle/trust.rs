@@ -14,17 +14,23 @@ pub use keys::read_public_key;
 /// Shortest fingerprint prefix `trust remove` accepts.
 const MIN_PREFIX: usize = 8;
 
-/// A key the device trusts.
+/// A key the device trusts, with every file under `trust/` that holds it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TrustedKey {
     /// Hex SHA-256 of the raw public key.
     pub fingerprint: String,
-    /// The file under the device root.
-    pub file: PathBuf,
+    /// The files under the device root that hold it (normally one).
+    pub files: Vec<PathBuf>,
 }
 
 fn key_path(fingerprint: &str) -> PathBuf {
     Path::new(TRUST).join(format!("{fingerprint}.pub"))
+}
+
+/// The file `trust add` writes for a key, relative to the device root.
+#[must_use]
+pub fn key_file(fingerprint: &str) -> PathBuf {
+    key_path(fingerprint)
 }
 
 /// Adds `key` to the device's trust. Returns false if it was already trusted.
@@ -41,8 +47,9 @@ pub fn install(root: &Root, key: &PublicKey) -> Result<bool> {
     Ok(true)
 }
 
-/// Every trusted key, by fingerprint.
-pub fn load(root: &Root) -> Result<Vec<PublicKey>> {
+/// Every `trust/*.pub` file with the key it holds: the one source of truth for what the device
+/// trusts (verification, `trust list` and `trust remove` all read it).
+fn files(root: &Root) -> Result<Vec<(PathBuf, PublicKey)>> {
     let mut out = Vec::new();
     let entries = match root.dir().read_dir(TRUST) {
         Ok(entries) => entries,
@@ -52,7 +59,7 @@ pub fn load(root: &Root) -> Result<Vec<PublicKey>> {
     for entry in entries {
         let name = entry.ctx("listing", root.show(TRUST))?.file_name();
         let name = name.to_string_lossy();
-        if !name.ends_with(".pub") {
+        if !name.ends_with(".pub") || name.starts_with('.') {
             continue;
         }
         let rel = Path::new(TRUST).join(name.as_ref());
@@ -61,54 +68,90 @@ pub fn load(root: &Root) -> Result<Vec<PublicKey>> {
         let key = keys::parse_public_key(&text, &root.show(&rel)).map_err(|e| {
             Error::damaged(format!("trusted key {}: {e}", root.show(&rel).display()))
         })?;
-        out.push(key);
+        out.push((rel, key));
     }
-    out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    out.sort_by(|a, b| (&a.1.fingerprint, &a.0).cmp(&(&b.1.fingerprint, &b.0)));
     Ok(out)
 }
 
-/// The trusted keys with their files.
-pub fn list(root: &Root) -> Result<Vec<TrustedKey>> {
-    Ok(load(root)?
-        .into_iter()
-        .map(|k| TrustedKey {
-            file: root.show(key_path(&k.fingerprint)),
-            fingerprint: k.fingerprint,
-        })
-        .collect())
+/// Every trusted key, by fingerprint (a key held by several files once).
+pub fn load(root: &Root) -> Result<Vec<PublicKey>> {
+    let mut out: Vec<PublicKey> = Vec::new();
+    for (_, key) in files(root)? {
+        if out.last().is_none_or(|k| k.fingerprint != key.fingerprint) {
+            out.push(key);
+        }
+    }
+    Ok(out)
 }
 
-/// Stops trusting the key whose fingerprint starts with `prefix` (at least 8 hex digits, or
-/// the path of the `.pub` file). Returns the full fingerprint.
-pub fn remove(root: &Root, which: &str) -> Result<String> {
-    let wanted = if Path::new(which).exists() {
+/// The trusted keys, each with every file that holds it.
+pub fn list(root: &Root) -> Result<Vec<TrustedKey>> {
+    let mut out: Vec<TrustedKey> = Vec::new();
+    for (rel, key) in files(root)? {
+        match out.last_mut() {
+            Some(k) if k.fingerprint == key.fingerprint => k.files.push(root.show(&rel)),
+            _ => out.push(TrustedKey {
+                fingerprint: key.fingerprint,
+                files: vec![root.show(&rel)],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the key whose fingerprint starts with `which` (at least 8 hex digits) or that the
+/// `.pub` file `which` holds; returns its fingerprint and every file under `trust/` holding it.
+pub fn find(root: &Root, which: &str) -> Result<(String, Vec<PathBuf>)> {
+    let looks_like_file = Path::new(which)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pub"));
+    let wanted = if looks_like_file || Path::new(which).is_file() {
         keys::read_public_key(Path::new(which))?.fingerprint
     } else {
         which.trim().to_lowercase()
     };
     if wanted.len() < MIN_PREFIX || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::usage(
-            format!("`{which}` is neither a key file nor a fingerprint prefix"),
+            format!(
+                "`{}` is neither a key file nor a fingerprint prefix",
+                crate::untrusted::clip(which)
+            ),
             format!("give at least {MIN_PREFIX} hex digits of a fingerprint from `bsi trust list`"),
         ));
     }
-    let matches: Vec<PublicKey> = load(root)?
-        .into_iter()
-        .filter(|k| k.fingerprint.starts_with(&wanted))
+    let all = files(root)?;
+    let mut fingerprints: Vec<&str> = all
+        .iter()
+        .map(|(_, k)| k.fingerprint.as_str())
+        .filter(|f| f.starts_with(&wanted))
         .collect();
-    match matches.as_slice() {
-        [key] => {
-            let rel = key_path(&key.fingerprint);
-            root.remove_durable(&rel).ctx("removing", root.show(&rel))?;
-            Ok(key.fingerprint.clone())
+    fingerprints.dedup();
+    match fingerprints.as_slice() {
+        [fp] => {
+            let fp = (*fp).to_owned();
+            let holding = all
+                .iter()
+                .filter(|(_, k)| k.fingerprint == fp)
+                .map(|(rel, _)| rel.clone())
+                .collect();
+            Ok((fp, holding))
         }
         [] => Err(Error::not_applicable(
             format!("the device trusts no key with fingerprint {wanted}"),
             "see `bsi trust list`",
         )),
         _ => Err(Error::usage(
-            format!("{} trusted keys match {wanted}", matches.len()),
+            format!("{} trusted keys match {wanted}", fingerprints.len()),
             "give more digits of the fingerprint",
         )),
     }
+}
+
+/// Removes the key files `files` (relative to the root), each durably.
+pub fn remove(root: &Root, files: &[PathBuf]) -> Result<()> {
+    for rel in files {
+        root.remove_durable(rel).ctx("removing", root.show(rel))?;
+    }
+    Ok(())
 }

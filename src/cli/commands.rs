@@ -1,96 +1,46 @@
-//! Each command: its arguments become validated options, the library does the work, and the
-//! result becomes an [`Output`]. Commands that change a device go through [`change`], which
-//! takes the exclusive lock (recovering an interrupted operation first) and records the
-//! operation, refused or not, in the device history.
+//! Each command: its arguments become validated options, one operation in `ops` does the work
+//! (the lock, recovery, journal and history are the operation's), and the result becomes an
+//! [`Output`]. Nothing here touches a device directly.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::bundle::{create, inspect, keys, pack, trust};
-use crate::ddm::{auto, catalog, report};
+use crate::bundle::{create, inspect, keys, pack};
+use crate::ddm::{auto, catalog};
 use crate::device::init::{InitOptions, init};
-use crate::device::{Access, Chip, Device, Platform};
-use crate::history::{self, Entry, OpResult};
-use crate::lifecycle::{self, apply, recover, restart, rollback, safari, update, verify};
-use crate::status::{self, require};
+use crate::device::{Chip, Platform};
+use crate::lifecycle::{apply, recover, update};
+use crate::ops::{self, Done, Env, manage};
 use crate::version::{Build, OsVersion};
 use crate::{Error, Result};
 
-use super::args::{BundleCommand, Command, KeyCommand};
+use super::args::{BundleCommand, Command, KeyCommand, PolicyCommand, Switch, TrustCommand};
 use super::render::Output;
-use super::views::Summary;
 use super::{Ctx, Executed};
 
 /// Default base for a new device.
 const DEFAULT_VERSION: &str = "26.3.1";
 
-pub(super) fn open(ctx: &Ctx, access: Access) -> Result<Device> {
-    lifecycle::open(
-        &ctx.root()?,
-        access,
-        ctx.wait,
-        &ctx.command_line,
-        &ctx.clock,
-    )
-}
-
-/// Runs a changing command: exclusive lock, then `body`, then a history entry for the outcome
-/// (except with `--dry-run`, which changes nothing, not even the history).
-pub(super) fn change<T: Summary>(
-    ctx: &Ctx,
-    action: &str,
-    dry_run: bool,
-    target: Option<String>,
-    body: impl FnOnce(&Device) -> Result<T>,
-) -> Result<T> {
-    let device = open(ctx, Access::Change)?;
-    if dry_run {
-        return body(&device);
-    }
-    // The journal covers the whole command, history included, so that a crash at any point
-    // leaves something the next command recovers from, and no stray temporary.
-    lifecycle::journal::begin(&device, &ctx.clock, action)?;
-    let before = device.snapshot().ok().map(|s| s.version_label());
-    let result = body(&device);
-    let after = device.snapshot().ok().map(|s| s.version_label());
-    let mut entry = Entry::new(&ctx.clock, action);
-    entry.before = before;
-    entry.after = after;
-    match &result {
-        Ok(outcome) => {
-            entry.target = outcome.target().or(target);
-            entry.detail = Some(outcome.summary());
-            if outcome.nothing_to_do() {
-                entry.result = OpResult::NothingToDo;
-            }
-            // The change is made; failing to record it must not report the change as failed.
-            if let Err(e) = history::append(device.root(), &entry) {
-                warn(&format!(
-                    "{action} succeeded, but recording it in the history failed: {e}"
-                ));
-            }
-        }
-        Err(e) => {
-            let mut entry = entry.failed(e);
-            entry.target = target;
-            // The command failed already; failing to record that must not hide why.
-            let _ = history::append(device.root(), &entry);
-        }
-    }
-    if device.journal_open() {
-        // A committed update whose completion failed keeps its journal for recovery.
-        let committed = result.is_err()
-            && lifecycle::journal::read(&device)?.is_some_and(|j| j.commit.is_some());
-        if !committed {
-            lifecycle::journal::end(&device)?;
-        }
-    }
-    result
-}
-
 /// A warning on stderr: something secondary failed after the command did its work.
 fn warn(message: &str) {
     let _ = writeln!(std::io::stderr(), "warning: {message}");
+}
+
+/// The outcome of a changing operation, its warnings shown.
+fn shown<T>(done: Done<T>) -> T {
+    for w in &done.warnings {
+        warn(w);
+    }
+    done.value
+}
+
+fn env(ctx: &Ctx) -> Result<Env> {
+    Ok(Env {
+        root: ctx.root()?,
+        clock: ctx.clock,
+        wait: ctx.wait,
+        command: ctx.command_line.clone(),
+    })
 }
 
 fn parse_os(text: &str) -> Result<OsVersion> {
@@ -161,17 +111,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         }
         Command::Status(a) => {
             if a.schema {
-                return done(Output::Json(status::model::schema()));
+                return done(Output::Json(crate::status::model::schema()));
             }
-            let requirement = a
-                .require
-                .as_deref()
-                .map(require::Requirement::parse)
-                .transpose()?;
-            let device = open(ctx, Access::Read)?;
-            let s = status::collect(&device)?;
-            let deferred = requirement.and_then(|r| require::check(&s, r).err());
-            Ok((Output::Status(Box::new(s)), deferred))
+            let (s, unmet) = ops::status(&env(ctx)?, a.require.as_deref())?;
+            Ok((Output::Status(Box::new(s)), unmet))
         }
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
@@ -180,60 +123,72 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 dry_run: a.dry_run,
                 enforced_by: None,
             };
-            // On success the outcome names the response; a refusal records the bundle's path
-            // (reading its manifest a second time just for the history would cost a parse).
-            let target = Some(a.bundle.display().to_string());
-            let outcome = change(ctx, "apply", a.dry_run, target, |d| {
-                let result = apply::apply(d, &opts, &ctx.clock, ctx.progress.as_ref());
-                if !a.dry_run
-                    && let Err(e) = report::record_apply(d, &ctx.clock, &result)
-                {
-                    warn(&format!(
-                        "apply: recording the software-update status failed: {e}"
-                    ));
-                }
-                result
-            })?;
-            done(Output::Apply(outcome))
+            let outcome = ops::apply(&env(ctx)?, &opts, ctx.progress.as_ref())?;
+            done(Output::Apply(shown(outcome)))
         }
-        Command::Restart(a) => done(Output::Restart(change(
-            ctx,
-            "restart",
+        Command::Restart(a) => done(Output::Restart(shown(ops::restart(&env(ctx)?, a.dry_run)?))),
+        Command::RelaunchSafari(a) => done(Output::Relaunch(shown(ops::relaunch_safari(
+            &env(ctx)?,
             a.dry_run,
-            None,
-            |d| restart::restart(d, &ctx.clock, a.dry_run),
-        )?)),
-        Command::RelaunchSafari(a) => done(Output::Relaunch(change(
-            ctx,
-            "relaunch-safari",
+        )?))),
+        Command::Rollback(a) => done(Output::Rollback(shown(ops::rollback(
+            &env(ctx)?,
+            a.restart,
             a.dry_run,
-            None,
-            |d| safari::relaunch_safari(d, &ctx.clock, a.dry_run),
-        )?)),
-        Command::Rollback(a) => done(Output::Rollback(change(
-            ctx,
-            "rollback",
-            a.dry_run,
-            None,
-            |d| rollback::rollback(d, &ctx.clock, a.restart, a.dry_run),
-        )?)),
+        )?))),
         Command::Update(a) => run_update(ctx, update::Kind::Minor, &a.version, &a.build, a.dry_run),
         Command::Upgrade(a) => {
             run_update(ctx, update::Kind::Major, &a.version, &a.build, a.dry_run)
         }
-        Command::Power(a) => super::manage::power(ctx, a.battery, a.ac, a.no_ac, a.dry_run),
-        Command::Settings(a) => super::manage::settings(ctx, a.automatic, a.dry_run),
-        Command::Policy(p) => super::manage::policy(ctx, p),
+        Command::Power(a) => {
+            let ac = if a.ac {
+                Some(true)
+            } else if a.no_ac {
+                Some(false)
+            } else {
+                None
+            };
+            let env = env(ctx)?;
+            let view = if a.battery.is_none() && ac.is_none() {
+                manage::power_show(&env)?
+            } else {
+                shown(manage::power_set(&env, a.battery, ac, a.dry_run)?)
+            };
+            done(Output::Power(view))
+        }
+        Command::Settings(a) => {
+            let env = env(ctx)?;
+            let view = match a.automatic {
+                None => manage::settings_show(&env)?,
+                Some(s) => shown(manage::settings_set(&env, s == Switch::On, a.dry_run)?),
+            };
+            done(Output::Settings(view))
+        }
+        Command::Policy(p) => {
+            let env = env(ctx)?;
+            match p {
+                PolicyCommand::Set { file, dry_run } => done(Output::PolicySet(shown(
+                    manage::policy_set(&env, &file, dry_run)?,
+                ))),
+                PolicyCommand::List => done(Output::PolicyList(manage::policy_list(&env)?)),
+                PolicyCommand::Remove {
+                    identifier,
+                    dry_run,
+                } => done(Output::PolicyRemoved(shown(manage::policy_remove(
+                    &env,
+                    &identifier,
+                    dry_run,
+                )?))),
+            }
+        }
         Command::Auto(a) => {
             let opts = auto::AutoOptions {
                 from: a.from,
                 catalog: a.catalog,
                 dry_run: a.dry_run,
             };
-            let outcome = change(ctx, "auto", a.dry_run, None, |d| {
-                auto::run(d, &opts, &ctx.clock, ctx.progress.as_ref())
-            })?;
-            done(Output::Auto(outcome))
+            let outcome = ops::auto(&env(ctx)?, &opts, ctx.progress.as_ref())?;
+            done(Output::Auto(shown(outcome)))
         }
         Command::Lookup(a) => {
             let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
@@ -241,43 +196,38 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 cat.lookup(a.platform, a.version.as_deref())?,
             ))
         }
-        Command::Report => {
-            let device = open(ctx, Access::Read)?;
-            done(Output::Json(report::build(&device)?))
-        }
-        Command::History(a) => {
-            let device = open(ctx, Access::Read)?;
-            let mut entries = history::read_all(device.root())?;
-            if let Some(n) = a.limit {
-                entries = entries.split_off(entries.len().saturating_sub(n));
-            }
-            done(Output::History(entries))
-        }
+        Command::Report => done(Output::Json(ops::report(&env(ctx)?)?)),
+        Command::History(a) => done(Output::History(ops::history(&env(ctx)?, a.limit)?)),
         Command::Verify => {
-            let device = open(ctx, Access::Read)?;
-            let (outcome, error) = verify::verify(&device, ctx.progress.as_ref())?;
+            let (outcome, error) = ops::verify(&env(ctx)?, ctx.progress.as_ref())?;
             Ok((Output::Verify(outcome), error))
         }
         Command::Repair(a) => {
-            let root = ctx.root()?;
-            let rebuilt = if a.dry_run {
-                None
-            } else {
-                crate::device::rebuild_record(&root, &ctx.clock.stamp())?
-            };
-            let device = Device::open(&root, Access::Change, ctx.wait, &ctx.command_line)?;
             let opts = recover::RepairOptions {
                 from: a.from,
                 dry_run: a.dry_run,
             };
-            let mut outcome = recover::repair(&device, &ctx.clock, &opts, ctx.progress.as_ref())?;
-            outcome.actions.splice(0..0, rebuilt);
-            done(Output::Repair(outcome))
+            done(Output::Repair(ops::repair(
+                &env(ctx)?,
+                &opts,
+                ctx.progress.as_ref(),
+            )?))
         }
         Command::Key(KeyCommand::Generate { out, force }) => {
             done(Output::KeyGenerated(keys::generate(&out, force)?))
         }
-        Command::Trust(t) => super::manage::trust_command(ctx, t),
+        Command::Trust(t) => {
+            let env = env(ctx)?;
+            match t {
+                TrustCommand::Add { key, dry_run } => done(Output::Trust(shown(
+                    manage::trust_add(&env, &key, dry_run)?,
+                ))),
+                TrustCommand::List => done(Output::TrustList(manage::trust_list(&env)?)),
+                TrustCommand::Remove { key, dry_run } => done(Output::Trust(shown(
+                    manage::trust_remove(&env, &key, dry_run)?,
+                ))),
+            }
+        }
         Command::Bundle(b) => bundle_command(ctx, b),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -297,15 +247,8 @@ fn run_update(
 ) -> Result<Executed> {
     let version = parse_os(version)?;
     let build = parse_base_build(build)?;
-    let action = match kind {
-        update::Kind::Minor => "update",
-        update::Kind::Major => "upgrade",
-    };
-    let target = Some(format!("{version} ({build})"));
-    let outcome = change(ctx, action, dry_run, target, |d| {
-        update::update(d, &ctx.clock, kind, version, &build, dry_run)
-    })?;
-    Ok((Output::Update(outcome), None))
+    let outcome = ops::update(&env(ctx)?, kind, version, &build, dry_run)?;
+    Ok((Output::Update(shown(outcome)), None))
 }
 
 fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
@@ -338,27 +281,16 @@ fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
             Ok((Output::Packed(pack::pack(&bundle, &out, force)?), None))
         }
         BundleCommand::Inspect { bundle, key } => {
-            let (trusted, source) = if let Some(path) = key {
-                (
-                    vec![keys::read_public_key(&path)?],
-                    format!("key {}", path.display()),
-                )
+            let (report, error) = if let Some(path) = key {
+                inspect::inspect(
+                    &bundle,
+                    &[keys::read_public_key(&path)?],
+                    &format!("key {}", path.display()),
+                    ctx.progress.as_ref(),
+                )?
             } else {
-                let root = ctx.root()?;
-                let device = lifecycle::open(&root, Access::Read, ctx.wait, &ctx.command_line, &ctx.clock).map_err(|e| match e {
-                    Error::NoDevice { root } => Error::usage(
-                        format!("no key to check the signature against: no --key, and no bsi device at {}", root.display()),
-                        "pass --key KEY.pub, or --root DIR of a device that trusts the signer",
-                    ),
-                    other => other,
-                })?;
-                (
-                    trust::load(device.root())?,
-                    format!("the trusted keys of the device at {}", root.display()),
-                )
+                ops::inspect_with_device_trust(&env(ctx)?, &bundle, ctx.progress.as_ref())?
             };
-            let (report, error) =
-                inspect::inspect(&bundle, &trusted, &source, ctx.progress.as_ref())?;
             Ok((Output::Inspected(Box::new(report)), error))
         }
     }

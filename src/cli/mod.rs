@@ -1,6 +1,5 @@
-//! The command line: [`args`] (clap types); `commands` and `manage` (each command: arguments to
-//! validated options, a call into the library, an [`render::Output`]); `views` (the results that
-//! have no library type, and history summaries); [`render`] and `human` (JSON or text).
+//! The command line: [`args`] (clap types); `commands` (each command: arguments to validated
+//! options, one call into `ops`, an [`render::Output`]); [`render`] and `human` (JSON or text).
 //!
 //! [`run`] is the whole program: parse, execute, print, and turn the result into the exit code of
 //! `docs/cli.md`. Errors print as one line saying what failed and why, then a `hint:` line with
@@ -9,9 +8,7 @@
 pub mod args;
 mod commands;
 mod human;
-mod manage;
 pub mod render;
-mod views;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -21,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::clock::Clock;
+use crate::Clock as Time;
 use crate::progress::{self, Progress};
 use crate::{Error, Result};
 
@@ -33,7 +30,7 @@ pub(crate) struct Ctx {
     /// `--root` / `BSI_ROOT`, unresolved.
     root_flag: Option<PathBuf>,
     /// The clock.
-    pub clock: Clock,
+    pub clock: Time,
     /// Lock wait.
     pub wait: Duration,
     /// `--json`.
@@ -56,7 +53,7 @@ impl Ctx {
 }
 
 fn print_stdout(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     out.write_all(text.as_bytes())?;
     out.flush()
 }
@@ -66,7 +63,7 @@ fn print_error(error: &Error) {
     if let Some(hint) = error.hint() {
         text = format!("{text}hint: {hint}\n");
     }
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 /// Runs bsi with `args` (the first is the program name) and returns the exit code.
@@ -135,8 +132,8 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
 fn context(args: &Args, command_line: String) -> Result<Ctx> {
     let g = &args.global;
     let clock = match &g.now {
-        Some(text) => Clock::parse(text)?,
-        None => Clock::system(),
+        Some(text) => Time::parse(text)?,
+        None => Time::system(),
     };
     if !(g.wait.is_finite() && g.wait >= 0.0 && g.wait <= 86_400.0) {
         return Err(Error::usage(

@@ -26,7 +26,7 @@ use crate::status::Status;
 use crate::status::model::PolicyStatus;
 
 use super::human::{inspect, status};
-pub use super::views::{PolicyRemoved, PolicySet, PowerView, SettingsView, TrustChange};
+pub use crate::ops::manage::{PolicyRemoved, PolicySet, PowerView, SettingsView, TrustChange};
 
 /// Everything a command can print.
 #[derive(Debug)]
@@ -346,6 +346,17 @@ impl Output {
                     (false, _, true) => "would no longer be trusted",
                 };
                 line(&mut out, format!("key {}: {verb}", t.fingerprint));
+                if !t.added && t.files.len() > 1 {
+                    line(
+                        &mut out,
+                        format!(
+                            "  {} the {} files that held it: {}",
+                            if t.dry_run { "would remove" } else { "removed" },
+                            t.files.len(),
+                            t.files.join(", ")
+                        ),
+                    );
+                }
             }
             Output::TrustList(keys) => {
                 if keys.is_empty() {
@@ -355,7 +366,9 @@ impl Output {
                     );
                 }
                 for k in keys {
-                    line(&mut out, format!("{}  {}", k.fingerprint, k.file.display()));
+                    let files: Vec<String> =
+                        k.files.iter().map(|f| f.display().to_string()).collect();
+                    line(&mut out, format!("{}  {}", k.fingerprint, files.join(", ")));
                 }
             }
             Output::Created(c) => {

@@ -17,14 +17,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bundle::{Bundle, trust};
-use crate::clock::Clock;
+use crate::bundle::source::Opened;
+use crate::bundle::{Bundle, BundleError, trust};
 use crate::ddm::catalog::Catalog;
 use crate::ddm::report;
 use crate::device::Device;
 use crate::lifecycle::apply::{self, ApplyOptions};
+use crate::lifecycle::journal::Tx;
 use crate::progress::Progress;
 use crate::status::collect;
+use crate::untrusted::clip;
 use crate::version::{Build, ResponseVersion};
 use crate::{Error, Result};
 
@@ -56,8 +58,10 @@ pub struct AutoOutcome {
     pub log: Vec<String>,
 }
 
+/// A bundle the scan opened and checked (signature, structure): it is the one applied, never
+/// reopened by path.
 struct Candidate {
-    path: PathBuf,
+    bundle: Bundle,
     version: ResponseVersion,
     build: Build,
 }
@@ -93,15 +97,29 @@ fn scan(
         if name.starts_with('.') {
             continue;
         }
-        let Ok(bundle) = Bundle::open(&path) else {
-            continue;
+        let name = clip(&name);
+        // Only bundles are considered: other files in the directory are left alone quietly.
+        let opened = match Opened::open(&path) {
+            Ok(o) => o,
+            Err(BundleError::NotABundle { .. }) => continue,
+            Err(e) => {
+                log.push(format!("skipped {name}: {e}"));
+                continue;
+            }
         };
-        let m = &bundle.manifest;
-        if m.product != platform {
+        let mut bundle = match opened.verify(&trusted) {
+            Ok((b, _)) => b,
+            Err(e) => {
+                log.push(format!("skipped {name}: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = bundle.check_structure() {
+            log.push(format!("skipped {name}: damaged: {e}"));
             continue;
         }
-        if let Err(e) = bundle.verify_signature(&trusted) {
-            log.push(format!("skipped {name}: {e}"));
+        let m = &bundle.manifest;
+        if m.product != platform {
             continue;
         }
         if let Some(cat) = catalog {
@@ -123,14 +141,16 @@ fn scan(
                 Some(_) => {}
             }
         }
+        let fits = base.accepts(&m.version, &m.prerequisite);
+        let later_minor = m.version > base.version && m.version.major() == base.version.major();
         let candidate = Candidate {
-            path: path.clone(),
             version: m.response_version(),
             build: m.build.clone(),
+            bundle,
         };
-        if base.accepts(&m.version, &m.prerequisite) {
+        if fits {
             applicable.push(candidate);
-        } else if m.version > base.version && m.version.major() == base.version.major() {
+        } else if later_minor {
             later.push(candidate);
         }
     }
@@ -138,19 +158,16 @@ fn scan(
 }
 
 /// Runs one background pass.
-pub fn run(
-    device: &Device,
-    opts: &AutoOptions,
-    clock: &Clock,
-    progress: &dyn Progress,
-) -> Result<AutoOutcome> {
+pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Result<AutoOutcome> {
+    let device = tx.device();
+    let clock = tx.clock();
     let mut log = Vec::new();
     let catalog = opts
         .catalog
         .as_deref()
         .map(|p| Catalog::load(p, clock))
         .transpose()?;
-    let (applicable, later) = scan(device, &opts.from, catalog.as_ref(), &mut log)?;
+    let (mut applicable, later) = scan(device, &opts.from, catalog.as_ref(), &mut log)?;
     let policy = collect::policy(device)?;
     let snapshot = device.snapshot()?;
     let newest_present = [
@@ -203,11 +220,13 @@ pub fn run(
         }
         let target = applicable
             .iter()
-            .filter(|c| match &e.target_build_version {
+            .enumerate()
+            .filter(|(_, c)| match &e.target_build_version {
                 Some(b) => &c.build == b,
                 None => true,
             })
-            .max_by_key(|c| c.version);
+            .max_by_key(|(_, c)| c.version)
+            .map(|(i, _)| i);
         let Some(target) = target else {
             let what = e.target_build_version.as_ref().map_or_else(
                 || e.target_os_version.to_string(),
@@ -227,6 +246,7 @@ pub fn run(
             }
             continue;
         };
+        let target = applicable.swap_remove(target);
         if newest_present.is_some_and(|p| p >= target.version) {
             log.push(format!(
                 "enforcement {id}: {} is satisfied by {}",
@@ -246,16 +266,7 @@ pub fn run(
             "enforcement {id}: the deadline {deadline} has passed; installing {} and restarting",
             target.version
         ));
-        install(
-            device,
-            clock,
-            progress,
-            opts,
-            target,
-            Some(id),
-            &mut outcome,
-            &mut log,
-        )?;
+        install(tx, progress, opts, target, Some(id), &mut outcome, &mut log)?;
         outcome.log = log;
         return Ok(outcome);
     }
@@ -263,8 +274,11 @@ pub fn run(
     // 2. Automatic install.
     let newest = applicable
         .iter()
-        .filter(|c| newest_present.is_none_or(|p| c.version > p))
-        .max_by_key(|c| c.version);
+        .enumerate()
+        .filter(|(_, c)| newest_present.is_none_or(|p| c.version > p))
+        .max_by_key(|(_, c)| c.version)
+        .map(|(i, _)| i);
+    let newest = newest.map(|i| applicable.swap_remove(i));
     match newest {
         None => log.push(format!("no applicable response newer than {} in {}", snapshot.version_label(), opts.from.display())),
         Some(c) if !policy.automatic => log.push(format!(
@@ -279,7 +293,7 @@ pub fn run(
         )),
         Some(c) => {
             log.push(format!("automatic install is on; installing {}", c.version));
-            install(device, clock, progress, opts, c, None, &mut outcome, &mut log)?;
+            install(tx, progress, opts, c, None, &mut outcome, &mut log)?;
         }
     }
     for c in &later {
@@ -298,25 +312,24 @@ pub fn run(
     Ok(outcome)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn install(
-    device: &Device,
-    clock: &Clock,
+    tx: &mut Tx<'_>,
     progress: &dyn Progress,
     opts: &AutoOptions,
-    c: &Candidate,
+    c: Candidate,
     declaration: Option<&String>,
     outcome: &mut AutoOutcome,
     log: &mut Vec<String>,
 ) -> Result<()> {
     let apply_opts = ApplyOptions {
-        bundle: c.path.clone(),
+        bundle: c.bundle.path.clone(),
         restart: true,
         dry_run: opts.dry_run,
         enforced_by: declaration.cloned(),
     };
     let version = c.version.to_string();
-    match apply::apply(device, &apply_opts, clock, progress) {
+    let (device, clock) = (tx.device(), tx.clock());
+    match apply::apply_verified(tx, c.bundle, &apply_opts, progress) {
         Ok(result) => {
             log.push(result.message.clone());
             outcome.installed = Some(version.clone());

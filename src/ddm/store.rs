@@ -12,6 +12,10 @@ use crate::device::layout::DECLARATIONS;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
+/// Largest declaration `policy set` accepts: real ones are a few hundred bytes. Refused before
+/// anything is stored, so the device never holds a declaration it cannot read back.
+pub const MAX_DECLARATION_BYTES: u64 = 1024 * 1024;
+
 /// What `policy set` did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "change")]

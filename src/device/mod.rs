@@ -43,7 +43,6 @@ pub struct Device {
     info: DeviceInfo,
     layout: Layout,
     lock: DeviceLock,
-    journal_open: std::cell::Cell<bool>,
 }
 
 /// Does `root` hold what `init` makes, apart from the device record?
@@ -169,7 +168,6 @@ impl Device {
             info,
             layout,
             lock,
-            journal_open: std::cell::Cell::new(false),
         })
     }
 
@@ -189,17 +187,6 @@ impl Device {
     #[must_use]
     pub fn layout(&self) -> &Layout {
         &self.layout
-    }
-
-    /// Is this process's journal open (an operation in progress)?
-    #[must_use]
-    pub fn journal_open(&self) -> bool {
-        self.journal_open.get()
-    }
-
-    /// Notes that this process opened or closed its journal.
-    pub fn set_journal_open(&self, open: bool) {
-        self.journal_open.set(open);
     }
 
     /// Turns a read lock into a change lock, waiting up to `wait`.

@@ -147,6 +147,27 @@ impl Policy {
     }
 }
 
+/// Refuses (exit 4) switching automatic install to `wanted` when a declaration forces it the
+/// other way (`InstallSecurityUpdate = AlwaysOn` or `AlwaysOff` on a supervised device).
+pub fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()> {
+    match &policy.automatic_forced {
+        Some((forced, id)) if *forced != wanted => {
+            let (state, value) = if *forced {
+                ("on", "AlwaysOn")
+            } else {
+                ("off", "AlwaysOff")
+            };
+            Err(crate::Error::policy(
+                format!(
+                    "automatic install is forced {state} by declaration {id} (InstallSecurityUpdate = {value})"
+                ),
+                "the MDM server controls this setting on this supervised device",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn settings_note(s: &crate::ddm::declaration::SettingsPayload) -> String {
     let mut parts = Vec::new();
     match s.install_security_update {

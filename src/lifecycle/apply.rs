@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::journal::Tx;
 use crate::bundle::{Bundle, BundleError, trust};
-use crate::clock::Clock;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::{Cryptex, Device, GenName, Snapshot, Staged, origins};
 use crate::error::IoContext;
@@ -253,17 +253,29 @@ fn suppliers(bundle: &Bundle, snapshot: &Snapshot) -> BTreeMap<Cryptex, GenName>
         .collect()
 }
 
-/// Applies a bundle.
+/// Applies the bundle at `opts.bundle`: opened once, its signature checked over the raw manifest
+/// against the device's trusted keys before the manifest is parsed.
 pub fn apply(
-    device: &Device,
+    tx: &mut Tx<'_>,
     opts: &ApplyOptions,
-    clock: &Clock,
     progress: &dyn Progress,
 ) -> Result<ApplyOutcome> {
+    let trusted = trust::load(tx.device().root())?;
+    let (bundle, _) = Bundle::open_verified(&opts.bundle, &trusted)?;
+    apply_verified(tx, bundle, opts, progress)
+}
+
+/// Applies a bundle that is already open and whose signature the caller checked against the
+/// device's trusted keys (`auto` passes the bundle it scanned and checked: the path is never
+/// opened twice). `opts.bundle` is not used.
+pub fn apply_verified(
+    tx: &mut Tx<'_>,
+    mut bundle: Bundle,
+    opts: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<ApplyOutcome> {
+    let device = tx.device();
     let root = device.root();
-    let mut bundle = Bundle::open(&opts.bundle)?;
-    let trusted = trust::load(root)?;
-    bundle.verify_signature(&trusted)?;
     bundle.check_structure()?;
     let m = &bundle.manifest;
     let info = device.info();
@@ -336,7 +348,8 @@ pub fn apply(
     }
     check_space(device, total)?;
     let suppliers = suppliers(&bundle, &snapshot);
-    super::journaled(device, clock, "apply", || {
+    tx.begin()?;
+    {
         let name = stage::stage(device, &mut bundle, &suppliers, progress)?;
         let layout = device.layout();
         let switch = if has_os {
@@ -387,7 +400,7 @@ pub fn apply(
         let _ = origins::record(root, device.layout(), &bundle);
         crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
         Ok(result)
-    })
+    }
 }
 
 /// Refuses (exit 1) when the device's volume has less free space than the payload needs.

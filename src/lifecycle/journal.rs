@@ -6,6 +6,13 @@
 //! Most operations need no more than the journal's presence: their changes become visible in one
 //! symlink rename, so recovery only has to tidy up (I3). `update` and `upgrade` change several
 //! files; once their journal says `committed`, recovery completes them from the journal's record.
+//!
+//! [`Tx`] is the journal of one operation as an RAII guard. It writes nothing until the operation
+//! calls [`Tx::begin`] right before its first change, so a command refused by a check (a bad
+//! bundle, a gate) never opens a journal; the operations layer appends the history while the
+//! journal is still open and then calls [`Tx::finish`]. Dropped without `finish` (an error, a
+//! panic), it tidies the device back to a consistent state and removes the journal, unless the
+//! operation committed a base change, which recovery must complete.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +48,98 @@ pub struct BaseChange {
     pub included: Vec<String>,
 }
 
+/// The journal of one operation: opened lazily, closed by [`Tx::finish`], or abandoned (tidied)
+/// when dropped.
+#[derive(Debug)]
+pub struct Tx<'d> {
+    device: &'d Device,
+    clock: &'d Clock,
+    op: &'static str,
+    open: bool,
+    committed: bool,
+}
+
+impl<'d> Tx<'d> {
+    /// A journal for operation `op` on `device`; nothing is written yet.
+    #[must_use]
+    pub fn new(device: &'d Device, clock: &'d Clock, op: &'static str) -> Self {
+        Self {
+            device,
+            clock,
+            op,
+            open: false,
+            committed: false,
+        }
+    }
+
+    /// The device.
+    #[must_use]
+    pub fn device(&self) -> &'d Device {
+        self.device
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &'d Clock {
+        self.clock
+    }
+
+    /// Writes the journal (durably) if it is not open yet. Call right before the first change.
+    pub fn begin(&mut self) -> Result<()> {
+        if !self.open {
+            begin(self.device, self.clock, self.op)?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Records a committed base change: from now on recovery completes it.
+    pub fn commit(&mut self, change: BaseChange) -> Result<()> {
+        self.begin()?;
+        write(
+            self.device,
+            &Journal {
+                op: self.op.to_owned(),
+                pid: std::process::id(),
+                started: self.clock.stamp(),
+                commit: Some(change),
+            },
+        )?;
+        self.committed = true;
+        Ok(())
+    }
+
+    /// Has anything been changed (is the journal open)?
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The operation finished: removes the journal.
+    pub fn finish(mut self) -> Result<()> {
+        if self.open {
+            end(self.device)?;
+            self.open = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.committed {
+            // If even tidying fails, the journal stays and the next command recovers.
+            if super::recover::tidy(self.device).is_ok() {
+                let _ = end(self.device);
+            }
+        }
+    }
+}
+
 /// Records that `op` starts. The journal is written in place (not through a temporary), so a
 /// crash while writing it leaves a (perhaps partial) journal that the next command sees and
 /// recovers from, never an unnoticed temporary.
-pub fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
+fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
     let journal = Journal {
         op: op.to_owned(),
         pid: std::process::id(),
@@ -66,12 +161,11 @@ pub fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
         let _ = root.remove_if_exists(JOURNAL);
         return Err(Error::io("writing", root.show(JOURNAL), e));
     }
-    device.set_journal_open(true);
     Ok(())
 }
 
 /// Writes the journal.
-pub fn write(device: &Device, journal: &Journal) -> Result<()> {
+fn write(device: &Device, journal: &Journal) -> Result<()> {
     records::write_json(device.root(), JOURNAL, journal)
 }
 
@@ -98,6 +192,5 @@ pub fn end(device: &Device) -> Result<()> {
     let root = device.root();
     root.remove_durable(JOURNAL)
         .ctx("removing", root.show(JOURNAL))?;
-    device.set_journal_open(false);
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! The lifecycle of responses (DESIGN section 4): [`apply`], [`restart`], relaunching Safari
 //! ([`safari`]), [`rollback`], [`update`] and upgrade, [`verify`], and [`recover`] / repair.
 //!
-//! Every operation that changes the device runs under the exclusive device lock, inside a
-//! [`journal`]ed section, and makes its visible change with one symlink rename (`device::atomic`),
-//! so that a crash at any instant leaves the old or the new state (I3) and a refusal leaves the
-//! device untouched (I4). [`open`] is how every command gets a device: it takes the lock and, if
-//! an earlier command was cut short, recovers first.
+//! Every operation that changes the device runs under the exclusive device lock and is handed a
+//! [`journal::Tx`]: it runs every check first, opens the journal right before its first change,
+//! and makes its visible change with one symlink rename (`device::atomic`), so that a crash at
+//! any instant leaves the old or the new state (I3) and a refusal leaves the device untouched
+//! (I4). The operations layer (`ops`) owns the lock, recovery, the `Tx` and the history; these
+//! functions own the rules and the changes.
 
 pub mod apply;
 pub mod journal;
@@ -42,40 +43,4 @@ pub fn open(
         recover::recover(&device, clock)?;
     }
     Ok(device)
-}
-
-/// Runs `body` as operation `op` inside the journal: the command's own journal when one is
-/// open (the CLI opens one around every changing command, history included), else a journal of
-/// its own. If `body` fails, the device is tidied back to a consistent state (its visible change
-/// either happened or not), so the failure leaves no leftovers.
-pub(crate) fn journaled<T>(
-    device: &Device,
-    clock: &Clock,
-    op: &str,
-    body: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    let outer = device.journal_open();
-    if !outer {
-        journal::begin(device, clock, op)?;
-    }
-    match body() {
-        Ok(value) => {
-            if !outer {
-                journal::end(device)?;
-            }
-            Ok(value)
-        }
-        Err(e) => {
-            abandon(device, !outer);
-            Err(e)
-        }
-    }
-}
-
-/// After a failed step: tidy up and, if the journal is this operation's own (not the
-/// command's), close it; if even tidying fails, the journal stays and the next command recovers.
-pub(crate) fn abandon(device: &Device, own_journal: bool) {
-    if recover::tidy(device).is_ok() && own_journal {
-        let _ = journal::end(device);
-    }
 }

@@ -438,9 +438,8 @@ fn restore(
 /// Opens `path` as the bundle to restore from, with every check `apply` makes before staging
 /// (signature against the device's trusted keys, manifest, paths, structure, platform, base).
 fn open_restore_bundle(device: &Device, path: &Path) -> Result<Bundle> {
-    let mut bundle = Bundle::open(path)?;
     let trusted = crate::bundle::trust::load(device.root())?;
-    bundle.verify_signature(&trusted)?;
+    let (mut bundle, _) = Bundle::open_verified(path, &trusted)?;
     bundle.check_structure()?;
     let m = &bundle.manifest;
     let base = device.base()?;

@@ -5,8 +5,8 @@
 //! `proposed` link, the Safari record and the old generation are removed afterwards; if that is
 //! cut short, recovery finishes it.
 
+use super::journal::Tx;
 use crate::Result;
-use crate::clock::Clock;
 use crate::device::layout::SAFARI_RECORD;
 use std::path::Path;
 
@@ -54,7 +54,8 @@ fn switch_current(root: &Root, current: &Path, target: &Path) -> std::io::Result
 }
 
 /// Restarts the device.
-pub fn restart(device: &Device, clock: &Clock, dry_run: bool) -> Result<RestartOutcome> {
+pub fn restart(tx: &mut Tx<'_>, dry_run: bool) -> Result<RestartOutcome> {
+    let device = tx.device();
     let snapshot = device.snapshot()?;
     let (activated, removed) = match &snapshot.staged {
         None => {
@@ -86,7 +87,8 @@ pub fn restart(device: &Device, clock: &Clock, dry_run: bool) -> Result<RestartO
         (None, None, _) => String::new(),
     };
     if !dry_run {
-        super::journaled(device, clock, "restart", || activate(device))?;
+        tx.begin()?;
+        activate(device)?;
     }
     Ok(RestartOutcome {
         activated,

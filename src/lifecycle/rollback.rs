@@ -2,9 +2,9 @@
 //! one is marked for removal (`cryptex1/proposed` names the base generation) and the device
 //! returns to the base at the next restart, after which the response can be applied again.
 
-use crate::clock::Clock;
+use super::journal::Tx;
 use crate::device::layout::SAFARI_RECORD;
-use crate::device::{Device, GenName, Staged};
+use crate::device::{GenName, Staged};
 use crate::error::IoContext;
 use crate::status::collect;
 use crate::{Error, Result};
@@ -43,12 +43,8 @@ pub struct RollbackOutcome {
 }
 
 /// Removes a response.
-pub fn rollback(
-    device: &Device,
-    clock: &Clock,
-    restart_now: bool,
-    dry_run: bool,
-) -> Result<RollbackOutcome> {
+pub fn rollback(tx: &mut Tx<'_>, restart_now: bool, dry_run: bool) -> Result<RollbackOutcome> {
+    let device = tx.device();
     let root = device.root();
     let layout = device.layout();
     let snapshot = device.snapshot()?;
@@ -72,14 +68,12 @@ pub fn rollback(
         (Some(Staged::Install(p)), _) => {
             let v = p.version.to_string();
             if !dry_run {
-                super::journaled(device, clock, "rollback", || {
-                    root.remove_durable(layout.proposed())
-                        .ctx("removing", root.show(layout.proposed()))?;
-                    root.remove_durable(SAFARI_RECORD)
-                        .ctx("removing", root.show(SAFARI_RECORD))?;
-                    crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
-                    Ok(())
-                })?;
+                tx.begin()?;
+                root.remove_durable(layout.proposed())
+                    .ctx("removing", root.show(layout.proposed()))?;
+                root.remove_durable(SAFARI_RECORD)
+                    .ctx("removing", root.show(SAFARI_RECORD))?;
+                crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
             }
             let verb = if dry_run {
                 "would discard"
@@ -99,7 +93,7 @@ pub fn rollback(
         (Some(Staged::Remove), Some(a)) => {
             let v = a.version.to_string();
             if restart_now {
-                let r = restart::restart(device, clock, dry_run)?;
+                let r = restart::restart(tx, dry_run)?;
                 return Ok(outcome(RollbackAction::Removed, v, false, r.message));
             }
             Ok(outcome(
@@ -124,19 +118,17 @@ pub fn rollback(
                     format!("would remove {v} {when}"),
                 ));
             }
-            super::journaled(device, clock, "rollback", || {
-                let base = GenName::Base(snapshot.base.build.clone());
-                root.swap_symlink(layout.proposed(), base.link_target())
-                    .ctx("switching", root.show(layout.proposed()))?;
-                root.remove_durable(SAFARI_RECORD)
-                    .ctx("removing", root.show(SAFARI_RECORD))?;
-                if restart_now && let Err(e) = restart::activate(device) {
-                    // `rollback --restart` is one operation: undo the staged removal too.
-                    let _ = root.remove_durable(layout.proposed());
-                    return Err(e);
-                }
-                Ok(())
-            })?;
+            tx.begin()?;
+            let base = GenName::Base(snapshot.base.build.clone());
+            root.swap_symlink(layout.proposed(), base.link_target())
+                .ctx("switching", root.show(layout.proposed()))?;
+            root.remove_durable(SAFARI_RECORD)
+                .ctx("removing", root.show(SAFARI_RECORD))?;
+            if restart_now && let Err(e) = restart::activate(device) {
+                // `rollback --restart` is one operation: undo the staged removal too.
+                let _ = root.remove_durable(layout.proposed());
+                return Err(e);
+            }
             Ok(if restart_now {
                 outcome(
                     RollbackAction::Removed,

@@ -2,10 +2,10 @@
 //! relaunched onto the staged content. `status` then shows the staged version under `safari`
 //! while `restart_required` stays true, as the rest of the OS needs the restart.
 
-use crate::clock::Clock;
+use super::journal::Tx;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::records::SafariRecord;
-use crate::device::{Device, Platform, Staged, records};
+use crate::device::{Platform, Staged, records};
 use crate::status::collect::safari;
 use crate::{Error, Result};
 
@@ -23,7 +23,8 @@ pub struct RelaunchOutcome {
 }
 
 /// Relaunches Safari onto staged content.
-pub fn relaunch_safari(device: &Device, clock: &Clock, dry_run: bool) -> Result<RelaunchOutcome> {
+pub fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<RelaunchOutcome> {
+    let device = tx.device();
     if device.info().platform != Platform::MacOs {
         return Err(Error::not_applicable(
             format!(
@@ -61,15 +62,14 @@ pub fn relaunch_safari(device: &Device, clock: &Clock, dry_run: bool) -> Result<
         });
     }
     if !dry_run {
-        super::journaled(device, clock, "relaunch-safari", || {
-            records::write_json(
-                device.root(),
-                SAFARI_RECORD,
-                &SafariRecord {
-                    generation: proposed.dir_name(),
-                },
-            )
-        })?;
+        tx.begin()?;
+        records::write_json(
+            device.root(),
+            SAFARI_RECORD,
+            &SafariRecord {
+                generation: proposed.dir_name(),
+            },
+        )?;
     }
     Ok(RelaunchOutcome {
         safari_version: target.clone(),

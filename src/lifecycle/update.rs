@@ -6,7 +6,6 @@
 //! Several files change, so the operation is committed in the journal (with everything needed to
 //! finish it) before the first of them changes; recovery completes a committed update.
 
-use crate::clock::Clock;
 use crate::device::base_content::lay_down_base;
 use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD, SYSTEM_VERSION};
 use crate::device::records::Included;
@@ -16,7 +15,7 @@ use crate::history;
 use crate::version::{BaseMove, Build, OsVersion, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
-use super::journal::{self, BaseChange, Journal};
+use super::journal::{BaseChange, Tx};
 
 /// Minor update or major upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,13 +84,13 @@ pub fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
 
 /// Updates or upgrades the base.
 pub fn update(
-    device: &Device,
-    clock: &Clock,
+    tx: &mut Tx<'_>,
     kind: Kind,
     version: OsVersion,
     build: &Build,
     dry_run: bool,
 ) -> Result<UpdateOutcome> {
+    let device = tx.device();
     let snapshot = device.snapshot()?;
     let from = snapshot.base.clone();
     let from_label = snapshot.version_label();
@@ -183,52 +182,26 @@ pub fn update(
     if dry_run {
         return Ok(outcome);
     }
-    let op = match kind {
-        Kind::Minor => "update",
-        Kind::Major => "upgrade",
-    };
-    // Inside a command's own journal (the CLI's), reuse it; otherwise open one.
-    let outer = device.journal_open();
-    if !outer {
-        journal::begin(device, clock, op)?;
-    }
+    tx.begin()?;
     let info = device.info();
-    if let Err(e) = lay_down_base(
+    lay_down_base(
         device.root(),
         device.layout(),
         info.platform,
         info.chip,
         &version,
         build,
-    ) {
-        super::abandon(device, !outer);
-        return Err(e);
-    }
+    )?;
     let change = BaseChange {
         product_name: snapshot.base_system_version.product_name.clone(),
         version: version.to_string(),
         build: build.to_string(),
         included,
     };
-    let committed = journal::write(
-        device,
-        &Journal {
-            op: op.to_owned(),
-            pid: std::process::id(),
-            started: clock.stamp(),
-            commit: Some(change.clone()),
-        },
-    );
-    if let Err(e) = committed {
-        super::abandon(device, !outer);
-        return Err(e);
-    }
     // From here on the update is committed: if completing it fails, the journal stays and the
     // next command (or `bsi repair`) completes it.
+    tx.commit(change.clone())?;
     complete(device, &change)?;
-    if !outer {
-        journal::end(device)?;
-    }
     Ok(outcome)
 }
 

@@ -126,12 +126,8 @@ fn parse_listing(
                 .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?
                 .cryptexes
         }
-        GenName::Base(_) => {
-            let value = plist::Value::from_reader(std::io::Cursor::new(bytes))
-                .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?;
-            Cryptexes::from_value(&value, "Cryptexes")
-                .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?
-        }
+        GenName::Base(_) => Cryptexes::parse(&bytes)
+            .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?,
     };
     listing.0.get(&cryptex).cloned().ok_or_else(|| {
         Error::damaged(format!(

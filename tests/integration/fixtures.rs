@@ -87,6 +87,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Signs a bundle's manifest bytes as they are, with the test key, whatever they hold (bsi's own
+/// `bundle sign` refuses a manifest it cannot parse): the fixtures for manifest-level damage
+/// carry a valid signature, so that `apply` reaches the manifest checks behind it.
+fn raw_sign(bundle: &Path) {
+    use ed25519_dalek::Signer;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(crate::harness::test_key()).unwrap();
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
+    let manifest = std::fs::read(bundle.join("Info.plist")).unwrap();
+    std::fs::write(
+        bundle.join("Info.plist.sig"),
+        key.sign(&manifest).to_bytes(),
+    )
+    .unwrap();
+}
+
 fn edit_manifest(bundle: &Path, edit: impl FnOnce(&mut plist::Dictionary)) {
     let path = bundle.join("Info.plist");
     let mut dict = plist::Value::from_file(&path)
@@ -241,8 +257,8 @@ pub(crate) fn generate(out: &Path) {
         std::fs::remove_dir_all(src).unwrap();
     }
 
-    // Directory-form damage. The manifest is parsed before the signature is checked, so the
-    // manifest-level damage needs no valid signature (and bsi refuses to sign such a manifest).
+    // Directory-form damage. The signature is checked over the raw manifest before it is parsed,
+    // so manifest-level damage is signed with the test key (`raw_sign`) to reach the parser.
     let variant = |name: &str| -> PathBuf {
         let p = bad.join(name);
         copy_dir(&a, &p);
@@ -253,6 +269,11 @@ pub(crate) fn generate(out: &Path) {
     std::fs::remove_file(p.join("Info.plist")).unwrap();
     let p = variant("garbage-manifest.bsi");
     std::fs::write(p.join("Info.plist"), b"this is not a property list\n").unwrap();
+    raw_sign(&p);
+    let p = variant("binary-manifest.bsi");
+    let value = plist::Value::from_file(p.join("Info.plist")).unwrap();
+    value.to_file_binary(p.join("Info.plist")).unwrap();
+    raw_sign(&p);
     let p = variant("unsigned.bsi");
     std::fs::remove_file(p.join("Info.plist.sig")).unwrap();
     let p = variant("malformed-signature.bsi");
@@ -267,8 +288,15 @@ pub(crate) fn generate(out: &Path) {
     edit_manifest(&p, |d| {
         d.remove("ProductBuildVersion");
     });
+    raw_sign(&p);
     let p = variant("mistyped-key.bsi");
     edit_manifest(&p, |d| set_first(d, "Size", "6000".into()));
+    raw_sign(&p);
+    let p = variant("foreign-build.bsi");
+    edit_manifest(&p, |d| {
+        d.insert("ProductBuildVersion".into(), "25D771330a".into());
+    });
+    raw_sign(&p);
     let p = variant("size-mismatch.bsi");
     std::fs::write(
         p.join("OS/usr/lib/libwebrtc.dylib"),
@@ -295,6 +323,7 @@ pub(crate) fn generate(out: &Path) {
         let p = variant(name);
         let _ = reason;
         edit_manifest(&p, |d| set_first(d, "Path", path.into()));
+        raw_sign(&p);
     }
     let p = variant("duplicate-path.bsi");
     edit_manifest(&p, |d| {
@@ -302,10 +331,12 @@ pub(crate) fn generate(out: &Path) {
         let first = entries[0].clone();
         entries.push(first);
     });
+    raw_sign(&p);
     let p = variant("oversize-claim.bsi");
     edit_manifest(&p, |d| {
         set_first(d, "Size", plist::Value::Integer((17u64 << 30).into()));
     });
+    raw_sign(&p);
 
     // Tar-form damage.
     let good_entries = || entries_of(&a);
@@ -373,6 +404,11 @@ pub(crate) fn generate(out: &Path) {
 pub(crate) const BAD: &[(&str, &str)] = &[
     ("no-manifest.bsi", "Info.plist"),
     ("garbage-manifest.bsi", "not a valid property list"),
+    ("binary-manifest.bsi", "a binary plist"),
+    (
+        "foreign-build.bsi",
+        "has the build 25D771280 and one letter",
+    ),
     ("unsigned.bsi", "unsigned"),
     ("malformed-signature.bsi", "63 bytes"),
     ("untrusted-key.bsi", "does not verify"),

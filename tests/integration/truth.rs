@@ -205,22 +205,19 @@ fn defect3_response_builds_must_belong_to_their_prerequisite() {
     create("25D2128", "25D771290a").refused(2, "25D771280 and one letter");
     create("25D2128", "25D2128a").refused(2, "25D771280 and one letter");
     create("25D2128", "25D771280a").ok();
-    // A manifest edited to carry a foreign build (and signed again) is rejected by inspect
-    // and apply.
-    let bad = tmp.path().join("25D771280a.bsi");
-    let manifest = bad.join("Info.plist");
-    let text = std::fs::read_to_string(&manifest)
-        .unwrap()
-        .replace("25D771280a", "25D771330a");
-    std::fs::write(&manifest, text).unwrap();
+    // A manifest carrying a foreign build (signed, so the check behind the signature is
+    // reached) is rejected by inspect and apply; bsi refuses to sign one.
+    let bad = fixtures().join("bad/foreign-build.bsi");
+    let copy = tmp.path().join("copy.bsi");
+    crate::fixtures::copy_for_test(&bad, &copy);
     bsi([
         "bundle".as_ref(),
         "sign".as_ref(),
-        bad.as_os_str(),
+        copy.as_os_str(),
         "--key".as_ref(),
         test_key().as_os_str(),
     ])
-    .exit(6);
+    .refused(6, "25D771280 and one letter");
     let d = Device::new();
     d.refuses(
         ["apply".as_ref(), bad.as_os_str()],

@@ -1,0 +1,115 @@
+//! Files a user names on the command line (declarations, catalogs, keys): opened once, without
+//! blocking (a FIFO opens at once and is refused by its type, `/dev/zero` by its type too), the
+//! type and size decided on the handle (`fstat`), and read within a limit stated in the message
+//! when it is exceeded. Nothing is read from a path a second time.
+
+use std::io::Read;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::{Error, Result};
+
+/// Reads the regular file at `path` whole, refusing anything over `limit` bytes. `what` names it
+/// in messages ("declaration", "catalog", "public key").
+pub fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        let e = std::io::Error::from(e);
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::usage(
+                format!("no {what} at {}", path.display()),
+                format!("check the path of the {what}"),
+            )
+        } else {
+            Error::io("opening", path, e)
+        }
+    })?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::usage(
+            format!(
+                "{} is not a regular file (it is a {}), so it cannot be a {what}",
+                path.display(),
+                kind(&meta)
+            ),
+            format!("give the path of a {what} file"),
+        ));
+    }
+    if meta.len() > limit {
+        return Err(Error::usage(
+            format!(
+                "{} is {} bytes, over the {limit}-byte limit for a {what}",
+                path.display(),
+                meta.len()
+            ),
+            format!("a {what} this large is not one bsi accepts; check the file"),
+        ));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io("reading", path, e))?;
+    if out.len() as u64 > limit {
+        return Err(Error::usage(
+            format!(
+                "{} grew past the {limit}-byte limit for a {what} while it was read",
+                path.display()
+            ),
+            format!("give the path of a {what} file that is not being written"),
+        ));
+    }
+    Ok(out)
+}
+
+fn kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.json");
+        std::fs::write(&f, b"{}").unwrap();
+        assert_eq!(read_named(&f, 10, "declaration").unwrap(), b"{}");
+        let err = read_named(&f, 1, "declaration").unwrap_err().to_string();
+        assert!(err.contains("over the 1-byte limit"), "{err}");
+        let err = read_named(dir.path(), 10, "declaration")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("directory"), "{err}");
+        let err = read_named(Path::new("/dev/zero"), 10, "catalog")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("character device"), "{err}");
+        assert_eq!(
+            read_named(&dir.path().join("nope"), 10, "catalog")
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+}

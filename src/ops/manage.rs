@@ -1,0 +1,379 @@
+//! The device-management operations: the simulated power source, the user's settings, the DDM
+//! declarations (`policy`) and the trusted keys (`trust`). Each reads, or changes through
+//! [`change`], one of the device's records, and returns a typed view for the command line.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Done, Env, Recorded, change, open_read};
+use crate::bundle::trust::{self, TrustedKey};
+use crate::ddm::declaration::Declaration;
+use crate::ddm::store::{self, SetOutcome};
+use crate::device::layout::{POWER_RECORD, SETTINGS_RECORD};
+use crate::device::{Device, Power, Settings, records};
+use crate::gates::policy::{AutoSource, Policy};
+use crate::gates::power;
+use crate::status::{self, model::PolicyStatus};
+use crate::{Error, Result};
+
+/// `bsi power`'s view.
+#[derive(Clone, Debug, Serialize)]
+pub struct PowerView {
+    /// Connected to power.
+    pub on_ac: bool,
+    /// Battery charge; null for a desktop.
+    pub battery_percent: Option<u8>,
+    /// The gate's minimum; null when there is none.
+    pub minimum_percent: Option<u8>,
+    /// The gate passes.
+    pub ok: bool,
+    /// The rule in words.
+    pub reason: String,
+    /// Something changed.
+    pub changed: bool,
+    /// Nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+}
+
+impl PowerView {
+    fn new(device: &Device, power: Power, changed: bool, dry_run: bool) -> Self {
+        let rule = power::rule(device.info());
+        Self {
+            on_ac: power.on_ac,
+            battery_percent: power.battery_percent,
+            minimum_percent: rule.minimum,
+            ok: power::passes(device.info(), &power),
+            reason: rule.why.to_owned(),
+            changed,
+            dry_run,
+        }
+    }
+}
+
+/// `bsi settings`'s view.
+#[derive(Clone, Debug, Serialize)]
+pub struct SettingsView {
+    /// The user's own switch.
+    pub automatic_user: bool,
+    /// What is in effect.
+    pub automatic_effective: bool,
+    /// The declaration that forces it, if any.
+    pub forced_by: Option<String>,
+    /// Something changed.
+    pub changed: bool,
+    /// Nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+}
+
+impl SettingsView {
+    fn new(settings: Settings, policy: &Policy, changed: bool, dry_run: bool) -> Self {
+        Self {
+            automatic_user: settings.automatic_install,
+            automatic_effective: policy
+                .automatic_forced
+                .as_ref()
+                .map_or(settings.automatic_install, |f| f.0),
+            forced_by: match &policy.automatic_source {
+                AutoSource::User => None,
+                AutoSource::Policy { identifier } => Some(identifier.clone()),
+            },
+            changed,
+            dry_run,
+        }
+    }
+}
+
+/// `policy set`'s result.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicySet {
+    /// `Identifier`.
+    pub identifier: String,
+    /// `Type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ServerToken`.
+    pub server_token: String,
+    /// Added, replaced or unchanged.
+    #[serde(flatten)]
+    pub change: SetOutcome,
+    /// How the device treats it.
+    pub note: String,
+    /// Nothing was stored because of `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// `policy remove`'s result.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyRemoved {
+    /// The identifier removed.
+    pub identifier: String,
+    /// Nothing was removed because of `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// `trust add`/`remove`'s result.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrustChange {
+    /// The key's fingerprint.
+    pub fingerprint: String,
+    /// The files that held it (for `remove`: every one removed).
+    pub files: Vec<String>,
+    /// Something changed.
+    pub changed: bool,
+    /// Added (else removed).
+    pub added: bool,
+    /// Nothing was changed because of `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// `bsi power` without changes.
+pub fn power_show(env: &Env) -> Result<PowerView> {
+    let device = open_read(env)?;
+    let power = device.power()?;
+    Ok(PowerView::new(&device, power, false, false))
+}
+
+/// `bsi power --battery/--ac/--no-ac`.
+pub fn power_set(
+    env: &Env,
+    battery: Option<u8>,
+    ac: Option<bool>,
+    dry_run: bool,
+) -> Result<Done<PowerView>> {
+    change(env, "power", dry_run, None, |tx| {
+        let device = tx.device();
+        if !device.info().portable && (battery.is_some() || ac == Some(false)) {
+            return Err(Error::usage(
+                "a desktop Mac has no battery and is always on power",
+                "leave --battery and --no-ac out",
+            ));
+        }
+        let old = device.power()?;
+        let new = Power {
+            battery_percent: battery.or(old.battery_percent),
+            on_ac: ac.unwrap_or(old.on_ac),
+        };
+        let changed = new != old;
+        if changed && !dry_run {
+            tx.begin()?;
+            records::write_json(device.root(), POWER_RECORD, &new)?;
+        }
+        Ok(PowerView::new(device, new, changed, dry_run))
+    })
+}
+
+/// `bsi settings` without changes.
+pub fn settings_show(env: &Env) -> Result<SettingsView> {
+    let device = open_read(env)?;
+    let policy = status::collect::policy(&device)?;
+    Ok(SettingsView::new(device.settings()?, &policy, false, false))
+}
+
+/// `bsi settings --automatic on|off`: refused (exit 4) when a declaration forces the other way.
+pub fn settings_set(env: &Env, automatic: bool, dry_run: bool) -> Result<Done<SettingsView>> {
+    change(env, "settings", dry_run, None, |tx| {
+        let device = tx.device();
+        let policy = status::collect::policy(device)?;
+        crate::gates::policy::check_automatic_change(&policy, automatic)?;
+        let old = device.settings()?;
+        let new = Settings {
+            automatic_install: automatic,
+        };
+        let changed = old != new;
+        if changed && !dry_run {
+            tx.begin()?;
+            records::write_json(device.root(), SETTINGS_RECORD, &new)?;
+        }
+        let policy = status::collect::policy(device)?;
+        Ok(SettingsView::new(
+            if dry_run { new } else { device.settings()? },
+            &policy,
+            changed,
+            dry_run,
+        ))
+    })
+}
+
+/// `bsi policy set FILE`: the declaration, read with a size limit, then stored.
+pub fn policy_set(env: &Env, file: &Path, dry_run: bool) -> Result<Done<PolicySet>> {
+    let raw = crate::input::read_named(file, store::MAX_DECLARATION_BYTES, "declaration")?;
+    let declaration = Declaration::parse(&raw, &file.display().to_string())?;
+    let target = Some(declaration.identifier.clone());
+    change(env, "policy set", dry_run, target, |tx| {
+        let device = tx.device();
+        let plan = store::plan(device.root(), &declaration)?;
+        if plan != SetOutcome::Unchanged && !dry_run {
+            tx.begin()?;
+            store::store(device.root(), &declaration)?;
+        }
+        let policy = status::collect::policy(device)?;
+        let note = policy
+            .declarations
+            .iter()
+            .find(|c| c.declaration.identifier == declaration.identifier)
+            .map_or_else(String::new, |c| c.note.clone());
+        Ok(PolicySet {
+            identifier: declaration.identifier.clone(),
+            kind: declaration.kind.clone(),
+            server_token: declaration.server_token.clone(),
+            change: plan,
+            note,
+            dry_run,
+        })
+    })
+}
+
+/// `bsi policy list`.
+pub fn policy_list(env: &Env) -> Result<PolicyStatus> {
+    let device = open_read(env)?;
+    Ok(status::collect(&device)?.policy)
+}
+
+/// `bsi policy remove IDENTIFIER`.
+pub fn policy_remove(env: &Env, identifier: &str, dry_run: bool) -> Result<Done<PolicyRemoved>> {
+    change(
+        env,
+        "policy remove",
+        dry_run,
+        Some(identifier.to_owned()),
+        |tx| {
+            let device = tx.device();
+            let known = store::list(device.root())?
+                .iter()
+                .any(|d| d.identifier == identifier);
+            if !known {
+                // The same refusal `store::remove` gives, without changing anything.
+                return store::remove(device.root(), identifier).map(|()| PolicyRemoved {
+                    identifier: identifier.to_owned(),
+                    dry_run,
+                });
+            }
+            if !dry_run {
+                tx.begin()?;
+                store::remove(device.root(), identifier)?;
+            }
+            Ok(PolicyRemoved {
+                identifier: identifier.to_owned(),
+                dry_run,
+            })
+        },
+    )
+}
+
+/// `bsi trust add KEY.pub`.
+pub fn trust_add(env: &Env, key: &Path, dry_run: bool) -> Result<Done<TrustChange>> {
+    let public = trust::read_public_key(key)?;
+    let fingerprint = public.fingerprint.clone();
+    change(env, "trust add", dry_run, Some(fingerprint.clone()), |tx| {
+        let device = tx.device();
+        let known = trust::load(device.root())?
+            .iter()
+            .any(|k| k.fingerprint == public.fingerprint);
+        let mut files = Vec::new();
+        if !known && !dry_run {
+            tx.begin()?;
+            trust::install(device.root(), &public)?;
+        }
+        if !known {
+            files.push(trust::key_file(&fingerprint).display().to_string());
+        }
+        Ok(TrustChange {
+            fingerprint: fingerprint.clone(),
+            files,
+            changed: !known,
+            added: true,
+            dry_run,
+        })
+    })
+}
+
+/// `bsi trust list`: exactly the keys verification uses, with every file holding each.
+pub fn trust_list(env: &Env) -> Result<Vec<TrustedKey>> {
+    let device = open_read(env)?;
+    trust::list(device.root())
+}
+
+/// `bsi trust remove FINGERPRINT|KEY.pub`: removes every file that holds the key.
+pub fn trust_remove(env: &Env, which: &str, dry_run: bool) -> Result<Done<TrustChange>> {
+    change(env, "trust remove", dry_run, Some(which.to_owned()), |tx| {
+        let device = tx.device();
+        let (fingerprint, files) = trust::find(device.root(), which)?;
+        if !dry_run {
+            tx.begin()?;
+            trust::remove(device.root(), &files)?;
+        }
+        Ok(TrustChange {
+            fingerprint,
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            changed: true,
+            added: false,
+            dry_run,
+        })
+    })
+}
+
+impl Recorded for PowerView {
+    fn summary(&self) -> String {
+        format!(
+            "{}{}",
+            self.battery_percent
+                .map_or_else(|| "desktop, ".to_owned(), |b| format!("battery {b} %, ")),
+            if self.on_ac { "on power" } else { "on battery" }
+        )
+    }
+    fn nothing_to_do(&self) -> bool {
+        !self.changed
+    }
+}
+
+impl Recorded for SettingsView {
+    fn summary(&self) -> String {
+        format!(
+            "automatic install {}",
+            if self.automatic_user { "on" } else { "off" }
+        )
+    }
+    fn nothing_to_do(&self) -> bool {
+        !self.changed
+    }
+}
+
+impl Recorded for PolicySet {
+    fn summary(&self) -> String {
+        let what = match &self.change {
+            SetOutcome::Added => "added".to_owned(),
+            SetOutcome::Replaced { previous_token } => {
+                format!("replaced ServerToken {previous_token}")
+            }
+            SetOutcome::Unchanged => "unchanged".to_owned(),
+        };
+        format!("{} {}: {what}", self.kind, self.identifier)
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.change == SetOutcome::Unchanged
+    }
+}
+
+impl Recorded for PolicyRemoved {
+    fn summary(&self) -> String {
+        format!("removed declaration {}", self.identifier)
+    }
+}
+
+impl Recorded for TrustChange {
+    fn summary(&self) -> String {
+        format!(
+            "{} key {}",
+            if self.added {
+                "trusted"
+            } else {
+                "stopped trusting"
+            },
+            self.fingerprint
+        )
+    }
+    fn nothing_to_do(&self) -> bool {
+        !self.changed
+    }
+}

@@ -1,0 +1,368 @@
+//! Operations: every command as one library function that owns the protocol around the rules, so
+//! that no caller (the command line, `auto`, a test, another program) can skip it.
+//!
+//! A changing operation ([`change`]) opens the device, takes the exclusive lock, recovers an
+//! interrupted operation, sweeps leftover temporaries, and hands the rules (in `lifecycle`,
+//! `ddm` and [`manage`]) a [`Tx`]: they run every check first and open the journal right before
+//! their first change. Then the operation appends the history entry (refused or not, while the
+//! journal is still open) and closes the journal; on an error the `Tx` is dropped, which tidies
+//! the device back to a consistent state. A reading operation opens the device for reading.
+//! Operations return typed outcomes, never text for people: the command line renders them.
+
+pub mod manage;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::bundle::inspect;
+use crate::clock::Clock;
+use crate::ddm::{auto, report};
+use crate::device::generation::sweep_temporaries;
+use crate::device::layout;
+use crate::device::{Access, Device};
+use crate::history::{self, Entry, OpResult};
+use crate::lifecycle::apply::{ApplyAction, ApplyOptions, ApplyOutcome};
+use crate::lifecycle::journal::Tx;
+use crate::lifecycle::recover::{RepairOptions, RepairOutcome};
+use crate::lifecycle::restart::RestartOutcome;
+use crate::lifecycle::rollback::RollbackOutcome;
+use crate::lifecycle::safari::RelaunchOutcome;
+use crate::lifecycle::update::{Kind, UpdateOutcome};
+use crate::lifecycle::verify::VerifyOutcome;
+use crate::lifecycle::{self, apply, recover, restart, rollback, safari, update, verify};
+use crate::progress::Progress;
+use crate::status::{self, Status, require};
+use crate::version::{Build, OsVersion};
+use crate::{Error, Result};
+
+/// Where and how operations run: the device root, the clock, how long to wait for the lock, and
+/// the command line to record as the lock holder.
+#[derive(Debug)]
+pub struct Env {
+    /// The device root.
+    pub root: PathBuf,
+    /// The clock.
+    pub clock: Clock,
+    /// How long to wait for another bsi to release the device.
+    pub wait: Duration,
+    /// The command line, for the lock holder record.
+    pub command: String,
+}
+
+/// A completed operation and what went wrong after its change was made (a record that could not
+/// be written): the change stands, and the caller shows the warnings.
+#[derive(Debug)]
+pub struct Done<T> {
+    /// The outcome.
+    pub value: T,
+    /// Secondary failures after the change.
+    pub warnings: Vec<String>,
+}
+
+/// What the history says about an outcome.
+pub trait Recorded {
+    /// One sentence.
+    fn summary(&self) -> String;
+    /// The target version or thing, if any.
+    fn target(&self) -> Option<String> {
+        None
+    }
+    /// The device was already in the requested state.
+    fn nothing_to_do(&self) -> bool {
+        false
+    }
+}
+
+/// Opens the device for reading.
+pub(crate) fn open_read(env: &Env) -> Result<Device> {
+    lifecycle::open(&env.root, Access::Read, env.wait, &env.command, &env.clock)
+}
+
+/// Directories where a write cut short can leave a `.bsi-tmp.*` record temporary.
+const RECORD_DIRS: [&str; 3] = [layout::DB, layout::TRUST, layout::DECLARATIONS];
+
+/// Runs a changing operation: exclusive lock, recovery, then `body` with a journal it opens
+/// before its first change, then a history entry for the outcome (except with `--dry-run`, which
+/// changes nothing, not even the history), then the journal is closed.
+pub(crate) fn change<T: Recorded>(
+    env: &Env,
+    action: &'static str,
+    dry_run: bool,
+    target: Option<String>,
+    body: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+) -> Result<Done<T>> {
+    let device = lifecycle::open(
+        &env.root,
+        Access::Change,
+        env.wait,
+        &env.command,
+        &env.clock,
+    )?;
+    let mut tx = Tx::new(&device, &env.clock, action);
+    if dry_run {
+        return body(&mut tx).map(|value| Done {
+            value,
+            warnings: Vec::new(),
+        });
+    }
+    // A record write cut short by a crash outside any journal leaves a temporary: sweep them
+    // while this command holds the lock.
+    for dir in RECORD_DIRS {
+        let _ = sweep_temporaries(device.root(), Path::new(dir));
+    }
+    let before = device.snapshot().ok().map(|s| s.version_label());
+    let result = body(&mut tx);
+    let after = device.snapshot().ok().map(|s| s.version_label());
+    let mut entry = Entry::new(&env.clock, action);
+    entry.before = before;
+    entry.after = after;
+    let mut warnings = Vec::new();
+    match &result {
+        Ok(outcome) => {
+            entry.target = outcome.target().or(target);
+            entry.detail = Some(outcome.summary());
+            if outcome.nothing_to_do() {
+                entry.result = OpResult::NothingToDo;
+            }
+            // The change is made; failing to record it must not report the change as failed.
+            if let Err(e) = history::append(device.root(), &entry) {
+                warnings.push(format!(
+                    "{action} succeeded, but recording it in the history failed: {e}"
+                ));
+            }
+        }
+        Err(e) => {
+            let mut entry = entry.failed(e);
+            entry.target = target;
+            // The command failed already; failing to record that must not hide why.
+            let _ = history::append(device.root(), &entry);
+        }
+    }
+    match result {
+        Ok(value) => {
+            if let Err(e) = tx.finish() {
+                warnings.push(format!(
+                    "{action} succeeded, but closing its journal failed ({e}); the next command tidies up"
+                ));
+            }
+            Ok(Done { value, warnings })
+        }
+        Err(e) => {
+            drop(tx);
+            Err(e)
+        }
+    }
+}
+
+/// `bsi apply`.
+pub fn apply(
+    env: &Env,
+    opts: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<Done<ApplyOutcome>> {
+    // On success the outcome names the response; a refusal records the bundle's path.
+    let target = Some(crate::untrusted::clip(&opts.bundle.display().to_string()));
+    let mut warnings = Vec::new();
+    let mut done = change(env, "apply", opts.dry_run, target, |tx| {
+        let result = apply::apply(tx, opts, progress);
+        if !opts.dry_run
+            && let Err(e) = report::record_apply(tx.device(), tx.clock(), &result)
+        {
+            warnings.push(format!(
+                "apply: recording the software-update status failed: {e}"
+            ));
+        }
+        result
+    })?;
+    done.warnings.extend(warnings);
+    Ok(done)
+}
+
+/// `bsi restart`.
+pub fn restart(env: &Env, dry_run: bool) -> Result<Done<RestartOutcome>> {
+    change(env, "restart", dry_run, None, |tx| {
+        restart::restart(tx, dry_run)
+    })
+}
+
+/// `bsi relaunch-safari`.
+pub fn relaunch_safari(env: &Env, dry_run: bool) -> Result<Done<RelaunchOutcome>> {
+    change(env, "relaunch-safari", dry_run, None, |tx| {
+        safari::relaunch_safari(tx, dry_run)
+    })
+}
+
+/// `bsi rollback`.
+pub fn rollback(env: &Env, restart_now: bool, dry_run: bool) -> Result<Done<RollbackOutcome>> {
+    change(env, "rollback", dry_run, None, |tx| {
+        rollback::rollback(tx, restart_now, dry_run)
+    })
+}
+
+/// `bsi update` and `bsi upgrade`.
+pub fn update(
+    env: &Env,
+    kind: Kind,
+    version: OsVersion,
+    build: &Build,
+    dry_run: bool,
+) -> Result<Done<UpdateOutcome>> {
+    let action = match kind {
+        Kind::Minor => "update",
+        Kind::Major => "upgrade",
+    };
+    let target = Some(format!("{version} ({build})"));
+    change(env, action, dry_run, target, |tx| {
+        update::update(tx, kind, version, build, dry_run)
+    })
+}
+
+/// `bsi auto`.
+pub fn auto(
+    env: &Env,
+    opts: &auto::AutoOptions,
+    progress: &dyn Progress,
+) -> Result<Done<auto::AutoOutcome>> {
+    change(env, "auto", opts.dry_run, None, |tx| {
+        auto::run(tx, opts, progress)
+    })
+}
+
+/// `bsi repair`: rebuilds a damaged device record first (no other command can open the device
+/// without it), then repairs under the exclusive lock.
+pub fn repair(env: &Env, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairOutcome> {
+    let rebuilt = if opts.dry_run {
+        None
+    } else {
+        crate::device::rebuild_record(&env.root, &env.clock.stamp())?
+    };
+    let device = Device::open(&env.root, Access::Change, env.wait, &env.command)?;
+    let mut outcome = recover::repair(&device, &env.clock, opts, progress)?;
+    outcome.actions.splice(0..0, rebuilt);
+    Ok(outcome)
+}
+
+/// `bsi status`, and the error `--require` exits with when it is not met.
+pub fn status(env: &Env, requirement: Option<&str>) -> Result<(Status, Option<Error>)> {
+    let requirement = requirement.map(require::Requirement::parse).transpose()?;
+    let device = open_read(env)?;
+    let s = status::collect(&device)?;
+    let unmet = requirement.and_then(|r| require::check(&s, r).err());
+    Ok((s, unmet))
+}
+
+/// `bsi verify`, and the error it exits with when something is wrong.
+pub fn verify(env: &Env, progress: &dyn Progress) -> Result<(VerifyOutcome, Option<Error>)> {
+    let device = open_read(env)?;
+    verify::verify(&device, progress)
+}
+
+/// `bsi history`: the last `limit` entries, or all.
+pub fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
+    let device = open_read(env)?;
+    let mut entries = history::read_all(device.root())?;
+    if let Some(n) = limit {
+        entries = entries.split_off(entries.len().saturating_sub(n));
+    }
+    Ok(entries)
+}
+
+/// `bsi report`.
+pub fn report(env: &Env) -> Result<serde_json::Value> {
+    let device = open_read(env)?;
+    report::build(&device)
+}
+
+/// `bsi bundle inspect` against the device's trusted keys.
+pub fn inspect_with_device_trust(
+    env: &Env,
+    bundle: &Path,
+    progress: &dyn Progress,
+) -> Result<(inspect::Report, Option<Error>)> {
+    let device = open_read(env).map_err(|e| match e {
+        Error::NoDevice { root } => Error::usage(
+            format!(
+                "no key to check the signature against: no --key, and no bsi device at {}",
+                root.display()
+            ),
+            "pass --key KEY.pub, or --root DIR of a device that trusts the signer",
+        ),
+        other => other,
+    })?;
+    let trusted = crate::bundle::trust::load(device.root())?;
+    inspect::inspect(
+        bundle,
+        &trusted,
+        &format!("the trusted keys of the device at {}", env.root.display()),
+        progress,
+    )
+}
+
+impl Recorded for ApplyOutcome {
+    fn summary(&self) -> String {
+        self.message.clone()
+    }
+    fn target(&self) -> Option<String> {
+        Some(self.version.clone())
+    }
+    fn nothing_to_do(&self) -> bool {
+        matches!(
+            self.action,
+            ApplyAction::AlreadyActive | ApplyAction::AlreadyStaged | ApplyAction::AlreadyIncluded
+        )
+    }
+}
+
+impl Recorded for RestartOutcome {
+    fn summary(&self) -> String {
+        self.message.clone()
+    }
+    fn target(&self) -> Option<String> {
+        self.activated.clone().or_else(|| self.removed.clone())
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.nothing_staged
+    }
+}
+
+impl Recorded for RelaunchOutcome {
+    fn summary(&self) -> String {
+        self.message.clone()
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.nothing_to_do
+    }
+}
+
+impl Recorded for RollbackOutcome {
+    fn summary(&self) -> String {
+        self.message.clone()
+    }
+    fn target(&self) -> Option<String> {
+        Some(self.version.clone())
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.action == rollback::RollbackAction::NothingToRemove
+    }
+}
+
+impl Recorded for UpdateOutcome {
+    fn summary(&self) -> String {
+        self.message.clone()
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.nothing_to_do
+    }
+}
+
+impl Recorded for auto::AutoOutcome {
+    fn summary(&self) -> String {
+        self.log.join("; ")
+    }
+    fn target(&self) -> Option<String> {
+        self.installed.clone()
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.installed.is_none()
+    }
+}

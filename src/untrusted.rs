@@ -1,0 +1,67 @@
+//! How bsi shows text it does not trust: names from a tar header or a manifest, keys and values
+//! from declarations and catalogs, paths on the command line. Such text reaches error messages,
+//! the history and records; [`clip`] makes sure it can neither flood them (a 100 MB tar name) nor
+//! drive the terminal (an escape sequence): control characters are escaped, and anything beyond
+//! [`MAX_SHOWN`] characters is cut with a note of how much was left out.
+
+use std::fmt::Write as _;
+
+/// The most characters of one untrusted string bsi shows.
+pub const MAX_SHOWN: usize = 160;
+
+/// `text`, safe to show: control characters escaped (`\u{1b}`), cut to [`MAX_SHOWN`]
+/// characters.
+#[must_use]
+pub fn clip(text: &str) -> String {
+    let mut out = String::new();
+    for (shown, (i, c)) in text.char_indices().enumerate() {
+        if shown >= MAX_SHOWN {
+            let _ = write!(out, "... ({} more bytes)", text.len() - i);
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `message`, safe to print or record whole: control characters other than newlines and tabs
+/// escaped, and cut to `limit` bytes on a character boundary.
+#[must_use]
+pub fn clip_message(message: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(message.len().min(limit));
+    for (i, c) in message.char_indices() {
+        if out.len() >= limit {
+            let _ = write!(out, "... ({} more bytes)", message.len() - i);
+            break;
+        }
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_cuts() {
+        assert_eq!(clip("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(clip("ok"), "ok");
+        let long = "x".repeat(1000);
+        let c = clip(&long);
+        assert!(c.starts_with(&"x".repeat(MAX_SHOWN)));
+        assert!(c.ends_with("(840 more bytes)"), "{c}");
+        assert_eq!(clip(&"\0".repeat(3)), "\\u{0}\\u{0}\\u{0}");
+        let m = clip_message("line one\nline\u{7} two", 100);
+        assert_eq!(m, "line one\nline\\u{7} two");
+        assert!(clip_message(&"é".repeat(100), 11).len() < 40);
+    }
+}
