@@ -22,6 +22,22 @@ macro_rules! fault_point {
 
 pub(crate) use fault_point;
 
+/// A point where the race tests pause a command (`FAILPOINTS=auto.scanned=sleep(1500)`) to
+/// change the world under it; nothing without the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+macro_rules! pause_point {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+
+#[cfg(not(feature = "failpoints"))]
+macro_rules! pause_point {
+    ($name:literal) => {};
+}
+
+pub(crate) use pause_point;
+
 /// Arms the fault points from the `FAILPOINTS` environment variable for this process.
 #[cfg(feature = "failpoints")]
 pub(crate) fn setup() -> fail::FailScenario<'static> {

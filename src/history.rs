@@ -16,6 +16,7 @@ use crate::device::Root;
 use crate::device::layout::{HISTORY, LAST_OPERATION};
 use crate::device::records;
 use crate::error::IoContext;
+use crate::untrusted::clip_message;
 use crate::{Error, Result};
 
 /// How an operation ended.
@@ -149,10 +150,35 @@ impl Entry {
         self.error = Some(error.to_string());
         self
     }
+
+    /// Cuts every text field to a bounded length and escapes control characters: text in an
+    /// entry can come from a bundle or a declaration, and must neither bloat the history nor
+    /// reach a terminal raw.
+    fn bounded(&self) -> Self {
+        let cut = |t: &Option<String>, limit: usize| t.as_deref().map(|t| clip_message(t, limit));
+        Self {
+            at: clip_message(&self.at, 64),
+            action: clip_message(&self.action, 64),
+            result: self.result,
+            error: cut(&self.error, MAX_FIELD),
+            exit_code: self.exit_code,
+            before: cut(&self.before, 256),
+            after: cut(&self.after, 256),
+            target: cut(&self.target, 512),
+            detail: cut(&self.detail, MAX_FIELD),
+        }
+    }
 }
 
-/// Appends `entry` to the history and makes it the last operation.
+/// The longest error or detail text an entry keeps.
+const MAX_FIELD: usize = 2048;
+/// Lines longer than this are not entries bsi wrote (every field is bounded): skipped.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Appends `entry` to the history and makes it the last operation. Every text field is bounded
+/// first.
 pub fn append(root: &Root, entry: &Entry) -> Result<()> {
+    let entry = &entry.bounded();
     let mut line = serde_json::to_vec(entry).map_err(|e| Error::Io {
         action: "encoding",
         path: root.show(HISTORY),
@@ -185,6 +211,9 @@ pub fn read_all(root: &Root) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for line in BufReader::new(file).split(b'\n') {
         let line = line.ctx("reading", root.show(HISTORY))?;
+        if line.len() > MAX_LINE {
+            continue;
+        }
         if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
             out.push(entry);
         }

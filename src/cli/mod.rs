@@ -20,6 +20,7 @@ use clap::Parser;
 
 use crate::Clock as Time;
 use crate::progress::{self, Progress};
+use crate::untrusted::clip_message;
 use crate::{Error, Result};
 
 use args::Args;
@@ -58,10 +59,14 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// The longest error message printed: messages carry untrusted text, which `clip_message` also
+/// keeps from driving the terminal.
+const MAX_MESSAGE: usize = 4096;
+
 fn print_error(error: &Error) {
-    let mut text = format!("error: {error}\n");
+    let mut text = format!("error: {}\n", clip_message(&error.to_string(), MAX_MESSAGE));
     if let Some(hint) = error.hint() {
-        text = format!("{text}hint: {hint}\n");
+        text = format!("{text}hint: {}\n", clip_message(&hint, MAX_MESSAGE));
     }
     let _ = std::io::stderr().write_all(text.as_bytes());
 }

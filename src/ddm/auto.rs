@@ -168,6 +168,7 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
         .map(|p| Catalog::load(p, clock))
         .transpose()?;
     let (mut applicable, later) = scan(device, &opts.from, catalog.as_ref(), &mut log)?;
+    crate::faults::pause_point!("auto.scanned");
     let policy = collect::policy(device)?;
     let snapshot = device.snapshot()?;
     let newest_present = [

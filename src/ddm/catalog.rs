@@ -17,6 +17,9 @@ use crate::device::Platform;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 use crate::{Error, Result};
 
+/// Largest catalog bsi reads: Apple's whole lookup catalog is a few megabytes.
+pub const MAX_CATALOG_BYTES: u64 = 32 * 1024 * 1024;
+
 const RELEASE_SETS: [&str; 2] = ["PublicAssetSets", "AssetSets"];
 const RESPONSE_SETS: [&str; 2] = [
     "PublicBackgroundSecurityImprovements",
@@ -187,16 +190,7 @@ fn entries(
 impl Catalog {
     /// Reads a catalog file, judging expiry at `clock`.
     pub fn load(path: &Path, clock: &Clock) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::usage(
-                    format!("no catalog at {}", path.display()),
-                    "check the path",
-                )
-            } else {
-                Error::io("reading", path, e)
-            }
-        })?;
+        let bytes = crate::input::read_named(path, MAX_CATALOG_BYTES, "catalog")?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| bad(path, format!("it is not JSON ({e})")))?;
         let top = value

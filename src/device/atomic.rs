@@ -131,7 +131,7 @@ impl Root {
             Ok(()) => {
                 // The switch is made; the old tree under the temporary name is garbage that
                 // recovery sweeps if removing it now fails.
-                let _ = dir.remove_dir_all(staging);
+                let _ = remove_tree(&dir, std::ffi::OsStr::new(staging));
             }
             Err(rustix::io::Errno::NOENT) if dir.symlink_metadata(staging).is_ok() => {
                 dir.rename(staging, &dir, target)?;
@@ -160,12 +160,18 @@ impl Root {
         }
     }
 
-    /// Removes the tree at `rel` (without following symlinks inside it) if present.
+    /// Removes the tree at `rel` (without following symlinks inside it) if present. However deep
+    /// the tree, it holds at most three descriptors open ([`remove_tree`]), so neither a low
+    /// open-file limit nor a planted 100,000-deep chain of directories stops it.
     pub fn remove_tree_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
         let rel = rel.as_ref();
         match self.dir().symlink_metadata(rel) {
             Ok(meta) if meta.is_dir() => {
-                self.dir().remove_dir_all(rel)?;
+                let parent = self.dir().open_dir(parent_of(rel))?;
+                let name = rel
+                    .file_name()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no name"))?;
+                remove_tree(&parent, name)?;
                 Ok(true)
             }
             Ok(_) => {
@@ -175,6 +181,69 @@ impl Root {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Removes the directory `name` in `parent` and everything beneath it, depth first, with one
+/// directory descriptor at a time: it descends into a subdirectory by `openat`, climbs back by
+/// `..`, and keeps only the names of the way down in memory. Symlinks are removed, never
+/// followed.
+fn remove_tree(parent: &cap_std::fs::Dir, name: &std::ffi::OsStr) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let open_dir = |at: &rustix::fd::OwnedFd, name: &std::ffi::CStr| {
+        rustix::fs::openat(
+            at,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let top = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a name"))?;
+    let mut cur = rustix::fs::openat(
+        parent,
+        &top,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut way: Vec<std::ffi::CString> = Vec::new();
+    loop {
+        let mut sub = None;
+        {
+            let mut entries = rustix::fs::Dir::read_from(&cur)?;
+            while let Some(entry) = entries.read() {
+                let entry = entry?;
+                let n = entry.file_name();
+                if n == c"." || n == c".." {
+                    continue;
+                }
+                let is_dir = match entry.file_type() {
+                    FileType::Directory => true,
+                    FileType::Unknown => rustix::fs::statat(&cur, n, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)?,
+                    _ => false,
+                };
+                if is_dir {
+                    sub = Some(n.to_owned());
+                    break;
+                }
+                rustix::fs::unlinkat(&cur, n, AtFlags::empty())?;
+            }
+        }
+        if let Some(n) = sub {
+            let down = open_dir(&cur, &n)?;
+            way.push(n);
+            cur = down;
+            continue;
+        }
+        let Some(n) = way.pop() else {
+            drop(cur);
+            rustix::fs::unlinkat(parent, &top, AtFlags::REMOVEDIR)?;
+            return Ok(());
+        };
+        let up = open_dir(&cur, c"..")?;
+        rustix::fs::unlinkat(&up, &n, AtFlags::REMOVEDIR)?;
+        cur = up;
     }
 }
 
@@ -197,6 +266,28 @@ mod tests {
             b"new"
         );
         assert!(!root_dir.path().join(".bsi-tmp.record").exists());
+    }
+
+    #[test]
+    fn removes_deep_trees_with_few_descriptors() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = Root::open(root_dir.path()).unwrap();
+        // Deeper than PATH_MAX allows a path to name: made level by level beneath handles.
+        let mut dir =
+            cap_std::fs::Dir::open_ambient_dir(root_dir.path(), cap_std::ambient_authority())
+                .unwrap();
+        dir.create_dir("deep").unwrap();
+        dir = dir.open_dir("deep").unwrap();
+        for i in 0..3000 {
+            let name = format!("level-{i:05}");
+            dir.create_dir(&name).unwrap();
+            dir.write("f", b"x").unwrap();
+            dir = dir.open_dir(&name).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc", root_dir.path().join("deep/link")).unwrap();
+        assert!(root.remove_tree_if_exists("deep").unwrap());
+        assert!(!root_dir.path().join("deep").exists());
+        assert!(std::path::Path::new("/etc").exists());
     }
 
     #[test]

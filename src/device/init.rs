@@ -135,6 +135,28 @@ fn clear(root: &Root) -> Result<()> {
     Ok(())
 }
 
+/// Takes an exclusive `flock` on the root directory, waiting up to `wait`; released when the
+/// returned handle is dropped.
+fn lock_root(path: &Path, wait: Duration) -> Result<std::fs::File> {
+    let dir = std::fs::File::open(path).ctx("opening", path)?;
+    let start = std::time::Instant::now();
+    loop {
+        match dir.try_lock() {
+            Ok(()) => return Ok(dir),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Busy {
+                    holder: "another `bsi init` of this root".to_owned(),
+                    waited: start.elapsed().as_secs_f64(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
+        }
+    }
+}
+
 /// Makes a device at `path`.
 pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcome> {
     // Parse the keys first, so that a bad key refuses before anything is written.
@@ -146,6 +168,13 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
     if !path.exists() && !opts.dry_run {
         std::fs::create_dir_all(path).ctx("creating", path)?;
     }
+    // Inits of one root are serialised on the root directory itself (the device lock file may
+    // not exist yet): the second finds the device the first made and says so.
+    let _serial = if path.exists() {
+        Some(lock_root(path, opts.wait)?)
+    } else {
+        None
+    };
     let existing = match Root::open(path) {
         Ok(root) => classify(&root)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => Existing::Empty,

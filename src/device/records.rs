@@ -189,25 +189,40 @@ pub struct InstallReason {
     pub target: Option<String>,
 }
 
+/// A record read failure: one over the size limit is damage (exit 8, `bsi repair`), not an I/O
+/// failure.
+fn read_error(root: &Root, rel: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        Error::damaged(format!(
+            "record {} is larger than any record bsi writes ({e})",
+            root.show(rel).display()
+        ))
+    } else {
+        Error::io("reading", root.show(rel), e)
+    }
+}
+
 /// Reads and parses a JSON record; a missing or unparsable record is damage.
 pub fn read_json<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<T> {
-    let bytes = root.read_small(rel).ctx("reading", root.show(rel))?;
+    let bytes = root.read_small(rel).map_err(|e| read_error(root, rel, e))?;
     parse_json(root, rel, &bytes)
 }
 
 /// Reads a JSON record that may be absent.
 pub fn read_json_opt<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<Option<T>> {
-    match root.read_small_opt(rel).ctx("reading", root.show(rel))? {
-        Some(bytes) => parse_json(root, rel, &bytes).map(Some),
-        None => Ok(None),
+    match root.read_small_opt(rel) {
+        Ok(Some(bytes)) => parse_json(root, rel, &bytes).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(read_error(root, rel, e)),
     }
 }
 
 fn parse_json<T: DeserializeOwned>(root: &Root, rel: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         Error::damaged(format!(
-            "record {} does not parse: {e}",
-            root.show(rel).display()
+            "record {} does not parse: {}",
+            root.show(rel).display(),
+            crate::untrusted::clip(&e.to_string())
         ))
     })
 }

@@ -347,6 +347,7 @@ pub fn apply_verified(
         return Ok(outcome(action, has_os && !opts.restart, message));
     }
     check_space(device, total)?;
+    crate::faults::pause_point!("apply.checked");
     let suppliers = suppliers(&bundle, &snapshot);
     tx.begin()?;
     {
@@ -398,7 +399,7 @@ pub fn apply_verified(
         };
         // Only hints read the origins record: failing to write it must not fail the apply.
         let _ = origins::record(root, device.layout(), &bundle);
-        crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
+        tx.clean_up(&snapshot.base.build);
         Ok(result)
     }
 }

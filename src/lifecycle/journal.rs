@@ -57,6 +57,7 @@ pub struct Tx<'d> {
     op: &'static str,
     open: bool,
     committed: bool,
+    warnings: Vec<String>,
 }
 
 impl<'d> Tx<'d> {
@@ -69,6 +70,28 @@ impl<'d> Tx<'d> {
             op,
             open: false,
             committed: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Notes a secondary failure after the change was made: the change stands, the command
+    /// exits 0 and shows the warning, and the history records it.
+    pub fn warn(&mut self, message: String) {
+        self.warnings.push(message);
+    }
+
+    /// The warnings noted so far.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Removes what the change left unused (old generations), best effort: the change is made
+    /// already, so a failure here is a warning, and `bsi repair` finishes the job.
+    pub fn clean_up(&mut self, base: &crate::version::Build) {
+        if let Err(e) = crate::device::generation::collect_garbage(self.device, base) {
+            self.warn(format!(
+                "the change is made, but removing the content it left unused failed ({e}); `bsi repair` removes it"
+            ));
         }
     }
 

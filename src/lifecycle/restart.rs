@@ -29,7 +29,8 @@ pub struct RestartOutcome {
     pub message: String,
 }
 
-/// Switches `current` to the staged generation and tidies up. Assumes the journal is open.
+/// Switches `current` to the staged generation and drops `proposed` and the Safari record.
+/// Assumes the journal is open; the caller cleans up unused generations (`Tx::clean_up`).
 pub(crate) fn activate(device: &Device) -> Result<()> {
     let root = device.root();
     let layout = device.layout();
@@ -42,8 +43,6 @@ pub(crate) fn activate(device: &Device) -> Result<()> {
         .ctx("removing", root.show(layout.proposed()))?;
     root.remove_durable(SAFARI_RECORD)
         .ctx("removing", root.show(SAFARI_RECORD))?;
-    let base = device.base()?;
-    crate::device::generation::collect_garbage(device, &base.build)?;
     Ok(())
 }
 
@@ -89,6 +88,7 @@ pub fn restart(tx: &mut Tx<'_>, dry_run: bool) -> Result<RestartOutcome> {
     if !dry_run {
         tx.begin()?;
         activate(device)?;
+        tx.clean_up(&snapshot.base.build);
     }
     Ok(RestartOutcome {
         activated,

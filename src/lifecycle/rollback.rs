@@ -73,7 +73,7 @@ pub fn rollback(tx: &mut Tx<'_>, restart_now: bool, dry_run: bool) -> Result<Rol
                     .ctx("removing", root.show(layout.proposed()))?;
                 root.remove_durable(SAFARI_RECORD)
                     .ctx("removing", root.show(SAFARI_RECORD))?;
-                crate::device::generation::collect_garbage(device, &snapshot.base.build)?;
+                tx.clean_up(&snapshot.base.build);
             }
             let verb = if dry_run {
                 "would discard"
@@ -124,10 +124,13 @@ pub fn rollback(tx: &mut Tx<'_>, restart_now: bool, dry_run: bool) -> Result<Rol
                 .ctx("switching", root.show(layout.proposed()))?;
             root.remove_durable(SAFARI_RECORD)
                 .ctx("removing", root.show(SAFARI_RECORD))?;
-            if restart_now && let Err(e) = restart::activate(device) {
-                // `rollback --restart` is one operation: undo the staged removal too.
-                let _ = root.remove_durable(layout.proposed());
-                return Err(e);
+            if restart_now {
+                if let Err(e) = restart::activate(device) {
+                    // `rollback --restart` is one operation: undo the staged removal too.
+                    let _ = root.remove_durable(layout.proposed());
+                    return Err(e);
+                }
+                tx.clean_up(&snapshot.base.build);
             }
             Ok(if restart_now {
                 outcome(

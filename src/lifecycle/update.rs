@@ -236,6 +236,7 @@ pub(crate) fn complete(device: &Device, change: &BaseChange) -> Result<()> {
         .ctx("removing", root.show(layout.proposed()))?;
     root.remove_durable(SAFARI_RECORD)
         .ctx("removing", root.show(SAFARI_RECORD))?;
-    crate::device::generation::collect_garbage(device, &build)?;
+    // Removing the old base's generations is best effort: recovery and `bsi repair` finish it.
+    let _ = crate::device::generation::collect_garbage(device, &build);
     Ok(())
 }

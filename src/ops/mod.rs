@@ -116,11 +116,15 @@ pub(crate) fn change<T: Recorded>(
     let mut entry = Entry::new(&env.clock, action);
     entry.before = before;
     entry.after = after;
-    let mut warnings = Vec::new();
+    let mut warnings = tx.take_warnings();
     match &result {
         Ok(outcome) => {
             entry.target = outcome.target().or(target);
-            entry.detail = Some(outcome.summary());
+            entry.detail = Some(if warnings.is_empty() {
+                outcome.summary()
+            } else {
+                format!("{} (warning: {})", outcome.summary(), warnings.join("; "))
+            });
             if outcome.nothing_to_do() {
                 entry.result = OpResult::NothingToDo;
             }

@@ -14,7 +14,7 @@ use crate::device::records::{Included, SafariRecord};
 use crate::device::{Cryptex, Device, Platform, Present, Snapshot, Source, Staged, records};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;
-use crate::{Result, history};
+use crate::{Error, Result, history};
 
 fn sources(sources: &BTreeMap<Cryptex, Source>) -> BTreeMap<String, String> {
     sources
@@ -70,6 +70,14 @@ pub fn safari(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariStatu
     }))
 }
 
+/// What Safari uses when its record cannot be read: the active content.
+fn safari_default(device: &Device, snapshot: &Snapshot) -> Option<SafariStatus> {
+    (device.info().platform == Platform::MacOs).then(|| SafariStatus {
+        version: snapshot.version_label(),
+        relaunched: false,
+    })
+}
+
 /// The responses the current base includes.
 pub fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
     let record: Option<Included> = records::read_json_opt(device.root(), INCLUDED_RECORD)?;
@@ -88,6 +96,19 @@ pub fn policy(device: &Device) -> Result<Policy> {
     ))
 }
 
+/// A secondary record's value, or its default when the record is damaged: `status` still
+/// answers, and says what is damaged and which command fixes it.
+fn lenient<T: Default>(read: Result<T>, notes: &mut Vec<String>) -> Result<T> {
+    match read {
+        Ok(v) => Ok(v),
+        Err(e @ Error::Damaged { .. }) => {
+            notes.push(format!("{e}; `bsi repair` rebuilds it"));
+            Ok(T::default())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Collects the status of `device`.
 pub fn collect(device: &Device) -> Result<Status> {
     let info = device.info();
@@ -97,6 +118,15 @@ pub fn collect(device: &Device) -> Result<Status> {
     let rule = power::rule(info);
     let rollback_reason = rollback_refusal(&snapshot, &policy);
     let mut notes = Vec::new();
+    let last_operation = lenient(history::last(device.root()), &mut notes)?;
+    let included = lenient(included(device, &snapshot), &mut notes)?;
+    let safari = match safari(device, &snapshot) {
+        Err(e @ Error::Damaged { .. }) => {
+            notes.push(format!("{e}; `bsi repair` rebuilds it"));
+            safari_default(device, &snapshot)
+        }
+        other => other?,
+    };
     if let Some((key, days, id)) = &policy.deferral {
         notes.push(format!(
             "{key} = {days} (declaration {id}) defers OS updates; responses ignore deferrals, but each applies only to the latest minor version, so a response for a deferred minor update waits until that update is installed"
@@ -143,12 +173,12 @@ pub fn collect(device: &Device) -> Result<Status> {
             }),
         },
         restart_required: snapshot.staged.is_some(),
-        safari: safari(device, &snapshot)?,
+        safari,
         rollback: RollbackStatus {
             available: rollback_reason.is_none(),
             reason: rollback_reason,
         },
-        included: included(device, &snapshot)?,
+        included,
         power: PowerStatus {
             on_ac: power_record.on_ac,
             battery_percent: power_record.battery_percent,
@@ -184,7 +214,7 @@ pub fn collect(device: &Device) -> Result<Status> {
                 })
                 .collect(),
         },
-        last_operation: history::last(device.root())?.map(|l| LastOperationStatus {
+        last_operation: last_operation.map(|l| LastOperationStatus {
             action: l.action,
             result: l.result,
             error: l.error,

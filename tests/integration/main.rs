@@ -9,6 +9,8 @@
 //!   versioning table.
 //! - `management`: DDM declarations, automatic install, enforcement, lookup, report.
 //! - `faults`: kills at random instants, fault points, concurrent changers, planted symlinks.
+//! - `hostile`: hostile input, each refused cheaply (time and peak RSS measured).
+//! - `truth`: the truthful-state defects and the hint-following test.
 
 // Test code: printing the kill test's seed is the point, and helpers favour brevity.
 #![allow(
@@ -25,6 +27,7 @@ mod device;
 mod faults;
 mod fixtures;
 mod harness;
+mod hostile;
 mod lifecycle;
 mod management;
 mod truth;
