@@ -20,7 +20,7 @@ struct Cost {
 /// Forks and execs its arguments, then prints the child's exit code and peak RSS. The peak is
 /// measured in a small process of its own: a child forked from this large test process would
 /// count the parent's pages it shared until exec.
-const MEASURE: &str = r#"
+const MEASURE: &str = r"
 import os, sys
 pid = os.fork()
 if pid == 0:
@@ -30,7 +30,7 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 code = os.waitstatus_to_exitcode(status)
 print(code, usage.ru_maxrss)
-"#;
+";
 
 /// Runs bsi with `args` on `device` and measures it.
 fn measured(device: &Device, args: &[&std::ffi::OsStr]) -> Cost {
