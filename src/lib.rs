@@ -4,26 +4,26 @@
 //!
 //! # Module index
 //!
-//! Pure logic, no I/O:
-//! - [`version`]: OS versions, response versions and builds, and the rules that compare them.
+//! The modules form one line: each uses only the ones before it (`docs/architecture.md` draws it
+//! and says where new code goes).
 //!
-//! The device and what it records:
-//! - [`device`]: root resolution, layout, records, the device lock, confined and atomic file
-//!   operations, generations of cryptex content, and `init`.
+//! - [`version`]: OS versions, response versions and builds, and the rules that compare them (pure).
+//! - [`platform`]: the platforms, chips and cryptexes (pure names).
+//! - [`untrusted`], [`input`], [`clock`], [`progress`]: showing untrusted text safely, reading files
+//!   a user names, the (fixable) clock, progress reporting.
+//! - [`bundle`]: the response bundle format, Ed25519 keys, making, reading and checking bundles.
+//! - [`device`]: the simulated device: root, layout, records, trust store, lock, confined and
+//!   atomic file operations, content generations and their sources.
 //! - [`history`]: the append-only operation history and the last-operation record.
-//!
-//! Responses and their life:
-//! - [`bundle`]: the response bundle format, Ed25519 keys and trust, making and reading bundles.
-//! - [`lifecycle`]: apply, restart, relaunch-safari, rollback, update, upgrade, verify, repair,
-//!   and the journal that makes each of them crash-safe.
+//! - [`declarations`]: DDM declarations as a device validates and stores them.
 //! - [`gates`]: the power gate and the management-policy gate.
-//! - [`ddm`]: declarative device management: declarations, automatic install, enforcement,
-//!   the software lookup catalog and the status report.
-//!
-//! Reporting and the command line:
+//! - [`lifecycle`]: the rules that change a device: init, apply, restart, relaunch-safari,
+//!   rollback, update, upgrade, verify, repair, and the journal that makes each crash-safe.
 //! - [`status`]: the `status --json` model (schema version 1) and its collection.
-//! - [`progress`]: progress reporting for long work.
-//! - [`cli`]: argument parsing, dispatch, and rendering of results for people and for scripts.
+//! - [`ddm`]: automatic install and enforcement, the lookup catalog, the DDM status report.
+//! - [`ops`]: every command as one operation owning the protocol (lock, recovery, journal,
+//!   history) around the rules.
+//! - [`cli`]: argument parsing, dispatch to `ops`, rendering for people and for scripts.
 //!
 //! Errors are typed per area and gathered in [`Error`], whose [`Error::exit_code`] is the
 //! documented exit code of `docs/cli.md`.
@@ -32,6 +32,7 @@ pub mod bundle;
 pub mod cli;
 pub mod clock;
 pub mod ddm;
+pub mod declarations;
 pub mod device;
 mod error;
 mod faults;
@@ -40,6 +41,7 @@ pub mod history;
 pub mod input;
 pub mod lifecycle;
 pub mod ops;
+pub mod platform;
 pub mod progress;
 pub mod status;
 pub mod untrusted;

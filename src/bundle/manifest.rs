@@ -16,7 +16,7 @@ use super::BundleError;
 use super::digest::Digest;
 use super::limits::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 use super::paths::unsafe_reason;
-use crate::device::{Cryptex, Platform};
+use crate::platform::{Cryptex, Platform};
 use crate::untrusted::clip;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 

@@ -5,7 +5,7 @@
 //! (the [`manifest`]), `Info.plist.sig` (an Ed25519 [`signature`] over the manifest's exact bytes),
 //! then the `OS/` and `App/` trees. [`source::Bundle`] reads either form in the order the checks
 //! need, and [`stream`] carries the payload through a single read that writes and hashes it.
-//! Keys live in [`keys`], the device's trusted keys in [`trust`]. Making bundles is [`create`],
+//! Keys live in [`keys`] (the device's trust store is `device::trust`). Making bundles is [`create`],
 //! packing them [`pack`], checking them [`inspect`]. Every rejection is a [`BundleError`].
 
 pub mod create;
@@ -21,7 +21,6 @@ pub mod signature;
 pub mod source;
 pub mod stream;
 mod tar_form;
-pub mod trust;
 
 pub use error::BundleError;
 pub use manifest::Manifest;

@@ -27,7 +27,7 @@ use super::stream::{Destination, Feeder};
 use super::tar_form::{self, Section};
 use super::{BundleError, signature};
 use crate::Result;
-use crate::device::Cryptex;
+use crate::platform::Cryptex;
 use crate::untrusted::clip;
 
 /// The manifest's name in a bundle.

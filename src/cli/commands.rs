@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::bundle::{create, inspect, keys, pack};
 use crate::ddm::{auto, catalog};
-use crate::device::init::{InitOptions, init};
 use crate::device::{Chip, Platform};
+use crate::lifecycle::init::{InitOptions, init};
 use crate::lifecycle::{apply, recover, update};
 use crate::ops::{self, Done, Env, manage};
 use crate::version::{Build, OsVersion};

@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::bundle::source::Opened;
-use crate::bundle::{Bundle, BundleError, trust};
+use crate::bundle::{Bundle, BundleError};
 use crate::ddm::catalog::Catalog;
 use crate::ddm::report;
 use crate::device::Device;
+use crate::device::trust;
 use crate::lifecycle::apply::{self, ApplyOptions};
 use crate::lifecycle::journal::Tx;
 use crate::progress::Progress;
-use crate::status::collect;
 use crate::untrusted::clip;
 use crate::version::{Build, ResponseVersion};
 use crate::{Error, Result};
@@ -169,7 +169,7 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
         .transpose()?;
     let (mut applicable, later) = scan(device, &opts.from, catalog.as_ref(), &mut log)?;
     crate::faults::pause_point!("auto.scanned");
-    let policy = collect::policy(device)?;
+    let policy = crate::gates::policy::of(device)?;
     let snapshot = device.snapshot()?;
     let newest_present = [
         snapshot.active.as_ref().map(|a| a.version),

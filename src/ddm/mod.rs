@@ -1,11 +1,8 @@
-//! Declarative device management (DESIGN section 5): the [`declaration`]s an MDM server sends, as
-//! a device stores and validates them; [`store`] keeps them under `private/var/db/bsi/declarations`;
-//! the [`catalog`] of the Apple Software Lookup Service; [`auto`], the background pass that
-//! installs what automatic install or an enforcement deadline calls for; and [`report`], the
-//! `StatusReport` a server reads back.
+//! Declarative device management in action (DESIGN section 5): [`auto`], the background pass that
+//! installs what automatic install or an enforcement deadline calls for; the [`catalog`] of the
+//! Apple Software Lookup Service; and [`report`], the `StatusReport` a server reads back. The
+//! declarations themselves (their validation and store) are `declarations`.
 
 pub mod auto;
 pub mod catalog;
-pub mod declaration;
 pub mod report;
-pub mod store;

@@ -17,8 +17,9 @@
 //! symlink changes the grafted trees and `current/SystemVersion.plist` together, in one rename
 //! (invariants I1 and I2).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::platform::Cryptex;
 
 /// The base OS's `SystemVersion.plist`.
 pub const SYSTEM_VERSION: &str = "System/Library/CoreServices/SystemVersion.plist";
@@ -69,48 +70,6 @@ pub const GEN_SYSTEM_VERSION: &str = "SystemVersion.plist";
 pub const GEN_MANIFEST: &str = "Info.plist";
 /// The manifest's signature.
 pub const GEN_SIGNATURE: &str = "Info.plist.sig";
-
-/// One of the two cryptexes a response can carry.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub enum Cryptex {
-    /// Safari and its associated processes.
-    App,
-    /// The rest of the operating system.
-    #[serde(rename = "OS")]
-    Os,
-}
-
-impl Cryptex {
-    /// Both cryptexes, in the order bsi lists them.
-    pub const ALL: [Cryptex; 2] = [Cryptex::App, Cryptex::Os];
-
-    /// The directory name, `App` or `OS`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Cryptex::App => "App",
-            Cryptex::Os => "OS",
-        }
-    }
-
-    /// Parses `App` or `OS`.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "App" => Some(Cryptex::App),
-            "OS" => Some(Cryptex::Os),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Cryptex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Paths that depend on the device's volume group UUID.
 #[derive(Clone, Debug)]

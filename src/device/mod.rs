@@ -10,7 +10,6 @@ mod atomic;
 pub mod base_content;
 mod confine;
 pub mod generation;
-pub mod init;
 pub mod layout;
 mod lock;
 pub mod origins;
@@ -18,17 +17,19 @@ pub mod records;
 pub mod root;
 pub mod state;
 mod sysversion;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+pub use crate::platform::{Chip, Cryptex, Platform};
 pub use atomic::TMP_PREFIX;
 pub use confine::{MAX_RECORD_BYTES, Root, is_escape};
 pub use generation::GenName;
-pub use layout::{Cryptex, Layout};
+pub use layout::Layout;
 pub use lock::{Access, DeviceLock};
-pub use records::{Chip, DeviceInfo, Platform, Power, Settings};
+pub use records::{DeviceInfo, Power, Settings};
 pub use state::{Present, Snapshot, Source, Staged};
 pub use sysversion::SystemVersion;
 

@@ -13,97 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Root;
 use crate::error::IoContext;
+use crate::platform::{Chip, Platform};
 use crate::{Error, Result};
 
 /// Format version of the records this bsi writes.
 pub const RECORD_FORMAT: u32 = 1;
-
-/// A platform bsi simulates.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    schemars::JsonSchema,
-)]
-pub enum Platform {
-    /// A Mac.
-    #[serde(rename = "macOS")]
-    #[value(name = "macOS")]
-    MacOs,
-    /// An iPhone.
-    #[serde(rename = "iOS")]
-    #[value(name = "iOS")]
-    Ios,
-    /// An iPad.
-    #[serde(rename = "iPadOS")]
-    #[value(name = "iPadOS")]
-    IpadOs,
-}
-
-impl Platform {
-    /// Apple's product name, as in `SystemVersion.plist` and bundle manifests.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Platform::MacOs => "macOS",
-            Platform::Ios => "iOS",
-            Platform::IpadOs => "iPadOS",
-        }
-    }
-
-    /// Parses Apple's product name.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "macOS" => Some(Platform::MacOs),
-            "iOS" => Some(Platform::Ios),
-            "iPadOS" => Some(Platform::IpadOs),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The processor family, which sets a Mac laptop's battery minimum.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Chip {
-    /// Apple silicon (every iPhone and iPad, and Macs since 2020).
-    AppleSilicon,
-    /// An Intel-based Mac.
-    Intel,
-}
-
-impl std::fmt::Display for Chip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Chip::AppleSilicon => "apple-silicon",
-            Chip::Intel => "intel",
-        })
-    }
-}
 
 /// `device.json`: what kind of device this is. Written once by `init`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 //! Enforcement declarations are honoured on supervised devices, and on unsupervised iPhones and
 //! iPads (Apple's schema allows them with device enrollment there, not on unsupervised Macs).
 
-use crate::ddm::declaration::{AutomaticAction, Declaration, EnforcementPayload, Payload};
+use crate::declarations::declaration::{AutomaticAction, Declaration, EnforcementPayload, Payload};
 use crate::device::{DeviceInfo, Platform, Settings};
 
 /// Where the automatic-install setting comes from.
@@ -54,6 +54,15 @@ pub struct Policy {
     pub enforcements: Vec<(String, EnforcementPayload)>,
     /// Every declaration with its treatment.
     pub declarations: Vec<Considered>,
+}
+
+/// The management policy in effect on `device`: its stored declarations and the user's switch.
+pub fn of(device: &crate::device::Device) -> crate::Result<Policy> {
+    Ok(Policy::evaluate(
+        device.info(),
+        &device.settings()?,
+        crate::declarations::store::list(device.root())?,
+    ))
 }
 
 impl Policy {
@@ -168,7 +177,7 @@ pub fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()
     }
 }
 
-fn settings_note(s: &crate::ddm::declaration::SettingsPayload) -> String {
+fn settings_note(s: &crate::declarations::declaration::SettingsPayload) -> String {
     let mut parts = Vec::new();
     match s.install_security_update {
         Some(AutomaticAction::AlwaysOn) => parts.push("automatic install always on".to_owned()),

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::journal::Tx;
-use crate::bundle::{Bundle, BundleError, trust};
+use crate::bundle::{Bundle, BundleError};
 use crate::device::layout::SAFARI_RECORD;
+use crate::device::trust;
 use crate::device::{Cryptex, Device, GenName, Snapshot, Staged, origins};
 use crate::error::IoContext;
 use crate::gates::power;
 use crate::progress::Progress;
-use crate::status::collect;
 use crate::version::{Build, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
@@ -311,7 +311,7 @@ pub fn apply_verified(
         return Ok(outcome(action, snapshot.staged.is_some(), message));
     }
     if opts.enforced_by.is_none() {
-        let policy = collect::policy(device)?;
+        let policy = crate::gates::policy::of(device)?;
         if let Some(id) = policy.install_blocked_by {
             return Err(Error::policy(
                 format!(

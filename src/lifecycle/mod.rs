@@ -9,6 +9,7 @@
 //! functions own the rules and the changes.
 
 pub mod apply;
+pub mod init;
 pub mod journal;
 pub mod recover;
 pub mod restart;

@@ -438,7 +438,7 @@ fn restore(
 /// Opens `path` as the bundle to restore from, with every check `apply` makes before staging
 /// (signature against the device's trusted keys, manifest, paths, structure, platform, base).
 fn open_restore_bundle(device: &Device, path: &Path) -> Result<Bundle> {
-    let trusted = crate::bundle::trust::load(device.root())?;
+    let trusted = crate::device::trust::load(device.root())?;
     let (mut bundle, _) = Bundle::open_verified(path, &trusted)?;
     bundle.check_structure()?;
     let m = &bundle.manifest;

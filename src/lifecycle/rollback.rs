@@ -6,7 +6,6 @@ use super::journal::Tx;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::{GenName, Staged};
 use crate::error::IoContext;
-use crate::status::collect;
 use crate::{Error, Result};
 
 use super::restart;
@@ -48,7 +47,7 @@ pub fn rollback(tx: &mut Tx<'_>, restart_now: bool, dry_run: bool) -> Result<Rol
     let root = device.root();
     let layout = device.layout();
     let snapshot = device.snapshot()?;
-    let policy = collect::policy(device)?;
+    let policy = crate::gates::policy::of(device)?;
     if let Some(id) = &policy.rollback_blocked_by {
         return Err(Error::policy(
             format!(

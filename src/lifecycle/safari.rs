@@ -5,8 +5,7 @@
 use super::journal::Tx;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::records::SafariRecord;
-use crate::device::{Platform, Staged, records};
-use crate::status::collect::safari;
+use crate::device::{Device, Platform, Snapshot, Staged, records};
 use crate::{Error, Result};
 
 /// What `relaunch-safari` did.
@@ -22,6 +21,35 @@ pub struct RelaunchOutcome {
     pub message: String,
 }
 
+/// What Safari and its associated processes use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SafariUses {
+    /// The version whose content they use.
+    pub version: String,
+    /// They were relaunched onto staged content the rest of the OS gets at restart.
+    pub relaunched: bool,
+}
+
+/// What Safari uses on `device` (macOS only): the staged response's content after a relaunch
+/// onto it, otherwise the active content.
+pub fn uses(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariUses>> {
+    if device.info().platform != Platform::MacOs {
+        return Ok(None);
+    }
+    let record: Option<SafariRecord> = records::read_json_opt(device.root(), SAFARI_RECORD)?;
+    let relaunched =
+        matches!((&record, &snapshot.proposed), (Some(r), Some(p)) if r.generation == p.dir_name());
+    let version = match (relaunched, &snapshot.staged) {
+        (true, Some(Staged::Install(p))) => p.version.to_string(),
+        (true, _) => snapshot.base.version.to_string(),
+        (false, _) => snapshot.version_label(),
+    };
+    Ok(Some(SafariUses {
+        version,
+        relaunched,
+    }))
+}
+
 /// Relaunches Safari onto staged content.
 pub fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<RelaunchOutcome> {
     let device = tx.device();
@@ -35,7 +63,7 @@ pub fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<RelaunchOutcome
         ));
     }
     let snapshot = device.snapshot()?;
-    let current = safari(device, &snapshot)?
+    let current = uses(device, &snapshot)?
         .map(|s| s.version)
         .unwrap_or_default();
     let Some(proposed) = &snapshot.proposed else {

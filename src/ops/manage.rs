@@ -7,10 +7,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{Done, Env, Recorded, change, open_read};
-use crate::bundle::trust::{self, TrustedKey};
-use crate::ddm::declaration::Declaration;
-use crate::ddm::store::{self, SetOutcome};
+use crate::declarations::declaration::Declaration;
+use crate::declarations::store::{self, SetOutcome};
 use crate::device::layout::{POWER_RECORD, SETTINGS_RECORD};
+use crate::device::trust::{self, TrustedKey};
 use crate::device::{Device, Power, Settings, records};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;

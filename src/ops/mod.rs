@@ -293,7 +293,7 @@ pub fn inspect_with_device_trust(
         ),
         other => other,
     })?;
-    let trusted = crate::bundle::trust::load(device.root())?;
+    let trusted = crate::device::trust::load(device.root())?;
     inspect::inspect(
         bundle,
         &trusted,

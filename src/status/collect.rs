@@ -8,9 +8,8 @@ use super::model::{
     LastOperationStatus, OsStatus, PolicyStatus, PowerStatus, ResponseStatus, RollbackStatus,
     SCHEMA_VERSION, SafariStatus, StagedAction, StagedStatus, Status,
 };
-use crate::ddm::store;
-use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD};
-use crate::device::records::{Included, SafariRecord};
+use crate::device::layout::INCLUDED_RECORD;
+use crate::device::records::Included;
 use crate::device::{Cryptex, Device, Platform, Present, Snapshot, Source, Staged, records};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;
@@ -53,21 +52,12 @@ pub fn rollback_refusal(snapshot: &Snapshot, policy: &Policy) -> Option<String> 
 
 /// What Safari uses.
 pub fn safari(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariStatus>> {
-    if device.info().platform != Platform::MacOs {
-        return Ok(None);
-    }
-    let record: Option<SafariRecord> = records::read_json_opt(device.root(), SAFARI_RECORD)?;
-    let relaunched =
-        matches!((&record, &snapshot.proposed), (Some(r), Some(p)) if r.generation == p.dir_name());
-    let version = match (relaunched, &snapshot.staged) {
-        (true, Some(Staged::Install(p))) => p.version.to_string(),
-        (true, _) => snapshot.base.version.to_string(),
-        (false, _) => snapshot.version_label(),
-    };
-    Ok(Some(SafariStatus {
-        version,
-        relaunched,
-    }))
+    Ok(
+        crate::lifecycle::safari::uses(device, snapshot)?.map(|u| SafariStatus {
+            version: u.version,
+            relaunched: u.relaunched,
+        }),
+    )
 }
 
 /// What Safari uses when its record cannot be read: the active content.
@@ -89,11 +79,7 @@ pub fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
 
 /// The management policy in effect.
 pub fn policy(device: &Device) -> Result<Policy> {
-    Ok(Policy::evaluate(
-        device.info(),
-        &device.settings()?,
-        store::list(device.root())?,
-    ))
+    crate::gates::policy::of(device)
 }
 
 /// A secondary record's value, or its default when the record is damaged: `status` still

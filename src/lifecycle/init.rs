@@ -8,14 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::base_content::lay_down_base;
-use super::layout::{self, Layout};
-use super::records::{self, DeviceInfo, Power, RECORD_FORMAT, Settings};
-use super::{Access, Chip, Cryptex, DeviceLock, Platform, Root, SystemVersion};
-use crate::bundle::trust;
 use crate::clock::Clock;
+use crate::device::base_content::lay_down_base;
+use crate::device::layout::{self, Layout};
+use crate::device::records::{self, DeviceInfo, Power, RECORD_FORMAT, Settings};
+use crate::device::trust;
+use crate::device::{Access, DeviceLock, Root, SystemVersion};
 use crate::error::IoContext;
 use crate::history::{self, Entry};
+use crate::platform::{Chip, Cryptex, Platform};
 use crate::version::{Build, OsVersion};
 use crate::{Error, Result};
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::keys::{self, PublicKey};
+use crate::bundle::keys::{self, PublicKey};
 use crate::device::Root;
 use crate::device::layout::TRUST;
 use crate::error::IoContext;

@@ -1,0 +1,134 @@
+//! The kinds of device bsi simulates and the parts of a response: the [`Platform`] (macOS, iOS,
+//! iPadOS), the processor family ([`Chip`]), and the two [`Cryptex`]es a response can carry. Pure
+//! names, shared by the bundle format, the device and the rules; no I/O.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A platform bsi simulates.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+pub enum Platform {
+    /// A Mac.
+    #[serde(rename = "macOS")]
+    #[value(name = "macOS")]
+    MacOs,
+    /// An iPhone.
+    #[serde(rename = "iOS")]
+    #[value(name = "iOS")]
+    Ios,
+    /// An iPad.
+    #[serde(rename = "iPadOS")]
+    #[value(name = "iPadOS")]
+    IpadOs,
+}
+
+impl Platform {
+    /// Apple's product name, as in `SystemVersion.plist` and bundle manifests.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Platform::MacOs => "macOS",
+            Platform::Ios => "iOS",
+            Platform::IpadOs => "iPadOS",
+        }
+    }
+
+    /// Parses Apple's product name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "macOS" => Some(Platform::MacOs),
+            "iOS" => Some(Platform::Ios),
+            "iPadOS" => Some(Platform::IpadOs),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The processor family, which sets a Mac laptop's battery minimum.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Chip {
+    /// Apple silicon (every iPhone and iPad, and Macs since 2020).
+    AppleSilicon,
+    /// An Intel-based Mac.
+    Intel,
+}
+
+impl std::fmt::Display for Chip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chip::AppleSilicon => "apple-silicon",
+            Chip::Intel => "intel",
+        })
+    }
+}
+
+/// One of the two cryptexes a response can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Cryptex {
+    /// Safari and its associated processes.
+    App,
+    /// The rest of the operating system.
+    #[serde(rename = "OS")]
+    Os,
+}
+
+impl Cryptex {
+    /// Both cryptexes, in the order bsi lists them.
+    pub const ALL: [Cryptex; 2] = [Cryptex::App, Cryptex::Os];
+
+    /// The directory name, `App` or `OS`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cryptex::App => "App",
+            Cryptex::Os => "OS",
+        }
+    }
+
+    /// Parses `App` or `OS`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "App" => Some(Cryptex::App),
+            "OS" => Some(Cryptex::Os),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Cryptex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
