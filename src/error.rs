@@ -157,6 +157,16 @@ pub enum Error {
         path: PathBuf,
     },
 
+    // ---- 130/143: interrupted ----
+    /// SIGINT or SIGTERM stopped the command; it cleaned up first.
+    #[error("interrupted by {signal}: {state}")]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// What state the device or the output is in.
+        state: String,
+    },
+
     // ---- 9: --require not met ----
     /// `status --require` was not met.
     #[error("requirement not met: {required} is required, the device runs {actual}")]
@@ -165,6 +175,8 @@ pub enum Error {
         required: String,
         /// What the device runs.
         actual: String,
+        /// What it would take.
+        gap: RequireGap,
     },
 }
 
@@ -190,6 +202,41 @@ impl Error {
             | Error::VerifyFailed { .. }
             | Error::NeedsBundle { .. } => 8,
             Error::RequireNotMet { .. } => 9,
+            Error::Interrupted { signal, .. } => {
+                if *signal == "SIGTERM" {
+                    143
+                } else {
+                    130
+                }
+            }
+        }
+    }
+
+    /// A stable name for the cause, for scripts (`--json` errors carry it as `kind`;
+    /// `docs/error.schema.json` lists them).
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::NoSpace { .. } => ErrorKind::NoSpace,
+            Error::Usage { .. }
+            | Error::Version(_)
+            | Error::AlreadyInitialised { .. }
+            | Error::RootNotEmpty { .. }
+            | Error::BadInput { .. } => ErrorKind::Usage,
+            Error::PowerGate { .. } => ErrorKind::Power,
+            Error::Policy { .. } => ErrorKind::Policy,
+            Error::NotApplicable { .. } => ErrorKind::NotApplicable,
+            Error::Bundle(e) if e.exit_code() == 2 => ErrorKind::Usage,
+            Error::Bundle(_) => ErrorKind::BundleRejected,
+            Error::Busy { .. } => ErrorKind::Busy,
+            Error::NoDevice { .. } => ErrorKind::NoDevice,
+            Error::Damaged { .. }
+            | Error::Escape { .. }
+            | Error::VerifyFailed { .. }
+            | Error::NeedsBundle { .. } => ErrorKind::Damaged,
+            Error::RequireNotMet { .. } => ErrorKind::RequireNotMet,
+            Error::Interrupted { .. } => ErrorKind::Interrupted,
         }
     }
 
@@ -211,7 +258,7 @@ impl Error {
                 }
                 hint.clone()
             }
-            Error::Version(_) => "see `bsi help` for the version formats bsi accepts".to_owned(),
+            Error::Version(_) => "an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more".to_owned(),
             Error::AlreadyInitialised { .. } => {
                 "pass --force to replace it with a new device (its state is lost)".to_owned()
             }
@@ -225,8 +272,12 @@ impl Error {
             Error::Busy { .. } => {
                 "wait for the other bsi to finish, or pass --wait SECONDS to wait longer".to_owned()
             }
+            Error::NoDevice { root } if root.is_file() => format!(
+                "{} is a file; --root (or BSI_ROOT) names a directory: pick an empty or new one and `bsi init --root DIR`",
+                root.display()
+            ),
             Error::NoDevice { root } => {
-                format!("create one with `bsi init --root {}`", root.display())
+                format!("create one with `bsi init --root {}`", shell_word(&root.display().to_string()))
             }
             Error::Damaged { .. } | Error::Escape { .. } => {
                 "run `bsi repair` to bring the device back to a consistent state".to_owned()
@@ -242,16 +293,28 @@ impl Error {
                 bundle: bundle.clone(),
             }
             .hint(),
-            Error::RequireNotMet { .. } => {
-                "apply the required response (`bsi apply`) and restart".to_owned()
-            }
+            Error::RequireNotMet { required, gap, .. } => match gap {
+                RequireGap::Response => format!(
+                    "apply {required} or a later response of its line (`bsi apply BUNDLE --restart`)"
+                ),
+                RequireGap::OsUpdate { version } => format!(
+                    "the device needs the OS update to {version} first (`bsi update --version {version} --build BUILD`), then any response it needs"
+                ),
+                RequireGap::OsUpgrade { version } => format!(
+                    "the device needs the OS upgrade to {version} first (`bsi upgrade --version {version} --build BUILD`)"
+                ),
+                RequireGap::Never => format!(
+                    "this device can never meet it: {required} belongs to a line a major upgrade left behind; require a version of the device's own line"
+                ),
+            },
+            Error::Interrupted { .. } => "run the command again".to_owned(),
         })
     }
 
     /// An I/O error on `path`; an escape from the root becomes [`Error::Escape`].
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
         let path = path.as_ref().to_path_buf();
-        if crate::device::is_escape(&source) {
+        if is_escape(&source) {
             Error::Escape { path }
         } else {
             Error::Io {
@@ -292,6 +355,99 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// An error as `--json` prints it: one JSON object on stderr (`docs/error.schema.json`).
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorReport {
+    /// What failed and why, in one line.
+    pub error: String,
+    /// What to do next, naming a command or a flag; null when there is nothing to do.
+    pub hint: Option<String>,
+    /// bsi's exit code (`docs/cli.md`).
+    pub exit_code: u8,
+    /// The cause, stable for scripts.
+    pub kind: ErrorKind,
+}
+
+impl ErrorReport {
+    /// The report of `error`.
+    #[must_use]
+    pub fn of(error: &Error) -> Self {
+        Self {
+            error: error.to_string(),
+            hint: error.hint(),
+            exit_code: error.exit_code(),
+            kind: error.kind(),
+        }
+    }
+
+    /// The JSON Schema of the report (`docs/error.schema.json`).
+    #[must_use]
+    pub fn schema() -> serde_json::Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12()
+            .for_serialize()
+            .into_generator();
+        serde_json::to_value(generator.into_root_schema_for::<ErrorReport>()).unwrap_or_default()
+    }
+}
+
+/// What it would take to meet a `--require` that is not met.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequireGap {
+    /// A response of the device's own line: apply it.
+    Response,
+    /// A later minor version: update the OS first.
+    OsUpdate {
+        /// The version to update to.
+        version: String,
+    },
+    /// A later major version: upgrade first.
+    OsUpgrade {
+        /// The version to upgrade to.
+        version: String,
+    },
+    /// A line the device left behind with a major upgrade: it can never be met.
+    Never,
+}
+
+/// Is this the error cap-std gives when a path would resolve outside the device root?
+#[must_use]
+pub fn is_escape(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::PermissionDenied
+        && error.to_string().contains("outside of the filesystem")
+}
+
+/// The cause of an error, as scripts see it (`"kind"` in a `--json` error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// An I/O error (exit 1).
+    Io,
+    /// Not enough space on the device's volume (exit 1).
+    NoSpace,
+    /// A bad flag, value or input file (exit 2).
+    Usage,
+    /// The battery is below the minimum and the device is not on power (exit 3).
+    Power,
+    /// Refused by a management declaration or a user setting (exit 4).
+    Policy,
+    /// The bundle cannot apply to this device (exit 5).
+    NotApplicable,
+    /// The bundle is malformed, unsigned, untrusted, tampered with or unsafe (exit 6).
+    BundleRejected,
+    /// Another bsi is changing the device (exit 7).
+    Busy,
+    /// There is no device at the root (exit 8).
+    NoDevice,
+    /// The device's state is damaged (exit 8).
+    Damaged,
+    /// `status --require` was not met (exit 9).
+    RequireNotMet,
+    /// The command was interrupted by a signal (exit 130 or 143).
+    Interrupted,
+    /// A bug in bsi (exit 1).
+    Internal,
 }
 
 /// The command that fixes damage `verify` or `repair` found.

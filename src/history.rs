@@ -146,7 +146,11 @@ impl Entry {
     #[must_use]
     pub fn failed(mut self, error: &Error) -> Self {
         self.exit_code = error.exit_code();
-        self.result = OpResult::from_exit_code(self.exit_code);
+        self.result = if matches!(error, Error::Interrupted { .. }) {
+            OpResult::Interrupted
+        } else {
+            OpResult::from_exit_code(self.exit_code)
+        };
         self.error = Some(error.to_string());
         self
     }

@@ -39,6 +39,7 @@ mod faults;
 pub mod gates;
 pub mod history;
 pub mod input;
+pub mod interrupt;
 pub mod lifecycle;
 pub mod ops;
 pub mod platform;
@@ -49,4 +50,4 @@ pub mod version;
 
 pub use cli::run;
 pub use clock::Clock;
-pub use error::{Error, Repair, Result};
+pub use error::{Error, ErrorKind, ErrorReport, Repair, RequireGap, Result};

@@ -78,7 +78,17 @@ struct Input {
 }
 
 fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()> {
-    let meta = std::fs::metadata(root).ctx("reading", root)?;
+    let flag = format!("--{}", cryptex.as_str().to_lowercase());
+    let meta = std::fs::metadata(root).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::usage(
+                format!("{flag} {}: no such directory", root.display()),
+                format!("{flag} takes the directory holding the {cryptex} cryptex tree"),
+            )
+        } else {
+            Error::io("reading", root, e)
+        }
+    })?;
     if !meta.is_dir() {
         return Err(Error::usage(
             format!("{} is not a directory", root.display()),
@@ -208,6 +218,7 @@ fn fill(
 ) -> Result<Created> {
     let total: u64 = inputs.iter().map(|i| i.size).sum();
     let ((), digests) = stream::run(progress, "creating", total, |feeder| {
+        crate::faults::pause_point!("create.copying");
         for input in inputs {
             let dest = tmp.join(input.cryptex.as_str()).join(&input.rel);
             if let Some(parent) = dest.parent() {
@@ -257,6 +268,7 @@ fn fill(
         });
     }
     let manifest = Manifest {
+        signing_key: None,
         product: opts.product,
         version: opts.version,
         prerequisite: opts.prerequisite.clone(),
@@ -332,6 +344,19 @@ pub fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
         Err(e) => return Err(Error::io("reading", &manifest_path, e)),
     };
     Manifest::parse(&bytes)?;
+    // Name the signing key inside the signed bytes (kept: every other key, known or not).
+    let fingerprint = Digest::of(signing.verifying_key().as_bytes()).to_hex();
+    let mut value = plist::Value::from_reader_xml(std::io::Cursor::new(&bytes))
+        .map_err(|e| super::BundleError::manifest(format!("not a valid property list ({e})")))?;
+    if let Some(dict) = value.as_dictionary_mut() {
+        dict.insert(
+            "SigningKey".into(),
+            plist::Value::String(fingerprint.clone()),
+        );
+    }
+    let bytes = super::manifest::plist_xml(&value);
+    Manifest::parse(&bytes)?;
+    write_synced(&manifest_path, &bytes)?;
     let sig = signature::sign(&bytes, &signing);
     let sig_path = bundle.join(SIGNATURE);
     let tmp = bundle.join(format!(".{SIGNATURE}.tmp"));
@@ -340,6 +365,6 @@ pub fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
     Ok(Signed {
         bundle: bundle.to_path_buf(),
         signature: sig_path,
-        fingerprint: Digest::of(signing.verifying_key().as_bytes()).to_hex(),
+        fingerprint,
     })
 }

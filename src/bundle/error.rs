@@ -46,6 +46,13 @@ pub enum BundleError {
         /// What is wrong, naming the keys tried.
         message: String,
     },
+    /// The manifest names a trusted signer, but the signature does not verify: it was changed
+    /// after signing.
+    #[error("Info.plist.sig: {message}")]
+    Tampered {
+        /// What is wrong.
+        message: String,
+    },
     /// A payload file's size differs from the manifest's.
     #[error("{path}: size {actual} bytes differs from the {declared} bytes the manifest lists")]
     Size {
@@ -127,6 +134,7 @@ impl BundleError {
             | BundleError::Manifest { .. }
             | BundleError::Signature { .. }
             | BundleError::Untrusted { .. }
+            | BundleError::Tampered { .. }
             | BundleError::Size { .. }
             | BundleError::Digest { .. }
             | BundleError::Missing { .. }
@@ -145,7 +153,10 @@ impl BundleError {
         Some(match self {
             BundleError::NotFound { .. } => "check the bundle path".to_owned(),
             BundleError::Untrusted { .. } => {
-                "if the signer is new to this device, trust its key (`bsi trust add KEY.pub`); otherwise the bundle was changed: get a fresh copy".to_owned()
+                "if you trust the signer, add its public key (`bsi trust add KEY.pub`); otherwise get the bundle from a publisher this device trusts".to_owned()
+            }
+            BundleError::Tampered { .. } => {
+                "the bundle was changed after it was signed: get a fresh copy from its publisher".to_owned()
             }
             BundleError::Signature { .. } => {
                 "sign the bundle with `bsi bundle sign BUNDLE --key KEY`; a bundle changed after signing must be signed again".to_owned()

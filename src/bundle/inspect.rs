@@ -76,9 +76,12 @@ pub struct Report {
     pub cryptexes: BTreeMap<String, CryptexSummary>,
     /// Every payload file the manifest lists.
     pub files: Vec<ListedFile>,
-    /// The signature check.
+    /// The signature check (`ok` is true when it was not checked: nothing to check against).
     pub signature: Check,
-    /// Fingerprint of the key that made the signature, if one did.
+    /// What the signature is: `valid`, `not-signed`, `not-checked`, `untrusted`, `tampered` or
+    /// `malformed`.
+    pub signature_state: SignatureState,
+    /// The key that made the signature: verified when `valid`, else the key the manifest names.
     pub signed_by: Option<String>,
     /// What the signature was checked against.
     pub trust: String,
@@ -88,41 +91,76 @@ pub struct Report {
     pub ok: bool,
 }
 
-/// Inspects the bundle at `path`. Returns the report and the first failure (exit 6), if any.
+/// What a bundle's signature is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureState {
+    /// It verifies with a trusted key.
+    Valid,
+    /// There is no signature.
+    NotSigned,
+    /// There was nothing to check it against (no key given, no device).
+    NotChecked,
+    /// It was made by a key that is not trusted.
+    Untrusted,
+    /// The manifest names a trusted key but was changed after signing.
+    Tampered,
+    /// It is not an Ed25519 signature.
+    Malformed,
+}
+
+/// Inspects the bundle at `path`, checking its signature against `trust` (the keys and what they
+/// are, for the report), or not at all without one. Returns the report and the first failure
+/// (exit 6), if any.
 pub fn inspect(
     path: &Path,
-    trusted: &[PublicKey],
-    trust: &str,
+    trust: Option<(&[PublicKey], &str)>,
     progress: &dyn Progress,
 ) -> Result<(Report, Option<Error>)> {
     let opened = Opened::open(path)?;
     let mut first: Option<Error> = None;
     // The signature is checked over the raw manifest before anything parses it; a bundle no
     // trusted key signed is still shown, through the bounded parser.
-    let signed = opened
-        .signature
-        .as_deref()
-        .ok_or_else(|| BundleError::Signature {
-            message: "missing: the bundle is unsigned".to_owned(),
-        })
-        .and_then(|sig| signature::verify(&opened.manifest_bytes, sig, trusted).cloned());
-    let (signature, signed_by) = match signed {
-        Ok(key) => (
-            Check {
-                ok: true,
-                error: None,
-            },
-            Some(key.fingerprint),
-        ),
-        Err(e) => {
-            let check = Check {
-                ok: false,
-                error: Some(e.to_string()),
+    let claimed = super::manifest::signer_claim(&opened.manifest_bytes);
+    let ok = |error: Option<String>| Check {
+        ok: error.is_none(),
+        error,
+    };
+    let (signature, state, signed_by) = match (opened.signature.as_deref(), trust) {
+        (None, None) => (ok(None), SignatureState::NotSigned, None),
+        (Some(_), None) => (ok(None), SignatureState::NotChecked, claimed),
+        (None, Some(_)) => {
+            let e = BundleError::Signature {
+                message: "missing: the bundle is unsigned".to_owned(),
             };
+            let check = ok(Some(e.to_string()));
             first = Some(e.into());
-            (check, None)
+            (check, SignatureState::NotSigned, None)
+        }
+        (Some(sig), Some((trusted, _))) => {
+            match signature::verify(&opened.manifest_bytes, sig, trusted) {
+                Ok(key) => (
+                    ok(None),
+                    SignatureState::Valid,
+                    Some(key.fingerprint.clone()),
+                ),
+                Err(e) => {
+                    let state = match &e {
+                        BundleError::Tampered { .. } => SignatureState::Tampered,
+                        BundleError::Signature { .. } => SignatureState::Malformed,
+                        _ => SignatureState::Untrusted,
+                    };
+                    let check = ok(Some(e.to_string()));
+                    first = Some(e.into());
+                    (check, state, claimed)
+                }
+            }
         }
     };
+    let trust_source = trust.map_or_else(
+        || "nothing: no --key, and no device".to_owned(),
+        |(_, what)| what.to_owned(),
+    );
     let mut bundle = opened.parse()?;
     let m = &bundle.manifest;
     let mut report = Report {
@@ -164,8 +202,9 @@ pub fn inspect(
             })
             .collect(),
         signature,
+        signature_state: state,
         signed_by,
-        trust: trust.to_owned(),
+        trust: trust_source,
         payload: Check {
             ok: true,
             error: None,

@@ -88,6 +88,9 @@ pub fn generate(out: &Path, force: bool) -> Result<Generated> {
             ));
         }
     }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).ctx("creating", parent)?;
+    }
     write_file(out, private_pem.as_bytes(), 0o600)?;
     write_file(&pub_path, public.to_pem().as_bytes(), 0o644)?;
     Ok(Generated {

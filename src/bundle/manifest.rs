@@ -59,6 +59,10 @@ pub struct Manifest {
     pub supported_devices: Vec<String>,
     /// `Description`.
     pub description: Option<String>,
+    /// `SigningKey`: the fingerprint of the key `bsi bundle sign` signed with. Inside the signed
+    /// bytes, so a signer this device does not trust and a manifest changed after signing get
+    /// different messages.
+    pub signing_key: Option<String>,
     /// `Cryptexes`.
     pub cryptexes: Cryptexes,
     /// Top-level keys bsi does not know, kept by name.
@@ -113,8 +117,44 @@ impl Manifest {
         if let Some(text) = &self.description {
             dict.insert("Description".into(), s(text));
         }
+        if let Some(fp) = &self.signing_key {
+            dict.insert("SigningKey".into(), s(fp));
+        }
         dict.insert("Cryptexes".into(), self.cryptexes.to_value());
         plist_xml(&Value::Dictionary(dict))
+    }
+}
+
+/// The signing key a manifest names (`SigningKey`), read without trusting it: only to say who
+/// claims to have signed it when the signature does not verify. Bounded like every read of
+/// unsigned bytes; `None` when the bytes are not a manifest or name no key.
+#[must_use]
+pub fn signer_claim(bytes: &[u8]) -> Option<String> {
+    use quick_xml::events::Event;
+    bounds(bytes).ok()?;
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let (mut depth, mut in_key, mut after_key) = (0usize, false, false);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => {
+                depth += 1;
+                in_key = depth == 3 && e.name().0 == "key";
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                in_key = false;
+            }
+            Event::Text(t) if in_key => {
+                after_key = t.into_inner() == "SigningKey";
+            }
+            Event::Text(t) if after_key && depth == 3 => {
+                let text = t.into_inner().into_owned();
+                return (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| text.to_ascii_lowercase());
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
     }
 }
 
@@ -252,28 +292,29 @@ pub fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
 /// Parses bounded XML plist bytes into `T`, naming the key at fault in errors.
 fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BundleError> {
     bounds(bytes)?;
+    FAILED_AT.with(|f| f.borrow_mut().take());
     plist::from_reader_xml::<_, Tracked<T>>(std::io::Cursor::new(bytes))
         .map(|t| t.0)
         .map_err(|e| {
-            let text = e.to_string();
-            match text.split_once(TRACK_SEPARATOR) {
-                Some((path, inner)) if !path.is_empty() && path != "." => {
-                    BundleError::manifest(format!("key `{}` {}", clip(path), plain(inner)))
-                }
-                Some((_, inner)) => {
-                    BundleError::manifest(format!("not a valid property list: {}", plain(inner)))
-                }
-                None => {
-                    BundleError::manifest(format!("not a valid property list ({})", clip(&text)))
-                }
+            let (path, inner) = FAILED_AT
+                .with(|f| f.borrow_mut().take())
+                .unwrap_or_else(|| (String::new(), e.to_string()));
+            let inner = plain(&inner);
+            if path.is_empty() || path == "." {
+                BundleError::manifest(format!("not a valid property list: {inner}"))
+            } else {
+                BundleError::manifest(format!("key `{}` {inner}", clip(&path)))
             }
         })
 }
 
-/// Separates the key path from the message in a [`Tracked`] error.
-const TRACK_SEPARATOR: char = '\u{1}';
+thread_local! {
+    /// Where the last [`Tracked`] parse failed (key path) and why, in plist's words.
+    static FAILED_AT: std::cell::RefCell<Option<(String, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
 
-/// Deserializes `T` while tracking the key path, which a failure carries in its message.
+/// Deserializes `T` while tracking the key path, which a failure leaves in [`FAILED_AT`].
 struct Tracked<T>(T);
 
 impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Tracked<T> {
@@ -281,43 +322,74 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Tracked<T> {
         let mut track = serde_path_to_error::Track::new();
         T::deserialize(serde_path_to_error::Deserializer::new(d, &mut track))
             .map(Tracked)
-            .map_err(|e| {
-                <D::Error as serde::de::Error>::custom(format!(
-                    "{}{TRACK_SEPARATOR}{e}",
-                    track.path()
-                ))
+            .inspect_err(|e| {
+                FAILED_AT
+                    .with(|f| *f.borrow_mut() = Some((track.path().to_string(), e.to_string())));
             })
     }
 }
 
-/// serde's message in people's words: "invalid type: string \"x\", expected an array" becomes
-/// "must be an array, found a string".
+/// A parser's message in people's words: serde's "invalid type: string \"x\", expected an
+/// array" becomes "must be an array, found a string"; plist's event names become types; nothing
+/// of Rust's debug formatting reaches a person.
 fn plain(message: &str) -> String {
-    let message = clip(message);
+    let mut message = message.trim().to_owned();
+    // plist wraps serde's messages as `Serde("...")`.
+    while let Some(inner) = message
+        .strip_prefix("Serde(\"")
+        .and_then(|m| m.strip_suffix("\")"))
+    {
+        message = inner.replace("\\\"", "\"");
+    }
     let words = |s: &str| {
         s.replace("a sequence", "an array")
             .replace("a map", "a dictionary")
             .replace("unsigned integer", "integer")
     };
-    match message
+    let event = |e: &str| match e {
+        "StartDictionary" => "a dictionary",
+        "StartArray" => "an array",
+        "String" => "a string",
+        "Integer" => "an integer",
+        "Real" => "a real number",
+        "Boolean" => "a boolean",
+        "Data" => "data",
+        "Date" => "a date",
+        "EndCollection" => "the end of a collection",
+        "ValueOrStartCollection" => "a value",
+        _ => "something else",
+    };
+    if let Some(rest) = message.strip_prefix("UnexpectedEventType { expected: ")
+        && let Some((expected, found)) = rest.trim_end_matches(" }").split_once(", found: ")
+    {
+        return format!("must be {}, found {}", event(expected), event(found));
+    }
+    if let Some((found, expected)) = message
         .strip_prefix("invalid type: ")
         .and_then(|rest| rest.split_once(", expected "))
     {
-        Some((found, expected)) => {
-            let found = found.split(' ').next().unwrap_or(found);
-            let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                "an"
-            } else {
-                "a"
-            };
-            format!(
-                "must be {}, found {article} {}",
-                words(expected),
-                words(found)
-            )
-        }
-        None => words(&message),
+        let found = match found.split(' ').next().unwrap_or(found) {
+            "sequence" => "array",
+            "map" => "dictionary",
+            "unsigned" | "integer" => "integer",
+            other => other,
+        };
+        let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        return format!(
+            "must be {}, found {article} {}",
+            words(expected),
+            words(found)
+        );
     }
+    if message.contains('{') || message.contains('(') {
+        // Any other structured error: say what it is without the internals.
+        return "it is not the property list a manifest is".to_owned();
+    }
+    words(&clip(&message))
 }
 
 /// A value read as whatever type the plist has, so that a wrong type gives a message naming
@@ -436,6 +508,7 @@ struct RawManifest {
     posting_date: Typed<String>,
     supported_devices: Given<Vec<Typed<String>>>,
     description: Typed<String>,
+    signing_key: Typed<String>,
     cryptexes: Given<BTreeMap<String, Vec<RawEntry>>>,
     /// Keys bsi does not know: kept by name, otherwise ignored.
     #[serde(flatten)]
@@ -562,6 +635,18 @@ impl RawManifest {
             posting_date: optional(self.posting_date, "PostingDate")?,
             supported_devices,
             description: optional(self.description, "Description")?,
+            signing_key: match optional(self.signing_key, "SigningKey")? {
+                Some(fp) if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Some(fp.to_ascii_lowercase())
+                }
+                Some(other) => {
+                    return Err(BundleError::manifest(format!(
+                        "key `SigningKey` must be a key fingerprint (64 hex digits), found `{}`",
+                        clip(&other)
+                    )));
+                }
+                None => None,
+            },
             cryptexes,
             unknown_keys: self.unknown.into_keys().map(|k| clip(&k)).collect(),
         })
@@ -701,6 +786,7 @@ mod tests {
             posting_date: Some("2026-03-17".into()),
             supported_devices: vec![],
             description: Some("test".into()),
+            signing_key: None,
             cryptexes: Cryptexes(files),
             unknown_keys: vec![],
         }

@@ -34,6 +34,9 @@ struct Hashing<'r> {
 
 impl Read for Hashing<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::interrupt::check().is_err() {
+            return Err(std::io::Error::other("interrupted by a signal"));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
@@ -81,6 +84,8 @@ pub fn pack(bundle: &Path, out: &Path, force: bool) -> Result<Packed> {
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
+            // A signal shows as an I/O error from inside the copy: say it as what it was.
+            crate::interrupt::check()?;
             Err(e)
         }
     }
@@ -98,6 +103,7 @@ fn write_tar(bundle: &Bundle, tmp: &Path) -> Result<()> {
     if let Some(sig) = &bundle.signature {
         put(&mut builder, SIGNATURE, sig)?;
     }
+    crate::faults::pause_point!("pack.copying");
     for (index, (cryptex, entry)) in bundle.manifest.cryptexes.files().enumerate() {
         let label = format!("{cryptex}/{}", entry.path);
         let mut src = bundle.payload(index)?;

@@ -42,13 +42,37 @@ pub fn verify<'k>(
         .iter()
         .find(|k| k.key.verify_strict(manifest, &signature).is_ok())
         .ok_or_else(|| {
-            let names: Vec<String> = trusted.iter().map(|k| short(&k.fingerprint)).collect();
-            BundleError::Untrusted {
-                message: format!(
-                    "the signature does not verify against Info.plist with any trusted key ({}): \
-                     Info.plist was changed after signing, or it was signed by a key this device does not trust",
-                    names.join(", ")
-                ),
+            // Who does the manifest say signed it? (Read bounded, only for this message.)
+            match super::manifest::signer_claim(manifest) {
+                Some(claimed) if trusted.iter().any(|k| k.fingerprint == claimed) => {
+                    BundleError::Tampered {
+                        message: format!(
+                            "Info.plist was changed after key {} (trusted here) signed it: the signature no longer verifies",
+                            short(&claimed)
+                        ),
+                    }
+                }
+                Some(claimed) => BundleError::Untrusted {
+                    message: format!(
+                        "signed by key {claimed}, which this device does not trust (it trusts {})",
+                        trusted
+                            .iter()
+                            .map(|k| short(&k.fingerprint))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+                None => {
+                    let names: Vec<String> =
+                        trusted.iter().map(|k| short(&k.fingerprint)).collect();
+                    BundleError::Untrusted {
+                        message: format!(
+                            "the signature does not verify against Info.plist with any trusted key ({}): \
+                             Info.plist was changed after signing, or it was signed by a key this device does not trust",
+                            names.join(", ")
+                        ),
+                    }
+                }
             }
         })
 }

@@ -110,6 +110,7 @@ impl Feeder<'_> {
             if self.stopped() {
                 return Err(stopped());
             }
+            crate::interrupt::check()?;
             let mut buf = self.pool.recv().map_err(|_| stopped())?;
             if remaining == 0 {
                 // One more read must find the end of the file: a longer file is rejected.
@@ -193,6 +194,7 @@ impl Feeder<'_> {
         if self.stopped() {
             return Err(stopped());
         }
+        crate::interrupt::check()?;
         let size_usize = usize::try_from(size).unwrap_or(usize::MAX);
         // One byte more than declared: a longer file shows itself.
         let want = size_usize + 1;

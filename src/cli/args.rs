@@ -47,25 +47,48 @@ pub struct Args {
 #[derive(Debug, ClapArgs)]
 pub struct Global {
     /// The device root [default: $XDG_DATA_HOME/bsi/device, i.e. ~/.local/share/bsi/device]
-    #[arg(long, global = true, env = "BSI_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BSI_ROOT",
+        value_name = "DIR"
+    )]
     pub root: Option<PathBuf>,
     /// Print machine-readable JSON on stdout, and nothing else there.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Fix the clock (RFC 3339, e.g. 2026-12-01T09:30:00Z); its offset is the device's local time.
-    #[arg(long, global = true, value_name = "RFC3339")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "RFC3339"
+    )]
     pub now: Option<String>,
     /// Print only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "verbose"
+    )]
     pub quiet: bool,
     /// Print more detail (repeat for even more).
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = ArgAction::Count)]
     pub verbose: u8,
     /// Seconds to wait for another bsi to release the device before failing with exit 7.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 5.0)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SECONDS",
+        default_value_t = 5.0
+    )]
     pub wait: f64,
     /// Progress on stderr: a bar on a terminal (auto), JSON lines (json), or nothing (none).
-    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
     pub progress: ProgressMode,
 }
 
@@ -226,6 +249,10 @@ pub struct StatusArgs {
     /// Exit 9 unless the device is at least at this response (e.g. "26.3.1 (b)") or OS version.
     #[arg(long, value_name = "VERSION")]
     pub require: Option<String>,
+    /// Print one value of `status --json` by its key path (e.g. version, active.build,
+    /// ddm.device.operating-system.supplemental.extra-version); null prints an empty line.
+    #[arg(long, value_name = "KEY", conflicts_with = "schema")]
+    pub get: Option<String>,
     /// Print the JSON Schema of `status --json` instead.
     #[arg(long)]
     pub schema: bool,

@@ -114,6 +114,9 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 return done(Output::Json(crate::status::model::schema()));
             }
             let (s, unmet) = ops::status(&env(ctx)?, a.require.as_deref())?;
+            if let Some(key) = &a.get {
+                return Ok((Output::Raw(super::get::value(&s, key)?), unmet));
+            }
             Ok((Output::Status(Box::new(s)), unmet))
         }
         Command::Apply(a) => {
@@ -197,7 +200,18 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             ))
         }
         Command::Report => done(Output::Json(ops::report(&env(ctx)?)?)),
-        Command::History(a) => done(Output::History(ops::history(&env(ctx)?, a.limit)?)),
+        Command::History(a) => {
+            let entries = ops::history(&env(ctx)?, a.limit)?;
+            if a.limit == Some(0) {
+                // Zero entries asked for, zero shown: that says nothing about the device.
+                return done(Output::Raw(if ctx.json {
+                    "[]\n".to_owned()
+                } else {
+                    String::new()
+                }));
+            }
+            done(Output::History(entries))
+        }
         Command::Verify => {
             let (outcome, error) = ops::verify(&env(ctx)?, ctx.progress.as_ref())?;
             Ok((Output::Verify(outcome), error))
@@ -269,23 +283,29 @@ fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
                 out: a.out,
                 force: a.force,
             };
-            Ok((
-                Output::Created(create::create(&opts, ctx.progress.as_ref())?),
-                None,
-            ))
+            let out = opts.out.display().to_string();
+            let created = create::create(&opts, ctx.progress.as_ref()).map_err(|e| {
+                crate::interrupt::saying(e, &format!("no bundle was written at {out}"))
+            })?;
+            Ok((Output::Created(created), None))
         }
         BundleCommand::Sign { bundle, key } => {
             Ok((Output::Signed(create::sign(&bundle, &key)?), None))
         }
         BundleCommand::Pack { bundle, out, force } => {
-            Ok((Output::Packed(pack::pack(&bundle, &out, force)?), None))
+            let packed = pack::pack(&bundle, &out, force).map_err(|e| {
+                crate::interrupt::saying(e, &format!("no tar was written at {}", out.display()))
+            })?;
+            Ok((Output::Packed(packed), None))
         }
         BundleCommand::Inspect { bundle, key } => {
             let (report, error) = if let Some(path) = key {
                 inspect::inspect(
                     &bundle,
-                    &[keys::read_public_key(&path)?],
-                    &format!("key {}", path.display()),
+                    Some((
+                        &[keys::read_public_key(&path)?],
+                        &format!("key {}", path.display()),
+                    )),
                     ctx.progress.as_ref(),
                 )?
             } else {

@@ -1,6 +1,7 @@
 //! The longer texts for people: `status` (the `sw_vers`-style lines first) and `bundle inspect`.
 
 use crate::bundle::inspect::Report as InspectReport;
+use crate::bundle::inspect::SignatureState as S;
 use crate::status::Status;
 use crate::status::model::StagedAction;
 
@@ -33,42 +34,73 @@ pub(super) fn status(out: &mut String, s: &Status, verbose: u8) {
             }
         ),
     );
+    // The deployments, as rpm-ostree and bootc show them: what a restart activates, what runs
+    // (marked), and what a rollback returns to.
+    let sources = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(c, v)| format!("{c} from {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    line(out, "deployments:");
+    match &s.staged {
+        Some(st) if st.action == StagedAction::Install => line(
+            out,
+            format!(
+                "  staged    {} ({}; {}), active after restart (`bsi restart`)",
+                st.version,
+                st.build,
+                sources(&st.sources)
+            ),
+        ),
+        Some(st) => line(
+            out,
+            format!(
+                "  staged    removal of {}: at restart the device returns to {} ({})",
+                st.version, s.os.version, s.os.build
+            ),
+        ),
+        None => {}
+    }
     match &s.active {
         Some(a) => line(
             out,
             format!(
-                "active:     {} ({}; {})",
+                "* active    {} ({}; {})",
                 a.version,
                 a.build,
-                a.sources
-                    .iter()
-                    .map(|(c, v)| format!("{c} from {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                sources(&a.sources)
             ),
         ),
         None => line(
             out,
             format!(
-                "active:     base OS {} ({}), no response",
+                "* active    base OS {} ({}), no response",
                 s.os.version, s.os.build
             ),
         ),
     }
-    match &s.staged {
-        Some(st) if st.action == StagedAction::Install => line(
-            out,
-            format!(
-                "staged:     {} ({}), active after restart",
-                st.version, st.build
-            ),
+    let back = match (&s.staged, &s.active) {
+        (Some(st), _) if st.action == StagedAction::Install => {
+            format!("`bsi rollback` discards the staged {}", st.version)
+        }
+        (Some(_), Some(_)) => "the removal is staged already".to_owned(),
+        (None, Some(_)) => format!(
+            "base OS {} ({}): `bsi rollback` returns here at the next restart",
+            s.os.version, s.os.build
         ),
-        Some(st) => line(
-            out,
-            format!("staged:     removal of {}, at restart", st.version),
-        ),
-        None => line(out, "staged:     nothing"),
-    }
+        _ => "nothing to remove".to_owned(),
+    };
+    let back = if s.rollback.available || s.rollback.reason.is_none() {
+        back
+    } else {
+        format!(
+            "{back} (not now: {})",
+            s.rollback.reason.clone().unwrap_or_default()
+        )
+    };
+    line(out, format!("  rollback  {back}"));
+    line(out, "");
     line(
         out,
         format!(
@@ -175,6 +207,30 @@ pub(super) fn status(out: &mut String, s: &Status, verbose: u8) {
             ),
         );
     }
+    if let Some(op) = &s.operation {
+        line(
+            out,
+            format!(
+                "in flight:  bsi {} (pid {}) is {} since {}; this is the last committed state",
+                op.command, op.pid, op.phase, op.started_at
+            ),
+        );
+    }
+    if let Some(r) = &s.recovery_pending {
+        line(
+            out,
+            format!(
+                "recovery:   an interrupted {} (pid {}, started {}) will be {} by the next changing command or `bsi repair`",
+                r.command,
+                r.pid,
+                r.started_at,
+                match r.will {
+                    crate::status::model::RecoveryAction::Complete => "completed",
+                    crate::status::model::RecoveryAction::Tidy => "tidied up",
+                }
+            ),
+        );
+    }
     for n in &s.notes {
         line(out, format!("note:       {n}"));
     }
@@ -228,19 +284,27 @@ pub(super) fn inspect(out: &mut String, r: &InspectReport, verbose: u8) {
             );
         }
     }
-    match (&r.signature.ok, &r.signed_by) {
-        (true, Some(fp)) => line(
-            out,
-            format!("signature:   valid, by key {fp} ({})", r.trust),
-        ),
-        _ => line(
-            out,
-            format!(
+    let by = r
+        .signed_by
+        .as_ref()
+        .map_or_else(String::new, |fp| format!(" by key {fp}"));
+    line(
+        out,
+        match r.signature_state {
+            S::Valid => format!("signature:   valid,{by}, trusted ({})", r.trust),
+            S::NotSigned if r.signature.ok => {
+                "signature:   not signed (sign it with `bsi bundle sign BUNDLE --key KEY`)"
+                    .to_owned()
+            }
+            S::NotChecked => format!(
+                "signature:   signed{by}, not checked (no --key, and no device to trust it)"
+            ),
+            _ => format!(
                 "signature:   FAILED: {}",
                 r.signature.error.clone().unwrap_or_default()
             ),
-        ),
-    }
+        },
+    );
     if r.payload.ok {
         line(
             out,

@@ -7,6 +7,7 @@
 
 pub mod args;
 mod commands;
+mod get;
 mod human;
 pub mod render;
 
@@ -63,46 +64,101 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
 /// keeps from driving the terminal.
 const MAX_MESSAGE: usize = 4096;
 
-fn print_error(error: &Error) {
-    let mut text = format!("error: {}\n", clip_message(&error.to_string(), MAX_MESSAGE));
-    if let Some(hint) = error.hint() {
-        text = format!("{text}hint: {}\n", clip_message(&hint, MAX_MESSAGE));
-    }
+/// Prints an error on stderr: a line saying what failed and why and a `hint:` line, or with
+/// `--json` one JSON object (`docs/error.schema.json`).
+fn print_error(error: &Error, json: bool) {
+    let mut report = crate::ErrorReport::of(error);
+    report.error = clip_message(&report.error, MAX_MESSAGE);
+    report.hint = report.hint.map(|h| clip_message(&h, MAX_MESSAGE));
+    print_report(&report, json);
+}
+
+fn print_report(report: &crate::ErrorReport, json: bool) {
+    let text = if json {
+        let mut line = serde_json::to_string(report).unwrap_or_default();
+        line.push('\n');
+        line
+    } else {
+        let mut text = format!("error: {}\n", report.error);
+        if let Some(hint) = &report.hint {
+            text = format!("{text}hint: {hint}\n");
+        }
+        text
+    };
     let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// Does the command line ask for JSON? (Read from the raw arguments, so that even an argument
+/// error is reported as JSON.)
+fn wants_json(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
 }
 
 /// Runs bsi with `args` (the first is the program name) and returns the exit code.
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
     let _faults = crate::faults::setup();
+    crate::interrupt::install();
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let command_line = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");
+    let json = wants_json(&args);
     let parsed = match Args::try_parse_from(&args) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 2,
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
+            use clap::error::ErrorKind as Clap;
+            if matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if json {
+                let rendered = e.to_string();
+                let first = rendered
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_owned();
+                print_report(
+                    &crate::ErrorReport {
+                        error: clip_message(&first, MAX_MESSAGE),
+                        hint: Some("see `bsi help` and `bsi COMMAND --help`".to_owned()),
+                        exit_code: 2,
+                        kind: crate::ErrorKind::Usage,
+                    },
+                    true,
+                );
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(2);
         }
     };
     let ctx = match context(&parsed, command_line) {
         Ok(ctx) => ctx,
         Err(e) => {
-            print_error(&e);
+            print_error(&e, json);
             return ExitCode::from(e.exit_code());
         }
     };
     // A panic is a bug in bsi, never the user's fault: report it in one line and exit 1.
-    std::panic::set_hook(Box::new(|info| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: internal error (a bug in bsi): {info}\nhint: the device is left as the last completed step made it; run `bsi repair`, and please report this"
+    let json_errors = ctx.json;
+    std::panic::set_hook(Box::new(move |info| {
+        print_report(
+            &crate::ErrorReport {
+                error: clip_message(&format!("internal error (a bug in bsi): {info}"), MAX_MESSAGE),
+                hint: Some(
+                    "the device is left as the last completed step made it; run `bsi repair`, and please report this".to_owned(),
+                ),
+                exit_code: 1,
+                kind: crate::ErrorKind::Internal,
+            },
+            json_errors,
         );
     }));
     let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -111,13 +167,13 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     let (output, deferred) = match executed {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {
-            print_error(&e);
+            print_error(&e, ctx.json);
             return ExitCode::from(e.exit_code());
         }
         Err(_) => return ExitCode::from(1),
     };
     let text = output.render(ctx.json, ctx.verbose);
-    if (!ctx.quiet || ctx.json || deferred.is_some())
+    if !ctx.quiet
         && !text.is_empty()
         && let Err(e) = print_stdout(&text)
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -127,7 +183,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     }
     match deferred {
         Some(e) => {
-            print_error(&e);
+            print_error(&e, ctx.json);
             ExitCode::from(e.exit_code())
         }
         None => ExitCode::SUCCESS,

@@ -139,10 +139,15 @@ impl Output {
                     (false, true) => "replaced the device with",
                     (false, false) => "made",
                 };
+                let article = if o.platform.name().starts_with(['i', 'a', 'e', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
                 line(
                     &mut out,
                     format!(
-                        "{verb} a {} {} ({}) device at {}",
+                        "{verb} {article} {} {} ({}) device at {}",
                         o.platform,
                         o.version,
                         o.build,
@@ -269,32 +274,46 @@ impl Output {
                 if entries.is_empty() {
                     line(&mut out, "no history");
                 }
+                // Columns: time, command, result, the version change, then what happened.
+                let result = |e: &Entry| {
+                    serde_json::to_value(e.result)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                let change = |e: &Entry| match (&e.before, &e.after) {
+                    (Some(b), Some(a)) if b != a => format!("{b} -> {a}"),
+                    (None, Some(a)) => a.clone(),
+                    (Some(b), _) => b.clone(),
+                    _ => String::new(),
+                };
+                let width = |f: &dyn Fn(&Entry) -> String| {
+                    entries
+                        .iter()
+                        .map(|e| f(e).chars().count())
+                        .max()
+                        .unwrap_or(0)
+                };
+                let (wa, wr, wc) = (
+                    width(&|e: &Entry| e.action.clone()),
+                    width(&result),
+                    width(&change),
+                );
                 for e in entries {
                     let mut text = format!(
-                        "{}  {:<16} {:<13}",
+                        "{}  {:<wa$}  {:<wr$}  {:<wc$}",
                         e.at,
                         e.action,
-                        serde_json::to_value(e.result)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default()
+                        result(e),
+                        change(e),
                     );
-                    match (&e.before, &e.after) {
-                        (Some(b), Some(a)) if b != a => {
-                            let _ = write!(text, " {b} -> {a}");
-                        }
-                        (None, Some(a)) => {
-                            let _ = write!(text, " {a}");
-                        }
-                        _ => {}
-                    }
                     if let Some(d) = &e.detail {
                         let _ = write!(text, "  {d}");
                     }
                     if let Some(err) = &e.error {
                         let _ = write!(text, "  error: {err}");
                     }
-                    line(&mut out, text);
+                    line(&mut out, text.trim_end());
                 }
             }
             Output::Verify(v) => {

@@ -264,8 +264,18 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
             continue;
         }
         log.push(format!(
-            "enforcement {id}: the deadline {deadline} has passed; installing {} and restarting",
-            target.version
+            "enforcement {id}: the deadline {deadline} has passed; {} {} and {}",
+            if opts.dry_run {
+                "would install"
+            } else {
+                "installing"
+            },
+            target.version,
+            if opts.dry_run {
+                "restart"
+            } else {
+                "restarting"
+            }
         ));
         install(tx, progress, opts, target, Some(id), &mut outcome, &mut log)?;
         outcome.log = log;
@@ -293,7 +303,11 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
             policy.install_blocked_by.clone().unwrap_or_default()
         )),
         Some(c) => {
-            log.push(format!("automatic install is on; installing {}", c.version));
+            log.push(format!(
+                "automatic install is on; {} {}",
+                if opts.dry_run { "would install" } else { "installing" },
+                c.version
+            ));
             install(tx, progress, opts, c, None, &mut outcome, &mut log)?;
         }
     }

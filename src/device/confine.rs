@@ -24,12 +24,7 @@ pub struct Root {
     dir: Dir,
 }
 
-/// Is this the error cap-std gives when a path would resolve outside the root?
-#[must_use]
-pub fn is_escape(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::PermissionDenied
-        && error.to_string().contains("outside of the filesystem")
-}
+pub use crate::error::is_escape;
 
 impl Root {
     /// Opens the directory at `path` (an ordinary, ambient path given by the user).

@@ -1,15 +1,21 @@
-//! The device lock (`private/var/db/bsi/lock`): exclusive for commands that change the device,
-//! shared for commands that only read it, so that a reader never sees a change half made.
+//! The device lock (`private/var/db/bsi/lock`): exclusive for commands that change the device.
+//! Readers take no lock at all: they never wait, never write, and work with read access only;
+//! they read a consistent snapshot instead (`Device::snapshot` through the one `current` link,
+//! retried if a switch is caught half way) and learn what a changer is doing from the lock file.
 //!
 //! A second changer waits up to `--wait` seconds, then fails with exit 7 naming the holder. The
-//! holder writes "pid N: command" into the lock file while it holds the lock exclusively and
-//! empties it on release, so that a finished command leaves the file as it found it (I4).
+//! holder writes a small JSON record into the lock file while it holds the lock ([`Holder`]:
+//! command, pid, start time, phase), updates the phase as it goes, and empties the file on
+//! release, so that a finished command leaves the file as it found it (I4) and a reader can say
+//! `"operation": {"command": "apply", "phase": "staging", ...}`.
 
 use std::fs::{File, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use cap_std::fs::OpenOptions;
+use serde::{Deserialize, Serialize};
 
 use super::Root;
 use super::layout::LOCK;
@@ -22,22 +28,48 @@ const POLL: Duration = Duration::from_millis(10);
 /// Shared (read) or exclusive (change) access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Reading: many readers at once, no changer.
+    /// Reading: no lock, no waiting, no writing.
     Read,
-    /// Changing: one at a time, no reader.
+    /// Changing: one at a time.
     Change,
+}
+
+/// Who holds the lock and what it is doing: the lock file's content while it is held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Holder {
+    /// The command, e.g. `apply`.
+    pub command: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it took the lock, RFC 3339.
+    pub started_at: String,
+    /// What it is doing now: `checking`, `staging`, `switching`, `recording`, ...
+    pub phase: String,
+}
+
+impl Holder {
+    /// A holder record for this process.
+    #[must_use]
+    pub fn this(command: &str, started_at: &str) -> Self {
+        Self {
+            command: command.to_owned(),
+            pid: std::process::id(),
+            started_at: started_at.to_owned(),
+            phase: "starting".to_owned(),
+        }
+    }
 }
 
 /// A held device lock; released when dropped.
 #[derive(Debug)]
 pub struct DeviceLock {
     file: File,
-    access: Access,
+    holder: std::cell::RefCell<Holder>,
 }
 
 impl DeviceLock {
-    /// Takes the lock, waiting up to `wait` for another holder to let go.
-    pub fn acquire(root: &Root, access: Access, wait: Duration, command: &str) -> Result<Self> {
+    /// Takes the lock exclusively, waiting up to `wait` for another holder to let go.
+    pub fn acquire(root: &Root, wait: Duration, holder: Holder) -> Result<Self> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true);
         let file = root
@@ -45,51 +77,31 @@ impl DeviceLock {
             .open_with(LOCK, &options)
             .ctx("opening the lock", root.show(LOCK))?
             .into_std();
-        let mut lock = DeviceLock { file, access };
-        lock.take(root, access, wait, command)?;
-        Ok(lock)
-    }
-
-    /// Which access this lock gives.
-    #[must_use]
-    pub fn access(&self) -> Access {
-        self.access
-    }
-
-    /// Turns a shared lock into an exclusive one (to recover an interrupted operation before
-    /// reading), waiting up to `wait`.
-    pub fn upgrade(&mut self, root: &Root, wait: Duration, command: &str) -> Result<()> {
-        if self.access == Access::Change {
-            return Ok(());
-        }
-        // flock cannot upgrade in place without a window; release and retake.
-        let _ = self.file.unlock();
-        self.take(root, Access::Change, wait, command)?;
-        self.access = Access::Change;
-        Ok(())
-    }
-
-    fn take(&mut self, root: &Root, access: Access, wait: Duration, command: &str) -> Result<()> {
         let start = Instant::now();
         loop {
-            let attempt = match access {
-                Access::Read => self.file.try_lock_shared(),
-                Access::Change => self.file.try_lock(),
-            };
-            match attempt {
+            match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) if start.elapsed() < wait => std::thread::sleep(POLL),
                 Err(TryLockError::WouldBlock) => {
-                    let mut holder = self.holder();
-                    if holder.is_none() {
-                        // The holder may have just taken the lock and not yet written its name.
-                        std::thread::sleep(POLL * 3);
-                        holder = self.holder();
+                    // Who holds it? A changer that just took the lock may not have written its
+                    // record yet, one that is letting go has emptied it already, and a reader's
+                    // probe holds it shared for an instant: look again, and try again, briefly.
+                    let mut other = read_holder(&file);
+                    for _ in 0..5 {
+                        if other.is_some() {
+                            break;
+                        }
+                        std::thread::sleep(POLL);
+                        if file.try_lock().is_ok() {
+                            return Self::held(file, holder, root);
+                        }
+                        other = read_holder(&file);
                     }
                     return Err(Error::Busy {
-                        holder: holder.unwrap_or_else(|| {
-                            "another bsi process (reading the device)".to_owned()
-                        }),
+                        holder: other.map_or_else(
+                            || "another bsi process".to_owned(),
+                            |h| format!("pid {} (bsi {}, {})", h.pid, h.command, h.phase),
+                        ),
                         waited: start.elapsed().as_secs_f64(),
                     });
                 }
@@ -98,32 +110,96 @@ impl DeviceLock {
                 }
             }
         }
-        if access == Access::Change {
-            let line = format!("pid {}: {command}\n", std::process::id());
-            let written = self
-                .file
-                .set_len(0)
-                .and_then(|()| self.file.rewind())
-                .and_then(|()| self.file.write_all(line.as_bytes()));
-            written.ctx("writing", root.show(LOCK))?;
-        }
-        Ok(())
+        Self::held(file, holder, root)
     }
 
-    fn holder(&mut self) -> Option<String> {
-        let mut text = String::new();
-        let _ = self.file.rewind();
-        let _ = (&self.file).take(4096).read_to_string(&mut text);
-        let text = text.trim();
-        (!text.is_empty()).then(|| text.to_owned())
+    fn held(file: File, holder: Holder, root: &Root) -> Result<Self> {
+        let lock = Self {
+            file,
+            holder: std::cell::RefCell::new(holder),
+        };
+        lock.write_holder().ctx("writing", root.show(LOCK))?;
+        Ok(lock)
+    }
+
+    fn write_holder(&self) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(&*self.holder.borrow()).unwrap_or_default();
+        line.push(b'\n');
+        // The new line first, then cut what is left of an older, longer one: a reader sees one
+        // whole record on the first line at any moment.
+        self.file.write_all_at(&line, 0)?;
+        self.file.set_len(line.len() as u64)
+    }
+
+    /// Says what the holder is doing now (for readers); best effort.
+    pub fn set_phase(&self, phase: &str) {
+        phase.clone_into(&mut self.holder.borrow_mut().phase);
+        let _ = self.write_holder();
+    }
+}
+
+fn read_holder(mut file: &File) -> Option<Holder> {
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = file.take(4096).read_to_string(&mut text);
+    serde_json::from_str(text.lines().next().unwrap_or_default().trim()).ok()
+}
+
+/// What a reader learns from the lock without taking it or writing anything: the changer at
+/// work, if one holds the lock. `None` when nobody holds it, or the file cannot be read.
+#[must_use]
+pub fn probe(root: &Root) -> Option<Holder> {
+    let file = root.dir().open(LOCK).ok()?.into_std();
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => Some(read_holder(&file).unwrap_or_else(|| Holder {
+            command: "unknown".to_owned(),
+            pid: 0,
+            started_at: String::new(),
+            phase: "starting".to_owned(),
+        })),
+        Err(TryLockError::Error(_)) => None,
     }
 }
 
 impl Drop for DeviceLock {
     fn drop(&mut self) {
-        if self.access == Access::Change {
-            let _ = self.file.set_len(0);
-        }
+        let _ = self.file.set_len(0);
         let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_sees_the_holder_and_its_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("private/var/db/bsi")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        assert_eq!(probe(&root), None);
+        let lock = DeviceLock::acquire(
+            &root,
+            Duration::ZERO,
+            Holder::this("apply", "2026-12-01T10:00:00Z"),
+        )
+        .unwrap();
+        lock.set_phase("staging");
+        let seen = probe(&root).unwrap();
+        assert_eq!(
+            (seen.command.as_str(), seen.phase.as_str()),
+            ("apply", "staging")
+        );
+        let err = DeviceLock::acquire(&root, Duration::ZERO, Holder::this("restart", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(bsi apply, staging)"), "{err}");
+        drop(lock);
+        assert_eq!(probe(&root), None);
+        assert_eq!(std::fs::read(dir.path().join(LOCK)).unwrap(), b"");
     }
 }

@@ -11,7 +11,7 @@ pub mod base_content;
 mod confine;
 pub mod generation;
 pub mod layout;
-mod lock;
+pub mod lock;
 pub mod origins;
 pub mod records;
 pub mod root;
@@ -28,7 +28,7 @@ pub use atomic::TMP_PREFIX;
 pub use confine::{MAX_RECORD_BYTES, Root, is_escape};
 pub use generation::GenName;
 pub use layout::Layout;
-pub use lock::{Access, DeviceLock};
+pub use lock::{Access, DeviceLock, Holder};
 pub use records::{DeviceInfo, Power, Settings};
 pub use state::{Present, Snapshot, Source, Staged};
 pub use sysversion::SystemVersion;
@@ -43,7 +43,7 @@ pub struct Device {
     root: Root,
     info: DeviceInfo,
     layout: Layout,
-    lock: DeviceLock,
+    lock: Option<DeviceLock>,
 }
 
 /// Does `root` hold what `init` makes, apart from the device record?
@@ -128,9 +128,10 @@ pub fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<String>> 
 }
 
 impl Device {
-    /// Opens the device at `path`, taking the lock for `access` (waiting up to `wait`).
-    /// A root that holds no device gives [`Error::NoDevice`].
-    pub fn open(path: &Path, access: Access, wait: Duration, command: &str) -> Result<Self> {
+    /// Opens the device at `path`. For [`Access::Change`] it takes the device lock as `holder`
+    /// (waiting up to `wait`); for [`Access::Read`] it takes nothing and writes nothing. A root
+    /// that holds no device gives [`Error::NoDevice`].
+    pub fn open(path: &Path, access: Access, wait: Duration, holder: Holder) -> Result<Self> {
         let no_device = || Error::NoDevice {
             root: path.to_path_buf(),
         };
@@ -153,7 +154,10 @@ impl Device {
             }
             return Err(no_device());
         }
-        let lock = DeviceLock::acquire(&root, access, wait, command)?;
+        let lock = match access {
+            Access::Read => None,
+            Access::Change => Some(DeviceLock::acquire(&root, wait, holder)?),
+        };
         let info: DeviceInfo = records::read_json(&root, layout::DEVICE_RECORD)?;
         if info.format != records::RECORD_FORMAT {
             return Err(Error::damaged(format!(
@@ -190,15 +194,30 @@ impl Device {
         &self.layout
     }
 
-    /// Turns a read lock into a change lock, waiting up to `wait`.
-    pub fn upgrade_lock(&mut self, wait: Duration, command: &str) -> Result<()> {
-        self.lock.upgrade(&self.root, wait, command)
-    }
-
-    /// The held lock's access.
+    /// Was the device opened to change it (with its lock held)?
     #[must_use]
     pub fn access(&self) -> Access {
-        self.lock.access()
+        if self.lock.is_some() {
+            Access::Change
+        } else {
+            Access::Read
+        }
+    }
+
+    /// Tells readers what this changer is doing now (best effort; nothing for a reader).
+    pub fn set_phase(&self, phase: &str) {
+        if let Some(lock) = &self.lock {
+            lock.set_phase(phase);
+        }
+    }
+
+    /// The changer at work on this device, if another process holds its lock (for readers).
+    #[must_use]
+    pub fn operation(&self) -> Option<Holder> {
+        if self.lock.is_some() {
+            return None;
+        }
+        lock::probe(&self.root)
     }
 
     /// The base OS, from `System/Library/CoreServices/SystemVersion.plist`.

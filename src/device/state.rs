@@ -158,6 +158,38 @@ impl Device {
             }))
     }
 
+    /// The state a committed base change (an update cut short after its commit) leaves once
+    /// recovery completes it: the new base, its own content, nothing active or staged. Readers
+    /// report this rather than the half-switched files they find (the change is committed; only
+    /// its completion is pending).
+    pub fn snapshot_committed(
+        &self,
+        version: crate::version::OsVersion,
+        build: Build,
+    ) -> Result<Snapshot> {
+        let base = Base {
+            version,
+            build: build.clone(),
+        };
+        let current = GenName::Base(build.clone());
+        let sources = self.sources_of(&current, &base)?;
+        Ok(Snapshot {
+            base_system_version: SystemVersion {
+                product_name: self.info().platform.name().to_owned(),
+                version,
+                build,
+                extra: None,
+            },
+            base,
+            active: None,
+            staged: None,
+            current,
+            proposed: None,
+            sources,
+            staged_sources: None,
+        })
+    }
+
     /// Reads the content state.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let base_system_version = self.base_system_version()?;
@@ -168,7 +200,16 @@ impl Device {
         let current = self.current()?;
         let sources = self.sources_of(&current, &base)?;
         let active = self.present(&current, &base, &sources)?;
-        let proposed = self.proposed()?;
+        // A `proposed` link that no longer means anything (it names `current`, a generation that
+        // is gone, or a response no newer than the active one) is what a restart or an apply cut
+        // short leaves; recovery removes it, and it stages nothing meanwhile.
+        let proposed = self.proposed()?.filter(|p| {
+            *p != current
+                && self
+                    .root()
+                    .exists_nofollow(self.generation_path(p))
+                    .unwrap_or(true)
+        });
         let (staged, staged_sources) = match &proposed {
             None => (None, None),
             Some(g) => {
@@ -180,6 +221,16 @@ impl Device {
                 };
                 (staged, Some(sources))
             }
+        };
+        let stale = match (&active, &staged) {
+            (Some(a), Some(Staged::Install(s))) => s.version <= a.version,
+            (None, Some(Staged::Remove)) => true,
+            _ => false,
+        };
+        let (staged, staged_sources, proposed) = if stale {
+            (None, None, None)
+        } else {
+            (staged, staged_sources, proposed)
         };
         Ok(Snapshot {
             base_system_version,

@@ -351,7 +351,9 @@ pub fn apply_verified(
     let suppliers = suppliers(&bundle, &snapshot);
     tx.begin()?;
     {
+        tx.phase("staging");
         let name = stage::stage(device, &mut bundle, &suppliers, progress)?;
+        tx.phase("switching");
         let layout = device.layout();
         let switch = if has_os {
             layout.proposed()

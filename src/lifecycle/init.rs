@@ -13,7 +13,7 @@ use crate::device::base_content::lay_down_base;
 use crate::device::layout::{self, Layout};
 use crate::device::records::{self, DeviceInfo, Power, RECORD_FORMAT, Settings};
 use crate::device::trust;
-use crate::device::{Access, DeviceLock, Root, SystemVersion};
+use crate::device::{DeviceLock, Holder, Root, SystemVersion};
 use crate::error::IoContext;
 use crate::history::{self, Entry};
 use crate::platform::{Chip, Cryptex, Platform};
@@ -208,7 +208,7 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
             .ctx("creating", root.show(layout::DB))?;
     }
     let _lock = if replaced {
-        let lock = DeviceLock::acquire(&root, Access::Change, opts.wait, "bsi init --force")?;
+        let lock = DeviceLock::acquire(&root, opts.wait, Holder::this("init", &clock.stamp()))?;
         clear(&root)?;
         Some(lock)
     } else {

@@ -107,6 +107,11 @@ impl<'d> Tx<'d> {
         self.clock
     }
 
+    /// Tells readers what the operation is doing now (`staging`, `switching`, ...).
+    pub fn phase(&self, phase: &str) {
+        self.device.set_phase(phase);
+    }
+
     /// Writes the journal (durably) if it is not open yet. Call right before the first change.
     pub fn begin(&mut self) -> Result<()> {
         if !self.open {

@@ -24,24 +24,26 @@ use std::time::Duration;
 
 use crate::Result;
 use crate::clock::Clock;
-use crate::device::{Access, Device};
+use crate::device::{Access, Device, Holder};
 
-/// Opens the device at `root` with `access`, recovering an interrupted operation first.
-pub fn open(
-    root: &Path,
-    access: Access,
-    wait: Duration,
-    command: &str,
-    clock: &Clock,
-) -> Result<Device> {
-    let mut device = Device::open(root, access, wait, command)?;
+/// Opens the device at `root` to change it as `command`: takes the lock, then recovers an
+/// interrupted operation first.
+pub fn open_to_change(root: &Path, wait: Duration, command: &str, clock: &Clock) -> Result<Device> {
+    let device = Device::open(
+        root,
+        Access::Change,
+        wait,
+        Holder::this(command, &clock.stamp()),
+    )?;
     if journal::read(&device)?.is_some() {
-        if device.access() == Access::Read {
-            // Recovery changes the device: take the lock exclusively first. Another command may
-            // have recovered meanwhile; `recover` finds no journal then and does nothing.
-            device.upgrade_lock(wait, command)?;
-        }
+        device.set_phase("recovering");
         recover::recover(&device, clock)?;
     }
+    device.set_phase("checking");
     Ok(device)
+}
+
+/// Opens the device at `root` to read it: no lock, no recovery, no write of any kind.
+pub fn open_to_read(root: &Path) -> Result<Device> {
+    Device::open(root, Access::Read, Duration::ZERO, Holder::this("", ""))
 }

@@ -65,20 +65,9 @@ pub(crate) fn tidy(device: &Device) -> Result<Vec<String>> {
         None
     };
     if let Some(p) = proposed {
-        let current = device.current()?;
-        let gen_exists = root
-            .exists_nofollow(device.generation_path(&p))
-            .ctx("reading", root.show(device.generation_path(&p)))?;
-        let stale = if !gen_exists || p == current {
-            true
-        } else {
-            let snapshot = device.snapshot()?;
-            match (&snapshot.active, snapshot.staged_install()) {
-                (None, None) => p.is_base(),
-                (Some(a), Some(s)) => s.version <= a.version,
-                _ => false,
-            }
-        };
+        // The snapshot drops a `proposed` link that means nothing any more (it names `current`,
+        // a generation that is gone, or no newer response): remove such a link.
+        let stale = device.snapshot().map_or(true, |s| s.proposed.is_none());
         if stale {
             root.remove_durable(&proposed_rel)
                 .ctx("removing", root.show(&proposed_rel))?;

@@ -183,6 +183,7 @@ pub fn update(
         return Ok(outcome);
     }
     tx.begin()?;
+    tx.phase("laying down the new base");
     let info = device.info();
     lay_down_base(
         device.root(),

@@ -328,6 +328,17 @@ pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome
             ),
         });
     }
+    if device.operation().is_none()
+        && let Some(j) = super::journal::read(device)?
+    {
+        found.push(Problem {
+            damage: Damage::Structure,
+            message: format!(
+                "an interrupted {} (pid {}) is waiting to be recovered",
+                j.op, j.pid
+            ),
+        });
+    }
     found.extend(
         super::recover::record_problems(device)
             .into_iter()

@@ -73,9 +73,9 @@ pub trait Recorded {
     }
 }
 
-/// Opens the device for reading.
+/// Opens the device for reading: no lock, no recovery, nothing written.
 pub(crate) fn open_read(env: &Env) -> Result<Device> {
-    lifecycle::open(&env.root, Access::Read, env.wait, &env.command, &env.clock)
+    lifecycle::open_to_read(&env.root)
 }
 
 /// Directories where a write cut short can leave a `.bsi-tmp.*` record temporary.
@@ -91,13 +91,7 @@ pub(crate) fn change<T: Recorded>(
     target: Option<String>,
     body: impl FnOnce(&mut Tx<'_>) -> Result<T>,
 ) -> Result<Done<T>> {
-    let device = lifecycle::open(
-        &env.root,
-        Access::Change,
-        env.wait,
-        &env.command,
-        &env.clock,
-    )?;
+    let device = lifecycle::open_to_change(&env.root, env.wait, action, &env.clock)?;
     let mut tx = Tx::new(&device, &env.clock, action);
     if dry_run {
         return body(&mut tx).map(|value| Done {
@@ -112,6 +106,7 @@ pub(crate) fn change<T: Recorded>(
     }
     let before = device.snapshot().ok().map(|s| s.version_label());
     let result = body(&mut tx);
+    device.set_phase("recording");
     let after = device.snapshot().ok().map(|s| s.version_label());
     let mut entry = Entry::new(&env.clock, action);
     entry.before = before;
@@ -168,7 +163,9 @@ pub fn apply(
     let target = Some(crate::untrusted::clip(&opts.bundle.display().to_string()));
     let mut warnings = Vec::new();
     let mut done = change(env, "apply", opts.dry_run, target, |tx| {
-        let result = apply::apply(tx, opts, progress);
+        let result = apply::apply(tx, opts, progress).map_err(|e| {
+            crate::interrupt::saying(e, "nothing was applied; the device is as it was")
+        });
         if !opts.dry_run
             && let Err(e) = report::record_apply(tx.device(), tx.clock(), &result)
         {
@@ -240,7 +237,12 @@ pub fn repair(env: &Env, opts: &RepairOptions, progress: &dyn Progress) -> Resul
     } else {
         crate::device::rebuild_record(&env.root, &env.clock.stamp())?
     };
-    let device = Device::open(&env.root, Access::Change, env.wait, &env.command)?;
+    let device = Device::open(
+        &env.root,
+        Access::Change,
+        env.wait,
+        crate::device::Holder::this("repair", &env.clock.stamp()),
+    )?;
     let mut outcome = recover::repair(&device, &env.clock, opts, progress)?;
     outcome.actions.splice(0..0, rebuilt);
     Ok(outcome)
@@ -250,14 +252,26 @@ pub fn repair(env: &Env, opts: &RepairOptions, progress: &dyn Progress) -> Resul
 pub fn status(env: &Env, requirement: Option<&str>) -> Result<(Status, Option<Error>)> {
     let requirement = requirement.map(require::Requirement::parse).transpose()?;
     let device = open_read(env)?;
-    let s = status::collect(&device)?;
-    let unmet = requirement.and_then(|r| require::check(&s, r).err());
+    let (s, snapshot) = status::collect::collect_with_snapshot(&device)?;
+    let active = snapshot.active.as_ref().map(|a| a.version);
+    let unmet = requirement.and_then(|r| require::check(snapshot.base.version, active, r).err());
     Ok((s, unmet))
 }
 
-/// `bsi verify`, and the error it exits with when something is wrong.
+/// `bsi verify`, and the error it exits with when something is wrong. A change that another
+/// bsi makes meanwhile (a switch, old content removed) can look like damage to a reader that
+/// holds no lock: then it verifies again once the change is done.
 pub fn verify(env: &Env, progress: &dyn Progress) -> Result<(VerifyOutcome, Option<Error>)> {
     let device = open_read(env)?;
+    for _ in 0..200 {
+        let busy = device.operation().is_some();
+        let result = verify::verify(&device, progress);
+        let clean = matches!(&result, Ok((_, None)));
+        if clean || !(busy || device.operation().is_some()) {
+            return result;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     verify::verify(&device, progress)
 }
 
@@ -283,21 +297,19 @@ pub fn inspect_with_device_trust(
     bundle: &Path,
     progress: &dyn Progress,
 ) -> Result<(inspect::Report, Option<Error>)> {
-    let device = open_read(env).map_err(|e| match e {
-        Error::NoDevice { root } => Error::usage(
-            format!(
-                "no key to check the signature against: no --key, and no bsi device at {}",
-                root.display()
-            ),
-            "pass --key KEY.pub, or --root DIR of a device that trusts the signer",
-        ),
-        other => other,
-    })?;
+    let device = match open_read(env) {
+        Ok(device) => device,
+        // No device and no key: the bundle is shown, its signature not checked.
+        Err(Error::NoDevice { .. }) => return inspect::inspect(bundle, None, progress),
+        Err(e) => return Err(e),
+    };
     let trusted = crate::device::trust::load(device.root())?;
     inspect::inspect(
         bundle,
-        &trusted,
-        &format!("the trusted keys of the device at {}", env.root.display()),
+        Some((
+            &trusted,
+            &format!("the trusted keys of the device at {}", env.root.display()),
+        )),
         progress,
     )
 }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use super::model::{
     AutoSourceStatus, AutomaticInstallStatus, DdmStatus, DeclarationStatus, DeviceStatus,
-    LastOperationStatus, OsStatus, PolicyStatus, PowerStatus, ResponseStatus, RollbackStatus,
-    SCHEMA_VERSION, SafariStatus, StagedAction, StagedStatus, Status,
+    LastOperationStatus, OsStatus, PolicyStatus, PowerStatus, RecoveryAction, RecoveryPending,
+    ResponseStatus, RollbackStatus, SCHEMA_VERSION, SafariStatus, StagedAction, StagedStatus,
+    Status,
 };
 use crate::device::layout::INCLUDED_RECORD;
 use crate::device::records::Included;
@@ -95,17 +96,70 @@ fn lenient<T: Default>(read: Result<T>, notes: &mut Vec<String>) -> Result<T> {
     }
 }
 
-/// Collects the status of `device`.
+/// How often a reader reads again when a change in flight made the state disagree with itself.
+const RETRIES: u32 = 100;
+
+/// Collects the status of `device`. A reader holds no lock: when a change switches state while
+/// this reads (one link already moved, a generation already gone), the parts disagree; then it
+/// reads again, so what it returns is always one committed state.
 pub fn collect(device: &Device) -> Result<Status> {
+    collect_with_snapshot(device).map(|(s, _)| s)
+}
+
+/// [`collect`], with the typed snapshot the status was made from (for `--require`).
+pub fn collect_with_snapshot(device: &Device) -> Result<(Status, Snapshot)> {
+    let mut attempt = 0;
+    loop {
+        match collect_once(device) {
+            Ok(s) => return Ok(s),
+            Err(_) if attempt < RETRIES && device.operation().is_some() => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
+    let operation = device.operation();
+    let journal = if operation.is_none() {
+        crate::lifecycle::journal::read(device)?
+    } else {
+        None
+    };
+    let committed = journal.as_ref().and_then(|j| j.commit.clone());
+    let recovery_pending = if operation.is_none() {
+        journal.map(|j| RecoveryPending {
+            command: j.op,
+            pid: j.pid,
+            started_at: j.started,
+            will: if j.commit.is_some() {
+                RecoveryAction::Complete
+            } else {
+                RecoveryAction::Tidy
+            },
+        })
+    } else {
+        None
+    };
     let info = device.info();
-    let snapshot = device.snapshot()?;
+    // A committed update cut short is the new base already: recovery only completes it. Report
+    // the state its completion gives, whatever files it had switched.
+    let snapshot = match &committed {
+        Some(c) => device.snapshot_committed(c.version.parse()?, c.build.parse()?)?,
+        None => device.snapshot()?,
+    };
     let policy = policy(device)?;
     let power_record = device.power()?;
     let rule = power::rule(info);
     let rollback_reason = rollback_refusal(&snapshot, &policy);
     let mut notes = Vec::new();
     let last_operation = lenient(history::last(device.root()), &mut notes)?;
-    let included = lenient(included(device, &snapshot), &mut notes)?;
+    let included = match &committed {
+        Some(c) if c.build == snapshot.base.build.as_str() => c.included.clone(),
+        _ => lenient(included(device, &snapshot), &mut notes)?,
+    };
     let safari = match safari(device, &snapshot) {
         Err(e @ Error::Damaged { .. }) => {
             notes.push(format!("{e}; `bsi repair` rebuilds it"));
@@ -220,6 +274,9 @@ pub fn collect(device: &Device) -> Result<Status> {
                 .map(|a| a.version.extra.to_string()),
         },
         notes,
+        version: snapshot.version_label(),
+        operation,
+        recovery_pending,
     };
-    Ok(status)
+    Ok((status, snapshot))
 }

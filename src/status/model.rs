@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::device::{Chip, Platform};
+use crate::device::{Chip, Holder, Platform};
 use crate::history::OpResult;
 
 /// The schema version this bsi writes.
@@ -47,6 +47,38 @@ pub struct Status {
     pub ddm: DdmStatus,
     /// Explanations a person should see (e.g. why a response waits for a deferred update).
     pub notes: Vec<String>,
+    /// The full version the device runs: `26.3.1 (a)` with a response active, else `26.3.1`.
+    pub version: String,
+    /// A change another bsi is making right now (this status is the last committed state);
+    /// null when no change is in flight.
+    pub operation: Option<Holder>,
+    /// An operation that was cut short (killed, power lost) and that the next changing command
+    /// or `bsi repair` will finish or undo; null when there is none.
+    pub recovery_pending: Option<RecoveryPending>,
+}
+
+/// An interrupted operation waiting for recovery.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveryPending {
+    /// The command that was cut short, e.g. `apply`.
+    pub command: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started, RFC 3339.
+    pub started_at: String,
+    /// What recovery will do: complete it (a committed update) or put the device back to the
+    /// state before it.
+    pub will: RecoveryAction,
+}
+
+/// What recovery will do with an interrupted operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecoveryAction {
+    /// Finish it: it had committed (an update or upgrade).
+    Complete,
+    /// Tidy up: the device is in the state of the operation's last completed step.
+    Tidy,
 }
 
 /// The kind of device.

@@ -4,9 +4,7 @@
 //! (`26.4`) is met by that base or any later one.
 
 use crate::version::{OsVersion, ResponseVersion};
-use crate::{Error, Result};
-
-use super::Status;
+use crate::{Error, RequireGap, Result};
 
 /// What `--require` asks for.
 #[derive(Clone, Copy, Debug)]
@@ -28,29 +26,98 @@ impl Requirement {
     }
 }
 
-/// Checks `requirement` against collected status; exit 9 when not met.
-pub fn check(status: &Status, requirement: Requirement) -> Result<()> {
-    let base: OsVersion = status.os.version.parse()?;
-    let active: Option<ResponseVersion> = match &status.active {
-        Some(a) => Some(a.version.parse()?),
-        None => None,
-    };
-    let met = match requirement {
-        Requirement::Os(v) => base >= v,
-        Requirement::Response(r) => {
-            base.includes_responses_of(&r.os) || active.is_some_and(|a| a.os == r.os && a >= r)
+/// Checks `requirement` against the device's typed state (its base version and its active
+/// response); exit 9 when not met, saying what it would take.
+pub fn check(
+    base: OsVersion,
+    active: Option<ResponseVersion>,
+    requirement: Requirement,
+) -> Result<()> {
+    let later = |v: OsVersion| {
+        if v.major() == base.major() {
+            RequireGap::OsUpdate {
+                version: v.to_string(),
+            }
+        } else {
+            RequireGap::OsUpgrade {
+                version: v.to_string(),
+            }
         }
     };
-    if met {
-        Ok(())
-    } else {
-        let actual = active.map_or_else(|| base.to_string(), |a| a.to_string());
-        Err(Error::RequireNotMet {
-            required: match requirement {
-                Requirement::Response(r) => r.to_string(),
-                Requirement::Os(v) => v.to_string(),
-            },
-            actual,
-        })
+    let gap = match requirement {
+        Requirement::Os(v) if base >= v => return Ok(()),
+        Requirement::Os(v) => later(v),
+        Requirement::Response(r) => {
+            if base.includes_responses_of(&r.os) || active.is_some_and(|a| a.os == r.os && a >= r) {
+                return Ok(());
+            }
+            match r.os.cmp(&base) {
+                std::cmp::Ordering::Equal => RequireGap::Response,
+                std::cmp::Ordering::Greater => later(r.os),
+                std::cmp::Ordering::Less => RequireGap::Never,
+            }
+        }
+    };
+    Err(Error::RequireNotMet {
+        required: match requirement {
+            Requirement::Response(r) => r.to_string(),
+            Requirement::Os(v) => v.to_string(),
+        },
+        actual: active.map_or_else(|| base.to_string(), |a| a.to_string()),
+        gap,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_unmet_requirement_says_what_it_takes() {
+        let v = |s: &str| s.parse::<OsVersion>().unwrap();
+        let r = |s: &str| s.parse::<ResponseVersion>().unwrap();
+        let base = v("26.3.1");
+        let a = Some(r("26.3.1 (b)"));
+        let gap = |req: &str, active: Option<ResponseVersion>| match check(
+            base,
+            active,
+            Requirement::parse(req).unwrap(),
+        ) {
+            Ok(()) => None,
+            Err(Error::RequireNotMet { gap, .. }) => Some(gap),
+            Err(e) => panic!("{e}"),
+        };
+        let table: [(&str, Option<ResponseVersion>, Option<RequireGap>); 9] = [
+            ("26.3.1 (a)", a, None),
+            ("26.3.1 (b)", a, None),
+            ("26.3.1 (c)", a, Some(RequireGap::Response)),
+            ("26.3 (f)", None, None),
+            ("26.3.1", None, None),
+            (
+                "26.4",
+                a,
+                Some(RequireGap::OsUpdate {
+                    version: "26.4".into(),
+                }),
+            ),
+            (
+                "26.4 (a)",
+                a,
+                Some(RequireGap::OsUpdate {
+                    version: "26.4".into(),
+                }),
+            ),
+            (
+                "27.0",
+                a,
+                Some(RequireGap::OsUpgrade {
+                    version: "27.0".into(),
+                }),
+            ),
+            ("25.0 (a)", a, Some(RequireGap::Never)),
+        ];
+        for (req, active, want) in table {
+            assert_eq!(gap(req, active), want, "{req}");
+        }
     }
 }

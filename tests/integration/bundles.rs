@@ -96,7 +96,11 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
         key.as_os_str(),
     ])
     .ok();
-    device.refuses(["apply".as_ref(), b.as_os_str()], 6, "does not verify");
+    device.refuses(
+        ["apply".as_ref(), b.as_os_str()],
+        6,
+        "which this device does not trust",
+    );
     let public = tmp.path().join("admin.key.pub");
     device
         .bsi(["trust".as_ref(), "add".as_ref(), public.as_os_str()])
@@ -238,7 +242,7 @@ fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
 }
 
 #[test]
-fn inspect_without_key_or_device_says_what_to_do() {
+fn inspect_without_key_or_device_shows_the_bundle_and_who_signed_it() {
     let tmp = tempfile::tempdir().unwrap();
     bsi([
         "--root".as_ref(),
@@ -247,7 +251,20 @@ fn inspect_without_key_or_device_says_what_to_do() {
         "inspect".as_ref(),
         bundle("macos-26.3.1-a.bsi").as_os_str(),
     ])
-    .refused(2, "--key");
+    .ok()
+    .stdout_has("response:    macOS 26.3.1 (a) (25D771280a)")
+    .stdout_has("not checked (no --key, and no device to trust it)")
+    .stdout_has("payload:     every size and SHA-256 matches");
+    let unsigned = fixtures().join("bad/unsigned.bsi");
+    bsi([
+        "--root".as_ref(),
+        tmp.path().join("none").as_os_str(),
+        "bundle".as_ref(),
+        "inspect".as_ref(),
+        unsigned.as_os_str(),
+    ])
+    .ok()
+    .stdout_has("signature:   not signed");
     bsi([
         "bundle".as_ref(),
         "inspect".as_ref(),

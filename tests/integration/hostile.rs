@@ -599,3 +599,138 @@ mod races {
         before.assert_same(&d.tree());
     }
 }
+
+/// SIGINT and SIGTERM during long work: the command cleans up, says in one line what state things
+/// are in, exits 130 or 143, and records the interruption.
+#[cfg(feature = "failpoints")]
+mod signals {
+    use super::*;
+
+    /// Runs bsi with `args` paused at `point`, sends `signal` meanwhile, and returns its output.
+    fn signalled(args: &[&std::ffi::OsStr], point: &str, signal: &str) -> std::process::Output {
+        let child = Command::new(bin())
+            .args(args)
+            .env("FAILPOINTS", format!("{point}=sleep(800)"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .unwrap()
+                .success()
+        );
+        child.wait_with_output().unwrap()
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.contains("tmp") {
+                    out.push(e.path().display().to_string());
+                }
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_interrupted_apply_cleans_up_and_says_so() {
+        let d = Device::new();
+        let before = d.tree();
+        let out = signalled(
+            &[
+                os("--root"),
+                d.root.as_os_str(),
+                os("--now"),
+                os(NOW),
+                os("apply"),
+                bundle("macos-26.3.1-a.bsi").as_os_str(),
+            ],
+            "apply.checked",
+            "INT",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(
+            stderr.starts_with(
+                "error: interrupted by SIGINT: nothing was applied; the device is as it was\n"
+            ),
+            "{stderr}"
+        );
+        before.assert_same(&d.tree());
+        assert!(leftovers(&d.root).is_empty(), "{:?}", leftovers(&d.root));
+        assert_eq!(d.status()["last_operation"]["result"], "interrupted");
+        d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
+            .ok();
+    }
+
+    #[test]
+    fn interrupted_create_and_pack_leave_no_temporaries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("os");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("f"), b"payload").unwrap();
+        let out_dir = tmp.path().join("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        let created = out_dir.join("x.bsi");
+        let out = signalled(
+            &[
+                os("bundle"),
+                os("create"),
+                os("--product"),
+                os("macOS"),
+                os("--version"),
+                os("26.3.1"),
+                os("--prerequisite"),
+                os("25D2128"),
+                os("--extra"),
+                os("(a)"),
+                os("--build"),
+                os("25D771280a"),
+                os("--os"),
+                tree.as_os_str(),
+                os("--out"),
+                created.as_os_str(),
+            ],
+            "create.copying",
+            "TERM",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(143), "{stderr}");
+        assert!(
+            stderr.contains("interrupted by SIGTERM: no bundle was written"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+        let tar = out_dir.join("a.bsi.tar");
+        let out = signalled(
+            &[
+                os("bundle"),
+                os("pack"),
+                bundle("macos-26.3.1-a.bsi").as_os_str(),
+                os("--out"),
+                tar.as_os_str(),
+            ],
+            "pack.copying",
+            "INT",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(
+            stderr.contains("interrupted by SIGINT: no tar was written"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,107 @@
+//! `bsi status --get KEY`: one raw value of `status --json`, like `sw_vers -productVersion` or
+//! `git config --get`. A key path is the JSON keys joined by dots; a key that itself holds dots
+//! (the DDM item names under `ddm`) is matched whole (`ddm.device.operating-system.version`).
+
+use serde_json::Value;
+
+use crate::status::Status;
+use crate::{Error, Result};
+
+/// The value at `key` in `status`, as text: a string raw, null as an empty line, anything else as
+/// compact JSON.
+pub(super) fn value(status: &Status, key: &str) -> Result<String> {
+    let tree = serde_json::to_value(status).unwrap_or(Value::Null);
+    let found = lookup(&tree, key).ok_or_else(|| {
+        let mut keys = Vec::new();
+        paths(&tree, "", &mut keys);
+        Error::usage(
+            format!(
+                "`{}` is not a key of `bsi status --json`",
+                crate::untrusted::clip(key)
+            ),
+            format!("valid keys: {}", keys.join(", ")),
+        )
+    })?;
+    Ok(match found {
+        Value::String(s) => format!("{s}\n"),
+        Value::Null => "\n".to_owned(),
+        other => format!("{other}\n"),
+    })
+}
+
+/// Follows `key` through objects, matching the longest run of dot-separated parts that is a key
+/// at each level, and through arrays by index.
+fn lookup<'v>(tree: &'v Value, key: &str) -> Option<&'v Value> {
+    if key.is_empty() {
+        return Some(tree);
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    for take in (1..=parts.len()).rev() {
+        let head = parts[..take].join(".");
+        let rest = parts[take..].join(".");
+        let child = match tree {
+            Value::Object(map) => map.get(&head),
+            Value::Array(items) => head.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        if let Some(found) = child.and_then(|c| lookup(c, &rest)) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Every key path of `tree` that leads to a value (objects are followed, arrays are not).
+fn paths(tree: &Value, prefix: &str, out: &mut Vec<String>) {
+    if let Value::Object(map) = tree {
+        for (k, v) in map {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if matches!(v, Value::Object(m) if !m.is_empty()) {
+                paths(v, &path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_keys_with_and_without_dots() {
+        let tree = serde_json::json!({
+            "version": "26.3.1 (a)",
+            "active": {"build": "25D771280a", "cryptexes": ["App", "OS"]},
+            "staged": null,
+            "ddm": {"device.operating-system.version": "26.3.1"},
+        });
+        assert_eq!(
+            lookup(&tree, "version"),
+            Some(&serde_json::json!("26.3.1 (a)"))
+        );
+        assert_eq!(
+            lookup(&tree, "active.build"),
+            Some(&serde_json::json!("25D771280a"))
+        );
+        assert_eq!(
+            lookup(&tree, "active.cryptexes.1"),
+            Some(&serde_json::json!("OS"))
+        );
+        assert_eq!(
+            lookup(&tree, "ddm.device.operating-system.version"),
+            Some(&serde_json::json!("26.3.1"))
+        );
+        assert_eq!(lookup(&tree, "staged"), Some(&Value::Null));
+        assert_eq!(lookup(&tree, "staged.version"), None);
+        assert_eq!(lookup(&tree, "nope"), None);
+        let mut keys = Vec::new();
+        paths(&tree, "", &mut keys);
+        assert!(keys.contains(&"ddm.device.operating-system.version".to_owned()));
+    }
+}
