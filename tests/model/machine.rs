@@ -192,6 +192,9 @@ struct Status {
     last_operation: serde::de::IgnoredAny,
     ddm: BTreeMap<String, Option<String>>,
     notes: Vec<String>,
+    version: String,
+    operation: Option<serde_json::Value>,
+    recovery_pending: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,6 +293,9 @@ fn check(real: &mut Real, m: &Model, context: &str) {
     assert_eq!(s.device.portable, m.kind.portable, "{context}");
     assert_eq!(s.device.supervised, m.kind.supervised, "{context}");
     assert_eq!(s.os.version, version_text(m.version), "{context}: os");
+    assert_eq!(s.version, m.label(), "{context}: version");
+    assert_eq!(s.operation, None, "{context}: nothing in flight");
+    assert_eq!(s.recovery_pending, None, "{context}: nothing to recover");
     assert_eq!(s.os.build, m.build.0, "{context}: os build");
     match (m.active, &s.active) {
         (None, None) => {}
