@@ -22,8 +22,16 @@ Examples:
   bsi --root /tmp/mac status --json             schema version 1 (docs/status.schema.json)
   bsi --root /tmp/mac rollback --restart        back to the base OS
 
+Versions:
+  26.3.1              an OS version: MAJOR.MINOR[.PATCH] (26.4.0 is 26.4)
+  \"26.3.1 (a)\"        a response: its base version, a space, its letter ((a) ... (z), (aa) ...)
+  25D2128             a base build: the release number, a train letter and a number
+  25D771280a          a response's build: its base's train, 77, the base number's last three
+                      digits, 0 and one letter (20F75 -> 20F770750b)
+
 Exit codes: 0 ok or nothing to do, 1 failed, 2 usage, 3 power gate, 4 policy, 5 not applicable,
-6 bundle rejected, 7 busy, 8 no device or damaged, 9 --require not met (docs/cli.md).";
+6 bundle rejected, 7 busy, 8 no device or damaged, 9 --require not met, 130/143 interrupted
+(docs/cli.md). With --json, an error is one JSON object on stderr (docs/error.schema.json).";
 
 /// Manage Apple Background Security Improvements on a simulated device.
 ///

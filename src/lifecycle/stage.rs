@@ -118,6 +118,7 @@ pub(crate) fn stage(
     root.dir()
         .create_dir(&staging)
         .ctx("creating", root.show(&staging))?;
+    crate::faults::pause_point!("stage.streaming");
     let result = fill(device, bundle, suppliers, &staging, progress);
     if let Err(e) = result {
         let _ = root.remove_tree_if_exists(&staging);

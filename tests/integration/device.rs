@@ -253,6 +253,26 @@ fn power_and_settings() {
 }
 
 #[test]
+fn error_schema_is_current() {
+    let generated = bsi::ErrorReport::schema();
+    let path = repo().join("docs/error.schema.json");
+    if std::env::var_os("BSI_UPDATE_SCHEMA").is_some() {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+            .unwrap_or_default();
+    assert_eq!(
+        committed, generated,
+        "docs/error.schema.json is stale: run `BSI_UPDATE_SCHEMA=1 cargo test --all-features error_schema`"
+    );
+}
+
+#[test]
 fn status_schema_is_current_and_validates_status() {
     let generated = bsi(["status", "--schema"]).ok().json();
     let path = repo().join("docs/status.schema.json");

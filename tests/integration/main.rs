@@ -30,4 +30,5 @@ mod harness;
 mod hostile;
 mod lifecycle;
 mod management;
+mod reading;
 mod truth;
