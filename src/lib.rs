@@ -36,6 +36,9 @@ pub mod declarations;
 pub mod device;
 mod error;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gates;
 pub mod history;
 pub mod input;

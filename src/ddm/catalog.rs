@@ -191,7 +191,12 @@ impl Catalog {
     /// Reads a catalog file, judging expiry at `clock`.
     pub fn load(path: &Path, clock: &Clock) -> Result<Self> {
         let bytes = crate::input::read_named(path, MAX_CATALOG_BYTES, "catalog")?;
-        let value: Value = serde_json::from_slice(&bytes)
+        Self::parse(&bytes, path, clock)
+    }
+
+    /// Parses catalog bytes; `path` names them in messages.
+    pub fn parse(bytes: &[u8], path: &Path, clock: &Clock) -> Result<Self> {
+        let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| bad(path, format!("it is not JSON ({e})")))?;
         let top = value
             .as_object()

@@ -1,0 +1,7 @@
+//! Fuzzes the device's JSON records, journal and lock holder. The work is `bsi::fuzzing::records`; run with
+//! `-rss_limit_mb=256 -timeout=2` (docs/reliability.md) so that costly inputs count as findings.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| bsi::fuzzing::records(data));
