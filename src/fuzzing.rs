@@ -79,6 +79,32 @@ fn open_and_read(path: &Path) {
 pub fn declaration(data: &[u8]) {
     if let Ok(d) = Declaration::parse(data, "fuzz.json") {
         assert!(!d.identifier.is_empty());
+        // What the device makes of it, next to an activation of it: states, reasons, predicate.
+        let facts = crate::declarations::support::DeviceFacts::new(
+            crate::platform::Platform::MacOs,
+            crate::version::OsVersion::new(26, 3, 1),
+            true,
+        );
+        let states = crate::declarations::state::evaluate(vec![d], &facts, &|name| {
+            (name == "device.operating-system.family")
+                .then(|| crate::declarations::predicate::StatusValue::Text("macOS".to_owned()))
+        });
+        assert_eq!(states.len(), 1);
+    }
+}
+
+/// An activation predicate: parsing is bounded and evaluation never panics.
+pub fn predicate(data: &[u8]) {
+    use crate::declarations::predicate::{Predicate, StatusValue};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(p) = Predicate::parse(text) {
+        let _ = p.evaluate(&|name| match name.len() % 3 {
+            0 => Some(StatusValue::Text(name.to_owned())),
+            1 => Some(StatusValue::Number(name.len() as f64)),
+            _ => None,
+        });
     }
 }
 
@@ -101,7 +127,9 @@ pub fn system_version(data: &[u8]) {
 
 /// The device's JSON records, each as its own type.
 pub fn records(data: &[u8]) {
-    use crate::device::records::{DeviceInfo, Failure, Included, InstallReason, Power, SafariRecord, Settings};
+    use crate::device::records::{
+        DeviceInfo, Failure, Included, InstallReason, Power, SafariRecord, Settings,
+    };
     let _ = serde_json::from_slice::<DeviceInfo>(data);
     let _ = serde_json::from_slice::<Power>(data);
     let _ = serde_json::from_slice::<Settings>(data);
@@ -113,7 +141,9 @@ pub fn records(data: &[u8]) {
     let _ = serde_json::from_slice::<crate::history::LastOperation>(data);
     let _ = serde_json::from_slice::<crate::lifecycle::journal::Journal>(data);
     let _ = serde_json::from_slice::<crate::device::Holder>(data);
-    let _ = serde_json::from_slice::<std::collections::BTreeMap<String, crate::device::origins::Origin>>(data);
+    let _ = serde_json::from_slice::<
+        std::collections::BTreeMap<String, crate::device::origins::Origin>,
+    >(data);
 }
 
 /// The version engine's parsers: what parses prints back to the same value.

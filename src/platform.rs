@@ -45,6 +45,13 @@ impl Platform {
         }
     }
 
+    /// Does a device of this platform take a bundle made for `product`? iPadOS takes iOS bundles
+    /// and builds, as Apple publishes one release for both (its catalog lists iPadOS under iOS).
+    #[must_use]
+    pub fn takes_bundles_for(self, product: Platform) -> bool {
+        self == product || (self == Platform::IpadOs && product == Platform::Ios)
+    }
+
     /// Parses Apple's product name.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {

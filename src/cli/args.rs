@@ -125,7 +125,9 @@ pub enum Command {
     /// Remove a response: discard a staged one at once, or remove the active one at restart.
     Rollback(RollbackArgs),
     /// Simulate a minor OS update (e.g. 26.3.1 -> 26.4), which includes the old line's responses.
-    #[command(after_help = "Example:\n  bsi update --version 26.4 --build 25E100")]
+    #[command(
+        after_help = "Examples:\n  bsi update --version 26.4 --build 25E100\n  bsi update --version 26.4 --build 25E100 --catalog fixtures/catalog.json"
+    )]
     Update(UpdateArgs),
     /// Simulate a major OS upgrade (e.g. 26.4 -> 27.0); it includes no responses.
     #[command(after_help = "Example:\n  bsi upgrade --version 27.0 --build 26A100")]
@@ -151,8 +153,18 @@ pub enum Command {
         after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\""
     )]
     Lookup(LookupArgs),
-    /// Print a DDM StatusReport for the device's software update status items.
-    Report,
+    /// Print the DDM StatusReport a device sends: OS, declarations and software-update items.
+    #[command(
+        after_help = "A full report (FullReport true) by default. Real devices send only what changed since the
+report the server acknowledged: --changes prints those items (FullReport false), compared with
+the report last marked --delivered.
+
+Examples:
+  bsi report
+  bsi report --delivered            # print the full report and mark it delivered
+  bsi report --changes --delivered  # print what changed since, and mark this one delivered"
+    )]
+    Report(ReportArgs),
     /// Show the device's operation history.
     History(HistoryArgs),
     /// Re-hash the active content against its manifest and check the links (exit 8 on mismatch).
@@ -300,6 +312,10 @@ pub struct UpdateArgs {
     /// The new base build.
     #[arg(long, value_name = "BUILD")]
     pub build: String,
+    /// A software lookup catalog: a minor update includes every response it lists for the old
+    /// base, not only those this device saw (`update` only).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
     /// Show what would happen; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -381,6 +397,17 @@ pub struct AutoArgs {
     /// Show what the pass would do; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `bsi report`.
+#[derive(Debug, ClapArgs)]
+pub struct ReportArgs {
+    /// Only the items that changed since the report last marked delivered (FullReport false).
+    #[arg(long)]
+    pub changes: bool,
+    /// Record the report printed as delivered: the next --changes compares with it.
+    #[arg(long)]
+    pub delivered: bool,
 }
 
 /// `bsi lookup`.

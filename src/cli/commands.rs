@@ -125,6 +125,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 restart: a.restart,
                 dry_run: a.dry_run,
                 enforced_by: None,
+                trigger: apply::InstallTrigger::CommandLine,
             };
             let outcome = ops::apply(&env(ctx)?, &opts, ctx.progress.as_ref())?;
             done(Output::Apply(shown(outcome)))
@@ -139,9 +140,15 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             a.restart,
             a.dry_run,
         )?))),
-        Command::Update(a) => run_update(ctx, update::Kind::Minor, &a.version, &a.build, a.dry_run),
+        Command::Update(a) => run_update(ctx, update::Kind::Minor, &a),
         Command::Upgrade(a) => {
-            run_update(ctx, update::Kind::Major, &a.version, &a.build, a.dry_run)
+            if a.catalog.is_some() {
+                return Err(Error::usage(
+                    "--catalog applies to `bsi update`: a major upgrade includes no responses",
+                    "leave --catalog out",
+                ));
+            }
+            run_update(ctx, update::Kind::Major, &a)
         }
         Command::Power(a) => {
             let ac = if a.ac {
@@ -170,9 +177,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         Command::Policy(p) => {
             let env = env(ctx)?;
             match p {
-                PolicyCommand::Set { file, dry_run } => done(Output::PolicySet(shown(
-                    manage::policy_set(&env, &file, dry_run)?,
-                ))),
+                PolicyCommand::Set { file, dry_run } => {
+                    let (set, refusal) = manage::policy_set(&env, &file, dry_run)?;
+                    Ok((Output::PolicySet(shown(set)), refusal))
+                }
                 PolicyCommand::List => done(Output::PolicyList(manage::policy_list(&env)?)),
                 PolicyCommand::Remove {
                     identifier,
@@ -199,7 +207,11 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 cat.lookup(a.platform, a.version.as_deref())?,
             ))
         }
-        Command::Report => done(Output::Json(ops::report(&env(ctx)?)?)),
+        Command::Report(a) => done(Output::Json(ops::report(
+            &env(ctx)?,
+            a.changes,
+            a.delivered,
+        )?)),
         Command::History(a) => {
             let entries = ops::history(&env(ctx)?, a.limit)?;
             if a.limit == Some(0) {
@@ -252,16 +264,17 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
     }
 }
 
-fn run_update(
-    ctx: &Ctx,
-    kind: update::Kind,
-    version: &str,
-    build: &str,
-    dry_run: bool,
-) -> Result<Executed> {
-    let version = parse_os(version)?;
-    let build = parse_base_build(build)?;
-    let outcome = ops::update(&env(ctx)?, kind, version, &build, dry_run)?;
+fn run_update(ctx: &Ctx, kind: update::Kind, a: &super::args::UpdateArgs) -> Result<Executed> {
+    let version = parse_os(&a.version)?;
+    let build = parse_base_build(&a.build)?;
+    let outcome = ops::update(
+        &env(ctx)?,
+        kind,
+        version,
+        &build,
+        a.catalog.as_deref(),
+        a.dry_run,
+    )?;
     Ok((Output::Update(shown(outcome)), None))
 }
 

@@ -189,6 +189,9 @@ pub(super) fn status(out: &mut String, s: &Status, verbose: u8) {
             }
         }
     }
+    if let Some(p) = &s.prompt {
+        line(out, format!("prompt:     {p}"));
+    }
     if let Some(l) = &s.last_operation {
         let result = serde_json::to_value(l.result)
             .ok()

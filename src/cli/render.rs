@@ -229,21 +229,22 @@ impl Output {
                     }
                 };
                 line(&mut out, format!("{} ({}): {what}", p.identifier, p.kind));
+                line(&mut out, format!("  {}", state_words(p.active, p.valid)));
                 if !p.note.is_empty() {
                     line(&mut out, format!("  {}", p.note));
+                }
+                for r in p
+                    .reasons
+                    .iter()
+                    .filter(|r| r.code == "Error.UnknownPayloadKeys")
+                {
+                    line(&mut out, format!("  {}: {}", r.code, r.description));
                 }
             }
             Output::PolicyList(p) => {
                 line(
                     &mut out,
-                    format!(
-                        "supervised: {}",
-                        if p.supervised {
-                            "yes"
-                        } else {
-                            "no (settings declarations are ignored)"
-                        }
-                    ),
+                    format!("supervised: {}", if p.supervised { "yes" } else { "no" }),
                 );
                 if p.declarations.is_empty() {
                     line(&mut out, "no declarations");
@@ -251,9 +252,22 @@ impl Output {
                 for d in &p.declarations {
                     line(
                         &mut out,
-                        format!("{}  {}  token {}", d.identifier, d.kind, d.server_token),
+                        format!(
+                            "{}  {}  token {}  [{}]",
+                            d.identifier,
+                            d.kind,
+                            d.server_token,
+                            state_words(d.active, d.valid)
+                        ),
                     );
                     line(&mut out, format!("  {}", d.note));
+                    for r in d
+                        .reasons
+                        .iter()
+                        .filter(|r| r.code == "Error.UnknownPayloadKeys")
+                    {
+                        line(&mut out, format!("  {}: {}", r.code, r.description));
+                    }
                 }
             }
             Output::PolicyRemoved(p) => line(
@@ -434,4 +448,18 @@ impl Output {
         }
         out
     }
+}
+
+/// A declaration's state in words: `active, valid`.
+fn state_words(active: bool, valid: crate::declarations::state::Validity) -> String {
+    use crate::declarations::state::Validity;
+    format!(
+        "{}, {}",
+        if active { "active" } else { "not active" },
+        match valid {
+            Validity::Valid => "valid",
+            Validity::Invalid => "invalid",
+            Validity::Unknown => "validity unknown",
+        }
+    )
 }

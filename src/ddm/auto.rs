@@ -20,11 +20,13 @@ use serde::Serialize;
 use crate::bundle::source::Opened;
 use crate::bundle::{Bundle, BundleError};
 use crate::ddm::catalog::Catalog;
-use crate::ddm::report;
+use crate::ddm::software_update;
 use crate::device::Device;
+use crate::device::records::InstallTrigger;
 use crate::device::trust;
 use crate::lifecycle::apply::{self, ApplyOptions};
 use crate::lifecycle::journal::Tx;
+use crate::lifecycle::restart;
 use crate::progress::Progress;
 use crate::untrusted::clip;
 use crate::version::{Build, ResponseVersion};
@@ -52,6 +54,11 @@ pub struct AutoOutcome {
     pub declaration: Option<String>,
     /// The pass restarted the device.
     pub restarted: bool,
+    /// The response this pass staged (it waits for a restart), if any.
+    pub staged: Option<String>,
+    /// A response staged and waiting for the restart the user is prompted for (staged by this
+    /// pass or earlier).
+    pub prepared: Option<String>,
     /// Nothing was changed because of `--dry-run`.
     pub dry_run: bool,
     /// What it did and why, line by line.
@@ -119,7 +126,7 @@ fn scan(
             continue;
         }
         let m = &bundle.manifest;
-        if m.product != platform {
+        if !platform.takes_bundles_for(m.product) {
             continue;
         }
         if let Some(cat) = catalog {
@@ -169,27 +176,31 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
         .transpose()?;
     let (mut applicable, later) = scan(device, &opts.from, catalog.as_ref(), &mut log)?;
     crate::faults::pause_point!("auto.scanned");
-    let policy = crate::gates::policy::of(device)?;
     let snapshot = device.snapshot()?;
-    let newest_present = [
-        snapshot.active.as_ref().map(|a| a.version),
-        snapshot.staged_install().map(|p| p.version),
-    ]
-    .into_iter()
-    .flatten()
-    .max();
+    let policy = crate::gates::policy::of_with(device, &snapshot)?;
+    let staged = snapshot
+        .staged_install()
+        .map(|p| (p.version, p.build.clone()));
+    let active = snapshot.active.as_ref().map(|a| a.version);
+    let newest_present = [active, staged.as_ref().map(|(v, _)| *v)]
+        .into_iter()
+        .flatten()
+        .max();
     let mut outcome = AutoOutcome {
         installed: None,
         reason: None,
         declaration: None,
         restarted: false,
+        staged: None,
+        prepared: None,
         dry_run: opts.dry_run,
         log: Vec::new(),
     };
     let now = clock.local();
     let base = &snapshot.base;
+    let had_wanted = software_update::wanted(device).is_some();
 
-    // 1. Enforcement deadlines.
+    // 1. Enforcement declarations in effect.
     for (id, e) in &policy.enforcements {
         let due = e.target_local_date_time <= now;
         let deadline = e.target_local_date_time.format("%Y-%m-%dT%H:%M:%S");
@@ -219,13 +230,50 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
             ));
             continue;
         }
+        let wanted_build = |b: &Build| e.target_build_version.as_ref().is_none_or(|t| t == b);
+        // Prepared earlier (by this pass before the deadline, or by the user): the deadline
+        // restarts into it.
+        if let Some((version, build)) = &staged {
+            let satisfies = match &e.target_build_version {
+                Some(t) => t == build,
+                None => true,
+            };
+            let target_newer = applicable
+                .iter()
+                .filter(|c| wanted_build(&c.build))
+                .any(|c| c.version > *version);
+            if satisfies && !target_newer {
+                if !due {
+                    log.push(format!(
+                        "enforcement {id}: {version} is prepared; the device restarts into it at the deadline {deadline} local time unless the user restarts first"
+                    ));
+                    outcome.prepared = Some(version.to_string());
+                    continue;
+                }
+                log.push(format!(
+                    "enforcement {id}: the deadline {deadline} has passed; {} into {version}",
+                    if opts.dry_run {
+                        "would restart"
+                    } else {
+                        "restarting"
+                    }
+                ));
+                restart_into(
+                    tx,
+                    opts,
+                    id,
+                    &(version.to_string(), build.to_string()),
+                    &mut outcome,
+                    &mut log,
+                )?;
+                outcome.log = log;
+                return Ok(outcome);
+            }
+        }
         let target = applicable
             .iter()
             .enumerate()
-            .filter(|(_, c)| match &e.target_build_version {
-                Some(b) => &c.build == b,
-                None => true,
-            })
+            .filter(|(_, c)| wanted_build(&c.build))
             .max_by_key(|(_, c)| c.version)
             .map(|(i, _)| i);
         let Some(target) = target else {
@@ -248,41 +296,85 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
             continue;
         };
         let target = applicable.swap_remove(target);
-        if newest_present.is_some_and(|p| p >= target.version) {
+        if active.is_some_and(|p| p >= target.version) {
             log.push(format!(
                 "enforcement {id}: {} is satisfied by {}",
                 target.version,
-                newest_present.map(|p| p.to_string()).unwrap_or_default()
+                active.map(|p| p.to_string()).unwrap_or_default()
             ));
             continue;
         }
-        if !due {
+        if due {
             log.push(format!(
-                "enforcement {id}: {} is due at {deadline} local time; not yet",
+                "enforcement {id}: the deadline {deadline} has passed; {} {} and {}",
+                if opts.dry_run {
+                    "would install"
+                } else {
+                    "installing"
+                },
+                target.version,
+                if opts.dry_run {
+                    "restart"
+                } else {
+                    "restarting"
+                }
+            ));
+            install(
+                tx,
+                progress,
+                opts,
+                target,
+                Some(id),
+                true,
+                &mut outcome,
+                &mut log,
+            )?;
+            outcome.log = log;
+            return Ok(outcome);
+        }
+        // Before the deadline the device prepares the response, as real devices download and
+        // prepare an enforced update ahead of it; only the deadline restarts.
+        if !crate::gates::power::passes(device.info(), &device.power()?) {
+            log.push(format!(
+                "enforcement {id}: {} is due at {deadline} local time; waiting for power to prepare it",
                 target.version
             ));
-            continue;
+            if !opts.dry_run {
+                tx.begin()?;
+                software_update::record_wanted(
+                    device,
+                    InstallTrigger::Declaration,
+                    Some(id),
+                    (&target.version.to_string(), target.build.as_str()),
+                )?;
+            }
+            outcome.log = log;
+            return Ok(outcome);
         }
         log.push(format!(
-            "enforcement {id}: the deadline {deadline} has passed; {} {} and {}",
-            if opts.dry_run {
-                "would install"
-            } else {
-                "installing"
-            },
+            "enforcement {id}: {} is due at {deadline} local time; {} it now",
             target.version,
             if opts.dry_run {
-                "restart"
+                "would prepare"
             } else {
-                "restarting"
+                "preparing"
             }
         ));
-        install(tx, progress, opts, target, Some(id), &mut outcome, &mut log)?;
+        install(
+            tx,
+            progress,
+            opts,
+            target,
+            Some(id),
+            false,
+            &mut outcome,
+            &mut log,
+        )?;
         outcome.log = log;
         return Ok(outcome);
     }
 
-    // 2. Automatic install.
+    // 2. Automatic install: stage and prompt; only App content is active at once.
     let newest = applicable
         .iter()
         .enumerate()
@@ -291,11 +383,26 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
         .map(|(i, _)| i);
     let newest = newest.map(|i| applicable.swap_remove(i));
     match newest {
-        None => log.push(format!("no applicable response newer than {} in {}", snapshot.version_label(), opts.from.display())),
+        None => {
+            log.push(format!(
+                "no applicable response newer than {} in {}",
+                newest_present.map_or_else(|| snapshot.version_label(), |p| p.to_string()),
+                opts.from.display()
+            ));
+            if let Some((version, _)) = &staged {
+                log.push(format!(
+                    "{version} is prepared; the user is prompted to restart (`bsi restart`)"
+                ));
+                outcome.prepared = Some(version.to_string());
+            }
+        }
         Some(c) if !policy.automatic => log.push(format!(
             "{} is available, but automatic install is off ({})",
             c.version,
-            policy.automatic_forced.as_ref().map_or_else(|| "user's setting".to_owned(), |(_, id)| format!("declaration {id}"))
+            policy
+                .automatic_forced
+                .as_ref()
+                .map_or_else(|| "user's setting".to_owned(), |(_, id)| format!("declaration {id}"))
         )),
         Some(c) if policy.install_blocked_by.is_some() => log.push(format!(
             "{} is available, but installs are turned off by declaration {} (RapidSecurityResponse.Enable = false)",
@@ -308,7 +415,7 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
                 if opts.dry_run { "would install" } else { "installing" },
                 c.version
             ));
-            install(tx, progress, opts, c, None, &mut outcome, &mut log)?;
+            install(tx, progress, opts, c, None, false, &mut outcome, &mut log)?;
         }
     }
     for c in &later {
@@ -323,52 +430,101 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
             c.version, c.version.os
         ));
     }
+    // Nothing is wanted any more (the enforcement went, or what it wanted is in place).
+    if had_wanted && !opts.dry_run && software_update::wanted(device).is_some() {
+        tx.begin()?;
+        software_update::forget_wanted(device)?;
+    }
     outcome.log = log;
     Ok(outcome)
 }
 
+/// A due enforcement whose response is staged: restart into it, through the power gate.
+fn restart_into(
+    tx: &mut Tx<'_>,
+    opts: &AutoOptions,
+    declaration: &str,
+    target: &(String, String),
+    outcome: &mut AutoOutcome,
+    log: &mut Vec<String>,
+) -> Result<()> {
+    let (device, clock) = (tx.device(), tx.clock());
+    if let Err(e) = crate::gates::power::check(device.info(), &device.power()?) {
+        log.push(format!("could not install {}: {e}", target.0));
+        if !opts.dry_run {
+            tx.begin()?;
+            software_update::record_failure(device, clock, Some((&target.0, &target.1)), &e)?;
+        }
+        return Err(e);
+    }
+    let result = restart::restart(tx, opts.dry_run)?;
+    log.push(result.message.clone());
+    outcome.installed.clone_from(&result.activated);
+    outcome.restarted = !opts.dry_run;
+    outcome.reason = Some(InstallTrigger::Declaration.name().to_owned());
+    outcome.declaration = Some(declaration.to_owned());
+    if !opts.dry_run {
+        software_update::record_success(tx.device())?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn install(
     tx: &mut Tx<'_>,
     progress: &dyn Progress,
     opts: &AutoOptions,
     c: Candidate,
     declaration: Option<&String>,
+    restart: bool,
     outcome: &mut AutoOutcome,
     log: &mut Vec<String>,
 ) -> Result<()> {
+    let trigger = if declaration.is_some() {
+        InstallTrigger::Declaration
+    } else {
+        InstallTrigger::AutoUpdate
+    };
     let apply_opts = ApplyOptions {
         bundle: c.bundle.path.clone(),
-        restart: true,
+        restart,
         dry_run: opts.dry_run,
         enforced_by: declaration.cloned(),
+        trigger,
     };
     let version = c.version.to_string();
+    let build = c.build.to_string();
     let (device, clock) = (tx.device(), tx.clock());
     match apply::apply_verified(tx, c.bundle, &apply_opts, progress) {
         Ok(result) => {
             log.push(result.message.clone());
-            outcome.installed = Some(version.clone());
-            outcome.restarted = matches!(result.action, apply::ApplyAction::StagedAndRestarted);
-            outcome.reason = Some(
-                if declaration.is_some() {
-                    "declaration"
-                } else {
-                    "auto-update"
+            match result.action {
+                apply::ApplyAction::Staged => {
+                    log.push(format!(
+                        "{version} is prepared; the user is prompted to restart (`bsi restart`){}",
+                        if declaration.is_some() {
+                            ", or the deadline restarts the device"
+                        } else {
+                            ""
+                        }
+                    ));
+                    outcome.prepared = Some(version.clone());
+                    outcome.staged = Some(version.clone());
                 }
-                .to_owned(),
-            );
+                _ => outcome.installed = Some(version.clone()),
+            }
+            outcome.restarted = matches!(result.action, apply::ApplyAction::StagedAndRestarted);
+            outcome.reason = Some(trigger.name().to_owned());
             outcome.declaration = declaration.cloned();
-            if !opts.dry_run {
-                let trigger = declaration.map_or(report::Trigger::AutoUpdate, |id| {
-                    report::Trigger::Declaration(id.clone())
-                });
-                report::record_success(device, Some(&version), trigger)?;
+            if !opts.dry_run && result.action.installs() {
+                software_update::record_success(device)?;
             }
             Ok(())
         }
         Err(e) => {
             if !opts.dry_run {
-                report::record_failure_of(device, clock, Some(&version), &e)?;
+                tx.begin()?;
+                software_update::record_failure(device, clock, Some((&version, &build)), &e)?;
             }
             log.push(format!("could not install {version}: {e}"));
             Err(e)

@@ -233,6 +233,29 @@ impl Catalog {
             .find(|e| platform_matches(&e.platform, Some(platform)) && e.build == build)
     }
 
+    /// The responses the catalog lists for a device of `platform` on the base `version` (and
+    /// `build`, where an entry names its prerequisite build), expired or not: what a minor
+    /// update from that base includes.
+    #[must_use]
+    pub fn responses_for_base(
+        &self,
+        platform: Platform,
+        version: &crate::version::OsVersion,
+        build: &str,
+    ) -> Vec<crate::version::ResponseVersion> {
+        let mut out: Vec<crate::version::ResponseVersion> = self
+            .responses
+            .iter()
+            .filter(|e| platform_matches(&e.platform, Some(platform)))
+            .filter(|e| e.prerequisite_build.as_deref().is_none_or(|b| b == build))
+            .filter_map(|e| e.version.parse::<crate::version::ResponseVersion>().ok())
+            .filter(|v| v.os == *version)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// `bsi lookup`: filter by platform and version; answer for a response version.
     pub fn lookup(
         &self,

@@ -1,93 +1,145 @@
-//! `bsi report`: a DDM `StatusReport` (`StatusItems` nested by the dotted item names, `Errors`,
-//! `FullReport`) with the operating-system items and the software-update items, shaped like the
-//! reports real devices send (`reference/status-report-macos-13.3.1-a.json`): `build-version`
-//! stays the base build while a response is active, and `supplemental.extra-version` is `(a)`.
+//! `bsi report`: a DDM `StatusReport` (`protocol/statusreport.yaml`: `StatusItems` nested by the
+//! dotted item names, `Errors`, `FullReport`) shaped like the reports real devices send
+//! (`reference/status-report-*.json`).
 //!
-//! This module also keeps the two small records the software-update items need: the failure
-//! record (`failure.json`: how often the current install failed, why, when) and the install
-//! reason (`install-reason.json`: `command-line`, `auto-update` or `declaration`, with the
-//! declaration's identifier).
+//! Items: `device.operating-system.{family,version,build-version}` (the build stays the base
+//! build while a response is active), `device.operating-system.supplemental.{build-version,
+//! extra-version}` (`extra-version` is `(a)` with a response and `""` without, never null),
+//! `management.declarations` (every stored declaration with `active`, `valid`, `reasons`), and
+//! `softwareupdate.{install-state,pending-version,failure-reason,install-reason}`
+//! (`ddm::software_update`). Each item is reported only where the device's OS version and
+//! enrollment support it (`declarations::support`), and `FullReport` only from iOS 17 and
+//! macOS 14.
+//!
+//! Incremental reports: `report --delivered` records the items of the report it prints as what
+//! the server acknowledged (`report-delivered.json`); `report --changes` prints only the items
+//! whose value differs from that record, with `FullReport` false, as real devices do between
+//! their full ("safety sync") reports.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
-use crate::clock::Clock;
-use crate::device::layout::{FAILURE_RECORD, INSTALL_REASON_RECORD};
-use crate::device::records::{Failure, InstallReason};
-use crate::device::{Device, records};
-use crate::lifecycle::apply::ApplyOutcome;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Result;
+use crate::ddm::software_update::{self, InstallState};
+use crate::declarations::declaration::{Category, Reason};
+use crate::declarations::state::Validity;
+use crate::declarations::support::{self, DeviceFacts};
+use crate::device::Device;
+use crate::device::layout::REPORT_DELIVERED_RECORD;
+use crate::device::records;
+use crate::gates::policy::Policy;
 use crate::status;
-use crate::status::model::StagedAction;
-use crate::{Error, Result};
+use crate::version::OsVersion;
 
-/// Records a failed install attempt of `target`.
-pub fn record_failure_of(
-    device: &Device,
-    clock: &Clock,
-    target: Option<&str>,
-    error: &Error,
-) -> Result<()> {
-    let old: Failure = records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
-    let count = if old.target.as_deref() == target {
-        old.count + 1
-    } else {
-        1
-    };
-    records::write_json(
-        device.root(),
-        FAILURE_RECORD,
-        &Failure {
-            count,
-            reason: Some(error.to_string()),
-            timestamp: Some(clock.stamp()),
-            target: target.map(str::to_owned),
-        },
-    )
+/// One declaration in `management.declarations`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeclarationItem {
+    /// `Identifier`.
+    pub identifier: String,
+    /// `ServerToken`.
+    #[serde(rename = "server-token")]
+    pub server_token: String,
+    /// Active on the device.
+    pub active: bool,
+    /// `valid`, `invalid` or `unknown`.
+    pub valid: Validity,
+    /// Why, in Apple's codes; left out when there is none, as real devices do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
 }
 
-/// Records a failed `apply`.
-/// Records what a command-line `bsi apply` means for the software-update items: an install
-/// clears the failure record and makes `command-line` the install reason; a power or policy
-/// refusal counts as a failed attempt. Nothing to do, and any other refusal (a bad bundle, a
-/// response that does not apply), leaves both records as they were.
-pub fn record_apply(device: &Device, clock: &Clock, result: &Result<ApplyOutcome>) -> Result<()> {
-    match result {
-        Ok(outcome) if outcome.action.installs() => {
-            record_success(device, Some(&outcome.version), Trigger::CommandLine)
-        }
-        Err(error) if matches!(error.exit_code(), 3 | 4) => {
-            record_failure_of(device, clock, None, error)
-        }
-        Ok(_) | Err(_) => Ok(()),
-    }
+/// `management.declarations`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeclarationsItem {
+    /// Activations.
+    pub activations: Vec<DeclarationItem>,
+    /// Configurations.
+    pub configurations: Vec<DeclarationItem>,
+    /// Assets.
+    pub assets: Vec<DeclarationItem>,
+    /// Management declarations.
+    pub management: Vec<DeclarationItem>,
 }
 
-/// What triggered an install, in the terms of `softwareupdate.install-reason`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    /// `bsi apply`.
-    CommandLine,
-    /// Automatic install in `bsi auto`.
-    AutoUpdate,
-    /// An enforcement declaration, by identifier.
-    Declaration(String),
+/// `softwareupdate.pending-version`: both keys filled, or both `""`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PendingVersionItem {
+    /// e.g. `26.3.1 (a)`.
+    #[serde(rename = "os-version")]
+    pub os_version: String,
+    /// e.g. `25D771280a`.
+    #[serde(rename = "build-version")]
+    pub build_version: String,
 }
 
-/// Records a successful install: clears the failure record and keeps the install reason.
-pub fn record_success(device: &Device, target: Option<&str>, trigger: Trigger) -> Result<()> {
-    let root = device.root();
-    root.remove_durable(FAILURE_RECORD)
-        .map_err(|e| Error::io("removing", root.show(FAILURE_RECORD), e))?;
-    let (reason, declaration_id) = match trigger {
-        Trigger::CommandLine => ("command-line", None),
-        Trigger::AutoUpdate => ("auto-update", None),
-        Trigger::Declaration(id) => ("declaration", Some(id)),
-    };
-    let reason = InstallReason {
-        reason: reason.to_owned(),
-        declaration_id,
-        target: target.map(str::to_owned),
-    };
-    records::write_json(root, INSTALL_REASON_RECORD, &reason)
+/// `softwareupdate.failure-reason`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FailureReasonItem {
+    /// Failed attempts at the pending install; 0 when none.
+    pub count: u32,
+    /// The last failure, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its domain.
+    #[serde(
+        rename = "error-domain",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub error_domain: Option<String>,
+    /// Its code.
+    #[serde(
+        rename = "error-code",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub error_code: Option<i64>,
+    /// When, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// `softwareupdate.install-reason`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InstallReasonItem {
+    /// Why the pending install happens; empty when nothing is pending.
+    pub reason: Vec<String>,
+    /// The enforcing declaration, with `declaration`.
+    #[serde(
+        rename = "declaration-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub declaration_id: Option<String>,
+}
+
+/// A status item's value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Item {
+    /// A string item.
+    Text(String),
+    /// `softwareupdate.install-state`.
+    InstallState(InstallState),
+    /// `softwareupdate.pending-version`.
+    PendingVersion(PendingVersionItem),
+    /// `softwareupdate.failure-reason`.
+    FailureReason(FailureReasonItem),
+    /// `softwareupdate.install-reason`.
+    InstallReason(InstallReasonItem),
+    /// `management.declarations`.
+    Declarations(DeclarationsItem),
+}
+
+/// The report: items by dotted name, flat; [`StatusReport::to_json`] nests them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusReport {
+    /// Items by dotted name.
+    pub items: BTreeMap<&'static str, Item>,
+    /// `FullReport`: `None` where the device's OS does not send the key.
+    pub full_report: Option<bool>,
 }
 
 /// Nests dotted item names: `a.b.c = v` becomes `{"a": {"b": {"c": v}}}`.
@@ -110,94 +162,186 @@ fn insert(map: &mut Map<String, Value>, dotted: &str, value: Value) {
     }
 }
 
-/// Builds the status report.
-pub fn build(device: &Device) -> Result<Value> {
+impl StatusReport {
+    /// The JSON a device sends.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let mut items = Map::new();
+        for (name, item) in &self.items {
+            insert(
+                &mut items,
+                name,
+                serde_json::to_value(item).unwrap_or(Value::Null),
+            );
+        }
+        let mut out = Map::new();
+        out.insert("StatusItems".into(), Value::Object(items));
+        out.insert("Errors".into(), Value::Array(Vec::new()));
+        if let Some(full) = self.full_report {
+            out.insert("FullReport".into(), Value::Bool(full));
+        }
+        Value::Object(out)
+    }
+
+    /// The items as flat JSON values (what `report --delivered` records).
+    #[must_use]
+    pub fn flat(&self) -> BTreeMap<String, Value> {
+        self.items
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    serde_json::to_value(v).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+}
+
+pub use crate::device::records::DeliveredReport as Delivered;
+
+fn declarations_item(policy: &Policy) -> DeclarationsItem {
+    let mut out = DeclarationsItem::default();
+    for c in &policy.declarations {
+        let e = &c.state;
+        let item = DeclarationItem {
+            identifier: e.declaration.identifier.clone(),
+            server_token: e.declaration.server_token.clone(),
+            active: e.active,
+            valid: e.valid,
+            reasons: e.reasons.clone(),
+        };
+        match e.declaration.category() {
+            Category::Activation => out.activations.push(item),
+            Category::Configuration => out.configurations.push(item),
+            Category::Asset => out.assets.push(item),
+            Category::Management => out.management.push(item),
+        }
+    }
+    out
+}
+
+/// Builds the full report of `device`.
+pub fn build(device: &Device) -> Result<StatusReport> {
     // Everything comes from the status the device reports, so the two cannot disagree.
-    let s = status::collect(device)?;
-    let failure: Failure =
-        records::read_json_opt(device.root(), FAILURE_RECORD)?.unwrap_or_default();
-    let reason: Option<InstallReason> =
-        records::read_json_opt(device.root(), INSTALL_REASON_RECORD)?;
-    let mut items = Map::new();
+    let (s, snapshot) = status::collect::collect_with_snapshot(device)?;
+    let policy = crate::gates::policy::of_with(device, &snapshot)?;
+    let facts: DeviceFacts = policy.facts;
+    let su = software_update::derive(device, &s);
+    let mut items: BTreeMap<&'static str, Item> = BTreeMap::new();
     for (name, value) in s.ddm.items() {
-        insert(
-            &mut items,
-            name,
-            value.map_or(Value::Null, |v| Value::String(v.to_owned())),
-        );
+        items.insert(name, Item::Text(value.to_owned()));
     }
-    insert(
-        &mut items,
+    items.insert(
         "device.operating-system.family",
-        Value::String(s.device.platform.to_string()),
+        Item::Text(facts.platform.to_string()),
     );
-    let (state, pending) = match &s.staged {
-        Some(st) if st.action == StagedAction::Install => {
-            ("prepared", Some((st.version.clone(), st.build.clone())))
-        }
-        // A staged removal: what is pending is the base itself.
-        Some(_) => ("prepared", Some((s.os.version.clone(), s.os.build.clone()))),
-        None if failure.count > 0 => ("failed", failure.target.clone().map(|t| (t, String::new()))),
-        None => ("none", None),
-    };
-    insert(
-        &mut items,
-        "softwareupdate.install-state",
-        Value::String(state.to_owned()),
+    items.insert(
+        "management.declarations",
+        Item::Declarations(declarations_item(&policy)),
     );
-    let (os_version, build_version) = pending.unwrap_or_default();
-    insert(
-        &mut items,
+    items.insert("softwareupdate.install-state", Item::InstallState(su.state));
+    let (os_version, build_version) = su
+        .pending
+        .as_ref()
+        .map(|p| (p.version.clone(), p.build.clone()))
+        .unwrap_or_default();
+    items.insert(
         "softwareupdate.pending-version",
-        json!({"os-version": os_version, "build-version": build_version}),
+        Item::PendingVersion(PendingVersionItem {
+            os_version,
+            build_version,
+        }),
     );
-    let mut failure_item = Map::new();
-    failure_item.insert("count".into(), json!(failure.count));
-    if failure.count > 0 {
-        if let Some(r) = &failure.reason {
-            failure_item.insert("reason".into(), json!(r));
-        }
-        if let Some(t) = &failure.timestamp {
-            failure_item.insert("timestamp".into(), json!(t));
-        }
-    }
-    insert(
-        &mut items,
+    let f = &su.failure;
+    items.insert(
         "softwareupdate.failure-reason",
-        Value::Object(failure_item),
-    );
-    let current: Vec<&str> = [
-        s.active.as_ref().map(|a| a.version.as_str()),
-        s.staged
-            .as_ref()
-            .filter(|st| st.action == StagedAction::Install)
-            .map(|st| st.version.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let mut reason_item = Map::new();
-    match reason.filter(|r| r.target.as_deref().is_some_and(|t| current.contains(&t))) {
-        Some(r) => {
-            reason_item.insert("reason".into(), json!([r.reason]));
-            if let Some(id) = r.declaration_id {
-                reason_item.insert("declaration-id".into(), json!(id));
+        Item::FailureReason(if f.count == 0 {
+            FailureReasonItem {
+                count: 0,
+                reason: None,
+                error_domain: None,
+                error_code: None,
+                timestamp: None,
             }
-        }
-        None => {
-            reason_item.insert("reason".into(), json!([]));
-        }
-    }
-    insert(
-        &mut items,
-        "softwareupdate.install-reason",
-        Value::Object(reason_item),
+        } else {
+            FailureReasonItem {
+                count: f.count,
+                reason: f.reason.clone(),
+                error_domain: f.error_domain.clone(),
+                error_code: f.error_code,
+                timestamp: f.timestamp.clone(),
+            }
+        }),
     );
-    Ok(json!({
-        "StatusItems": Value::Object(items),
-        "Errors": [],
-        "FullReport": true,
-    }))
+    let (reason, declaration_id) = match &su.reason {
+        Some((r, id)) => (vec![r.clone()], id.clone().filter(|_| r == "declaration")),
+        None => (Vec::new(), None),
+    };
+    items.insert(
+        "softwareupdate.install-reason",
+        Item::InstallReason(InstallReasonItem {
+            reason,
+            declaration_id,
+        }),
+    );
+    items.retain(|name, _| {
+        // `family` has the support of `version`.
+        let as_name = if *name == "device.operating-system.family" {
+            "device.operating-system.version"
+        } else {
+            name
+        };
+        support::status_item(as_name, &facts)
+    });
+    let full_report_key = match facts.platform {
+        crate::platform::Platform::MacOs => facts.os >= OsVersion::new(14, 0, 0),
+        _ => facts.os >= OsVersion::new(17, 0, 0),
+    };
+    Ok(StatusReport {
+        items,
+        full_report: full_report_key.then_some(true),
+    })
+}
+
+/// The last report marked delivered, if any (a damaged record reads as none: the next report is
+/// then full).
+#[must_use]
+pub fn delivered(device: &Device) -> Option<Delivered> {
+    records::read_json_opt(device.root(), REPORT_DELIVERED_RECORD)
+        .ok()
+        .flatten()
+}
+
+/// Only the items of `report` that differ from `delivered`, with `FullReport` false; the whole
+/// report (`FullReport` true) when nothing was delivered yet.
+#[must_use]
+pub fn changes(report: StatusReport, delivered: Option<&Delivered>) -> StatusReport {
+    let Some(delivered) = delivered else {
+        return report;
+    };
+    let flat = report.flat();
+    let items = report
+        .items
+        .into_iter()
+        .filter(|(name, _)| delivered.items.get(*name) != flat.get(*name))
+        .collect();
+    StatusReport {
+        items,
+        full_report: report.full_report.map(|_| false),
+    }
+}
+
+/// Records `report` as delivered.
+pub fn mark_delivered(device: &Device, report: &StatusReport, at: String) -> Result<()> {
+    records::write_json(
+        device.root(),
+        REPORT_DELIVERED_RECORD,
+        &Delivered {
+            at,
+            items: report.flat(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -207,16 +351,53 @@ mod tests {
     #[test]
     fn nests_dotted_names() {
         let mut m = Map::new();
-        insert(&mut m, "device.operating-system.version", json!("26.3.1"));
+        insert(
+            &mut m,
+            "device.operating-system.version",
+            Value::from("26.3.1"),
+        );
         insert(
             &mut m,
             "device.operating-system.supplemental.extra-version",
-            json!("(a)"),
+            Value::from("(a)"),
         );
-        insert(&mut m, "softwareupdate.install-state", json!("none"));
+        insert(&mut m, "softwareupdate.install-state", Value::from("none"));
         assert_eq!(
             Value::Object(m),
-            json!({"device": {"operating-system": {"version": "26.3.1", "supplemental": {"extra-version": "(a)"}}}, "softwareupdate": {"install-state": "none"}})
+            serde_json::json!({"device": {"operating-system": {"version": "26.3.1", "supplemental": {"extra-version": "(a)"}}}, "softwareupdate": {"install-state": "none"}})
         );
+    }
+
+    #[test]
+    fn changes_hold_only_what_changed() {
+        let report = StatusReport {
+            items: BTreeMap::from([
+                (
+                    "device.operating-system.version",
+                    Item::Text("26.3.1".into()),
+                ),
+                (
+                    "softwareupdate.install-state",
+                    Item::InstallState(InstallState::Prepared),
+                ),
+            ]),
+            full_report: Some(true),
+        };
+        let mut delivered = Delivered {
+            at: String::new(),
+            items: report.flat(),
+        };
+        let none = changes(report.clone(), Some(&delivered));
+        assert!(none.items.is_empty());
+        assert_eq!(none.full_report, Some(false));
+        delivered
+            .items
+            .insert("softwareupdate.install-state".into(), Value::from("none"));
+        let one = changes(report.clone(), Some(&delivered));
+        assert_eq!(
+            one.items.keys().copied().collect::<Vec<_>>(),
+            ["softwareupdate.install-state"]
+        );
+        assert_eq!(changes(report.clone(), None), report);
     }
 }

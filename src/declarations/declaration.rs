@@ -1,32 +1,80 @@
-//! DDM declarations of the two types bsi implements, validated as a device validates them
-//! (Apple's schemas in `reference/apple-device-management/`):
+//! DDM declarations as a device receives them: the envelope every declaration has (`Type`,
+//! `Identifier`, `ServerToken`, `Payload`, `declarationbase.yaml`) and the payloads bsi
+//! understands, validated as a device validates them (Apple's schemas in
+//! `reference/apple-device-management/`):
 //!
+//! - `com.apple.activation.simple`: `StandardConfigurations`, `Predicate`.
 //! - `com.apple.configuration.softwareupdate.settings`: `AutomaticActions.InstallSecurityUpdate`,
 //!   `RapidSecurityResponse.Enable` / `EnableRollback`, `Deferrals.*PeriodInDays`, and the other
 //!   keys of the schema (type-checked, otherwise unused).
 //! - `com.apple.configuration.softwareupdate.enforcement.specific`: `TargetOSVersion`,
 //!   `TargetBuildVersion`, `TargetLocalDateTime`, `DetailsURL`.
+//! - `com.apple.configuration.management.status-subscriptions`: `StatusItems`.
+//! - `com.apple.management.server-capabilities`: `Version`, `SupportedFeatures`.
 //!
-//! A file that is not a declaration at all (not JSON, or missing the `Type`/`Identifier`/
-//! `ServerToken`/`Payload` envelope) is a usage error (exit 2); a declaration the device refuses
-//! (unknown type, a value of the wrong type or out of range) is exit 4. Every message names the
-//! key at fault.
+//! Bytes that are not a declaration at all (not JSON, or the envelope's keys missing or not of
+//! their type) are refused (exit 2) and never stored. A well-formed envelope is a declaration
+//! the device keeps and reports, whatever its payload: a payload that is invalid, or of a type
+//! bsi does not support, makes the declaration `invalid` with Apple's reason code, and the
+//! command that brought it exits 4 saying why.
+
+use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::untrusted::clip;
 use crate::version::{Build, OsVersion, ResponseVersion};
 use crate::{Error, Result};
 
+/// The simple activation type.
+pub const ACTIVATION_TYPE: &str = "com.apple.activation.simple";
 /// The settings declaration type.
 pub const SETTINGS_TYPE: &str = "com.apple.configuration.softwareupdate.settings";
 /// The specific-enforcement declaration type.
 pub const ENFORCEMENT_TYPE: &str = "com.apple.configuration.softwareupdate.enforcement.specific";
+/// The status-subscriptions configuration type.
+pub const SUBSCRIPTIONS_TYPE: &str = "com.apple.configuration.management.status-subscriptions";
+/// The server-capabilities management type.
+pub const SERVER_CAPABILITIES_TYPE: &str = "com.apple.management.server-capabilities";
 /// The `TargetLocalDateTime` format.
 pub const LOCAL_DATE_TIME: &str = "%Y-%m-%dT%H:%M:%S";
 
+/// Which array of `management.declarations` a declaration is reported in, from its `Type`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// `com.apple.activation.*`.
+    Activation,
+    /// `com.apple.configuration.*` (and any type of no other category).
+    Configuration,
+    /// `com.apple.asset.*`.
+    Asset,
+    /// `com.apple.management.*`.
+    Management,
+}
+
+impl Category {
+    /// The category of a declaration `Type`.
+    #[must_use]
+    pub fn of(kind: &str) -> Self {
+        if kind.starts_with("com.apple.activation.") {
+            Category::Activation
+        } else if kind.starts_with("com.apple.asset.") {
+            Category::Asset
+        } else if kind.starts_with("com.apple.management.") {
+            Category::Management
+        } else {
+            Category::Configuration
+        }
+    }
+}
+
 /// `Allowed`, `AlwaysOn` or `AlwaysOff`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum AutomaticAction {
     /// The user decides.
     Allowed,
@@ -47,6 +95,8 @@ pub struct SettingsPayload {
     pub rsr_enable_rollback: Option<bool>,
     /// `Deferrals.*PeriodInDays` that are set, by key.
     pub deferrals: Vec<(String, u64)>,
+    /// Every key path present (for the per-platform support check).
+    pub keys: Vec<String>,
 }
 
 /// The enforcement payload.
@@ -62,16 +112,62 @@ pub struct EnforcementPayload {
     pub details_url: Option<String>,
 }
 
-/// A validated payload.
+/// The simple activation payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivationPayload {
+    /// `StandardConfigurations`: the identifiers of the configurations it activates.
+    pub configurations: Vec<String>,
+    /// `Predicate`: when present, the activation installs only while it is true.
+    pub predicate: Option<String>,
+}
+
+/// A payload bsi understands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
+    /// `com.apple.activation.simple`.
+    Activation(ActivationPayload),
     /// Software update settings.
     Settings(SettingsPayload),
     /// A specific enforcement.
     Enforcement(EnforcementPayload),
+    /// Status subscriptions: the status item names.
+    StatusSubscriptions(Vec<String>),
+    /// Server capabilities.
+    ServerCapabilities,
+    /// A payload the device cannot use: invalid, or of a type bsi does not support (the reasons
+    /// say which).
+    Unusable,
 }
 
-/// A validated declaration with the exact JSON it came as.
+/// A reason in Apple's terms (`declarationbase.yaml`): a code, a description, details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Reason {
+    /// The code, e.g. `Error.ConfigurationIsInvalid`.
+    pub code: String,
+    /// What it means.
+    pub description: String,
+    /// Details, as the code's schema lists them.
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub details: BTreeMap<String, Value>,
+}
+
+impl Reason {
+    /// A reason with `code` and one detail per `(key, value)`.
+    #[must_use]
+    pub fn new(code: &str, description: impl Into<String>, details: &[(&str, Value)]) -> Self {
+        Self {
+            code: code.to_owned(),
+            description: description.into(),
+            details: details
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A declaration as the device keeps it: the envelope, the payload as far as bsi understands
+/// it, and what is wrong with it on its own (whatever the device and the other declarations).
 #[derive(Clone, Debug)]
 pub struct Declaration {
     /// `Type`.
@@ -80,25 +176,51 @@ pub struct Declaration {
     pub identifier: String,
     /// `ServerToken`.
     pub server_token: String,
-    /// The validated payload.
+    /// The payload.
     pub payload: Payload,
-    /// Payload keys bsi does not know (ignored, as `Error.UnknownPayloadKeys` would report).
+    /// Why it is invalid on its own (an invalid payload, an unsupported type); empty if valid.
+    pub invalid: Vec<Reason>,
+    /// Payload keys bsi does not know (reported as `Error.UnknownPayloadKeys`, ignored).
     pub unknown_keys: Vec<String>,
     /// The bytes as the server sent them.
     pub raw: Vec<u8>,
 }
 
-fn not_a_declaration(source: &str, why: &str) -> Error {
-    Error::BadInput {
-        message: format!("{source} is not a DDM declaration: {why}"),
+impl Declaration {
+    /// Its category.
+    #[must_use]
+    pub fn category(&self) -> Category {
+        Category::of(&self.kind)
+    }
+
+    /// Is it valid on its own?
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        self.invalid.is_empty()
+    }
+
+    /// The first reason it is invalid, as one sentence, if it is.
+    #[must_use]
+    pub fn invalid_because(&self) -> Option<String> {
+        self.invalid.first().map(|r| r.description.clone())
     }
 }
 
-fn refused(identifier: &str, message: impl std::fmt::Display) -> Error {
-    Error::policy(
-        format!("the device refuses declaration {identifier}: {message}"),
-        "fix the declaration on the MDM server and send it again",
-    )
+/// The envelope every declaration has.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Envelope {
+    #[serde(rename = "Type")]
+    kind: String,
+    identifier: String,
+    server_token: String,
+    payload: Map<String, Value>,
+}
+
+fn not_a_declaration(source: &str, why: &str) -> Error {
+    Error::BadInput {
+        message: format!("{} is not a DDM declaration: {why}", clip(source)),
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -113,109 +235,161 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-struct Checker<'a> {
-    id: &'a str,
+/// A payload check failed: the message names the key.
+struct Invalid(String);
+
+struct Checker {
     unknown: Vec<String>,
+    keys: Vec<String>,
 }
 
-impl Checker<'_> {
-    fn wrong(&self, key: &str, expected: &str, v: &Value) -> Error {
-        refused(
-            self.id,
-            format!("`{key}` must be {expected}, found {}", kind(v)),
-        )
+impl Checker {
+    fn wrong(key: &str, expected: &str, v: &Value) -> Invalid {
+        Invalid(format!("`{key}` must be {expected}, found {}", kind(v)))
     }
 
-    fn dict<'v>(&self, key: &str, v: &'v Value) -> Result<&'v Map<String, Value>> {
+    fn dict<'v>(key: &str, v: &'v Value) -> std::result::Result<&'v Map<String, Value>, Invalid> {
         v.as_object()
-            .ok_or_else(|| self.wrong(key, "a dictionary", v))
+            .ok_or_else(|| Self::wrong(key, "a dictionary", v))
     }
 
-    fn boolean(&self, key: &str, v: &Value) -> Result<bool> {
-        v.as_bool().ok_or_else(|| self.wrong(key, "a boolean", v))
+    fn boolean(key: &str, v: &Value) -> std::result::Result<bool, Invalid> {
+        v.as_bool().ok_or_else(|| Self::wrong(key, "a boolean", v))
     }
 
-    fn string<'v>(&self, key: &str, v: &'v Value) -> Result<&'v str> {
-        v.as_str().ok_or_else(|| self.wrong(key, "a string", v))
+    fn string<'v>(key: &str, v: &'v Value) -> std::result::Result<&'v str, Invalid> {
+        v.as_str().ok_or_else(|| Self::wrong(key, "a string", v))
     }
 
-    fn choice(&self, key: &str, v: &Value, allowed: &[&str]) -> Result<String> {
-        let s = self.string(key, v)?;
+    fn choice(key: &str, v: &Value, allowed: &[&str]) -> std::result::Result<String, Invalid> {
+        let s = Self::string(key, v)?;
         if allowed.contains(&s) {
             Ok(s.to_owned())
         } else {
-            Err(refused(
-                self.id,
-                format!("`{key}` is `{s}`; it must be one of {}", allowed.join(", ")),
-            ))
+            Err(Invalid(format!(
+                "`{key}` is `{}`; it must be one of {}",
+                clip(s),
+                allowed.join(", ")
+            )))
         }
     }
 
-    fn days(&self, key: &str, v: &Value) -> Result<u64> {
+    fn days(key: &str, v: &Value) -> std::result::Result<u64, Invalid> {
         match v.as_u64() {
             Some(n) if (1..=90).contains(&n) => Ok(n),
-            Some(n) => Err(refused(
-                self.id,
-                format!("`{key}` is {n}; it must be from 1 to 90 days"),
-            )),
-            None => Err(self.wrong(key, "an integer", v)),
+            Some(n) => Err(Invalid(format!(
+                "`{key}` is {n}; it must be from 1 to 90 days"
+            ))),
+            None => Err(Self::wrong(key, "an integer", v)),
         }
     }
 
-    fn settings(&mut self, payload: &Map<String, Value>) -> Result<SettingsPayload> {
+    fn required<'p>(
+        payload: &'p Map<String, Value>,
+        key: &str,
+    ) -> std::result::Result<&'p Value, Invalid> {
+        payload
+            .get(key)
+            .ok_or_else(|| Invalid(format!("required key `{key}` is missing")))
+    }
+
+    fn activation(
+        &mut self,
+        payload: &Map<String, Value>,
+    ) -> std::result::Result<ActivationPayload, Invalid> {
+        let list = Self::required(payload, "StandardConfigurations")?;
+        let items = list
+            .as_array()
+            .ok_or_else(|| Self::wrong("StandardConfigurations", "an array", list))?;
+        let configurations = items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Self::string(&format!("StandardConfigurations[{i}]"), v).map(str::to_owned)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let predicate = match payload.get("Predicate") {
+            None => None,
+            Some(v) => Some(Self::string("Predicate", v)?.to_owned()),
+        };
+        for key in payload.keys() {
+            if !["StandardConfigurations", "Predicate"].contains(&key.as_str()) {
+                self.unknown.push(key.clone());
+            }
+        }
+        Ok(ActivationPayload {
+            configurations,
+            predicate,
+        })
+    }
+
+    fn settings(
+        &mut self,
+        payload: &Map<String, Value>,
+    ) -> std::result::Result<SettingsPayload, Invalid> {
         const ACTIONS: [&str; 3] = ["Allowed", "AlwaysOn", "AlwaysOff"];
         let mut out = SettingsPayload::default();
         for (key, value) in payload {
             match key.as_str() {
                 "Notifications" | "AllowStandardUserOSUpdates" => {
-                    self.boolean(key, value)?;
+                    Self::boolean(key, value)?;
+                    self.keys.push(key.clone());
                 }
                 "RecommendedCadence" => {
-                    self.choice(key, value, &["All", "Oldest", "Newest"])?;
+                    Self::choice(key, value, &["All", "Oldest", "Newest"])?;
+                    self.keys.push(key.clone());
                 }
                 "Beta" => {
-                    self.dict(key, value)?;
+                    Self::dict(key, value)?;
+                    self.keys.push(key.clone());
                 }
                 "AutomaticActions" => {
-                    for (sub, v) in self.dict(key, value)? {
+                    for (sub, v) in Self::dict(key, value)? {
                         let at = format!("AutomaticActions.{sub}");
                         match sub.as_str() {
                             "InstallSecurityUpdate" => {
                                 out.install_security_update =
-                                    Some(match self.choice(&at, v, &ACTIONS)?.as_str() {
+                                    Some(match Self::choice(&at, v, &ACTIONS)?.as_str() {
                                         "AlwaysOn" => AutomaticAction::AlwaysOn,
                                         "AlwaysOff" => AutomaticAction::AlwaysOff,
                                         _ => AutomaticAction::Allowed,
                                     });
+                                self.keys.push(at);
                             }
                             "Download" | "InstallOSUpdates" => {
-                                self.choice(&at, v, &ACTIONS)?;
+                                Self::choice(&at, v, &ACTIONS)?;
+                                self.keys.push(at);
                             }
                             _ => self.unknown.push(at),
                         }
                     }
                 }
                 "RapidSecurityResponse" => {
-                    for (sub, v) in self.dict(key, value)? {
+                    for (sub, v) in Self::dict(key, value)? {
                         let at = format!("RapidSecurityResponse.{sub}");
                         match sub.as_str() {
-                            "Enable" => out.rsr_enable = Some(self.boolean(&at, v)?),
+                            "Enable" => out.rsr_enable = Some(Self::boolean(&at, v)?),
                             "EnableRollback" => {
-                                out.rsr_enable_rollback = Some(self.boolean(&at, v)?);
+                                out.rsr_enable_rollback = Some(Self::boolean(&at, v)?);
                             }
-                            _ => self.unknown.push(at),
+                            _ => {
+                                self.unknown.push(at);
+                                continue;
+                            }
                         }
+                        self.keys.push(at);
                     }
                 }
                 "Deferrals" => {
-                    for (sub, v) in self.dict(key, value)? {
+                    for (sub, v) in Self::dict(key, value)? {
                         let at = format!("Deferrals.{sub}");
                         match sub.as_str() {
                             "CombinedPeriodInDays"
                             | "MajorPeriodInDays"
                             | "MinorPeriodInDays"
                             | "SystemPeriodInDays" => {
-                                out.deferrals.push((at.clone(), self.days(&at, v)?));
+                                out.deferrals.push((at.clone(), Self::days(&at, v)?));
+                                self.keys.push(at);
                             }
                             _ => self.unknown.push(at),
                         }
@@ -224,45 +398,50 @@ impl Checker<'_> {
                 _ => self.unknown.push(key.clone()),
             }
         }
+        out.keys.clone_from(&self.keys);
         Ok(out)
     }
 
-    fn enforcement(&mut self, payload: &Map<String, Value>) -> Result<EnforcementPayload> {
-        let required = |key: &str| {
-            payload
-                .get(key)
-                .ok_or_else(|| refused(self.id, format!("required key `{key}` is missing")))
-        };
-        let os_text = self.string("TargetOSVersion", required("TargetOSVersion")?)?;
+    fn enforcement(
+        &mut self,
+        payload: &Map<String, Value>,
+    ) -> std::result::Result<EnforcementPayload, Invalid> {
+        let os_text = Self::string(
+            "TargetOSVersion",
+            Self::required(payload, "TargetOSVersion")?,
+        )?;
         let target_os_version = os_text.parse::<OsVersion>().map_err(|e| {
-            let hint = if os_text.parse::<ResponseVersion>().is_ok() {
+            Invalid(if os_text.parse::<ResponseVersion>().is_ok() {
                 format!(
-                    "`TargetOSVersion` is `{os_text}`, but it takes the OS version alone (e.g. `{}`); a response is named by its supplemental build in `TargetBuildVersion`",
-                    os_text.split(' ').next().unwrap_or_default()
+                    "`TargetOSVersion` is `{}`, but it takes the OS version alone (e.g. `{}`); a response is named by its supplemental build in `TargetBuildVersion`",
+                    clip(os_text),
+                    clip(os_text.split(' ').next().unwrap_or_default())
                 )
             } else {
                 format!("`TargetOSVersion`: {e}")
-            };
-            refused(self.id, hint)
+            })
         })?;
         let target_build_version = match payload.get("TargetBuildVersion") {
             None => None,
             Some(v) => Some(
-                self.string("TargetBuildVersion", v)?
+                Self::string("TargetBuildVersion", v)?
                     .parse::<Build>()
-                    .map_err(|e| refused(self.id, format!("`TargetBuildVersion`: {e}")))?,
+                    .map_err(|e| Invalid(format!("`TargetBuildVersion`: {e}")))?,
             ),
         };
-        let when = self.string("TargetLocalDateTime", required("TargetLocalDateTime")?)?;
+        let when = Self::string(
+            "TargetLocalDateTime",
+            Self::required(payload, "TargetLocalDateTime")?,
+        )?;
         let target_local_date_time = parse_local(when).ok_or_else(|| {
-            refused(
-                self.id,
-                format!("`TargetLocalDateTime` is `{when}`; it must be local time as yyyy-mm-ddThh:mm:ss, without a time zone"),
-            )
+            Invalid(format!(
+                "`TargetLocalDateTime` is `{}`; it must be local time as yyyy-mm-ddThh:mm:ss, without a time zone",
+                clip(when)
+            ))
         })?;
         let details_url = match payload.get("DetailsURL") {
             None => None,
-            Some(v) => Some(self.string("DetailsURL", v)?.to_owned()),
+            Some(v) => Some(Self::string("DetailsURL", v)?.to_owned()),
         };
         for key in payload.keys() {
             if ![
@@ -283,6 +462,50 @@ impl Checker<'_> {
             details_url,
         })
     }
+
+    fn subscriptions(
+        &mut self,
+        payload: &Map<String, Value>,
+    ) -> std::result::Result<Vec<String>, Invalid> {
+        let list = Self::required(payload, "StatusItems")?;
+        let items = list
+            .as_array()
+            .ok_or_else(|| Self::wrong("StatusItems", "an array", list))?;
+        let mut names = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("StatusItems[{i}]");
+            let dict = Self::dict(&at, item)?;
+            let name = Self::string(
+                &format!("{at}.Name"),
+                dict.get("Name")
+                    .ok_or_else(|| Invalid(format!("required key `{at}.Name` is missing")))?,
+            )?;
+            names.push(name.to_owned());
+        }
+        for key in payload.keys() {
+            if key != "StatusItems" {
+                self.unknown.push(key.clone());
+            }
+        }
+        Ok(names)
+    }
+
+    fn server_capabilities(
+        &mut self,
+        payload: &Map<String, Value>,
+    ) -> std::result::Result<(), Invalid> {
+        Self::string("Version", Self::required(payload, "Version")?)?;
+        Self::dict(
+            "SupportedFeatures",
+            Self::required(payload, "SupportedFeatures")?,
+        )?;
+        for key in payload.keys() {
+            if !["Version", "SupportedFeatures"].contains(&key.as_str()) {
+                self.unknown.push(key.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses `yyyy-mm-ddThh:mm:ss` exactly.
@@ -301,61 +524,129 @@ pub fn parse_local(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, LOCAL_DATE_TIME).ok()
 }
 
+/// The longest `Identifier` and `ServerToken` bsi keeps (Apple: "should not exceed 64 octets";
+/// bsi is lenient, but bounded).
+const MAX_ENVELOPE_TEXT: usize = 1024;
+
 impl Declaration {
-    /// Parses and validates declaration bytes; `source` names the file in messages.
+    /// Parses declaration bytes; `source` names the file in messages. Refuses (exit 2) what is
+    /// not a declaration envelope; anything else is a declaration, valid or not.
     pub fn parse(raw: &[u8], source: &str) -> Result<Self> {
-        let value: Value = serde_json::from_slice(raw)
-            .map_err(|e| not_a_declaration(source, &format!("it is not JSON ({e})")))?;
-        let Value::Object(top) = value else {
+        let value: Value = serde_json::from_slice(raw).map_err(|e| {
+            not_a_declaration(
+                source,
+                &format!("it is not JSON ({})", clip(&e.to_string())),
+            )
+        })?;
+        if !value.is_object() {
             return Err(not_a_declaration(
                 source,
                 "the top level is not a JSON object",
             ));
-        };
-        let field = |key: &str| -> Result<&Value> {
-            top.get(key).ok_or_else(|| {
-                not_a_declaration(source, &format!("required key `{key}` is missing"))
-            })
-        };
-        let text = |key: &str| -> Result<String> {
-            field(key)?
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| not_a_declaration(source, &format!("`{key}` must be a string")))
-        };
-        let kind_text = text("Type")?;
-        let identifier = text("Identifier")?;
-        let server_token = text("ServerToken")?;
-        if identifier.is_empty() {
+        }
+        let envelope: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let why = if let Some(field) = inner
+                .strip_prefix("missing field `")
+                .and_then(|f| f.split('`').next())
+            {
+                format!("required key `{field}` is missing")
+            } else {
+                format!(
+                    "`{}` must be {}",
+                    clip(&path),
+                    match path.as_str() {
+                        "Payload" => "a dictionary",
+                        _ => "a string",
+                    }
+                )
+            };
+            not_a_declaration(source, &why)
+        })?;
+        if envelope.identifier.is_empty() {
             return Err(not_a_declaration(source, "`Identifier` is empty"));
         }
-        let payload_value = field("Payload")?;
-        let Some(payload_map) = payload_value.as_object() else {
-            return Err(not_a_declaration(source, "`Payload` must be a dictionary"));
-        };
+        if envelope.identifier.len() > MAX_ENVELOPE_TEXT
+            || envelope.server_token.len() > MAX_ENVELOPE_TEXT
+            || envelope.kind.len() > MAX_ENVELOPE_TEXT
+        {
+            return Err(not_a_declaration(
+                source,
+                &format!(
+                    "`Type`, `Identifier` and `ServerToken` are at most {MAX_ENVELOPE_TEXT} bytes"
+                ),
+            ));
+        }
         let mut checker = Checker {
-            id: &identifier,
             unknown: Vec::new(),
+            keys: Vec::new(),
         };
-        let payload = match kind_text.as_str() {
-            SETTINGS_TYPE => Payload::Settings(checker.settings(payload_map)?),
-            ENFORCEMENT_TYPE => Payload::Enforcement(checker.enforcement(payload_map)?),
+        let payload = &envelope.payload;
+        let outcome: std::result::Result<Payload, Invalid> = match envelope.kind.as_str() {
+            ACTIVATION_TYPE => checker.activation(payload).map(Payload::Activation),
+            SETTINGS_TYPE => checker.settings(payload).map(Payload::Settings),
+            ENFORCEMENT_TYPE => checker.enforcement(payload).map(Payload::Enforcement),
+            SUBSCRIPTIONS_TYPE => checker
+                .subscriptions(payload)
+                .map(Payload::StatusSubscriptions),
+            SERVER_CAPABILITIES_TYPE => checker
+                .server_capabilities(payload)
+                .map(|()| Payload::ServerCapabilities),
             other => {
-                return Err(refused(
-                    &identifier,
-                    format!(
-                        "`Type` `{other}` is not supported; bsi supports {SETTINGS_TYPE} and {ENFORCEMENT_TYPE}"
-                    ),
-                ));
+                let reason = Reason::new(
+                    "Error.ConfigurationNotSupported",
+                    format!("`Type` `{}` is not supported by this device", clip(other)),
+                    &[
+                        ("Identifier", Value::String(envelope.identifier.clone())),
+                        ("ServerToken", Value::String(envelope.server_token.clone())),
+                    ],
+                );
+                return Ok(Self {
+                    kind: envelope.kind,
+                    identifier: envelope.identifier,
+                    server_token: envelope.server_token,
+                    payload: Payload::Unusable,
+                    invalid: vec![reason],
+                    unknown_keys: Vec::new(),
+                    raw: raw.to_vec(),
+                });
             }
         };
-        let unknown_keys = checker.unknown;
+        let (payload, invalid) = match outcome {
+            Ok(p) => (p, Vec::new()),
+            Err(Invalid(why)) => {
+                let code = match Category::of(&envelope.kind) {
+                    Category::Configuration => "Error.ConfigurationIsInvalid",
+                    _ => "Error.InvalidPayload",
+                };
+                // Details as `declarationbase.yaml` lists them for each code.
+                let reason = if code == "Error.ConfigurationIsInvalid" {
+                    Reason::new(
+                        code,
+                        format!("The configuration is not valid: {}", clip(&why)),
+                        &[("Error", Value::String(clip(&why)))],
+                    )
+                } else {
+                    Reason::new(
+                        code,
+                        format!("The declaration's payload is not valid: {}", clip(&why)),
+                        &[
+                            ("Identifier", Value::String(envelope.identifier.clone())),
+                            ("ServerToken", Value::String(envelope.server_token.clone())),
+                        ],
+                    )
+                };
+                (Payload::Unusable, vec![reason])
+            }
+        };
         Ok(Self {
-            kind: kind_text,
-            identifier,
-            server_token,
+            kind: envelope.kind,
+            identifier: envelope.identifier,
+            server_token: envelope.server_token,
             payload,
-            unknown_keys,
+            invalid,
+            unknown_keys: checker.unknown.iter().map(|k| clip(k)).collect(),
             raw: raw.to_vec(),
         })
     }
@@ -389,27 +680,45 @@ mod tests {
         let d = parse(r#"{"Type":"com.apple.configuration.softwareupdate.enforcement.specific","Identifier":"e1","ServerToken":"t",
             "Payload":{"TargetOSVersion":"26.3.1","TargetBuildVersion":"25D771280a","TargetLocalDateTime":"2026-12-01T09:00:00"}}"#).unwrap();
         assert!(matches!(d.payload, Payload::Enforcement(_)));
+        let d = parse(r#"{"Type":"com.apple.activation.simple","Identifier":"a","ServerToken":"1",
+            "Payload":{"StandardConfigurations":["e1","s1"],"Predicate":"@status(device.operating-system.family) == 'macOS'"}}"#).unwrap();
+        assert!(d.is_valid());
+        assert_eq!(d.category(), Category::Activation);
     }
 
     #[test]
-    fn refusals_name_the_key_and_pick_the_exit_code() {
+    fn what_is_not_a_declaration_is_refused_and_an_invalid_one_is_kept() {
         let env = |t: &str, p: &str| {
             format!(r#"{{"Type":"{t}","Identifier":"x","ServerToken":"1","Payload":{p}}}"#)
         };
+        for (json, needle) in [
+            ("not json".to_owned(), "not JSON"),
+            (r#"{"Type":"a"}"#.to_owned(), "`Identifier` is missing"),
+            (
+                r#"{"Type":"a","Identifier":"x","ServerToken":"1","Payload":[]}"#.to_owned(),
+                "`Payload` must be a dictionary",
+            ),
+            (
+                r#"{"Type":1,"Identifier":"x","ServerToken":"1","Payload":{}}"#.to_owned(),
+                "`Type` must be a string",
+            ),
+        ] {
+            let err = parse(&json).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{json}: {err}");
+            assert!(err.to_string().contains(needle), "{json}: {err}");
+        }
         let cases = [
-            ("not json".to_owned(), 2, "not JSON"),
-            (r#"{"Type":"a"}"#.to_owned(), 2, "`Identifier`"),
             (
                 env("com.apple.configuration.passcode.settings", "{}"),
-                4,
-                "`Type`",
+                "Error.ConfigurationNotSupported",
+                "not supported",
             ),
             (
                 env(
                     SETTINGS_TYPE,
                     r#"{"AutomaticActions":{"InstallSecurityUpdate":"Sometimes"}}"#,
                 ),
-                4,
+                "Error.ConfigurationIsInvalid",
                 "AutomaticActions.InstallSecurityUpdate",
             ),
             (
@@ -417,12 +726,12 @@ mod tests {
                     SETTINGS_TYPE,
                     r#"{"RapidSecurityResponse":{"Enable":"no"}}"#,
                 ),
-                4,
+                "Error.ConfigurationIsInvalid",
                 "RapidSecurityResponse.Enable` must be a boolean",
             ),
             (
                 env(SETTINGS_TYPE, r#"{"Deferrals":{"MinorPeriodInDays":120}}"#),
-                4,
+                "Error.ConfigurationIsInvalid",
                 "from 1 to 90",
             ),
             (
@@ -430,23 +739,15 @@ mod tests {
                     ENFORCEMENT_TYPE,
                     r#"{"TargetOSVersion":"26.3.1 (a)","TargetLocalDateTime":"2026-12-01T09:00:00"}"#,
                 ),
-                4,
+                "Error.ConfigurationIsInvalid",
                 "TargetBuildVersion",
-            ),
-            (
-                env(
-                    ENFORCEMENT_TYPE,
-                    r#"{"TargetOSVersion":"26.3.1","TargetLocalDateTime":"2026-12-01 09:00"}"#,
-                ),
-                4,
-                "yyyy-mm-ddThh:mm:ss",
             ),
             (
                 env(
                     ENFORCEMENT_TYPE,
                     r#"{"TargetOSVersion":"26.3.1","TargetLocalDateTime":"2026-12-01T09:00:00Z"}"#,
                 ),
-                4,
+                "Error.ConfigurationIsInvalid",
                 "TargetLocalDateTime",
             ),
             (
@@ -454,14 +755,31 @@ mod tests {
                     ENFORCEMENT_TYPE,
                     r#"{"TargetLocalDateTime":"2026-12-01T09:00:00"}"#,
                 ),
-                4,
+                "Error.ConfigurationIsInvalid",
                 "`TargetOSVersion` is missing",
+            ),
+            (
+                env(ACTIVATION_TYPE, r#"{"StandardConfigurations":"x"}"#),
+                "Error.InvalidPayload",
+                "must be an array",
             ),
         ];
         for (json, code, needle) in cases {
-            let err = parse(&json).unwrap_err();
-            assert_eq!(err.exit_code(), code, "{json}: {err}");
-            assert!(err.to_string().contains(needle), "{json}: {err}");
+            let d = parse(&json).unwrap();
+            assert!(!d.is_valid(), "{json}");
+            assert_eq!(d.invalid[0].code, code, "{json}");
+            assert!(
+                d.invalid_because().unwrap().contains(needle),
+                "{json}: {:?}",
+                d.invalid
+            );
         }
+        let d = parse(&env(
+            SETTINGS_TYPE,
+            r#"{"Future":1,"Deferrals":{"Later":2}}"#,
+        ))
+        .unwrap();
+        assert!(d.is_valid());
+        assert_eq!(d.unknown_keys, ["Deferrals.Later", "Future"]);
     }
 }

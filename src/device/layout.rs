@@ -49,6 +49,9 @@ pub const LAST_OPERATION: &str = "private/var/db/bsi/last-operation.json";
 pub const FAILURE_RECORD: &str = "private/var/db/bsi/failure.json";
 /// The reason for the last install, for `report`.
 pub const INSTALL_REASON_RECORD: &str = "private/var/db/bsi/install-reason.json";
+/// `report-delivered.json`: the status items of the last report marked delivered, which
+/// `report --changes` compares against.
+pub const REPORT_DELIVERED_RECORD: &str = "private/var/db/bsi/report-delivered.json";
 /// The bundle each response on the device came from (for `repair --from` hints).
 pub const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
 /// The journal of the operation in progress.

@@ -45,6 +45,18 @@ pub struct Holder {
     pub started_at: String,
     /// What it is doing now: `checking`, `staging`, `switching`, `recording`, ...
     pub phase: String,
+    /// The response it is installing (`26.3.1 (a)`) once it knows; null otherwise.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// That response's supplemental build.
+    #[serde(default)]
+    pub target_build: Option<String>,
+    /// Why it installs it: `command-line`, `auto-update` or `declaration`.
+    #[serde(default)]
+    pub target_reason: Option<String>,
+    /// The enforcing declaration, for `declaration`.
+    #[serde(default)]
+    pub target_declaration: Option<String>,
 }
 
 impl Holder {
@@ -56,6 +68,10 @@ impl Holder {
             pid: std::process::id(),
             started_at: started_at.to_owned(),
             phase: "starting".to_owned(),
+            target: None,
+            target_build: None,
+            target_reason: None,
+            target_declaration: None,
         }
     }
 }
@@ -136,6 +152,18 @@ impl DeviceLock {
         phase.clone_into(&mut self.holder.borrow_mut().phase);
         let _ = self.write_holder();
     }
+
+    /// Says which response the holder is installing (for readers); best effort.
+    pub fn set_target(&self, version: &str, build: &str, reason: &str, declaration: Option<&str>) {
+        {
+            let mut h = self.holder.borrow_mut();
+            h.target = Some(version.to_owned());
+            h.target_build = Some(build.to_owned());
+            h.target_reason = Some(reason.to_owned());
+            h.target_declaration = declaration.map(str::to_owned);
+        }
+        let _ = self.write_holder();
+    }
 }
 
 fn read_holder(mut file: &File) -> Option<Holder> {
@@ -160,6 +188,10 @@ pub fn probe(root: &Root) -> Option<Holder> {
             pid: 0,
             started_at: String::new(),
             phase: "starting".to_owned(),
+            target: None,
+            target_build: None,
+            target_reason: None,
+            target_declaration: None,
         })),
         Err(TryLockError::Error(_)) => None,
     }

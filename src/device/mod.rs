@@ -211,6 +211,13 @@ impl Device {
         }
     }
 
+    /// Tells readers which response this changer is installing (best effort).
+    pub fn set_target(&self, version: &str, build: &str, reason: &str, declaration: Option<&str>) {
+        if let Some(lock) = &self.lock {
+            lock.set_target(version, build, reason, declaration);
+        }
+    }
+
     /// The changer at work on this device, if another process holds its lock (for readers).
     #[must_use]
     pub fn operation(&self) -> Option<Holder> {

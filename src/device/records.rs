@@ -79,7 +79,7 @@ pub struct SafariRecord {
     pub generation: String,
 }
 
-/// `failure.json`.
+/// `failure.json`: the failed attempts at the current install (`softwareupdate.failure-reason`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Failure {
     /// Failed attempts at the current install.
@@ -88,19 +88,67 @@ pub struct Failure {
     pub reason: Option<String>,
     /// When it failed, RFC 3339.
     pub timestamp: Option<String>,
-    /// What was being installed.
+    /// What was being installed (the response version), when known.
     pub target: Option<String>,
+    /// Its supplemental build, when known.
+    #[serde(default)]
+    pub build: Option<String>,
+    /// The error's domain (`error-domain`), e.g. `bsi.power`.
+    #[serde(default)]
+    pub error_domain: Option<String>,
+    /// The error's code (`error-code`): bsi's exit code for it.
+    #[serde(default)]
+    pub error_code: Option<i64>,
 }
 
-/// `install-reason.json`.
+/// What started an install, in `softwareupdate.install-reason` terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallTrigger {
+    /// `bsi apply`.
+    CommandLine,
+    /// Automatic install in a background pass.
+    AutoUpdate,
+    /// An enforcement declaration.
+    Declaration,
+}
+
+impl InstallTrigger {
+    /// Apple's name.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            InstallTrigger::CommandLine => "command-line",
+            InstallTrigger::AutoUpdate => "auto-update",
+            InstallTrigger::Declaration => "declaration",
+        }
+    }
+}
+
+/// `install-reason.json`: the install the device is working on, and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InstallReason {
     /// `command-line`, `auto-update` or `declaration`.
     pub reason: String,
     /// The declaration, for `declaration`.
     pub declaration_id: Option<String>,
-    /// The response it installed.
+    /// The response version.
     pub target: Option<String>,
+    /// Its supplemental build.
+    #[serde(default)]
+    pub build: Option<String>,
+    /// A background pass wants it but has not staged it yet (`downloading`).
+    #[serde(default)]
+    pub wanted: bool,
+}
+
+/// `report-delivered.json`: the status items of the report last marked delivered.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DeliveredReport {
+    /// When it was marked delivered, RFC 3339.
+    pub at: String,
+    /// Its items, flat, by dotted name.
+    pub items: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A record read failure: one over the size limit is damage (exit 8, `bsi repair`), not an I/O

@@ -1,14 +1,19 @@
-//! The management-policy gate: what the stored declarations and the user's own switch allow.
+//! The management-policy gate: what the declarations in effect and the user's own switch allow.
 //!
-//! Settings keys are honoured only on supervised devices (DESIGN section 5); on others each one is
-//! listed as ignored, with why. Several settings declarations combine as Apple's schema says:
-//! `InstallSecurityUpdate` takes the last value (by identifier order), `Enable` and
-//! `EnableRollback` are false if any declaration makes them false, deferrals take the maximum.
-//! Enforcement declarations are honoured on supervised devices, and on unsupervised iPhones and
-//! iPads (Apple's schema allows them with device enrollment there, not on unsupervised Macs).
+//! Only a configuration that is active (an active activation references it) and valid takes
+//! effect (`declarations::state`); of a settings declaration, only the keys this platform and
+//! enrollment support (`declarations::support`: e.g. `InstallSecurityUpdate` is not available on
+//! iOS, `RapidSecurityResponse` needs a supervised iPhone). Several settings declarations combine
+//! as Apple's schema says: `InstallSecurityUpdate` takes the last value (by identifier order),
+//! `Enable` and `EnableRollback` are false if any declaration makes them false, deferrals take the
+//! maximum. Enforcement declarations in effect are listed for the background pass.
 
-use crate::declarations::declaration::{AutomaticAction, Declaration, EnforcementPayload, Payload};
-use crate::device::{DeviceInfo, Platform, Settings};
+use crate::declarations::declaration::{AutomaticAction, EnforcementPayload, Payload};
+use crate::declarations::predicate::StatusValue;
+use crate::declarations::state::{self, Evaluated, Validity};
+use crate::declarations::support::{DeviceFacts, KeyLimit};
+use crate::device::state::Snapshot;
+use crate::device::{Device, DeviceInfo, Settings};
 
 /// Where the automatic-install setting comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,17 +30,19 @@ pub enum AutoSource {
 /// A declaration as the device treats it.
 #[derive(Clone, Debug)]
 pub struct Considered {
-    /// The declaration.
-    pub declaration: Declaration,
-    /// Whether its keys take effect.
+    /// The declaration and its state (`active`, `valid`, reasons).
+    pub state: Evaluated,
+    /// Whether it (or some of its keys) takes effect.
     pub honored: bool,
-    /// Why not, or what it does.
+    /// What it does, or why it does nothing.
     pub note: String,
 }
 
 /// The effect of all declarations and the user's switch.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// The facts support was decided on.
+    pub facts: DeviceFacts,
     /// Supervised device.
     pub supervised: bool,
     /// Automatic install on or off.
@@ -50,31 +57,98 @@ pub struct Policy {
     pub rollback_blocked_by: Option<String>,
     /// The longest deferral in effect: (key, days, declaration).
     pub deferral: Option<(String, u64, String)>,
-    /// Honoured enforcement declarations.
+    /// Enforcement declarations in effect.
     pub enforcements: Vec<(String, EnforcementPayload)>,
     /// Every declaration with its treatment.
     pub declarations: Vec<Considered>,
 }
 
+/// The facts about `device` that decide what it supports.
+pub fn facts(device: &Device, snapshot: &Snapshot) -> DeviceFacts {
+    let info = device.info();
+    DeviceFacts::new(info.platform, snapshot.base.version, info.supervised)
+}
+
+/// The status items an activation predicate may name, from `snapshot`.
+fn status_value(info: &DeviceInfo, snapshot: &Snapshot, name: &str) -> Option<StatusValue> {
+    let text = |s: String| Some(StatusValue::Text(s));
+    match name {
+        "device.operating-system.family" => text(info.platform.to_string()),
+        "device.operating-system.version" => text(snapshot.base.version.to_string()),
+        "device.operating-system.build-version" => text(snapshot.base.build.to_string()),
+        "device.operating-system.marketing-name" => {
+            text(format!("{} {}", info.platform, snapshot.base.version))
+        }
+        "device.operating-system.supplemental.build-version" => text(
+            snapshot
+                .active
+                .as_ref()
+                .map_or_else(|| snapshot.base.build.to_string(), |a| a.build.to_string()),
+        ),
+        "device.operating-system.supplemental.extra-version" => text(
+            snapshot
+                .active
+                .as_ref()
+                .map(|a| a.version.extra.to_string())
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    }
+}
+
 /// The management policy in effect on `device`: its stored declarations and the user's switch.
-pub fn of(device: &crate::device::Device) -> crate::Result<Policy> {
-    Ok(Policy::evaluate(
-        device.info(),
-        &device.settings()?,
+pub fn of(device: &Device) -> crate::Result<Policy> {
+    of_with(device, &device.snapshot()?)
+}
+
+/// The management policy in effect on `device` as `snapshot` shows it.
+pub fn of_with(device: &Device, snapshot: &Snapshot) -> crate::Result<Policy> {
+    with_declarations(
+        device,
+        snapshot,
         crate::declarations::store::list(device.root())?,
-    ))
+    )
+}
+
+/// The management policy `declarations` would make on `device` (for `policy set --dry-run`,
+/// and to say what a declaration does before it is stored).
+pub fn with_declarations(
+    device: &Device,
+    snapshot: &Snapshot,
+    declarations: Vec<crate::declarations::declaration::Declaration>,
+) -> crate::Result<Policy> {
+    let info = device.info();
+    let facts = facts(device, snapshot);
+    let evaluated = state::evaluate(declarations, &facts, &|name| {
+        status_value(info, snapshot, name)
+    });
+    Ok(Policy::evaluate(facts, &device.settings()?, evaluated))
+}
+
+fn not_in_effect_note(e: &Evaluated) -> String {
+    let first_error = e
+        .reasons
+        .iter()
+        .find(|r| r.code.starts_with("Error.") && r.code != "Error.UnknownPayloadKeys");
+    match (e.valid, first_error) {
+        (Validity::Invalid, Some(r)) => format!("invalid ({}): {}", r.code, r.description),
+        _ if !e.active && e.declaration.category() == crate::declarations::declaration::Category::Configuration => {
+            "not active: no active activation references it (`bsi policy set` an activation that lists it in StandardConfigurations)".to_owned()
+        }
+        _ => match e.reasons.first() {
+            Some(r) => format!("not active ({}): {}", r.code, r.description),
+            None => "not active".to_owned(),
+        },
+    }
 }
 
 impl Policy {
-    /// Evaluates the declarations for this device and the user's settings.
+    /// Decides what the evaluated declarations and the user's settings allow.
     #[must_use]
-    pub fn evaluate(
-        info: &DeviceInfo,
-        settings: &Settings,
-        declarations: Vec<Declaration>,
-    ) -> Self {
+    pub fn evaluate(facts: DeviceFacts, settings: &Settings, evaluated: Vec<Evaluated>) -> Self {
         let mut policy = Policy {
-            supervised: info.supervised,
+            facts,
+            supervised: facts.enrollment == crate::declarations::support::Enrollment::Supervised,
             automatic: settings.automatic_install,
             automatic_source: AutoSource::User,
             automatic_forced: None,
@@ -84,64 +158,10 @@ impl Policy {
             enforcements: Vec::new(),
             declarations: Vec::new(),
         };
-        for declaration in declarations {
-            let (honored, note) = match &declaration.payload {
-                Payload::Settings(s) if info.supervised => {
-                    let id = &declaration.identifier;
-                    match s.install_security_update {
-                        Some(AutomaticAction::AlwaysOn) => {
-                            policy.automatic_forced = Some((true, id.clone()));
-                        }
-                        Some(AutomaticAction::AlwaysOff) => {
-                            policy.automatic_forced = Some((false, id.clone()));
-                        }
-                        Some(AutomaticAction::Allowed) => policy.automatic_forced = None,
-                        None => {}
-                    }
-                    if s.rsr_enable == Some(false) && policy.install_blocked_by.is_none() {
-                        policy.install_blocked_by = Some(id.clone());
-                    }
-                    if s.rsr_enable_rollback == Some(false) && policy.rollback_blocked_by.is_none()
-                    {
-                        policy.rollback_blocked_by = Some(id.clone());
-                    }
-                    for (key, days) in &s.deferrals {
-                        if policy.deferral.as_ref().is_none_or(|(_, d, _)| days > d) {
-                            policy.deferral = Some((key.clone(), *days, id.clone()));
-                        }
-                    }
-                    (true, settings_note(s))
-                }
-                Payload::Settings(_) => (
-                    false,
-                    "ignored: software update settings are honoured only on supervised devices"
-                        .to_owned(),
-                ),
-                Payload::Enforcement(e) if info.supervised || info.platform != Platform::MacOs => {
-                    policy
-                        .enforcements
-                        .push((declaration.identifier.clone(), e.clone()));
-                    (
-                        true,
-                        format!(
-                            "enforces {}{} by {} local time",
-                            e.target_os_version,
-                            e.target_build_version
-                                .as_ref()
-                                .map(|b| format!(" ({b})"))
-                                .unwrap_or_default(),
-                            e.target_local_date_time.format("%Y-%m-%dT%H:%M:%S")
-                        ),
-                    )
-                }
-                Payload::Enforcement(_) => (
-                    false,
-                    "ignored: a Mac accepts software update enforcement only when supervised"
-                        .to_owned(),
-                ),
-            };
+        for e in evaluated {
+            let (honored, note) = policy.consider(&e);
             policy.declarations.push(Considered {
-                declaration,
+                state: e,
                 honored,
                 note,
             });
@@ -154,10 +174,121 @@ impl Policy {
         }
         policy
     }
+
+    fn consider(&mut self, e: &Evaluated) -> (bool, String) {
+        let d = &e.declaration;
+        match &d.payload {
+            Payload::Activation(a) if e.active => (
+                true,
+                format!(
+                    "active: activates {}",
+                    if a.configurations.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        a.configurations.join(", ")
+                    }
+                ),
+            ),
+            _ if !e.in_effect()
+                && d.category() != crate::declarations::declaration::Category::Management =>
+            {
+                (false, not_in_effect_note(e))
+            }
+            Payload::Settings(s) => {
+                let skipped = |key: &str| e.limited_keys.iter().any(|(k, _)| k == key);
+                let id = &d.identifier;
+                let mut parts = Vec::new();
+                if !skipped("AutomaticActions.InstallSecurityUpdate") {
+                    match s.install_security_update {
+                        Some(AutomaticAction::AlwaysOn) => {
+                            self.automatic_forced = Some((true, id.clone()));
+                            parts.push("automatic install always on".to_owned());
+                        }
+                        Some(AutomaticAction::AlwaysOff) => {
+                            self.automatic_forced = Some((false, id.clone()));
+                            parts.push("automatic install always off".to_owned());
+                        }
+                        Some(AutomaticAction::Allowed) => {
+                            self.automatic_forced = None;
+                            parts.push("automatic install left to the user".to_owned());
+                        }
+                        None => {}
+                    }
+                }
+                if s.rsr_enable == Some(false) && !skipped("RapidSecurityResponse.Enable") {
+                    if self.install_blocked_by.is_none() {
+                        self.install_blocked_by = Some(id.clone());
+                    }
+                    parts.push("user installs blocked (enforcement still installs)".to_owned());
+                }
+                if s.rsr_enable_rollback == Some(false)
+                    && !skipped("RapidSecurityResponse.EnableRollback")
+                {
+                    if self.rollback_blocked_by.is_none() {
+                        self.rollback_blocked_by = Some(id.clone());
+                    }
+                    parts.push("removal blocked".to_owned());
+                }
+                for (key, days) in &s.deferrals {
+                    if skipped(key) {
+                        continue;
+                    }
+                    if self.deferral.as_ref().is_none_or(|(_, d, _)| days > d) {
+                        self.deferral = Some((key.clone(), *days, id.clone()));
+                    }
+                    parts.push(format!("{key} = {days} (does not delay responses)"));
+                }
+                for (key, limit) in &e.limited_keys {
+                    parts.push(format!(
+                        "{key} ignored ({})",
+                        match limit {
+                            KeyLimit::NotOnPlatform =>
+                                format!("not available on {}", self.facts.schema_os()),
+                            KeyLimit::NotForEnrollment =>
+                                format!("not for {} enrollment", self.facts.enrollment.name()),
+                        }
+                    ));
+                }
+                if parts.is_empty() {
+                    (true, "in effect; no key here affects responses".to_owned())
+                } else {
+                    (true, format!("in effect: {}", parts.join("; ")))
+                }
+            }
+            Payload::Enforcement(en) => {
+                self.enforcements.push((d.identifier.clone(), en.clone()));
+                (
+                    true,
+                    format!(
+                        "in effect: enforces {}{} by {} local time",
+                        en.target_os_version,
+                        en.target_build_version
+                            .as_ref()
+                            .map(|b| format!(" ({b})"))
+                            .unwrap_or_default(),
+                        en.target_local_date_time.format("%Y-%m-%dT%H:%M:%S")
+                    ),
+                )
+            }
+            Payload::StatusSubscriptions(items) => (
+                true,
+                format!("in effect: subscribes to {}", items.join(", ")),
+            ),
+            Payload::ServerCapabilities => (
+                e.valid == Validity::Valid,
+                if e.valid == Validity::Valid {
+                    "processed: server capabilities".to_owned()
+                } else {
+                    not_in_effect_note(e)
+                },
+            ),
+            Payload::Activation(_) | Payload::Unusable => (false, not_in_effect_note(e)),
+        }
+    }
 }
 
 /// Refuses (exit 4) switching automatic install to `wanted` when a declaration forces it the
-/// other way (`InstallSecurityUpdate = AlwaysOn` or `AlwaysOff` on a supervised device).
+/// other way (`InstallSecurityUpdate = AlwaysOn` or `AlwaysOff` in effect).
 pub fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()> {
     match &policy.automatic_forced {
         Some((forced, id)) if *forced != wanted => {
@@ -174,31 +305,5 @@ pub fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()
             ))
         }
         _ => Ok(()),
-    }
-}
-
-fn settings_note(s: &crate::declarations::declaration::SettingsPayload) -> String {
-    let mut parts = Vec::new();
-    match s.install_security_update {
-        Some(AutomaticAction::AlwaysOn) => parts.push("automatic install always on".to_owned()),
-        Some(AutomaticAction::AlwaysOff) => parts.push("automatic install always off".to_owned()),
-        Some(AutomaticAction::Allowed) => {
-            parts.push("automatic install left to the user".to_owned());
-        }
-        None => {}
-    }
-    if s.rsr_enable == Some(false) {
-        parts.push("user installs blocked (enforcement still installs)".to_owned());
-    }
-    if s.rsr_enable_rollback == Some(false) {
-        parts.push("removal blocked".to_owned());
-    }
-    for (key, days) in &s.deferrals {
-        parts.push(format!("{key} = {days} (does not delay responses)"));
-    }
-    if parts.is_empty() {
-        "honoured; no key here affects responses".to_owned()
-    } else {
-        format!("honoured: {}", parts.join("; "))
     }
 }

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use super::journal::Tx;
 use crate::bundle::{Bundle, BundleError};
-use crate::device::layout::SAFARI_RECORD;
+use crate::device::layout::{INSTALL_REASON_RECORD, SAFARI_RECORD};
+use crate::device::records::{self, InstallReason};
 use crate::device::trust;
 use crate::device::{Cryptex, Device, GenName, Snapshot, Staged, origins};
 use crate::error::IoContext;
@@ -20,6 +21,8 @@ use crate::version::{Build, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
 use super::{restart, stage};
+
+pub use crate::device::records::InstallTrigger;
 
 /// How `apply` is asked to run.
 #[derive(Clone, Debug)]
@@ -32,6 +35,8 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// An enforcement declaration demands this install (bypasses `RapidSecurityResponse.Enable`).
     pub enforced_by: Option<String>,
+    /// What started it, for `softwareupdate.install-reason`.
+    pub trigger: InstallTrigger,
 }
 
 /// What `apply` did (or, with `--dry-run`, would do).
@@ -279,7 +284,7 @@ pub fn apply_verified(
     bundle.check_structure()?;
     let m = &bundle.manifest;
     let info = device.info();
-    if m.product != info.platform {
+    if !info.platform.takes_bundles_for(m.product) {
         return Err(Error::not_applicable(
             format!(
                 "this bundle is for {}; the device runs {}",
@@ -351,9 +356,17 @@ pub fn apply_verified(
     let suppliers = suppliers(&bundle, &snapshot);
     tx.begin()?;
     {
+        // Readers see which response this installs (`downloading`, then `installing`).
+        device.set_target(
+            &version,
+            &build,
+            opts.trigger.name(),
+            opts.enforced_by.as_deref(),
+        );
         tx.phase("staging");
         let name = stage::stage(device, &mut bundle, &suppliers, progress)?;
         tx.phase("switching");
+        crate::faults::pause_point!("apply.switching");
         let layout = device.layout();
         let switch = if has_os {
             layout.proposed()
@@ -399,6 +412,24 @@ pub fn apply_verified(
                 ),
             )
         };
+        // Why the device installed it (`softwareupdate.install-reason` while it is pending). The
+        // install is done: failing to record why must not report it as failed.
+        if let Err(e) = records::write_json(
+            root,
+            INSTALL_REASON_RECORD,
+            &InstallReason {
+                reason: opts.trigger.name().to_owned(),
+                declaration_id: opts.enforced_by.clone(),
+                target: Some(version.clone()),
+                build: Some(build.clone()),
+                wanted: false,
+            },
+        ) {
+            tx.warn(format!(
+                "{} succeeded, but recording why it installed {version} failed ({e}); `bsi report` shows its install reason as command-line",
+                tx.op()
+            ));
+        }
         // Only hints read the origins record: failing to write it must not fail the apply.
         let _ = origins::record(root, device.layout(), &bundle);
         tx.clean_up(&snapshot.base.build);

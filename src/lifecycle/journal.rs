@@ -107,6 +107,12 @@ impl<'d> Tx<'d> {
         self.clock
     }
 
+    /// The operation's name, e.g. `apply`.
+    #[must_use]
+    pub fn op(&self) -> &'static str {
+        self.op
+    }
+
     /// Tells readers what the operation is doing now (`staging`, `switching`, ...).
     pub fn phase(&self, phase: &str) {
         self.device.set_phase(phase);

@@ -268,6 +268,13 @@ fn bad_records(device: &Device) -> Vec<BadRecord> {
             check::<InstallReason>(device, layout::INSTALL_REASON_RECORD),
         ),
         (
+            layout::REPORT_DELIVERED_RECORD,
+            check::<crate::device::records::DeliveredReport>(
+                device,
+                layout::REPORT_DELIVERED_RECORD,
+            ),
+        ),
+        (
             layout::ORIGINS_RECORD,
             check::<BTreeMap<String, origins::Origin>>(device, layout::ORIGINS_RECORD),
         ),
@@ -432,7 +439,9 @@ fn open_restore_bundle(device: &Device, path: &Path) -> Result<Bundle> {
     bundle.check_structure()?;
     let m = &bundle.manifest;
     let base = device.base()?;
-    if m.product != device.info().platform || !base.accepts(&m.version, &m.prerequisite) {
+    if !device.info().platform.takes_bundles_for(m.product)
+        || !base.accepts(&m.version, &m.prerequisite)
+    {
         return Err(Error::usage(
             format!(
                 "{} is {} {} ({}) for {} ({}); the device runs {} {base}, so it holds no such response",

@@ -88,6 +88,7 @@ pub fn restart(tx: &mut Tx<'_>, dry_run: bool) -> Result<RestartOutcome> {
     if !dry_run {
         tx.begin()?;
         tx.phase("switching");
+        crate::faults::pause_point!("restart.switching");
         activate(device)?;
         tx.clean_up(&snapshot.base.build);
     }

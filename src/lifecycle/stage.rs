@@ -181,7 +181,8 @@ fn fill(
     }
     let m = &bundle.manifest;
     let sv = SystemVersion {
-        product_name: m.product.name().to_owned(),
+        // The device's own name: an iPad runs iOS bundles as iPadOS.
+        product_name: device.info().platform.name().to_owned(),
         version: m.version,
         build: m.build.clone(),
         extra: Some(m.extra),

@@ -83,11 +83,15 @@ pub fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
 }
 
 /// Updates or upgrades the base.
+///
+/// `published` are responses a catalog lists for the current base (`update --catalog`): a minor
+/// update includes them too, whether this device saw them or not.
 pub fn update(
     tx: &mut Tx<'_>,
     kind: Kind,
     version: OsVersion,
     build: &Build,
+    published: &[ResponseVersion],
     dry_run: bool,
 ) -> Result<UpdateOutcome> {
     let device = tx.device();
@@ -159,9 +163,17 @@ pub fn update(
         },
     )?;
     let included: Vec<String> = match kind {
-        Kind::Minor => newest_of_line(device, &snapshot)?
-            .map(|n| n.line_up_to().map(|v| v.to_string()).collect())
-            .unwrap_or_default(),
+        Kind::Minor => {
+            let published = published
+                .iter()
+                .filter(|v| v.os == from.version)
+                .max()
+                .copied();
+            newest_of_line(device, &snapshot)?
+                .max(published)
+                .map(|n| n.line_up_to().map(|v| v.to_string()).collect())
+                .unwrap_or_default()
+        }
         Kind::Major => Vec::new(),
     };
     let message = match kind {

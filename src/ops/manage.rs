@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{Done, Env, Recorded, change, open_read};
-use crate::declarations::declaration::Declaration;
+use crate::declarations::declaration::{Declaration, Reason};
+use crate::declarations::state::Validity;
 use crate::declarations::store::{self, SetOutcome};
 use crate::device::layout::{POWER_RECORD, SETTINGS_RECORD};
 use crate::device::trust::{self, TrustedKey};
@@ -97,6 +98,12 @@ pub struct PolicySet {
     /// Added, replaced or unchanged.
     #[serde(flatten)]
     pub change: SetOutcome,
+    /// Active on the device now.
+    pub active: bool,
+    /// `valid`, `invalid` or `unknown`, as `management.declarations` reports it.
+    pub valid: Validity,
+    /// Apple's reasons.
+    pub reasons: Vec<Reason>,
     /// How the device treats it.
     pub note: String,
     /// Nothing was stored because of `--dry-run`.
@@ -166,7 +173,7 @@ pub fn power_set(
 /// `bsi settings` without changes.
 pub fn settings_show(env: &Env) -> Result<SettingsView> {
     let device = open_read(env)?;
-    let policy = status::collect::policy(&device)?;
+    let policy = crate::gates::policy::of(&device)?;
     Ok(SettingsView::new(device.settings()?, &policy, false, false))
 }
 
@@ -174,7 +181,7 @@ pub fn settings_show(env: &Env) -> Result<SettingsView> {
 pub fn settings_set(env: &Env, automatic: bool, dry_run: bool) -> Result<Done<SettingsView>> {
     change(env, "settings", dry_run, None, |tx| {
         let device = tx.device();
-        let policy = status::collect::policy(device)?;
+        let policy = crate::gates::policy::of(device)?;
         crate::gates::policy::check_automatic_change(&policy, automatic)?;
         let old = device.settings()?;
         let new = Settings {
@@ -185,7 +192,7 @@ pub fn settings_set(env: &Env, automatic: bool, dry_run: bool) -> Result<Done<Se
             tx.begin()?;
             records::write_json(device.root(), SETTINGS_RECORD, &new)?;
         }
-        let policy = status::collect::policy(device)?;
+        let policy = crate::gates::policy::of(device)?;
         Ok(SettingsView::new(
             if dry_run { new } else { device.settings()? },
             &policy,
@@ -195,33 +202,85 @@ pub fn settings_set(env: &Env, automatic: bool, dry_run: bool) -> Result<Done<Se
     })
 }
 
-/// `bsi policy set FILE`: the declaration, read with a size limit, then stored.
-pub fn policy_set(env: &Env, file: &Path, dry_run: bool) -> Result<Done<PolicySet>> {
+/// `bsi policy set FILE`: the declaration, read with a size limit, then stored. A well-formed
+/// declaration is stored whatever its payload, as a device keeps what the server sent; when the
+/// device cannot use it (an invalid payload, a type this OS version or enrollment does not
+/// support, a predicate it cannot evaluate) the second value is the refusal to exit with (4).
+pub fn policy_set(
+    env: &Env,
+    file: &Path,
+    dry_run: bool,
+) -> Result<(Done<PolicySet>, Option<Error>)> {
     let raw = crate::input::read_named(file, store::MAX_DECLARATION_BYTES, "declaration")?;
     let declaration = Declaration::parse(&raw, &file.display().to_string())?;
     let target = Some(declaration.identifier.clone());
-    change(env, "policy set", dry_run, target, |tx| {
+    let done = change(env, "policy set", dry_run, target, |tx| {
         let device = tx.device();
         let plan = store::plan(device.root(), &declaration)?;
         if plan != SetOutcome::Unchanged && !dry_run {
             tx.begin()?;
             store::store(device.root(), &declaration)?;
         }
-        let policy = status::collect::policy(device)?;
-        let note = policy
+        // What the device makes of it, with every declaration it holds (with `--dry-run`, as if
+        // it were stored).
+        let mut all: Vec<Declaration> = store::list(device.root())?
+            .into_iter()
+            .filter(|d| d.identifier != declaration.identifier)
+            .collect();
+        all.push(declaration.clone());
+        all.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        let policy = crate::gates::policy::with_declarations(device, &device.snapshot()?, all)?;
+        let considered = policy
             .declarations
-            .iter()
-            .find(|c| c.declaration.identifier == declaration.identifier)
-            .map_or_else(String::new, |c| c.note.clone());
+            .into_iter()
+            .find(|c| c.state.declaration.identifier == declaration.identifier);
+        let (active, valid, reasons, note) = considered.map_or_else(
+            || (false, Validity::Unknown, Vec::new(), String::new()),
+            |c| (c.state.active, c.state.valid, c.state.reasons, c.note),
+        );
         Ok(PolicySet {
             identifier: declaration.identifier.clone(),
             kind: declaration.kind.clone(),
             server_token: declaration.server_token.clone(),
             change: plan,
+            active,
+            valid,
+            reasons,
             note,
             dry_run,
         })
-    })
+    })?;
+    let refusal = unusable(&done.value);
+    Ok((done, refusal))
+}
+
+/// The refusal for a stored declaration the device cannot use. A missing configuration is not
+/// one: the activation works once the server (or `policy set`) sends what it names.
+fn unusable(set: &PolicySet) -> Option<Error> {
+    if set.valid != Validity::Invalid {
+        return None;
+    }
+    let reason = set
+        .reasons
+        .iter()
+        .find(|r| r.code.starts_with("Error.") && r.code != "Error.UnknownPayloadKeys")?;
+    if reason.code == "Error.MissingConfigurations" {
+        return None;
+    }
+    let id = crate::untrusted::clip(&set.identifier);
+    Some(Error::policy(
+        format!(
+            "declaration {id} {} but the device cannot use it: {} ({})",
+            if set.dry_run {
+                "would be stored,"
+            } else {
+                "is stored and reported as invalid,"
+            },
+            reason.description,
+            reason.code
+        ),
+        format!("fix it and `bsi policy set` it again, or `bsi policy remove {id}`"),
+    ))
 }
 
 /// `bsi policy list`.
@@ -348,7 +407,13 @@ impl Recorded for PolicySet {
             }
             SetOutcome::Unchanged => "unchanged".to_owned(),
         };
-        format!("{} {}: {what}", self.kind, self.identifier)
+        let state = match self.valid {
+            Validity::Invalid => ", invalid",
+            Validity::Unknown => ", not active",
+            Validity::Valid if self.active => ", active",
+            Validity::Valid => ", valid, not active",
+        };
+        format!("{} {}: {what}{state}", self.kind, self.identifier)
     }
     fn nothing_to_do(&self) -> bool {
         self.change == SetOutcome::Unchanged

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::bundle::inspect;
 use crate::clock::Clock;
-use crate::ddm::{auto, report};
+use crate::ddm::{auto, report, software_update};
 use crate::device::generation::sweep_temporaries;
 use crate::device::layout;
 use crate::device::{Access, Device};
@@ -167,7 +167,7 @@ pub fn apply(
             crate::interrupt::saying(e, "nothing was applied; the device is as it was")
         });
         if !opts.dry_run
-            && let Err(e) = report::record_apply(tx.device(), tx.clock(), &result)
+            && let Err(e) = software_update::record_apply(tx.device(), tx.clock(), &result)
         {
             warnings.push(format!(
                 "apply: recording the software-update status failed: {e}"
@@ -206,6 +206,7 @@ pub fn update(
     kind: Kind,
     version: OsVersion,
     build: &Build,
+    catalog: Option<&Path>,
     dry_run: bool,
 ) -> Result<Done<UpdateOutcome>> {
     let action = match kind {
@@ -213,8 +214,22 @@ pub fn update(
         Kind::Major => "upgrade",
     };
     let target = Some(format!("{version} ({build})"));
+    let catalog = catalog
+        .map(|p| crate::ddm::catalog::Catalog::load(p, &env.clock))
+        .transpose()?;
     change(env, action, dry_run, target, |tx| {
-        update::update(tx, kind, version, build, dry_run)
+        let published = match &catalog {
+            Some(c) => {
+                let base = tx.device().base()?;
+                c.responses_for_base(
+                    tx.device().info().platform,
+                    &base.version,
+                    base.build.as_str(),
+                )
+            }
+            None => Vec::new(),
+        };
+        update::update(tx, kind, version, build, &published, dry_run)
     })
 }
 
@@ -285,10 +300,30 @@ pub fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// `bsi report`.
-pub fn report(env: &Env) -> Result<serde_json::Value> {
-    let device = open_read(env)?;
-    report::build(&device)
+/// `bsi report`: the full report; with `changes`, only the items that changed since the report
+/// last marked delivered; with `delivered`, the report printed is recorded as delivered (the
+/// one write `report` makes, under the device lock; no history entry, as it changes nothing a
+/// person reads back).
+pub fn report(env: &Env, changes: bool, delivered: bool) -> Result<serde_json::Value> {
+    if !delivered {
+        let device = open_read(env)?;
+        let full = report::build(&device)?;
+        let out = if changes {
+            report::changes(full, report::delivered(&device).as_ref())
+        } else {
+            full
+        };
+        return Ok(out.to_json());
+    }
+    let device = lifecycle::open_to_change(&env.root, env.wait, "report", &env.clock)?;
+    let full = report::build(&device)?;
+    let out = if changes {
+        report::changes(full.clone(), report::delivered(&device).as_ref())
+    } else {
+        full.clone()
+    };
+    report::mark_delivered(&device, &full, env.clock.stamp())?;
+    Ok(out.to_json())
 }
 
 /// `bsi bundle inspect` against the device's trusted keys.
@@ -376,9 +411,9 @@ impl Recorded for auto::AutoOutcome {
         self.log.join("; ")
     }
     fn target(&self) -> Option<String> {
-        self.installed.clone()
+        self.installed.clone().or_else(|| self.staged.clone())
     }
     fn nothing_to_do(&self) -> bool {
-        self.installed.is_none()
+        self.installed.is_none() && self.staged.is_none()
     }
 }

@@ -79,8 +79,8 @@ pub fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
 }
 
 /// The management policy in effect.
-pub fn policy(device: &Device) -> Result<Policy> {
-    crate::gates::policy::of(device)
+pub fn policy(device: &Device, snapshot: &Snapshot) -> Result<Policy> {
+    crate::gates::policy::of_with(device, snapshot)
 }
 
 /// A secondary record's value, or its default when the record is damaged: `status` still
@@ -150,7 +150,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
         Some(c) => device.snapshot_committed(c.version.parse()?, c.build.parse()?)?,
         None => device.snapshot()?,
     };
-    let policy = policy(device)?;
+    let policy = policy(device, &snapshot)?;
     let power_record = device.power()?;
     let rule = power::rule(info);
     let rollback_reason = rollback_refusal(&snapshot, &policy);
@@ -175,7 +175,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
     for c in policy.declarations.iter().filter(|c| !c.honored) {
         notes.push(format!(
             "declaration {}: {}",
-            c.declaration.identifier, c.note
+            c.state.declaration.identifier, c.note
         ));
     }
     let status = Status {
@@ -245,12 +245,15 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
                 .declarations
                 .iter()
                 .map(|c| DeclarationStatus {
-                    identifier: c.declaration.identifier.clone(),
-                    kind: c.declaration.kind.clone(),
-                    server_token: c.declaration.server_token.clone(),
+                    identifier: c.state.declaration.identifier.clone(),
+                    kind: c.state.declaration.kind.clone(),
+                    server_token: c.state.declaration.server_token.clone(),
+                    active: c.state.active,
+                    valid: c.state.valid,
+                    reasons: c.state.reasons.clone(),
                     honored: c.honored,
                     note: c.note.clone(),
-                    unknown_keys: c.declaration.unknown_keys.clone(),
+                    unknown_keys: c.state.declaration.unknown_keys.clone(),
                 })
                 .collect(),
         },
@@ -271,7 +274,15 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
             supplemental_extra_version: snapshot
                 .active
                 .as_ref()
-                .map(|a| a.version.extra.to_string()),
+                .map(|a| a.version.extra.to_string())
+                .unwrap_or_default(),
+        },
+        prompt: match &snapshot.staged {
+            Some(Staged::Install(p)) => Some(format!(
+                "restart to finish installing {}: `bsi restart`",
+                p.version
+            )),
+            _ => None,
         },
         notes,
         version: snapshot.version_label(),

@@ -55,6 +55,9 @@ pub struct Status {
     /// An operation that was cut short (killed, power lost) and that the next changing command
     /// or `bsi repair` will finish or undo; null when there is none.
     pub recovery_pending: Option<RecoveryPending>,
+    /// What the user is prompted to do, as a device shows it: a staged response waits for the
+    /// restart (`restart to finish installing 26.3.1 (b): bsi restart`); null when nothing waits.
+    pub prompt: Option<String>,
 }
 
 /// An interrupted operation waiting for recovery.
@@ -224,7 +227,13 @@ pub struct DeclarationStatus {
     pub kind: String,
     /// `ServerToken`.
     pub server_token: String,
-    /// Its keys take effect on this device.
+    /// Active on the device (`management.declarations`).
+    pub active: bool,
+    /// `valid`, `invalid` or `unknown` (`management.declarations`).
+    pub valid: crate::declarations::state::Validity,
+    /// Apple's reasons (`management.declarations`).
+    pub reasons: Vec<crate::declarations::declaration::Reason>,
+    /// It (or some of its keys) takes effect on this device.
     pub honored: bool,
     /// What it does, or why it is ignored.
     pub note: String,
@@ -259,31 +268,29 @@ pub struct DdmStatus {
     /// The active response's supplemental build, or the base build when none is active.
     #[serde(rename = "device.operating-system.supplemental.build-version")]
     pub supplemental_build_version: String,
-    /// The active response's letter as devices report it, e.g. `(a)`; null when none is active.
+    /// The active response's letter as devices report it, e.g. `(a)`; `""` when none is active
+    /// (the item is a string on every report, never null).
     #[serde(rename = "device.operating-system.supplemental.extra-version")]
-    pub supplemental_extra_version: Option<String>,
+    pub supplemental_extra_version: String,
 }
 
 impl DdmStatus {
     /// The items as a flat map (for the status report's nesting).
     #[must_use]
-    pub fn items(&self) -> BTreeMap<&'static str, Option<&str>> {
+    pub fn items(&self) -> BTreeMap<&'static str, &str> {
         BTreeMap::from([
-            (
-                "device.operating-system.version",
-                Some(self.version.as_str()),
-            ),
+            ("device.operating-system.version", self.version.as_str()),
             (
                 "device.operating-system.build-version",
-                Some(self.build_version.as_str()),
+                self.build_version.as_str(),
             ),
             (
                 "device.operating-system.supplemental.build-version",
-                Some(self.supplemental_build_version.as_str()),
+                self.supplemental_build_version.as_str(),
             ),
             (
                 "device.operating-system.supplemental.extra-version",
-                self.supplemental_extra_version.as_deref(),
+                self.supplemental_extra_version.as_str(),
             ),
         ])
     }

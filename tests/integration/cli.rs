@@ -98,6 +98,12 @@ fn every_documented_exit_code_happens() {
     std::fs::write(&decl, r#"{"Type":"com.apple.configuration.softwareupdate.settings","Identifier":"no-rsr","ServerToken":"1","Payload":{"RapidSecurityResponse":{"Enable":false}}}"#).unwrap();
     sup.bsi(["policy".as_ref(), "set".as_ref(), decl.as_os_str()])
         .ok();
+    sup.declare(
+        "com.apple.activation.simple",
+        "act",
+        serde_json::json!({"StandardConfigurations": ["no-rsr"]}),
+    )
+    .ok();
     sup.bsi(["apply".as_ref(), a.as_os_str()]).exit(4);
     d.bsi(["apply".as_ref(), bundle("ios-26.3.1-a.bsi").as_os_str()])
         .exit(5);

@@ -450,7 +450,7 @@ mod fault_points {
                 let s = check_consistent(&d);
                 if after_switch.contains(&step) {
                     run.ok()
-                        .stderr_has("warning: apply succeeded, but recording it");
+                        .stderr_has("warning: apply succeeded, but recording");
                     assert_eq!(s["active"]["version"], "26.3.1 (b)", "{fault}");
                 } else {
                     run.refused(1, "error: ");

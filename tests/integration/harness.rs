@@ -210,6 +210,45 @@ impl Device {
         self.root.join(rel)
     }
 
+    /// Writes a declaration (`Type`, `Identifier`, `ServerToken` "1", `Payload`) to a file
+    /// beside the device and returns its path.
+    #[allow(clippy::needless_pass_by_value)] // the call sites pass `json!(..)`
+    pub(crate) fn declaration_file(
+        &self,
+        kind: &str,
+        id: &str,
+        payload: serde_json::Value,
+    ) -> PathBuf {
+        let path = self
+            .dir
+            .path()
+            .join(format!("decl-{}.json", id.replace('/', "_")));
+        let v = serde_json::json!({"Type": kind, "Identifier": id, "ServerToken": "1", "Payload": payload});
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        path
+    }
+
+    /// `policy set`s a declaration; returns the run (not checked).
+    #[allow(clippy::needless_pass_by_value)] // the call sites pass `json!(..)`
+    pub(crate) fn declare(&self, kind: &str, id: &str, payload: serde_json::Value) -> Run {
+        let file = self.declaration_file(kind, id, payload);
+        self.bsi(["policy".as_ref(), "set".as_ref(), file.as_os_str()])
+    }
+
+    /// `policy set`s a configuration and an activation of it (`<id>.activation`), as a server
+    /// does; both must be accepted.
+    #[track_caller]
+    #[allow(clippy::needless_pass_by_value)] // the call sites pass `json!(..)`
+    pub(crate) fn declare_active(&self, kind: &str, id: &str, payload: serde_json::Value) {
+        self.declare(kind, id, payload).ok();
+        self.declare(
+            "com.apple.activation.simple",
+            &format!("{id}.activation"),
+            serde_json::json!({"StandardConfigurations": [id]}),
+        )
+        .ok();
+    }
+
     /// A snapshot of the tree, without the records a refused command may change (I4).
     pub(crate) fn tree(&self) -> Tree {
         let mut t = Tree::of(&self.root);

@@ -7,7 +7,8 @@
 //! - `bundles`: keys, trust, create/sign/pack/inspect, every rejection kind.
 //! - `lifecycle`: apply, restart, Safari, rollback, update/upgrade, history, verify; the seed's
 //!   versioning table.
-//! - `management`: DDM declarations, automatic install, enforcement, lookup, report.
+//! - `ddm`: DDM declarations and activations, automatic install, enforcement, the install-state
+//!   lifecycle, lookup, report; `apple_schema` validates every report against Apple's YAML.
 //! - `faults`: kills at random instants, fault points, concurrent changers, planted symlinks.
 //! - `hostile`: hostile input, each refused cheaply (time and peak RSS measured).
 //! - `truth`: the truthful-state defects and the hint-following test.
@@ -18,17 +19,19 @@
     clippy::format_push_string,
     clippy::too_many_arguments,
     clippy::needless_pass_by_value,
-    clippy::format_collect
+    clippy::format_collect,
+    clippy::many_single_char_names
 )]
 
+mod apple_schema;
 mod bundles;
 mod cli;
+mod ddm;
 mod device;
 mod faults;
 mod fixtures;
 mod harness;
 mod hostile;
 mod lifecycle;
-mod management;
 mod reading;
 mod truth;

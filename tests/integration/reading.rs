@@ -320,6 +320,12 @@ fn every_json_error_is_one_object_with_a_stable_kind_and_a_hint_that_leads_somew
     d.bsi(["power", "--ac"]).ok();
     d.bsi(["policy".as_ref(), "set".as_ref(), decl.as_os_str()])
         .ok();
+    d.declare(
+        "com.apple.activation.simple",
+        "act",
+        serde_json::json!({"StandardConfigurations": ["no-rsr"]}),
+    )
+    .ok();
     let e = json_error(&d.bsi(["--json".as_ref(), "apply".as_ref(), a.as_os_str()]));
     assert_eq!((e.kind.as_str(), e.exit_code), ("policy", 4));
     let lock = std::fs::OpenOptions::new()

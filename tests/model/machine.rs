@@ -190,11 +190,12 @@ struct Status {
     automatic_install: AutomaticView,
     policy: serde::de::IgnoredAny,
     last_operation: serde::de::IgnoredAny,
-    ddm: BTreeMap<String, Option<String>>,
+    ddm: BTreeMap<String, String>,
     notes: Vec<String>,
     version: String,
     operation: Option<serde_json::Value>,
     recovery_pending: Option<serde_json::Value>,
+    prompt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,7 +375,7 @@ fn check(real: &mut Real, m: &Model, context: &str) {
     assert_eq!(s.automatic_install.source, "user");
     assert_eq!(s.automatic_install.declaration, None);
     let active = m.active.map(|i| &pool.bundles[i]);
-    let ddm = |k: &str| s.ddm.get(k).cloned().flatten();
+    let ddm = |k: &str| s.ddm.get(k).cloned();
     assert_eq!(
         ddm("device.operating-system.version"),
         Some(version_text(m.version))
@@ -389,6 +390,27 @@ fn check(real: &mut Real, m: &Model, context: &str) {
         Some(active.map_or(m.build.0, |b| b.build.0)),
         "{context}: ddm supplemental build"
     );
+    assert_eq!(
+        ddm("device.operating-system.supplemental.extra-version"),
+        Some(active.map_or_else(String::new, |b| {
+            format!("({})", crate::rules::letter_text(b.letter))
+        })),
+        "{context}: ddm extra version, never null"
+    );
+    // A staged install waits for the restart the user is prompted for; nothing else prompts.
+    match (m.staged, &s.prompt) {
+        (Some(Staged::Install(i, _)), Some(p)) => assert_eq!(
+            p,
+            &format!(
+                "restart to finish installing {}: `bsi restart`",
+                pool.bundles[i].label()
+            ),
+            "{context}: prompt"
+        ),
+        (Some(Staged::Install(..)), None) => panic!("{context}: no prompt for a staged install"),
+        (_, None) => {}
+        (_, Some(p)) => panic!("{context}: prompt {p:?} with no staged install"),
+    }
     let _ = &s.notes;
     // The bytes behind System/Cryptexes.
     for (cryptex, src) in [("OS", m.sources.os), ("App", m.sources.app)] {

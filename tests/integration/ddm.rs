@@ -1,0 +1,1280 @@
+//! Declarative device management as real devices do it (issue 12): activations, every
+//! declaration kept and reported with its state, the install-state lifecycle, prompts, incremental
+//! reports, iPadOS, catalog inclusions, and every report checked against Apple's YAML schemas and
+//! the shape of real devices' reports (`apple_schema`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::apple_schema::{Facts, same_shape_as_real, validate_report};
+use crate::harness::*;
+
+const SETTINGS: &str = "com.apple.configuration.softwareupdate.settings";
+const ENFORCE: &str = "com.apple.configuration.softwareupdate.enforcement.specific";
+const ACTIVATION: &str = "com.apple.activation.simple";
+const SUBSCRIPTIONS: &str = "com.apple.configuration.management.status-subscriptions";
+const CAPABILITIES: &str = "com.apple.management.server-capabilities";
+
+/// The report, typed: a renamed or retyped key fails to parse instead of reading as null.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    #[serde(rename = "StatusItems")]
+    items: Items,
+    #[serde(rename = "Errors")]
+    errors: Vec<Value>,
+    #[serde(rename = "FullReport")]
+    full: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Items {
+    device: Option<DeviceItems>,
+    management: Option<ManagementItems>,
+    softwareupdate: Option<SoftwareUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceItems {
+    #[serde(rename = "operating-system")]
+    os: OsItems,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OsItems {
+    version: Option<String>,
+    #[serde(rename = "build-version")]
+    build_version: Option<String>,
+    family: Option<String>,
+    supplemental: Option<Supplemental>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Supplemental {
+    #[serde(rename = "build-version")]
+    build_version: Option<String>,
+    #[serde(rename = "extra-version")]
+    extra_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManagementItems {
+    declarations: Declarations,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Declarations {
+    activations: Vec<Decl>,
+    configurations: Vec<Decl>,
+    assets: Vec<Decl>,
+    management: Vec<Decl>,
+}
+
+impl Declarations {
+    fn all(&self) -> BTreeMap<String, &Decl> {
+        self.activations
+            .iter()
+            .chain(&self.configurations)
+            .chain(&self.assets)
+            .chain(&self.management)
+            .map(|d| (d.identifier.clone(), d))
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decl {
+    identifier: String,
+    #[serde(rename = "server-token")]
+    server_token: String,
+    active: bool,
+    valid: String,
+    #[serde(default)]
+    reasons: Vec<ReasonItem>,
+}
+
+impl Decl {
+    fn codes(&self) -> Vec<&str> {
+        self.reasons.iter().map(|r| r.code.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonItem {
+    code: String,
+    #[allow(dead_code)]
+    description: String,
+    #[serde(default)]
+    details: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftwareUpdate {
+    #[serde(rename = "install-state")]
+    state: Option<String>,
+    #[serde(rename = "pending-version")]
+    pending: Option<PendingVersion>,
+    #[serde(rename = "failure-reason")]
+    failure: Option<FailureReason>,
+    #[serde(rename = "install-reason")]
+    reason: Option<InstallReason>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct PendingVersion {
+    #[serde(rename = "os-version")]
+    os_version: String,
+    #[serde(rename = "build-version")]
+    build_version: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureReason {
+    count: u32,
+    reason: Option<String>,
+    #[serde(rename = "error-domain")]
+    error_domain: Option<String>,
+    #[serde(rename = "error-code")]
+    error_code: Option<i64>,
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct InstallReason {
+    reason: Vec<String>,
+    #[serde(rename = "declaration-id")]
+    declaration_id: Option<String>,
+}
+
+impl Report {
+    fn su(&self) -> &SoftwareUpdate {
+        self.items
+            .softwareupdate
+            .as_ref()
+            .expect("softwareupdate items")
+    }
+    fn declarations(&self) -> &Declarations {
+        &self
+            .items
+            .management
+            .as_ref()
+            .expect("management.declarations")
+            .declarations
+    }
+    fn state(&self) -> &str {
+        self.su().state.as_deref().unwrap()
+    }
+    fn pending(&self) -> (&str, &str) {
+        let p = self.su().pending.as_ref().unwrap();
+        (p.os_version.as_str(), p.build_version.as_str())
+    }
+    fn reason(&self) -> &InstallReason {
+        self.su().reason.as_ref().unwrap()
+    }
+    fn failure(&self) -> &FailureReason {
+        self.su().failure.as_ref().unwrap()
+    }
+}
+
+/// A device, the facts the schemas judge it by, and a checked report reader.
+struct Dev {
+    d: Device,
+    facts: Facts,
+}
+
+impl Dev {
+    fn new(flags: &[&str], facts: Facts) -> Self {
+        Self {
+            d: Device::with(flags),
+            facts,
+        }
+    }
+
+    fn mac() -> Self {
+        Self::new(
+            &["--supervised"],
+            Facts {
+                os: "macOS",
+                version: (26, 3, 1),
+                enrollment: "supervised",
+            },
+        )
+    }
+
+    /// `bsi report` with `args`, validated against Apple's schemas and real shapes, typed.
+    #[track_caller]
+    fn report_at(&self, now: &str, args: &[&str]) -> Report {
+        let mut all = vec!["report"];
+        all.extend_from_slice(args);
+        let raw = self.d.bsi_at(now, &all).ok().json();
+        let full = !args.contains(&"--changes") || raw["FullReport"] == true;
+        let errors = validate_report(&raw, &self.facts, full);
+        assert!(
+            errors.is_empty(),
+            "report {args:?} does not match Apple's schemas: {errors:#?}\n{raw:#}"
+        );
+        let shape = same_shape_as_real(&raw);
+        assert!(
+            shape.is_empty(),
+            "report {args:?} differs from real devices' reports: {shape:#?}"
+        );
+        serde_json::from_value(raw).unwrap()
+    }
+
+    #[track_caller]
+    fn report(&self) -> Report {
+        self.report_at(NOW, &[])
+    }
+}
+
+fn bundles_dir(names: &[&str]) -> PathBuf {
+    let tmp = tempfile::tempdir().unwrap().keep();
+    for name in names {
+        std::fs::copy(bundle(name), tmp.join(name)).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn declarations_are_kept_and_reported_valid_or_not() {
+    let dev = Dev::mac();
+    let d = &dev.d;
+    // Not a declaration at all: refused, nothing stored.
+    let junk = d.dir.path().join("junk.json");
+    std::fs::write(&junk, b"[1,2]").unwrap();
+    d.refuses(
+        ["policy".as_ref(), "set".as_ref(), junk.as_os_str()],
+        2,
+        "not a DDM declaration",
+    );
+    let env = d.dir.path().join("env.json");
+    std::fs::write(&env, br#"{"Type":"x","Identifier":"y","Payload":{}}"#).unwrap();
+    d.refuses(
+        ["policy".as_ref(), "set".as_ref(), env.as_os_str()],
+        2,
+        "`ServerToken` is missing",
+    );
+
+    // A valid configuration no activation references: kept, not active, validity unknown.
+    d.declare(
+        SETTINGS,
+        "rsr",
+        json!({"RapidSecurityResponse": {"Enable": false}}),
+    )
+    .ok()
+    .stdout_has("not active");
+    let a = bundle("macos-26.3.1-a.bsi");
+    // Not in effect: user installs are still allowed.
+    d.bsi(["apply".as_ref(), a.as_os_str(), "--dry-run".as_ref()])
+        .ok();
+    let r = dev.report();
+    let c = r.declarations().all()["rsr"];
+    assert_eq!((c.active, c.valid.as_str()), (false, "unknown"));
+    assert_eq!(c.codes(), ["Info.NotReferencedByActivation"]);
+    assert_eq!(c.reasons[0].details["Identifier"], "rsr");
+    assert_eq!(c.reasons[0].details["ServerToken"], "1");
+    assert_eq!(c.server_token, "1");
+
+    // An activation makes it take effect.
+    d.declare(
+        ACTIVATION,
+        "act",
+        json!({"StandardConfigurations": ["rsr"]}),
+    )
+    .ok()
+    .stdout_has("active, valid");
+    d.refuses(
+        ["apply".as_ref(), a.as_os_str()],
+        4,
+        "RapidSecurityResponse.Enable = false",
+    );
+    let r = dev.report();
+    let all = r.declarations().all();
+    assert_eq!(
+        (all["act"].active, all["act"].valid.as_str()),
+        (true, "valid")
+    );
+    assert!(all["act"].reasons.is_empty());
+    assert_eq!(
+        (all["rsr"].active, all["rsr"].valid.as_str()),
+        (true, "valid")
+    );
+    assert_eq!(r.declarations().activations.len(), 1);
+
+    // An invalid payload: stored and reported, and the command exits 4 saying why.
+    d.declare(
+        SETTINGS,
+        "broken",
+        json!({"RapidSecurityResponse": {"Enable": "no"}}),
+    )
+    .refused(4, "RapidSecurityResponse.Enable` must be a boolean")
+    .stderr_has("bsi policy remove broken");
+    // A type this device does not support.
+    d.declare(
+        "com.apple.configuration.passcode.settings",
+        "passcode",
+        json!({}),
+    )
+    .refused(4, "Error.ConfigurationNotSupported");
+    // Unknown keys, and a key macOS does not have: listed, ignored, still valid.
+    d.declare(
+        SETTINGS,
+        "keys",
+        json!({"Deferrals": {"CombinedPeriodInDays": 30, "MinorPeriodInDays": 5}, "Future": {"X": 1}}),
+    )
+    .ok()
+    .stdout_has("Error.UnknownPayloadKeys");
+    d.declare(
+        ACTIVATION,
+        "act2",
+        json!({"StandardConfigurations": ["broken", "passcode", "keys"]}),
+    )
+    .ok();
+    let listed = d.bsi(["policy", "list"]).ok().stdout();
+    for id in ["broken", "passcode", "keys", "act2", "rsr", "act"] {
+        assert!(listed.contains(id), "{id} not listed:\n{listed}");
+    }
+    let r = dev.report();
+    let all = r.declarations().all();
+    assert_eq!(
+        (all["broken"].active, all["broken"].valid.as_str()),
+        (true, "invalid")
+    );
+    assert_eq!(all["broken"].codes(), ["Error.ConfigurationIsInvalid"]);
+    assert!(
+        all["broken"].reasons[0].details["Error"]
+            .as_str()
+            .unwrap()
+            .contains("Enable")
+    );
+    assert_eq!(all["passcode"].codes(), ["Error.ConfigurationNotSupported"]);
+    assert_eq!(all["passcode"].valid, "invalid");
+    assert_eq!(
+        (all["keys"].active, all["keys"].valid.as_str()),
+        (true, "valid")
+    );
+    assert_eq!(all["keys"].codes(), ["Error.UnknownPayloadKeys"]);
+    assert_eq!(
+        all["keys"].reasons[0].details["UnknownPayloadKeys"],
+        json!(["Deferrals.CombinedPeriodInDays", "Future"])
+    );
+    // Honoured: the macOS deferral; not the key macOS does not have.
+    let notes = d.status()["notes"].to_string();
+    assert!(notes.contains("MinorPeriodInDays = 5"), "{notes}");
+    assert!(!notes.contains("CombinedPeriodInDays = 30"), "{notes}");
+
+    // Predicates: false is valid but inactive; one bsi cannot parse or evaluate is invalid.
+    d.declare(
+        SETTINGS,
+        "ios-only",
+        json!({"RapidSecurityResponse": {"EnableRollback": false}}),
+    )
+    .ok();
+    d.declare(
+        ACTIVATION,
+        "on-ios",
+        json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(device.operating-system.family) == 'iOS'"}),
+    )
+    .ok()
+    .stdout_has("Info.Predicate");
+    d.declare(
+        ACTIVATION,
+        "garbled",
+        json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(x) ~= 1"}),
+    )
+    .refused(4, "Error.UnableToParsePredicate");
+    d.declare(ACTIVATION, "unknown-item", json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(device.model.family) == 'Mac'"}))
+        .refused(4, "Error.UnableToEvaluatePredicate");
+    d.declare(
+        ACTIVATION,
+        "missing",
+        json!({"StandardConfigurations": ["nowhere"]}),
+    )
+    .ok();
+    let r = dev.report();
+    let all = r.declarations().all();
+    assert_eq!(
+        (all["on-ios"].active, all["on-ios"].valid.as_str()),
+        (false, "valid")
+    );
+    assert_eq!(all["on-ios"].codes(), ["Info.Predicate"]);
+    assert_eq!(all["garbled"].valid, "invalid");
+    assert_eq!(all["garbled"].codes(), ["Error.UnableToParsePredicate"]);
+    assert_eq!(
+        all["unknown-item"].codes(),
+        ["Error.UnableToEvaluatePredicate"]
+    );
+    assert_eq!(all["missing"].codes(), ["Error.MissingConfigurations"]);
+    assert_eq!(
+        all["missing"].reasons[0].details["ConfigurationIdentifiers"],
+        json!(["nowhere"])
+    );
+    assert_eq!(
+        (all["ios-only"].active, all["ios-only"].valid.as_str()),
+        (false, "unknown")
+    );
+    // Rollback is not blocked: the only activation of `ios-only` is inactive on a Mac.
+    assert_eq!(d.status()["policy"]["rollback_allowed"], true);
+
+    // Management declarations and subscriptions.
+    d.declare(
+        CAPABILITIES,
+        "caps",
+        json!({"Version": "1", "SupportedFeatures": {}}),
+    )
+    .ok();
+    d.declare(
+        SUBSCRIPTIONS,
+        "subs",
+        json!({"StatusItems": [{"Name": "softwareupdate.install-state"}]}),
+    )
+    .ok();
+    let r = dev.report();
+    let m = &r.declarations().management;
+    assert_eq!(
+        (m.len(), m[0].active, m[0].valid.as_str()),
+        (1, false, "valid")
+    );
+    assert_eq!(r.declarations().all()["subs"].valid, "unknown");
+
+    // Same identifier: another token replaces, the same one is nothing to do.
+    let v2 = d.dir.path().join("rsr-2.json");
+    std::fs::write(
+        &v2,
+        serde_json::to_vec(
+            &json!({"Type": SETTINGS, "Identifier": "rsr", "ServerToken": "2", "Payload": {}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    d.bsi(["policy".as_ref(), "set".as_ref(), v2.as_os_str()])
+        .ok()
+        .stdout_has("replaced");
+    d.bsi(["policy".as_ref(), "set".as_ref(), v2.as_os_str()])
+        .ok()
+        .stdout_has("nothing to do");
+    assert_eq!(dev.report().declarations().all()["rsr"].server_token, "2");
+    d.bsi(["apply".as_ref(), a.as_os_str(), "--dry-run".as_ref()])
+        .ok();
+    d.bsi(["policy", "remove", "broken"]).ok();
+    assert!(!dev.report().declarations().all().contains_key("broken"));
+    d.refuses(["policy", "remove", "broken"], 5, "no declaration");
+}
+
+#[test]
+fn support_follows_os_version_and_enrollment() {
+    // macOS 13: no software-update items, no FullReport key, settings not supported.
+    let old = Dev::new(
+        &["--supervised", "--version", "13.3.1", "--build", "22E261"],
+        Facts {
+            os: "macOS",
+            version: (13, 3, 1),
+            enrollment: "supervised",
+        },
+    );
+    old.d
+        .declare(
+            ACTIVATION,
+            "act",
+            json!({"StandardConfigurations": ["s", "e"]}),
+        )
+        .ok();
+    old.d
+        .declare(
+            SETTINGS,
+            "s",
+            json!({"RapidSecurityResponse": {"Enable": false}}),
+        )
+        .refused(4, "not supported on macOS 13.3.1");
+    old.d
+        .declare(
+            ENFORCE,
+            "e",
+            json!({"TargetOSVersion": "13.3.1", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
+        )
+        .refused(4, "Error.ConfigurationNotSupported");
+    let r = old.report();
+    assert!(r.items.softwareupdate.is_none());
+    assert_eq!(r.full, None);
+    let all = r.declarations().all();
+    assert_eq!(
+        (all["s"].active, all["s"].valid.as_str()),
+        (true, "invalid")
+    );
+    assert_eq!(all["s"].codes(), ["Error.ConfigurationNotSupported"]);
+    assert_eq!(old.d.status()["policy"]["user_install_allowed"], true);
+    let os = &r.items.device.as_ref().unwrap().os;
+    assert_eq!(
+        os.supplemental,
+        Some(Supplemental {
+            build_version: Some("22E261".into()),
+            extra_version: Some(String::new())
+        })
+    );
+
+    // An unsupervised Mac is a user enrollment: settings and enforcement are not supported,
+    // and the software-update items are not reported.
+    let user = Dev::new(
+        &[],
+        Facts {
+            os: "macOS",
+            version: (26, 3, 1),
+            enrollment: "user",
+        },
+    );
+    user.d
+        .declare(SETTINGS, "s", json!({}))
+        .refused(4, "enrolled as user");
+    let r = user.report();
+    assert!(r.items.softwareupdate.is_none());
+    assert_eq!(
+        r.declarations().all()["s"].codes(),
+        [
+            "Info.NotReferencedByActivation",
+            "Error.ConfigurationNotSupported"
+        ]
+    );
+    assert_eq!(
+        r.items.device.as_ref().unwrap().os.family.as_deref(),
+        Some("macOS")
+    );
+
+    // An unsupervised iPhone (device enrollment) on iOS 17: enforcement yes, settings (iOS 18) no.
+    let phone = Dev::new(
+        &[
+            "--platform",
+            "iOS",
+            "--version",
+            "17.0",
+            "--build",
+            "21A329",
+        ],
+        Facts {
+            os: "iOS",
+            version: (17, 0, 0),
+            enrollment: "device",
+        },
+    );
+    phone
+        .d
+        .declare(
+            ENFORCE,
+            "e",
+            json!({"TargetOSVersion": "17.0", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
+        )
+        .ok();
+    phone
+        .d
+        .declare(SETTINGS, "s", json!({}))
+        .refused(4, "iOS 18.0 or later");
+    phone
+        .d
+        .declare(
+            ACTIVATION,
+            "act",
+            json!({"StandardConfigurations": ["e", "s"]}),
+        )
+        .ok();
+    let r = phone.report();
+    assert_eq!(r.state(), "none");
+    assert_eq!(r.declarations().all()["e"].valid, "valid");
+
+    // A supervised iPhone on iOS 26: settings keys per platform: InstallSecurityUpdate does not
+    // exist on iOS, RapidSecurityResponse does.
+    let sup = Dev::new(
+        &["--platform", "iOS", "--supervised"],
+        Facts {
+            os: "iOS",
+            version: (26, 3, 1),
+            enrollment: "supervised",
+        },
+    );
+    sup.d.declare_active(
+        SETTINGS,
+        "s",
+        json!({"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}, "RapidSecurityResponse": {"EnableRollback": false}}),
+    );
+    let s = sup.d.status();
+    assert_eq!(s["automatic_install"]["source"], "user");
+    assert_eq!(s["policy"]["rollback_allowed"], false);
+    let r = sup.report();
+    assert_eq!(
+        r.declarations().all()["s"].reasons[0].details["UnknownPayloadKeys"],
+        json!(["AutomaticActions.InstallSecurityUpdate"])
+    );
+    // An unsupervised iPhone: RapidSecurityResponse needs supervision.
+    let unsup = Dev::new(
+        &["--platform", "iOS"],
+        Facts {
+            os: "iOS",
+            version: (26, 3, 1),
+            enrollment: "device",
+        },
+    );
+    unsup.d.declare_active(
+        SETTINGS,
+        "s",
+        json!({"RapidSecurityResponse": {"Enable": false}}),
+    );
+    assert_eq!(unsup.d.status()["policy"]["user_install_allowed"], true);
+    unsup.report();
+}
+
+#[test]
+fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
+    let dir = bundles_dir(&["macos-26.3.1-a.bsi.tar", "macos-26.3.1-b.bsi.tar"]);
+    let dev = Dev::new(
+        &["--supervised", "--battery", "5", "--no-ac"],
+        Facts {
+            os: "macOS",
+            version: (26, 3, 1),
+            enrollment: "supervised",
+        },
+    );
+    let d = &dev.d;
+    d.declare_active(SETTINGS, "block", json!({"RapidSecurityResponse": {"Enable": false}, "AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}}));
+    d.declare_active(
+        ENFORCE,
+        "enforce-a",
+        json!({"TargetOSVersion": "26.3.1", "TargetBuildVersion": "25D771280a", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
+    );
+    let auto = |now: &str| d.bsi_at(now, ["auto".as_ref(), "--from".as_ref(), dir.as_os_str()]);
+    let r = dev.report();
+    assert_eq!((r.state(), r.pending()), ("none", ("", "")));
+    assert_eq!(
+        r.reason(),
+        &InstallReason {
+            reason: vec![],
+            declaration_id: None
+        }
+    );
+
+    // Before the deadline, without power: wanted, waiting (downloading), not a failure.
+    auto("2026-12-01T11:00:00Z")
+        .ok()
+        .stdout_has("waiting for power");
+    let r = dev.report();
+    assert_eq!(
+        (r.state(), r.pending()),
+        ("downloading", ("26.3.1 (a)", "25D771280a"))
+    );
+    assert_eq!(
+        r.reason(),
+        &InstallReason {
+            reason: vec!["declaration".into()],
+            declaration_id: Some("enforce-a".into())
+        }
+    );
+    assert_eq!(r.failure().count, 0);
+
+    // Before the deadline, with power: prepared (staged), the user prompted, not restarted.
+    d.bsi(["power", "--ac"]).ok();
+    auto("2026-12-01T11:10:00Z")
+        .ok()
+        .stdout_has("preparing it now");
+    let r = dev.report();
+    assert_eq!(
+        (r.state(), r.pending()),
+        ("prepared", ("26.3.1 (a)", "25D771280a"))
+    );
+    let s = d.status();
+    assert_eq!(s["active"], Value::Null);
+    assert_eq!(
+        s["prompt"],
+        "restart to finish installing 26.3.1 (a): `bsi restart`"
+    );
+    d.bsi(["status"]).ok().stdout_has("prompt:");
+    auto("2026-12-01T11:20:00Z").ok().stdout_has("is prepared");
+
+    // After the deadline, without power: the restart is refused, recorded as a failure.
+    d.bsi(["power", "--battery", "5", "--no-ac"]).ok();
+    auto("2026-12-01T12:10:00Z").refused(3, "below the 10 % minimum");
+    let r = dev.report_at("2026-12-01T12:11:00Z", &[]);
+    assert_eq!(
+        (r.state(), r.pending()),
+        ("failed", ("26.3.1 (a)", "25D771280a"))
+    );
+    let f = r.failure();
+    assert_eq!(f.count, 1);
+    assert!(f.reason.as_deref().unwrap().contains("battery"));
+    assert_eq!(f.error_domain.as_deref(), Some("bsi.power"));
+    assert_eq!(f.error_code, Some(3));
+    assert_eq!(f.timestamp.as_deref(), Some("2026-12-01T12:10:00Z"));
+    auto("2026-12-01T12:20:00Z").exit(3);
+    assert_eq!(dev.report().failure().count, 2);
+
+    // Power returns: the deadline restarts into it; the failure is cleared.
+    d.bsi(["power", "--ac"]).ok();
+    auto("2026-12-01T13:00:00Z")
+        .ok()
+        .stdout_has("restarting into 26.3.1 (a)");
+    let s = d.status();
+    assert_eq!(s["active"]["version"], "26.3.1 (a)");
+    assert_eq!(s["prompt"], Value::Null);
+    let r = dev.report();
+    assert_eq!((r.state(), r.pending()), ("none", ("", "")));
+    assert_eq!(r.failure().count, 0);
+    assert!(r.failure().reason.is_none() && r.failure().timestamp.is_none());
+    assert_eq!(r.reason().reason, Vec::<String>::new());
+    let os = &r.items.device.as_ref().unwrap().os;
+    assert_eq!(os.build_version.as_deref(), Some("25D2128"));
+    assert_eq!(os.version.as_deref(), Some("26.3.1"));
+    assert_eq!(
+        os.supplemental,
+        Some(Supplemental {
+            build_version: Some("25D771280a".into()),
+            extra_version: Some("(a)".into())
+        })
+    );
+    assert!(r.errors.is_empty());
+    assert_eq!(r.full, Some(true));
+    // Nothing more to do; (b) is not installed: user installs are off and the enforcement is met.
+    auto("2026-12-01T14:00:00Z").ok().stdout_has("satisfied");
+    assert_eq!(d.status()["active"]["version"], "26.3.1 (a)");
+}
+
+#[test]
+fn a_due_enforcement_with_nothing_prepared_installs_and_restarts() {
+    let dir = bundles_dir(&["macos-26.3.1-a.bsi.tar"]);
+    let dev = Dev::mac();
+    dev.d.declare_active(
+        ENFORCE,
+        "e",
+        json!({"TargetOSVersion": "26.3.1", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
+    );
+    dev.d.bsi(["settings", "--automatic", "off"]).ok();
+    dev.d
+        .bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
+        .ok()
+        .stdout_has("installing 26.3.1 (a) and restarting");
+    assert_eq!(dev.d.status()["active"]["version"], "26.3.1 (a)");
+    assert_eq!(dev.report().state(), "none");
+}
+
+#[test]
+fn automatic_install_stages_and_prompts_and_app_only_is_active_at_once() {
+    let dir = bundles_dir(&[
+        "macos-26.3.1-a.bsi.tar",
+        "macos-26.3.1-b.bsi.tar",
+        "macos-26.4-a.bsi.tar",
+    ]);
+    let dev = Dev::mac();
+    let d = &dev.d;
+    d.bsi(["settings", "--automatic", "off"]).ok();
+    d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
+        .ok()
+        .stdout_has("automatic install is off");
+    assert_eq!(dev.report().state(), "none");
+    d.bsi(["settings", "--automatic", "on"]).ok();
+    d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
+        .ok()
+        .stdout_has("installing 26.3.1 (b)")
+        .stdout_has("the user is prompted to restart")
+        .stdout_has("26.4 (a) waits for the minor update to 26.4");
+    let s = d.status();
+    assert_eq!(s["active"], Value::Null);
+    assert_eq!(s["staged"]["version"], "26.3.1 (b)");
+    assert_eq!(
+        s["prompt"],
+        "restart to finish installing 26.3.1 (b): `bsi restart`"
+    );
+    let r = dev.report();
+    assert_eq!(
+        (r.state(), r.pending()),
+        ("prepared", ("26.3.1 (b)", "25D771280b"))
+    );
+    assert_eq!(
+        r.reason(),
+        &InstallReason {
+            reason: vec!["auto-update".into()],
+            declaration_id: None
+        }
+    );
+    // Another pass does not restart; the user's restart installs it.
+    d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
+        .ok()
+        .stdout_has("prompted");
+    assert_eq!(d.status()["active"], Value::Null);
+    d.bsi(["restart"]).ok();
+    let r = dev.report();
+    assert_eq!((r.state(), r.pending()), ("none", ("", "")));
+    assert_eq!(d.status()["active"]["version"], "26.3.1 (b)");
+
+    // App-only content is active at once.
+    let app = bundles_dir(&["macos-26.3.1-d-app-only.bsi.tar"]);
+    let fresh = Dev::mac();
+    fresh
+        .d
+        .bsi(["auto".as_ref(), "--from".as_ref(), app.as_os_str()])
+        .ok();
+    let s = fresh.d.status();
+    assert_eq!(s["active"]["version"], "26.3.1 (d)");
+    assert_eq!(s["prompt"], Value::Null);
+    assert_eq!(fresh.report().state(), "none");
+
+    // A staged removal is not a pending update.
+    d.bsi(["rollback"]).ok();
+    assert_eq!(d.status()["staged"]["action"], "remove");
+    let r = dev.report();
+    assert_eq!((r.state(), r.pending()), ("none", ("", "")));
+    assert!(r.reason().reason.is_empty());
+}
+
+#[test]
+fn a_command_line_install_is_reported_while_pending() {
+    let dev = Dev::mac();
+    dev.d
+        .bsi(["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()])
+        .ok();
+    let r = dev.report();
+    assert_eq!(
+        (r.state(), r.pending()),
+        ("prepared", ("26.3.1 (b)", "25D771280b"))
+    );
+    assert_eq!(
+        r.reason(),
+        &InstallReason {
+            reason: vec!["command-line".into()],
+            declaration_id: None
+        }
+    );
+    // A power refusal is a failed attempt; a later success clears it.
+    dev.d.bsi(["power", "--battery", "3", "--no-ac"]).ok();
+    dev.d
+        .bsi(["apply".as_ref(), bundle("macos-26.3.1-c.bsi").as_os_str()])
+        .exit(3);
+    let r = dev.report();
+    assert_eq!(r.state(), "failed");
+    assert_eq!(r.failure().count, 1);
+    // What is pending is still the staged response.
+    assert_eq!(r.pending(), ("26.3.1 (b)", "25D771280b"));
+    dev.d.bsi(["power", "--ac"]).ok();
+    dev.d
+        .bsi([
+            "apply".as_ref(),
+            bundle("macos-26.3.1-c.bsi").as_os_str(),
+            "--restart".as_ref(),
+        ])
+        .ok();
+    let r = dev.report();
+    assert_eq!((r.state(), r.failure().count), ("none", 0));
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn downloading_and_installing_are_visible_while_they_run() {
+    use std::process::{Command, Stdio};
+    let dev = Dev::mac();
+    for (point, want) in [
+        ("stage.streaming", "downloading"),
+        ("apply.switching", "installing"),
+    ] {
+        let child = Command::new(bin())
+            .args([
+                "--root".as_ref(),
+                dev.d.root.as_os_str(),
+                "--now".as_ref(),
+                NOW.as_ref(),
+                "apply".as_ref(),
+            ])
+            .arg(bundle("macos-26.3.1-a.bsi"))
+            .arg("--restart")
+            .env("FAILPOINTS", format!("{point}=sleep(2500)"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut seen = None;
+        while start.elapsed() < std::time::Duration::from_secs(10) {
+            let r = dev.report();
+            if r.state() == want {
+                seen = Some((
+                    r.pending().0.to_owned(),
+                    r.pending().1.to_owned(),
+                    r.reason().reason.clone(),
+                ));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(child.wait_with_output().unwrap().status.success());
+        assert_eq!(
+            seen,
+            Some((
+                "26.3.1 (a)".to_owned(),
+                "25D771280a".to_owned(),
+                vec!["command-line".to_owned()]
+            )),
+            "{want} was never reported while {point} ran"
+        );
+        assert_eq!(dev.report().state(), "none");
+        dev.d.bsi(["rollback", "--restart"]).ok();
+    }
+}
+
+#[test]
+fn incremental_reports_hold_only_what_changed() {
+    let dev = Dev::mac();
+    let d = &dev.d;
+    // Nothing delivered yet: the whole report.
+    let r = dev.report_at(NOW, &["--changes"]);
+    assert_eq!(r.full, Some(true));
+    // Reading never writes; marking delivered does.
+    let before = Tree::of(&d.root);
+    dev.report();
+    before.assert_same(&Tree::of(&d.root));
+    dev.report_at(NOW, &["--delivered"]);
+    let r = dev.report_at(NOW, &["--changes"]);
+    assert_eq!(r.full, Some(false));
+    assert!(
+        r.items.device.is_none()
+            && r.items.softwareupdate.is_none()
+            && r.items.management.is_none()
+    );
+    d.bsi(["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()])
+        .ok();
+    let r = dev.report_at(NOW, &["--changes", "--delivered"]);
+    assert_eq!(r.full, Some(false));
+    let su = r.su();
+    assert_eq!(su.state.as_deref(), Some("prepared"));
+    assert!(su.pending.is_some() && su.reason.is_some());
+    assert!(su.failure.is_none(), "failure-reason did not change");
+    assert!(r.items.device.is_none() && r.items.management.is_none());
+    let r = dev.report_at(NOW, &["--changes"]);
+    assert!(r.items.softwareupdate.is_none());
+    d.declare(SETTINGS, "s", json!({})).ok();
+    let r = dev.report_at(NOW, &["--changes"]);
+    assert_eq!(r.declarations().configurations.len(), 1);
+    assert!(r.items.softwareupdate.is_none());
+    // The plain report stays full.
+    assert_eq!(dev.report().full, Some(true));
+}
+
+#[test]
+fn every_report_bsi_can_produce_matches_apples_schemas() {
+    // Devices across platforms, OS versions and enrollments, each in several states; every
+    // report (full and incremental) is validated by `report_at`.
+    let devices = [
+        (
+            vec!["--supervised"],
+            Facts {
+                os: "macOS",
+                version: (26, 3, 1),
+                enrollment: "supervised",
+            },
+        ),
+        (
+            vec![],
+            Facts {
+                os: "macOS",
+                version: (26, 3, 1),
+                enrollment: "user",
+            },
+        ),
+        (
+            vec!["--supervised", "--version", "13.3.1", "--build", "22E261"],
+            Facts {
+                os: "macOS",
+                version: (13, 3, 1),
+                enrollment: "supervised",
+            },
+        ),
+        (
+            vec!["--supervised", "--version", "14.0", "--build", "23A344"],
+            Facts {
+                os: "macOS",
+                version: (14, 0, 0),
+                enrollment: "supervised",
+            },
+        ),
+        (
+            vec![
+                "--platform",
+                "iOS",
+                "--version",
+                "16.0",
+                "--build",
+                "20A362",
+            ],
+            Facts {
+                os: "iOS",
+                version: (16, 0, 0),
+                enrollment: "device",
+            },
+        ),
+        (
+            vec![
+                "--platform",
+                "iOS",
+                "--version",
+                "17.0",
+                "--build",
+                "21A329",
+            ],
+            Facts {
+                os: "iOS",
+                version: (17, 0, 0),
+                enrollment: "device",
+            },
+        ),
+        (
+            vec!["--platform", "iPadOS", "--supervised"],
+            Facts {
+                os: "iOS",
+                version: (26, 3, 1),
+                enrollment: "supervised",
+            },
+        ),
+        (
+            vec!["--platform", "iOS"],
+            Facts {
+                os: "iOS",
+                version: (26, 3, 1),
+                enrollment: "device",
+            },
+        ),
+    ];
+    for (flags, facts) in devices {
+        let dev = Dev::new(&flags, facts);
+        let d = &dev.d;
+        dev.report();
+        dev.report_at(NOW, &["--changes", "--delivered"]);
+        for (kind, id, payload) in [
+            (
+                SETTINGS,
+                "s",
+                json!({"RapidSecurityResponse": {"EnableRollback": false}, "Deferrals": {"CombinedPeriodInDays": 3}, "Unknown": 1}),
+            ),
+            (SETTINGS, "bad", json!({"Notifications": "yes"})),
+            (
+                ENFORCE,
+                "e",
+                json!({"TargetOSVersion": "26.3.1", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
+            ),
+            (
+                SUBSCRIPTIONS,
+                "subs",
+                json!({"StatusItems": [{"Name": "softwareupdate.install-state"}]}),
+            ),
+            (
+                CAPABILITIES,
+                "caps",
+                json!({"Version": "1", "SupportedFeatures": {}}),
+            ),
+            ("com.apple.asset.data", "asset", json!({})),
+            (
+                ACTIVATION,
+                "act",
+                json!({"StandardConfigurations": ["s", "bad", "e"]}),
+            ),
+            (
+                ACTIVATION,
+                "pred",
+                json!({"StandardConfigurations": ["subs"], "Predicate": "@status(device.operating-system.version) BEGINSWITH '1'"}),
+            ),
+            (SETTINGS, "lonely", json!({})),
+        ] {
+            let _ = d.declare(kind, id, payload);
+            dev.report();
+        }
+        dev.report_at(NOW, &["--changes"]);
+        let os = facts.os;
+        let name = match (os, facts.version.0) {
+            ("macOS", 26) => Some("macos-26.3.1-b.bsi"),
+            ("iOS", 26) => Some("ios-26.3.1-a.bsi"),
+            _ => None,
+        };
+        if let Some(name) = name {
+            d.bsi(["power", "--battery", "1", "--no-ac"]).ok();
+            let _ = d.bsi(["apply".as_ref(), bundle(name).as_os_str()]);
+            dev.report();
+            d.bsi(["power", "--ac"]).ok();
+            let _ = d.bsi(["apply".as_ref(), bundle(name).as_os_str()]);
+            dev.report();
+            dev.report_at(NOW, &["--changes"]);
+            let _ = d.bsi(["restart"]);
+            dev.report();
+        }
+    }
+}
+
+#[test]
+fn ipados_takes_ios_bundles() {
+    let d = Device::with(&["--platform", "iPadOS"]);
+    d.bsi([
+        "apply".as_ref(),
+        bundle("ios-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    let s = d.status();
+    assert_eq!(s["active"]["version"], "26.3.1 (a)");
+    assert_eq!(s["device"]["platform"], "iPadOS");
+    d.bsi(["verify"]).ok();
+    d.refuses(
+        ["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()],
+        5,
+        "for macOS",
+    );
+    // An iPhone does not take a bundle made for iPadOS.
+    let phone = Device::with(&["--platform", "iOS"]);
+    let app = phone.dir.path().join("app");
+    std::fs::create_dir_all(app.join("Applications/Safari.app/Contents")).unwrap();
+    std::fs::write(
+        app.join("Applications/Safari.app/Contents/Info.plist"),
+        b"safari",
+    )
+    .unwrap();
+    let ipad_bundle = phone.dir.path().join("ipad.bsi");
+    bsi([
+        "bundle".as_ref(),
+        "create".as_ref(),
+        "--product".as_ref(),
+        "iPadOS".as_ref(),
+        "--version".as_ref(),
+        "26.3.1".as_ref(),
+        "--extra".as_ref(),
+        "(b)".as_ref(),
+        "--build".as_ref(),
+        "23D771330b".as_ref(),
+        "--prerequisite".as_ref(),
+        "23D8133".as_ref(),
+        "--app".as_ref(),
+        app.as_os_str(),
+        "--out".as_ref(),
+        ipad_bundle.as_os_str(),
+    ])
+    .ok();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        ipad_bundle.as_os_str(),
+        "--key".as_ref(),
+        fixtures().join("keys/test-only.key").as_os_str(),
+    ])
+    .ok();
+    phone.refuses(["apply".as_ref(), ipad_bundle.as_os_str()], 5, "for iPadOS");
+}
+
+#[test]
+fn a_minor_update_with_a_catalog_includes_every_published_response() {
+    let d = Device::new();
+    d.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    let catalog = fixtures().join("catalog.json");
+    d.bsi([
+        "update".as_ref(),
+        "--version".as_ref(),
+        "26.4".as_ref(),
+        "--build".as_ref(),
+        "25E100".as_ref(),
+        "--catalog".as_ref(),
+        catalog.as_os_str(),
+    ])
+    .ok()
+    .stdout_has("26.4 includes 26.3.1 (a) ... (d)");
+    assert_eq!(
+        d.status()["included"],
+        json!(["26.3.1 (a)", "26.3.1 (b)", "26.3.1 (c)", "26.3.1 (d)"])
+    );
+    // Without a catalog: only what the device saw.
+    let e = Device::new();
+    e.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    e.bsi(["update", "--version", "26.4", "--build", "25E100"])
+        .ok();
+    assert_eq!(e.status()["included"], json!(["26.3.1 (a)"]));
+    e.refuses(
+        [
+            "upgrade".as_ref(),
+            "--version".as_ref(),
+            "27.0".as_ref(),
+            "--build".as_ref(),
+            "26A100".as_ref(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+        ],
+        2,
+        "--catalog applies to `bsi update`",
+    );
+}
+
+#[test]
+fn lookup_lists_and_answers() {
+    let cat = fixtures().join("catalog.json");
+    let v = bsi([
+        "--now".as_ref(),
+        "2026-12-01T00:00:00Z".as_ref(),
+        "lookup".as_ref(),
+        "--catalog".as_ref(),
+        cat.as_os_str(),
+        "--json".as_ref(),
+    ])
+    .ok()
+    .json();
+    assert!(v["releases"].as_array().unwrap().len() >= 4);
+    let expired = v["background_security_improvements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["expired"] == true)
+        .count();
+    assert_eq!(expired, 3, "the 2023 responses are expired");
+    bsi([
+        "lookup".as_ref(),
+        "--catalog".as_ref(),
+        cat.as_os_str(),
+        "--version".as_ref(),
+        "26.3.1 (a)".as_ref(),
+        "--platform".as_ref(),
+        "macOS".as_ref(),
+    ])
+    .ok()
+    .stdout_has("TargetBuildVersion 25D771280a");
+    let v = bsi([
+        "lookup".as_ref(),
+        "--catalog".as_ref(),
+        cat.as_os_str(),
+        "--version".as_ref(),
+        "26.3.1 (a)".as_ref(),
+        "--platform".as_ref(),
+        "iPadOS".as_ref(),
+        "--json".as_ref(),
+    ])
+    .ok()
+    .json();
+    assert_eq!(v["answer"]["target_build_version"], "23D771330a");
+    bsi([
+        "lookup".as_ref(),
+        "--catalog".as_ref(),
+        cat.as_os_str(),
+        "--version".as_ref(),
+        "26.3.1 (z)".as_ref(),
+    ])
+    .refused(5, "lists no");
+    bsi(["lookup", "--catalog", "Cargo.toml"]).refused(2, "not a software lookup catalog");
+}
