@@ -39,6 +39,29 @@ pub enum Error {
         available: u64,
     },
 
+    /// A DDM server did not answer as the protocol says: unreachable, timed out, an HTTP error
+    /// status, or a body that is not what the endpoint returns.
+    #[error("DDM server: {method} {endpoint}: {problem}")]
+    Server {
+        /// `GET` or `PUT`.
+        method: &'static str,
+        /// The endpoint, e.g. `/declaration-items`.
+        endpoint: String,
+        /// What went wrong, e.g. `HTTP 500 Internal Server Error` or `timed out after 10 s`.
+        problem: String,
+        /// What to do.
+        hint: String,
+    },
+
+    /// Devices of a fleet failed to sync (each failure is listed in the command's output).
+    #[error("{failed} of {devices} devices failed to sync (listed above)")]
+    SyncFailures {
+        /// How many failed.
+        failed: usize,
+        /// How many the fleet has.
+        devices: usize,
+    },
+
     // ---- 2: usage ----
     /// A bad flag value or combination.
     #[error("{message}")]
@@ -185,7 +208,10 @@ impl Error {
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Io { .. } | Error::NoSpace { .. } => 1,
+            Error::Io { .. }
+            | Error::NoSpace { .. }
+            | Error::Server { .. }
+            | Error::SyncFailures { .. } => 1,
             Error::Usage { .. }
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
@@ -219,6 +245,7 @@ impl Error {
         match self {
             Error::Io { .. } => ErrorKind::Io,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
+            Error::Server { .. } | Error::SyncFailures { .. } => ErrorKind::Server,
             Error::Usage { .. }
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
@@ -250,6 +277,8 @@ impl Error {
             Error::NoSpace { .. } => {
                 "free some space on the device's volume, then apply again".to_owned()
             }
+            Error::Server { hint, .. } => hint.clone(),
+            Error::SyncFailures { .. } => "fix what the failures name, then run `bsi fleet sync` again (devices that synced are up to date)".to_owned(),
             Error::Usage { hint, .. }
             | Error::Policy { hint, .. }
             | Error::NotApplicable { hint, .. } => {
@@ -426,6 +455,8 @@ pub enum ErrorKind {
     Io,
     /// Not enough space on the device's volume (exit 1).
     NoSpace,
+    /// A DDM server was unreachable or answered with an error or a malformed body (exit 1).
+    Server,
     /// A bad flag, value or input file (exit 2).
     Usage,
     /// The battery is below the minimum and the device is not on power (exit 3).

@@ -20,9 +20,11 @@
 //! - [`lifecycle`]: the rules that change a device: init, apply, restart, relaunch-safari,
 //!   rollback, update, upgrade, verify, repair, and the journal that makes each crash-safe.
 //! - [`status`]: the `status --json` model (schema version 1) and its collection.
-//! - [`ddm`]: automatic install and enforcement, the lookup catalog, the DDM status report.
+//! - [`ddm`]: automatic install and enforcement, the lookup catalog, the DDM status report, and
+//!   the DDM protocol client (`sync`).
 //! - [`ops`]: every command as one operation owning the protocol (lock, recovery, journal,
 //!   history) around the rules.
+//! - [`fleet`]: many devices made from a seed and synced with a DDM server in parallel.
 //! - [`cli`]: argument parsing, dispatch to `ops`, rendering for people and for scripts.
 //!
 //! Errors are typed per area and gathered in [`Error`], whose [`Error::exit_code`] is the
@@ -36,6 +38,7 @@ pub mod declarations;
 pub mod device;
 mod error;
 mod faults;
+pub mod fleet;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -25,6 +25,10 @@ pub enum ProgressMode {
 pub trait Progress: Send + Sync {
     /// A phase starts: `label` (e.g. "staging"), `total` bytes.
     fn begin(&self, label: &str, total: u64);
+    /// A phase counted in items (e.g. devices of a fleet) starts; `advance` then counts items.
+    fn begin_items(&self, label: &str, total: u64) {
+        self.begin(label, total);
+    }
     /// `bytes` more are done.
     fn advance(&self, bytes: u64);
     /// The phase ended.
@@ -47,20 +51,36 @@ pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
 }
 
-impl Progress for Bar {
-    fn begin(&self, label: &str, total: u64) {
+impl Bar {
+    fn start(&self, label: &str, total: u64, template: &str) {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         bar.set_message(label.to_owned());
         if let Ok(mut slot) = self.bar.lock() {
             *slot = Some(bar);
         }
+    }
+}
+
+impl Progress for Bar {
+    fn begin_items(&self, label: &str, total: u64) {
+        self.start(
+            label,
+            total,
+            "{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        );
+    }
+
+    fn begin(&self, label: &str, total: u64) {
+        self.start(
+            label,
+            total,
+            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        );
     }
 
     fn advance(&self, bytes: u64) {
@@ -95,6 +115,7 @@ struct JsonState {
     next_report: u64,
     step: u64,
     started: Instant,
+    unit: &'static str,
 }
 
 impl JsonLines {
@@ -105,17 +126,30 @@ impl JsonLines {
     }
 }
 
-impl Progress for JsonLines {
-    fn begin(&self, label: &str, total: u64) {
+impl JsonLines {
+    fn start(&self, label: &str, total: u64, unit: &'static str, min_step: u64) {
         self.done.store(0, Ordering::Relaxed);
         if let Ok(mut s) = self.state.lock() {
             label.clone_into(&mut s.label);
             s.total = total;
-            s.step = (total / 100).max(1 << 20);
+            s.step = (total / 100).max(min_step);
             s.next_report = s.step;
             s.started = Instant::now();
+            s.unit = unit;
         }
-        Self::emit(&serde_json::json!({"event": "begin", "phase": label, "total_bytes": total}));
+        let mut event = serde_json::json!({"event": "begin", "phase": label});
+        event[format!("total_{unit}")] = total.into();
+        Self::emit(&event);
+    }
+}
+
+impl Progress for JsonLines {
+    fn begin(&self, label: &str, total: u64) {
+        self.start(label, total, "bytes", 1 << 20);
+    }
+
+    fn begin_items(&self, label: &str, total: u64) {
+        self.start(label, total, "items", 1);
     }
 
     fn advance(&self, bytes: u64) {
@@ -129,23 +163,24 @@ impl Progress for JsonLines {
         }
         let secs = s.started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-        let value = serde_json::json!({
-            "event": "progress", "phase": s.label, "done_bytes": done, "total_bytes": s.total,
-            "bytes_per_second": rate.round(),
-        });
+        let unit = s.unit;
+        let mut value = serde_json::json!({"event": "progress", "phase": s.label});
+        value[format!("done_{unit}")] = done.into();
+        value[format!("total_{unit}")] = s.total.into();
+        value[format!("{unit}_per_second")] = rate.round().into();
         drop(s);
         Self::emit(&value);
     }
 
     fn end(&self) {
         let done = self.done.load(Ordering::Relaxed);
-        let (label, secs) = match self.state.lock() {
-            Ok(s) => (s.label.clone(), s.started.elapsed().as_secs_f64()),
-            Err(_) => (String::new(), 0.0),
+        let (label, secs, unit) = match self.state.lock() {
+            Ok(s) => (s.label.clone(), s.started.elapsed().as_secs_f64(), s.unit),
+            Err(_) => (String::new(), 0.0, "bytes"),
         };
-        Self::emit(
-            &serde_json::json!({"event": "end", "phase": label, "done_bytes": done, "seconds": secs}),
-        );
+        let mut event = serde_json::json!({"event": "end", "phase": label, "seconds": secs});
+        event[format!("done_{unit}")] = done.into();
+        Self::emit(&event);
     }
 }
 
@@ -160,6 +195,7 @@ pub fn reporter(mode: ProgressMode, quiet: bool) -> Box<dyn Progress> {
                 next_report: 0,
                 step: 1,
                 started: Instant::now(),
+                unit: "bytes",
             }),
             done: AtomicU64::new(0),
         }),

@@ -148,6 +148,14 @@ pub enum Command {
         after_help = "Examples:\n  bsi auto --from fixtures/bundles\n  bsi auto --from bundles/ --now 2026-12-01T10:00:00Z"
     )]
     Auto(AutoArgs),
+    /// Sync with a DDM server as a device does: fetch declarations, report status.
+    #[command(
+        after_help = "One sync: GET /tokens; when the declarations token changed, GET /declaration-items and\nevery new or changed declaration (stored and evaluated as `policy set` does), dropping the\nones no longer listed; then PUT /status: the first report to a server is full, later ones\nhold only what changed since the last report the server acknowledged. With --then-auto, a\nbackground pass (`bsi auto`) runs between the two, as in a device's background cycle.\n\nExamples:\n  bsi sync --server http://127.0.0.1:9002\n  bsi sync --server http://127.0.0.1:9002 --then-auto --from bundles/\n  bsi sync --server http://127.0.0.1:9002 --dry-run --json"
+    )]
+    Sync(SyncArgs),
+    /// Many simulated devices at once: make them, sync them all with a DDM server.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Read a software lookup catalog: releases and background security improvements.
     #[command(
         after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\""
@@ -255,6 +263,10 @@ pub struct InitArgs {
     /// Trust this Ed25519 public key for bundle signatures (repeatable).
     #[arg(long, value_name = "KEY.pub")]
     pub trust: Vec<PathBuf>,
+    /// The enrollment identifier a DDM server will know the device by (`bsi sync`) [default: a
+    /// new UUID]
+    #[arg(long, value_name = "ID")]
+    pub enrollment_id: Option<String>,
     /// Replace an existing device.
     #[arg(long)]
     pub force: bool,
@@ -397,6 +409,100 @@ pub struct AutoArgs {
     /// Show what the pass would do; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `bsi sync`.
+#[derive(Debug, ClapArgs)]
+pub struct SyncArgs {
+    /// The base URL of the server's device endpoints (where it answers GET /tokens).
+    #[arg(long, value_name = "URL", env = "BSI_SERVER")]
+    pub server: String,
+    /// The enrollment identifier to send (X-Enrollment-ID) [default: the device's own, see
+    /// `bsi status`]
+    #[arg(long, value_name = "ID")]
+    pub enrollment_id: Option<String>,
+    /// Run a background pass (`bsi auto`) after fetching and before reporting.
+    #[arg(long, requires = "from")]
+    pub then_auto: bool,
+    /// Directory of bundles for --then-auto.
+    #[arg(long, value_name = "DIR", requires = "then_auto")]
+    pub from: Option<PathBuf>,
+    /// A software lookup catalog for --then-auto.
+    #[arg(long, value_name = "FILE", requires = "then_auto")]
+    pub catalog: Option<PathBuf>,
+    /// Seconds each request may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Fetch and say what would change; store and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bsi fleet`.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Make N simulated devices in DIR, varied reproducibly from --seed.
+    #[command(
+        after_help = "Devices are DIR/devices/0000, 0001, ...; DIR/fleet.json lists them with their enrollment\nidentifiers. Without --platform, about 60 % are Macs (a fifth of them Intel, a fifth\ndesktops), 25 % iPhones and 15 % iPads; batteries are spread over --battery-spread, half of\nthe portable devices on power. The same --seed makes the same fleet.\n\nExample:\n  bsi fleet init --dir /tmp/fleet --count 100 --trust fixtures/keys/test-only.key.pub"
+    )]
+    Init(FleetInitArgs),
+    /// Sync every device of a fleet with a DDM server, in parallel.
+    #[command(
+        after_help = "Prints throughput (syncs/s), latency percentiles, the CPU time bsi used, and every failure.\n\nExample:\n  bsi fleet sync --dir /tmp/fleet --server http://127.0.0.1:9002 --concurrency 16"
+    )]
+    Sync(FleetSyncArgs),
+}
+
+/// `bsi fleet init`.
+#[derive(Debug, ClapArgs)]
+pub struct FleetInitArgs {
+    /// The fleet's directory (new or empty).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// How many devices.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    /// Every device of this platform [default: a mix].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub platform: Option<Platform>,
+    /// Battery charges, LOW-HIGH percent, spread over the portable devices.
+    #[arg(long, value_name = "LOW-HIGH", default_value = "5-100")]
+    pub battery_spread: String,
+    /// Percent of devices that are supervised.
+    #[arg(long, value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub supervised_percent: u8,
+    /// The seed that makes the fleet (same seed, same fleet).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Trust this Ed25519 public key on every device (repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
+    /// Devices made at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// `bsi fleet sync`.
+#[derive(Debug, ClapArgs)]
+pub struct FleetSyncArgs {
+    /// The fleet's directory (`bsi fleet init --dir`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The base URL of the server's device endpoints.
+    #[arg(long, value_name = "URL", env = "BSI_SERVER")]
+    pub server: String,
+    /// Devices synced at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Run a background pass on each device after fetching and before reporting.
+    #[arg(long, requires = "from")]
+    pub then_auto: bool,
+    /// Directory of bundles for --then-auto.
+    #[arg(long, value_name = "DIR", requires = "then_auto")]
+    pub from: Option<PathBuf>,
+    /// Seconds each request may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
 }
 
 /// `bsi report`.

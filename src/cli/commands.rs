@@ -6,15 +6,18 @@ use std::io::Write as _;
 use std::path::Path;
 
 use crate::bundle::{create, inspect, keys, pack};
-use crate::ddm::{auto, catalog};
+use crate::ddm::{auto, catalog, client, sync};
 use crate::device::{Chip, Platform};
+use crate::fleet;
 use crate::lifecycle::init::{InitOptions, init};
 use crate::lifecycle::{apply, recover, update};
 use crate::ops::{self, Done, Env, manage};
 use crate::version::{Build, OsVersion};
 use crate::{Error, Result};
 
-use super::args::{BundleCommand, Command, KeyCommand, PolicyCommand, Switch, TrustCommand};
+use super::args::{
+    BundleCommand, Command, FleetCommand, KeyCommand, PolicyCommand, Switch, SyncArgs, TrustCommand,
+};
 use super::render::Output;
 use super::{Ctx, Executed};
 
@@ -106,6 +109,13 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 force: a.force,
                 dry_run: a.dry_run,
                 wait: ctx.wait,
+                enrollment_id: match &a.enrollment_id {
+                    Some(id) => {
+                        check_enrollment_id(id)?;
+                        Some(id.clone())
+                    }
+                    None => None,
+                },
             };
             done(Output::Init(init(&ctx.root()?, &opts, &ctx.clock)?))
         }
@@ -200,6 +210,48 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             };
             let outcome = ops::auto(&env(ctx)?, &opts, ctx.progress.as_ref())?;
             done(Output::Auto(shown(outcome)))
+        }
+        Command::Sync(a) => {
+            let opts = sync_options(&a)?;
+            let done = ops::sync(&env(ctx)?, &opts, ctx.progress.as_ref())?;
+            let synced = shown(done);
+            Ok((Output::Sync(synced.outcome), synced.deferred))
+        }
+        Command::Fleet(FleetCommand::Init(a)) => {
+            let opts = fleet::FleetInitOptions {
+                dir: a.dir,
+                count: a.count,
+                platform: a.platform,
+                battery: fleet::parse_spread(&a.battery_spread)?,
+                supervised_percent: a.supervised_percent,
+                seed: a.seed,
+                trust: a.trust,
+                concurrency: a.concurrency,
+            };
+            done(Output::FleetInit(fleet::init(
+                &opts,
+                &ctx.clock,
+                ctx.progress.as_ref(),
+            )?))
+        }
+        Command::Fleet(FleetCommand::Sync(a)) => {
+            let opts = fleet::FleetSyncOptions {
+                dir: a.dir,
+                server: a.server,
+                concurrency: a.concurrency,
+                then_auto: a.from.map(|from| auto::AutoOptions {
+                    from,
+                    catalog: None,
+                    dry_run: false,
+                }),
+                timeout: timeout(a.timeout)?,
+            };
+            let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
+            let failed = (outcome.failed > 0).then_some(Error::SyncFailures {
+                failed: outcome.failed,
+                devices: outcome.devices,
+            });
+            Ok((Output::FleetSync(outcome), failed))
         }
         Command::Lookup(a) => {
             let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
@@ -352,4 +404,44 @@ fn man(out: Option<&Path>) -> Result<Executed> {
             ))
         }
     }
+}
+
+fn timeout(secs: f64) -> Result<std::time::Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
+        return Err(Error::usage(
+            format!("--timeout {secs} is not a number of seconds from 0 to 3600"),
+            "e.g. --timeout 10",
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Checks an enrollment identifier given on the command line: it travels in an HTTP header.
+pub(crate) fn check_enrollment_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::usage(
+            format!(
+                "--enrollment-id `{}` is not an enrollment identifier",
+                crate::untrusted::clip(id)
+            ),
+            "use 1 to 256 printable ASCII characters without spaces, e.g. a UUID",
+        ));
+    }
+    Ok(())
+}
+
+fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
+    if let Some(id) = &a.enrollment_id {
+        check_enrollment_id(id)?;
+    }
+    Ok(sync::SyncOptions {
+        server: client::Server::new(&a.server, timeout(a.timeout)?, 1)?,
+        enrollment_id: a.enrollment_id.clone(),
+        then_auto: a.from.clone().map(|from| auto::AutoOptions {
+            from,
+            catalog: a.catalog.clone(),
+            dry_run: a.dry_run,
+        }),
+        dry_run: a.dry_run,
+    })
 }

@@ -26,12 +26,13 @@ pub(super) fn status(out: &mut String, s: &Status, verbose: u8) {
     line(
         out,
         format!(
-            "device:     {kind}{}",
+            "device:     {kind}{}, enrollment {}",
             if s.device.supervised {
                 ", supervised"
             } else {
                 ""
-            }
+            },
+            s.device.enrollment_id
         ),
     );
     // The deployments, as rpm-ostree and bootc show them: what a restart activates, what runs

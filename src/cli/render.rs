@@ -11,8 +11,10 @@ use crate::bundle::keys::Generated;
 use crate::bundle::pack::Packed;
 use crate::ddm::auto::AutoOutcome;
 use crate::ddm::catalog::LookupResult;
+use crate::ddm::sync::SyncOutcome;
 use crate::declarations::store::SetOutcome;
 use crate::device::trust::TrustedKey;
+use crate::fleet::{FleetInitOutcome, FleetSyncOutcome};
 use crate::history::Entry;
 use crate::lifecycle::apply::ApplyOutcome;
 use crate::lifecycle::init::InitOutcome;
@@ -59,6 +61,12 @@ pub enum Output {
     Auto(AutoOutcome),
     /// `lookup`.
     Lookup(LookupResult),
+    /// `sync`.
+    Sync(SyncOutcome),
+    /// `fleet init`.
+    FleetInit(FleetInitOutcome),
+    /// `fleet sync`.
+    FleetSync(FleetSyncOutcome),
     /// `history`.
     History(Vec<Entry>),
     /// `verify`.
@@ -116,6 +124,9 @@ impl Output {
                 Output::PolicyList(o) => json(o),
                 Output::PolicyRemoved(o) => json(o),
                 Output::Auto(o) => json(o),
+                Output::Sync(o) => json(o),
+                Output::FleetInit(o) => json(o),
+                Output::FleetSync(o) => json(o),
                 Output::Lookup(o) => json(o),
                 Output::History(o) => json(o),
                 Output::Verify(o) => json(o),
@@ -284,6 +295,59 @@ impl Output {
                 }
             }
             Output::Lookup(l) => l.render_text(&mut out),
+            Output::Sync(s) => render_sync(&mut out, s),
+            Output::FleetInit(f) => {
+                let mix: Vec<String> = f
+                    .platforms
+                    .iter()
+                    .map(|(p, n)| format!("{n} {p}"))
+                    .collect();
+                line(
+                    &mut out,
+                    format!(
+                        "made {} devices in {} ({}) in {:.1} s",
+                        f.count,
+                        f.dir.display(),
+                        mix.join(", "),
+                        f.seconds
+                    ),
+                );
+            }
+            Output::FleetSync(f) => {
+                line(
+                    &mut out,
+                    format!(
+                        "synced {} of {} devices with {} in {:.2} s: {:.0} syncs/s",
+                        f.ok, f.devices, f.server, f.seconds, f.syncs_per_second
+                    ),
+                );
+                let l = &f.latency_ms;
+                line(
+                    &mut out,
+                    format!(
+                        "latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        l.p50, l.p90, l.p99, l.max
+                    ),
+                );
+                line(
+                    &mut out,
+                    format!(
+                        "bsi CPU: {:.2} s; {} declaration change(s), {} report(s) sent",
+                        f.cpu_seconds, f.declaration_changes, f.reports_sent
+                    ),
+                );
+                for fail in &f.failures {
+                    line(
+                        &mut out,
+                        format!(
+                            "failed: {} ({}): {}",
+                            fail.device.display(),
+                            fail.enrollment_id,
+                            fail.error
+                        ),
+                    );
+                }
+            }
             Output::History(entries) => {
                 if entries.is_empty() {
                     line(&mut out, "no history");
@@ -462,4 +526,58 @@ fn state_words(active: bool, valid: crate::declarations::state::Validity) -> Str
             Validity::Unknown => "validity unknown",
         }
     )
+}
+
+fn render_sync(out: &mut String, s: &SyncOutcome) {
+    let would = if s.dry_run { "would be " } else { "" };
+    line(
+        out,
+        format!(
+            "synced with {} as {} (declarations token {})",
+            s.server, s.enrollment_id, s.declarations_token
+        ),
+    );
+    if !s.fetched_items {
+        line(out, "declarations: unchanged (same token)");
+    } else if s.changes.is_empty() {
+        line(out, "declarations: none added, replaced or removed");
+    }
+    for c in &s.changes {
+        line(
+            out,
+            format!(
+                "  {} {}{} (ServerToken {})",
+                c.identifier, would, c.change, c.server_token
+            ),
+        );
+    }
+    for (id, why) in &s.invalid {
+        line(out, format!("  {id}: {why}"));
+    }
+    if let Some(a) = &s.auto {
+        for l in &a.log {
+            line(out, l);
+        }
+    }
+    let r = &s.report;
+    let kind = if r.full { "full" } else { "incremental" };
+    if r.sent {
+        line(
+            out,
+            format!("status report sent: {kind}, {} item(s)", r.items.len()),
+        );
+    } else if s.dry_run {
+        line(
+            out,
+            format!(
+                "status report would be sent: {kind}, {} item(s)",
+                r.items.len()
+            ),
+        );
+    } else {
+        line(
+            out,
+            "status report: nothing changed since the last one; none sent",
+        );
+    }
 }

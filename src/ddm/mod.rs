@@ -1,10 +1,13 @@
 //! Declarative device management in action (DESIGN section 5): [`auto`], the background pass that
 //! installs what automatic install or an enforcement deadline calls for; the [`catalog`] of the
 //! Apple Software Lookup Service; [`report`], the `StatusReport` a server reads back; and
-//! [`software_update`], the install-state lifecycle its software-update items follow. The
+//! [`software_update`], the install-state lifecycle its software-update items follow; and
+//! [`sync`], the device side of the DDM protocol against a real server ([`client`]). The
 //! declarations themselves (their validation and store) are `declarations`.
 
 pub mod auto;
 pub mod catalog;
+pub mod client;
 pub mod report;
 pub mod software_update;
+pub mod sync;

@@ -292,7 +292,7 @@ mod tests {
     fn base_status() -> serde_json::Value {
         serde_json::json!({
             "schema_version": 1,
-            "device": {"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": true},
+            "device": {"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": true, "enrollment_id": "E"},
             "os": {"version": "26.3.1", "build": "25D5"},
             "active": null, "staged": null, "restart_required": false, "safari": null,
             "rollback": {"available": false, "reason": "nothing"}, "included": [],

@@ -87,6 +87,22 @@ pub fn store(root: &Root, declaration: &Declaration) -> Result<()> {
         .ctx("writing", root.show(&rel))
 }
 
+/// Stores several declarations (a sync's): each replaced atomically, the directory synced once.
+pub fn store_all(root: &Root, declarations: &[Declaration]) -> Result<()> {
+    if declarations.is_empty() {
+        return Ok(());
+    }
+    root.dir()
+        .create_dir_all(DECLARATIONS)
+        .ctx("creating", root.show(DECLARATIONS))?;
+    let files: Vec<(PathBuf, Vec<u8>)> = declarations
+        .iter()
+        .map(|d| (file_for(&d.identifier), d.raw.clone()))
+        .collect();
+    root.write_atomic_all(&files, 0o644)
+        .ctx("writing", root.show(DECLARATIONS))
+}
+
 /// Removes the declaration with `identifier`.
 pub fn remove(root: &Root, identifier: &str) -> Result<()> {
     let rel = file_for(identifier);

@@ -52,6 +52,9 @@ pub const INSTALL_REASON_RECORD: &str = "private/var/db/bsi/install-reason.json"
 /// `report-delivered.json`: the status items of the last report marked delivered, which
 /// `report --changes` compares against.
 pub const REPORT_DELIVERED_RECORD: &str = "private/var/db/bsi/report-delivered.json";
+/// `sync.json`: the DDM server this device syncs with, its declarations token, and the status
+/// items the server last acknowledged (`bsi sync`).
+pub const SYNC_RECORD: &str = "private/var/db/bsi/sync.json";
 /// The bundle each response on the device came from (for `repair --from` hints).
 pub const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
 /// The journal of the operation in progress.

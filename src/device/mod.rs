@@ -117,6 +117,11 @@ pub fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<String>> 
         portable,
         supervised: false,
         volume_group: volume_group.clone(),
+        // The identifier a server knows the device by survives in the sync record.
+        enrollment_id: records::read_json::<records::SyncState>(&root, layout::SYNC_RECORD)
+            .ok()
+            .map(|s| s.enrollment_id)
+            .filter(|id| !id.is_empty()),
         created: clock_stamp.to_owned(),
     };
     records::write_json(&root, layout::DEVICE_RECORD, &info)?;

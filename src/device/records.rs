@@ -34,8 +34,20 @@ pub struct DeviceInfo {
     pub supervised: bool,
     /// The volume group UUID that names the Preboot directory.
     pub volume_group: String,
+    /// The enrollment identifier a DDM server knows the device by (`X-Enrollment-ID`); devices
+    /// made before it existed use their volume group UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_id: Option<String>,
     /// When `init` made the device.
     pub created: String,
+}
+
+impl DeviceInfo {
+    /// The enrollment identifier.
+    #[must_use]
+    pub fn enrollment(&self) -> &str {
+        self.enrollment_id.as_deref().unwrap_or(&self.volume_group)
+    }
 }
 
 /// `power.json`: the simulated power source.
@@ -149,6 +161,23 @@ pub struct DeliveredReport {
     pub at: String,
     /// Its items, flat, by dotted name.
     pub items: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// `sync.json`: what `bsi sync` keeps between syncs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SyncState {
+    /// The server's base URL.
+    pub server: String,
+    /// The enrollment identifier used with it.
+    pub enrollment_id: String,
+    /// `SyncTokens.DeclarationsToken` of the declarations this device holds.
+    pub declarations_token: Option<String>,
+    /// When the last sync finished, RFC 3339.
+    pub last_sync: String,
+    /// Status reports the server acknowledged.
+    pub reports_sent: u64,
+    /// The status items (flat, by dotted name) of the last report the server acknowledged.
+    pub delivered: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A record read failure: one over the size limit is damage (exit 8, `bsi repair`), not an I/O

@@ -77,6 +77,7 @@ mod tests {
             portable,
             supervised: false,
             volume_group: String::new(),
+            enrollment_id: None,
             created: String::new(),
         }
     }

@@ -47,6 +47,8 @@ pub struct InitOptions {
     pub dry_run: bool,
     /// How long to wait for the lock of a device being replaced.
     pub wait: Duration,
+    /// The enrollment identifier; a new UUID when not given.
+    pub enrollment_id: Option<String>,
 }
 
 /// What `init` did.
@@ -62,6 +64,8 @@ pub struct InitOutcome {
     pub build: String,
     /// Volume group UUID.
     pub volume_group: String,
+    /// The enrollment identifier (`X-Enrollment-ID` for a DDM server).
+    pub enrollment_id: String,
     /// An existing device was replaced.
     pub replaced: bool,
     /// Fingerprints of the keys now trusted.
@@ -194,6 +198,7 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
         version: opts.version.to_string(),
         build: opts.build.to_string(),
         volume_group: uuid.clone(),
+        enrollment_id: opts.enrollment_id.clone().unwrap_or_default(),
         replaced,
         trusted: keys.iter().map(|k| k.fingerprint.clone()).collect(),
         dry_run: opts.dry_run,
@@ -222,6 +227,11 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
         trust::install(&root, key)?;
     }
     outcome.trusted = keys.into_iter().map(|k| k.fingerprint).collect();
+    let enrollment_id = match &opts.enrollment_id {
+        Some(id) => id.clone(),
+        None => new_uuid()?,
+    };
+    outcome.enrollment_id.clone_from(&enrollment_id);
     let info = DeviceInfo {
         format: RECORD_FORMAT,
         platform: opts.platform,
@@ -229,6 +239,7 @@ pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcom
         portable: opts.portable,
         supervised: opts.supervised,
         volume_group: uuid,
+        enrollment_id: Some(enrollment_id),
         created: clock.stamp(),
     };
     let entry = Entry::new(clock, "init")

@@ -268,6 +268,10 @@ fn bad_records(device: &Device) -> Vec<BadRecord> {
             check::<InstallReason>(device, layout::INSTALL_REASON_RECORD),
         ),
         (
+            layout::SYNC_RECORD,
+            check::<crate::device::records::SyncState>(device, layout::SYNC_RECORD),
+        ),
+        (
             layout::REPORT_DELIVERED_RECORD,
             check::<crate::device::records::DeliveredReport>(
                 device,

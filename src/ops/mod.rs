@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::bundle::inspect;
 use crate::clock::Clock;
-use crate::ddm::{auto, report, software_update};
+use crate::ddm::{auto, report, software_update, sync};
 use crate::device::generation::sweep_temporaries;
 use crate::device::layout;
 use crate::device::{Access, Device};
@@ -244,6 +244,23 @@ pub fn auto(
     })
 }
 
+/// What `bsi sync` did, and the error of its background pass (reported to the server, then
+/// returned: e.g. the battery blocking a due install exits 3).
+#[derive(Debug)]
+pub struct Synced {
+    /// The outcome.
+    pub outcome: sync::SyncOutcome,
+    /// The background pass's error, if it failed.
+    pub deferred: Option<Error>,
+}
+
+/// `bsi sync`.
+pub fn sync(env: &Env, opts: &sync::SyncOptions, progress: &dyn Progress) -> Result<Done<Synced>> {
+    change(env, "sync", opts.dry_run, None, |tx| {
+        sync::run(tx, opts, progress).map(|(outcome, deferred)| Synced { outcome, deferred })
+    })
+}
+
 /// `bsi repair`: rebuilds a damaged device record first (no other command can open the device
 /// without it), then repairs under the exclusive lock.
 pub fn repair(env: &Env, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairOutcome> {
@@ -415,5 +432,40 @@ impl Recorded for auto::AutoOutcome {
     }
     fn nothing_to_do(&self) -> bool {
         self.installed.is_none() && self.staged.is_none()
+    }
+}
+
+impl Recorded for Synced {
+    fn summary(&self) -> String {
+        let o = &self.outcome;
+        let mut parts = vec![format!("{} as {}", o.server, o.enrollment_id)];
+        if !o.changes.is_empty() {
+            parts.push(format!("{} declaration change(s)", o.changes.len()));
+        }
+        if let Some(a) = &o.auto {
+            parts.extend(a.log.iter().cloned());
+        }
+        if let Some(e) = &self.deferred {
+            parts.push(format!("background pass failed: {e}"));
+        }
+        parts.push(if o.report.sent {
+            format!(
+                "{} report sent ({} item(s))",
+                if o.report.full { "full" } else { "incremental" },
+                o.report.items.len()
+            )
+        } else {
+            "no report sent (nothing changed)".to_owned()
+        });
+        parts.join("; ")
+    }
+    fn target(&self) -> Option<String> {
+        self.outcome
+            .auto
+            .as_ref()
+            .and_then(|a| a.installed.clone().or_else(|| a.staged.clone()))
+    }
+    fn nothing_to_do(&self) -> bool {
+        self.outcome.changes.is_empty() && !self.outcome.report.sent && self.target().is_none()
     }
 }

@@ -185,6 +185,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
             chip: info.chip,
             portable: info.portable,
             supervised: info.supervised,
+            enrollment_id: info.enrollment().to_owned(),
         },
         os: OsStatus {
             version: snapshot.base.version.to_string(),

@@ -95,6 +95,8 @@ pub struct DeviceStatus {
     pub portable: bool,
     /// Supervised by an organisation.
     pub supervised: bool,
+    /// The enrollment identifier a DDM server knows the device by (`bsi sync`).
+    pub enrollment_id: String,
 }
 
 /// The base OS.

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const STATUS_KEYS: [&str; 16] = [
+const STATUS_KEYS: [&str; 19] = [
     "schema_version",
     "device",
     "os",
@@ -20,7 +20,10 @@ const STATUS_KEYS: [&str; 16] = [
     "last_operation",
     "ddm",
     "notes",
-    "ddm",
+    "version",
+    "operation",
+    "recovery_pending",
+    "prompt",
 ];
 
 #[test]
@@ -33,7 +36,7 @@ fn init_defaults_and_status_json() {
     assert_eq!(s["schema_version"], 1);
     assert_eq!(
         s["device"],
-        serde_json::json!({"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": false})
+        serde_json::json!({"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": false, "enrollment_id": "TEST-DEVICE"})
     );
     assert_eq!(
         s["os"],

@@ -171,6 +171,10 @@ impl Device {
             test_pub().display().to_string(),
         ];
         args.extend(flags.iter().map(|s| (*s).to_owned()));
+        if !flags.contains(&"--enrollment-id") {
+            // A fixed identifier keeps golden output stable.
+            args.extend(["--enrollment-id".to_owned(), "TEST-DEVICE".to_owned()]);
+        }
         bsi(&args).ok();
         Self { dir, root }
     }

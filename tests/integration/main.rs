@@ -11,6 +11,8 @@
 //!   lifecycle, lookup, report; `apple_schema` validates every report against Apple's YAML.
 //! - `faults`: kills at random instants, fault points, concurrent changers, planted symlinks.
 //! - `hostile`: hostile input, each refused cheaply (time and peak RSS measured).
+//! - `kmfddm`: `bsi sync` and `bsi fleet` against a real DDM server (KMFDDM), and the protocol's
+//!   error paths against a stub.
 //! - `truth`: the truthful-state defects and the hint-following test.
 
 // Test code: printing the kill test's seed is the point, and helpers favour brevity.
@@ -32,6 +34,7 @@ mod faults;
 mod fixtures;
 mod harness;
 mod hostile;
+mod kmfddm;
 mod lifecycle;
 mod reading;
 mod truth;
