@@ -514,7 +514,8 @@ mod tests {
                 .map(|o| (o.platform, o.battery, o.enrollment_id.clone()))
                 .collect::<Vec<_>>()
         );
-        let platforms: std::collections::BTreeSet<_> = a.iter().map(|o| o.platform.name()).collect();
+        let platforms: std::collections::BTreeSet<_> =
+            a.iter().map(|o| o.platform.name()).collect();
         assert_eq!(platforms.len(), 3, "a mix of platforms");
         assert!(a.iter().all(|o| (5..=100).contains(&o.battery)));
         let ids: std::collections::BTreeSet<_> =

@@ -143,7 +143,13 @@ impl Server {
         }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
+            // Each phase bounded, not the whole call: a global timeout makes ureq resolve the
+            // host on a new thread for every request (a thread per request in a fleet).
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
             .max_redirects(0)
             .max_idle_connections(connections.max(1))
             .max_idle_connections_per_host(connections.max(1))

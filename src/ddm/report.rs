@@ -223,9 +223,13 @@ fn declarations_item(policy: &Policy) -> DeclarationsItem {
 
 /// Builds the full report of `device`.
 pub fn build(device: &Device) -> Result<StatusReport> {
+    build_with_policy(device).map(|(r, _)| r)
+}
+
+/// Builds the full report of `device`, with the management policy it was made from.
+pub fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy)> {
     // Everything comes from the status the device reports, so the two cannot disagree.
-    let (s, snapshot) = status::collect::collect_with_snapshot(device)?;
-    let policy = crate::gates::policy::of_with(device, &snapshot)?;
+    let (s, _, policy) = status::collect::collect_all(device)?;
     let facts: DeviceFacts = policy.facts;
     let su = software_update::derive(device, &s);
     let mut items: BTreeMap<&'static str, Item> = BTreeMap::new();
@@ -298,10 +302,13 @@ pub fn build(device: &Device) -> Result<StatusReport> {
         crate::platform::Platform::MacOs => facts.os >= OsVersion::new(14, 0, 0),
         _ => facts.os >= OsVersion::new(17, 0, 0),
     };
-    Ok(StatusReport {
-        items,
-        full_report: full_report_key.then_some(true),
-    })
+    Ok((
+        StatusReport {
+            items,
+            full_report: full_report_key.then_some(true),
+        },
+        policy,
+    ))
 }
 
 /// The last report marked delivered, if any (a damaged record reads as none: the next report is

@@ -206,14 +206,13 @@ pub fn run(
             Err(e) => deferred = Some(e),
         }
     }
-    let policy = crate::gates::policy::of(device)?;
+    let (full, policy) = report::build_with_policy(device)?;
     outcome.invalid = policy
         .declarations
         .iter()
         .filter(|c| c.state.valid == crate::declarations::state::Validity::Invalid)
         .map(|c| (c.state.declaration.identifier.clone(), c.note.clone()))
         .collect();
-    let full = report::build(device)?;
     let delivered = same.map(|s| report::Delivered {
         at: s.last_sync.clone(),
         items: s.delivered.clone(),

@@ -108,6 +108,12 @@ pub fn collect(device: &Device) -> Result<Status> {
 
 /// [`collect`], with the typed snapshot the status was made from (for `--require`).
 pub fn collect_with_snapshot(device: &Device) -> Result<(Status, Snapshot)> {
+    collect_all(device).map(|(s, snapshot, _)| (s, snapshot))
+}
+
+/// [`collect`], with the snapshot and the management policy the status was made from (for the
+/// report, which needs all three and should not read them twice).
+pub fn collect_all(device: &Device) -> Result<(Status, Snapshot, Policy)> {
     let mut attempt = 0;
     loop {
         match collect_once(device) {
@@ -121,7 +127,7 @@ pub fn collect_with_snapshot(device: &Device) -> Result<(Status, Snapshot)> {
     }
 }
 
-fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
+fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
     let operation = device.operation();
     let journal = if operation.is_none() {
         crate::lifecycle::journal::read(device)?
@@ -290,5 +296,5 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot)> {
         operation,
         recovery_pending,
     };
-    Ok((status, snapshot))
+    Ok((status, snapshot, policy))
 }

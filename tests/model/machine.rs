@@ -205,6 +205,7 @@ struct DeviceView {
     chip: String,
     portable: bool,
     supervised: bool,
+    enrollment_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +294,14 @@ fn check(real: &mut Real, m: &Model, context: &str) {
     );
     assert_eq!(s.device.portable, m.kind.portable, "{context}");
     assert_eq!(s.device.supervised, m.kind.supervised, "{context}");
+    // The harness's first device is `TEST-DEVICE`; `init` without --enrollment-id makes a UUID.
+    assert!(
+        s.device.enrollment_id == "TEST-DEVICE"
+            || (s.device.enrollment_id.len() == 36
+                && s.device.enrollment_id.matches('-').count() == 4),
+        "{context}: enrollment id {}",
+        s.device.enrollment_id
+    );
     assert_eq!(s.os.version, version_text(m.version), "{context}: os");
     assert_eq!(s.version, m.label(), "{context}: version");
     assert_eq!(s.operation, None, "{context}: nothing in flight");
