@@ -442,7 +442,7 @@ pub enum RequireGap {
 
 /// Is this the error cap-std gives when a path would resolve outside the device root?
 #[must_use]
-pub fn is_escape(error: &io::Error) -> bool {
+pub(crate) fn is_escape(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::PermissionDenied
         && error.to_string().contains("outside of the filesystem")
 }

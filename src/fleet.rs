@@ -28,7 +28,7 @@ use crate::{Error, Result};
 
 /// `fleet.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FleetFile {
+pub(crate) struct FleetFile {
     /// The seed it was made from.
     pub seed: u64,
     /// Its devices.
@@ -37,7 +37,7 @@ pub struct FleetFile {
 
 /// One device of a fleet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FleetDevice {
+pub(crate) struct FleetDevice {
     /// Its number.
     pub index: u32,
     /// Its root, relative to the fleet directory.
@@ -52,7 +52,7 @@ pub struct FleetDevice {
 
 /// How `fleet init` is asked to run.
 #[derive(Clone, Debug)]
-pub struct FleetInitOptions {
+pub(crate) struct FleetInitOptions {
     /// The fleet's directory.
     pub dir: PathBuf,
     /// How many devices.
@@ -73,7 +73,7 @@ pub struct FleetInitOptions {
 
 /// What `fleet init` made.
 #[derive(Clone, Debug, Serialize)]
-pub struct FleetInitOutcome {
+pub(crate) struct FleetInitOutcome {
     /// The fleet's directory.
     pub dir: PathBuf,
     /// Devices made.
@@ -121,7 +121,7 @@ impl Mix {
 }
 
 /// Parses `LOW-HIGH` percent.
-pub fn parse_spread(text: &str) -> Result<(u8, u8)> {
+pub(crate) fn parse_spread(text: &str) -> Result<(u8, u8)> {
     let bad = || {
         Error::usage(
             format!("--battery-spread {text} is not LOW-HIGH percent"),
@@ -182,7 +182,7 @@ fn device_dir(index: u32) -> PathBuf {
 }
 
 /// `bsi fleet init`.
-pub fn init(
+pub(crate) fn init(
     opts: &FleetInitOptions,
     clock: &Clock,
     progress: &dyn Progress,
@@ -259,7 +259,7 @@ pub fn init(
 
 /// How `fleet sync` is asked to run.
 #[derive(Clone, Debug)]
-pub struct FleetSyncOptions {
+pub(crate) struct FleetSyncOptions {
     /// The fleet's directory.
     pub dir: PathBuf,
     /// The server.
@@ -274,7 +274,7 @@ pub struct FleetSyncOptions {
 
 /// Latency percentiles, in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Median.
     pub p50: f64,
     /// 90th percentile.
@@ -287,7 +287,7 @@ pub struct Latency {
 
 /// A device whose sync failed.
 #[derive(Clone, Debug, Serialize)]
-pub struct FleetFailure {
+pub(crate) struct FleetFailure {
     /// Its root, relative to the fleet directory.
     pub device: PathBuf,
     /// Its enrollment identifier.
@@ -300,7 +300,7 @@ pub struct FleetFailure {
 
 /// What `fleet sync` did.
 #[derive(Clone, Debug, Serialize)]
-pub struct FleetSyncOutcome {
+pub(crate) struct FleetSyncOutcome {
     /// The server.
     pub server: String,
     /// Devices in the fleet.
@@ -327,7 +327,7 @@ pub struct FleetSyncOutcome {
 
 /// This process's CPU time (user + system), in seconds, from `/proc/self/stat`.
 #[must_use]
-pub fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
@@ -362,7 +362,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Reads `fleet.json`.
-pub fn load(dir: &Path) -> Result<FleetFile> {
+pub(crate) fn load(dir: &Path) -> Result<FleetFile> {
     let path = dir.join("fleet.json");
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -387,7 +387,7 @@ pub fn load(dir: &Path) -> Result<FleetFile> {
 }
 
 /// `bsi fleet sync`.
-pub fn sync(
+pub(crate) fn sync(
     opts: &FleetSyncOptions,
     clock: &Clock,
     progress: &dyn Progress,
@@ -421,7 +421,6 @@ pub fn sync(
                         root: opts.dir.join(&device.root),
                         clock: *clock,
                         wait: Duration::from_secs(30),
-                        command: "bsi fleet sync".to_owned(),
                     };
                     let began = Instant::now();
                     let result = ops::sync(&env, &sync_opts, &crate::progress::Silent);

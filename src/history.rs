@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// How an operation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum OpResult {
+pub(crate) enum OpResult {
     /// It did what was asked.
     Ok,
     /// The device was already in the requested state.
@@ -38,7 +38,7 @@ pub enum OpResult {
 impl OpResult {
     /// Classifies an exit code.
     #[must_use]
-    pub fn from_exit_code(code: u8) -> Self {
+    pub(crate) fn from_exit_code(code: u8) -> Self {
         match code {
             0 => OpResult::Ok,
             3..=6 | 9 => OpResult::Refused,
@@ -49,7 +49,7 @@ impl OpResult {
 
 /// One history entry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// When, RFC 3339.
     pub at: String,
     /// The command, e.g. `apply`.
@@ -72,7 +72,7 @@ pub struct Entry {
 
 /// The most recent operation, as `status` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LastOperation {
+pub(crate) struct LastOperation {
     /// The command.
     pub action: String,
     /// How it ended.
@@ -100,7 +100,7 @@ impl From<&Entry> for LastOperation {
 impl Entry {
     /// A successful entry for `action` at the clock's time.
     #[must_use]
-    pub fn new(clock: &Clock, action: &str) -> Self {
+    pub(crate) fn new(clock: &Clock, action: &str) -> Self {
         Self {
             at: clock.stamp(),
             action: action.to_owned(),
@@ -114,37 +114,23 @@ impl Entry {
         }
     }
 
-    /// Sets the version before.
-    #[must_use]
-    pub fn before(mut self, v: impl Into<String>) -> Self {
-        self.before = Some(v.into());
-        self
-    }
-
     /// Sets the version after.
     #[must_use]
-    pub fn after(mut self, v: impl Into<String>) -> Self {
+    pub(crate) fn after(mut self, v: impl Into<String>) -> Self {
         self.after = Some(v.into());
-        self
-    }
-
-    /// Sets the target.
-    #[must_use]
-    pub fn target(mut self, v: impl Into<String>) -> Self {
-        self.target = Some(v.into());
         self
     }
 
     /// Sets the detail.
     #[must_use]
-    pub fn detail(mut self, v: impl Into<String>) -> Self {
+    pub(crate) fn detail(mut self, v: impl Into<String>) -> Self {
         self.detail = Some(v.into());
         self
     }
 
     /// Records a failure.
     #[must_use]
-    pub fn failed(mut self, error: &Error) -> Self {
+    pub(crate) fn failed(mut self, error: &Error) -> Self {
         self.exit_code = error.exit_code();
         self.result = if matches!(error, Error::Interrupted { .. }) {
             OpResult::Interrupted
@@ -181,7 +167,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// Appends `entry` to the history and makes it the last operation. Every text field is bounded
 /// first.
-pub fn append(root: &Root, entry: &Entry) -> Result<()> {
+pub(crate) fn append(root: &Root, entry: &Entry) -> Result<()> {
     let entry = &entry.bounded();
     let mut line = serde_json::to_vec(entry).map_err(|e| Error::Io {
         action: "encoding",
@@ -201,12 +187,12 @@ pub fn append(root: &Root, entry: &Entry) -> Result<()> {
 }
 
 /// The most recent operation, if any.
-pub fn last(root: &Root) -> Result<Option<LastOperation>> {
+pub(crate) fn last(root: &Root) -> Result<Option<LastOperation>> {
     records::read_json_opt(root, LAST_OPERATION)
 }
 
 /// Every entry, oldest first. Lines that do not parse (a write cut short by a crash) are skipped.
-pub fn read_all(root: &Root) -> Result<Vec<Entry>> {
+pub(crate) fn read_all(root: &Root) -> Result<Vec<Entry>> {
     let file = match root.open_read(HISTORY) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

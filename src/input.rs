@@ -12,7 +12,7 @@ use crate::{Error, Result};
 
 /// Reads the regular file at `path` whole, refusing anything over `limit` bytes. `what` names it
 /// in messages ("declaration", "catalog", "public key").
-pub fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let fd = rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,

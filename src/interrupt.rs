@@ -18,7 +18,7 @@ static CAUGHT: LazyLock<Arc<AtomicUsize>> = LazyLock::new(|| Arc::new(AtomicUsiz
 static AGAIN: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 /// Installs the handlers (the command line does, once; a library caller keeps its own).
-pub fn install() {
+pub(crate) fn install() {
     for signal in [SIGINT, SIGTERM] {
         // A second signal takes the default action (terminate); the first only sets flags.
         let _ = signal_hook::flag::register_conditional_default(signal, Arc::clone(&AGAIN));
@@ -32,7 +32,7 @@ pub fn install() {
 }
 
 /// `Err(Error::Interrupted)` once SIGINT or SIGTERM arrived.
-pub fn check() -> Result<()> {
+pub(crate) fn check() -> Result<()> {
     match CAUGHT.load(Ordering::Relaxed) {
         0 => Ok(()),
         n if n == usize::try_from(SIGTERM).unwrap_or(0) => Err(interrupted("SIGTERM")),
@@ -49,7 +49,7 @@ fn interrupted(signal: &'static str) -> Error {
 
 /// `error` with what state things are in, when it is an interruption.
 #[must_use]
-pub fn saying(error: Error, state: &str) -> Error {
+pub(crate) fn saying(error: Error, state: &str) -> Error {
     match error {
         Error::Interrupted { signal, .. } => Error::Interrupted {
             signal,

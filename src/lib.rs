@@ -30,29 +30,29 @@
 //! Errors are typed per area and gathered in [`Error`], whose [`Error::exit_code`] is the
 //! documented exit code of `docs/cli.md`.
 
-pub mod bundle;
-pub mod cli;
-pub mod clock;
-pub mod ddm;
-pub mod declarations;
-pub mod device;
+pub(crate) mod bundle;
+pub(crate) mod cli;
+pub(crate) mod clock;
+pub(crate) mod ddm;
+pub(crate) mod declarations;
+pub(crate) mod device;
 mod error;
 mod faults;
-pub mod fleet;
+pub(crate) mod fleet;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gates;
-pub mod history;
-pub mod input;
-pub mod interrupt;
-pub mod lifecycle;
-pub mod ops;
-pub mod platform;
-pub mod progress;
-pub mod status;
-pub mod untrusted;
-pub mod version;
+pub(crate) mod gates;
+pub(crate) mod history;
+pub(crate) mod input;
+pub(crate) mod interrupt;
+pub(crate) mod lifecycle;
+pub(crate) mod ops;
+pub(crate) mod platform;
+pub(crate) mod progress;
+pub(crate) mod status;
+pub(crate) mod untrusted;
+pub(crate) mod version;
 
 pub use cli::run;
 pub use clock::Clock;

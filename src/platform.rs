@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
     clap::ValueEnum,
     schemars::JsonSchema,
 )]
-pub enum Platform {
+pub(crate) enum Platform {
     /// A Mac.
     #[serde(rename = "macOS")]
     #[value(name = "macOS")]
@@ -37,7 +37,7 @@ pub enum Platform {
 impl Platform {
     /// Apple's product name, as in `SystemVersion.plist` and bundle manifests.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Platform::MacOs => "macOS",
             Platform::Ios => "iOS",
@@ -48,13 +48,13 @@ impl Platform {
     /// Does a device of this platform take a bundle made for `product`? iPadOS takes iOS bundles
     /// and builds, as Apple publishes one release for both (its catalog lists iPadOS under iOS).
     #[must_use]
-    pub fn takes_bundles_for(self, product: Platform) -> bool {
+    pub(crate) fn takes_bundles_for(self, product: Platform) -> bool {
         self == product || (self == Platform::IpadOs && product == Platform::Ios)
     }
 
     /// Parses Apple's product name.
     #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         match name {
             "macOS" => Some(Platform::MacOs),
             "iOS" => Some(Platform::Ios),
@@ -84,7 +84,7 @@ impl std::fmt::Display for Platform {
     schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
-pub enum Chip {
+pub(crate) enum Chip {
     /// Apple silicon (every iPhone and iPad, and Macs since 2020).
     AppleSilicon,
     /// An Intel-based Mac.
@@ -102,7 +102,7 @@ impl std::fmt::Display for Chip {
 
 /// One of the two cryptexes a response can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Cryptex {
+pub(crate) enum Cryptex {
     /// Safari and its associated processes.
     App,
     /// The rest of the operating system.
@@ -112,11 +112,11 @@ pub enum Cryptex {
 
 impl Cryptex {
     /// Both cryptexes, in the order bsi lists them.
-    pub const ALL: [Cryptex; 2] = [Cryptex::App, Cryptex::Os];
+    pub(crate) const ALL: [Cryptex; 2] = [Cryptex::App, Cryptex::Os];
 
     /// The directory name, `App` or `OS`.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Cryptex::App => "App",
             Cryptex::Os => "OS",
@@ -125,7 +125,7 @@ impl Cryptex {
 
     /// Parses `App` or `OS`.
     #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         match name {
             "App" => Some(Cryptex::App),
             "OS" => Some(Cryptex::Os),

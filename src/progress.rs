@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     /// A bar when stderr is a terminal, else nothing.
     Auto,
     /// One JSON object per line on stderr.
@@ -22,7 +22,7 @@ pub enum ProgressMode {
 }
 
 /// Receives progress from long operations. Implementations must be cheap per call.
-pub trait Progress: Send + Sync {
+pub(crate) trait Progress: Send + Sync {
     /// A phase starts: `label` (e.g. "staging"), `total` bytes.
     fn begin(&self, label: &str, total: u64);
     /// A phase counted in items (e.g. devices of a fleet) starts; `advance` then counts items.
@@ -37,7 +37,7 @@ pub trait Progress: Send + Sync {
 
 /// Reports nothing.
 #[derive(Debug, Default)]
-pub struct Silent;
+pub(crate) struct Silent;
 
 impl Progress for Silent {
     fn begin(&self, _: &str, _: u64) {}
@@ -47,7 +47,7 @@ impl Progress for Silent {
 
 /// An `indicatif` bar on stderr.
 #[derive(Debug)]
-pub struct Bar {
+pub(crate) struct Bar {
     bar: Mutex<Option<ProgressBar>>,
 }
 
@@ -103,7 +103,7 @@ impl Progress for Bar {
 /// One JSON line per step on stderr: `{"event":"begin"|"progress"|"end", ...}`. A step is 1 % of
 /// the phase's bytes (at least 1 MiB), so a phase writes at most about a hundred lines.
 #[derive(Debug)]
-pub struct JsonLines {
+pub(crate) struct JsonLines {
     state: Mutex<JsonState>,
     done: AtomicU64,
 }
@@ -186,7 +186,7 @@ impl Progress for JsonLines {
 
 /// The reporter for `mode`, given whether `-q` was passed.
 #[must_use]
-pub fn reporter(mode: ProgressMode, quiet: bool) -> Box<dyn Progress> {
+pub(crate) fn reporter(mode: ProgressMode, quiet: bool) -> Box<dyn Progress> {
     match mode {
         ProgressMode::Json => Box::new(JsonLines {
             state: Mutex::new(JsonState {

@@ -7,12 +7,12 @@
 use std::fmt::Write as _;
 
 /// The most characters of one untrusted string bsi shows.
-pub const MAX_SHOWN: usize = 160;
+pub(crate) const MAX_SHOWN: usize = 160;
 
 /// `text`, safe to show: control characters escaped (`\u{1b}`), cut to [`MAX_SHOWN`]
 /// characters.
 #[must_use]
-pub fn clip(text: &str) -> String {
+pub(crate) fn clip(text: &str) -> String {
     let mut out = String::new();
     for (shown, (i, c)) in text.char_indices().enumerate() {
         if shown >= MAX_SHOWN {
@@ -31,7 +31,7 @@ pub fn clip(text: &str) -> String {
 /// `message`, safe to print or record whole: control characters other than newlines and tabs
 /// escaped, and cut to `limit` bytes on a character boundary.
 #[must_use]
-pub fn clip_message(message: &str, limit: usize) -> String {
+pub(crate) fn clip_message(message: &str, limit: usize) -> String {
     let mut out = String::with_capacity(message.len().min(limit));
     for (i, c) in message.char_indices() {
         if out.len() >= limit {

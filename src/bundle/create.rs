@@ -26,7 +26,7 @@ use crate::{Error, Result};
 
 /// What to put in a new bundle.
 #[derive(Clone, Debug)]
-pub struct CreateOptions {
+pub(crate) struct CreateOptions {
     /// `ProductName`.
     pub product: Platform,
     /// Base version.
@@ -55,7 +55,7 @@ pub struct CreateOptions {
 
 /// What `bundle create` made.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Created {
+pub(crate) struct Created {
     /// The bundle directory.
     pub bundle: PathBuf,
     /// Its response version.
@@ -155,7 +155,7 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
 }
 
 /// Makes a directory bundle.
-pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<Created> {
+pub(crate) fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<Created> {
     if opts.os.is_none() && opts.app.is_none() {
         return Err(Error::usage(
             "a bundle needs content",
@@ -315,7 +315,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// What `bundle sign` did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Signed {
+pub(crate) struct Signed {
     /// The bundle.
     pub bundle: PathBuf,
     /// The signature file.
@@ -325,7 +325,7 @@ pub struct Signed {
 }
 
 /// Signs a directory bundle's manifest with the private key at `key`.
-pub fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
+pub(crate) fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
     if !bundle.is_dir() {
         return Err(Error::usage(
             format!("{} is not a bundle directory", bundle.display()),

@@ -7,18 +7,18 @@ use sha2::{Digest as _, Sha256};
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Digest(pub [u8; 32]);
+pub(crate) struct Digest(pub [u8; 32]);
 
 impl Digest {
     /// Digest of `bytes`.
     #[must_use]
-    pub fn of(bytes: &[u8]) -> Self {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
         Self(Sha256::digest(bytes).into())
     }
 
     /// Parses 64 hex digits (either case).
     #[must_use]
-    pub fn from_hex(text: &str) -> Option<Self> {
+    pub(crate) fn from_hex(text: &str) -> Option<Self> {
         if text.len() != 64 {
             return None;
         }
@@ -33,14 +33,14 @@ impl Digest {
 
     /// 64 lowercase hex digits.
     #[must_use]
-    pub fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(self) -> String {
         hex(&self.0)
     }
 }
 
 /// Lowercase hex of any bytes.
 #[must_use]
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -52,7 +52,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Finishes a running hash.
 #[must_use]
-pub fn finish(hasher: Sha256) -> Digest {
+pub(crate) fn finish(hasher: Sha256) -> Digest {
     Digest(hasher.finalize().into())
 }
 

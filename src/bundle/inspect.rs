@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// One check's outcome.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     /// It held.
     pub ok: bool,
     /// Why not.
@@ -23,7 +23,7 @@ pub struct Check {
 
 /// Per-cryptex totals.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct CryptexSummary {
+pub(crate) struct CryptexSummary {
     /// Number of files.
     pub files: usize,
     /// Bytes.
@@ -32,7 +32,7 @@ pub struct CryptexSummary {
 
 /// One payload file as the manifest lists it.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct ListedFile {
+pub(crate) struct ListedFile {
     /// `OS/...` or `App/...`.
     pub path: String,
     /// Size in bytes.
@@ -45,7 +45,7 @@ pub struct ListedFile {
 
 /// What `inspect` found.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// The bundle path.
     pub path: PathBuf,
     /// Its form.
@@ -94,7 +94,7 @@ pub struct Report {
 /// What a bundle's signature is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SignatureState {
+pub(crate) enum SignatureState {
     /// It verifies with a trusted key.
     Valid,
     /// There is no signature.
@@ -112,7 +112,7 @@ pub enum SignatureState {
 /// Inspects the bundle at `path`, checking its signature against `trust` (the keys and what they
 /// are, for the report), or not at all without one. Returns the report and the first failure
 /// (exit 6), if any.
-pub fn inspect(
+pub(crate) fn inspect(
     path: &Path,
     trust: Option<(&[PublicKey], &str)>,
     progress: &dyn Progress,

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 
 /// A public key and its fingerprint.
 #[derive(Clone, Debug)]
-pub struct PublicKey {
+pub(crate) struct PublicKey {
     /// The key.
     pub key: VerifyingKey,
     /// Hex SHA-256 of the raw key.
@@ -29,14 +29,14 @@ pub struct PublicKey {
 impl PublicKey {
     /// Wraps a verifying key.
     #[must_use]
-    pub fn new(key: VerifyingKey) -> Self {
+    pub(crate) fn new(key: VerifyingKey) -> Self {
         let fingerprint = Digest::of(key.as_bytes()).to_hex();
         Self { key, fingerprint }
     }
 
     /// The key as SPKI PEM.
     #[must_use]
-    pub fn to_pem(&self) -> String {
+    pub(crate) fn to_pem(&self) -> String {
         self.key
             .to_public_key_pem(LineEnding::LF)
             .unwrap_or_default()
@@ -45,7 +45,7 @@ impl PublicKey {
 
 /// What `key generate` wrote.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Generated {
+pub(crate) struct Generated {
     /// The private key file.
     pub private_key: PathBuf,
     /// The public key file.
@@ -56,14 +56,14 @@ pub struct Generated {
 
 /// The `.pub` path that goes with a private key path.
 #[must_use]
-pub fn public_path(private: &Path) -> PathBuf {
+pub(crate) fn public_path(private: &Path) -> PathBuf {
     let mut name = private.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)
 }
 
 /// Makes a new key pair: `out` (mode 0600) and `out.pub`.
-pub fn generate(out: &Path, force: bool) -> Result<Generated> {
+pub(crate) fn generate(out: &Path, force: bool) -> Result<Generated> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Io {
         action: "drawing random bytes for",
@@ -131,7 +131,7 @@ fn read_text(path: &Path, what: &str) -> Result<String> {
 }
 
 /// Reads an Ed25519 private key (PKCS#8 PEM).
-pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
+pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey> {
     let text = read_text(path, "private key")?;
     pem_block(&text)
         .and_then(|pem| SigningKey::from_pkcs8_pem(pem).ok())
@@ -144,7 +144,7 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
 }
 
 /// Parses an Ed25519 public key (SPKI PEM) from text; `shown` names it in errors.
-pub fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
+pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
     let Some(pem) = pem_block(text) else {
         return Err(Error::BadInput {
             message: format!(
@@ -173,7 +173,7 @@ pub fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
 }
 
 /// Reads an Ed25519 public key file.
-pub fn read_public_key(path: &Path) -> Result<PublicKey> {
+pub(crate) fn read_public_key(path: &Path) -> Result<PublicKey> {
     parse_public_key(&read_text(path, "public key")?, path)
 }
 

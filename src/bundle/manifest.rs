@@ -21,11 +21,11 @@ use crate::untrusted::clip;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 
 /// The bundle format this bsi reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 1;
 
 /// One payload file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileEntry {
+pub(crate) struct FileEntry {
     /// Path relative to its cryptex directory.
     pub path: String,
     /// Size in bytes.
@@ -38,11 +38,11 @@ pub struct FileEntry {
 
 /// The payload listing: for each cryptex, its files sorted by path.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cryptexes(pub BTreeMap<Cryptex, Vec<FileEntry>>);
+pub(crate) struct Cryptexes(pub BTreeMap<Cryptex, Vec<FileEntry>>);
 
 /// A parsed, validated manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// `ProductName`.
     pub product: Platform,
     /// `ProductVersion`: the base version.
@@ -74,26 +74,26 @@ impl Manifest {
     /// plist is refused (DESIGN section 3: XML only), the XML is scanned for nesting, node count
     /// and text length before anything is built ([`bounds`]), and the keys go straight into
     /// compact typed values (no generic plist tree).
-    pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
         let raw: RawManifest = parse_xml(bytes)?;
         raw.validate()
     }
 
     /// The response's public version, e.g. `26.3.1 (a)`.
     #[must_use]
-    pub fn response_version(&self) -> ResponseVersion {
+    pub(crate) fn response_version(&self) -> ResponseVersion {
         ResponseVersion::new(self.version, self.extra)
     }
 
     /// Does the response carry OS content (and so need a restart)?
     #[must_use]
-    pub fn has_os(&self) -> bool {
+    pub(crate) fn has_os(&self) -> bool {
         self.cryptexes.0.contains_key(&Cryptex::Os)
     }
 
     /// Serialises as an XML plist, keys in a fixed order.
     #[must_use]
-    pub fn to_xml(&self) -> Vec<u8> {
+    pub(crate) fn to_xml(&self) -> Vec<u8> {
         let mut dict = Dictionary::new();
         let s = |v: &dyn ToString| Value::String(v.to_string());
         dict.insert(
@@ -129,7 +129,7 @@ impl Manifest {
 /// claims to have signed it when the signature does not verify. Bounded like every read of
 /// unsigned bytes; `None` when the bytes are not a manifest or name no key.
 #[must_use]
-pub fn signer_claim(bytes: &[u8]) -> Option<String> {
+pub(crate) fn signer_claim(bytes: &[u8]) -> Option<String> {
     use quick_xml::events::Event;
     bounds(bytes).ok()?;
     let mut reader = quick_xml::Reader::from_reader(bytes);
@@ -160,7 +160,7 @@ pub fn signer_claim(bytes: &[u8]) -> Option<String> {
 
 /// Writes a plist value as XML bytes.
 #[must_use]
-pub fn plist_xml(value: &Value) -> Vec<u8> {
+pub(crate) fn plist_xml(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to memory cannot fail.
     let _ = value.to_writer_xml(&mut out);
@@ -171,7 +171,7 @@ pub fn plist_xml(value: &Value) -> Vec<u8> {
 impl Cryptexes {
     /// Every payload file in canonical order: cryptexes in `App`, `OS` order, then paths in byte
     /// order. The tar form lists its payload in exactly this order.
-    pub fn files(&self) -> impl Iterator<Item = (Cryptex, &FileEntry)> {
+    pub(crate) fn files(&self) -> impl Iterator<Item = (Cryptex, &FileEntry)> {
         self.0
             .iter()
             .flat_map(|(c, files)| files.iter().map(move |f| (*c, f)))
@@ -179,19 +179,19 @@ impl Cryptexes {
 
     /// Number of payload files.
     #[must_use]
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.values().map(Vec::len).sum()
     }
 
     /// Total payload bytes.
     #[must_use]
-    pub fn total_size(&self) -> u64 {
+    pub(crate) fn total_size(&self) -> u64 {
         self.files().map(|(_, f)| f.size).sum()
     }
 
     /// The `Cryptexes` dictionary.
     #[must_use]
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut dict = Dictionary::new();
         for (cryptex, files) in &self.0 {
             let entries = files
@@ -215,7 +215,7 @@ impl Cryptexes {
 
     /// Parses and validates a plist whose top level is a `Cryptexes` dictionary (the base
     /// generation's `Cryptexes.plist`).
-    pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
         let raw: BTreeMap<String, Vec<RawEntry>> = parse_xml(bytes)?;
         raw_cryptexes(raw, "Cryptexes")
     }
@@ -231,7 +231,7 @@ const MAX_TEXT: usize = 64 * 1024;
 /// Scans XML without building anything, refusing what would make parsing it costly: deeper
 /// nesting than [`MAX_DEPTH`], more than [`MAX_NODES`] elements, a text longer than
 /// [`MAX_TEXT`], or a binary plist. No recursion, so no input can exhaust the stack.
-pub fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
+pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
     use quick_xml::events::Event;
     if bytes.starts_with(b"bplist") {
         return Err(BundleError::manifest(

@@ -8,20 +8,19 @@
 //! Keys live in [`keys`] (the device's trust store is `device::trust`). Making bundles is [`create`],
 //! packing them [`pack`], checking them [`inspect`]. Every rejection is a [`BundleError`].
 
-pub mod create;
-pub mod digest;
+pub(crate) mod create;
+pub(crate) mod digest;
 mod error;
-pub mod inspect;
-pub mod keys;
-pub mod limits;
-pub mod manifest;
-pub mod pack;
-pub mod paths;
-pub mod signature;
-pub mod source;
-pub mod stream;
+pub(crate) mod inspect;
+pub(crate) mod keys;
+pub(crate) mod limits;
+pub(crate) mod manifest;
+pub(crate) mod pack;
+pub(crate) mod paths;
+pub(crate) mod signature;
+pub(crate) mod source;
+pub(crate) mod stream;
 mod tar_form;
 
-pub use error::BundleError;
-pub use manifest::Manifest;
-pub use source::{Bundle, Form};
+pub(crate) use error::BundleError;
+pub(crate) use source::Bundle;

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 
 /// What `bundle pack` wrote.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Packed {
+pub(crate) struct Packed {
     /// The tar file.
     pub out: PathBuf,
     /// Its size.
@@ -55,7 +55,7 @@ fn header(size: u64, mode: u32) -> tar::Header {
 }
 
 /// Packs the directory bundle at `bundle` into the tar file `out`.
-pub fn pack(bundle: &Path, out: &Path, force: bool) -> Result<Packed> {
+pub(crate) fn pack(bundle: &Path, out: &Path, force: bool) -> Result<Packed> {
     let mut opened = Bundle::open_unverified(bundle)?;
     if opened.form == Form::Tar {
         return Err(Error::usage(

@@ -7,7 +7,7 @@ use super::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
 
 /// Why `path` is not a safe payload path, or `None` if it is.
 #[must_use]
-pub fn unsafe_reason(path: &str) -> Option<String> {
+pub(crate) fn unsafe_reason(path: &str) -> Option<String> {
     if path.is_empty() {
         return Some("the path is empty".to_owned());
     }

@@ -9,16 +9,16 @@ use super::BundleError;
 use super::keys::PublicKey;
 
 /// Size of an Ed25519 signature.
-pub const SIGNATURE_BYTES: usize = 64;
+pub(crate) const SIGNATURE_BYTES: usize = 64;
 
 /// Signs manifest bytes.
 #[must_use]
-pub fn sign(manifest: &[u8], key: &SigningKey) -> [u8; SIGNATURE_BYTES] {
+pub(crate) fn sign(manifest: &[u8], key: &SigningKey) -> [u8; SIGNATURE_BYTES] {
     key.sign(manifest).to_bytes()
 }
 
 /// Checks `signature` over `manifest` against `trusted`; returns the key that made it.
-pub fn verify<'k>(
+pub(crate) fn verify<'k>(
     manifest: &[u8],
     signature: &[u8],
     trusted: &'k [PublicKey],
@@ -79,7 +79,7 @@ pub fn verify<'k>(
 
 /// The first 16 hex digits of a fingerprint, for messages.
 #[must_use]
-pub fn short(fingerprint: &str) -> String {
+pub(crate) fn short(fingerprint: &str) -> String {
     fingerprint.chars().take(16).collect()
 }
 

@@ -31,14 +31,14 @@ use crate::platform::Cryptex;
 use crate::untrusted::clip;
 
 /// The manifest's name in a bundle.
-pub const MANIFEST: &str = "Info.plist";
+pub(crate) const MANIFEST: &str = "Info.plist";
 /// The signature's name in a bundle.
-pub const SIGNATURE: &str = "Info.plist.sig";
+pub(crate) const SIGNATURE: &str = "Info.plist.sig";
 
 /// Which form a bundle is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Form {
+pub(crate) enum Form {
     /// A `NAME.bsi/` directory.
     Directory,
     /// The same packed as one uncompressed tar file.
@@ -46,7 +46,7 @@ pub enum Form {
 }
 
 /// Receives the payload files as they stream in.
-pub trait Sink {
+pub(crate) trait Sink {
     /// Opens the destination for one file; `None` to only check it.
     fn open(&mut self, cryptex: Cryptex, entry: &FileEntry) -> Result<Option<(File, PathBuf)>>;
     /// The file is complete (all bytes written; its digest is checked asynchronously).
@@ -55,7 +55,7 @@ pub trait Sink {
 
 /// A sink that writes nothing: checks only.
 #[derive(Debug, Default)]
-pub struct CheckOnly;
+pub(crate) struct CheckOnly;
 
 impl Sink for CheckOnly {
     fn open(&mut self, _: Cryptex, _: &FileEntry) -> Result<Option<(File, PathBuf)>> {
@@ -77,7 +77,7 @@ enum Handle {
 
 /// A bundle opened, its manifest and signature read as bytes, nothing parsed yet.
 #[derive(Debug)]
-pub struct Opened {
+pub(crate) struct Opened {
     /// The path given.
     pub path: PathBuf,
     /// Its form.
@@ -91,7 +91,7 @@ pub struct Opened {
 
 /// An opened bundle whose manifest has been parsed.
 #[derive(Debug)]
-pub struct Bundle {
+pub(crate) struct Bundle {
     /// The path given.
     pub path: PathBuf,
     /// Its form.
@@ -226,7 +226,7 @@ fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bun
 impl Opened {
     /// Opens the bundle at `path` and reads its manifest and signature as bytes (each within
     /// its size limit), parsing nothing.
-    pub fn open(path: &Path) -> Result<Self, BundleError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, BundleError> {
         let (file, meta) = open_named(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 BundleError::NotFound {
@@ -268,7 +268,7 @@ impl Opened {
     /// Checks the signature over the raw manifest bytes against `trusted` first, and only then
     /// parses the manifest: bytes no trusted key signed are never parsed here. Returns the
     /// bundle and the key that signed it.
-    pub fn verify(self, trusted: &[PublicKey]) -> Result<(Bundle, PublicKey), BundleError> {
+    pub(crate) fn verify(self, trusted: &[PublicKey]) -> Result<(Bundle, PublicKey), BundleError> {
         let signature = self
             .signature
             .as_deref()
@@ -281,7 +281,7 @@ impl Opened {
 
     /// Parses the manifest without checking the signature, with the bounded parser: for
     /// `inspect` of an unsigned bundle, `sign` and `pack`.
-    pub fn parse(self) -> Result<Bundle, BundleError> {
+    pub(crate) fn parse(self) -> Result<Bundle, BundleError> {
         let manifest = Manifest::parse(&self.manifest_bytes)?;
         Ok(Bundle {
             path: self.path,
@@ -297,7 +297,7 @@ impl Opened {
 
 impl Bundle {
     /// Opens the bundle at `path`, checks its signature against `trusted`, then parses it.
-    pub fn open_verified(
+    pub(crate) fn open_verified(
         path: &Path,
         trusted: &[PublicKey],
     ) -> Result<(Self, PublicKey), BundleError> {
@@ -305,28 +305,14 @@ impl Bundle {
     }
 
     /// Opens and parses the bundle at `path` without checking its signature.
-    pub fn open_unverified(path: &Path) -> Result<Self, BundleError> {
+    pub(crate) fn open_unverified(path: &Path) -> Result<Self, BundleError> {
         Opened::open(path)?.parse()
-    }
-
-    /// Checks the signature against `trusted`; returns the signing key.
-    pub fn verify_signature<'k>(
-        &self,
-        trusted: &'k [PublicKey],
-    ) -> Result<&'k PublicKey, BundleError> {
-        let signature = self
-            .signature
-            .as_deref()
-            .ok_or_else(|| BundleError::Signature {
-                message: "missing: the bundle is unsigned".to_owned(),
-            })?;
-        signature::verify(&self.manifest_bytes, signature, trusted)
     }
 
     /// Checks the structure without reading payload data: every entry is a listed regular file
     /// (or a directory), paths are safe, sizes match, nothing is missing or extra; for the tar
     /// form also entry order, truncation and trailing data.
-    pub fn check_structure(&mut self) -> Result<(), BundleError> {
+    pub(crate) fn check_structure(&mut self) -> Result<(), BundleError> {
         match &self.handle {
             Handle::Tar(file, offset) => {
                 self.offsets = Some(tar_form::walk(file, *offset, &self.manifest)?);
@@ -338,14 +324,14 @@ impl Bundle {
 
     /// Streams every payload file once through `feeder` into `sink`, checking sizes as they
     /// stream and digests on the hashing thread.
-    pub fn stream(&self, feeder: &mut Feeder<'_>, sink: &mut dyn Sink) -> Result<()> {
+    pub(crate) fn stream(&self, feeder: &mut Feeder<'_>, sink: &mut dyn Sink) -> Result<()> {
         self.stream_part(0, 1, feeder, sink)
     }
 
     /// Streams the payload files whose position in manifest order is `part` modulo `parts`, so
     /// that several threads can each stream a share (either form: the tar's files are read at
     /// the offsets the structure check found).
-    pub fn stream_part(
+    pub(crate) fn stream_part(
         &self,
         part: usize,
         parts: usize,
@@ -385,7 +371,7 @@ impl Bundle {
 impl Bundle {
     /// A reader of one payload file (directory form: opened beneath the bundle's handle and
     /// checked to be a regular file of the declared size; tar form: its section of the tar).
-    pub fn payload(&self, index: usize) -> Result<Box<dyn Read + '_>, BundleError> {
+    pub(crate) fn payload(&self, index: usize) -> Result<Box<dyn Read + '_>, BundleError> {
         let (cryptex, entry) = self
             .manifest
             .cryptexes

@@ -21,9 +21,9 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 /// Size of one buffer.
-pub const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 /// Buffers in flight: enough to keep both threads busy, few enough to keep memory flat.
-pub const BUFFERS: usize = 4;
+pub(crate) const BUFFERS: usize = 4;
 
 enum Msg {
     Data(Vec<u8>, usize),
@@ -34,7 +34,7 @@ enum Msg {
 }
 
 /// Feeds files into the pipeline; handed to the body of [`run`].
-pub struct Feeder<'a> {
+pub(crate) struct Feeder<'a> {
     tx: Option<SyncSender<Msg>>,
     pool: Receiver<Vec<u8>>,
     abort: &'a AtomicBool,
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Feeder<'_> {
 
 /// Where one file's bytes go besides the hasher.
 #[allow(missing_debug_implementations)]
-pub struct Destination<'d> {
+pub(crate) struct Destination<'d> {
     /// The open file.
     pub file: &'d mut dyn Write,
     /// Its path, for messages.
@@ -83,14 +83,14 @@ fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 impl Feeder<'_> {
     /// Has the hasher found a mismatch?
     #[must_use]
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
     }
 
     /// Streams one file of `size` bytes from `src`, writing to `dst` if given, and queues its
     /// digest check against `expected` (`None`: only compute it, for `bundle create`). `label` names it in errors (e.g. `OS/usr/lib/x`).
     /// `short_is_truncation` says a short read means a truncated tar rather than a short file.
-    pub fn file(
+    pub(crate) fn file(
         &mut self,
         label: &str,
         size: u64,
@@ -148,7 +148,7 @@ impl Feeder<'_> {
 
 /// Files up to this size are read whole and hashed on the reading thread: handing them to the
 /// hashing thread would cost more in wake-ups than the hashing itself.
-pub const INLINE_MAX: u64 = 64 * 1024;
+pub(crate) const INLINE_MAX: u64 = 64 * 1024;
 
 fn read_error(label: &str, e: &io::Error) -> Error {
     Error::Bundle(BundleError::Read {
@@ -256,7 +256,7 @@ fn hash_loop(
 /// Runs `body` with a [`Feeder`], reporting `total` bytes of progress under `phase`. Returns the
 /// body's result with every file's digest in feeding order, or the first digest mismatch the
 /// hasher found.
-pub fn run<T>(
+pub(crate) fn run<T>(
     progress: &dyn Progress,
     phase: &str,
     total: u64,
@@ -269,12 +269,12 @@ pub fn run<T>(
 }
 
 /// Files a payload needs before [`run_parts`] splits it: below this, one reading thread keeps up.
-pub const PARALLEL_MIN_FILES: usize = 16;
+pub(crate) const PARALLEL_MIN_FILES: usize = 16;
 
 /// Runs `parts` pipelines at once, `body(part, feeder)` in each. For many small files the
 /// per-file system calls, not the hashing, are the cost; a reading thread per part spreads them
 /// over the cores. Returns each part's result and digests, or the first error.
-pub fn run_parts<T: Send>(
+pub(crate) fn run_parts<T: Send>(
     progress: &dyn Progress,
     phase: &str,
     total: u64,

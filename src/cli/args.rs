@@ -42,7 +42,7 @@ Exit codes: 0 ok or nothing to do, 1 failed, 2 usage, 3 power gate, 4 policy, 5 
 /// management declarations of a supervised device.
 #[derive(Debug, Parser)]
 #[command(name = "bsi", version, after_help = EXAMPLES, max_term_width = 100)]
-pub struct Args {
+pub(crate) struct Args {
     /// Options for every command.
     #[command(flatten)]
     pub global: Global,
@@ -53,7 +53,7 @@ pub struct Args {
 
 /// Options every command takes.
 #[derive(Debug, ClapArgs)]
-pub struct Global {
+pub(crate) struct Global {
     /// The device root [default: $XDG_DATA_HOME/bsi/device, i.e. ~/.local/share/bsi/device]
     #[arg(
         long,
@@ -102,7 +102,7 @@ pub struct Global {
 
 /// bsi's commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Make a new simulated device.
     #[command(
         after_help = "Examples:\n  bsi init --root /tmp/mac\n  bsi init --root /tmp/intel --chip intel --battery 15 --no-ac\n  bsi init --root /tmp/phone --platform iOS --supervised --trust key.pub"
@@ -210,7 +210,7 @@ Examples:
 
 /// `--dry-run` alone.
 #[derive(Debug, ClapArgs)]
-pub struct DryRunArgs {
+pub(crate) struct DryRunArgs {
     /// Show what would happen; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -218,7 +218,7 @@ pub struct DryRunArgs {
 
 /// `bsi repair`.
 #[derive(Debug, ClapArgs)]
-pub struct RepairArgs {
+pub(crate) struct RepairArgs {
     /// Restore the damaged content of the response this bundle is (either form).
     #[arg(long, value_name = "BUNDLE")]
     pub from: Option<PathBuf>,
@@ -229,7 +229,7 @@ pub struct RepairArgs {
 
 /// `bsi init`.
 #[derive(Debug, ClapArgs)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The platform.
     #[arg(long, value_enum, default_value_t = Platform::MacOs, ignore_case = true)]
     pub platform: Platform,
@@ -277,7 +277,7 @@ pub struct InitArgs {
 
 /// `bsi status`.
 #[derive(Debug, ClapArgs)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Exit 9 unless the device is at least at this response (e.g. "26.3.1 (b)") or OS version.
     #[arg(long, value_name = "VERSION")]
     pub require: Option<String>,
@@ -292,7 +292,7 @@ pub struct StatusArgs {
 
 /// `bsi apply`.
 #[derive(Debug, ClapArgs)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     /// The bundle: a NAME.bsi directory or a NAME.bsi.tar file.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
@@ -306,7 +306,7 @@ pub struct ApplyArgs {
 
 /// `bsi rollback`.
 #[derive(Debug, ClapArgs)]
-pub struct RollbackArgs {
+pub(crate) struct RollbackArgs {
     /// Restart at once to complete the removal.
     #[arg(long)]
     pub restart: bool,
@@ -317,7 +317,7 @@ pub struct RollbackArgs {
 
 /// `bsi update` / `bsi upgrade`.
 #[derive(Debug, ClapArgs)]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// The new OS version.
     #[arg(long, value_name = "VERSION")]
     pub version: String,
@@ -335,7 +335,7 @@ pub struct UpdateArgs {
 
 /// `bsi power`.
 #[derive(Debug, ClapArgs)]
-pub struct PowerArgs {
+pub(crate) struct PowerArgs {
     /// Set the battery charge in percent.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
     pub battery: Option<u8>,
@@ -352,7 +352,7 @@ pub struct PowerArgs {
 
 /// On or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
+pub(crate) enum Switch {
     /// On.
     On,
     /// Off.
@@ -361,7 +361,7 @@ pub enum Switch {
 
 /// `bsi settings`.
 #[derive(Debug, ClapArgs)]
-pub struct SettingsArgs {
+pub(crate) struct SettingsArgs {
     /// Automatically install Background Security Improvements.
     #[arg(long, value_enum, value_name = "on|off")]
     pub automatic: Option<Switch>,
@@ -372,7 +372,7 @@ pub struct SettingsArgs {
 
 /// `bsi policy`.
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Store a declaration (JSON, exactly as an MDM server sends it).
     #[command(
         after_help = "Exit 2: the file is not a declaration. Exit 4: the device refuses it (unknown Type,\nwrong value type, value out of range). A known Identifier with a new ServerToken replaces the old one."
@@ -399,7 +399,7 @@ pub enum PolicyCommand {
 
 /// `bsi auto`.
 #[derive(Debug, ClapArgs)]
-pub struct AutoArgs {
+pub(crate) struct AutoArgs {
     /// Directory of bundles (either form) the pass may install from.
     #[arg(long, value_name = "DIR")]
     pub from: PathBuf,
@@ -413,7 +413,7 @@ pub struct AutoArgs {
 
 /// `bsi sync`.
 #[derive(Debug, ClapArgs)]
-pub struct SyncArgs {
+pub(crate) struct SyncArgs {
     /// The base URL of the server's device endpoints (where it answers GET /tokens).
     #[arg(long, value_name = "URL", env = "BSI_SERVER")]
     pub server: String,
@@ -440,7 +440,7 @@ pub struct SyncArgs {
 
 /// `bsi fleet`.
 #[derive(Debug, Subcommand)]
-pub enum FleetCommand {
+pub(crate) enum FleetCommand {
     /// Make N simulated devices in DIR, varied reproducibly from --seed.
     #[command(
         after_help = "Devices are DIR/devices/0000, 0001, ...; DIR/fleet.json lists them with their enrollment\nidentifiers. Without --platform, about 60 % are Macs (a fifth of them Intel, a fifth\ndesktops), 25 % iPhones and 15 % iPads; batteries are spread over --battery-spread, half of\nthe portable devices on power. The same --seed makes the same fleet.\n\nExample:\n  bsi fleet init --dir /tmp/fleet --count 100 --trust fixtures/keys/test-only.key.pub"
@@ -455,7 +455,7 @@ pub enum FleetCommand {
 
 /// `bsi fleet init`.
 #[derive(Debug, ClapArgs)]
-pub struct FleetInitArgs {
+pub(crate) struct FleetInitArgs {
     /// The fleet's directory (new or empty).
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
@@ -484,7 +484,7 @@ pub struct FleetInitArgs {
 
 /// `bsi fleet sync`.
 #[derive(Debug, ClapArgs)]
-pub struct FleetSyncArgs {
+pub(crate) struct FleetSyncArgs {
     /// The fleet's directory (`bsi fleet init --dir`).
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
@@ -507,7 +507,7 @@ pub struct FleetSyncArgs {
 
 /// `bsi report`.
 #[derive(Debug, ClapArgs)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// Only the items that changed since the report last marked delivered (FullReport false).
     #[arg(long)]
     pub changes: bool,
@@ -518,7 +518,7 @@ pub struct ReportArgs {
 
 /// `bsi lookup`.
 #[derive(Debug, ClapArgs)]
-pub struct LookupArgs {
+pub(crate) struct LookupArgs {
     /// The catalog (Apple Software Lookup Service JSON).
     #[arg(long, value_name = "FILE")]
     pub catalog: PathBuf,
@@ -532,7 +532,7 @@ pub struct LookupArgs {
 
 /// `bsi history`.
 #[derive(Debug, ClapArgs)]
-pub struct HistoryArgs {
+pub(crate) struct HistoryArgs {
     /// Show only the last N entries.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -540,7 +540,7 @@ pub struct HistoryArgs {
 
 /// `bsi key`.
 #[derive(Debug, Subcommand)]
-pub enum KeyCommand {
+pub(crate) enum KeyCommand {
     /// Write a new Ed25519 private key (mode 0600) to PATH and its public half to PATH.pub.
     #[command(after_help = "Example:\n  bsi key generate --out signing.key")]
     Generate {
@@ -555,7 +555,7 @@ pub enum KeyCommand {
 
 /// `bsi trust`.
 #[derive(Debug, Subcommand)]
-pub enum TrustCommand {
+pub(crate) enum TrustCommand {
     /// Trust a public key (the .pub file `bsi key generate` writes).
     Add {
         /// The public key file.
@@ -580,7 +580,7 @@ pub enum TrustCommand {
 
 /// `bsi bundle`.
 #[derive(Debug, Subcommand)]
-pub enum BundleCommand {
+pub(crate) enum BundleCommand {
     /// Make a bundle directory from an OS tree and/or an App tree.
     #[command(
         after_help = "Example:\n  bsi bundle create --product macOS --version 26.3.1 --prerequisite 25D2128 \\\n    --extra \"(a)\" --build 25D771280a --os os-tree/ --app app-tree/ --out macos-26.3.1-a.bsi"
@@ -623,7 +623,7 @@ pub enum BundleCommand {
 
 /// `bsi bundle create`.
 #[derive(Debug, ClapArgs)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// `ProductName`.
     #[arg(long, value_enum, ignore_case = true)]
     pub product: Platform,

@@ -42,7 +42,6 @@ fn env(ctx: &Ctx) -> Result<Env> {
         root: ctx.root()?,
         clock: ctx.clock,
         wait: ctx.wait,
-        command: ctx.command_line.clone(),
     })
 }
 

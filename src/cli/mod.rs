@@ -5,11 +5,11 @@
 //! `docs/cli.md`. Errors print as one line saying what failed and why, then a `hint:` line with
 //! what to do; with `--json`, stdout carries only the requested JSON.
 
-pub mod args;
+pub(crate) mod args;
 mod commands;
 mod get;
 mod human;
-pub mod render;
+pub(crate) mod render;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -43,8 +43,6 @@ pub(crate) struct Ctx {
     pub verbose: u8,
     /// Progress reporter.
     pub progress: Box<dyn Progress>,
-    /// The command line, for the lock holder record.
-    pub command_line: String,
 }
 
 impl Ctx {
@@ -102,11 +100,6 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     let _faults = crate::faults::setup();
     crate::interrupt::install();
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let command_line = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
     let json = wants_json(&args);
     let parsed = match Args::try_parse_from(&args) {
         Ok(parsed) => parsed,
@@ -139,7 +132,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             return ExitCode::from(2);
         }
     };
-    let ctx = match context(&parsed, command_line) {
+    let ctx = match context(&parsed) {
         Ok(ctx) => ctx,
         Err(e) => {
             print_error(&e, json);
@@ -190,7 +183,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     }
 }
 
-fn context(args: &Args, command_line: String) -> Result<Ctx> {
+fn context(args: &Args) -> Result<Ctx> {
     let g = &args.global;
     let clock = match &g.now {
         Some(text) => Time::parse(text)?,
@@ -210,13 +203,12 @@ fn context(args: &Args, command_line: String) -> Result<Ctx> {
         quiet: g.quiet,
         verbose: g.verbose,
         progress: progress::reporter(g.progress, g.quiet),
-        command_line,
     })
 }
 
 /// The clap command, for completions, the man page and help golden tests.
 #[must_use]
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
 }
 

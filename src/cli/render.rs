@@ -28,11 +28,13 @@ use crate::status::Status;
 use crate::status::model::PolicyStatus;
 
 use super::human::{inspect, status};
-pub use crate::ops::manage::{PolicyRemoved, PolicySet, PowerView, SettingsView, TrustChange};
+pub(crate) use crate::ops::manage::{
+    PolicyRemoved, PolicySet, PowerView, SettingsView, TrustChange,
+};
 
 /// Everything a command can print.
 #[derive(Debug)]
-pub enum Output {
+pub(crate) enum Output {
     /// `init`.
     Init(InitOutcome),
     /// `status`.
@@ -108,7 +110,7 @@ pub(super) fn line(out: &mut String, text: impl AsRef<str>) {
 impl Output {
     /// The text to print on stdout.
     #[must_use]
-    pub fn render(&self, as_json: bool, verbose: u8) -> String {
+    pub(crate) fn render(&self, as_json: bool, verbose: u8) -> String {
         if as_json {
             return match self {
                 Output::Init(o) => json(o),

@@ -34,7 +34,7 @@ use crate::{Error, Result};
 
 /// How the pass is asked to run.
 #[derive(Clone, Debug)]
-pub struct AutoOptions {
+pub(crate) struct AutoOptions {
     /// Where bundles are.
     pub from: PathBuf,
     /// An optional catalog: bundles whose build it does not list, or lists as expired, are skipped.
@@ -45,7 +45,7 @@ pub struct AutoOptions {
 
 /// What the pass did.
 #[derive(Clone, Debug, Serialize)]
-pub struct AutoOutcome {
+pub(crate) struct AutoOutcome {
     /// The response installed, if any.
     pub installed: Option<String>,
     /// Why: `declaration` or `auto-update`.
@@ -165,7 +165,11 @@ fn scan(
 }
 
 /// Runs one background pass.
-pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Result<AutoOutcome> {
+pub(crate) fn run(
+    tx: &mut Tx<'_>,
+    opts: &AutoOptions,
+    progress: &dyn Progress,
+) -> Result<AutoOutcome> {
     let device = tx.device();
     let clock = tx.clock();
     let mut log = Vec::new();
@@ -334,7 +338,7 @@ pub fn run(tx: &mut Tx<'_>, opts: &AutoOptions, progress: &dyn Progress) -> Resu
         }
         // Before the deadline the device prepares the response, as real devices download and
         // prepare an enforced update ahead of it; only the deadline restarts.
-        if !crate::gates::power::passes(device.info(), &device.power()?) {
+        if !crate::gates::power::passes(device.info(), device.power()?) {
             log.push(format!(
                 "enforcement {id}: {} is due at {deadline} local time; waiting for power to prepare it",
                 target.version
@@ -449,7 +453,7 @@ fn restart_into(
     log: &mut Vec<String>,
 ) -> Result<()> {
     let (device, clock) = (tx.device(), tx.clock());
-    if let Err(e) = crate::gates::power::check(device.info(), &device.power()?) {
+    if let Err(e) = crate::gates::power::check(device.info(), device.power()?) {
         log.push(format!("could not install {}: {e}", target.0));
         if !opts.dry_run {
             tx.begin()?;

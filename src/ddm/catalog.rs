@@ -18,7 +18,7 @@ use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 use crate::{Error, Result};
 
 /// Largest catalog bsi reads: Apple's whole lookup catalog is a few megabytes.
-pub const MAX_CATALOG_BYTES: u64 = 32 * 1024 * 1024;
+pub(crate) const MAX_CATALOG_BYTES: u64 = 32 * 1024 * 1024;
 
 const RELEASE_SETS: [&str; 2] = ["PublicAssetSets", "AssetSets"];
 const RESPONSE_SETS: [&str; 2] = [
@@ -28,7 +28,7 @@ const RESPONSE_SETS: [&str; 2] = [
 
 /// One catalog entry.
 #[derive(Clone, Debug, Serialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The platform key it is listed under.
     pub platform: String,
     /// The set it came from.
@@ -55,7 +55,7 @@ pub struct Entry {
 
 /// A loaded catalog.
 #[derive(Clone, Debug)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// OS releases.
     pub releases: Vec<Entry>,
     /// Background security improvements.
@@ -64,7 +64,7 @@ pub struct Catalog {
 
 /// The answer to "what is the `TargetBuildVersion` for 26.3.1 (a)".
 #[derive(Clone, Debug, Serialize)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// What was asked.
     pub query: String,
     /// `TargetOSVersion` for an enforcement declaration.
@@ -79,7 +79,7 @@ pub struct Answer {
 
 /// What `bsi lookup` prints.
 #[derive(Clone, Debug, Serialize)]
-pub struct LookupResult {
+pub(crate) struct LookupResult {
     /// Matching releases.
     pub releases: Vec<Entry>,
     /// Matching background security improvements.
@@ -189,13 +189,13 @@ fn entries(
 
 impl Catalog {
     /// Reads a catalog file, judging expiry at `clock`.
-    pub fn load(path: &Path, clock: &Clock) -> Result<Self> {
+    pub(crate) fn load(path: &Path, clock: &Clock) -> Result<Self> {
         let bytes = crate::input::read_named(path, MAX_CATALOG_BYTES, "catalog")?;
         Self::parse(&bytes, path, clock)
     }
 
     /// Parses catalog bytes; `path` names them in messages.
-    pub fn parse(bytes: &[u8], path: &Path, clock: &Clock) -> Result<Self> {
+    pub(crate) fn parse(bytes: &[u8], path: &Path, clock: &Clock) -> Result<Self> {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| bad(path, format!("it is not JSON ({e})")))?;
         let top = value
@@ -227,7 +227,7 @@ impl Catalog {
 
     /// Is `build` a listed, unexpired response for `platform`?
     #[must_use]
-    pub fn lists_build(&self, platform: Platform, build: &str) -> Option<&Entry> {
+    pub(crate) fn lists_build(&self, platform: Platform, build: &str) -> Option<&Entry> {
         self.responses
             .iter()
             .find(|e| platform_matches(&e.platform, Some(platform)) && e.build == build)
@@ -237,7 +237,7 @@ impl Catalog {
     /// `build`, where an entry names its prerequisite build), expired or not: what a minor
     /// update from that base includes.
     #[must_use]
-    pub fn responses_for_base(
+    pub(crate) fn responses_for_base(
         &self,
         platform: Platform,
         version: &crate::version::OsVersion,
@@ -257,7 +257,7 @@ impl Catalog {
     }
 
     /// `bsi lookup`: filter by platform and version; answer for a response version.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         platform: Option<Platform>,
         version: Option<&str>,
@@ -329,7 +329,7 @@ fn platform_matches(key: &str, wanted: Option<Platform>) -> bool {
 
 impl LookupResult {
     /// Human text.
-    pub fn render_text(&self, out: &mut String) {
+    pub(crate) fn render_text(&self, out: &mut String) {
         if let Some(a) = &self.answer {
             let _ = writeln!(
                 out,

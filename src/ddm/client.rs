@@ -18,7 +18,7 @@ use crate::untrusted::clip;
 use crate::{Error, Result};
 
 /// The header carrying the enrollment identifier.
-pub const ENROLLMENT_HEADER: &str = "X-Enrollment-ID";
+pub(crate) const ENROLLMENT_HEADER: &str = "X-Enrollment-ID";
 /// Largest tokens or declaration-items answer bsi reads.
 const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest declaration bsi reads (as `policy set`).
@@ -29,7 +29,7 @@ const ATTEMPTS: u32 = 3;
 /// `TokensResponse`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct TokensResponse {
+pub(crate) struct TokensResponse {
     /// `SyncTokens`.
     pub sync_tokens: SyncTokens,
 }
@@ -37,18 +37,16 @@ pub struct TokensResponse {
 /// `SynchronizationTokens`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct SyncTokens {
-    /// Changes whenever the set of declarations for the enrollment changes.
+pub(crate) struct SyncTokens {
+    /// Changes whenever the set of declarations for the enrollment changes (its `Timestamp` is
+    /// not used).
     pub declarations_token: String,
-    /// When it changed.
-    #[serde(default)]
-    pub timestamp: Option<String>,
 }
 
 /// One `ManifestDeclaration`: an identifier and its server token.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
-pub struct ManifestDeclaration {
+pub(crate) struct ManifestDeclaration {
     /// `Identifier`.
     pub identifier: String,
     /// `ServerToken`.
@@ -58,7 +56,7 @@ pub struct ManifestDeclaration {
 /// `ManifestDeclarationItems`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ManifestDeclarationItems {
+pub(crate) struct ManifestDeclarationItems {
     /// Activations.
     pub activations: Vec<ManifestDeclaration>,
     /// Configurations.
@@ -71,7 +69,7 @@ pub struct ManifestDeclarationItems {
 
 impl ManifestDeclarationItems {
     /// Every listed declaration with the path segment of its type (`activation`, ...).
-    pub fn all(&self) -> impl Iterator<Item = (&'static str, &ManifestDeclaration)> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = (&'static str, &ManifestDeclaration)> {
         self.activations
             .iter()
             .map(|d| ("activation", d))
@@ -84,7 +82,7 @@ impl ManifestDeclarationItems {
 /// `DeclarationItemsResponse`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DeclarationItemsResponse {
+pub(crate) struct DeclarationItemsResponse {
     /// `Declarations`.
     pub declarations: ManifestDeclarationItems,
     /// `DeclarationsToken`.
@@ -93,7 +91,7 @@ pub struct DeclarationItemsResponse {
 
 /// A DDM server's device endpoints.
 #[derive(Clone, Debug)]
-pub struct Server {
+pub(crate) struct Server {
     base: String,
     agent: ureq::Agent,
     timeout: Duration,
@@ -124,7 +122,7 @@ enum Failure {
 impl Server {
     /// A server at `url` (`http://host:port[/prefix]`), each request bounded by `timeout`, with
     /// room for `connections` idle connections (one per worker of a fleet).
-    pub fn new(url: &str, timeout: Duration, connections: usize) -> Result<Self> {
+    pub(crate) fn new(url: &str, timeout: Duration, connections: usize) -> Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
         if base.starts_with("https://") {
             return Err(Error::usage(
@@ -165,7 +163,7 @@ impl Server {
 
     /// The base URL.
     #[must_use]
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.base
     }
 
@@ -316,23 +314,28 @@ impl Server {
     }
 
     /// `GET /tokens`.
-    pub fn tokens(&self, enrollment: &str) -> Result<TokensResponse> {
+    pub(crate) fn tokens(&self, enrollment: &str) -> Result<TokensResponse> {
         self.json("/tokens", enrollment, "TokensResponse")
     }
 
     /// `GET /declaration-items`.
-    pub fn declaration_items(&self, enrollment: &str) -> Result<DeclarationItemsResponse> {
+    pub(crate) fn declaration_items(&self, enrollment: &str) -> Result<DeclarationItemsResponse> {
         self.json("/declaration-items", enrollment, "DeclarationItemsResponse")
     }
 
     /// `GET /declaration/{kind}/{identifier}`: the declaration's bytes.
-    pub fn declaration(&self, enrollment: &str, kind: &str, identifier: &str) -> Result<Vec<u8>> {
+    pub(crate) fn declaration(
+        &self,
+        enrollment: &str,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Vec<u8>> {
         let endpoint = format!("/declaration/{kind}/{}", segment(identifier));
         self.request("GET", &endpoint, enrollment, None, MAX_DECLARATION_BYTES)
     }
 
     /// `PUT /status`.
-    pub fn put_status(&self, enrollment: &str, report: &[u8]) -> Result<()> {
+    pub(crate) fn put_status(&self, enrollment: &str, report: &[u8]) -> Result<()> {
         self.request("PUT", "/status", enrollment, Some(report), MAX_LIST_BYTES)
             .map(drop)
     }

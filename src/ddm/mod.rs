@@ -5,9 +5,9 @@
 //! [`sync`], the device side of the DDM protocol against a real server ([`client`]). The
 //! declarations themselves (their validation and store) are `declarations`.
 
-pub mod auto;
-pub mod catalog;
-pub mod client;
-pub mod report;
-pub mod software_update;
-pub mod sync;
+pub(crate) mod auto;
+pub(crate) mod catalog;
+pub(crate) mod client;
+pub(crate) mod report;
+pub(crate) mod software_update;
+pub(crate) mod sync;

@@ -35,7 +35,7 @@ use crate::version::OsVersion;
 
 /// One declaration in `management.declarations`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct DeclarationItem {
+pub(crate) struct DeclarationItem {
     /// `Identifier`.
     pub identifier: String,
     /// `ServerToken`.
@@ -52,7 +52,7 @@ pub struct DeclarationItem {
 
 /// `management.declarations`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct DeclarationsItem {
+pub(crate) struct DeclarationsItem {
     /// Activations.
     pub activations: Vec<DeclarationItem>,
     /// Configurations.
@@ -65,7 +65,7 @@ pub struct DeclarationsItem {
 
 /// `softwareupdate.pending-version`: both keys filled, or both `""`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct PendingVersionItem {
+pub(crate) struct PendingVersionItem {
     /// e.g. `26.3.1 (a)`.
     #[serde(rename = "os-version")]
     pub os_version: String,
@@ -76,7 +76,7 @@ pub struct PendingVersionItem {
 
 /// `softwareupdate.failure-reason`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct FailureReasonItem {
+pub(crate) struct FailureReasonItem {
     /// Failed attempts at the pending install; 0 when none.
     pub count: u32,
     /// The last failure, in words.
@@ -103,7 +103,7 @@ pub struct FailureReasonItem {
 
 /// `softwareupdate.install-reason`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct InstallReasonItem {
+pub(crate) struct InstallReasonItem {
     /// Why the pending install happens; empty when nothing is pending.
     pub reason: Vec<String>,
     /// The enforcing declaration, with `declaration`.
@@ -118,7 +118,7 @@ pub struct InstallReasonItem {
 /// A status item's value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-pub enum Item {
+pub(crate) enum Item {
     /// A string item.
     Text(String),
     /// `softwareupdate.install-state`.
@@ -135,7 +135,7 @@ pub enum Item {
 
 /// The report: items by dotted name, flat; [`StatusReport::to_json`] nests them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     /// Items by dotted name.
     pub items: BTreeMap<&'static str, Item>,
     /// `FullReport`: `None` where the device's OS does not send the key.
@@ -165,7 +165,7 @@ fn insert(map: &mut Map<String, Value>, dotted: &str, value: Value) {
 impl StatusReport {
     /// The JSON a device sends.
     #[must_use]
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut items = Map::new();
         for (name, item) in &self.items {
             insert(
@@ -185,7 +185,7 @@ impl StatusReport {
 
     /// The items as flat JSON values (what `report --delivered` records).
     #[must_use]
-    pub fn flat(&self) -> BTreeMap<String, Value> {
+    pub(crate) fn flat(&self) -> BTreeMap<String, Value> {
         self.items
             .iter()
             .map(|(k, v)| {
@@ -198,7 +198,7 @@ impl StatusReport {
     }
 }
 
-pub use crate::device::records::DeliveredReport as Delivered;
+pub(crate) use crate::device::records::DeliveredReport as Delivered;
 
 fn declarations_item(policy: &Policy) -> DeclarationsItem {
     let mut out = DeclarationsItem::default();
@@ -222,12 +222,12 @@ fn declarations_item(policy: &Policy) -> DeclarationsItem {
 }
 
 /// Builds the full report of `device`.
-pub fn build(device: &Device) -> Result<StatusReport> {
+pub(crate) fn build(device: &Device) -> Result<StatusReport> {
     build_with_policy(device).map(|(r, _)| r)
 }
 
 /// Builds the full report of `device`, with the management policy it was made from.
-pub fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy)> {
+pub(crate) fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy)> {
     // Everything comes from the status the device reports, so the two cannot disagree.
     let (s, _, policy) = status::collect::collect_all(device)?;
     let facts: DeviceFacts = policy.facts;
@@ -314,7 +314,7 @@ pub fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy)> {
 /// The last report marked delivered, if any (a damaged record reads as none: the next report is
 /// then full).
 #[must_use]
-pub fn delivered(device: &Device) -> Option<Delivered> {
+pub(crate) fn delivered(device: &Device) -> Option<Delivered> {
     records::read_json_opt(device.root(), REPORT_DELIVERED_RECORD)
         .ok()
         .flatten()
@@ -323,7 +323,7 @@ pub fn delivered(device: &Device) -> Option<Delivered> {
 /// Only the items of `report` that differ from `delivered`, with `FullReport` false; the whole
 /// report (`FullReport` true) when nothing was delivered yet.
 #[must_use]
-pub fn changes(report: StatusReport, delivered: Option<&Delivered>) -> StatusReport {
+pub(crate) fn changes(report: StatusReport, delivered: Option<&Delivered>) -> StatusReport {
     let Some(delivered) = delivered else {
         return report;
     };
@@ -340,7 +340,7 @@ pub fn changes(report: StatusReport, delivered: Option<&Delivered>) -> StatusRep
 }
 
 /// Records `report` as delivered.
-pub fn mark_delivered(device: &Device, report: &StatusReport, at: String) -> Result<()> {
+pub(crate) fn mark_delivered(device: &Device, report: &StatusReport, at: String) -> Result<()> {
     records::write_json(
         device.root(),
         REPORT_DELIVERED_RECORD,

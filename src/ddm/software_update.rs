@@ -33,7 +33,7 @@ use crate::{Error, Result};
     Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum InstallState {
+pub(crate) enum InstallState {
     /// Nothing pending.
     None,
     /// Fetching or copying the pending response.
@@ -48,7 +48,7 @@ pub enum InstallState {
 
 /// The pending response: version and supplemental build.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// e.g. `26.3.1 (a)`.
     pub version: String,
     /// e.g. `25D771280a`.
@@ -57,7 +57,7 @@ pub struct Pending {
 
 /// The software-update state of a device.
 #[derive(Clone, Debug)]
-pub struct SoftwareUpdate {
+pub(crate) struct SoftwareUpdate {
     /// The install state.
     pub state: InstallState,
     /// What is pending.
@@ -92,7 +92,7 @@ fn is_stale(target: &str, status: &Status) -> bool {
 
 /// The state `status` and the records show.
 #[must_use]
-pub fn derive(device: &Device, status: &Status) -> SoftwareUpdate {
+pub(crate) fn derive(device: &Device, status: &Status) -> SoftwareUpdate {
     let intent: Option<InstallReason> = lenient(device, INSTALL_REASON_RECORD);
     let failure: Failure = lenient(device, FAILURE_RECORD).unwrap_or_default();
     derive_from(status, intent.as_ref(), failure)
@@ -194,7 +194,7 @@ fn domain_of(error: &Error) -> &'static str {
 }
 
 /// Records a failed attempt at installing `target` (version, build) when known.
-pub fn record_failure(
+pub(crate) fn record_failure(
     device: &Device,
     clock: &Clock,
     target: Option<(&str, &str)>,
@@ -223,7 +223,7 @@ pub fn record_failure(
 }
 
 /// Records a successful install: the failure record goes.
-pub fn record_success(device: &Device) -> Result<()> {
+pub(crate) fn record_success(device: &Device) -> Result<()> {
     let root = device.root();
     root.remove_durable(FAILURE_RECORD)
         .map(drop)
@@ -231,7 +231,7 @@ pub fn record_success(device: &Device) -> Result<()> {
 }
 
 /// Records that a background pass wants `target` (version, build) but has not staged it.
-pub fn record_wanted(
+pub(crate) fn record_wanted(
     device: &Device,
     trigger: InstallTrigger,
     declaration: Option<&str>,
@@ -252,12 +252,12 @@ pub fn record_wanted(
 
 /// Is a "wanted" record present (for a pass that no longer wants anything)?
 #[must_use]
-pub fn wanted(device: &Device) -> Option<InstallReason> {
+pub(crate) fn wanted(device: &Device) -> Option<InstallReason> {
     lenient::<InstallReason>(device, INSTALL_REASON_RECORD).filter(|r| r.wanted)
 }
 
 /// Drops the "wanted" record.
-pub fn forget_wanted(device: &Device) -> Result<()> {
+pub(crate) fn forget_wanted(device: &Device) -> Result<()> {
     let root = device.root();
     root.remove_durable(INSTALL_REASON_RECORD)
         .map(drop)
@@ -267,7 +267,7 @@ pub fn forget_wanted(device: &Device) -> Result<()> {
 /// What a command-line `bsi apply` means for the records: an install clears the failure
 /// record; an attempt that failed (I/O, power, policy: exit 1, 3 or 4) counts as a failure.
 /// Refusals of the request itself (a bad bundle, one that does not apply) change nothing.
-pub fn record_apply(
+pub(crate) fn record_apply(
     device: &Device,
     clock: &Clock,
     result: &Result<crate::lifecycle::apply::ApplyOutcome>,

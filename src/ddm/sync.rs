@@ -29,7 +29,7 @@ use crate::{Error, Result};
 
 /// How a sync is asked to run.
 #[derive(Clone, Debug)]
-pub struct SyncOptions {
+pub(crate) struct SyncOptions {
     /// The server.
     pub server: Server,
     /// Overrides the device's enrollment identifier.
@@ -42,7 +42,7 @@ pub struct SyncOptions {
 
 /// What happened to one declaration.
 #[derive(Clone, Debug, Serialize)]
-pub struct DeclarationChange {
+pub(crate) struct DeclarationChange {
     /// `Identifier`.
     pub identifier: String,
     /// `added`, `replaced` or `removed`.
@@ -53,7 +53,7 @@ pub struct DeclarationChange {
 
 /// The report a sync sent (or would send).
 #[derive(Clone, Debug, Serialize)]
-pub struct ReportSent {
+pub(crate) struct ReportSent {
     /// A full report (`FullReport` true), else incremental.
     pub full: bool,
     /// The dotted names of the items it carried.
@@ -64,7 +64,7 @@ pub struct ReportSent {
 
 /// What `bsi sync` did.
 #[derive(Clone, Debug, Serialize)]
-pub struct SyncOutcome {
+pub(crate) struct SyncOutcome {
     /// The server's base URL.
     pub server: String,
     /// The enrollment identifier used.
@@ -144,7 +144,7 @@ fn fetch(
 
 /// Runs one sync on the device of `tx`. An error of the background pass (e.g. the battery
 /// blocking a due install) is returned after the report that shows it was sent.
-pub fn run(
+pub(crate) fn run(
     tx: &mut Tx<'_>,
     opts: &SyncOptions,
     progress: &dyn Progress,

@@ -29,24 +29,26 @@ use crate::version::{Build, OsVersion, ResponseVersion};
 use crate::{Error, Result};
 
 /// The simple activation type.
-pub const ACTIVATION_TYPE: &str = "com.apple.activation.simple";
+pub(crate) const ACTIVATION_TYPE: &str = "com.apple.activation.simple";
 /// The settings declaration type.
-pub const SETTINGS_TYPE: &str = "com.apple.configuration.softwareupdate.settings";
+pub(crate) const SETTINGS_TYPE: &str = "com.apple.configuration.softwareupdate.settings";
 /// The specific-enforcement declaration type.
-pub const ENFORCEMENT_TYPE: &str = "com.apple.configuration.softwareupdate.enforcement.specific";
+pub(crate) const ENFORCEMENT_TYPE: &str =
+    "com.apple.configuration.softwareupdate.enforcement.specific";
 /// The status-subscriptions configuration type.
-pub const SUBSCRIPTIONS_TYPE: &str = "com.apple.configuration.management.status-subscriptions";
+pub(crate) const SUBSCRIPTIONS_TYPE: &str =
+    "com.apple.configuration.management.status-subscriptions";
 /// The server-capabilities management type.
-pub const SERVER_CAPABILITIES_TYPE: &str = "com.apple.management.server-capabilities";
+pub(crate) const SERVER_CAPABILITIES_TYPE: &str = "com.apple.management.server-capabilities";
 /// The `TargetLocalDateTime` format.
-pub const LOCAL_DATE_TIME: &str = "%Y-%m-%dT%H:%M:%S";
+pub(crate) const LOCAL_DATE_TIME: &str = "%Y-%m-%dT%H:%M:%S";
 
 /// Which array of `management.declarations` a declaration is reported in, from its `Type`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum Category {
+pub(crate) enum Category {
     /// `com.apple.activation.*`.
     Activation,
     /// `com.apple.configuration.*` (and any type of no other category).
@@ -60,7 +62,7 @@ pub enum Category {
 impl Category {
     /// The category of a declaration `Type`.
     #[must_use]
-    pub fn of(kind: &str) -> Self {
+    pub(crate) fn of(kind: &str) -> Self {
         if kind.starts_with("com.apple.activation.") {
             Category::Activation
         } else if kind.starts_with("com.apple.asset.") {
@@ -75,7 +77,7 @@ impl Category {
 
 /// `Allowed`, `AlwaysOn` or `AlwaysOff`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum AutomaticAction {
+pub(crate) enum AutomaticAction {
     /// The user decides.
     Allowed,
     /// Always on; the user cannot turn it off.
@@ -86,7 +88,7 @@ pub enum AutomaticAction {
 
 /// The settings payload keys bsi acts on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SettingsPayload {
+pub(crate) struct SettingsPayload {
     /// `AutomaticActions.InstallSecurityUpdate`.
     pub install_security_update: Option<AutomaticAction>,
     /// `RapidSecurityResponse.Enable`.
@@ -101,7 +103,7 @@ pub struct SettingsPayload {
 
 /// The enforcement payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnforcementPayload {
+pub(crate) struct EnforcementPayload {
     /// `TargetOSVersion`.
     pub target_os_version: OsVersion,
     /// `TargetBuildVersion`.
@@ -114,7 +116,7 @@ pub struct EnforcementPayload {
 
 /// The simple activation payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActivationPayload {
+pub(crate) struct ActivationPayload {
     /// `StandardConfigurations`: the identifiers of the configurations it activates.
     pub configurations: Vec<String>,
     /// `Predicate`: when present, the activation installs only while it is true.
@@ -123,7 +125,7 @@ pub struct ActivationPayload {
 
 /// A payload bsi understands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Payload {
+pub(crate) enum Payload {
     /// `com.apple.activation.simple`.
     Activation(ActivationPayload),
     /// Software update settings.
@@ -141,7 +143,7 @@ pub enum Payload {
 
 /// A reason in Apple's terms (`declarationbase.yaml`): a code, a description, details.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Reason {
+pub(crate) struct Reason {
     /// The code, e.g. `Error.ConfigurationIsInvalid`.
     pub code: String,
     /// What it means.
@@ -154,7 +156,11 @@ pub struct Reason {
 impl Reason {
     /// A reason with `code` and one detail per `(key, value)`.
     #[must_use]
-    pub fn new(code: &str, description: impl Into<String>, details: &[(&str, Value)]) -> Self {
+    pub(crate) fn new(
+        code: &str,
+        description: impl Into<String>,
+        details: &[(&str, Value)],
+    ) -> Self {
         Self {
             code: code.to_owned(),
             description: description.into(),
@@ -169,7 +175,7 @@ impl Reason {
 /// A declaration as the device keeps it: the envelope, the payload as far as bsi understands
 /// it, and what is wrong with it on its own (whatever the device and the other declarations).
 #[derive(Clone, Debug)]
-pub struct Declaration {
+pub(crate) struct Declaration {
     /// `Type`.
     pub kind: String,
     /// `Identifier`.
@@ -189,19 +195,21 @@ pub struct Declaration {
 impl Declaration {
     /// Its category.
     #[must_use]
-    pub fn category(&self) -> Category {
+    pub(crate) fn category(&self) -> Category {
         Category::of(&self.kind)
     }
 
     /// Is it valid on its own?
+    #[cfg(test)]
     #[must_use]
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         self.invalid.is_empty()
     }
 
     /// The first reason it is invalid, as one sentence, if it is.
+    #[cfg(test)]
     #[must_use]
-    pub fn invalid_because(&self) -> Option<String> {
+    pub(crate) fn invalid_because(&self) -> Option<String> {
         self.invalid.first().map(|r| r.description.clone())
     }
 }
@@ -510,7 +518,7 @@ impl Checker {
 
 /// Parses `yyyy-mm-ddThh:mm:ss` exactly.
 #[must_use]
-pub fn parse_local(text: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_local(text: &str) -> Option<NaiveDateTime> {
     let ok_shape = text.len() == 19
         && text.bytes().enumerate().all(|(i, b)| match i {
             4 | 7 => b == b'-',
@@ -531,7 +539,7 @@ const MAX_ENVELOPE_TEXT: usize = 1024;
 impl Declaration {
     /// Parses declaration bytes; `source` names the file in messages. Refuses (exit 2) what is
     /// not a declaration envelope; anything else is a declaration, valid or not.
-    pub fn parse(raw: &[u8], source: &str) -> Result<Self> {
+    pub(crate) fn parse(raw: &[u8], source: &str) -> Result<Self> {
         let value: Value = serde_json::from_slice(raw).map_err(|e| {
             not_a_declaration(
                 source,

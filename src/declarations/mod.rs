@@ -6,8 +6,8 @@
 //! in effect mean for an install is the policy gate's (`gates::policy`); what a background pass
 //! does with them is `ddm`'s.
 
-pub mod declaration;
-pub mod predicate;
-pub mod state;
-pub mod store;
-pub mod support;
+pub(crate) mod declaration;
+pub(crate) mod predicate;
+pub(crate) mod state;
+pub(crate) mod store;
+pub(crate) mod support;

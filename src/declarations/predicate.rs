@@ -16,13 +16,13 @@
 use std::cmp::Ordering;
 
 /// The longest predicate bsi parses.
-pub const MAX_PREDICATE_BYTES: usize = 4096;
+pub(crate) const MAX_PREDICATE_BYTES: usize = 4096;
 /// The deepest nesting of parentheses and `NOT`s bsi parses.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Why a predicate does not give an answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PredicateError {
+pub(crate) enum PredicateError {
     /// It does not parse; the message says where.
     Parse(String),
     /// It names a status item the device does not have.
@@ -70,7 +70,7 @@ enum Node {
 
 /// A parsed predicate.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Predicate(Node);
+pub(crate) struct Predicate(Node);
 
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
@@ -361,7 +361,7 @@ impl Parser {
 
 impl Predicate {
     /// Parses `text`.
-    pub fn parse(text: &str) -> Result<Self, PredicateError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, PredicateError> {
         if text.len() > MAX_PREDICATE_BYTES {
             return Err(PredicateError::Parse(format!(
                 "it is longer than {MAX_PREDICATE_BYTES} bytes"
@@ -386,7 +386,7 @@ impl Predicate {
     }
 
     /// Evaluates it; `status` gives a status item's value (`None`: the device has no such item).
-    pub fn evaluate(
+    pub(crate) fn evaluate(
         &self,
         status: &dyn Fn(&str) -> Option<StatusValue>,
     ) -> Result<bool, PredicateError> {
@@ -396,13 +396,9 @@ impl Predicate {
 
 /// A status item's value as a predicate sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum StatusValue {
+pub(crate) enum StatusValue {
     /// A string.
     Text(String),
-    /// A number.
-    Number(f64),
-    /// A boolean.
-    Bool(bool),
 }
 
 fn resolve(
@@ -412,8 +408,6 @@ fn resolve(
     Ok(match o {
         Operand::Status(name) => match status(name) {
             Some(StatusValue::Text(s)) => Operand::Text(s),
-            Some(StatusValue::Number(n)) => Operand::Number(n),
-            Some(StatusValue::Bool(b)) => Operand::Bool(b),
             None => {
                 return Err(PredicateError::Evaluate(format!(
                     "the device has no status item `{}`",

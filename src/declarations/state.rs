@@ -41,7 +41,7 @@ use crate::untrusted::clip;
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum Validity {
+pub(crate) enum Validity {
     /// Valid.
     Valid,
     /// Invalid: the reasons say why.
@@ -52,7 +52,7 @@ pub enum Validity {
 
 /// A declaration with its state on this device.
 #[derive(Clone, Debug)]
-pub struct Evaluated {
+pub(crate) struct Evaluated {
     /// The declaration.
     pub declaration: Declaration,
     /// Active on the device.
@@ -71,7 +71,7 @@ pub struct Evaluated {
 impl Evaluated {
     /// Does it take effect (active and valid)?
     #[must_use]
-    pub fn in_effect(&self) -> bool {
+    pub(crate) fn in_effect(&self) -> bool {
         self.active && self.valid == Validity::Valid
     }
 }
@@ -151,7 +151,7 @@ fn is_error(reasons: &[Reason]) -> bool {
 
 /// Evaluates every declaration; `status` gives the device's status items for predicates.
 #[must_use]
-pub fn evaluate(
+pub(crate) fn evaluate(
     declarations: Vec<Declaration>,
     facts: &DeviceFacts,
     status: &dyn Fn(&str) -> Option<StatusValue>,

@@ -14,12 +14,12 @@ use crate::{Error, Result};
 
 /// Largest declaration `policy set` accepts: real ones are a few hundred bytes. Refused before
 /// anything is stored, so the device never holds a declaration it cannot read back.
-pub const MAX_DECLARATION_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_DECLARATION_BYTES: u64 = 1024 * 1024;
 
 /// What `policy set` did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "change")]
-pub enum SetOutcome {
+pub(crate) enum SetOutcome {
     /// A new identifier.
     Added,
     /// Replaced the declaration with the same identifier and another server token.
@@ -38,7 +38,7 @@ fn file_for(identifier: &str) -> PathBuf {
 }
 
 /// Every stored declaration, sorted by identifier.
-pub fn list(root: &Root) -> Result<Vec<Declaration>> {
+pub(crate) fn list(root: &Root) -> Result<Vec<Declaration>> {
     let mut out = Vec::new();
     let entries = match root.dir().read_dir(DECLARATIONS) {
         Ok(e) => e,
@@ -62,7 +62,7 @@ pub fn list(root: &Root) -> Result<Vec<Declaration>> {
 }
 
 /// What storing `declaration` would do.
-pub fn plan(root: &Root, declaration: &Declaration) -> Result<SetOutcome> {
+pub(crate) fn plan(root: &Root, declaration: &Declaration) -> Result<SetOutcome> {
     Ok(
         match list(root)?
             .into_iter()
@@ -78,7 +78,7 @@ pub fn plan(root: &Root, declaration: &Declaration) -> Result<SetOutcome> {
 }
 
 /// Stores `declaration` (atomically replacing one with the same identifier).
-pub fn store(root: &Root, declaration: &Declaration) -> Result<()> {
+pub(crate) fn store(root: &Root, declaration: &Declaration) -> Result<()> {
     root.dir()
         .create_dir_all(DECLARATIONS)
         .ctx("creating", root.show(DECLARATIONS))?;
@@ -88,7 +88,7 @@ pub fn store(root: &Root, declaration: &Declaration) -> Result<()> {
 }
 
 /// Stores several declarations (a sync's): each replaced atomically, the directory synced once.
-pub fn store_all(root: &Root, declarations: &[Declaration]) -> Result<()> {
+pub(crate) fn store_all(root: &Root, declarations: &[Declaration]) -> Result<()> {
     if declarations.is_empty() {
         return Ok(());
     }
@@ -104,7 +104,7 @@ pub fn store_all(root: &Root, declarations: &[Declaration]) -> Result<()> {
 }
 
 /// Removes the declaration with `identifier`.
-pub fn remove(root: &Root, identifier: &str) -> Result<()> {
+pub(crate) fn remove(root: &Root, identifier: &str) -> Result<()> {
     let rel = file_for(identifier);
     if !root.exists_nofollow(&rel).ctx("reading", root.show(&rel))? {
         return Err(Error::not_applicable(

@@ -13,7 +13,7 @@ use crate::version::OsVersion;
 
 /// How the device is enrolled, in the schemas' `allowed-enrollments` terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Enrollment {
+pub(crate) enum Enrollment {
     /// Supervised (Automated Device Enrollment, or a user-approved Mac).
     Supervised,
     /// Device enrollment of an unsupervised iPhone or iPad.
@@ -25,7 +25,7 @@ pub enum Enrollment {
 impl Enrollment {
     /// The schemas' name.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Enrollment::Supervised => "supervised",
             Enrollment::Device => "device",
@@ -36,7 +36,7 @@ impl Enrollment {
 
 /// The facts about a device that decide what it supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceFacts {
+pub(crate) struct DeviceFacts {
     /// Platform.
     pub platform: Platform,
     /// The base OS version.
@@ -48,7 +48,7 @@ pub struct DeviceFacts {
 impl DeviceFacts {
     /// The facts of a device with `platform`, base `os`, supervised or not.
     #[must_use]
-    pub fn new(platform: Platform, os: OsVersion, supervised: bool) -> Self {
+    pub(crate) fn new(platform: Platform, os: OsVersion, supervised: bool) -> Self {
         let enrollment = match (supervised, platform) {
             (true, _) => Enrollment::Supervised,
             (false, Platform::MacOs) => Enrollment::User,
@@ -63,7 +63,7 @@ impl DeviceFacts {
 
     /// `iOS` or `macOS`: the schemas' key for this platform.
     #[must_use]
-    pub fn schema_os(&self) -> &'static str {
+    pub(crate) fn schema_os(&self) -> &'static str {
         match self.platform {
             Platform::MacOs => "macOS",
             Platform::Ios | Platform::IpadOs => "iOS",
@@ -152,7 +152,7 @@ const DECLARATION_TYPES: &[(&str, Support)] = &[
 
 /// Does the device accept declarations of type `kind`? `None`: bsi does not implement the type.
 #[must_use]
-pub fn declaration_type(kind: &str, facts: &DeviceFacts) -> Option<bool> {
+pub(crate) fn declaration_type(kind: &str, facts: &DeviceFacts) -> Option<bool> {
     DECLARATION_TYPES
         .iter()
         .find(|(k, _)| *k == kind)
@@ -162,7 +162,7 @@ pub fn declaration_type(kind: &str, facts: &DeviceFacts) -> Option<bool> {
 /// The type's `supportedOS` in words for this platform, for messages: e.g. `macOS 15.0 or later,
 /// supervised`.
 #[must_use]
-pub fn declaration_type_needs(kind: &str, facts: &DeviceFacts) -> Option<String> {
+pub(crate) fn declaration_type_needs(kind: &str, facts: &DeviceFacts) -> Option<String> {
     let (_, support) = DECLARATION_TYPES.iter().find(|(k, _)| *k == kind)?;
     let entry = match facts.platform {
         Platform::MacOs => support.macos,
@@ -186,7 +186,7 @@ pub fn declaration_type_needs(kind: &str, facts: &DeviceFacts) -> Option<String>
 
 /// Why a settings key does not take effect on a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyLimit {
+pub(crate) enum KeyLimit {
     /// `introduced: n/a` for this platform.
     NotOnPlatform,
     /// Not allowed for this enrollment.
@@ -218,7 +218,7 @@ const SETTINGS_KEY_LIMITS: &[(&str, Platform, Option<&[Enrollment]>)] = &[
 
 /// Does a settings key path (e.g. `Deferrals.CombinedPeriodInDays`) take effect on the device?
 #[must_use]
-pub fn settings_key(path: &str, facts: &DeviceFacts) -> Option<KeyLimit> {
+pub(crate) fn settings_key(path: &str, facts: &DeviceFacts) -> Option<KeyLimit> {
     let family = match facts.platform {
         Platform::MacOs => Platform::MacOs,
         Platform::Ios | Platform::IpadOs => Platform::Ios,
@@ -315,16 +315,11 @@ const STATUS_ITEMS: &[(&str, Support)] = &[
 
 /// Does the device report status item `name`? Items bsi does not know are not reported.
 #[must_use]
-pub fn status_item(name: &str, facts: &DeviceFacts) -> bool {
+pub(crate) fn status_item(name: &str, facts: &DeviceFacts) -> bool {
     STATUS_ITEMS
         .iter()
         .find(|(k, _)| *k == name)
         .is_some_and(|(_, s)| s.allows(facts))
-}
-
-/// The status items bsi knows, in report order.
-pub fn status_items() -> impl Iterator<Item = &'static str> {
-    STATUS_ITEMS.iter().map(|(k, _)| *k)
 }
 
 #[cfg(test)]

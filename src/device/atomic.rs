@@ -16,7 +16,7 @@ use super::Root;
 use crate::faults::fault_point;
 
 /// Prefix of every temporary name bsi makes inside a device.
-pub const TMP_PREFIX: &str = ".bsi-tmp.";
+pub(crate) const TMP_PREFIX: &str = ".bsi-tmp.";
 
 /// The temporary sibling used while replacing `rel`.
 #[must_use]
@@ -38,7 +38,7 @@ fn parent_of(rel: &Path) -> &Path {
 impl Root {
     /// Syncs the directory `rel` itself, so that entries created, renamed or removed in it are
     /// durable.
-    pub fn sync_dir(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+    pub(crate) fn sync_dir(&self, rel: impl AsRef<Path>) -> io::Result<()> {
         fault_point!("atomic.sync_dir");
         // cap-std opens directory handles with O_PATH, which cannot be synced: open for reading.
         let dir = self.dir().open(rel)?;
@@ -48,7 +48,7 @@ impl Root {
 
     /// Flushes every dirty page of the filesystem holding the device (`syncfs`): one call that
     /// makes a whole staged tree durable, instead of one fsync per file.
-    pub fn sync_filesystem(&self) -> io::Result<()> {
+    pub(crate) fn sync_filesystem(&self) -> io::Result<()> {
         fault_point!("atomic.syncfs");
         let dir = self.dir().open(".")?;
         rustix::fs::syncfs(&dir)?;
@@ -57,7 +57,12 @@ impl Root {
 
     /// Replaces `rel` with `bytes`: write a temporary sibling, fsync it, rename it over `rel`,
     /// fsync the directory.
-    pub fn write_atomic(&self, rel: impl AsRef<Path>, bytes: &[u8], mode: u32) -> io::Result<()> {
+    pub(crate) fn write_atomic(
+        &self,
+        rel: impl AsRef<Path>,
+        bytes: &[u8],
+        mode: u32,
+    ) -> io::Result<()> {
         let rel = rel.as_ref();
         let tmp = tmp_sibling(rel);
         self.remove_if_exists(&tmp)?;
@@ -76,7 +81,11 @@ impl Root {
     /// Replaces several files, each atomically: every temporary is written and synced, then
     /// each is renamed over its file, then each directory is synced once. A crash leaves each
     /// file old or new (never part of one); the set as a whole is not one atomic change.
-    pub fn write_atomic_all(&self, files: &[(PathBuf, Vec<u8>)], mode: u32) -> io::Result<()> {
+    pub(crate) fn write_atomic_all(
+        &self,
+        files: &[(PathBuf, Vec<u8>)],
+        mode: u32,
+    ) -> io::Result<()> {
         let mut written = Vec::with_capacity(files.len());
         let result = (|| {
             for (rel, bytes) in files {
@@ -121,7 +130,11 @@ impl Root {
     ///
     /// If the directory cannot be synced after the rename, the previous link is put back, so
     /// that a failed switch leaves the old state rather than an undurable new one.
-    pub fn swap_symlink(&self, rel: impl AsRef<Path>, target: impl AsRef<Path>) -> io::Result<()> {
+    pub(crate) fn swap_symlink(
+        &self,
+        rel: impl AsRef<Path>,
+        target: impl AsRef<Path>,
+    ) -> io::Result<()> {
         let rel = rel.as_ref();
         let previous = self.read_link_opt(rel)?;
         let tmp = tmp_sibling(rel);
@@ -156,7 +169,7 @@ impl Root {
     /// `staging` name) is removed. Either way a reader sees the old tree or the new one at
     /// `target`, never neither; a crash leaves the old tree under a `.bsi-tmp.` name, which
     /// recovery sweeps. The parent is synced.
-    pub fn replace_dir(&self, parent: &Path, staging: &str, target: &str) -> io::Result<()> {
+    pub(crate) fn replace_dir(&self, parent: &Path, staging: &str, target: &str) -> io::Result<()> {
         use rustix::fs::RenameFlags;
         fault_point!("atomic.replace_dir");
         let dir = self.dir().open_dir(parent)?;
@@ -175,7 +188,7 @@ impl Root {
     }
 
     /// Removes the file or symlink `rel` if present and syncs its directory.
-    pub fn remove_durable(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+    pub(crate) fn remove_durable(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
         let rel = rel.as_ref();
         let removed = self.remove_if_exists(rel)?;
         if removed {
@@ -185,7 +198,7 @@ impl Root {
     }
 
     /// Removes the file or symlink `rel` if present (not synced).
-    pub fn remove_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+    pub(crate) fn remove_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
         match self.dir().remove_file(rel) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -196,7 +209,7 @@ impl Root {
     /// Removes the tree at `rel` (without following symlinks inside it) if present. However deep
     /// the tree, it holds at most three descriptors open ([`remove_tree`]), so neither a low
     /// open-file limit nor a planted 100,000-deep chain of directories stops it.
-    pub fn remove_tree_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+    pub(crate) fn remove_tree_if_exists(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
         let rel = rel.as_ref();
         match self.dir().symlink_metadata(rel) {
             Ok(meta) if meta.is_dir() => {

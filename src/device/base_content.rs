@@ -15,7 +15,7 @@ const DYLD_BYTES: usize = 8 * 1024;
 
 /// One file of base content.
 #[derive(Clone, Debug)]
-pub struct BaseFile {
+pub(crate) struct BaseFile {
     /// The cryptex it belongs to.
     pub cryptex: Cryptex,
     /// Path within the cryptex.
@@ -57,7 +57,7 @@ fn dyld_cache(arch: &str, build: &Build) -> Vec<u8> {
 
 /// The base content for a device of this kind running `version` (`build`).
 #[must_use]
-pub fn base_files(
+pub(crate) fn base_files(
     platform: Platform,
     chip: Chip,
     version: &OsVersion,
@@ -122,7 +122,7 @@ pub fn base_files(
 /// Lays down the base generation for `build` under `generations/base-<build>`: stage under a
 /// temporary name, make it durable, rename it into place. Returns the generation's name. An
 /// existing generation of that name is left as it is (generations never change once made).
-pub fn lay_down_base(
+pub(crate) fn lay_down_base(
     root: &super::Root,
     layout: &super::Layout,
     platform: Platform,
@@ -135,7 +135,7 @@ pub fn lay_down_base(
 
 /// Makes the base generation for `build` again and puts it in place of a damaged one in one
 /// exchange (`bsi repair`: bsi made the base content, so it can make it again).
-pub fn remake_base(
+pub(crate) fn remake_base(
     root: &super::Root,
     layout: &super::Layout,
     platform: Platform,

@@ -15,20 +15,18 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File};
 
 /// Records bsi reads whole are small; anything bigger than this is treated as damage.
-pub const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A handle on the device root beneath which every path is resolved.
 #[derive(Debug)]
-pub struct Root {
+pub(crate) struct Root {
     path: PathBuf,
     dir: Dir,
 }
 
-pub use crate::error::is_escape;
-
 impl Root {
     /// Opens the directory at `path` (an ordinary, ambient path given by the user).
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
         let dir = Dir::open_ambient_dir(path, ambient_authority())?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -38,29 +36,29 @@ impl Root {
 
     /// The root's path as the user gave it (for messages).
     #[must_use]
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// `rel` joined to the root path, for messages.
     #[must_use]
-    pub fn show(&self, rel: impl AsRef<Path>) -> PathBuf {
+    pub(crate) fn show(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.path.join(rel)
     }
 
     /// The capability handle itself.
     #[must_use]
-    pub fn dir(&self) -> &Dir {
+    pub(crate) fn dir(&self) -> &Dir {
         &self.dir
     }
 
     /// Opens `rel` for reading.
-    pub fn open_read(&self, rel: impl AsRef<Path>) -> io::Result<File> {
+    pub(crate) fn open_read(&self, rel: impl AsRef<Path>) -> io::Result<File> {
         self.dir.open(rel)
     }
 
     /// Reads a small file whole, refusing anything over [`MAX_RECORD_BYTES`].
-    pub fn read_small(&self, rel: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_small(&self, rel: impl AsRef<Path>) -> io::Result<Vec<u8>> {
         let file = self.dir.open(rel)?;
         let mut out = Vec::new();
         file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut out)?;
@@ -74,7 +72,7 @@ impl Root {
     }
 
     /// Reads a small file if it exists.
-    pub fn read_small_opt(&self, rel: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn read_small_opt(&self, rel: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
         match self.read_small(rel) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -83,7 +81,7 @@ impl Root {
     }
 
     /// Reads a symlink's target if `rel` is a symlink; `None` if nothing is there.
-    pub fn read_link_opt(&self, rel: impl AsRef<Path>) -> io::Result<Option<PathBuf>> {
+    pub(crate) fn read_link_opt(&self, rel: impl AsRef<Path>) -> io::Result<Option<PathBuf>> {
         match self.dir.read_link_contents(rel) {
             Ok(target) => Ok(Some(target)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -92,7 +90,7 @@ impl Root {
     }
 
     /// Does anything (file, directory or symlink, followed or not) exist at `rel`?
-    pub fn exists_nofollow(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
+    pub(crate) fn exists_nofollow(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
         match self.dir.symlink_metadata(rel) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -104,6 +102,7 @@ impl Root {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::is_escape;
 
     #[test]
     fn a_planted_symlink_cannot_lead_outside() {

@@ -18,11 +18,11 @@ use crate::{Error, Result};
 /// Prefix of a base generation's directory name.
 const BASE_PREFIX: &str = "base-";
 /// Prefix of a generation still being staged.
-pub const STAGING_PREFIX: &str = ".bsi-tmp.staging-";
+pub(crate) const STAGING_PREFIX: &str = ".bsi-tmp.staging-";
 
 /// The name of a content generation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum GenName {
+pub(crate) enum GenName {
     /// The base OS's cryptex content for the base build.
     Base(Build),
     /// A response's content, named by its supplemental build.
@@ -32,7 +32,7 @@ pub enum GenName {
 impl GenName {
     /// The directory name under `generations/`.
     #[must_use]
-    pub fn dir_name(&self) -> String {
+    pub(crate) fn dir_name(&self) -> String {
         match self {
             GenName::Base(build) => format!("{BASE_PREFIX}{build}"),
             GenName::Response(build) => build.to_string(),
@@ -41,13 +41,13 @@ impl GenName {
 
     /// The temporary directory name used while this generation is staged.
     #[must_use]
-    pub fn staging_name(&self) -> String {
+    pub(crate) fn staging_name(&self) -> String {
         format!("{STAGING_PREFIX}{}", self.dir_name())
     }
 
     /// Parses a directory name.
     #[must_use]
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         match name.strip_prefix(BASE_PREFIX) {
             Some(build) => build.parse().ok().map(GenName::Base),
             None => name.parse().ok().map(GenName::Response),
@@ -56,13 +56,13 @@ impl GenName {
 
     /// The target `current` and `proposed` hold: `generations/<name>`.
     #[must_use]
-    pub fn link_target(&self) -> PathBuf {
+    pub(crate) fn link_target(&self) -> PathBuf {
         Path::new(GENERATIONS).join(self.dir_name())
     }
 
     /// Parses a `current`/`proposed` link target.
     #[must_use]
-    pub fn from_link_target(target: &Path) -> Option<Self> {
+    pub(crate) fn from_link_target(target: &Path) -> Option<Self> {
         let mut parts = target.components();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(first), Some(name), None) if first.as_os_str() == GENERATIONS => {
@@ -75,13 +75,13 @@ impl GenName {
     /// The link a generation holds for a cryptex another generation supplies:
     /// `../<supplier>/<Cryptex>`.
     #[must_use]
-    pub fn supplier_link(&self, cryptex: super::Cryptex) -> PathBuf {
+    pub(crate) fn supplier_link(&self, cryptex: super::Cryptex) -> PathBuf {
         Path::new("..").join(self.dir_name()).join(cryptex.as_str())
     }
 
     /// Parses a supplier link (see [`GenName::supplier_link`]) for `cryptex`.
     #[must_use]
-    pub fn from_supplier_link(target: &Path, cryptex: super::Cryptex) -> Option<Self> {
+    pub(crate) fn from_supplier_link(target: &Path, cryptex: super::Cryptex) -> Option<Self> {
         let mut parts = target.components();
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(std::path::Component::ParentDir), Some(name), Some(c), None)
@@ -95,14 +95,14 @@ impl GenName {
 
     /// Is this the base generation?
     #[must_use]
-    pub fn is_base(&self) -> bool {
+    pub(crate) fn is_base(&self) -> bool {
         matches!(self, GenName::Base(_))
     }
 }
 
 impl Device {
     /// The generation `cryptex1/current` names. Its absence or an odd target is damage.
-    pub fn current(&self) -> Result<GenName> {
+    pub(crate) fn current(&self) -> Result<GenName> {
         let rel = self.layout().current();
         let root = self.root();
         match root.read_link_opt(&rel).ctx("reading", root.show(&rel))? {
@@ -121,7 +121,7 @@ impl Device {
     }
 
     /// The generation `cryptex1/proposed` names, if anything is staged.
-    pub fn proposed(&self) -> Result<Option<GenName>> {
+    pub(crate) fn proposed(&self) -> Result<Option<GenName>> {
         let rel = self.layout().proposed();
         let root = self.root();
         match root.read_link_opt(&rel).ctx("reading", root.show(&rel))? {
@@ -138,7 +138,7 @@ impl Device {
 
     /// Path of a generation's directory, relative to the root.
     #[must_use]
-    pub fn generation_path(&self, name: &GenName) -> PathBuf {
+    pub(crate) fn generation_path(&self, name: &GenName) -> PathBuf {
         self.layout().generation(&name.dir_name())
     }
 }
@@ -147,7 +147,7 @@ impl Device {
 /// supplying a cryptex to `current` or `proposed` names, and every half-staged one, then syncs
 /// the directory. Returns the names removed. When what `current` or `proposed` link to cannot be
 /// read (damage that `verify` reports), nothing is removed.
-pub fn collect_garbage(device: &Device, base: &Build) -> Result<Vec<String>> {
+pub(crate) fn collect_garbage(device: &Device, base: &Build) -> Result<Vec<String>> {
     let linked: Vec<GenName> = [Some(device.current()?), device.proposed()?]
         .into_iter()
         .flatten()
@@ -186,7 +186,7 @@ pub fn collect_garbage(device: &Device, base: &Build) -> Result<Vec<String>> {
 
 /// Removes leftover `.bsi-tmp.*` entries in `dir` (records or link directories). Returns how
 /// many were removed.
-pub fn sweep_temporaries(root: &Root, dir: &Path) -> Result<usize> {
+pub(crate) fn sweep_temporaries(root: &Root, dir: &Path) -> Result<usize> {
     let mut removed = 0;
     let entries = match root.dir().read_dir(dir) {
         Ok(entries) => entries,

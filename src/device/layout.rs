@@ -22,71 +22,71 @@ use std::path::{Path, PathBuf};
 use crate::platform::Cryptex;
 
 /// The base OS's `SystemVersion.plist`.
-pub const SYSTEM_VERSION: &str = "System/Library/CoreServices/SystemVersion.plist";
+pub(crate) const SYSTEM_VERSION: &str = "System/Library/CoreServices/SystemVersion.plist";
 /// Where the `System/Cryptexes` links live.
-pub const SYSTEM_CRYPTEXES: &str = "System/Cryptexes";
+pub(crate) const SYSTEM_CRYPTEXES: &str = "System/Cryptexes";
 /// The simulated Preboot volume.
-pub const PREBOOT: &str = "System/Volumes/Preboot";
+pub(crate) const PREBOOT: &str = "System/Volumes/Preboot";
 /// Where active cryptex content is grafted.
-pub const PREBOOT_CRYPTEXES: &str = "System/Volumes/Preboot/Cryptexes";
+pub(crate) const PREBOOT_CRYPTEXES: &str = "System/Volumes/Preboot/Cryptexes";
 /// bsi's records.
-pub const DB: &str = "private/var/db/bsi";
+pub(crate) const DB: &str = "private/var/db/bsi";
 /// The device record, whose presence makes a directory a bsi device.
-pub const DEVICE_RECORD: &str = "private/var/db/bsi/device.json";
+pub(crate) const DEVICE_RECORD: &str = "private/var/db/bsi/device.json";
 /// The simulated power source.
-pub const POWER_RECORD: &str = "private/var/db/bsi/power.json";
+pub(crate) const POWER_RECORD: &str = "private/var/db/bsi/power.json";
 /// The user's settings.
-pub const SETTINGS_RECORD: &str = "private/var/db/bsi/settings.json";
+pub(crate) const SETTINGS_RECORD: &str = "private/var/db/bsi/settings.json";
 /// Responses included by the last minor update.
-pub const INCLUDED_RECORD: &str = "private/var/db/bsi/included.json";
+pub(crate) const INCLUDED_RECORD: &str = "private/var/db/bsi/included.json";
 /// Which staged content Safari was relaunched onto.
-pub const SAFARI_RECORD: &str = "private/var/db/bsi/safari.json";
+pub(crate) const SAFARI_RECORD: &str = "private/var/db/bsi/safari.json";
 /// The operation history, one JSON object per line.
-pub const HISTORY: &str = "private/var/db/bsi/history.jsonl";
+pub(crate) const HISTORY: &str = "private/var/db/bsi/history.jsonl";
 /// The last operation, so that `status` need not read the history.
-pub const LAST_OPERATION: &str = "private/var/db/bsi/last-operation.json";
+pub(crate) const LAST_OPERATION: &str = "private/var/db/bsi/last-operation.json";
 /// The software-update failure record `report` reads.
-pub const FAILURE_RECORD: &str = "private/var/db/bsi/failure.json";
+pub(crate) const FAILURE_RECORD: &str = "private/var/db/bsi/failure.json";
 /// The reason for the last install, for `report`.
-pub const INSTALL_REASON_RECORD: &str = "private/var/db/bsi/install-reason.json";
+pub(crate) const INSTALL_REASON_RECORD: &str = "private/var/db/bsi/install-reason.json";
 /// `report-delivered.json`: the status items of the last report marked delivered, which
 /// `report --changes` compares against.
-pub const REPORT_DELIVERED_RECORD: &str = "private/var/db/bsi/report-delivered.json";
+pub(crate) const REPORT_DELIVERED_RECORD: &str = "private/var/db/bsi/report-delivered.json";
 /// `sync.json`: the DDM server this device syncs with, its declarations token, and the status
 /// items the server last acknowledged (`bsi sync`).
-pub const SYNC_RECORD: &str = "private/var/db/bsi/sync.json";
+pub(crate) const SYNC_RECORD: &str = "private/var/db/bsi/sync.json";
 /// The bundle each response on the device came from (for `repair --from` hints).
-pub const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
+pub(crate) const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
 /// The journal of the operation in progress.
-pub const JOURNAL: &str = "private/var/db/bsi/journal.json";
+pub(crate) const JOURNAL: &str = "private/var/db/bsi/journal.json";
 /// The device lock.
-pub const LOCK: &str = "private/var/db/bsi/lock";
+pub(crate) const LOCK: &str = "private/var/db/bsi/lock";
 /// Trusted public keys.
-pub const TRUST: &str = "private/var/db/bsi/trust";
+pub(crate) const TRUST: &str = "private/var/db/bsi/trust";
 /// Stored DDM declarations.
-pub const DECLARATIONS: &str = "private/var/db/bsi/declarations";
+pub(crate) const DECLARATIONS: &str = "private/var/db/bsi/declarations";
 
 /// Directory within `cryptex1` holding the content generations.
-pub const GENERATIONS: &str = "generations";
+pub(crate) const GENERATIONS: &str = "generations";
 /// The name of the base generation's digest list.
-pub const BASE_MANIFEST: &str = "Cryptexes.plist";
+pub(crate) const BASE_MANIFEST: &str = "Cryptexes.plist";
 /// A generation's `SystemVersion.plist`.
-pub const GEN_SYSTEM_VERSION: &str = "SystemVersion.plist";
+pub(crate) const GEN_SYSTEM_VERSION: &str = "SystemVersion.plist";
 /// A response generation's manifest and signature, as they came in the bundle.
-pub const GEN_MANIFEST: &str = "Info.plist";
+pub(crate) const GEN_MANIFEST: &str = "Info.plist";
 /// The manifest's signature.
-pub const GEN_SIGNATURE: &str = "Info.plist.sig";
+pub(crate) const GEN_SIGNATURE: &str = "Info.plist.sig";
 
 /// Paths that depend on the device's volume group UUID.
 #[derive(Clone, Debug)]
-pub struct Layout {
+pub(crate) struct Layout {
     uuid: String,
 }
 
 impl Layout {
     /// The layout of a device whose volume group is `uuid`.
     #[must_use]
-    pub fn new(uuid: &str) -> Self {
+    pub(crate) fn new(uuid: &str) -> Self {
         Self {
             uuid: uuid.to_owned(),
         }
@@ -94,43 +94,43 @@ impl Layout {
 
     /// `System/Volumes/Preboot/<UUID>/cryptex1`.
     #[must_use]
-    pub fn cryptex1(&self) -> PathBuf {
+    pub(crate) fn cryptex1(&self) -> PathBuf {
         Path::new(PREBOOT).join(&self.uuid).join("cryptex1")
     }
 
     /// `cryptex1/current`: the switch point for active content.
     #[must_use]
-    pub fn current(&self) -> PathBuf {
+    pub(crate) fn current(&self) -> PathBuf {
         self.cryptex1().join("current")
     }
 
     /// `cryptex1/proposed`: staged content waiting for a restart.
     #[must_use]
-    pub fn proposed(&self) -> PathBuf {
+    pub(crate) fn proposed(&self) -> PathBuf {
         self.cryptex1().join("proposed")
     }
 
     /// `cryptex1/generations`.
     #[must_use]
-    pub fn generations(&self) -> PathBuf {
+    pub(crate) fn generations(&self) -> PathBuf {
         self.cryptex1().join(GENERATIONS)
     }
 
     /// One generation's directory.
     #[must_use]
-    pub fn generation(&self, name: &str) -> PathBuf {
+    pub(crate) fn generation(&self, name: &str) -> PathBuf {
         self.generations().join(name)
     }
 
     /// `System/Volumes/Preboot/Cryptexes/<cryptex>`: the graft link.
     #[must_use]
-    pub fn graft(cryptex: Cryptex) -> PathBuf {
+    pub(crate) fn graft(cryptex: Cryptex) -> PathBuf {
         Path::new(PREBOOT_CRYPTEXES).join(cryptex.as_str())
     }
 
     /// The graft link's target: through `cryptex1/current`.
     #[must_use]
-    pub fn graft_target(&self, cryptex: Cryptex) -> PathBuf {
+    pub(crate) fn graft_target(&self, cryptex: Cryptex) -> PathBuf {
         Path::new("..")
             .join(&self.uuid)
             .join("cryptex1/current")
@@ -139,13 +139,13 @@ impl Layout {
 
     /// `System/Cryptexes/<cryptex>`.
     #[must_use]
-    pub fn system_link(cryptex: Cryptex) -> PathBuf {
+    pub(crate) fn system_link(cryptex: Cryptex) -> PathBuf {
         Path::new(SYSTEM_CRYPTEXES).join(cryptex.as_str())
     }
 
     /// The `System/Cryptexes` link's target, exactly as DESIGN section 2 gives it.
     #[must_use]
-    pub fn system_link_target(cryptex: Cryptex) -> PathBuf {
+    pub(crate) fn system_link_target(cryptex: Cryptex) -> PathBuf {
         Path::new("../..")
             .join(PREBOOT_CRYPTEXES)
             .join(cryptex.as_str())

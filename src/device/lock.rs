@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// Shared (read) or exclusive (change) access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Reading: no lock, no waiting, no writing.
     Read,
     /// Changing: one at a time.
@@ -36,7 +36,7 @@ pub enum Access {
 
 /// Who holds the lock and what it is doing: the lock file's content while it is held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// The command, e.g. `apply`.
     pub command: String,
     /// Its process id.
@@ -62,7 +62,7 @@ pub struct Holder {
 impl Holder {
     /// A holder record for this process.
     #[must_use]
-    pub fn this(command: &str, started_at: &str) -> Self {
+    pub(crate) fn this(command: &str, started_at: &str) -> Self {
         Self {
             command: command.to_owned(),
             pid: std::process::id(),
@@ -78,14 +78,14 @@ impl Holder {
 
 /// A held device lock; released when dropped.
 #[derive(Debug)]
-pub struct DeviceLock {
+pub(crate) struct DeviceLock {
     file: File,
     holder: std::cell::RefCell<Holder>,
 }
 
 impl DeviceLock {
     /// Takes the lock exclusively, waiting up to `wait` for another holder to let go.
-    pub fn acquire(root: &Root, wait: Duration, holder: Holder) -> Result<Self> {
+    pub(crate) fn acquire(root: &Root, wait: Duration, holder: Holder) -> Result<Self> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true);
         let file = root
@@ -148,13 +148,19 @@ impl DeviceLock {
     }
 
     /// Says what the holder is doing now (for readers); best effort.
-    pub fn set_phase(&self, phase: &str) {
+    pub(crate) fn set_phase(&self, phase: &str) {
         phase.clone_into(&mut self.holder.borrow_mut().phase);
         let _ = self.write_holder();
     }
 
     /// Says which response the holder is installing (for readers); best effort.
-    pub fn set_target(&self, version: &str, build: &str, reason: &str, declaration: Option<&str>) {
+    pub(crate) fn set_target(
+        &self,
+        version: &str,
+        build: &str,
+        reason: &str,
+        declaration: Option<&str>,
+    ) {
         {
             let mut h = self.holder.borrow_mut();
             h.target = Some(version.to_owned());
@@ -176,7 +182,7 @@ fn read_holder(mut file: &File) -> Option<Holder> {
 /// What a reader learns from the lock without taking it or writing anything: the changer at
 /// work, if one holds the lock. `None` when nobody holds it, or the file cannot be read.
 #[must_use]
-pub fn probe(root: &Root) -> Option<Holder> {
+pub(crate) fn probe(root: &Root) -> Option<Holder> {
     let file = root.dir().open(LOCK).ok()?.into_std();
     match file.try_lock_shared() {
         Ok(()) => {

@@ -7,31 +7,31 @@
 //! change it live in `lifecycle` and build on `atomic.rs` and `generation.rs`.
 
 mod atomic;
-pub mod base_content;
+pub(crate) mod base_content;
 mod confine;
-pub mod generation;
-pub mod layout;
-pub mod lock;
-pub mod origins;
-pub mod records;
-pub mod root;
-pub mod state;
+pub(crate) mod generation;
+pub(crate) mod layout;
+pub(crate) mod lock;
+pub(crate) mod origins;
+pub(crate) mod records;
+pub(crate) mod root;
+pub(crate) mod state;
 mod sysversion;
-pub mod trust;
+pub(crate) mod trust;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-pub use crate::platform::{Chip, Cryptex, Platform};
-pub use atomic::TMP_PREFIX;
-pub use confine::{MAX_RECORD_BYTES, Root, is_escape};
-pub use generation::GenName;
-pub use layout::Layout;
-pub use lock::{Access, DeviceLock, Holder};
-pub use records::{DeviceInfo, Power, Settings};
-pub use state::{Present, Snapshot, Source, Staged};
-pub use sysversion::SystemVersion;
+pub(crate) use crate::platform::{Chip, Cryptex, Platform};
+pub(crate) use atomic::TMP_PREFIX;
+pub(crate) use confine::Root;
+pub(crate) use generation::GenName;
+pub(crate) use layout::Layout;
+pub(crate) use lock::{Access, DeviceLock, Holder};
+pub(crate) use records::{DeviceInfo, Power, Settings};
+pub(crate) use state::{Present, Snapshot, Source, Staged};
+pub(crate) use sysversion::SystemVersion;
 
 use crate::error::IoContext;
 use crate::version::Base;
@@ -39,7 +39,7 @@ use crate::{Error, Result};
 
 /// An opened device with its lock held.
 #[derive(Debug)]
-pub struct Device {
+pub(crate) struct Device {
     root: Root,
     info: DeviceInfo,
     layout: Layout,
@@ -59,7 +59,7 @@ fn looks_like_device(root: &Root) -> bool {
 /// power record. Supervision cannot be read from anything else; it is set to false and said.
 /// Returns what was done, or `None` when the record is fine. Needs no lock: a device without a
 /// readable record cannot be opened by any other command.
-pub fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<String>> {
+pub(crate) fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<String>> {
     let Ok(root) = Root::open(path) else {
         return Ok(None);
     };
@@ -136,7 +136,12 @@ impl Device {
     /// Opens the device at `path`. For [`Access::Change`] it takes the device lock as `holder`
     /// (waiting up to `wait`); for [`Access::Read`] it takes nothing and writes nothing. A root
     /// that holds no device gives [`Error::NoDevice`].
-    pub fn open(path: &Path, access: Access, wait: Duration, holder: Holder) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        access: Access,
+        wait: Duration,
+        holder: Holder,
+    ) -> Result<Self> {
         let no_device = || Error::NoDevice {
             root: path.to_path_buf(),
         };
@@ -183,41 +188,37 @@ impl Device {
 
     /// The confined root handle.
     #[must_use]
-    pub fn root(&self) -> &Root {
+    pub(crate) fn root(&self) -> &Root {
         &self.root
     }
 
     /// What kind of device this is.
     #[must_use]
-    pub fn info(&self) -> &DeviceInfo {
+    pub(crate) fn info(&self) -> &DeviceInfo {
         &self.info
     }
 
     /// Paths that depend on the volume group UUID.
     #[must_use]
-    pub fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }
 
-    /// Was the device opened to change it (with its lock held)?
-    #[must_use]
-    pub fn access(&self) -> Access {
-        if self.lock.is_some() {
-            Access::Change
-        } else {
-            Access::Read
-        }
-    }
-
     /// Tells readers what this changer is doing now (best effort; nothing for a reader).
-    pub fn set_phase(&self, phase: &str) {
+    pub(crate) fn set_phase(&self, phase: &str) {
         if let Some(lock) = &self.lock {
             lock.set_phase(phase);
         }
     }
 
     /// Tells readers which response this changer is installing (best effort).
-    pub fn set_target(&self, version: &str, build: &str, reason: &str, declaration: Option<&str>) {
+    pub(crate) fn set_target(
+        &self,
+        version: &str,
+        build: &str,
+        reason: &str,
+        declaration: Option<&str>,
+    ) {
         if let Some(lock) = &self.lock {
             lock.set_target(version, build, reason, declaration);
         }
@@ -225,7 +226,7 @@ impl Device {
 
     /// The changer at work on this device, if another process holds its lock (for readers).
     #[must_use]
-    pub fn operation(&self) -> Option<Holder> {
+    pub(crate) fn operation(&self) -> Option<Holder> {
         if self.lock.is_some() {
             return None;
         }
@@ -233,7 +234,7 @@ impl Device {
     }
 
     /// The base OS, from `System/Library/CoreServices/SystemVersion.plist`.
-    pub fn base_system_version(&self) -> Result<SystemVersion> {
+    pub(crate) fn base_system_version(&self) -> Result<SystemVersion> {
         let rel = layout::SYSTEM_VERSION;
         let bytes = self.read_state(Path::new(rel))?;
         SystemVersion::parse(&bytes, &self.root.show(rel))
@@ -252,7 +253,7 @@ impl Device {
     }
 
     /// The base OS as a version and build.
-    pub fn base(&self) -> Result<Base> {
+    pub(crate) fn base(&self) -> Result<Base> {
         let sv = self.base_system_version()?;
         Ok(Base {
             version: sv.version,
@@ -261,7 +262,7 @@ impl Device {
     }
 
     /// A generation's `SystemVersion.plist`.
-    pub fn generation_system_version(&self, name: &GenName) -> Result<SystemVersion> {
+    pub(crate) fn generation_system_version(&self, name: &GenName) -> Result<SystemVersion> {
         let rel = self.generation_path(name).join(layout::GEN_SYSTEM_VERSION);
         let bytes = self.read_state(&rel)?;
         SystemVersion::parse(&bytes, &self.root.show(&rel))
@@ -270,7 +271,7 @@ impl Device {
     /// For each cryptex, the generation whose own tree supplies it to generation `name`: the
     /// generation itself where it holds a directory, else the generation its link
     /// (`<Cryptex> -> ../<supplier>/<Cryptex>`) names. Anything else is damage.
-    pub fn generation_sources(&self, name: &GenName) -> Result<BTreeMap<Cryptex, GenName>> {
+    pub(crate) fn generation_sources(&self, name: &GenName) -> Result<BTreeMap<Cryptex, GenName>> {
         let mut out = BTreeMap::new();
         for cryptex in Cryptex::ALL {
             let rel = self.generation_path(name).join(cryptex.as_str());
@@ -309,12 +310,12 @@ impl Device {
     }
 
     /// The simulated power source.
-    pub fn power(&self) -> Result<Power> {
+    pub(crate) fn power(&self) -> Result<Power> {
         records::read_json(&self.root, layout::POWER_RECORD)
     }
 
     /// The user's settings.
-    pub fn settings(&self) -> Result<Settings> {
+    pub(crate) fn settings(&self) -> Result<Settings> {
         Ok(records::read_json_opt(&self.root, layout::SETTINGS_RECORD)?.unwrap_or_default())
     }
 }

@@ -14,7 +14,7 @@ use crate::bundle::Bundle;
 
 /// Where one response came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The response's version, e.g. `26.3.1 (c)`.
     pub version: String,
     /// The bundle's path, made absolute when it was applied.
@@ -24,7 +24,7 @@ pub struct Origin {
 /// Every recorded origin, by build. A missing or unreadable record is an empty one: it only
 /// improves hints.
 #[must_use]
-pub fn read(root: &Root) -> BTreeMap<String, Origin> {
+pub(crate) fn read(root: &Root) -> BTreeMap<String, Origin> {
     records::read_json_opt(root, ORIGINS_RECORD)
         .ok()
         .flatten()
@@ -33,12 +33,12 @@ pub fn read(root: &Root) -> BTreeMap<String, Origin> {
 
 /// The origin of `build`, if recorded.
 #[must_use]
-pub fn of(root: &Root, build: &str) -> Option<Origin> {
+pub(crate) fn of(root: &Root, build: &str) -> Option<Origin> {
     read(root).remove(build)
 }
 
 /// Records that `bundle` was staged, dropping builds whose generation is gone.
-pub fn record(root: &Root, layout: &Layout, bundle: &Bundle) -> Result<()> {
+pub(crate) fn record(root: &Root, layout: &Layout, bundle: &Bundle) -> Result<()> {
     let mut all = read(root);
     let path = std::path::absolute(&bundle.path).unwrap_or_else(|_| bundle.path.clone());
     all.insert(

@@ -17,11 +17,11 @@ use crate::platform::{Chip, Platform};
 use crate::{Error, Result};
 
 /// Format version of the records this bsi writes.
-pub const RECORD_FORMAT: u32 = 1;
+pub(crate) const RECORD_FORMAT: u32 = 1;
 
 /// `device.json`: what kind of device this is. Written once by `init`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeviceInfo {
+pub(crate) struct DeviceInfo {
     /// Record format.
     pub format: u32,
     /// Platform.
@@ -45,14 +45,14 @@ pub struct DeviceInfo {
 impl DeviceInfo {
     /// The enrollment identifier.
     #[must_use]
-    pub fn enrollment(&self) -> &str {
+    pub(crate) fn enrollment(&self) -> &str {
         self.enrollment_id.as_deref().unwrap_or(&self.volume_group)
     }
 }
 
 /// `power.json`: the simulated power source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Power {
+pub(crate) struct Power {
     /// Battery charge in percent; `None` for a desktop, which has no battery.
     pub battery_percent: Option<u8>,
     /// Connected to power.
@@ -61,7 +61,7 @@ pub struct Power {
 
 /// `settings.json`: the user's own switches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Settings > Privacy & Security > Background Security Improvements > Automatically Install.
     pub automatic_install: bool,
 }
@@ -77,7 +77,7 @@ impl Default for Settings {
 
 /// `included.json`: the responses the base includes through the last minor update.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Included {
+pub(crate) struct Included {
     /// The base (`26.4 (25E100)`) the list belongs to.
     pub base: String,
     /// The included responses, oldest first.
@@ -86,14 +86,14 @@ pub struct Included {
 
 /// `safari.json`: the staged generation Safari was relaunched onto.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SafariRecord {
+pub(crate) struct SafariRecord {
     /// The generation's directory name.
     pub generation: String,
 }
 
 /// `failure.json`: the failed attempts at the current install (`softwareupdate.failure-reason`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// Failed attempts at the current install.
     pub count: u32,
     /// The last failure's reason.
@@ -116,7 +116,7 @@ pub struct Failure {
 /// What started an install, in `softwareupdate.install-reason` terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum InstallTrigger {
+pub(crate) enum InstallTrigger {
     /// `bsi apply`.
     CommandLine,
     /// Automatic install in a background pass.
@@ -128,7 +128,7 @@ pub enum InstallTrigger {
 impl InstallTrigger {
     /// Apple's name.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             InstallTrigger::CommandLine => "command-line",
             InstallTrigger::AutoUpdate => "auto-update",
@@ -139,7 +139,7 @@ impl InstallTrigger {
 
 /// `install-reason.json`: the install the device is working on, and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InstallReason {
+pub(crate) struct InstallReason {
     /// `command-line`, `auto-update` or `declaration`.
     pub reason: String,
     /// The declaration, for `declaration`.
@@ -156,7 +156,7 @@ pub struct InstallReason {
 
 /// `report-delivered.json`: the status items of the report last marked delivered.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct DeliveredReport {
+pub(crate) struct DeliveredReport {
     /// When it was marked delivered, RFC 3339.
     pub at: String,
     /// Its items, flat, by dotted name.
@@ -165,7 +165,7 @@ pub struct DeliveredReport {
 
 /// `sync.json`: what `bsi sync` keeps between syncs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct SyncState {
+pub(crate) struct SyncState {
     /// The server's base URL.
     pub server: String,
     /// The enrollment identifier used with it.
@@ -194,13 +194,13 @@ fn read_error(root: &Root, rel: &str, e: std::io::Error) -> Error {
 }
 
 /// Reads and parses a JSON record; a missing or unparsable record is damage.
-pub fn read_json<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<T> {
     let bytes = root.read_small(rel).map_err(|e| read_error(root, rel, e))?;
     parse_json(root, rel, &bytes)
 }
 
 /// Reads a JSON record that may be absent.
-pub fn read_json_opt<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<Option<T>> {
+pub(crate) fn read_json_opt<T: DeserializeOwned>(root: &Root, rel: &str) -> Result<Option<T>> {
     match root.read_small_opt(rel) {
         Ok(Some(bytes)) => parse_json(root, rel, &bytes).map(Some),
         Ok(None) => Ok(None),
@@ -219,7 +219,11 @@ fn parse_json<T: DeserializeOwned>(root: &Root, rel: &str, bytes: &[u8]) -> Resu
 }
 
 /// Serialises and atomically replaces a JSON record.
-pub fn write_json<T: Serialize>(root: &Root, rel: impl AsRef<Path>, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(
+    root: &Root,
+    rel: impl AsRef<Path>,
+    value: &T,
+) -> Result<()> {
     let rel = rel.as_ref();
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Io {
         action: "encoding",

@@ -7,7 +7,7 @@ use crate::{Error, Result};
 
 /// Resolves the device root from the flag, the environment and the default, in that order.
 /// (`--root` and `BSI_ROOT` reach this as one value through clap's `env` support.)
-pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(path) = flag.filter(|p| !p.as_os_str().is_empty()) {
         return Ok(path);
     }
@@ -15,7 +15,7 @@ pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// The default device root.
-pub fn default_root() -> Result<PathBuf> {
+pub(crate) fn default_root() -> Result<PathBuf> {
     let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {

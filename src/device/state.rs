@@ -15,7 +15,7 @@ use crate::{Error, Result};
 
 /// A response present on the device (active or staged).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Present {
+pub(crate) struct Present {
     /// The generation holding it.
     pub generation: GenName,
     /// Its version, e.g. `26.3.1 (a)`.
@@ -31,7 +31,7 @@ pub struct Present {
 
 /// The generation whose tree supplies a cryptex, and what it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
+pub(crate) struct Source {
     /// The generation holding the tree.
     pub generation: GenName,
     /// Its version as people read it: `26.3.1 (c)` for a response, `26.3.1` for the base.
@@ -40,7 +40,7 @@ pub struct Source {
 
 /// What the next restart does.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Staged {
+pub(crate) enum Staged {
     /// Activates this response.
     Install(Present),
     /// Removes the active response.
@@ -49,7 +49,7 @@ pub enum Staged {
 
 /// The device's content state.
 #[derive(Clone, Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The base OS's `SystemVersion.plist`.
     pub base_system_version: SystemVersion,
     /// The base as version and build.
@@ -58,8 +58,6 @@ pub struct Snapshot {
     pub active: Option<Present>,
     /// Staged work, if any.
     pub staged: Option<Staged>,
-    /// The `current` generation.
-    pub current: GenName,
     /// The `proposed` generation.
     pub proposed: Option<GenName>,
     /// What supplies each cryptex now (through `current`).
@@ -71,7 +69,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The device's version as a person reads it: `26.3.1 (a)` with a response, else `26.3.1`.
     #[must_use]
-    pub fn version_label(&self) -> String {
+    pub(crate) fn version_label(&self) -> String {
         match &self.active {
             Some(p) => p.version.to_string(),
             None => self.base.version.to_string(),
@@ -80,7 +78,7 @@ impl Snapshot {
 
     /// The staged install, if any.
     #[must_use]
-    pub fn staged_install(&self) -> Option<&Present> {
+    pub(crate) fn staged_install(&self) -> Option<&Present> {
         match &self.staged {
             Some(Staged::Install(p)) => Some(p),
             _ => None,
@@ -162,7 +160,7 @@ impl Device {
     /// recovery completes it: the new base, its own content, nothing active or staged. Readers
     /// report this rather than the half-switched files they find (the change is committed; only
     /// its completion is pending).
-    pub fn snapshot_committed(
+    pub(crate) fn snapshot_committed(
         &self,
         version: crate::version::OsVersion,
         build: Build,
@@ -183,7 +181,6 @@ impl Device {
             base,
             active: None,
             staged: None,
-            current,
             proposed: None,
             sources,
             staged_sources: None,
@@ -191,7 +188,7 @@ impl Device {
     }
 
     /// Reads the content state.
-    pub fn snapshot(&self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         let base_system_version = self.base_system_version()?;
         let base = Base {
             version: base_system_version.version,
@@ -237,7 +234,6 @@ impl Device {
             base,
             active,
             staged,
-            current,
             proposed,
             sources,
             staged_sources,

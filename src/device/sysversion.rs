@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// The parsed keys bsi uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SystemVersion {
+pub(crate) struct SystemVersion {
     /// `ProductName`: `macOS`, `iOS` or `iPadOS`.
     pub product_name: String,
     /// `ProductVersion`.
@@ -23,7 +23,7 @@ pub struct SystemVersion {
 impl SystemVersion {
     /// Serialises as an XML plist.
     #[must_use]
-    pub fn to_xml(&self) -> Vec<u8> {
+    pub(crate) fn to_xml(&self) -> Vec<u8> {
         let mut dict = Dictionary::new();
         dict.insert(
             "ProductBuildVersion".into(),
@@ -62,7 +62,7 @@ impl SystemVersion {
     }
 
     /// Parses the plist at `shown` (used in messages only).
-    pub fn parse(bytes: &[u8], shown: &std::path::Path) -> Result<Self> {
+    pub(crate) fn parse(bytes: &[u8], shown: &std::path::Path) -> Result<Self> {
         let damaged = |what: String| Error::damaged(format!("{}: {what}", shown.display()));
         let value = Value::from_reader(std::io::Cursor::new(bytes))
             .map_err(|e| damaged(format!("not a property list: {e}")))?;

@@ -9,14 +9,14 @@ use crate::device::layout::TRUST;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-pub use keys::read_public_key;
+pub(crate) use keys::read_public_key;
 
 /// Shortest fingerprint prefix `trust remove` accepts.
 const MIN_PREFIX: usize = 8;
 
 /// A key the device trusts, with every file under `trust/` that holds it.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct TrustedKey {
+pub(crate) struct TrustedKey {
     /// Hex SHA-256 of the raw public key.
     pub fingerprint: String,
     /// The files under the device root that hold it (normally one).
@@ -29,12 +29,12 @@ fn key_path(fingerprint: &str) -> PathBuf {
 
 /// The file `trust add` writes for a key, relative to the device root.
 #[must_use]
-pub fn key_file(fingerprint: &str) -> PathBuf {
+pub(crate) fn key_file(fingerprint: &str) -> PathBuf {
     key_path(fingerprint)
 }
 
 /// Adds `key` to the device's trust. Returns false if it was already trusted.
-pub fn install(root: &Root, key: &PublicKey) -> Result<bool> {
+pub(crate) fn install(root: &Root, key: &PublicKey) -> Result<bool> {
     let rel = key_path(&key.fingerprint);
     if root.exists_nofollow(&rel).ctx("reading", root.show(&rel))? {
         return Ok(false);
@@ -75,7 +75,7 @@ fn files(root: &Root) -> Result<Vec<(PathBuf, PublicKey)>> {
 }
 
 /// Every trusted key, by fingerprint (a key held by several files once).
-pub fn load(root: &Root) -> Result<Vec<PublicKey>> {
+pub(crate) fn load(root: &Root) -> Result<Vec<PublicKey>> {
     let mut out: Vec<PublicKey> = Vec::new();
     for (_, key) in files(root)? {
         if out.last().is_none_or(|k| k.fingerprint != key.fingerprint) {
@@ -86,7 +86,7 @@ pub fn load(root: &Root) -> Result<Vec<PublicKey>> {
 }
 
 /// The trusted keys, each with every file that holds it.
-pub fn list(root: &Root) -> Result<Vec<TrustedKey>> {
+pub(crate) fn list(root: &Root) -> Result<Vec<TrustedKey>> {
     let mut out: Vec<TrustedKey> = Vec::new();
     for (rel, key) in files(root)? {
         match out.last_mut() {
@@ -102,7 +102,7 @@ pub fn list(root: &Root) -> Result<Vec<TrustedKey>> {
 
 /// Finds the key whose fingerprint starts with `which` (at least 8 hex digits) or that the
 /// `.pub` file `which` holds; returns its fingerprint and every file under `trust/` holding it.
-pub fn find(root: &Root, which: &str) -> Result<(String, Vec<PathBuf>)> {
+pub(crate) fn find(root: &Root, which: &str) -> Result<(String, Vec<PathBuf>)> {
     let looks_like_file = Path::new(which)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("pub"));
@@ -149,7 +149,7 @@ pub fn find(root: &Root, which: &str) -> Result<(String, Vec<PathBuf>)> {
 }
 
 /// Removes the key files `files` (relative to the root), each durably.
-pub fn remove(root: &Root, files: &[PathBuf]) -> Result<()> {
+pub(crate) fn remove(root: &Root, files: &[PathBuf]) -> Result<()> {
     for rel in files {
         root.remove_durable(rel).ctx("removing", root.show(rel))?;
     }

@@ -2,5 +2,5 @@
 //! laptop needs power or enough battery) and the management [`policy`] gate (what supervised
 //! devices' declarations and the user's own switch allow).
 
-pub mod policy;
-pub mod power;
+pub(crate) mod policy;
+pub(crate) mod power;

@@ -17,7 +17,7 @@ use crate::device::{Device, DeviceInfo, Settings};
 
 /// Where the automatic-install setting comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AutoSource {
+pub(crate) enum AutoSource {
     /// The user's switch.
     User,
     /// A declaration forces it.
@@ -29,7 +29,7 @@ pub enum AutoSource {
 
 /// A declaration as the device treats it.
 #[derive(Clone, Debug)]
-pub struct Considered {
+pub(crate) struct Considered {
     /// The declaration and its state (`active`, `valid`, reasons).
     pub state: Evaluated,
     /// Whether it (or some of its keys) takes effect.
@@ -40,11 +40,9 @@ pub struct Considered {
 
 /// The effect of all declarations and the user's switch.
 #[derive(Clone, Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// The facts support was decided on.
     pub facts: DeviceFacts,
-    /// Supervised device.
-    pub supervised: bool,
     /// Automatic install on or off.
     pub automatic: bool,
     /// Where that comes from.
@@ -64,7 +62,7 @@ pub struct Policy {
 }
 
 /// The facts about `device` that decide what it supports.
-pub fn facts(device: &Device, snapshot: &Snapshot) -> DeviceFacts {
+pub(crate) fn facts(device: &Device, snapshot: &Snapshot) -> DeviceFacts {
     let info = device.info();
     DeviceFacts::new(info.platform, snapshot.base.version, info.supervised)
 }
@@ -97,12 +95,12 @@ fn status_value(info: &DeviceInfo, snapshot: &Snapshot, name: &str) -> Option<St
 }
 
 /// The management policy in effect on `device`: its stored declarations and the user's switch.
-pub fn of(device: &Device) -> crate::Result<Policy> {
+pub(crate) fn of(device: &Device) -> crate::Result<Policy> {
     of_with(device, &device.snapshot()?)
 }
 
 /// The management policy in effect on `device` as `snapshot` shows it.
-pub fn of_with(device: &Device, snapshot: &Snapshot) -> crate::Result<Policy> {
+pub(crate) fn of_with(device: &Device, snapshot: &Snapshot) -> crate::Result<Policy> {
     with_declarations(
         device,
         snapshot,
@@ -112,7 +110,7 @@ pub fn of_with(device: &Device, snapshot: &Snapshot) -> crate::Result<Policy> {
 
 /// The management policy `declarations` would make on `device` (for `policy set --dry-run`,
 /// and to say what a declaration does before it is stored).
-pub fn with_declarations(
+pub(crate) fn with_declarations(
     device: &Device,
     snapshot: &Snapshot,
     declarations: Vec<crate::declarations::declaration::Declaration>,
@@ -122,7 +120,7 @@ pub fn with_declarations(
     let evaluated = state::evaluate(declarations, &facts, &|name| {
         status_value(info, snapshot, name)
     });
-    Ok(Policy::evaluate(facts, &device.settings()?, evaluated))
+    Ok(Policy::evaluate(facts, device.settings()?, evaluated))
 }
 
 fn not_in_effect_note(e: &Evaluated) -> String {
@@ -145,10 +143,13 @@ fn not_in_effect_note(e: &Evaluated) -> String {
 impl Policy {
     /// Decides what the evaluated declarations and the user's settings allow.
     #[must_use]
-    pub fn evaluate(facts: DeviceFacts, settings: &Settings, evaluated: Vec<Evaluated>) -> Self {
+    pub(crate) fn evaluate(
+        facts: DeviceFacts,
+        settings: Settings,
+        evaluated: Vec<Evaluated>,
+    ) -> Self {
         let mut policy = Policy {
             facts,
-            supervised: facts.enrollment == crate::declarations::support::Enrollment::Supervised,
             automatic: settings.automatic_install,
             automatic_source: AutoSource::User,
             automatic_forced: None,
@@ -289,7 +290,7 @@ impl Policy {
 
 /// Refuses (exit 4) switching automatic install to `wanted` when a declaration forces it the
 /// other way (`InstallSecurityUpdate = AlwaysOn` or `AlwaysOff` in effect).
-pub fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()> {
+pub(crate) fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()> {
     match &policy.automatic_forced {
         Some((forced, id)) if *forced != wanted => {
             let (state, value) = if *forced {

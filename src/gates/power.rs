@@ -7,7 +7,7 @@ use crate::device::{Chip, DeviceInfo, Platform, Power};
 
 /// The battery rule that applies to a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PowerRule {
+pub(crate) struct PowerRule {
     /// Minimum battery percentage when not on power; `None` when there is no gate.
     pub minimum: Option<u8>,
     /// The kind of device, for messages.
@@ -18,7 +18,7 @@ pub struct PowerRule {
 
 /// The rule for this device.
 #[must_use]
-pub fn rule(info: &DeviceInfo) -> PowerRule {
+pub(crate) fn rule(info: &DeviceInfo) -> PowerRule {
     match (info.platform, info.portable, info.chip) {
         (Platform::MacOs, true, Chip::AppleSilicon) => PowerRule {
             minimum: Some(10),
@@ -45,7 +45,7 @@ pub fn rule(info: &DeviceInfo) -> PowerRule {
 
 /// Does the device pass the gate now?
 #[must_use]
-pub fn passes(info: &DeviceInfo, power: &Power) -> bool {
+pub(crate) fn passes(info: &DeviceInfo, power: Power) -> bool {
     match rule(info).minimum {
         None => true,
         Some(minimum) => power.on_ac || power.battery_percent.unwrap_or(0) >= minimum,
@@ -53,7 +53,7 @@ pub fn passes(info: &DeviceInfo, power: &Power) -> bool {
 }
 
 /// Checks the gate; exit 3 when it does not pass.
-pub fn check(info: &DeviceInfo, power: &Power) -> Result<(), Error> {
+pub(crate) fn check(info: &DeviceInfo, power: Power) -> Result<(), Error> {
     let r = rule(info);
     match r.minimum {
         Some(minimum) if !passes(info, power) => Err(Error::PowerGate {
@@ -129,11 +129,11 @@ mod tests {
             ),
         ];
         for (info, power, ok) in table {
-            assert_eq!(check(&info, &power).is_ok(), ok, "{info:?} {power:?}");
+            assert_eq!(check(&info, power).is_ok(), ok, "{info:?} {power:?}");
         }
         let err = check(
             &device(Platform::MacOs, true, Chip::AppleSilicon),
-            &power(9, false),
+            power(9, false),
         )
         .unwrap_err();
         assert_eq!(err.exit_code(), 3);

@@ -22,11 +22,11 @@ use crate::{Error, Result};
 
 use super::{restart, stage};
 
-pub use crate::device::records::InstallTrigger;
+pub(crate) use crate::device::records::InstallTrigger;
 
 /// How `apply` is asked to run.
 #[derive(Clone, Debug)]
-pub struct ApplyOptions {
+pub(crate) struct ApplyOptions {
     /// The bundle, either form.
     pub bundle: PathBuf,
     /// Restart at once when the response needs it.
@@ -42,7 +42,7 @@ pub struct ApplyOptions {
 /// What `apply` did (or, with `--dry-run`, would do).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ApplyAction {
+pub(crate) enum ApplyAction {
     /// Staged; active after the next restart.
     Staged,
     /// Staged and activated by a restart.
@@ -61,7 +61,7 @@ pub enum ApplyAction {
 impl ApplyAction {
     /// Did this put new content on the device (staged or active)?
     #[must_use]
-    pub fn installs(self) -> bool {
+    pub(crate) fn installs(self) -> bool {
         matches!(
             self,
             ApplyAction::Staged | ApplyAction::StagedAndRestarted | ApplyAction::Activated
@@ -71,7 +71,7 @@ impl ApplyAction {
 
 /// The outcome of `apply`.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct ApplyOutcome {
+pub(crate) struct ApplyOutcome {
     /// What happened.
     pub action: ApplyAction,
     /// The response, e.g. `26.3.1 (b)`.
@@ -260,7 +260,7 @@ fn suppliers(bundle: &Bundle, snapshot: &Snapshot) -> BTreeMap<Cryptex, GenName>
 
 /// Applies the bundle at `opts.bundle`: opened once, its signature checked over the raw manifest
 /// against the device's trusted keys before the manifest is parsed.
-pub fn apply(
+pub(crate) fn apply(
     tx: &mut Tx<'_>,
     opts: &ApplyOptions,
     progress: &dyn Progress,
@@ -273,7 +273,7 @@ pub fn apply(
 /// Applies a bundle that is already open and whose signature the caller checked against the
 /// device's trusted keys (`auto` passes the bundle it scanned and checked: the path is never
 /// opened twice). `opts.bundle` is not used.
-pub fn apply_verified(
+pub(crate) fn apply_verified(
     tx: &mut Tx<'_>,
     mut bundle: Bundle,
     opts: &ApplyOptions,
@@ -326,7 +326,7 @@ pub fn apply_verified(
             ));
         }
     }
-    power::check(info, &device.power()?)?;
+    power::check(info, device.power()?)?;
     let has_os = bundle.manifest.has_os();
     let total = bundle.manifest.cryptexes.total_size();
     if opts.dry_run {

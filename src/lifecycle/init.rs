@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 /// What `init` makes.
 #[derive(Clone, Debug)]
-pub struct InitOptions {
+pub(crate) struct InitOptions {
     /// Platform.
     pub platform: Platform,
     /// Base OS version.
@@ -53,7 +53,7 @@ pub struct InitOptions {
 
 /// What `init` did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct InitOutcome {
+pub(crate) struct InitOutcome {
     /// The device root.
     pub root: PathBuf,
     /// Platform.
@@ -163,7 +163,7 @@ fn lock_root(path: &Path, wait: Duration) -> Result<std::fs::File> {
 }
 
 /// Makes a device at `path`.
-pub fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcome> {
+pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcome> {
     // Parse the keys first, so that a bad key refuses before anything is written.
     let keys = opts
         .trust

@@ -24,7 +24,7 @@ use crate::{Error, Result};
 
 /// What was in progress.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Journal {
+pub(crate) struct Journal {
     /// The command, e.g. `apply`.
     pub op: String,
     /// Its process id.
@@ -37,7 +37,7 @@ pub struct Journal {
 
 /// A base change that recovery must complete once committed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BaseChange {
+pub(crate) struct BaseChange {
     /// `ProductName`.
     pub product_name: String,
     /// The new version.
@@ -51,7 +51,7 @@ pub struct BaseChange {
 /// The journal of one operation: opened lazily, closed by [`Tx::finish`], or abandoned (tidied)
 /// when dropped.
 #[derive(Debug)]
-pub struct Tx<'d> {
+pub(crate) struct Tx<'d> {
     device: &'d Device,
     clock: &'d Clock,
     op: &'static str,
@@ -63,7 +63,7 @@ pub struct Tx<'d> {
 impl<'d> Tx<'d> {
     /// A journal for operation `op` on `device`; nothing is written yet.
     #[must_use]
-    pub fn new(device: &'d Device, clock: &'d Clock, op: &'static str) -> Self {
+    pub(crate) fn new(device: &'d Device, clock: &'d Clock, op: &'static str) -> Self {
         Self {
             device,
             clock,
@@ -76,18 +76,18 @@ impl<'d> Tx<'d> {
 
     /// Notes a secondary failure after the change was made: the change stands, the command
     /// exits 0 and shows the warning, and the history records it.
-    pub fn warn(&mut self, message: String) {
+    pub(crate) fn warn(&mut self, message: String) {
         self.warnings.push(message);
     }
 
     /// The warnings noted so far.
-    pub fn take_warnings(&mut self) -> Vec<String> {
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
 
     /// Removes what the change left unused (old generations), best effort: the change is made
     /// already, so a failure here is a warning, and `bsi repair` finishes the job.
-    pub fn clean_up(&mut self, base: &crate::version::Build) {
+    pub(crate) fn clean_up(&mut self, base: &crate::version::Build) {
         if let Err(e) = crate::device::generation::collect_garbage(self.device, base) {
             self.warn(format!(
                 "the change is made, but removing the content it left unused failed ({e}); `bsi repair` removes it"
@@ -97,29 +97,29 @@ impl<'d> Tx<'d> {
 
     /// The device.
     #[must_use]
-    pub fn device(&self) -> &'d Device {
+    pub(crate) fn device(&self) -> &'d Device {
         self.device
     }
 
     /// The clock.
     #[must_use]
-    pub fn clock(&self) -> &'d Clock {
+    pub(crate) fn clock(&self) -> &'d Clock {
         self.clock
     }
 
     /// The operation's name, e.g. `apply`.
     #[must_use]
-    pub fn op(&self) -> &'static str {
+    pub(crate) fn op(&self) -> &'static str {
         self.op
     }
 
     /// Tells readers what the operation is doing now (`staging`, `switching`, ...).
-    pub fn phase(&self, phase: &str) {
+    pub(crate) fn phase(&self, phase: &str) {
         self.device.set_phase(phase);
     }
 
     /// Writes the journal (durably) if it is not open yet. Call right before the first change.
-    pub fn begin(&mut self) -> Result<()> {
+    pub(crate) fn begin(&mut self) -> Result<()> {
         if !self.open {
             begin(self.device, self.clock, self.op)?;
             self.open = true;
@@ -128,7 +128,7 @@ impl<'d> Tx<'d> {
     }
 
     /// Records a committed base change: from now on recovery completes it.
-    pub fn commit(&mut self, change: BaseChange) -> Result<()> {
+    pub(crate) fn commit(&mut self, change: BaseChange) -> Result<()> {
         self.begin()?;
         write(
             self.device,
@@ -143,14 +143,8 @@ impl<'d> Tx<'d> {
         Ok(())
     }
 
-    /// Has anything been changed (is the journal open)?
-    #[must_use]
-    pub fn is_open(&self) -> bool {
-        self.open
-    }
-
     /// The operation finished: removes the journal.
-    pub fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         if self.open {
             end(self.device)?;
             self.open = false;
@@ -205,7 +199,7 @@ fn write(device: &Device, journal: &Journal) -> Result<()> {
 
 /// The journal, if an operation is in progress (or was cut short). An unreadable journal is
 /// reported as an interrupted operation of unknown kind.
-pub fn read(device: &Device) -> Result<Option<Journal>> {
+pub(crate) fn read(device: &Device) -> Result<Option<Journal>> {
     let root = device.root();
     let Some(bytes) = root
         .read_small_opt(JOURNAL)
@@ -222,7 +216,7 @@ pub fn read(device: &Device) -> Result<Option<Journal>> {
 }
 
 /// Records that the operation finished.
-pub fn end(device: &Device) -> Result<()> {
+pub(crate) fn end(device: &Device) -> Result<()> {
     let root = device.root();
     root.remove_durable(JOURNAL)
         .ctx("removing", root.show(JOURNAL))?;

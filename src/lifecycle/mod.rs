@@ -8,16 +8,16 @@
 //! (I4). The operations layer (`ops`) owns the lock, recovery, the `Tx` and the history; these
 //! functions own the rules and the changes.
 
-pub mod apply;
-pub mod init;
-pub mod journal;
-pub mod recover;
-pub mod restart;
-pub mod rollback;
-pub mod safari;
+pub(crate) mod apply;
+pub(crate) mod init;
+pub(crate) mod journal;
+pub(crate) mod recover;
+pub(crate) mod restart;
+pub(crate) mod rollback;
+pub(crate) mod safari;
 mod stage;
-pub mod update;
-pub mod verify;
+pub(crate) mod update;
+pub(crate) mod verify;
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,7 +28,12 @@ use crate::device::{Access, Device, Holder};
 
 /// Opens the device at `root` to change it as `command`: takes the lock, then recovers an
 /// interrupted operation first.
-pub fn open_to_change(root: &Path, wait: Duration, command: &str, clock: &Clock) -> Result<Device> {
+pub(crate) fn open_to_change(
+    root: &Path,
+    wait: Duration,
+    command: &str,
+    clock: &Clock,
+) -> Result<Device> {
     let device = Device::open(
         root,
         Access::Change,
@@ -44,6 +49,6 @@ pub fn open_to_change(root: &Path, wait: Duration, command: &str, clock: &Clock)
 }
 
 /// Opens the device at `root` to read it: no lock, no recovery, no write of any kind.
-pub fn open_to_read(root: &Path) -> Result<Device> {
+pub(crate) fn open_to_read(root: &Path) -> Result<Device> {
     Device::open(root, Access::Read, Duration::ZERO, Holder::this("", ""))
 }

@@ -100,7 +100,7 @@ pub(crate) fn tidy(device: &Device) -> Result<Vec<String>> {
 
 /// What recovery found and did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Recovery {
+pub(crate) struct Recovery {
     /// The interrupted operation.
     pub interrupted: String,
     /// Its process id.
@@ -112,7 +112,7 @@ pub struct Recovery {
 }
 
 /// If an operation was cut short, completes or undoes it. Needs the exclusive lock.
-pub fn recover(device: &Device, clock: &Clock) -> Result<Option<Recovery>> {
+pub(crate) fn recover(device: &Device, clock: &Clock) -> Result<Option<Recovery>> {
     let Some(j) = journal::read(device)? else {
         return Ok(None);
     };
@@ -151,7 +151,7 @@ pub fn recover(device: &Device, clock: &Clock) -> Result<Option<Recovery>> {
 
 /// How `repair` is asked to run.
 #[derive(Clone, Debug, Default)]
-pub struct RepairOptions {
+pub(crate) struct RepairOptions {
     /// The bundle of a response whose content is damaged, to restore it from.
     pub from: Option<PathBuf>,
     /// Report what would be done; change nothing.
@@ -160,7 +160,7 @@ pub struct RepairOptions {
 
 /// What `repair` did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct RepairOutcome {
+pub(crate) struct RepairOutcome {
     /// Recovery of an interrupted operation, if there was one.
     pub recovered: Option<Recovery>,
     /// Everything repair changed.
@@ -467,7 +467,7 @@ fn open_restore_bundle(device: &Device, path: &Path) -> Result<Bundle> {
 /// structure, makes damaged base content again (bsi made it), and with `--from BUNDLE` restores
 /// the damaged content of the response that BUNDLE is. A response's damaged content without
 /// `--from` exits 8 naming the bundle it needs.
-pub fn repair(
+pub(crate) fn repair(
     device: &Device,
     clock: &Clock,
     opts: &RepairOptions,

@@ -16,7 +16,7 @@ use crate::faults::fault_point;
 
 /// What `restart` did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct RestartOutcome {
+pub(crate) struct RestartOutcome {
     /// The response now active, if one was installed.
     pub activated: Option<String>,
     /// The response removed, if a removal was staged.
@@ -53,7 +53,7 @@ fn switch_current(root: &Root, current: &Path, target: &Path) -> std::io::Result
 }
 
 /// Restarts the device.
-pub fn restart(tx: &mut Tx<'_>, dry_run: bool) -> Result<RestartOutcome> {
+pub(crate) fn restart(tx: &mut Tx<'_>, dry_run: bool) -> Result<RestartOutcome> {
     let device = tx.device();
     let snapshot = device.snapshot()?;
     let (activated, removed) = match &snapshot.staged {

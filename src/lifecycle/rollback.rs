@@ -13,7 +13,7 @@ use super::restart;
 /// What `rollback` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RollbackAction {
+pub(crate) enum RollbackAction {
     /// A staged install was discarded.
     DiscardedStaged,
     /// The active response is marked for removal at the next restart.
@@ -28,7 +28,7 @@ pub enum RollbackAction {
 
 /// The outcome of `rollback`.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct RollbackOutcome {
+pub(crate) struct RollbackOutcome {
     /// What happened.
     pub action: RollbackAction,
     /// The response concerned.
@@ -42,7 +42,11 @@ pub struct RollbackOutcome {
 }
 
 /// Removes a response.
-pub fn rollback(tx: &mut Tx<'_>, restart_now: bool, dry_run: bool) -> Result<RollbackOutcome> {
+pub(crate) fn rollback(
+    tx: &mut Tx<'_>,
+    restart_now: bool,
+    dry_run: bool,
+) -> Result<RollbackOutcome> {
     let device = tx.device();
     let root = device.root();
     let layout = device.layout();

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 
 /// What `relaunch-safari` did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct RelaunchOutcome {
+pub(crate) struct RelaunchOutcome {
     /// The version Safari now uses.
     pub safari_version: String,
     /// It already used it.
@@ -23,7 +23,7 @@ pub struct RelaunchOutcome {
 
 /// What Safari and its associated processes use.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SafariUses {
+pub(crate) struct SafariUses {
     /// The version whose content they use.
     pub version: String,
     /// They were relaunched onto staged content the rest of the OS gets at restart.
@@ -32,7 +32,7 @@ pub struct SafariUses {
 
 /// What Safari uses on `device` (macOS only): the staged response's content after a relaunch
 /// onto it, otherwise the active content.
-pub fn uses(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariUses>> {
+pub(crate) fn uses(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariUses>> {
     if device.info().platform != Platform::MacOs {
         return Ok(None);
     }
@@ -51,7 +51,7 @@ pub fn uses(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariUses>> 
 }
 
 /// Relaunches Safari onto staged content.
-pub fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<RelaunchOutcome> {
+pub(crate) fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<RelaunchOutcome> {
     let device = tx.device();
     if device.info().platform != Platform::MacOs {
         return Err(Error::not_applicable(

@@ -19,7 +19,7 @@ use super::journal::{BaseChange, Tx};
 
 /// Minor update or major upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `bsi update`.
     Minor,
     /// `bsi upgrade`.
@@ -28,7 +28,7 @@ pub enum Kind {
 
 /// What `update`/`upgrade` did.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct UpdateOutcome {
+pub(crate) struct UpdateOutcome {
     /// The version before, with any active response.
     pub from: String,
     /// The new base.
@@ -71,7 +71,7 @@ fn newest_of_line(device: &Device, snapshot: &Snapshot) -> Result<Option<Respons
 
 /// A sentence naming the included line, e.g. "26.4 includes 26.3.1 (a) ... (c)".
 #[must_use]
-pub fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
+pub(crate) fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
     match included {
         [] => format!("{to} includes no response this device knew of"),
         [one] => format!("{to} includes {one}"),
@@ -86,7 +86,7 @@ pub fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String {
 ///
 /// `published` are responses a catalog lists for the current base (`update --catalog`): a minor
 /// update includes them too, whether this device saw them or not.
-pub fn update(
+pub(crate) fn update(
     tx: &mut Tx<'_>,
     kind: Kind,
     version: OsVersion,

@@ -28,7 +28,7 @@ use super::recover::wrong_links;
 
 /// What a problem damages, which decides the command that fixes it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Damage {
+pub(crate) enum Damage {
     /// Links, records, leftovers: `bsi repair` puts them right.
     Structure,
     /// The base generation's content, which bsi made and can make again: `bsi repair`.
@@ -42,7 +42,7 @@ pub enum Damage {
 
 /// One problem `verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// What it damages.
     pub damage: Damage,
     /// What is wrong, naming the path.
@@ -51,7 +51,7 @@ pub struct Problem {
 
 /// What `verify` checked and found.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct VerifyOutcome {
+pub(crate) struct VerifyOutcome {
     /// The version whose content was checked.
     pub version: String,
     /// Files hashed.
@@ -82,7 +82,7 @@ impl Damage {
 /// response, with the bundle it came from when the device recorded it); anything else needs
 /// `bsi repair`.
 #[must_use]
-pub fn fix_for(device: &Device, problems: &[Problem]) -> Option<Repair> {
+pub(crate) fn fix_for(device: &Device, problems: &[Problem]) -> Option<Repair> {
     let first = problems.iter().map(|p| &p.damage).min()?;
     let response = problems.iter().find_map(|p| match &p.damage {
         Damage::Response { build } => Some(build.clone()),
@@ -310,7 +310,10 @@ fn check_manifest_agrees(
 
 /// Verifies the active content. Returns what was found and, when anything is wrong, the error
 /// to exit with (its hint names the command that fixes it).
-pub fn verify(device: &Device, progress: &dyn Progress) -> Result<(VerifyOutcome, Option<Error>)> {
+pub(crate) fn verify(
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<(VerifyOutcome, Option<Error>)> {
     let root = device.root();
     let mut found: Vec<Problem> = Vec::new();
     for (link, target) in wrong_links(device) {

@@ -20,7 +20,7 @@ use crate::{Error, Result};
 
 /// `bsi power`'s view.
 #[derive(Clone, Debug, Serialize)]
-pub struct PowerView {
+pub(crate) struct PowerView {
     /// Connected to power.
     pub on_ac: bool,
     /// Battery charge; null for a desktop.
@@ -44,7 +44,7 @@ impl PowerView {
             on_ac: power.on_ac,
             battery_percent: power.battery_percent,
             minimum_percent: rule.minimum,
-            ok: power::passes(device.info(), &power),
+            ok: power::passes(device.info(), power),
             reason: rule.why.to_owned(),
             changed,
             dry_run,
@@ -54,7 +54,7 @@ impl PowerView {
 
 /// `bsi settings`'s view.
 #[derive(Clone, Debug, Serialize)]
-pub struct SettingsView {
+pub(crate) struct SettingsView {
     /// The user's own switch.
     pub automatic_user: bool,
     /// What is in effect.
@@ -87,7 +87,7 @@ impl SettingsView {
 
 /// `policy set`'s result.
 #[derive(Clone, Debug, Serialize)]
-pub struct PolicySet {
+pub(crate) struct PolicySet {
     /// `Identifier`.
     pub identifier: String,
     /// `Type`.
@@ -112,7 +112,7 @@ pub struct PolicySet {
 
 /// `policy remove`'s result.
 #[derive(Clone, Debug, Serialize)]
-pub struct PolicyRemoved {
+pub(crate) struct PolicyRemoved {
     /// The identifier removed.
     pub identifier: String,
     /// Nothing was removed because of `--dry-run`.
@@ -121,7 +121,7 @@ pub struct PolicyRemoved {
 
 /// `trust add`/`remove`'s result.
 #[derive(Clone, Debug, Serialize)]
-pub struct TrustChange {
+pub(crate) struct TrustChange {
     /// The key's fingerprint.
     pub fingerprint: String,
     /// The files that held it (for `remove`: every one removed).
@@ -135,14 +135,14 @@ pub struct TrustChange {
 }
 
 /// `bsi power` without changes.
-pub fn power_show(env: &Env) -> Result<PowerView> {
+pub(crate) fn power_show(env: &Env) -> Result<PowerView> {
     let device = open_read(env)?;
     let power = device.power()?;
     Ok(PowerView::new(&device, power, false, false))
 }
 
 /// `bsi power --battery/--ac/--no-ac`.
-pub fn power_set(
+pub(crate) fn power_set(
     env: &Env,
     battery: Option<u8>,
     ac: Option<bool>,
@@ -171,14 +171,18 @@ pub fn power_set(
 }
 
 /// `bsi settings` without changes.
-pub fn settings_show(env: &Env) -> Result<SettingsView> {
+pub(crate) fn settings_show(env: &Env) -> Result<SettingsView> {
     let device = open_read(env)?;
     let policy = crate::gates::policy::of(&device)?;
     Ok(SettingsView::new(device.settings()?, &policy, false, false))
 }
 
 /// `bsi settings --automatic on|off`: refused (exit 4) when a declaration forces the other way.
-pub fn settings_set(env: &Env, automatic: bool, dry_run: bool) -> Result<Done<SettingsView>> {
+pub(crate) fn settings_set(
+    env: &Env,
+    automatic: bool,
+    dry_run: bool,
+) -> Result<Done<SettingsView>> {
     change(env, "settings", dry_run, None, |tx| {
         let device = tx.device();
         let policy = crate::gates::policy::of(device)?;
@@ -206,7 +210,7 @@ pub fn settings_set(env: &Env, automatic: bool, dry_run: bool) -> Result<Done<Se
 /// declaration is stored whatever its payload, as a device keeps what the server sent; when the
 /// device cannot use it (an invalid payload, a type this OS version or enrollment does not
 /// support, a predicate it cannot evaluate) the second value is the refusal to exit with (4).
-pub fn policy_set(
+pub(crate) fn policy_set(
     env: &Env,
     file: &Path,
     dry_run: bool,
@@ -284,13 +288,17 @@ fn unusable(set: &PolicySet) -> Option<Error> {
 }
 
 /// `bsi policy list`.
-pub fn policy_list(env: &Env) -> Result<PolicyStatus> {
+pub(crate) fn policy_list(env: &Env) -> Result<PolicyStatus> {
     let device = open_read(env)?;
     Ok(status::collect(&device)?.policy)
 }
 
 /// `bsi policy remove IDENTIFIER`.
-pub fn policy_remove(env: &Env, identifier: &str, dry_run: bool) -> Result<Done<PolicyRemoved>> {
+pub(crate) fn policy_remove(
+    env: &Env,
+    identifier: &str,
+    dry_run: bool,
+) -> Result<Done<PolicyRemoved>> {
     change(
         env,
         "policy remove",
@@ -321,7 +329,7 @@ pub fn policy_remove(env: &Env, identifier: &str, dry_run: bool) -> Result<Done<
 }
 
 /// `bsi trust add KEY.pub`.
-pub fn trust_add(env: &Env, key: &Path, dry_run: bool) -> Result<Done<TrustChange>> {
+pub(crate) fn trust_add(env: &Env, key: &Path, dry_run: bool) -> Result<Done<TrustChange>> {
     let public = trust::read_public_key(key)?;
     let fingerprint = public.fingerprint.clone();
     change(env, "trust add", dry_run, Some(fingerprint.clone()), |tx| {
@@ -348,13 +356,13 @@ pub fn trust_add(env: &Env, key: &Path, dry_run: bool) -> Result<Done<TrustChang
 }
 
 /// `bsi trust list`: exactly the keys verification uses, with every file holding each.
-pub fn trust_list(env: &Env) -> Result<Vec<TrustedKey>> {
+pub(crate) fn trust_list(env: &Env) -> Result<Vec<TrustedKey>> {
     let device = open_read(env)?;
     trust::list(device.root())
 }
 
 /// `bsi trust remove FINGERPRINT|KEY.pub`: removes every file that holds the key.
-pub fn trust_remove(env: &Env, which: &str, dry_run: bool) -> Result<Done<TrustChange>> {
+pub(crate) fn trust_remove(env: &Env, which: &str, dry_run: bool) -> Result<Done<TrustChange>> {
     change(env, "trust remove", dry_run, Some(which.to_owned()), |tx| {
         let device = tx.device();
         let (fingerprint, files) = trust::find(device.root(), which)?;

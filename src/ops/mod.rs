@@ -9,7 +9,7 @@
 //! the device back to a consistent state. A reading operation opens the device for reading.
 //! Operations return typed outcomes, never text for people: the command line renders them.
 
-pub mod manage;
+pub(crate) mod manage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,24 +35,21 @@ use crate::status::{self, Status, require};
 use crate::version::{Build, OsVersion};
 use crate::{Error, Result};
 
-/// Where and how operations run: the device root, the clock, how long to wait for the lock, and
-/// the command line to record as the lock holder.
+/// Where and how operations run: the device root, the clock, and how long to wait for the lock.
 #[derive(Debug)]
-pub struct Env {
+pub(crate) struct Env {
     /// The device root.
     pub root: PathBuf,
     /// The clock.
     pub clock: Clock,
     /// How long to wait for another bsi to release the device.
     pub wait: Duration,
-    /// The command line, for the lock holder record.
-    pub command: String,
 }
 
 /// A completed operation and what went wrong after its change was made (a record that could not
 /// be written): the change stands, and the caller shows the warnings.
 #[derive(Debug)]
-pub struct Done<T> {
+pub(crate) struct Done<T> {
     /// The outcome.
     pub value: T,
     /// Secondary failures after the change.
@@ -60,7 +57,7 @@ pub struct Done<T> {
 }
 
 /// What the history says about an outcome.
-pub trait Recorded {
+pub(crate) trait Recorded {
     /// One sentence.
     fn summary(&self) -> String;
     /// The target version or thing, if any.
@@ -154,7 +151,7 @@ pub(crate) fn change<T: Recorded>(
 }
 
 /// `bsi apply`.
-pub fn apply(
+pub(crate) fn apply(
     env: &Env,
     opts: &ApplyOptions,
     progress: &dyn Progress,
@@ -180,28 +177,32 @@ pub fn apply(
 }
 
 /// `bsi restart`.
-pub fn restart(env: &Env, dry_run: bool) -> Result<Done<RestartOutcome>> {
+pub(crate) fn restart(env: &Env, dry_run: bool) -> Result<Done<RestartOutcome>> {
     change(env, "restart", dry_run, None, |tx| {
         restart::restart(tx, dry_run)
     })
 }
 
 /// `bsi relaunch-safari`.
-pub fn relaunch_safari(env: &Env, dry_run: bool) -> Result<Done<RelaunchOutcome>> {
+pub(crate) fn relaunch_safari(env: &Env, dry_run: bool) -> Result<Done<RelaunchOutcome>> {
     change(env, "relaunch-safari", dry_run, None, |tx| {
         safari::relaunch_safari(tx, dry_run)
     })
 }
 
 /// `bsi rollback`.
-pub fn rollback(env: &Env, restart_now: bool, dry_run: bool) -> Result<Done<RollbackOutcome>> {
+pub(crate) fn rollback(
+    env: &Env,
+    restart_now: bool,
+    dry_run: bool,
+) -> Result<Done<RollbackOutcome>> {
     change(env, "rollback", dry_run, None, |tx| {
         rollback::rollback(tx, restart_now, dry_run)
     })
 }
 
 /// `bsi update` and `bsi upgrade`.
-pub fn update(
+pub(crate) fn update(
     env: &Env,
     kind: Kind,
     version: OsVersion,
@@ -234,7 +235,7 @@ pub fn update(
 }
 
 /// `bsi auto`.
-pub fn auto(
+pub(crate) fn auto(
     env: &Env,
     opts: &auto::AutoOptions,
     progress: &dyn Progress,
@@ -247,7 +248,7 @@ pub fn auto(
 /// What `bsi sync` did, and the error of its background pass (reported to the server, then
 /// returned: e.g. the battery blocking a due install exits 3).
 #[derive(Debug)]
-pub struct Synced {
+pub(crate) struct Synced {
     /// The outcome.
     pub outcome: sync::SyncOutcome,
     /// The background pass's error, if it failed.
@@ -255,7 +256,11 @@ pub struct Synced {
 }
 
 /// `bsi sync`.
-pub fn sync(env: &Env, opts: &sync::SyncOptions, progress: &dyn Progress) -> Result<Done<Synced>> {
+pub(crate) fn sync(
+    env: &Env,
+    opts: &sync::SyncOptions,
+    progress: &dyn Progress,
+) -> Result<Done<Synced>> {
     change(env, "sync", opts.dry_run, None, |tx| {
         sync::run(tx, opts, progress).map(|(outcome, deferred)| Synced { outcome, deferred })
     })
@@ -263,7 +268,11 @@ pub fn sync(env: &Env, opts: &sync::SyncOptions, progress: &dyn Progress) -> Res
 
 /// `bsi repair`: rebuilds a damaged device record first (no other command can open the device
 /// without it), then repairs under the exclusive lock.
-pub fn repair(env: &Env, opts: &RepairOptions, progress: &dyn Progress) -> Result<RepairOutcome> {
+pub(crate) fn repair(
+    env: &Env,
+    opts: &RepairOptions,
+    progress: &dyn Progress,
+) -> Result<RepairOutcome> {
     let rebuilt = if opts.dry_run {
         None
     } else {
@@ -281,7 +290,7 @@ pub fn repair(env: &Env, opts: &RepairOptions, progress: &dyn Progress) -> Resul
 }
 
 /// `bsi status`, and the error `--require` exits with when it is not met.
-pub fn status(env: &Env, requirement: Option<&str>) -> Result<(Status, Option<Error>)> {
+pub(crate) fn status(env: &Env, requirement: Option<&str>) -> Result<(Status, Option<Error>)> {
     let requirement = requirement.map(require::Requirement::parse).transpose()?;
     let device = open_read(env)?;
     let (s, snapshot) = status::collect::collect_with_snapshot(&device)?;
@@ -293,7 +302,7 @@ pub fn status(env: &Env, requirement: Option<&str>) -> Result<(Status, Option<Er
 /// `bsi verify`, and the error it exits with when something is wrong. A change that another
 /// bsi makes meanwhile (a switch, old content removed) can look like damage to a reader that
 /// holds no lock: then it verifies again once the change is done.
-pub fn verify(env: &Env, progress: &dyn Progress) -> Result<(VerifyOutcome, Option<Error>)> {
+pub(crate) fn verify(env: &Env, progress: &dyn Progress) -> Result<(VerifyOutcome, Option<Error>)> {
     let device = open_read(env)?;
     for _ in 0..200 {
         let busy = device.operation().is_some();
@@ -308,7 +317,7 @@ pub fn verify(env: &Env, progress: &dyn Progress) -> Result<(VerifyOutcome, Opti
 }
 
 /// `bsi history`: the last `limit` entries, or all.
-pub fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
+pub(crate) fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
     let device = open_read(env)?;
     let mut entries = history::read_all(device.root())?;
     if let Some(n) = limit {
@@ -321,7 +330,7 @@ pub fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
 /// last marked delivered; with `delivered`, the report printed is recorded as delivered (the
 /// one write `report` makes, under the device lock; no history entry, as it changes nothing a
 /// person reads back).
-pub fn report(env: &Env, changes: bool, delivered: bool) -> Result<serde_json::Value> {
+pub(crate) fn report(env: &Env, changes: bool, delivered: bool) -> Result<serde_json::Value> {
     if !delivered {
         let device = open_read(env)?;
         let full = report::build(&device)?;
@@ -344,7 +353,7 @@ pub fn report(env: &Env, changes: bool, delivered: bool) -> Result<serde_json::V
 }
 
 /// `bsi bundle inspect` against the device's trusted keys.
-pub fn inspect_with_device_trust(
+pub(crate) fn inspect_with_device_trust(
     env: &Env,
     bundle: &Path,
     progress: &dyn Progress,

@@ -35,7 +35,7 @@ fn response(p: &Present) -> ResponseStatus {
 
 /// Why `bsi rollback` would be refused now, if it would.
 #[must_use]
-pub fn rollback_refusal(snapshot: &Snapshot, policy: &Policy) -> Option<String> {
+pub(crate) fn rollback_refusal(snapshot: &Snapshot, policy: &Policy) -> Option<String> {
     if let Some(id) = &policy.rollback_blocked_by {
         return Some(format!(
             "removal is turned off by declaration {id} (RapidSecurityResponse.EnableRollback = false)"
@@ -52,7 +52,7 @@ pub fn rollback_refusal(snapshot: &Snapshot, policy: &Policy) -> Option<String> 
 }
 
 /// What Safari uses.
-pub fn safari(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariStatus>> {
+pub(crate) fn safari(device: &Device, snapshot: &Snapshot) -> Result<Option<SafariStatus>> {
     Ok(
         crate::lifecycle::safari::uses(device, snapshot)?.map(|u| SafariStatus {
             version: u.version,
@@ -70,7 +70,7 @@ fn safari_default(device: &Device, snapshot: &Snapshot) -> Option<SafariStatus> 
 }
 
 /// The responses the current base includes.
-pub fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
+pub(crate) fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
     let record: Option<Included> = records::read_json_opt(device.root(), INCLUDED_RECORD)?;
     Ok(match record {
         Some(r) if r.base == snapshot.base.to_string() => r.versions,
@@ -79,7 +79,7 @@ pub fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<String>> {
 }
 
 /// The management policy in effect.
-pub fn policy(device: &Device, snapshot: &Snapshot) -> Result<Policy> {
+pub(crate) fn policy(device: &Device, snapshot: &Snapshot) -> Result<Policy> {
     crate::gates::policy::of_with(device, snapshot)
 }
 
@@ -102,18 +102,18 @@ const RETRIES: u32 = 100;
 /// Collects the status of `device`. A reader holds no lock: when a change switches state while
 /// this reads (one link already moved, a generation already gone), the parts disagree; then it
 /// reads again, so what it returns is always one committed state.
-pub fn collect(device: &Device) -> Result<Status> {
+pub(crate) fn collect(device: &Device) -> Result<Status> {
     collect_with_snapshot(device).map(|(s, _)| s)
 }
 
 /// [`collect`], with the typed snapshot the status was made from (for `--require`).
-pub fn collect_with_snapshot(device: &Device) -> Result<(Status, Snapshot)> {
+pub(crate) fn collect_with_snapshot(device: &Device) -> Result<(Status, Snapshot)> {
     collect_all(device).map(|(s, snapshot, _)| (s, snapshot))
 }
 
 /// [`collect`], with the snapshot and the management policy the status was made from (for the
 /// report, which needs all three and should not read them twice).
-pub fn collect_all(device: &Device) -> Result<(Status, Snapshot, Policy)> {
+pub(crate) fn collect_all(device: &Device) -> Result<(Status, Snapshot, Policy)> {
     let mut attempt = 0;
     loop {
         match collect_once(device) {
@@ -230,7 +230,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
             on_ac: power_record.on_ac,
             battery_percent: power_record.battery_percent,
             minimum_percent: rule.minimum,
-            ok: power::passes(info, &power_record),
+            ok: power::passes(info, power_record),
             reason: rule.why.to_owned(),
         },
         automatic_install: AutomaticInstallStatus {

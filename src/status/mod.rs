@@ -6,9 +6,9 @@
 //! cryptex content or the history, so it costs the same with a 4 GiB response active and 10,000
 //! history entries as on a new device.
 
-pub mod collect;
-pub mod model;
-pub mod require;
+pub(crate) mod collect;
+pub(crate) mod model;
+pub(crate) mod require;
 
-pub use collect::collect;
-pub use model::{SCHEMA_VERSION, Status};
+pub(crate) use collect::collect;
+pub(crate) use model::Status;

@@ -12,11 +12,11 @@ use crate::device::{Chip, Holder, Platform};
 use crate::history::OpResult;
 
 /// The schema version this bsi writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The state of a simulated device.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct Status {
+pub(crate) struct Status {
     /// Always 1 for this layout; consumers should check it.
     pub schema_version: u32,
     /// What kind of device this is.
@@ -62,7 +62,7 @@ pub struct Status {
 
 /// An interrupted operation waiting for recovery.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct RecoveryPending {
+pub(crate) struct RecoveryPending {
     /// The command that was cut short, e.g. `apply`.
     pub command: String,
     /// Its process id.
@@ -77,7 +77,7 @@ pub struct RecoveryPending {
 /// What recovery will do with an interrupted operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum RecoveryAction {
+pub(crate) enum RecoveryAction {
     /// Finish it: it had committed (an update or upgrade).
     Complete,
     /// Tidy up: the device is in the state of the operation's last completed step.
@@ -86,7 +86,7 @@ pub enum RecoveryAction {
 
 /// The kind of device.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct DeviceStatus {
+pub(crate) struct DeviceStatus {
     /// `macOS`, `iOS` or `iPadOS`.
     pub platform: Platform,
     /// `apple-silicon` or `intel`.
@@ -101,7 +101,7 @@ pub struct DeviceStatus {
 
 /// The base OS.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct OsStatus {
+pub(crate) struct OsStatus {
     /// Marketing version, e.g. `26.3.1`.
     pub version: String,
     /// Base build, e.g. `25D2128`.
@@ -110,7 +110,7 @@ pub struct OsStatus {
 
 /// A response.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct ResponseStatus {
+pub(crate) struct ResponseStatus {
     /// Full version, e.g. `26.3.1 (a)`.
     pub version: String,
     /// The letter, e.g. `(a)`.
@@ -127,7 +127,7 @@ pub struct ResponseStatus {
 
 /// Staged work.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct StagedStatus {
+pub(crate) struct StagedStatus {
     /// `install` or `remove`.
     pub action: StagedAction,
     /// The response being installed or removed.
@@ -144,7 +144,7 @@ pub struct StagedStatus {
 /// What a restart will do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum StagedAction {
+pub(crate) enum StagedAction {
     /// Activate a staged response.
     Install,
     /// Remove the active response and return to the base.
@@ -153,7 +153,7 @@ pub enum StagedAction {
 
 /// What Safari uses.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct SafariStatus {
+pub(crate) struct SafariStatus {
     /// The version whose content Safari and its associated processes use: the staged response's
     /// after `relaunch-safari`, otherwise the active one's (or the base version).
     pub version: String,
@@ -163,7 +163,7 @@ pub struct SafariStatus {
 
 /// Removal.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct RollbackStatus {
+pub(crate) struct RollbackStatus {
     /// `bsi rollback` would remove something now.
     pub available: bool,
     /// Why not, when it is not available.
@@ -172,7 +172,7 @@ pub struct RollbackStatus {
 
 /// The power gate.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct PowerStatus {
+pub(crate) struct PowerStatus {
     /// Connected to power.
     pub on_ac: bool,
     /// Battery charge; null for a desktop.
@@ -187,7 +187,7 @@ pub struct PowerStatus {
 
 /// Automatic installation.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct AutomaticInstallStatus {
+pub(crate) struct AutomaticInstallStatus {
     /// Responses install automatically.
     pub enabled: bool,
     /// `user` (the user's switch) or `policy` (a declaration forces it).
@@ -199,7 +199,7 @@ pub struct AutomaticInstallStatus {
 /// Who decides automatic install.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum AutoSourceStatus {
+pub(crate) enum AutoSourceStatus {
     /// The user's switch.
     User,
     /// A management declaration.
@@ -208,7 +208,7 @@ pub enum AutoSourceStatus {
 
 /// Management.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct PolicyStatus {
+pub(crate) struct PolicyStatus {
     /// Supervised: settings declarations take effect only then.
     pub supervised: bool,
     /// Users may install responses themselves (`RapidSecurityResponse.Enable`).
@@ -221,7 +221,7 @@ pub struct PolicyStatus {
 
 /// A stored declaration.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct DeclarationStatus {
+pub(crate) struct DeclarationStatus {
     /// `Identifier`.
     pub identifier: String,
     /// `Type`.
@@ -245,7 +245,7 @@ pub struct DeclarationStatus {
 
 /// The most recent operation.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct LastOperationStatus {
+pub(crate) struct LastOperationStatus {
     /// The command, e.g. `apply`.
     pub action: String,
     /// `ok`, `nothing-to-do`, `refused`, `failed` or `interrupted`.
@@ -260,7 +260,7 @@ pub struct LastOperationStatus {
 
 /// DDM status items, keyed by Apple's dotted names.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct DdmStatus {
+pub(crate) struct DdmStatus {
     /// The OS version (`ProductVersion`).
     #[serde(rename = "device.operating-system.version")]
     pub version: String,
@@ -279,7 +279,7 @@ pub struct DdmStatus {
 impl DdmStatus {
     /// The items as a flat map (for the status report's nesting).
     #[must_use]
-    pub fn items(&self) -> BTreeMap<&'static str, &str> {
+    pub(crate) fn items(&self) -> BTreeMap<&'static str, &str> {
         BTreeMap::from([
             ("device.operating-system.version", self.version.as_str()),
             (
@@ -302,7 +302,7 @@ impl DdmStatus {
 /// the serialising side, so that every key is required and empty ones are nullable, as the
 /// output always carries every key.
 #[must_use]
-pub fn schema() -> serde_json::Value {
+pub(crate) fn schema() -> serde_json::Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12()
         .for_serialize()
         .into_generator();

@@ -8,7 +8,7 @@ use crate::{Error, RequireGap, Result};
 
 /// What `--require` asks for.
 #[derive(Clone, Copy, Debug)]
-pub enum Requirement {
+pub(crate) enum Requirement {
     /// A response, e.g. `26.3.1 (b)`.
     Response(ResponseVersion),
     /// An OS version, e.g. `26.4`.
@@ -17,7 +17,7 @@ pub enum Requirement {
 
 impl Requirement {
     /// Parses `26.3.1 (b)` or `26.4`.
-    pub fn parse(text: &str) -> Result<Self> {
+    pub(crate) fn parse(text: &str) -> Result<Self> {
         if text.contains('(') {
             Ok(Requirement::Response(text.parse()?))
         } else {
@@ -28,7 +28,7 @@ impl Requirement {
 
 /// Checks `requirement` against the device's typed state (its base version and its active
 /// response); exit 9 when not met, saying what it would take.
-pub fn check(
+pub(crate) fn check(
     base: OsVersion,
     active: Option<ResponseVersion>,
     requirement: Requirement,

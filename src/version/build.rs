@@ -16,7 +16,7 @@ const MAX_NUMBER_DIGITS: usize = 8;
 
 /// A build number: `<major digits><train letter><digits>[<lowercase letter>]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Build {
+pub(crate) struct Build {
     text: String,
     /// Length of the `25D` train prefix within `text`.
     prefix_len: usize,
@@ -27,13 +27,13 @@ pub struct Build {
 impl Build {
     /// The train prefix: the major digits and the train letter (`25D` of `25D2128`).
     #[must_use]
-    pub fn train(&self) -> &str {
+    pub(crate) fn train(&self) -> &str {
         &self.text[..self.prefix_len]
     }
 
     /// The build as text.
     #[must_use]
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
@@ -53,7 +53,7 @@ impl Build {
 
     /// The trailing lowercase letter, if any.
     #[must_use]
-    pub fn suffix(&self) -> Option<char> {
+    pub(crate) fn suffix(&self) -> Option<char> {
         if self.suffixed {
             self.text.chars().last()
         } else {
@@ -63,13 +63,13 @@ impl Build {
 
     /// Is this a base build: a train and a number, with no letter after it?
     #[must_use]
-    pub fn is_base(&self) -> bool {
+    pub(crate) fn is_base(&self) -> bool {
         !self.suffixed
     }
 
     /// Parses `input` as a base build (`25D2128`): a train and a number, nothing after it. A
     /// response's build (`25D771280a`) or a beta build (`25D5087f`) is refused.
-    pub fn parse_base(input: &str) -> Result<Build, VersionError> {
+    pub(crate) fn parse_base(input: &str) -> Result<Build, VersionError> {
         let build: Build = input.parse()?;
         if build.suffixed {
             let looks_like = if build.looks_supplemental() {
@@ -102,14 +102,14 @@ impl Build {
     /// `77`, the base build's number as its last three digits, and `0` (`25D2128` ->
     /// `25D771280`, `20F75` -> `20F770750`, `23D8133` -> `23D771330`).
     #[must_use]
-    pub fn supplemental_stem(base: &Build) -> String {
+    pub(crate) fn supplemental_stem(base: &Build) -> String {
         format!("{}77{:03}0", base.train(), base.number_value() % 1000)
     }
 
     /// Parses `input` as the supplemental build of a response whose prerequisite is `base`: it
     /// must be [`Build::supplemental_stem`] of the base followed by one lowercase letter, the form
     /// Apple gives every response's build. The letter need not be the public letter.
-    pub fn parse_supplemental(input: &str, base: &Build) -> Result<Build, VersionError> {
+    pub(crate) fn parse_supplemental(input: &str, base: &Build) -> Result<Build, VersionError> {
         let build: Build = input.parse()?;
         let stem = Self::supplemental_stem(base);
         let bad = |reason: String| VersionError::Supplemental {
@@ -146,7 +146,7 @@ impl Build {
     /// minor update, the same major release number and a later train letter or a larger number
     /// (`25D2128` -> `25D2140`, `25D2128` -> `25E100`); for a major upgrade, a larger major
     /// release number (`25E100` -> `26A100`).
-    pub fn check_follows(&self, from: &Build, kind: BaseMove) -> Result<(), VersionError> {
+    pub(crate) fn check_follows(&self, from: &Build, kind: BaseMove) -> Result<(), VersionError> {
         let bad = |reason: String| VersionError::BuildOrder {
             build: self.to_string(),
             from: from.to_string(),
@@ -187,7 +187,7 @@ impl Build {
 
 /// Which way a base build moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BaseMove {
+pub(crate) enum BaseMove {
     /// A minor update: same major release number, later train letter or number.
     Minor,
     /// A major upgrade: a later major release number.

@@ -14,39 +14,42 @@ const MAX_LETTERS: usize = 6;
 
 /// A response's extra version: its position in the line of responses for one base, from 1 (`a`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Extra(u32);
+pub(crate) struct Extra(u32);
 
 impl Extra {
     /// The extra at 1-based position `index` (1 is `(a)`, 27 is `(aa)`).
     ///
     /// # Panics
     /// When `index` is 0: there is no response before `(a)`.
+    #[cfg(test)]
     #[must_use]
-    pub fn from_index(index: u32) -> Self {
+    pub(crate) fn from_index(index: u32) -> Self {
         assert!(index > 0, "response letters start at 1 = (a)");
         Extra(index)
     }
 
     /// The 1-based position in the line.
+    #[cfg(test)]
     #[must_use]
-    pub const fn index(self) -> u32 {
+    pub(crate) const fn index(self) -> u32 {
         self.0
     }
 
     /// The next response letter.
+    #[cfg(test)]
     #[must_use]
-    pub fn next(self) -> Self {
+    pub(crate) fn next(self) -> Self {
         Extra(self.0 + 1)
     }
 
     /// Every extra from `(a)` up to and including `self`.
-    pub fn up_to(self) -> impl Iterator<Item = Extra> {
+    pub(crate) fn up_to(self) -> impl Iterator<Item = Extra> {
         (1..=self.0).map(Extra)
     }
 
     /// The letters alone, without parentheses: `a`, `aa`.
     #[must_use]
-    pub fn letters(self) -> String {
+    pub(crate) fn letters(self) -> String {
         let mut n = self.0;
         let mut out = Vec::new();
         while n > 0 {
@@ -59,7 +62,7 @@ impl Extra {
     }
 
     /// Parses the letters alone (`a`, `ab`), as the DDM schema's example shows them.
-    pub fn parse_letters(input: &str) -> Result<Self, VersionError> {
+    pub(crate) fn parse_letters(input: &str) -> Result<Self, VersionError> {
         let bad = |reason: &str| VersionError::Extra {
             input: input.to_owned(),
             reason: reason.to_owned(),

@@ -13,18 +13,18 @@ mod extra;
 mod os_version;
 mod response_version;
 
-pub use build::{BaseMove, Build};
-pub use error::VersionError;
-pub use extra::Extra;
-pub use os_version::{OsVersion, UpdateKind};
-pub use response_version::ResponseVersion;
+pub(crate) use build::{BaseMove, Build};
+pub(crate) use error::VersionError;
+pub(crate) use extra::Extra;
+pub(crate) use os_version::{OsVersion, UpdateKind};
+pub(crate) use response_version::ResponseVersion;
 
 /// A base OS as the device knows it: the marketing version and the build it runs.
 ///
 /// A response belongs to a base when its `ProductVersion` equals `version` and its
 /// `PrerequisiteBuild` equals `build`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Base {
+pub(crate) struct Base {
     /// The OS version, e.g. `26.3.1`.
     pub version: OsVersion,
     /// The base build, e.g. `25D2128`.
@@ -34,7 +34,7 @@ pub struct Base {
 impl Base {
     /// Does a response for `version` with prerequisite `build` belong to this base?
     #[must_use]
-    pub fn accepts(&self, version: &OsVersion, prerequisite: &Build) -> bool {
+    pub(crate) fn accepts(&self, version: &OsVersion, prerequisite: &Build) -> bool {
         &self.version == version && &self.build == prerequisite
     }
 }

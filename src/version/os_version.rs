@@ -13,7 +13,7 @@ const MAX_COMPONENT: u32 = 9_999;
 /// A patch of zero is the same version as no patch (`26.4.0` is `26.4`) and is printed without
 /// it, as Apple does. Ordering is numeric, component by component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OsVersion {
+pub(crate) struct OsVersion {
     major: u32,
     minor: u32,
     patch: u32,
@@ -21,7 +21,7 @@ pub struct OsVersion {
 
 /// How one base version relates to another, in Apple's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpdateKind {
+pub(crate) enum UpdateKind {
     /// Same version.
     Same,
     /// A later version with the same major number (26.3.1 -> 26.4): it includes every response of
@@ -36,7 +36,7 @@ pub enum UpdateKind {
 impl OsVersion {
     /// Makes a version from its parts.
     #[must_use]
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+    pub(crate) const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Self {
             major,
             minor,
@@ -46,13 +46,13 @@ impl OsVersion {
 
     /// The major number (`26` of `26.3.1`).
     #[must_use]
-    pub const fn major(&self) -> u32 {
+    pub(crate) const fn major(&self) -> u32 {
         self.major
     }
 
     /// How `self` relates to `from` when a device moves from `from` to `self`.
     #[must_use]
-    pub fn update_kind_from(&self, from: &OsVersion) -> UpdateKind {
+    pub(crate) fn update_kind_from(&self, from: &OsVersion) -> UpdateKind {
         use std::cmp::Ordering;
         match self.cmp(from) {
             Ordering::Equal => UpdateKind::Same,
@@ -65,7 +65,7 @@ impl OsVersion {
     /// Does this version include every response issued for `earlier`? True for any later version
     /// of the same major release (minor updates chain), false across a major upgrade.
     #[must_use]
-    pub fn includes_responses_of(&self, earlier: &OsVersion) -> bool {
+    pub(crate) fn includes_responses_of(&self, earlier: &OsVersion) -> bool {
         self.update_kind_from(earlier) == UpdateKind::MinorUpdate
     }
 }

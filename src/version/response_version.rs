@@ -8,7 +8,7 @@ use super::{Extra, OsVersion, VersionError};
 
 /// A response version such as `26.3.1 (a)`. Orders by base version, then by letter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ResponseVersion {
+pub(crate) struct ResponseVersion {
     /// The base OS version the response is for.
     pub os: OsVersion,
     /// Its position in the line for that base.
@@ -18,13 +18,13 @@ pub struct ResponseVersion {
 impl ResponseVersion {
     /// Makes a response version from its parts.
     #[must_use]
-    pub const fn new(os: OsVersion, extra: Extra) -> Self {
+    pub(crate) const fn new(os: OsVersion, extra: Extra) -> Self {
         Self { os, extra }
     }
 
     /// Every response of this one's line up to and including it: `(a)`, `(b)`, ... `self`.
     /// Responses are cumulative, so having `self` means having all of these.
-    pub fn line_up_to(self) -> impl Iterator<Item = ResponseVersion> {
+    pub(crate) fn line_up_to(self) -> impl Iterator<Item = ResponseVersion> {
         self.extra
             .up_to()
             .map(move |extra| ResponseVersion::new(self.os, extra))

@@ -121,8 +121,26 @@ fn check_consistent(d: &Device) -> Value {
         .keys()
         .filter(|p| p.contains("/generations/") && p.matches('/').count() == 6)
         .collect();
-    let wanted =
-        1 + usize::from(!s["active"].is_null()) + usize::from(s["staged"]["action"] == "install");
+    // The base, the active and staged responses, and the responses that still supply one of
+    // their cryptexes (responses are cumulative per cryptex: an App-only response keeps the OS
+    // content of the one it replaced).
+    let mut kept = std::collections::BTreeSet::new();
+    for part in [&s["active"], &s["staged"]] {
+        if let Some(v) = part["version"].as_str()
+            && part["action"] != "remove"
+        {
+            kept.insert(v.to_owned());
+        }
+        if let Some(sources) = part["sources"].as_object() {
+            kept.extend(
+                sources
+                    .values()
+                    .filter_map(|v| v.as_str().map(str::to_owned)),
+            );
+        }
+    }
+    kept.remove(s["os"]["version"].as_str().unwrap());
+    let wanted = 1 + kept.len();
     assert_eq!(gens.len(), wanted, "generations {gens:?} for status {s}");
     s
 }
