@@ -53,6 +53,13 @@ pub enum Error {
         hint: String,
     },
 
+    /// The device is on a read-only filesystem: a changing command refuses before it changes
+    /// anything.
+    #[error("the device at {} is on a read-only filesystem; nothing was changed", root.display())]
+    ReadOnly {
+        /// The device root.
+        root: PathBuf,
+    },
     /// Devices of a fleet failed to sync (each failure is listed in the command's output).
     #[error("{failed} of {devices} devices failed to sync (listed above)")]
     SyncFailures {
@@ -211,6 +218,7 @@ impl Error {
             Error::Io { .. }
             | Error::NoSpace { .. }
             | Error::Server { .. }
+            | Error::ReadOnly { .. }
             | Error::SyncFailures { .. } => 1,
             Error::Usage { .. }
             | Error::Version(_)
@@ -246,6 +254,7 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
             Error::Server { .. } | Error::SyncFailures { .. } => ErrorKind::Server,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Usage { .. }
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
@@ -278,6 +287,7 @@ impl Error {
                 "free some space on the device's volume, then apply again".to_owned()
             }
             Error::Server { hint, .. } => hint.clone(),
+            Error::ReadOnly { .. } => "remount it read-write (or copy the device to writable storage), then try again; reading commands (status, verify, history, report) work on a read-only device".to_owned(),
             Error::SyncFailures { .. } => "fix what the failures name, then run `bsi fleet sync` again (devices that synced are up to date)".to_owned(),
             Error::Usage { hint, .. }
             | Error::Policy { hint, .. }
@@ -457,6 +467,8 @@ pub enum ErrorKind {
     NoSpace,
     /// A DDM server was unreachable or answered with an error or a malformed body (exit 1).
     Server,
+    /// The device is on a read-only filesystem (exit 1).
+    ReadOnly,
     /// A bad flag, value or input file (exit 2).
     Usage,
     /// The battery is below the minimum and the device is not on power (exit 3).

@@ -164,6 +164,11 @@ impl Device {
             }
             return Err(no_device());
         }
+        if access == Access::Change && read_only(&root) {
+            return Err(Error::ReadOnly {
+                root: path.to_path_buf(),
+            });
+        }
         let lock = match access {
             Access::Read => None,
             Access::Change => Some(DeviceLock::acquire(&root, wait, holder)?),
@@ -318,4 +323,17 @@ impl Device {
     pub(crate) fn settings(&self) -> Result<Settings> {
         Ok(records::read_json_opt(&self.root, layout::SETTINGS_RECORD)?.unwrap_or_default())
     }
+}
+
+/// Is the filesystem holding `root` mounted read-only?
+fn read_only(root: &Root) -> bool {
+    rustix::fs::fstatvfs(root.dir())
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// Is the filesystem holding `path` mounted read-only (`init`'s check, before a device exists)?
+#[must_use]
+pub(crate) fn path_is_read_only(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }

@@ -351,7 +351,7 @@ pub(crate) fn apply_verified(
         };
         return Ok(outcome(action, has_os && !opts.restart, message));
     }
-    check_space(device, total)?;
+    check_space(device, &bundle)?;
     crate::faults::pause_point!("apply.checked");
     let suppliers = suppliers(&bundle, &snapshot);
     tx.begin()?;
@@ -364,7 +364,10 @@ pub(crate) fn apply_verified(
             opts.enforced_by.as_deref(),
         );
         tx.phase("staging");
-        let name = stage::stage(device, &mut bundle, &suppliers, progress)?;
+        let name = match stage::stage(device, &mut bundle, &suppliers, progress) {
+            Ok(name) => name,
+            Err(e) => return Err(out_of_space(device, &bundle, e)),
+        };
         tx.phase("switching");
         crate::faults::pause_point!("apply.switching");
         let layout = device.layout();
@@ -438,15 +441,58 @@ pub(crate) fn apply_verified(
 }
 
 /// Refuses (exit 1) when the device's volume has less free space than the payload needs.
-fn check_space(device: &Device, needed: u64) -> Result<()> {
+/// The space staging `bundle` takes on the device's filesystem: each file rounded up to whole
+/// blocks, a block per directory, and room for the manifest and records.
+fn space_needed(bundle: &Bundle, block: u64) -> u64 {
+    let block = block.max(512);
+    let files: u64 = bundle
+        .manifest
+        .cryptexes
+        .files()
+        .map(|(_, f)| f.size.div_ceil(block) * block)
+        .sum();
+    let dirs = bundle.manifest.cryptexes.count() as u64 / 8 + 16;
+    files + dirs * block + (1 << 20)
+}
+
+fn free_space(device: &Device) -> Result<(u64, u64, u64)> {
     let root = device.root();
     let stat = rustix::fs::fstatvfs(root.dir())
         .map_err(|e| Error::io("checking free space on", root.path(), e.into()))?;
-    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
-    // Leave room for directory blocks and the manifest.
-    let needed = needed + needed / 64 + (1 << 20);
-    if available < needed {
+    Ok((
+        stat.f_bavail.saturating_mul(stat.f_frsize),
+        stat.f_favail,
+        stat.f_frsize,
+    ))
+}
+
+/// Refuses (exit 1) when the device's volume has too little free space, or too few free inodes,
+/// for `bundle`'s payload.
+fn check_space(device: &Device, bundle: &Bundle) -> Result<()> {
+    let (available, inodes, block) = free_space(device)?;
+    let needed = space_needed(bundle, block);
+    let files = bundle.manifest.cryptexes.count() as u64;
+    if available < needed || inodes < files + files / 8 + 16 {
         return Err(Error::NoSpace { needed, available });
     }
     Ok(())
+}
+
+/// An error that is the filesystem running full while staging becomes the space error, with
+/// what the payload needs; any other error is returned as it is.
+fn out_of_space(device: &Device, bundle: &Bundle, error: Error) -> Error {
+    let full = match &error {
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    };
+    if !full {
+        return error;
+    }
+    match free_space(device) {
+        Ok((available, _, block)) => Error::NoSpace {
+            needed: space_needed(bundle, block),
+            available,
+        },
+        Err(_) => error,
+    }
 }

@@ -170,6 +170,11 @@ pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<Ini
         .iter()
         .map(|p| trust::read_public_key(p))
         .collect::<Result<Vec<_>>>()?;
+    if path.exists() && crate::device::path_is_read_only(path) {
+        return Err(Error::ReadOnly {
+            root: path.to_path_buf(),
+        });
+    }
     if !path.exists() && !opts.dry_run {
         std::fs::create_dir_all(path).ctx("creating", path)?;
     }

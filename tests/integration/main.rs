@@ -13,6 +13,7 @@
 //! - `hostile`: hostile input, each refused cheaply (time and peak RSS measured).
 //! - `kmfddm`: `bsi sync` and `bsi fleet` against a real DDM server (KMFDDM), and the protocol's
 //!   error paths against a stub.
+//! - `realfs`: a device on a small tmpfs that runs full, and on a read-only bind mount (root).
 //! - `truth`: the truthful-state defects and the hint-following test.
 
 // Test code: printing the kill test's seed is the point, and helpers favour brevity.
@@ -37,4 +38,5 @@ mod hostile;
 mod kmfddm;
 mod lifecycle;
 mod reading;
+mod realfs;
 mod truth;
