@@ -12,6 +12,7 @@ use crate::bundle::pack::Packed;
 use crate::ddm::auto::AutoOutcome;
 use crate::ddm::catalog::LookupResult;
 use crate::ddm::sync::SyncOutcome;
+use crate::declarations::declaration::UNKNOWN_PAYLOAD_KEYS;
 use crate::declarations::store::SetOutcome;
 use crate::device::trust::TrustedKey;
 use crate::fleet::{FleetInitOutcome, FleetSyncOutcome};
@@ -246,11 +247,7 @@ impl Output {
                 if !p.note.is_empty() {
                     line(&mut out, format!("  {}", p.note));
                 }
-                for r in p
-                    .reasons
-                    .iter()
-                    .filter(|r| r.code == "Error.UnknownPayloadKeys")
-                {
+                for r in p.reasons.iter().filter(|r| r.code == UNKNOWN_PAYLOAD_KEYS) {
                     line(&mut out, format!("  {}: {}", r.code, r.description));
                 }
             }
@@ -274,11 +271,7 @@ impl Output {
                         ),
                     );
                     line(&mut out, format!("  {}", d.note));
-                    for r in d
-                        .reasons
-                        .iter()
-                        .filter(|r| r.code == "Error.UnknownPayloadKeys")
-                    {
+                    for r in d.reasons.iter().filter(|r| r.code == UNKNOWN_PAYLOAD_KEYS) {
                         line(&mut out, format!("  {}: {}", r.code, r.description));
                     }
                 }

@@ -238,10 +238,7 @@ pub(crate) fn run(
         // Prepared earlier (by this pass before the deadline, or by the user): the deadline
         // restarts into it.
         if let Some((version, build)) = &staged {
-            let satisfies = match &e.target_build_version {
-                Some(t) => t == build,
-                None => true,
-            };
+            let satisfies = wanted_build(build);
             let target_newer = applicable
                 .iter()
                 .filter(|c| wanted_build(&c.build))

@@ -79,14 +79,13 @@ impl ManifestDeclarationItems {
     }
 }
 
-/// `DeclarationItemsResponse`.
+/// `DeclarationItemsResponse` (its `DeclarationsToken` is not used: bsi keeps the token
+/// `/tokens` gives, which KMFDDM spells differently).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DeclarationItemsResponse {
     /// `Declarations`.
     pub declarations: ManifestDeclarationItems,
-    /// `DeclarationsToken`.
-    pub declarations_token: String,
 }
 
 /// A DDM server's device endpoints.

@@ -31,7 +31,6 @@ use crate::device::layout::REPORT_DELIVERED_RECORD;
 use crate::device::records;
 use crate::gates::policy::Policy;
 use crate::status;
-use crate::version::OsVersion;
 
 /// One declaration in `management.declarations`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -289,23 +288,11 @@ pub(crate) fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy
             declaration_id,
         }),
     );
-    items.retain(|name, _| {
-        // `family` has the support of `version`.
-        let as_name = if *name == "device.operating-system.family" {
-            "device.operating-system.version"
-        } else {
-            name
-        };
-        support::status_item(as_name, &facts)
-    });
-    let full_report_key = match facts.platform {
-        crate::platform::Platform::MacOs => facts.os >= OsVersion::new(14, 0, 0),
-        _ => facts.os >= OsVersion::new(17, 0, 0),
-    };
+    items.retain(|name, _| support::status_item(name, &facts));
     Ok((
         StatusReport {
             items,
-            full_report: full_report_key.then_some(true),
+            full_report: support::full_report(&facts).then_some(true),
         },
         policy,
     ))
@@ -315,23 +302,26 @@ pub(crate) fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy
 /// then full).
 #[must_use]
 pub(crate) fn delivered(device: &Device) -> Option<Delivered> {
-    records::read_json_opt(device.root(), REPORT_DELIVERED_RECORD)
-        .ok()
-        .flatten()
+    records::read_json_lenient(device.root(), REPORT_DELIVERED_RECORD)
 }
 
-/// Only the items of `report` that differ from `delivered`, with `FullReport` false; the whole
-/// report (`FullReport` true) when nothing was delivered yet.
+/// Only the items of `report` whose value differs from the `delivered` ones (flat, by dotted
+/// name), with `FullReport` false; the whole report (`FullReport` true) when nothing was
+/// delivered yet.
 #[must_use]
-pub(crate) fn changes(report: StatusReport, delivered: Option<&Delivered>) -> StatusReport {
+pub(crate) fn changes(
+    report: &StatusReport,
+    delivered: Option<&BTreeMap<String, Value>>,
+) -> StatusReport {
     let Some(delivered) = delivered else {
-        return report;
+        return report.clone();
     };
     let flat = report.flat();
     let items = report
         .items
-        .into_iter()
-        .filter(|(name, _)| delivered.items.get(*name) != flat.get(*name))
+        .iter()
+        .filter(|(name, _)| delivered.get(**name) != flat.get(**name))
+        .map(|(name, item)| (*name, item.clone()))
         .collect();
     StatusReport {
         items,
@@ -390,21 +380,16 @@ mod tests {
             ]),
             full_report: Some(true),
         };
-        let mut delivered = Delivered {
-            at: String::new(),
-            items: report.flat(),
-        };
-        let none = changes(report.clone(), Some(&delivered));
+        let mut delivered = report.flat();
+        let none = changes(&report, Some(&delivered));
         assert!(none.items.is_empty());
         assert_eq!(none.full_report, Some(false));
-        delivered
-            .items
-            .insert("softwareupdate.install-state".into(), Value::from("none"));
-        let one = changes(report.clone(), Some(&delivered));
+        delivered.insert("softwareupdate.install-state".into(), Value::from("none"));
+        let one = changes(&report, Some(&delivered));
         assert_eq!(
             one.items.keys().copied().collect::<Vec<_>>(),
             ["softwareupdate.install-state"]
         );
-        assert_eq!(changes(report.clone(), None), report);
+        assert_eq!(changes(&report, None), report);
     }
 }

@@ -26,7 +26,7 @@ use crate::device::records::{self, Failure, InstallReason, InstallTrigger};
 use crate::device::{Device, Holder};
 use crate::status::model::{StagedAction, Status};
 use crate::version::ResponseVersion;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// `softwareupdate.install-state`.
 #[derive(
@@ -68,10 +68,10 @@ pub(crate) struct SoftwareUpdate {
     pub failure: Failure,
 }
 
-/// Reads a secondary record leniently: a damaged one reads as absent (`status` says so and
-/// names `bsi repair`).
+/// Reads a secondary record leniently: a damaged one reads as absent (`verify` names it and
+/// `bsi repair` removes it).
 fn lenient<T: serde::de::DeserializeOwned>(device: &Device, rel: &str) -> Option<T> {
-    records::read_json_opt(device.root(), rel).ok().flatten()
+    records::read_json_lenient(device.root(), rel)
 }
 
 fn is_stale(target: &str, status: &Status) -> bool {
@@ -182,15 +182,14 @@ fn derive_from(
     }
 }
 
-/// The `error-domain` of a failed install, from its error.
-fn domain_of(error: &Error) -> &'static str {
-    match error.exit_code() {
-        3 => "bsi.power",
-        4 => "bsi.policy",
-        5 => "bsi.applicability",
-        6 => "bsi.bundle",
-        _ => "bsi.install",
-    }
+/// The `error-domain` of a failed install: `bsi.` and the error's `kind` (`bsi.power`,
+/// `bsi.policy`, `bsi.io`, ...), the same name `--json` errors carry.
+fn domain_of(error: &Error) -> String {
+    let kind = serde_json::to_value(error.kind())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!("bsi.{kind}")
 }
 
 /// Records a failed attempt at installing `target` (version, build) when known.
@@ -216,7 +215,7 @@ pub(crate) fn record_failure(
             timestamp: Some(clock.stamp()),
             target: version,
             build: target.map(|(_, b)| b.to_owned()),
-            error_domain: Some(domain_of(error).to_owned()),
+            error_domain: Some(domain_of(error)),
             error_code: Some(i64::from(error.exit_code())),
         },
     )
@@ -274,7 +273,12 @@ pub(crate) fn record_apply(
 ) -> Result<()> {
     match result {
         Ok(outcome) if outcome.action.installs() => record_success(device),
-        Err(error) if matches!(error.exit_code(), 1 | 3 | 4) => {
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Power | ErrorKind::Policy
+            ) =>
+        {
             record_failure(device, clock, None, error)
         }
         Ok(_) | Err(_) => Ok(()),

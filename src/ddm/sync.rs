@@ -90,7 +90,7 @@ fn fetch(
     server: &Server,
     enrollment: &str,
     held: &[Declaration],
-) -> Result<(String, Vec<Declaration>, Vec<DeclarationChange>)> {
+) -> Result<(Vec<Declaration>, Vec<DeclarationChange>)> {
     let items = server.declaration_items(enrollment)?;
     let mut to_store = Vec::new();
     let mut changes = Vec::new();
@@ -139,7 +139,7 @@ fn fetch(
             server_token: d.server_token.clone(),
         });
     }
-    Ok((items.declarations_token, to_store, changes))
+    Ok((to_store, changes))
 }
 
 /// Runs one sync on the device of `tx`. An error of the background pass (e.g. the battery
@@ -156,9 +156,7 @@ pub(crate) fn run(
         .clone()
         .unwrap_or_else(|| device.info().enrollment().to_owned());
     let server = &opts.server;
-    let state: Option<SyncState> = records::read_json_opt(device.root(), SYNC_RECORD)
-        .ok()
-        .flatten();
+    let state: Option<SyncState> = records::read_json_lenient(device.root(), SYNC_RECORD);
     let same = state
         .as_ref()
         .filter(|s| s.server == server.url() && s.enrollment_id == enrollment);
@@ -183,7 +181,7 @@ pub(crate) fn run(
         let held = store::list(device.root())?;
         // The token compared next time is the one `/tokens` gave: servers need not give the
         // same string in the declaration items.
-        let (_, to_store, changes) = fetch(server, &enrollment, &held)?;
+        let (to_store, changes) = fetch(server, &enrollment, &held)?;
         outcome.fetched_items = true;
         if !opts.dry_run && !changes.is_empty() {
             // Each declaration is replaced atomically; no journal is needed: a sync cut short
@@ -213,11 +211,8 @@ pub(crate) fn run(
         .filter(|c| c.state.valid == crate::declarations::state::Validity::Invalid)
         .map(|c| (c.state.declaration.identifier.clone(), c.note.clone()))
         .collect();
-    let delivered = same.map(|s| report::Delivered {
-        at: s.last_sync.clone(),
-        items: s.delivered.clone(),
-    });
-    let to_send = report::changes(full.clone(), delivered.as_ref());
+    let delivered = same.map(|s| &s.delivered);
+    let to_send = report::changes(&full, delivered);
     outcome.report = ReportSent {
         full: delivered.is_none(),
         items: to_send.items.keys().map(|k| (*k).to_owned()).collect(),
@@ -230,7 +225,7 @@ pub(crate) fn run(
         outcome.report.sent = true;
     }
     if !opts.dry_run {
-        let sent = usize::from(outcome.report.sent) as u64;
+        let sent = u64::from(outcome.report.sent);
         records::write_json(
             device.root(),
             SYNC_RECORD,

@@ -153,7 +153,23 @@ pub(crate) struct Reason {
     pub details: BTreeMap<String, Value>,
 }
 
+/// The reason code for payload keys a device ignores; the declaration stays valid.
+pub(crate) const UNKNOWN_PAYLOAD_KEYS: &str = "Error.UnknownPayloadKeys";
+
 impl Reason {
+    /// Does this reason make a declaration invalid (an `Error.` code other than
+    /// [`UNKNOWN_PAYLOAD_KEYS`])?
+    #[must_use]
+    pub(crate) fn invalidates(&self) -> bool {
+        self.code.starts_with("Error.") && self.code != UNKNOWN_PAYLOAD_KEYS
+    }
+
+    /// The first reason in `reasons` that makes a declaration invalid.
+    #[must_use]
+    pub(crate) fn first_invalidating(reasons: &[Reason]) -> Option<&Reason> {
+        reasons.iter().find(|r| r.invalidates())
+    }
+
     /// A reason with `code` and one detail per `(key, value)`.
     #[must_use]
     pub(crate) fn new(

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::declaration::{Category, Declaration, Payload, Reason};
+use super::declaration::{Category, Declaration, Payload, Reason, UNKNOWN_PAYLOAD_KEYS};
 use super::predicate::{Predicate, PredicateError, StatusValue};
 use super::support::{self, DeviceFacts, KeyLimit};
 use crate::untrusted::clip;
@@ -132,7 +132,7 @@ fn own_state(d: &Declaration, facts: &DeviceFacts) -> (Vec<Reason>, Vec<(String,
             );
         }
         reasons.push(Reason::new(
-            "Error.UnknownPayloadKeys",
+            UNKNOWN_PAYLOAD_KEYS,
             description,
             &[(
                 "UnknownPayloadKeys",
@@ -141,12 +141,6 @@ fn own_state(d: &Declaration, facts: &DeviceFacts) -> (Vec<Reason>, Vec<(String,
         ));
     }
     (reasons, limited)
-}
-
-fn is_error(reasons: &[Reason]) -> bool {
-    reasons
-        .iter()
-        .any(|r| r.code.starts_with("Error.") && r.code != "Error.UnknownPayloadKeys")
 }
 
 /// Evaluates every declaration; `status` gives the device's status items for predicates.
@@ -165,7 +159,7 @@ pub(crate) fn evaluate(
         .into_iter()
         .map(|declaration| {
             let (reasons, limited_keys) = own_state(&declaration, facts);
-            let valid = if is_error(&reasons) {
+            let valid = if Reason::first_invalidating(&reasons).is_some() {
                 crate::declarations::state::Validity::Invalid
             } else {
                 Validity::Valid

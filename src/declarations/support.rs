@@ -111,43 +111,50 @@ impl Support {
     }
 }
 
+/// The `supportedOS` most of DDM shares: iOS 15 and macOS 13, every enrollment the platform has.
+const DDM: Support = Support {
+    ios: since(15, 0, 0, &[S, D, U]),
+    macos: since(13, 0, 0, &[S, U]),
+};
+
+/// The supplemental (response) status items: iOS 16.1 and macOS 13.
+const SUPPLEMENTAL: Support = Support {
+    ios: since(16, 1, 0, &[S, D, U]),
+    macos: since(13, 0, 0, &[S, U]),
+};
+
+/// Software-update enforcement and status items: iOS 17 (supervised or device enrollment) and
+/// macOS 14 (supervised).
+const SOFTWARE_UPDATE: Support = Support {
+    ios: since(17, 0, 0, &[S, D]),
+    macos: since(14, 0, 0, &[S]),
+};
+
+/// Software-update settings: iOS 18 and macOS 15.
+const SETTINGS: Support = Support {
+    ios: since(18, 0, 0, &[S, D]),
+    macos: since(15, 0, 0, &[S]),
+};
+
+/// `FullReport` in a status report (`protocol/statusreport.yaml`): iOS 17 and macOS 14.
+const FULL_REPORT: Support = Support {
+    ios: since(17, 0, 0, &[S, D, U]),
+    macos: since(14, 0, 0, &[S, U]),
+};
+
 /// Declaration types bsi implements, with their `supportedOS`.
 const DECLARATION_TYPES: &[(&str, Support)] = &[
-    (
-        "com.apple.activation.simple",
-        Support {
-            ios: since(15, 0, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
-    ),
+    ("com.apple.activation.simple", DDM),
     (
         "com.apple.configuration.management.status-subscriptions",
-        Support {
-            ios: since(15, 0, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
+        DDM,
     ),
     (
         "com.apple.configuration.softwareupdate.enforcement.specific",
-        Support {
-            ios: since(17, 0, 0, &[S, D]),
-            macos: since(14, 0, 0, &[S]),
-        },
+        SOFTWARE_UPDATE,
     ),
-    (
-        "com.apple.configuration.softwareupdate.settings",
-        Support {
-            ios: since(18, 0, 0, &[S, D]),
-            macos: since(15, 0, 0, &[S]),
-        },
-    ),
-    (
-        "com.apple.management.server-capabilities",
-        Support {
-            ios: since(15, 0, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
-    ),
+    ("com.apple.configuration.softwareupdate.settings", SETTINGS),
+    ("com.apple.management.server-capabilities", DDM),
 ];
 
 /// Does the device accept declarations of type `kind`? `None`: bsi does not implement the type.
@@ -246,72 +253,32 @@ pub(crate) fn settings_key(path: &str, facts: &DeviceFacts) -> Option<KeyLimit> 
     limit
 }
 
-/// Status items bsi reports, with their `supportedOS`.
+/// Status items bsi reports, with their `supportedOS` (`device.operating-system.family` has no
+/// schema in the reference; it is reported as `version` is, as real devices do).
 const STATUS_ITEMS: &[(&str, Support)] = &[
-    (
-        "device.operating-system.version",
-        Support {
-            ios: since(15, 0, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
-    ),
-    (
-        "device.operating-system.build-version",
-        Support {
-            ios: since(15, 0, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
-    ),
+    ("device.operating-system.family", DDM),
+    ("device.operating-system.version", DDM),
+    ("device.operating-system.build-version", DDM),
     (
         "device.operating-system.supplemental.build-version",
-        Support {
-            ios: since(16, 1, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
+        SUPPLEMENTAL,
     ),
     (
         "device.operating-system.supplemental.extra-version",
-        Support {
-            ios: since(16, 1, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
+        SUPPLEMENTAL,
     ),
-    (
-        "management.declarations",
-        Support {
-            ios: since(15, 0, 0, &[S, D, U]),
-            macos: since(13, 0, 0, &[S, U]),
-        },
-    ),
-    (
-        "softwareupdate.install-state",
-        Support {
-            ios: since(17, 0, 0, &[S, D]),
-            macos: since(14, 0, 0, &[S]),
-        },
-    ),
-    (
-        "softwareupdate.pending-version",
-        Support {
-            ios: since(17, 0, 0, &[S, D]),
-            macos: since(14, 0, 0, &[S]),
-        },
-    ),
-    (
-        "softwareupdate.failure-reason",
-        Support {
-            ios: since(17, 0, 0, &[S, D]),
-            macos: since(14, 0, 0, &[S]),
-        },
-    ),
-    (
-        "softwareupdate.install-reason",
-        Support {
-            ios: since(17, 0, 0, &[S, D]),
-            macos: since(14, 0, 0, &[S]),
-        },
-    ),
+    ("management.declarations", DDM),
+    ("softwareupdate.install-state", SOFTWARE_UPDATE),
+    ("softwareupdate.pending-version", SOFTWARE_UPDATE),
+    ("softwareupdate.failure-reason", SOFTWARE_UPDATE),
+    ("softwareupdate.install-reason", SOFTWARE_UPDATE),
 ];
+
+/// Does the device send `FullReport` in its status reports?
+#[must_use]
+pub(crate) fn full_report(facts: &DeviceFacts) -> bool {
+    FULL_REPORT.allows(facts)
+}
 
 /// Does the device report status item `name`? Items bsi does not know are not reported.
 #[must_use]

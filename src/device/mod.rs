@@ -118,8 +118,7 @@ pub(crate) fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<St
         supervised: false,
         volume_group: volume_group.clone(),
         // The identifier a server knows the device by survives in the sync record.
-        enrollment_id: records::read_json::<records::SyncState>(&root, layout::SYNC_RECORD)
-            .ok()
+        enrollment_id: records::read_json_lenient::<records::SyncState>(&root, layout::SYNC_RECORD)
             .map(|s| s.enrollment_id)
             .filter(|id| !id.is_empty()),
         created: clock_stamp.to_owned(),

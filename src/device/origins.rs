@@ -25,10 +25,7 @@ pub(crate) struct Origin {
 /// improves hints.
 #[must_use]
 pub(crate) fn read(root: &Root) -> BTreeMap<String, Origin> {
-    records::read_json_opt(root, ORIGINS_RECORD)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    records::read_json_lenient(root, ORIGINS_RECORD).unwrap_or_default()
 }
 
 /// The origin of `build`, if recorded.

@@ -208,6 +208,13 @@ pub(crate) fn read_json_opt<T: DeserializeOwned>(root: &Root, rel: &str) -> Resu
     }
 }
 
+/// Reads a secondary record whose absence or damage only costs detail (an install reason, a
+/// delivered report, the origins of responses): `None` when it is missing or unreadable.
+#[must_use]
+pub(crate) fn read_json_lenient<T: DeserializeOwned>(root: &Root, rel: &str) -> Option<T> {
+    read_json_opt(root, rel).ok().flatten()
+}
+
 fn parse_json<T: DeserializeOwned>(root: &Root, rel: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         Error::damaged(format!(

@@ -8,7 +8,7 @@
 //! `Enable` and `EnableRollback` are false if any declaration makes them false, deferrals take the
 //! maximum. Enforcement declarations in effect are listed for the background pass.
 
-use crate::declarations::declaration::{AutomaticAction, EnforcementPayload, Payload};
+use crate::declarations::declaration::{AutomaticAction, EnforcementPayload, Payload, Reason};
 use crate::declarations::predicate::StatusValue;
 use crate::declarations::state::{self, Evaluated, Validity};
 use crate::declarations::support::{DeviceFacts, KeyLimit};
@@ -124,11 +124,7 @@ pub(crate) fn with_declarations(
 }
 
 fn not_in_effect_note(e: &Evaluated) -> String {
-    let first_error = e
-        .reasons
-        .iter()
-        .find(|r| r.code.starts_with("Error.") && r.code != "Error.UnknownPayloadKeys");
-    match (e.valid, first_error) {
+    match (e.valid, Reason::first_invalidating(&e.reasons)) {
         (Validity::Invalid, Some(r)) => format!("invalid ({}): {}", r.code, r.description),
         _ if !e.active && e.declaration.category() == crate::declarations::declaration::Category::Configuration => {
             "not active: no active activation references it (`bsi policy set` an activation that lists it in StandardConfigurations)".to_owned()

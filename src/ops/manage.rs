@@ -264,10 +264,7 @@ fn unusable(set: &PolicySet) -> Option<Error> {
     if set.valid != Validity::Invalid {
         return None;
     }
-    let reason = set
-        .reasons
-        .iter()
-        .find(|r| r.code.starts_with("Error.") && r.code != "Error.UnknownPayloadKeys")?;
+    let reason = Reason::first_invalidating(&set.reasons)?;
     if reason.code == "Error.MissingConfigurations" {
         return None;
     }

@@ -331,24 +331,20 @@ pub(crate) fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
 /// one write `report` makes, under the device lock; no history entry, as it changes nothing a
 /// person reads back).
 pub(crate) fn report(env: &Env, changes: bool, delivered: bool) -> Result<serde_json::Value> {
-    if !delivered {
-        let device = open_read(env)?;
-        let full = report::build(&device)?;
-        let out = if changes {
-            report::changes(full, report::delivered(&device).as_ref())
-        } else {
-            full
-        };
-        return Ok(out.to_json());
-    }
-    let device = lifecycle::open_to_change(&env.root, env.wait, "report", &env.clock)?;
+    let device = if delivered {
+        lifecycle::open_to_change(&env.root, env.wait, "report", &env.clock)?
+    } else {
+        open_read(env)?
+    };
     let full = report::build(&device)?;
     let out = if changes {
-        report::changes(full.clone(), report::delivered(&device).as_ref())
+        report::changes(&full, report::delivered(&device).map(|d| d.items).as_ref())
     } else {
         full.clone()
     };
-    report::mark_delivered(&device, &full, env.clock.stamp())?;
+    if delivered {
+        report::mark_delivered(&device, &full, env.clock.stamp())?;
+    }
     Ok(out.to_json())
 }
 
