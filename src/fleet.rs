@@ -102,21 +102,10 @@ impl Mix {
     }
 
     fn uuid(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
         let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&a.to_be_bytes());
-        bytes[8..].copy_from_slice(&b.to_be_bytes());
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let h = crate::bundle::digest::hex(&bytes).to_uppercase();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        bytes[..8].copy_from_slice(&self.next().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next().to_be_bytes());
+        crate::lifecycle::init::uuid_text(bytes)
     }
 }
 
@@ -156,10 +145,10 @@ fn device_options(opts: &FleetInitOptions, index: u32) -> Result<InitOptions> {
     let battery = lo + u8::try_from(mix.below(u64::from(hi - lo) + 1)).unwrap_or(0);
     let on_ac = !portable || mix.below(2) == 0;
     let supervised = mix.below(100) < u64::from(opts.supervised_percent);
-    let (version, build) = match platform {
-        Platform::MacOs => ("26.3.1", "25D2128"),
-        Platform::Ios | Platform::IpadOs => ("26.3.1", "23D8133"),
-    };
+    let (version, build) = (
+        crate::lifecycle::init::DEFAULT_VERSION,
+        crate::lifecycle::init::default_build(platform),
+    );
     Ok(InitOptions {
         platform,
         version: version.parse::<OsVersion>()?,
@@ -341,11 +330,9 @@ pub(crate) fn cpu_seconds() -> f64 {
             .unwrap_or(0.0)
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    100.0
+    #[allow(clippy::cast_precision_loss)]
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    (ticks(11) + ticks(12)) / per_second
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -9,7 +9,7 @@ use crate::bundle::{create, inspect, keys, pack};
 use crate::ddm::{auto, catalog, client, sync};
 use crate::device::{Chip, Platform};
 use crate::fleet;
-use crate::lifecycle::init::{InitOptions, init};
+use crate::lifecycle::init::{DEFAULT_VERSION, InitOptions, default_build, init};
 use crate::lifecycle::{apply, recover, update};
 use crate::ops::{self, Done, Env, manage};
 use crate::version::{Build, OsVersion};
@@ -20,9 +20,6 @@ use super::args::{
 };
 use super::render::Output;
 use super::{Ctx, Executed};
-
-/// Default base for a new device.
-const DEFAULT_VERSION: &str = "26.3.1";
 
 /// A warning on stderr: something secondary failed after the command did its work.
 fn warn(message: &str) {
@@ -79,10 +76,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     "leave --battery and --no-ac out with --desktop",
                 ));
             }
-            let default_build = match a.platform {
-                Platform::MacOs => "25D2128",
-                Platform::Ios | Platform::IpadOs => "23D8133",
-            };
+            let default_build = default_build(a.platform);
             let (version, build) = match (&a.version, &a.build) {
                 (None, None) => (DEFAULT_VERSION.to_owned(), default_build.to_owned()),
                 (Some(v), Some(b)) => (v.clone(), b.clone()),

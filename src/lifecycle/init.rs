@@ -106,20 +106,39 @@ fn new_uuid() -> Result<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| Error::Io {
         action: "drawing random bytes for",
-        path: PathBuf::from("the volume group UUID"),
+        path: PathBuf::from("a new UUID"),
         source: std::io::Error::other(e.to_string()),
     })?;
+    Ok(uuid_text(b))
+}
+
+/// The base OS a new device runs unless told otherwise: 26.3.1, with the build of the
+/// platform (25D2128 on macOS, 23D8133 on iOS and iPadOS).
+pub(crate) const DEFAULT_VERSION: &str = "26.3.1";
+
+/// The default base build of `platform` (for [`DEFAULT_VERSION`]).
+#[must_use]
+pub(crate) const fn default_build(platform: Platform) -> &'static str {
+    match platform {
+        Platform::MacOs => "25D2128",
+        Platform::Ios | Platform::IpadOs => "23D8133",
+    }
+}
+
+/// A version-4 UUID made of `b`, in the upper-case form macOS shows (`4AF1...-...`).
+#[must_use]
+pub(crate) fn uuid_text(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = crate::bundle::digest::hex(&b).to_uppercase();
-    Ok(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    ))
+    )
 }
 
 /// Removes an existing device's content, keeping its lock file (which this process holds).
