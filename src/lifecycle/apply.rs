@@ -316,7 +316,7 @@ pub(crate) fn apply_verified(
         return Ok(outcome(action, snapshot.staged.is_some(), message));
     }
     if opts.enforced_by.is_none() {
-        let policy = crate::gates::policy::of(device)?;
+        let policy = crate::gates::policy::of_with(device, &snapshot)?;
         if let Some(id) = policy.install_blocked_by {
             return Err(Error::policy(
                 format!(

@@ -51,7 +51,7 @@ pub(crate) fn rollback(
     let root = device.root();
     let layout = device.layout();
     let snapshot = device.snapshot()?;
-    let policy = crate::gates::policy::of(device)?;
+    let policy = crate::gates::policy::of_with(device, &snapshot)?;
     if let Some(id) = &policy.rollback_blocked_by {
         return Err(Error::policy(
             format!(

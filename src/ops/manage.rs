@@ -196,13 +196,9 @@ pub(crate) fn settings_set(
             tx.begin()?;
             records::write_json(device.root(), SETTINGS_RECORD, &new)?;
         }
-        let policy = crate::gates::policy::of(device)?;
-        Ok(SettingsView::new(
-            if dry_run { new } else { device.settings()? },
-            &policy,
-            changed,
-            dry_run,
-        ))
+        // What a declaration forces does not depend on the user's switch: the policy read
+        // before the change still holds.
+        Ok(SettingsView::new(new, &policy, changed, dry_run))
     })
 }
 

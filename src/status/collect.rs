@@ -78,11 +78,6 @@ pub(crate) fn included(device: &Device, snapshot: &Snapshot) -> Result<Vec<Strin
     })
 }
 
-/// The management policy in effect.
-pub(crate) fn policy(device: &Device, snapshot: &Snapshot) -> Result<Policy> {
-    crate::gates::policy::of_with(device, snapshot)
-}
-
 /// A secondary record's value, or its default when the record is damaged: `status` still
 /// answers, and says what is damaged and which command fixes it.
 fn lenient<T: Default>(read: Result<T>, notes: &mut Vec<String>) -> Result<T> {
@@ -156,7 +151,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
         Some(c) => device.snapshot_committed(c.version.parse()?, c.build.parse()?)?,
         None => device.snapshot()?,
     };
-    let policy = policy(device, &snapshot)?;
+    let policy = crate::gates::policy::of_with(device, &snapshot)?;
     let power_record = device.power()?;
     let rule = power::rule(info);
     let rollback_reason = rollback_refusal(&snapshot, &policy);
