@@ -114,7 +114,7 @@ pub(crate) fn parse_spread(text: &str) -> Result<(u8, u8)> {
     let bad = || {
         Error::usage(
             format!("--battery-spread {text} is not LOW-HIGH percent"),
-            "e.g. --battery-spread 5-100",
+            "give two percentages, the lower first, at most 100: e.g. --battery-spread 5-100",
         )
     };
     let (lo, hi) = text.split_once('-').ok_or_else(bad)?;

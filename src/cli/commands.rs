@@ -402,7 +402,7 @@ fn man(out: Option<&Path>) -> Result<Executed> {
 fn timeout(secs: f64) -> Result<std::time::Duration> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
         return Err(Error::usage(
-            format!("--timeout {secs} is not a number of seconds from 0 to 3600"),
+            format!("--timeout {secs} is not a number of seconds above 0 and at most 3600"),
             "e.g. --timeout 10",
         ));
     }

@@ -19,6 +19,7 @@ use super::auto::{self, AutoOptions, AutoOutcome};
 use super::client::Server;
 use super::report;
 use crate::declarations::declaration::Declaration;
+use crate::declarations::state::Validity;
 use crate::declarations::store;
 use crate::device::layout::SYNC_RECORD;
 use crate::device::records::{self, SyncState};
@@ -208,7 +209,7 @@ pub(crate) fn run(
     outcome.invalid = policy
         .declarations
         .iter()
-        .filter(|c| c.state.valid == crate::declarations::state::Validity::Invalid)
+        .filter(|c| c.state.valid == Validity::Invalid)
         .map(|c| (c.state.declaration.identifier.clone(), c.note.clone()))
         .collect();
     let delivered = same.map(|s| &s.delivered);

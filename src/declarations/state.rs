@@ -160,7 +160,7 @@ pub(crate) fn evaluate(
         .map(|declaration| {
             let (reasons, limited_keys) = own_state(&declaration, facts);
             let valid = if Reason::first_invalidating(&reasons).is_some() {
-                crate::declarations::state::Validity::Invalid
+                Validity::Invalid
             } else {
                 Validity::Valid
             };

@@ -8,7 +8,9 @@
 //! `Enable` and `EnableRollback` are false if any declaration makes them false, deferrals take the
 //! maximum. Enforcement declarations in effect are listed for the background pass.
 
-use crate::declarations::declaration::{AutomaticAction, EnforcementPayload, Payload, Reason};
+use crate::declarations::declaration::{
+    AutomaticAction, Category, EnforcementPayload, Payload, Reason,
+};
 use crate::declarations::predicate::StatusValue;
 use crate::declarations::state::{self, Evaluated, Validity};
 use crate::declarations::support::{DeviceFacts, KeyLimit};
@@ -126,7 +128,7 @@ pub(crate) fn with_declarations(
 fn not_in_effect_note(e: &Evaluated) -> String {
     match (e.valid, Reason::first_invalidating(&e.reasons)) {
         (Validity::Invalid, Some(r)) => format!("invalid ({}): {}", r.code, r.description),
-        _ if !e.active && e.declaration.category() == crate::declarations::declaration::Category::Configuration => {
+        _ if !e.active && e.declaration.category() == Category::Configuration => {
             "not active: no active activation references it (`bsi policy set` an activation that lists it in StandardConfigurations)".to_owned()
         }
         _ => match e.reasons.first() {
@@ -186,9 +188,7 @@ impl Policy {
                     }
                 ),
             ),
-            _ if !e.in_effect()
-                && d.category() != crate::declarations::declaration::Category::Management =>
-            {
+            _ if !e.in_effect() && d.category() != Category::Management => {
                 (false, not_in_effect_note(e))
             }
             Payload::Settings(s) => {
