@@ -198,22 +198,40 @@ struct Dev {
 }
 
 impl Dev {
-    fn new(flags: &[&str], facts: Facts) -> Self {
+    /// A device made with `init` `flags`; its facts (what Apple's schemas judge it by) follow
+    /// from them: the platform's schema OS, the version, and the enrollment (supervised, else a
+    /// user enrollment for a Mac and device enrollment for an iPhone or iPad).
+    fn with(flags: &[&str]) -> Self {
+        let value = |name: &str| flags.iter().position(|f| *f == name).map(|i| flags[i + 1]);
+        let os = match value("--platform") {
+            None | Some("macOS") => "macOS",
+            Some(_) => "iOS",
+        };
+        let version = value("--version").map_or((26, 3, 1), |v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap());
+            (
+                parts.next().unwrap(),
+                parts.next().unwrap_or(0),
+                parts.next().unwrap_or(0),
+            )
+        });
+        let enrollment = match (flags.contains(&"--supervised"), os) {
+            (true, _) => "supervised",
+            (false, "macOS") => "user",
+            (false, _) => "device",
+        };
         Self {
             d: Device::with(flags),
-            facts,
+            facts: Facts {
+                os,
+                version,
+                enrollment,
+            },
         }
     }
 
     fn mac() -> Self {
-        Self::new(
-            &["--supervised"],
-            Facts {
-                os: "macOS",
-                version: (26, 3, 1),
-                enrollment: "supervised",
-            },
-        )
+        Self::with(&["--supervised"])
     }
 
     /// `bsi report` with `args`, validated against Apple's schemas and real shapes, typed.
@@ -479,14 +497,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
 #[test]
 fn support_follows_os_version_and_enrollment() {
     // macOS 13: no software-update items, no FullReport key, settings not supported.
-    let old = Dev::new(
-        &["--supervised", "--version", "13.3.1", "--build", "22E261"],
-        Facts {
-            os: "macOS",
-            version: (13, 3, 1),
-            enrollment: "supervised",
-        },
-    );
+    let old = Dev::with(&["--supervised", "--version", "13.3.1", "--build", "22E261"]);
     old.d
         .declare(
             ACTIVATION,
@@ -529,14 +540,7 @@ fn support_follows_os_version_and_enrollment() {
 
     // An unsupervised Mac is a user enrollment: settings and enforcement are not supported,
     // and the software-update items are not reported.
-    let user = Dev::new(
-        &[],
-        Facts {
-            os: "macOS",
-            version: (26, 3, 1),
-            enrollment: "user",
-        },
-    );
+    let user = Dev::with(&[]);
     user.d
         .declare(SETTINGS, "s", json!({}))
         .refused(4, "enrolled as user");
@@ -555,21 +559,14 @@ fn support_follows_os_version_and_enrollment() {
     );
 
     // An unsupervised iPhone (device enrollment) on iOS 17: enforcement yes, settings (iOS 18) no.
-    let phone = Dev::new(
-        &[
-            "--platform",
-            "iOS",
-            "--version",
-            "17.0",
-            "--build",
-            "21A329",
-        ],
-        Facts {
-            os: "iOS",
-            version: (17, 0, 0),
-            enrollment: "device",
-        },
-    );
+    let phone = Dev::with(&[
+        "--platform",
+        "iOS",
+        "--version",
+        "17.0",
+        "--build",
+        "21A329",
+    ]);
     phone
         .d
         .declare(
@@ -596,14 +593,7 @@ fn support_follows_os_version_and_enrollment() {
 
     // A supervised iPhone on iOS 26: settings keys per platform: InstallSecurityUpdate does not
     // exist on iOS, RapidSecurityResponse does.
-    let sup = Dev::new(
-        &["--platform", "iOS", "--supervised"],
-        Facts {
-            os: "iOS",
-            version: (26, 3, 1),
-            enrollment: "supervised",
-        },
-    );
+    let sup = Dev::with(&["--platform", "iOS", "--supervised"]);
     sup.d.declare_active(
         SETTINGS,
         "s",
@@ -618,14 +608,7 @@ fn support_follows_os_version_and_enrollment() {
         json!(["AutomaticActions.InstallSecurityUpdate"])
     );
     // An unsupervised iPhone: RapidSecurityResponse needs supervision.
-    let unsup = Dev::new(
-        &["--platform", "iOS"],
-        Facts {
-            os: "iOS",
-            version: (26, 3, 1),
-            enrollment: "device",
-        },
-    );
+    let unsup = Dev::with(&["--platform", "iOS"]);
     unsup.d.declare_active(
         SETTINGS,
         "s",
@@ -638,14 +621,7 @@ fn support_follows_os_version_and_enrollment() {
 #[test]
 fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     let dir = bundles_dir(&["macos-26.3.1-a.bsi.tar", "macos-26.3.1-b.bsi.tar"]);
-    let dev = Dev::new(
-        &["--supervised", "--battery", "5", "--no-ac"],
-        Facts {
-            os: "macOS",
-            version: (26, 3, 1),
-            enrollment: "supervised",
-        },
-    );
+    let dev = Dev::with(&["--supervised", "--battery", "5", "--no-ac"]);
     let d = &dev.d;
     d.declare_active(SETTINGS, "block", json!({"RapidSecurityResponse": {"Enable": false}, "AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}}));
     d.declare_active(
@@ -971,87 +947,31 @@ fn every_report_bsi_can_produce_matches_apples_schemas() {
     // Devices across platforms, OS versions and enrollments, each in several states; every
     // report (full and incremental) is validated by `report_at`.
     let devices = [
-        (
-            vec!["--supervised"],
-            Facts {
-                os: "macOS",
-                version: (26, 3, 1),
-                enrollment: "supervised",
-            },
-        ),
-        (
-            vec![],
-            Facts {
-                os: "macOS",
-                version: (26, 3, 1),
-                enrollment: "user",
-            },
-        ),
-        (
-            vec!["--supervised", "--version", "13.3.1", "--build", "22E261"],
-            Facts {
-                os: "macOS",
-                version: (13, 3, 1),
-                enrollment: "supervised",
-            },
-        ),
-        (
-            vec!["--supervised", "--version", "14.0", "--build", "23A344"],
-            Facts {
-                os: "macOS",
-                version: (14, 0, 0),
-                enrollment: "supervised",
-            },
-        ),
-        (
-            vec![
-                "--platform",
-                "iOS",
-                "--version",
-                "16.0",
-                "--build",
-                "20A362",
-            ],
-            Facts {
-                os: "iOS",
-                version: (16, 0, 0),
-                enrollment: "device",
-            },
-        ),
-        (
-            vec![
-                "--platform",
-                "iOS",
-                "--version",
-                "17.0",
-                "--build",
-                "21A329",
-            ],
-            Facts {
-                os: "iOS",
-                version: (17, 0, 0),
-                enrollment: "device",
-            },
-        ),
-        (
-            vec!["--platform", "iPadOS", "--supervised"],
-            Facts {
-                os: "iOS",
-                version: (26, 3, 1),
-                enrollment: "supervised",
-            },
-        ),
-        (
-            vec!["--platform", "iOS"],
-            Facts {
-                os: "iOS",
-                version: (26, 3, 1),
-                enrollment: "device",
-            },
-        ),
+        vec!["--supervised"],
+        vec![],
+        vec!["--supervised", "--version", "13.3.1", "--build", "22E261"],
+        vec!["--supervised", "--version", "14.0", "--build", "23A344"],
+        vec![
+            "--platform",
+            "iOS",
+            "--version",
+            "16.0",
+            "--build",
+            "20A362",
+        ],
+        vec![
+            "--platform",
+            "iOS",
+            "--version",
+            "17.0",
+            "--build",
+            "21A329",
+        ],
+        vec!["--platform", "iPadOS", "--supervised"],
+        vec!["--platform", "iOS"],
     ];
-    for (flags, facts) in devices {
-        let dev = Dev::new(&flags, facts);
+    for flags in devices {
+        let dev = Dev::with(&flags);
         let d = &dev.d;
         dev.report();
         dev.report_at(NOW, &["--changes", "--delivered"]);
@@ -1094,8 +1014,8 @@ fn every_report_bsi_can_produce_matches_apples_schemas() {
             dev.report();
         }
         dev.report_at(NOW, &["--changes"]);
-        let os = facts.os;
-        let name = match (os, facts.version.0) {
+        let os = dev.facts.os;
+        let name = match (os, dev.facts.version.0) {
             ("macOS", 26) => Some("macos-26.3.1-b.bsi"),
             ("iOS", 26) => Some("ios-26.3.1-a.bsi"),
             _ => None,

@@ -149,111 +149,89 @@ impl Kmfddm {
         }
     }
 
-    fn api(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
-        let url = format!("{}/v1{path}", self.url);
-        let auth = format!("Basic {}", base64(format!("kmfddm:{API_KEY}").as_bytes()));
+    /// Calls the admin API (HTTP Basic as `kmfddm`, from the URL's user part, which ureq
+    /// sends as the `Authorization` header) and returns the body of a successful answer.
+    fn api(&self, method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
+        let url = format!(
+            "{}/v1{path}",
+            self.url
+                .replace("http://", &format!("http://kmfddm:{API_KEY}@"))
+        );
         let mut response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .call(),
-            (_, Some(b)) => self.agent.put(&url).header("Authorization", &auth).send(b),
-            (_, None) => self
-                .agent
-                .put(&url)
-                .header("Authorization", &auth)
-                .send_empty(),
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            (_, Some(b)) => self.agent.put(&url).send(b),
+            (_, None) => self.agent.put(&url).send_empty(),
         }
         .unwrap();
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_vec().unwrap())
+        let bytes = response.body_mut().read_to_vec().unwrap();
+        // 304: KMFDDM's answer when a set already holds what is put in it.
+        assert!(
+            status < 400,
+            "{method} /v1{path}: HTTP {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes
     }
 
     /// Uploads a declaration and puts it in `set`.
     fn declare(&self, set: &str, kind: &str, id: &str, payload: Value) {
         let d = json!({"Type": kind, "Identifier": id, "Payload": payload});
-        let (status, body) = self.api(
+        self.api(
             "PUT",
             "/declarations",
             Some(&serde_json::to_vec(&d).unwrap()),
         );
-        assert!(
-            status < 400,
-            "PUT /declarations {id}: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-        let (status, _) = self.api(
+        self.api(
             "PUT",
             &format!("/set-declarations/{set}?declaration={id}"),
             None,
         );
-        assert!(status < 400, "set-declarations {id}: {status}");
     }
 
     fn undeclare(&self, set: &str, id: &str) {
-        let (status, _) = self.api(
+        self.api(
             "DELETE",
             &format!("/set-declarations/{set}?declaration={id}"),
             None,
         );
-        assert!(status < 400, "removing {id} from {set}: {status}");
     }
 
     fn enroll(&self, enrollment: &str, set: &str) {
-        let (status, _) = self.api(
+        self.api(
             "PUT",
             &format!("/enrollment-sets/{enrollment}?set={set}"),
             None,
         );
-        assert!(status < 400, "enrollment-sets {enrollment}: {status}");
     }
 
-    fn declaration_status(&self, enrollment: &str) -> Vec<DeclarationStatus> {
-        let (status, body) = self.api("GET", &format!("/declaration-status/{enrollment}"), None);
-        assert_eq!(status, 200);
-        let mut all: std::collections::BTreeMap<String, Vec<DeclarationStatus>> =
+    /// What the server keeps for `enrollment` at `path` (`/declaration-status`, ...).
+    fn per_enrollment<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        enrollment: &str,
+    ) -> Vec<T> {
+        let body = self.api("GET", &format!("{path}/{enrollment}"), None);
+        let mut all: std::collections::BTreeMap<String, Vec<T>> =
             serde_json::from_slice(&body).unwrap();
         all.remove(enrollment).unwrap_or_default()
     }
 
+    fn declaration_status(&self, enrollment: &str) -> Vec<DeclarationStatus> {
+        self.per_enrollment("/declaration-status", enrollment)
+    }
+
     /// The newest value the server saw at `path`.
     fn status_value(&self, enrollment: &str, path: &str) -> Option<String> {
-        let (status, body) = self.api("GET", &format!("/status-values/{enrollment}"), None);
-        assert_eq!(status, 200);
-        let mut all: std::collections::BTreeMap<String, Vec<StatusValue>> =
-            serde_json::from_slice(&body).unwrap();
-        let mut values: Vec<StatusValue> = all
-            .remove(enrollment)
-            .unwrap_or_default()
+        let mut values: Vec<StatusValue> = self
+            .per_enrollment::<StatusValue>("/status-values", enrollment)
             .into_iter()
             .filter(|v| v.path == path)
             .collect();
         values.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
         values.pop().map(|v| v.value)
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 const SETTINGS: &str = "com.apple.configuration.softwareupdate.settings";

@@ -96,6 +96,21 @@ fn run(root: &Path, args: &[&std::ffi::OsStr]) -> Run {
     bsi(all)
 }
 
+/// Makes a device at `root`, trusting the test key.
+fn init_at(root: &Path) {
+    bsi([
+        "init".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--now".as_ref(),
+        NOW.as_ref(),
+        "--trust".as_ref(),
+        test_pub().as_os_str(),
+        "-q".as_ref(),
+    ])
+    .ok();
+}
+
 fn leftovers(root: &Path) -> Vec<String> {
     Tree::of(root)
         .0
@@ -152,17 +167,7 @@ fn a_full_filesystem_refuses_with_what_is_needed_and_keeps_the_old_state() {
                 return;
             };
             let root = mnt.join("device");
-            bsi([
-                "init".as_ref(),
-                "--root".as_ref(),
-                root.as_os_str(),
-                "--now".as_ref(),
-                NOW.as_ref(),
-                "--trust".as_ref(),
-                test_pub().as_os_str(),
-                "-q".as_ref(),
-            ])
-            .ok();
+            init_at(&root);
             // An old state worth keeping: a response active.
             run(
                 &root,
@@ -204,17 +209,7 @@ fn a_full_filesystem_during_restart_and_rollback_keeps_the_old_state() {
         return;
     };
     let root = mnt.join("device");
-    bsi([
-        "init".as_ref(),
-        "--root".as_ref(),
-        root.as_os_str(),
-        "--now".as_ref(),
-        NOW.as_ref(),
-        "--trust".as_ref(),
-        test_pub().as_os_str(),
-        "-q".as_ref(),
-    ])
-    .ok();
+    init_at(&root);
     run(
         &root,
         &["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()],
