@@ -61,20 +61,16 @@ pub(crate) fn list(root: &Root) -> Result<Vec<Declaration>> {
     Ok(out)
 }
 
-/// What storing `declaration` would do.
-pub(crate) fn plan(root: &Root, declaration: &Declaration) -> Result<SetOutcome> {
-    Ok(
-        match list(root)?
-            .into_iter()
-            .find(|d| d.identifier == declaration.identifier)
-        {
-            None => SetOutcome::Added,
-            Some(old) if old.server_token == declaration.server_token => SetOutcome::Unchanged,
-            Some(old) => SetOutcome::Replaced {
-                previous_token: old.server_token,
-            },
+/// What storing `declaration` would do on a device that holds `held`.
+#[must_use]
+pub(crate) fn plan(held: &[Declaration], declaration: &Declaration) -> SetOutcome {
+    match held.iter().find(|d| d.identifier == declaration.identifier) {
+        None => SetOutcome::Added,
+        Some(old) if old.server_token == declaration.server_token => SetOutcome::Unchanged,
+        Some(old) => SetOutcome::Replaced {
+            previous_token: old.server_token.clone(),
         },
-    )
+    }
 }
 
 /// Stores `declaration` (atomically replacing one with the same identifier).

@@ -216,14 +216,15 @@ pub(crate) fn policy_set(
     let target = Some(declaration.identifier.clone());
     let done = change(env, "policy set", dry_run, target, |tx| {
         let device = tx.device();
-        let plan = store::plan(device.root(), &declaration)?;
+        let held = store::list(device.root())?;
+        let plan = store::plan(&held, &declaration);
         if plan != SetOutcome::Unchanged && !dry_run {
             tx.begin()?;
             store::store(device.root(), &declaration)?;
         }
         // What the device makes of it, with every declaration it holds (with `--dry-run`, as if
         // it were stored).
-        let mut all: Vec<Declaration> = store::list(device.root())?
+        let mut all: Vec<Declaration> = held
             .into_iter()
             .filter(|d| d.identifier != declaration.identifier)
             .collect();
