@@ -119,11 +119,9 @@ fn derive_from(
             version: s.version.clone(),
             build: s.build.clone(),
         });
-    let running: Option<&Holder> = status
-        .operation
-        .as_ref()
-        .filter(|h| matches!(h.command.as_str(), "apply" | "auto" | "restart"));
-    // What a running install says it installs (the lock holder's target).
+    let running: Option<&Holder> = status.operation.as_ref();
+    // What a running install says it installs (the lock holder's target, which `apply` sets
+    // whoever runs it: `apply`, `auto`, `sync --then-auto`).
     let announced = running.and_then(|h| {
         Some(Pending {
             version: h.target.clone()?,
@@ -131,13 +129,11 @@ fn derive_from(
         })
     });
     let (mut state, mut pending) = match running.map(|h| (h.command.as_str(), h.phase.as_str())) {
-        Some(("apply" | "auto", "staging")) if announced.is_some() => {
-            (InstallState::Downloading, announced)
-        }
-        Some(("apply" | "auto", "switching")) if announced.is_some() => {
-            (InstallState::Installing, announced)
-        }
-        Some(("restart" | "auto", "switching")) if staged.is_some() => {
+        Some((_, "staging")) if announced.is_some() => (InstallState::Downloading, announced),
+        Some((_, "switching")) if announced.is_some() => (InstallState::Installing, announced),
+        // A restart into what is staged (the user's, or a passed deadline's in a background
+        // pass) announces no target of its own.
+        Some(("restart" | "auto" | "sync", "switching")) if staged.is_some() => {
             (InstallState::Installing, staged.clone())
         }
         _ => match (&staged, live_intent) {
@@ -350,6 +346,12 @@ mod tests {
             derive_from(&status(staged), None, Failure::default()).state,
             InstallState::Installing
         );
+        // A background pass inside `sync --then-auto` staging a response is downloading it.
+        let mut syncing = base_status();
+        syncing["operation"] = serde_json::json!({"command": "sync", "pid": 1, "started_at": "", "phase": "staging", "target": "26.3.1 (a)", "target_build": "25D5a", "target_reason": "declaration", "target_declaration": "e"});
+        let downloading = derive_from(&status(syncing), None, Failure::default());
+        assert_eq!(downloading.state, InstallState::Downloading);
+        assert_eq!(downloading.reason.unwrap().1.as_deref(), Some("e"));
         let failed = derive_from(
             &s,
             Some(&intent(true)),
