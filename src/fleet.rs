@@ -177,9 +177,19 @@ pub(crate) fn init(
     progress: &dyn Progress,
 ) -> Result<FleetInitOutcome> {
     let start = Instant::now();
-    if opts.dir.join("fleet.json").exists() {
+    let devices = opts.dir.join("devices");
+    let partial = std::fs::read_dir(&devices).is_ok_and(|mut d| d.next().is_some());
+    if opts.dir.join("fleet.json").exists() || partial {
         return Err(Error::usage(
-            format!("{} already holds a fleet", opts.dir.display()),
+            format!(
+                "{} already holds a fleet{}",
+                opts.dir.display(),
+                if partial && !opts.dir.join("fleet.json").exists() {
+                    " (an unfinished one: it has devices but no fleet.json)"
+                } else {
+                    ""
+                }
+            ),
             "choose a new directory with --dir, or remove that one",
         ));
     }
