@@ -93,6 +93,54 @@ fn rename_into_place(root: &crate::device::Root, gens: &Path, name: &GenName) ->
     root.replace_dir(gens, &name.staging_name(), &name.dir_name())
 }
 
+/// Creates the directory of each carried cryptex before the payload streams into it, placed
+/// where the filesystem has room that no recent deletion is still holding.
+///
+/// On ext4 without a journal (as on these machines' work disks), the inode allocator skips
+/// inodes freed in the last minutes, scanning past every one of them for every new file; and it
+/// places a directory, and the files under it, in the block group of its parent. A device whose
+/// previous generation was just removed (garbage collection, or a fresh device replacing an old
+/// one) would then pay a scan of the freed inodes for each of its files: 20,000 files took 8-14 s
+/// instead of 0.5 s. Marking the staging directory a top of a hierarchy (`FS_TOPDIR_FL`, what
+/// `chattr +T` sets) makes ext4 spread its subdirectories Orlov-style to the least used groups,
+/// starting from a hash of the name; a name random per apply (renamed to the cryptex's name at
+/// once; placement is decided at creation) keeps it from landing on the same, just-freed group
+/// every time. Filesystems without the flag ignore it; nothing else depends on it.
+fn place_cryptex_dirs(dir: &Dir, carried: &[Cryptex]) -> io::Result<HashSet<PathBuf>> {
+    let topdir = mark_top(dir, Path::new(".")).is_ok();
+    let mut made = HashSet::new();
+    for cryptex in carried {
+        let name = cryptex.as_str();
+        if topdir {
+            // Only the choice among equally good groups depends on the bytes: a failure to
+            // get random ones costs nothing but that.
+            let mut random = [0u8; 8];
+            let _ = getrandom::fill(&mut random);
+            let tmp = format!(
+                "{}{name}-{}",
+                crate::device::TMP_PREFIX,
+                crate::bundle::digest::hex(&random)
+            );
+            dir.create_dir(&tmp)?;
+            dir.rename(&tmp, dir, name)?;
+        } else {
+            dir.create_dir(name)?;
+        }
+        made.insert(PathBuf::from(name));
+    }
+    Ok(made)
+}
+
+/// Sets `FS_TOPDIR_FL` on the directory `rel` beneath `dir`.
+fn mark_top(dir: &Dir, rel: &Path) -> io::Result<()> {
+    use rustix::fs::{IFlags, Mode, OFlags, ioctl_getflags, ioctl_setflags, openat};
+    // The handle may be an `O_PATH` one, which ioctls refuse: open the directory itself.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = openat(dir, rel, flags, Mode::empty())?;
+    let current = ioctl_getflags(&fd)?;
+    Ok(ioctl_setflags(&fd, current | IFlags::TOPDIR)?)
+}
+
 fn current_umask() -> u32 {
     // umask can only be read by setting it; put it straight back.
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
@@ -149,10 +197,12 @@ fn fill(
         .ctx("opening", root.show(staging))?;
     let shown = root.show(staging);
     let umask = current_umask();
+    let carried: Vec<Cryptex> = bundle.manifest.cryptexes.0.keys().copied().collect();
+    let placed = place_cryptex_dirs(&dir, &carried).ctx("creating", &shown)?;
     let sink = || StagingSink {
         dir: &dir,
         shown: shown.clone(),
-        made: HashSet::new(),
+        made: placed.clone(),
         umask,
     };
     let total = bundle.manifest.cryptexes.total_size();
