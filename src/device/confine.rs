@@ -59,13 +59,24 @@ impl Root {
 
     /// Reads a small file whole, refusing anything over [`MAX_RECORD_BYTES`].
     pub(crate) fn read_small(&self, rel: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+        self.read_limited(rel, MAX_RECORD_BYTES, "any record bsi writes")
+    }
+
+    /// Reads a generation's manifest whole, refusing anything larger than a bundle's manifest
+    /// may be (a response of 100,000 files has a manifest of about 30 MB, more than a record).
+    pub(crate) fn read_manifest(&self, rel: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+        use crate::bundle::limits::MAX_MANIFEST_BYTES;
+        self.read_limited(rel, MAX_MANIFEST_BYTES, "any manifest bsi accepts")
+    }
+
+    fn read_limited(&self, rel: impl AsRef<Path>, limit: u64, what: &str) -> io::Result<Vec<u8>> {
         let file = self.dir.open(rel)?;
         let mut out = Vec::new();
-        file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut out)?;
-        if out.len() as u64 > MAX_RECORD_BYTES {
+        file.take(limit + 1).read_to_end(&mut out)?;
+        if out.len() as u64 > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "file is larger than any record bsi writes",
+                format!("file is larger than {what}"),
             ));
         }
         Ok(out)

@@ -113,7 +113,7 @@ fn parse_listing(
         GenName::Response(_) => dir.join(GEN_MANIFEST),
     };
     let shown = root.show(&rel);
-    let bytes = match root.read_small(&rel) {
+    let bytes = match root.read_manifest(&rel) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::damaged(format!("{} is missing", shown.display())));
@@ -281,12 +281,18 @@ fn check_manifest_agrees(
             return;
         }
     };
-    let Ok(bytes) = root.read_small(dir.join(GEN_MANIFEST)) else {
-        problems.push(Problem {
-            damage,
-            message: format!("{} is missing", root.show(dir.join(GEN_MANIFEST)).display()),
-        });
-        return;
+    let shown = root.show(dir.join(GEN_MANIFEST));
+    let bytes = match root.read_manifest(dir.join(GEN_MANIFEST)) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let message = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("{} is missing", shown.display())
+            } else {
+                format!("reading {}: {e}", shown.display())
+            };
+            problems.push(Problem { damage, message });
+            return;
+        }
     };
     match Manifest::parse(&bytes) {
         Ok(m) if m.build == *build && Some(m.extra) == sv.extra && m.build == sv.build => {}

@@ -477,3 +477,45 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
     d.bsi(["verify"]).ok();
     d.bsi(["repair"]).ok().stdout_has("nothing to repair");
 }
+
+/// A response with a manifest larger than any record (100,000 files make about 30 MB of XML;
+/// padded here with unknown keys, which publishers may add) is verified, not reported damaged:
+/// verify read generation manifests with the 16 MiB record limit and called the file missing.
+#[test]
+fn a_manifest_larger_than_a_record_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = make_bundle(
+        tmp.path(),
+        "e.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(e)",
+        "25D771280e",
+        &[("usr/lib/libwebrtc.dylib", b"os (e)\n")],
+        &[],
+    );
+    let info = e.join("Info.plist");
+    let xml = std::fs::read_to_string(&info).unwrap();
+    let pad = "x".repeat(60_000);
+    let keys: String = (0..300)
+        .map(|i| format!("<key>XPadding{i:03}</key><string>{pad}</string>\n"))
+        .collect();
+    let xml = xml.replacen("<dict>", &format!("<dict>\n{keys}"), 1);
+    assert!(xml.len() > 17 * 1024 * 1024);
+    std::fs::write(&info, xml).unwrap();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        e.as_os_str(),
+        "--key".as_ref(),
+        test_key().as_os_str(),
+    ])
+    .ok();
+    let d = Device::new();
+    d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
+        .ok();
+    d.bsi(["verify"]).ok();
+    // And the hint-following repair path reads it too.
+    d.bsi(["repair"]).ok();
+}
