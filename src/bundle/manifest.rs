@@ -525,13 +525,31 @@ struct RawEntry {
     #[serde(rename = "Size")]
     size: Typed<u64>,
     #[serde(rename = "SHA256")]
-    sha256: Typed<String>,
+    sha256: Typed<DigestText>,
     #[serde(rename = "Mode")]
     mode: Typed<u64>,
 }
 
-/// The value of a key that must be there, with the type it must have.
-fn need<T>(value: Typed<T>, key: &str, expected: &str) -> Result<T, BundleError> {
+/// A `SHA256` value as read: 64 hex digits become the digest at once, so no text is held per
+/// payload file; anything else keeps its text for the message.
+#[derive(Debug)]
+enum DigestText {
+    Valid(Digest),
+    Invalid(String),
+}
+
+impl Expect for DigestText {
+    fn from_str(s: String) -> Option<Self> {
+        Some(Digest::from_hex(&s).map_or(DigestText::Invalid(s), DigestText::Valid))
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+}
+
+/// The value of a key that must be there, with the type it must have. `key` is only formatted
+/// for a message (per payload file, a string built for nothing costs 100,000 allocations).
+fn need<T>(value: Typed<T>, key: impl std::fmt::Display, expected: &str) -> Result<T, BundleError> {
     match value {
         Typed::Missing => Err(BundleError::manifest(format!(
             "required key `{key}` is missing"
@@ -681,12 +699,15 @@ fn raw_cryptexes(
                 limit: format!("{MAX_FILES} files"),
             });
         }
-        let mut entries = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let entry = raw_entry(item, &format!("{at}[{i}]"), cryptex)?;
-            total = total.saturating_add(entry.size);
-            entries.push(entry);
-        }
+        // Converted in place: each raw entry's memory holds its validated entry.
+        let mut entries = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| raw_entry(item, &at, i, cryptex))
+            .collect::<Result<Vec<_>, _>>()?;
+        total = entries
+            .iter()
+            .fold(total, |sum, entry| sum.saturating_add(entry.size));
         check_tree(cryptex, &mut entries)?;
         out.insert(cryptex, entries);
     }
@@ -699,32 +720,43 @@ fn raw_cryptexes(
     Ok(Cryptexes(out))
 }
 
-fn raw_entry(item: RawEntry, at: &str, cryptex: Cryptex) -> Result<FileEntry, BundleError> {
-    let path = need(item.path, &format!("{at}.Path"), "a string")?;
+fn raw_entry(
+    item: RawEntry,
+    at: &str,
+    i: usize,
+    cryptex: Cryptex,
+) -> Result<FileEntry, BundleError> {
+    let path = need(item.path, format_args!("{at}[{i}].Path"), "a string")?;
     if let Some(reason) = unsafe_reason(&path) {
         return Err(BundleError::unsafe_path(
             format!("{cryptex}/{}", clip(&path)),
             reason,
         ));
     }
-    let size = need(item.size, &format!("{at}.Size"), "a non-negative integer")?;
+    let size = need(
+        item.size,
+        format_args!("{at}[{i}].Size"),
+        "a non-negative integer",
+    )?;
     if size > MAX_FILE_BYTES {
         return Err(BundleError::TooLarge {
             what: format!("{cryptex}/{path}'s declared size of {size} bytes"),
             limit: format!("{MAX_FILE_BYTES} bytes per file"),
         });
     }
-    let digest_text = need(item.sha256, &format!("{at}.SHA256"), "a string")?;
-    let sha256 = Digest::from_hex(&digest_text).ok_or_else(|| {
-        BundleError::manifest(format!(
-            "key `{at}.SHA256` must be 64 hex digits, found `{}`",
-            clip(&digest_text)
-        ))
-    })?;
-    let mode = need(item.mode, &format!("{at}.Mode"), "an integer")?;
+    let sha256 = match need(item.sha256, format_args!("{at}[{i}].SHA256"), "a string")? {
+        DigestText::Valid(digest) => digest,
+        DigestText::Invalid(text) => {
+            return Err(BundleError::manifest(format!(
+                "key `{at}[{i}].SHA256` must be 64 hex digits, found `{}`",
+                clip(&text)
+            )));
+        }
+    };
+    let mode = need(item.mode, format_args!("{at}[{i}].Mode"), "an integer")?;
     if mode > 0o777 || mode & 0o400 == 0 {
         return Err(BundleError::manifest(format!(
-            "key `{at}.Mode` is {mode:#o}; it must be permission bits (at most 0o777) that let the owner read the file"
+            "key `{at}[{i}].Mode` is {mode:#o}; it must be permission bits (at most 0o777) that let the owner read the file"
         )));
     }
     Ok(FileEntry {
