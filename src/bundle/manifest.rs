@@ -631,7 +631,7 @@ impl RawManifest {
             .unwrap_or_default()
             .into_iter()
             .enumerate()
-            .map(|(i, v)| need(v, &format!("SupportedDevices[{i}]"), "a string"))
+            .map(|(i, v)| need(v, format_args!("SupportedDevices[{i}]"), "a string"))
             .collect::<Result<_, _>>()?;
         let cryptexes = raw_cryptexes(
             self.cryptexes
