@@ -9,13 +9,12 @@
 //! command that fixes it: `bsi repair` for what bsi made itself (links, records, the base
 //! content), `bsi repair --from BUNDLE` for a response's content. Any problem exits 8.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cap_std::fs::Dir;
 
-use crate::bundle::digest::Digest;
 use crate::bundle::manifest::{Cryptexes, FileEntry, Manifest};
 use crate::bundle::stream;
 use crate::device::layout::{BASE_MANIFEST, GEN_MANIFEST};
@@ -101,61 +100,134 @@ pub(crate) fn fix_for(device: &Device, problems: &[Problem]) -> Option<Repair> {
     })
 }
 
-fn parse_listing(
-    device: &Device,
-    generation: &GenName,
-    cryptex: Cryptex,
-) -> Result<Vec<FileEntry>> {
-    let root = device.root();
+/// A generation's manifest as parsed, or why it could not be.
+enum Parsed {
+    Response(Box<Manifest>),
+    Base(Cryptexes),
+}
+
+/// The manifests of the generations `verify` looks at, each read and parsed once (a response
+/// supplying both cryptexes, and the check that its manifest names it, share one parse); each
+/// cryptex's listing is taken out of it, not copied. Why a manifest cannot be used is reported
+/// once: the first listing asked of it takes the message.
+#[derive(Default)]
+struct Manifests(Vec<(GenName, Result<Parsed, Option<String>>)>);
+
+impl Manifests {
+    fn get(
+        &mut self,
+        device: &Device,
+        generation: &GenName,
+    ) -> &mut Result<Parsed, Option<String>> {
+        let at = self
+            .0
+            .iter()
+            .position(|(g, _)| g == generation)
+            .unwrap_or_else(|| {
+                let parsed = read_parsed(device, generation).map_err(Some);
+                self.0.push((generation.clone(), parsed));
+                self.0.len() - 1
+            });
+        &mut self.0[at].1
+    }
+
+    /// The listing of `cryptex` in `generation`'s manifest, or the problem to report (`None`:
+    /// already reported).
+    fn take_listing(
+        &mut self,
+        device: &Device,
+        generation: &GenName,
+        cryptex: Cryptex,
+    ) -> std::result::Result<Vec<FileEntry>, Option<String>> {
+        let shown = device.root().show(manifest_rel(device, generation));
+        let listing = match self.get(device, generation) {
+            Ok(Parsed::Response(m)) => &mut m.cryptexes,
+            Ok(Parsed::Base(c)) => c,
+            Err(e) => return Err(e.take()),
+        };
+        listing.0.remove(&cryptex).ok_or_else(|| {
+            Some(format!(
+                "{} lists no {cryptex} content, yet the generation supplies it",
+                shown.display()
+            ))
+        })
+    }
+}
+
+fn manifest_rel(device: &Device, generation: &GenName) -> std::path::PathBuf {
     let dir = device.generation_path(generation);
-    let rel = match generation {
+    match generation {
         GenName::Base(_) => dir.join(BASE_MANIFEST),
         GenName::Response(_) => dir.join(GEN_MANIFEST),
-    };
+    }
+}
+
+fn read_parsed(device: &Device, generation: &GenName) -> std::result::Result<Parsed, String> {
+    let root = device.root();
+    let rel = manifest_rel(device, generation);
     let shown = root.show(&rel);
     let bytes = match root.read_manifest(&rel) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::damaged(format!("{} is missing", shown.display())));
+            return Err(format!("{} is missing", shown.display()));
         }
-        Err(e) => return Err(Error::io("reading", shown, e)),
+        Err(e) => return Err(format!("reading {}: {e}", shown.display())),
     };
-    let listing = match generation {
-        GenName::Response(_) => {
-            Manifest::parse(&bytes)
-                .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?
-                .cryptexes
-        }
-        GenName::Base(_) => Cryptexes::parse(&bytes)
-            .map_err(|e| Error::damaged(format!("{}: {e}", shown.display())))?,
+    let parsed = match generation {
+        GenName::Response(_) => Manifest::parse(&bytes).map(|m| Parsed::Response(Box::new(m))),
+        GenName::Base(_) => Cryptexes::parse(&bytes).map(Parsed::Base),
     };
-    listing.0.get(&cryptex).cloned().ok_or_else(|| {
-        Error::damaged(format!(
-            "{} lists no {cryptex} content, yet the generation supplies it",
-            shown.display()
-        ))
-    })
+    parsed.map_err(|e| format!("{}: {e}", shown.display()))
 }
 
-/// Walks `dir` (no symlinks followed) and returns every regular file's path; other entries are
-/// problems.
-fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, problems: &mut Vec<String>) {
+/// Walks `dir` (no symlinks followed), `rel` being its path below the cryptex directory: every
+/// regular file the manifest does not list goes to `extras`, every other kind of entry to
+/// `problems` (both as `<cryptex>/<path>`). One path buffer serves the whole walk.
+fn walk(
+    dir: &Dir,
+    cryptex: Cryptex,
+    rel: &mut String,
+    listed: &HashSet<&str>,
+    extras: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) {
     let Ok(entries) = dir.entries() else {
-        problems.push(format!("{prefix}: cannot be listed"));
+        problems.push(format!("{}: cannot be listed", joined(cryptex, rel)));
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = format!("{prefix}/{name}");
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push('/');
+        }
+        rel.push_str(&entry.file_name().to_string_lossy());
         match entry.file_type() {
             Ok(ft) if ft.is_dir() => match entry.open_dir() {
-                Ok(sub) => walk(&sub, &rel, out, problems),
-                Err(e) => problems.push(format!("{rel}: {e}")),
+                Ok(sub) => walk(&sub, cryptex, rel, listed, extras, problems),
+                Err(e) => problems.push(format!("{}: {e}", joined(cryptex, rel))),
             },
-            Ok(ft) if ft.is_file() => out.push(rel),
-            Ok(ft) if ft.is_symlink() => problems.push(format!("{rel}: unexpected symlink")),
-            _ => problems.push(format!("{rel}: unexpected special file")),
+            Ok(ft) if ft.is_file() => {
+                if !listed.contains(rel.as_str()) {
+                    extras.push(format!(
+                        "{}: not listed in the manifest",
+                        joined(cryptex, rel)
+                    ));
+                }
+            }
+            Ok(ft) if ft.is_symlink() => {
+                problems.push(format!("{}: unexpected symlink", joined(cryptex, rel)));
+            }
+            _ => problems.push(format!("{}: unexpected special file", joined(cryptex, rel))),
         }
+        rel.truncate(len);
+    }
+}
+
+fn joined(cryptex: Cryptex, rel: &str) -> String {
+    if rel.is_empty() {
+        cryptex.as_str().to_owned()
+    } else {
+        format!("{cryptex}/{rel}")
     }
 }
 
@@ -164,7 +236,11 @@ type Listings = BTreeMap<Cryptex, (GenName, Vec<FileEntry>)>;
 
 /// Checks the structure of the active state and returns, per cryptex, the supplying generation
 /// and its listing; every problem found on the way is pushed to `problems`.
-fn active_listings(device: &Device, problems: &mut Vec<Problem>) -> Option<(String, Listings)> {
+fn active_listings(
+    device: &Device,
+    manifests: &mut Manifests,
+    problems: &mut Vec<Problem>,
+) -> Option<(String, Listings)> {
     let structure = |message: String| Problem {
         damage: Damage::Structure,
         message,
@@ -222,7 +298,7 @@ fn active_listings(device: &Device, problems: &mut Vec<Problem>) -> Option<(Stri
         }
     };
     if let GenName::Response(build) = &current {
-        check_manifest_agrees(device, &current, build, problems);
+        check_manifest_agrees(device, manifests, &current, build, problems);
     }
     let mut out = BTreeMap::new();
     for (cryptex, supplier) in sources {
@@ -248,14 +324,15 @@ fn active_listings(device: &Device, problems: &mut Vec<Problem>) -> Option<(Stri
             });
             continue;
         }
-        match parse_listing(device, &supplier, cryptex) {
+        match manifests.take_listing(device, &supplier, cryptex) {
             Ok(files) => {
                 out.insert(cryptex, (supplier, files));
             }
-            Err(e) => problems.push(Problem {
+            Err(Some(message)) => problems.push(Problem {
                 damage: Damage::of(&supplier),
-                message: e.to_string(),
+                message,
             }),
+            Err(None) => {}
         }
     }
     Some((label, out))
@@ -264,12 +341,11 @@ fn active_listings(device: &Device, problems: &mut Vec<Problem>) -> Option<(Stri
 /// `current/SystemVersion.plist` and the response's manifest must name the same response.
 fn check_manifest_agrees(
     device: &Device,
+    manifests: &mut Manifests,
     current: &GenName,
     build: &crate::version::Build,
     problems: &mut Vec<Problem>,
 ) {
-    let root = device.root();
-    let dir = device.generation_path(current);
     let damage = Damage::of(current);
     let sv = match device.generation_system_version(current) {
         Ok(sv) => sv,
@@ -281,22 +357,11 @@ fn check_manifest_agrees(
             return;
         }
     };
-    let shown = root.show(dir.join(GEN_MANIFEST));
-    let bytes = match root.read_manifest(dir.join(GEN_MANIFEST)) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let message = if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{} is missing", shown.display())
-            } else {
-                format!("reading {}: {e}", shown.display())
-            };
-            problems.push(Problem { damage, message });
-            return;
-        }
-    };
-    match Manifest::parse(&bytes) {
-        Ok(m) if m.build == *build && Some(m.extra) == sv.extra && m.build == sv.build => {}
-        Ok(m) => problems.push(Problem {
+    // A manifest that cannot be read is reported once, where its listing is taken.
+    if let Ok(Parsed::Response(m)) = manifests.get(device, current)
+        && !(m.build == *build && Some(m.extra) == sv.extra && m.build == sv.build)
+    {
+        problems.push(Problem {
             damage,
             message: format!(
                 "current/SystemVersion.plist says {} {} ({}), but the manifest says {} ({})",
@@ -306,11 +371,7 @@ fn check_manifest_agrees(
                 m.response_version(),
                 m.build
             ),
-        }),
-        Err(e) => problems.push(Problem {
-            damage,
-            message: format!("{}: {e}", root.show(dir.join(GEN_MANIFEST)).display()),
-        }),
+        });
     }
 }
 
@@ -356,7 +417,9 @@ pub(crate) fn verify(
                 message,
             }),
     );
-    let (version, listings) = active_listings(device, &mut found).unwrap_or_default();
+    let mut manifests = Manifests::default();
+    let (version, mut listings) =
+        active_listings(device, &mut manifests, &mut found).unwrap_or_default();
     // I1: each System/Cryptexes link resolves, inside the root, to the supplying tree.
     for (cryptex, (supplier, _)) in &listings {
         let link = Layout::system_link(*cryptex);
@@ -387,9 +450,10 @@ pub(crate) fn verify(
     }
     // The trees to hash: the active ones, and the base generation's, which a removal returns
     // to (bsi keeps it whatever is active).
-    let mut trees: Vec<(Cryptex, GenName, Vec<FileEntry>)> = listings
-        .iter()
-        .map(|(c, (g, files))| (*c, g.clone(), files.clone()))
+    let active: Vec<Cryptex> = listings.keys().copied().collect();
+    let mut trees: Vec<(Cryptex, GenName, Vec<FileEntry>)> = std::mem::take(&mut listings)
+        .into_iter()
+        .map(|(c, (g, files))| (c, g, files))
         .collect();
     if let Ok(base) = device.base() {
         let base_gen = GenName::Base(base.build);
@@ -404,12 +468,13 @@ pub(crate) fn verify(
                 {
                     continue;
                 }
-                match parse_listing(device, &base_gen, cryptex) {
+                match manifests.take_listing(device, &base_gen, cryptex) {
                     Ok(files) => trees.push((cryptex, base_gen.clone(), files)),
-                    Err(e) => found.push(Problem {
+                    Err(Some(message)) => found.push(Problem {
                         damage: Damage::Base,
-                        message: e.to_string(),
+                        message,
                     }),
+                    Err(None) => {}
                 }
             }
         } else {
@@ -425,16 +490,33 @@ pub(crate) fn verify(
     // Each cryptex directory is opened once; files are opened beneath its handle, which saves a
     // walk of the whole path from the root for every file.
     let mut dirs: Vec<Option<Dir>> = Vec::new();
-    let mut jobs: Vec<Job> = Vec::new();
+    let mut jobs: Vec<Job<'_>> = Vec::new();
     let mut damages: Vec<Damage> = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
     for (cryptex, supplier, files) in &trees {
         let damage = Damage::of(supplier);
+        let prefix = match supplier {
+            GenName::Base(_) if !active.contains(cryptex) => format!("base {cryptex}/"),
+            _ => format!("{cryptex}/"),
+        };
+        let label = |message: &str| match supplier {
+            GenName::Base(_) if !active.contains(cryptex) => format!("base {message}"),
+            _ => message.to_owned(),
+        };
         let dir_rel = device.generation_path(supplier).join(cryptex.as_str());
-        let mut seen = Vec::new();
         let mut odd = Vec::new();
+        let mut extras = Vec::new();
         let dir = match root.dir().open_dir(&dir_rel) {
             Ok(dir) => {
-                walk(&dir, cryptex.as_str(), &mut seen, &mut odd);
+                let listed: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+                walk(
+                    &dir,
+                    *cryptex,
+                    &mut String::new(),
+                    &listed,
+                    &mut extras,
+                    &mut odd,
+                );
                 Some(dir)
             }
             Err(e) => {
@@ -442,32 +524,17 @@ pub(crate) fn verify(
                 None
             }
         };
-        let listed: std::collections::HashSet<String> = files
-            .iter()
-            .map(|f| format!("{cryptex}/{}", f.path))
-            .collect();
-        let label = |rel: &str| match supplier {
-            GenName::Base(_) if !listings.contains_key(cryptex) => format!("base {rel}"),
-            _ => rel.to_owned(),
-        };
-        for extra in seen.iter().filter(|f| !listed.contains(*f)) {
-            odd.push(format!("{extra}: not listed in the manifest"));
-        }
-        found.extend(odd.into_iter().map(|message| Problem {
+        found.extend(odd.into_iter().chain(extras).map(|message| Problem {
             damage: damage.clone(),
             message: label(&message),
         }));
         if dir.is_some() {
-            for f in files {
-                jobs.push(Job {
-                    label: label(&format!("{cryptex}/{}", f.path)),
-                    dir: dirs.len(),
-                    entry: f.clone(),
-                });
-            }
+            let index = dirs.len();
+            jobs.extend(files.iter().map(|entry| Job { dir: index, entry }));
         }
         dirs.push(dir);
         damages.push(damage);
+        prefixes.push(prefix);
     }
     let total: u64 = jobs.iter().map(|j| j.entry.size).sum();
     // Many files: two readers (each with its own hasher) share them, as staging does.
@@ -477,7 +544,7 @@ pub(crate) fn verify(
         1
     };
     let results = stream::run_parts(progress, "verifying", total, parts, |part, feeder| {
-        hash_share(&dirs, &jobs, part, parts, feeder)
+        hash_share(&dirs, &prefixes, &jobs, part, parts, feeder)
     })?;
     let mut files = 0;
     let mut bytes = 0;
@@ -486,14 +553,16 @@ pub(crate) fn verify(
             damage: damages[dir].clone(),
             message,
         }));
-        for ((label, dir, expected, size), actual) in share.hashed.iter().zip(&digests) {
+        for (&index, actual) in share.hashed.iter().zip(&digests) {
+            let Job { dir, entry } = &jobs[index];
             files += 1;
-            bytes += size;
-            if expected != actual {
+            bytes += entry.size;
+            if entry.sha256 != *actual {
                 found.push(Problem {
                     damage: damages[*dir].clone(),
                     message: format!(
-                        "{label}: SHA-256 {actual} differs from the manifest's {expected}"
+                        "{}{}: SHA-256 {actual} differs from the manifest's {}",
+                        prefixes[*dir], entry.path, entry.sha256
                     ),
                 });
             }
@@ -515,25 +584,26 @@ pub(crate) fn verify(
     Ok((outcome, error))
 }
 
-/// What one reading thread of `verify` found: the files it fed (label, directory index,
-/// expected digest, size), in feeding order, and the problems it saw before hashing (with the
-/// index of the directory they belong to).
+/// What one reading thread of `verify` found: the indexes of the jobs it fed, in feeding
+/// order, and the problems it saw before hashing (with the index of the directory they belong
+/// to).
 struct Share {
-    hashed: Vec<(String, usize, Digest, u64)>,
+    hashed: Vec<usize>,
     problems: Vec<(usize, String)>,
 }
 
-/// One file to hash: its label, the index of its cryptex directory handle, its manifest entry.
-struct Job {
-    label: String,
+/// One file to hash: the index of its cryptex directory handle and its manifest entry.
+struct Job<'a> {
     dir: usize,
-    entry: FileEntry,
+    entry: &'a FileEntry,
 }
 
-/// Feeds the jobs whose index is `part` modulo `parts`.
+/// Feeds the jobs whose index is `part` modulo `parts`. Labels (`prefixes[dir]` + path) are
+/// built in one buffer, for messages only.
 fn hash_share(
     dirs: &[Option<Dir>],
-    jobs: &[Job],
+    prefixes: &[String],
+    jobs: &[Job<'_>],
     part: usize,
     parts: usize,
     feeder: &mut stream::Feeder<'_>,
@@ -542,8 +612,13 @@ fn hash_share(
         hashed: Vec::new(),
         problems: Vec::new(),
     };
-    for Job { label, dir, entry } in jobs.iter().skip(part).step_by(parts) {
+    let mut label = String::new();
+    for (index, Job { dir, entry }) in jobs.iter().enumerate().skip(part).step_by(parts) {
         let Some(handle) = &dirs[*dir] else { continue };
+        label.clear();
+        label.push_str(&prefixes[*dir]);
+        label.push_str(&entry.path);
+        let label = label.as_str();
         let file = match open_listed(handle, Path::new(&entry.path)) {
             Ok(f) => f,
             Err(e) => {
@@ -593,9 +668,7 @@ fn hash_share(
         }
         let mut reader = &file;
         feeder.file(label, entry.size, None, &mut reader, None, false)?;
-        share
-            .hashed
-            .push((label.clone(), *dir, entry.sha256, entry.size));
+        share.hashed.push(index);
     }
     Ok(share)
 }

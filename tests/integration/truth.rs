@@ -519,3 +519,26 @@ fn a_manifest_larger_than_a_record_verifies() {
     // And the hint-following repair path reads it too.
     d.bsi(["repair"]).ok();
 }
+
+/// A damaged manifest is one problem, listed once (verify reads each manifest once; it used to
+/// report it from the version check and again from the listing), with the hint to restore it.
+#[test]
+fn a_damaged_manifest_is_listed_once() {
+    let d = Device::new();
+    d.bsi([
+        "apply".as_ref(),
+        b("macos-26.3.1-c.bsi").as_os_str(),
+        "--restart".as_ref(),
+    ])
+    .ok();
+    let info = generations(&d).join("25D771280c/Info.plist");
+    let xml = std::fs::read(&info).unwrap();
+    std::fs::write(&info, &xml[..xml.len() / 2]).unwrap();
+    let run = d.bsi(["verify"]);
+    run.exit(8);
+    let out = run.stdout();
+    let listed: Vec<&str> = out.lines().filter(|l| l.contains("Info.plist")).collect();
+    assert_eq!(listed.len(), 1, "{}", run.stdout());
+    assert!(listed[0].starts_with("problem: "), "{}", listed[0]);
+    run.stderr_has("bsi repair --from");
+}
