@@ -79,6 +79,22 @@ impl Manifest {
         raw.validate()
     }
 
+    /// [`Manifest::parse`] from a file, read twice (the bounds, then the keys) and never held
+    /// whole: for the private copy a large manifest is spooled to once its signature verified.
+    pub(crate) fn parse_file(file: &std::fs::File) -> Result<Self, BundleError> {
+        let reader = || -> Result<std::io::BufReader<&std::fs::File>, BundleError> {
+            let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+            std::io::Seek::rewind(&mut reader).map_err(|e| BundleError::Read {
+                path: "Info.plist".into(),
+                message: e.to_string(),
+            })?;
+            Ok(reader)
+        };
+        bounds_in(reader()?)?;
+        let raw: RawManifest = deserialize(reader()?)?;
+        raw.validate()
+    }
+
     /// The response's public version, e.g. `26.3.1 (a)`.
     #[must_use]
     pub(crate) fn response_version(&self) -> ResponseVersion {
@@ -216,7 +232,7 @@ impl Cryptexes {
     /// Parses and validates a plist whose top level is a `Cryptexes` dictionary (the base
     /// generation's `Cryptexes.plist`).
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
-        let raw: BTreeMap<String, Vec<RawEntry>> = parse_xml(bytes)?;
+        let raw: BTreeMap<String, RawEntries> = parse_xml(bytes)?;
         raw_cryptexes(raw, "Cryptexes")
     }
 }
@@ -232,16 +248,27 @@ const MAX_TEXT: usize = 64 * 1024;
 /// nesting than [`MAX_DEPTH`], more than [`MAX_NODES`] elements, a text longer than
 /// [`MAX_TEXT`], or a binary plist. No recursion, so no input can exhaust the stack.
 pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
+    bounds_in(bytes)
+}
+
+/// [`bounds`] over any buffered input; one event at a time is held.
+fn bounds_in(mut input: impl std::io::BufRead) -> Result<(), BundleError> {
     use quick_xml::events::Event;
-    if bytes.starts_with(b"bplist") {
+    let head = input.fill_buf().map_err(|e| BundleError::Read {
+        path: "Info.plist".into(),
+        message: e.to_string(),
+    })?;
+    if head.starts_with(b"bplist") {
         return Err(BundleError::manifest(
             "a binary plist; a bundle's Info.plist is an XML plist (DESIGN section 3)",
         ));
     }
-    let mut reader = quick_xml::Reader::from_reader(bytes);
-    let (mut depth, mut nodes) = (0usize, 0usize);
+    let mut reader = quick_xml::Reader::from_reader(input);
+    let mut buf = Vec::new();
+    let (mut depth, mut nodes, mut dicts) = (0usize, 0usize, 0usize);
     loop {
-        let event = reader.read_event().map_err(|e| {
+        buf.clear();
+        let event = reader.read_event_into(&mut buf).map_err(|e| {
             BundleError::manifest(format!(
                 "not a valid property list: the XML does not parse at byte {} ({})",
                 reader.buffer_position(),
@@ -249,7 +276,10 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
             ))
         })?;
         match event {
-            Event::Start(_) => {
+            Event::Start(start) => {
+                if start.name().0 == "dict" {
+                    dicts += 1;
+                }
                 depth += 1;
                 nodes += 1;
                 if depth > MAX_DEPTH {
@@ -286,14 +316,24 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
             )));
         }
     }
+    ENTRIES_HINT.with(|h| h.set(dicts));
     Ok(())
 }
 
 /// Parses bounded XML plist bytes into `T`, naming the key at fault in errors.
 fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BundleError> {
     bounds(bytes)?;
+    deserialize(bytes)
+}
+
+/// Deserializes XML plist input that [`bounds`] has passed into `T`.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    input: impl std::io::Read,
+) -> Result<T, BundleError> {
+    use serde::Deserialize as _;
     FAILED_AT.with(|f| f.borrow_mut().take());
-    plist::from_reader_xml::<_, Tracked<T>>(std::io::Cursor::new(bytes))
+    let input = std::io::BufReader::with_capacity(1 << 16, input);
+    super::plist_xml::from_reader(input, |de| Tracked::<T>::deserialize(de))
         .map(|t| t.0)
         .map_err(|e| {
             let (path, inner) = FAILED_AT
@@ -509,11 +549,47 @@ struct RawManifest {
     supported_devices: Given<Vec<Typed<String>>>,
     description: Typed<String>,
     signing_key: Typed<String>,
-    cryptexes: Given<BTreeMap<String, Vec<RawEntry>>>,
+    cryptexes: Given<BTreeMap<String, RawEntries>>,
     /// Keys bsi does not know: kept by name, otherwise ignored.
     #[serde(flatten)]
     #[allow(clippy::zero_sized_map_values)] // Only the names are kept; values are skipped.
     unknown: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+thread_local! {
+    /// How many dictionaries [`bounds`] counted in the manifest about to be deserialized: at
+    /// most one per payload file, plus the top level.
+    static ENTRIES_HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A cryptex's listing as it comes. Its vector is sized once from [`ENTRIES_HINT`] (capped by
+/// the file limit): grown by doubling, the 100,000 entries of a large response were copied on
+/// every growth and left their old buffers behind, doubling the parse's peak memory.
+#[derive(Debug, Default)]
+struct RawEntries(Vec<RawEntry>);
+
+impl<'de> serde::Deserialize<'de> for RawEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let room = ENTRIES_HINT.with(std::cell::Cell::take).min(MAX_FILES);
+                let mut out = Vec::with_capacity(room);
+                while let Some(entry) = seq.next_element()? {
+                    out.push(entry);
+                }
+                Ok(RawEntries(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// One payload file's keys as they come.
@@ -672,14 +748,11 @@ impl RawManifest {
 }
 
 /// Validates a `Cryptexes` dictionary; `key` names it in errors.
-fn raw_cryptexes(
-    raw: BTreeMap<String, Vec<RawEntry>>,
-    key: &str,
-) -> Result<Cryptexes, BundleError> {
+fn raw_cryptexes(raw: BTreeMap<String, RawEntries>, key: &str) -> Result<Cryptexes, BundleError> {
     let mut out = BTreeMap::new();
     let mut count = 0usize;
     let mut total = 0u64;
-    for (name, items) in raw {
+    for (name, RawEntries(items)) in raw {
         let cryptex = Cryptex::from_name(&name).ok_or_else(|| {
             BundleError::manifest(format!(
                 "key `{key}.{}`: unknown cryptex; expected OS or App",

@@ -99,7 +99,12 @@ fn write_tar(bundle: &Bundle, tmp: &Path) -> Result<()> {
             .append_data(&mut header(bytes.len() as u64, 0o644), name, bytes)
             .ctx("writing", tmp)
     };
-    put(&mut builder, MANIFEST, &bundle.manifest_bytes)?;
+    let mut manifest = Vec::new();
+    bundle
+        .manifest_bytes
+        .write_to(&mut manifest)
+        .ctx("reading", &bundle.path)?;
+    put(&mut builder, MANIFEST, &manifest)?;
     if let Some(sig) = &bundle.signature {
         put(&mut builder, SIGNATURE, sig)?;
     }

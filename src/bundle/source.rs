@@ -89,6 +89,34 @@ pub(crate) struct Opened {
     handle: Handle,
 }
 
+/// The exact manifest bytes a bundle's signature covers: in memory, or (a large manifest
+/// being installed) in a private unnamed file on the device, which nothing else can open.
+#[derive(Debug)]
+pub(crate) enum Signed {
+    /// Held in memory.
+    Memory(Vec<u8>),
+    /// Copied to an `O_TMPFILE` beneath the device's generations after the signature verified.
+    Spooled(File),
+}
+
+impl Signed {
+    /// Writes the bytes to `out` (from the start of the spooled copy).
+    pub(crate) fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match self {
+            Signed::Memory(bytes) => out.write_all(bytes),
+            Signed::Spooled(file) => {
+                let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+                std::io::Seek::rewind(&mut reader)?;
+                std::io::copy(&mut reader, out).map(|_| ())
+            }
+        }
+    }
+}
+
+/// Manifests of this size or more are spooled while installing: 100,000 files make about 30 MB
+/// of XML, which would otherwise stay in memory, on top of the parsed listing, until staging.
+pub(crate) const SPOOL_MIN: usize = 1 << 20;
+
 /// An opened bundle whose manifest has been parsed.
 #[derive(Debug)]
 pub(crate) struct Bundle {
@@ -97,7 +125,7 @@ pub(crate) struct Bundle {
     /// Its form.
     pub form: Form,
     /// The exact manifest bytes (what the signature covers).
-    pub manifest_bytes: Vec<u8>,
+    pub manifest_bytes: Signed,
     /// The signature bytes, if the bundle has one.
     pub signature: Option<Vec<u8>>,
     /// The parsed manifest.
@@ -182,6 +210,15 @@ pub(crate) fn open_named(path: &Path) -> std::io::Result<(File, std::fs::Metadat
     let file = File::from(fd);
     let meta = file.metadata()?;
     Ok((file, meta))
+}
+
+/// Copies `bytes` to a new unnamed file beneath `dir`, or `None` where none can be made.
+fn spool_copy(dir: &Dir, bytes: &[u8]) -> Option<File> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o600)).ok()?;
+    let mut file = File::from(fd);
+    std::io::Write::write_all(&mut file, bytes).ok()?;
+    Some(file)
 }
 
 /// Reads a small top-level file of a directory bundle (manifest or signature).
@@ -279,6 +316,44 @@ impl Opened {
         Ok((self.parse()?, key))
     }
 
+    /// As [`Opened::verify`], for a bundle being installed: once the signature has verified, a
+    /// manifest of [`SPOOL_MIN`] bytes or more is copied to a private unnamed file in `spool`
+    /// (on the device's filesystem, inside its root; never linked, so the device is unchanged
+    /// if the bundle is refused) and its memory freed before parsing, which reads that copy. The
+    /// parser still sees only the signed bytes. Where no such file can be made (a read-only or
+    /// full device, a filesystem without `O_TMPFILE`), the bytes stay in memory.
+    pub(crate) fn verify_spooled(
+        self,
+        trusted: &[PublicKey],
+        spool: Option<&Dir>,
+    ) -> Result<(Bundle, PublicKey), BundleError> {
+        let signature = self
+            .signature
+            .as_deref()
+            .ok_or_else(|| BundleError::Signature {
+                message: "missing: the bundle is unsigned".to_owned(),
+            })?;
+        let key = signature::verify(&self.manifest_bytes, signature, trusted)?.clone();
+        if self.manifest_bytes.len() < SPOOL_MIN {
+            return Ok((self.parse()?, key));
+        }
+        let Some(file) = spool.and_then(|dir| spool_copy(dir, &self.manifest_bytes)) else {
+            return Ok((self.parse()?, key));
+        };
+        drop(self.manifest_bytes);
+        let manifest = Manifest::parse_file(&file)?;
+        let bundle = Bundle {
+            path: self.path,
+            form: self.form,
+            manifest_bytes: Signed::Spooled(file),
+            signature: self.signature,
+            manifest,
+            handle: self.handle,
+            offsets: None,
+        };
+        Ok((bundle, key))
+    }
+
     /// Parses the manifest without checking the signature, with the bounded parser: for
     /// `inspect` of an unsigned bundle, `sign` and `pack`.
     pub(crate) fn parse(self) -> Result<Bundle, BundleError> {
@@ -286,7 +361,7 @@ impl Opened {
         Ok(Bundle {
             path: self.path,
             form: self.form,
-            manifest_bytes: self.manifest_bytes,
+            manifest_bytes: Signed::Memory(self.manifest_bytes),
             signature: self.signature,
             manifest,
             handle: self.handle,
@@ -296,12 +371,14 @@ impl Opened {
 }
 
 impl Bundle {
-    /// Opens the bundle at `path`, checks its signature against `trusted`, then parses it.
+    /// Opens the bundle at `path` to install it: checks its signature against `trusted`, then
+    /// parses it; a large manifest is spooled to `spool` (see [`Opened::verify_spooled`]).
     pub(crate) fn open_verified(
         path: &Path,
         trusted: &[PublicKey],
+        spool: Option<&Dir>,
     ) -> Result<(Self, PublicKey), BundleError> {
-        Opened::open(path)?.verify(trusted)
+        Opened::open(path)?.verify_spooled(trusted, spool)
     }
 
     /// Opens and parses the bundle at `path` without checking its signature.

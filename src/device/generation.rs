@@ -141,6 +141,14 @@ impl Device {
     pub(crate) fn generation_path(&self, name: &GenName) -> PathBuf {
         self.layout().generation(&name.dir_name())
     }
+
+    /// The generations directory, where a bundle being installed may keep a private unnamed
+    /// copy of its manifest (on the filesystem of the generation it will be written to), if it
+    /// can be opened.
+    #[must_use]
+    pub(crate) fn spool_dir(&self) -> Option<cap_std::fs::Dir> {
+        self.root().dir().open_dir(self.layout().generations()).ok()
+    }
 }
 
 /// Removes every generation that neither `current`, `proposed`, the base, nor a generation

@@ -266,7 +266,8 @@ pub(crate) fn apply(
     progress: &dyn Progress,
 ) -> Result<ApplyOutcome> {
     let trusted = trust::load(tx.device().root())?;
-    let (bundle, _) = Bundle::open_verified(&opts.bundle, &trusted)?;
+    let spool = tx.device().spool_dir();
+    let (bundle, _) = Bundle::open_verified(&opts.bundle, &trusted, spool.as_ref())?;
     apply_verified(tx, bundle, opts, progress)
 }
 

@@ -439,7 +439,8 @@ fn restore(
 /// (signature against the device's trusted keys, manifest, paths, structure, platform, base).
 fn open_restore_bundle(device: &Device, path: &Path) -> Result<Bundle> {
     let trusted = crate::device::trust::load(device.root())?;
-    let (mut bundle, _) = Bundle::open_verified(path, &trusted)?;
+    let spool = device.spool_dir();
+    let (mut bundle, _) = Bundle::open_verified(path, &trusted, spool.as_ref())?;
     bundle.check_structure()?;
     let m = &bundle.manifest;
     let base = device.base()?;

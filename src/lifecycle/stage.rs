@@ -225,7 +225,20 @@ fn fill(
         let mut file = dir.open_with(name, &options).ctx("creating", &shown)?;
         io::Write::write_all(&mut file, bytes).ctx("writing", &shown)
     };
-    write(GEN_MANIFEST, &bundle.manifest_bytes)?;
+    {
+        let shown = root.show(staging.join(GEN_MANIFEST));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o644);
+        let file = dir
+            .open_with(GEN_MANIFEST, &options)
+            .ctx("creating", &shown)?;
+        let mut out = io::BufWriter::with_capacity(1 << 16, file);
+        bundle
+            .manifest_bytes
+            .write_to(&mut out)
+            .and_then(|()| io::Write::flush(&mut out))
+            .ctx("writing", &shown)?;
+    }
     if let Some(sig) = &bundle.signature {
         write(GEN_SIGNATURE, sig)?;
     }

@@ -516,8 +516,15 @@ fn a_manifest_larger_than_a_record_verifies() {
     d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
         .ok();
     d.bsi(["verify"]).ok();
-    // And the hint-following repair path reads it too.
+    // The manifest was kept in a private copy while installing: the stored one is the signed
+    // bytes, exactly.
+    let stored = std::fs::read(generations(&d).join("25D771280e/Info.plist")).unwrap();
+    assert!(stored == std::fs::read(&info).unwrap());
+    // And the repair paths read it too.
     d.bsi(["repair"]).ok();
+    d.bsi(["repair".as_ref(), "--from".as_ref(), e.as_os_str()])
+        .ok();
+    d.bsi(["verify"]).ok();
 }
 
 /// A damaged manifest is one problem, listed once (verify reads each manifest once; it used to

@@ -1,0 +1,379 @@
+//! XML property lists read straight into serde types, holding one XML event's bytes at a time.
+//!
+//! `plist`'s XML reader (1.10.3) reads every XML event into one buffer that it never clears, so
+//! reading a document holds all of it again in memory: the 30 MB manifest of a 100,000-file
+//! response cost 30 MB on top of the listing parsed from it (and its event-stream deserializer
+//! is public only behind a feature that may break in any minor release). bsi's manifests are
+//! therefore read here: quick-xml events, read into a buffer cleared per event, become plist
+//! values under the same rules as `plist`'s reader (empty elements expanded, end names checked,
+//! only whitespace between elements, character references and the five XML entities resolved),
+//! and a small `serde::Deserializer` hands them to the typed readers in `manifest`.
+//!
+//! Every value is offered through `deserialize_any` (the manifest's readers accept whatever
+//! type is there and name it when it is wrong); `deserialize_ignored_any` skips a value without
+//! building it. A `<date>` is offered as its text, as `plist` does outside its `Value`; a
+//! `<data>` value is offered without its bytes: no bsi format uses data, so a key holding it is
+//! unknown (kept by name only) or of the wrong type (named as such).
+
+use std::io::BufRead;
+use std::iter::Peekable;
+
+use quick_xml::escape::resolve_xml_entity;
+use quick_xml::events::Event as Xml;
+use serde::de::{self, DeserializeSeed, Visitor};
+
+use crate::untrusted::clip;
+
+/// Why reading failed: an XML or plist rule broken, or a value a visitor refused.
+#[derive(Debug)]
+pub(crate) struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
+
+/// One plist event.
+#[derive(Debug, PartialEq)]
+enum Event {
+    StartArray,
+    StartDict,
+    End,
+    String(String),
+    Integer(i128),
+    Real(f64),
+    Boolean(bool),
+    Data,
+    Date(String),
+}
+
+/// The plist events of one XML document.
+struct Events<R: BufRead> {
+    reader: quick_xml::Reader<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Events<R> {
+    fn new(input: R) -> Self {
+        let mut reader = quick_xml::Reader::from_reader(input);
+        let config = reader.config_mut();
+        config.trim_text(false);
+        config.check_end_names = true;
+        config.expand_empty_elements = true;
+        Events {
+            reader,
+            buf: Vec::new(),
+        }
+    }
+
+    fn error(&self, message: &str) -> Error {
+        Error(format!(
+            "{message}, at byte {}",
+            self.reader.buffer_position()
+        ))
+    }
+
+    /// The text of the element just opened, up to its end tag.
+    fn content(&mut self) -> Result<String, Error> {
+        let mut text = String::new();
+        loop {
+            self.buf.clear();
+            match self.reader.read_event_into(&mut self.buf) {
+                Ok(Xml::Text(t)) => text.push_str(&t),
+                Ok(Xml::GeneralRef(r)) => match r.resolve_char_ref() {
+                    Ok(Some(c)) => text.push(c),
+                    Ok(None) => {
+                        let Some(entity) = resolve_xml_entity(&r) else {
+                            let name = format!("unknown entity &{};", clip(&r));
+                            return Err(self.error(&name));
+                        };
+                        text.push_str(entity);
+                    }
+                    Err(e) => return Err(self.error(&e.to_string())),
+                },
+                Ok(Xml::End(_)) => return Ok(text),
+                Ok(Xml::Start(_)) => return Err(self.error("an element inside a value")),
+                Ok(Xml::Eof) => return Err(self.error("the document ends inside a value")),
+                Ok(_) => {}
+                Err(e) => return Err(self.error(&e.to_string())),
+            }
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            self.buf.clear();
+            let tag = match self.reader.read_event_into(&mut self.buf) {
+                Ok(Xml::Start(start)) => start.local_name().as_ref().to_owned(),
+                Ok(Xml::End(end)) => match end.local_name().as_ref() {
+                    "array" | "dict" => return Ok(Some(Event::End)),
+                    _ => continue,
+                },
+                Ok(Xml::Text(t)) if t.chars().all(char::is_whitespace) => continue,
+                Ok(Xml::Text(_) | Xml::GeneralRef(_)) => {
+                    return Err(self.error("text between elements"));
+                }
+                Ok(Xml::Eof) => return Ok(None),
+                Ok(_) => continue,
+                Err(e) => return Err(self.error(&e.to_string())),
+            };
+            let event = match tag.as_str() {
+                "plist" => continue,
+                "array" => Event::StartArray,
+                "dict" => Event::StartDict,
+                "key" | "string" => Event::String(self.content()?),
+                "integer" => {
+                    let text = self.content()?;
+                    Event::Integer(
+                        text.trim()
+                            .parse()
+                            .map_err(|_| self.error("an integer that does not parse"))?,
+                    )
+                }
+                "real" => {
+                    let text = self.content()?;
+                    Event::Real(
+                        text.trim()
+                            .parse()
+                            .map_err(|_| self.error("a real number that does not parse"))?,
+                    )
+                }
+                "true" | "false" => {
+                    self.content()?;
+                    Event::Boolean(tag == "true")
+                }
+                "date" => Event::Date(self.content()?.trim().to_owned()),
+                "data" => {
+                    self.content()?;
+                    Event::Data
+                }
+                other => {
+                    return Err(self.error(&format!("an unknown element <{}>", clip(other))));
+                }
+            };
+            return Ok(Some(event));
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Events<R> {
+    type Item = Result<Event, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event().transpose()
+    }
+}
+
+/// Reads the one value of the XML plist `input` into `T`, through `wrap` (which may track the
+/// key path, as `serde_path_to_error` does).
+pub(crate) fn from_reader<R: BufRead, T>(
+    input: R,
+    wrap: impl FnOnce(&mut Deserializer<R>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut de = Deserializer {
+        events: Events::new(input).peekable(),
+    };
+    let value = wrap(&mut de)?;
+    match de.events.next() {
+        None => Ok(value),
+        Some(Err(e)) => Err(e),
+        Some(Ok(_)) => Err(Error("more than one value at the top level".to_owned())),
+    }
+}
+
+/// A `serde::Deserializer` over the plist events of one XML document.
+pub(crate) struct Deserializer<R: BufRead> {
+    events: Peekable<Events<R>>,
+}
+
+impl<R: BufRead> Deserializer<R> {
+    fn next(&mut self) -> Result<Event, Error> {
+        match self.events.next() {
+            Some(event) => event,
+            None => Err(Error("the document ends where a value belongs".to_owned())),
+        }
+    }
+
+    /// Skips the rest of a collection whose start was read.
+    fn skip_collection(&mut self) -> Result<(), Error> {
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.next()? {
+                Event::StartArray | Event::StartDict => depth += 1,
+                Event::End => depth -= 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de, R: BufRead> de::Deserializer<'de> for &mut Deserializer<R> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.next()? {
+            Event::StartArray => visitor.visit_seq(Collection { de: self }),
+            Event::StartDict => visitor.visit_map(Collection { de: self }),
+            Event::End => Err(Error("a collection ends where a value belongs".to_owned())),
+            Event::String(s) => visitor.visit_string(s),
+            Event::Integer(n) => match (u64::try_from(n), i64::try_from(n)) {
+                (Ok(n), _) => visitor.visit_u64(n),
+                (_, Ok(n)) => visitor.visit_i64(n),
+                _ => Err(Error("an integer out of range".to_owned())),
+            },
+            Event::Real(x) => visitor.visit_f64(x),
+            Event::Boolean(b) => visitor.visit_bool(b),
+            Event::Data => visitor.visit_bytes(&[]),
+            Event::Date(text) => visitor.visit_string(text),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if let Event::StartArray | Event::StartDict = self.next()? {
+            self.skip_collection()?;
+        }
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier
+    }
+}
+
+/// The entries of an array or dictionary being read.
+struct Collection<'a, R: BufRead> {
+    de: &'a mut Deserializer<R>,
+}
+
+impl<R: BufRead> Collection<'_, R> {
+    /// Whether the collection has ended (and its end was read).
+    fn at_end(&mut self) -> Result<bool, Error> {
+        match self.de.events.peek() {
+            Some(Ok(Event::End)) => {
+                self.de.events.next();
+                Ok(true)
+            }
+            Some(Ok(_)) => Ok(false),
+            Some(Err(_)) => Err(self
+                .de
+                .next()
+                .err()
+                .unwrap_or_else(|| Error("the document ends inside a collection".to_owned()))),
+            None => Err(Error("the document ends inside a collection".to_owned())),
+        }
+    }
+}
+
+impl<'de, R: BufRead> de::SeqAccess<'de> for Collection<'_, R> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        if self.at_end()? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+}
+
+impl<'de, R: BufRead> de::MapAccess<'de> for Collection<'_, R> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        if self.at_end()? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        seed.deserialize(&mut *self.de)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "PascalCase")]
+    struct Sample {
+        name: String,
+        count: u64,
+        delta: i64,
+        ratio: f64,
+        on: bool,
+        list: Vec<BTreeMap<String, String>>,
+        #[serde(flatten)]
+        #[allow(clippy::zero_sized_map_values)] // As the manifest keeps unknown keys.
+        rest: BTreeMap<String, de::IgnoredAny>,
+    }
+
+    fn read<T: de::DeserializeOwned>(xml: &str) -> Result<T, Error> {
+        from_reader(xml.as_bytes(), |de| T::deserialize(de))
+    }
+
+    #[test]
+    fn reads_the_plist_values_bsi_uses_as_plist_does() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict>
+  <key>Name</key><string>A &amp; B&#x21; &lt;c&gt;</string>
+  <key>Count</key><integer>18446744073709551615</integer>
+  <key>Delta</key><integer>-3</integer>
+  <key>Ratio</key><real>1.5</real>
+  <key>On</key><true/>
+  <key>List</key><array><dict><key>K</key><string>v</string></dict><dict/></array>
+  <key>Extra</key><dict><key>D</key><data>AAEC</data><key>T</key><date>2026-11-30T00:00:00Z</date><key>N</key><array><array/></array></dict>
+</dict></plist>"#;
+        let ours: Sample = read(xml).unwrap();
+        let theirs: Sample = plist::from_reader_xml(xml.as_bytes()).unwrap();
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.name, "A & B! <c>");
+        assert_eq!(ours.count, u64::MAX);
+    }
+
+    #[test]
+    fn what_is_not_a_plist_value_is_refused_saying_why() {
+        for (xml, needle) in [
+            (
+                "<plist><dict><key>a</key><blob/></dict></plist>",
+                "unknown element <blob>",
+            ),
+            ("<plist><dict>text</dict></plist>", "text between elements"),
+            (
+                "<plist><integer>x</integer></plist>",
+                "integer that does not parse",
+            ),
+            ("<plist><string>a</dict></plist>", "at byte"),
+            ("<plist><string>&bogus;</string></plist>", "unknown entity"),
+            ("<plist><dict><key>a</key>", "ends where a value belongs"),
+            (
+                "<plist><string>a</string><string>b</string></plist>",
+                "more than one value",
+            ),
+        ] {
+            let error = read::<serde_json::Value>(xml).unwrap_err().to_string();
+            assert!(error.contains(needle), "{xml}: {error}");
+        }
+    }
+}
