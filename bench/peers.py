@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""bsi against its peer and its limits (docs/performance.md, "Against OSTree"): prints, in one run,
+
+  peers  staging a verified payload: `bsi apply` (directory and tar form) against OSTree
+         (`ostree pull-local --untrusted` into a fresh bare-user repo + `ostree checkout -U -H`
+         + `sync -f`), and `bsi verify` against `ostree fsck`, on tmpfs and on the disk, runs
+         interleaved (the disk's speed drifts over minutes);
+  tails  10 fresh-device applies per form of one large file on tmpfs, slowest and median,
+         against the in-memory SHA-256 time and a `cp` of the same file measured between them;
+  scale  100,000 small files, and one large payload (8 GiB on the disk, 4 GiB on tmpfs): apply,
+         verify and status time and the peak RSS of each.
+
+Every figure is printed with its ratio to a floor measured in the same run: the in-memory SHA-256
+limit (`openssl speed -evp sha256 -bytes 1048576`), the copy floor (`cp -a` + `sync -f`) and,
+for many files, the hash floor of the tree (`openssl dgst` through `xargs`).
+
+Sources (bundles, the OSTree source repo) live on a different filesystem from the destination:
+within one filesystem `ostree pull-local` hardlinks objects instead of copying them.
+
+Usage: python3 bench/peers.py [--only peers,tails,scale] [--quick] [--tmpfs DIR] [--disk DIR]
+Needs: ostree, openssl, coreutils, findutils; builds bsi in release mode.
+"""
+import argparse, os, re, shutil, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BSI = os.path.join(ROOT, "target", "release", "bsi")
+KEY = os.path.join(ROOT, "fixtures", "keys", "test-only.key")
+PUB = KEY + ".pub"
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def sh(cmd):
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def timed(cmd):
+    """Wall seconds, system seconds and peak RSS (KiB) of one run of `cmd` (a shell line)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    if status != 0:
+        sys.exit(f"failed ({status}): {cmd}")
+    return wall, ru.ru_stime, ru.ru_maxrss
+
+
+def sha256_limit():
+    """In-memory SHA-256 throughput in bytes/s, as `openssl speed` measures it."""
+    out = subprocess.run(
+        "openssl speed -evp sha256 -bytes 1048576 -seconds 3 2>/dev/null | tail -1",
+        shell=True, check=True, capture_output=True, text=True).stdout
+    return float(re.findall(r"([\d.]+)k", out)[-1]) * 1000
+
+
+def payload_tree(path, nfiles, each):
+    """`nfiles` files of `each` bytes in directories of 500, like a cryptex's libraries."""
+    blob = os.urandom(each * 64)
+    for i in range(nfiles):
+        d = os.path.join(path, "System", "Library", "Frameworks", f"F{i // 500:04d}.framework")
+        if i % 500 == 0:
+            os.makedirs(d)
+        off = (i * 977) % (len(blob) - each)
+        with open(os.path.join(d, f"f{i:06d}.dylib"), "wb") as fh:
+            fh.write(blob[off:off + each])
+
+
+def payload_big(path, size):
+    d = os.path.join(path, "System", "Library", "dyld")
+    os.makedirs(d)
+    f = os.path.join(d, "dyld_shared_cache_arm64e")
+    chunk = min(size, GiB)
+    sh(f"openssl rand -out {f}.part {chunk}")
+    sh(f"cat {' '.join([f + '.part'] * (size // chunk))} > {f} && rm {f}.part")
+
+
+def bundle(src_dir, out):
+    sh(f"{BSI} bundle create --product macOS --version 26.3.1 --prerequisite 25D2128 --extra '(a)'"
+       f" --build 25D771280a --os {src_dir} --out {out} --force")
+    sh(f"{BSI} bundle sign {out} --key {KEY}")
+    sh(f"{BSI} bundle pack {out} --out {out}.tar --force")
+
+
+def ostree_source(src_dir, repo):
+    sh(f"ostree init --repo={repo} --mode=bare-user && ostree --repo={repo} commit -b r --tree=dir={src_dir}")
+
+
+def fresh_device(dev):
+    return f"rm -rf {dev} && {BSI} init --root {dev} --trust {PUB}"
+
+
+def fresh_repo(dest):
+    return f"rm -rf {dest} && mkdir -p {dest} && ostree init --repo={dest}/repo --mode=bare-user"
+
+
+def ostree_stage(src_repo, dest):
+    return (f"ostree --repo={dest}/repo pull-local --untrusted {src_repo} r"
+            f" && ostree --repo={dest}/repo checkout -U -H r {dest}/co && sync -f {dest}/co")
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def line(label, secs, ratio=None, note=""):
+    r = f"  x{ratio:5.2f}" if ratio is not None else " " * 8
+    print(f"  {label:<62} {secs * 1000:9.0f} ms{r}  {note}", flush=True)
+
+
+def peers(a, sha, where):
+    """bsi against OSTree on each payload, destination on tmpfs and on the disk."""
+    big = GiB if not a.quick else 128 * MiB
+    cases = [(f"{big // MiB} MiB, one file", "big", big)]
+    cases.append(("20,000 files of 2 KiB" if not a.quick else "2,000 files of 2 KiB", "tree",
+                  20000 if not a.quick else 2000))
+    for dest_name, dest_fs, src_fs in [("tmpfs", a.tmpfs, a.disk), ("disk", a.disk, a.tmpfs)]:
+        for label, kind, n in cases:
+            src = os.path.join(src_fs, f"src-{kind}")
+            shutil.rmtree(src, ignore_errors=True)
+            os.makedirs(src)
+            tree = os.path.join(src, "tree")
+            if kind == "big":
+                payload_big(tree, n)
+                nbytes = n
+            else:
+                payload_tree(tree, n, 2048)
+                nbytes = n * 2048
+            b = os.path.join(src, "b.bsi")
+            bundle(tree, b)
+            repo = os.path.join(src, "repo")
+            ostree_source(tree, repo)
+            sh("sync")
+            work = os.path.join(dest_fs, "peers")
+            dev, dest, copy = work + "/dev", work + "/ostree", work + "/copy"
+            files = os.path.join(src, "files.txt")
+            sh(f"find {tree} -type f > {files}")
+            runs = {k: [] for k in ("cp", "hash", "dir", "tar", "ostree", "verify", "fsck")}
+            for _ in range(a.runs):
+                timed(f"rm -rf {copy} {dev} {dest} && mkdir -p {work}")
+                runs["cp"].append(timed(f"cp -a {tree} {copy} && sync -f {copy}")[0])
+                runs["hash"].append(timed(f"xargs -a {files} openssl dgst -sha256 >/dev/null")[0])
+                for form, path in (("dir", b), ("tar", b + ".tar")):
+                    timed(f"rm -rf {copy} && " + fresh_device(dev))
+                    runs[form].append(timed(f"{BSI} --root {dev} apply {path}")[0])
+                timed(f"{BSI} --root {dev} restart")
+                runs["verify"].append(timed(f"{BSI} --root {dev} verify")[0])
+                timed(f"rm -rf {dev} && " + fresh_repo(dest))
+                runs["ostree"].append(timed(ostree_stage(repo, dest))[0])
+                runs["fsck"].append(timed(f"ostree --repo={dest}/repo fsck -q")[0])
+            timed(f"rm -rf {work}")
+            shutil.rmtree(src, ignore_errors=True)
+            m = {k: med(v) for k, v in runs.items()}
+            limit = nbytes / sha
+            floor = m["cp"] + m["hash"] if kind == "tree" else max(m["cp"], limit)
+            print(f"\n{label}, destination on {dest_name} ({where[dest_name]}), sources on the other;"
+                  f" medians of {a.runs} interleaved runs")
+            line("SHA-256 limit (openssl speed)", limit)
+            line("copy floor: cp -a + sync -f", m["cp"])
+            line("hash floor: openssl dgst through xargs", m["hash"])
+            fl = "cp -a + hash floor" if kind == "tree" else "max(copy floor, SHA-256 limit)"
+            for k, name in (("dir", "bsi apply, directory form"), ("tar", "bsi apply, tar form"),
+                            ("ostree", "OSTree pull-local+checkout")):
+                line(f"{name} (vs {fl})", m[k], m[k] / floor)
+            line("bsi verify (vs hash floor)", m["verify"], m["verify"] / m["hash"])
+            line("ostree fsck (vs hash floor)", m["fsck"], m["fsck"] / m["hash"])
+            print(f"  OSTree / bsi: apply dir {m['ostree'] / m['dir']:.2f}x, tar {m['ostree'] / m['tar']:.2f}x"
+                  f" (target >= 2); fsck / verify {m['fsck'] / m['verify']:.2f}x (target >= 4)")
+            print(f"  all runs (s): " + "; ".join(
+                f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in runs.items()))
+
+
+def tails(a, sha):
+    """10 fresh-device applies per form of one large file on tmpfs."""
+    size = GiB if not a.quick else 256 * MiB
+    src = os.path.join(a.tmpfs, "tails")
+    shutil.rmtree(src, ignore_errors=True)
+    payload_big(os.path.join(src, "tree"), size)
+    b = os.path.join(src, "b.bsi")
+    bundle(os.path.join(src, "tree"), b)
+    f = os.path.join(src, "tree/System/Library/dyld/dyld_shared_cache_arm64e")
+    dev, copy = os.path.join(src, "dev"), os.path.join(src, "copy")
+    runs = {"cp": [], "dir": [], "tar": []}
+    for _ in range(10):
+        timed(f"rm -f {copy}")
+        runs["cp"].append(timed(f"cp {f} {copy} && sync -f {copy}")[0])
+        for form, path in (("dir", b), ("tar", b + ".tar")):
+            timed(f"rm -f {copy} && " + fresh_device(dev))
+            runs[form].append(timed(f"{BSI} --root {dev} apply {path}")[0])
+    shutil.rmtree(src, ignore_errors=True)
+    limit = size / sha
+    print(f"\n{size // MiB} MiB, one file, tmpfs, 10 fresh-device applies per form, interleaved with cp")
+    line("SHA-256 limit (openssl speed)", limit)
+    for k, name in (("cp", "cp + sync -f"), ("dir", "bsi apply, directory form"), ("tar", "bsi apply, tar form")):
+        xs = runs[k]
+        print(f"  {name:<30} median {med(xs) * 1000:6.0f} ms x{med(xs) / limit:4.2f}"
+              f"   max {max(xs) * 1000:6.0f} ms x{max(xs) / limit:4.2f}   min {min(xs) * 1000:6.0f} ms"
+              f"   (vs the SHA-256 limit; targets median <= 1.2, max <= 1.5)")
+        print("    runs (s): " + " ".join(f"{x:.2f}" for x in xs))
+
+
+def scale(a, sha, where):
+    """100,000 files and a large payload: time, peak RSS, status against cat."""
+    nfiles = 100000 if not a.quick else 10000
+    sizes = {"tmpfs": 4 * GiB, "disk": 8 * GiB} if not a.quick else {"tmpfs": 512 * MiB, "disk": 512 * MiB}
+    for dest_name, dest_fs, src_fs in [("tmpfs", a.tmpfs, a.disk), ("disk", a.disk, a.tmpfs)]:
+        for kind in ("tree", "big"):
+            src = os.path.join(src_fs, f"scale-{kind}")
+            shutil.rmtree(src, ignore_errors=True)
+            os.makedirs(src)
+            tree = os.path.join(src, "tree")
+            if kind == "tree":
+                payload_tree(tree, nfiles, 2048)
+                nbytes, label = nfiles * 2048, f"{nfiles:,} files of 2 KiB"
+            else:
+                # A large tmpfs source for a disk destination would hold 8 GiB of memory: the
+                # large payload's source stays on the disk (different files, same speed class).
+                if dest_name == "disk":
+                    src = os.path.join(a.disk, "scale-big-src")
+                    shutil.rmtree(src, ignore_errors=True)
+                    os.makedirs(src)
+                    tree = os.path.join(src, "tree")
+                nbytes, label = sizes[dest_name], f"{sizes[dest_name] // GiB or sizes[dest_name] / GiB} GiB, one file"
+                payload_big(tree, nbytes)
+            b = os.path.join(src, "b.bsi")
+            bundle(tree, b)
+            files = os.path.join(src, "files.txt")
+            sh(f"find {tree} -type f > {files}")
+            work = os.path.join(dest_fs, "scale")
+            dev, copy = work + "/dev", work + "/copy"
+            sh("sync")
+            timed(f"rm -rf {work}")
+            cp = timed(f"mkdir -p {work} && cp -a {tree} {copy} && sync -f {copy}")[0]
+            timed(f"rm -rf {copy}")
+            hashf = timed(f"xargs -a {files} openssl dgst -sha256 >/dev/null")[0]
+            res = {}
+            for form, path in (("dir", b), ("tar", b + ".tar")):
+                timed(fresh_device(dev))
+                res[form] = timed(f"{BSI} --root {dev} apply {path} --restart")
+            ver = timed(f"{BSI} --root {dev} verify")
+            cat = med([timed(f"cat {PUB}")[0] for _ in range(20)])
+            status = med([timed(f"{BSI} --root {dev} status --json")[0] for _ in range(20)])
+            timed(f"rm -rf {work}")
+            shutil.rmtree(src, ignore_errors=True)
+            limit = nbytes / sha
+            floor = cp + hashf if kind == "tree" else max(cp, hashf)
+            print(f"\n{label}, destination on {dest_name} ({where[dest_name]}); single runs")
+            line("SHA-256 limit (openssl speed)", limit)
+            line("copy floor: cp -a + sync -f", cp)
+            line("hash floor: openssl dgst through xargs", hashf)
+            fl = "cp -a + hash floor" if kind == "tree" else "max(copy, hash floor)"
+            for form in ("dir", "tar"):
+                w, s, rss = res[form]
+                line(f"bsi apply --restart, {form} form (vs {fl})", w, w / floor,
+                     f"peak RSS {rss / 1024:.1f} MiB, sys {s:.2f} s")
+            line("bsi verify (vs hash floor)", ver[0], ver[0] / hashf, f"peak RSS {ver[2] / 1024:.1f} MiB")
+            line("bsi status --json (vs cat), medians of 20", status, status / cat)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", default="peers,tails,scale")
+    p.add_argument("--quick", action="store_true", help="smaller payloads, 3 runs")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--tmpfs", default="/dev/shm/bsi-peers")
+    p.add_argument("--disk", default="/var/tmp/bsi-peers")
+    a = p.parse_args()
+    if a.quick:
+        a.runs = min(a.runs, 3)
+    for tool in ("ostree", "openssl"):
+        if not shutil.which(tool):
+            sys.exit(f"bench/peers.py needs `{tool}` (Debian package `{tool}`)")
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    for d in (a.tmpfs, a.disk):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    fstype = lambda d: subprocess.run(["stat", "-f", "-c", "%T", d], capture_output=True, text=True).stdout.strip()
+    where = {"tmpfs": f"{a.tmpfs}, {fstype(a.tmpfs)}", "disk": f"{a.disk}, {fstype(a.disk)}"}
+    if fstype(a.tmpfs) == fstype(a.disk) and os.stat(a.tmpfs).st_dev == os.stat(a.disk).st_dev:
+        sys.exit("--tmpfs and --disk must be different filesystems")
+    sha = sha256_limit()
+    print(f"bsi against OSTree and the limits; SHA-256 in memory: {sha / MiB:.0f} MiB/s (openssl speed)")
+    only = a.only.split(",")
+    if "peers" in only:
+        peers(a, sha, where)
+    if "tails" in only:
+        tails(a, sha)
+    if "scale" in only:
+        scale(a, sha, where)
+    for d in (a.tmpfs, a.disk):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
