@@ -96,39 +96,118 @@ fn rename_into_place(root: &crate::device::Root, gens: &Path, name: &GenName) ->
 /// Creates the directory of each carried cryptex before the payload streams into it, placed
 /// where the filesystem has room that no recent deletion is still holding.
 ///
-/// On ext4 without a journal (as on these machines' work disks), the inode allocator skips
-/// inodes freed in the last minutes, scanning past every one of them for every new file; and it
-/// places a directory, and the files under it, in the block group of its parent. A device whose
-/// previous generation was just removed (garbage collection, or a fresh device replacing an old
-/// one) would then pay a scan of the freed inodes for each of its files: 20,000 files took 8-14 s
-/// instead of 0.5 s. Marking the staging directory a top of a hierarchy (`FS_TOPDIR_FL`, what
-/// `chattr +T` sets) makes ext4 spread its subdirectories Orlov-style to the least used groups,
-/// starting from a hash of the name; a name random per apply (renamed to the cryptex's name at
-/// once; placement is decided at creation) keeps it from landing on the same, just-freed group
-/// every time. Filesystems without the flag ignore it; nothing else depends on it.
-fn place_cryptex_dirs(dir: &Dir, carried: &[Cryptex]) -> io::Result<HashSet<PathBuf>> {
+/// On ext4 without a journal (as on these machines' work disks), the inode allocator avoids
+/// inodes freed in the last minutes by scanning past them, from the start of the block group,
+/// for every new inode; and it puts a directory, and the files under it, in the flex group of
+/// its parent. A device whose previous content was just removed (garbage collection, or a fresh
+/// device replacing an old one) paid that scan for each of its files, and the scan grows as the
+/// group's other free inodes are used up: 20,000 files took 8-14 s instead of 0.6 s, 100,000
+/// files 54 s.
+///
+/// So the staging directory is marked a top of a hierarchy (`FS_TOPDIR_FL`, what `chattr +T`
+/// sets), which makes ext4 place each directory made in it Orlov-style, in the flex group with
+/// the fewest directories (each one made there counts, so the next goes elsewhere); the name,
+/// random, only breaks ties. A just-emptied group is often the one with the fewest directories,
+/// so for a payload of [`PROBE_FROM`] files or more, up to [`CANDIDATES`] directories are made
+/// and [`PROBE_FILES`] files created one directory down in each, timed: a group with freed
+/// inodes in the way shows as creations that slow down as they go. The first candidate whose
+/// last creations stay under [`FAST_CREATE`] (or else the quickest) is kept; its probe files stay
+/// until the payload is in (removing them first would put freed inodes in the way) and are
+/// returned to be removed then. Placement is decided at creation, so the rename to the
+/// cryptex's name changes nothing. A filesystem without the flag (tmpfs, for one) refuses it and
+/// gets plain directories; nothing else depends on any of this.
+fn place_cryptex_dirs(
+    dir: &Dir,
+    carried: &[Cryptex],
+    files: usize,
+) -> io::Result<(HashSet<PathBuf>, Vec<PathBuf>)> {
     let topdir = mark_top(dir, Path::new(".")).is_ok();
     let mut made = HashSet::new();
+    let mut probes = Vec::new();
     for cryptex in carried {
         let name = cryptex.as_str();
         if topdir {
-            // Only the choice among equally good groups depends on the bytes: a failure to
-            // get random ones costs nothing but that.
-            let mut random = [0u8; 8];
-            let _ = getrandom::fill(&mut random);
-            let tmp = format!(
-                "{}{name}-{}",
-                crate::device::TMP_PREFIX,
-                crate::bundle::digest::hex(&random)
-            );
-            dir.create_dir(&tmp)?;
-            dir.rename(&tmp, dir, name)?;
+            let (chosen, probe) = least_held_dir(dir, name, files >= PROBE_FROM)?;
+            dir.rename(&chosen, dir, name)?;
+            probes.extend(probe.map(|p| Path::new(name).join(p)));
         } else {
             dir.create_dir(name)?;
         }
         made.insert(PathBuf::from(name));
     }
-    Ok(made)
+    Ok((made, probes))
+}
+
+/// Payloads with fewer files than this are not worth probing for (see [`place_cryptex_dirs`]).
+const PROBE_FROM: usize = 2_000;
+/// Directories tried per cryptex at most.
+const CANDIDATES: usize = 4;
+/// Files created to probe a candidate; the mean of the last quarter is its score.
+const PROBE_FILES: usize = 64;
+/// A score under this shows a group without freed inodes in the way (a clean create takes
+/// 10-20 us on these machines; in a group holding thousands of just-freed inodes the creations
+/// climb past 50 us within 64 files, and on to milliseconds).
+const FAST_CREATE: std::time::Duration = std::time::Duration::from_micros(30);
+
+/// Makes candidate directories for `name` (see [`place_cryptex_dirs`]) and returns the name of
+/// the one kept and, if it was probed, its probe directory (relative to it).
+fn least_held_dir(dir: &Dir, name: &str, probe: bool) -> io::Result<(String, Option<PathBuf>)> {
+    let mut tried: Vec<(std::time::Duration, String)> = Vec::new();
+    // A random name: a payload cannot list a path inside it.
+    let probe_dir = random_name("probe");
+    for _ in 0..CANDIDATES {
+        let candidate = random_name(name);
+        dir.create_dir(&candidate)?;
+        if !probe {
+            return Ok((candidate, None));
+        }
+        let score = probe_creations(dir, &Path::new(&candidate).join(&probe_dir))?;
+        tried.push((score, candidate));
+        if score < FAST_CREATE {
+            break;
+        }
+    }
+    let best = tried
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (score, _))| *score)
+        .map_or(0, |(i, _)| i);
+    let (_, kept) = tried.swap_remove(best);
+    for (_, other) in tried {
+        dir.remove_dir_all(&other)?;
+    }
+    Ok((kept, Some(PathBuf::from(probe_dir))))
+}
+
+/// `.bsi-tmp.<what>-<16 random hex digits>`. The bytes break ties between equally empty
+/// groups and keep the name from any a payload lists; a failure to get them (zeros) costs only
+/// the first.
+fn random_name(what: &str) -> String {
+    let mut random = [0u8; 8];
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{}{what}-{}",
+        crate::device::TMP_PREFIX,
+        crate::bundle::digest::hex(&random)
+    )
+}
+
+/// Creates [`PROBE_FILES`] empty files in a new directory `rel` and returns the mean time of
+/// the last quarter of the creations.
+fn probe_creations(dir: &Dir, rel: &Path) -> io::Result<std::time::Duration> {
+    dir.create_dir(rel)?;
+    let probes = dir.open_dir(rel)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    let mut late = std::time::Duration::ZERO;
+    for i in 0..PROBE_FILES {
+        let start = std::time::Instant::now();
+        drop(probes.open_with(format!("{i}"), &options)?);
+        if i >= PROBE_FILES - PROBE_FILES / 4 {
+            late += start.elapsed();
+        }
+    }
+    Ok(late / u32::try_from(PROBE_FILES / 4).unwrap_or(1))
 }
 
 /// Sets `FS_TOPDIR_FL` on the directory `rel` beneath `dir`.
@@ -198,7 +277,8 @@ fn fill(
     let shown = root.show(staging);
     let umask = current_umask();
     let carried: Vec<Cryptex> = bundle.manifest.cryptexes.0.keys().copied().collect();
-    let placed = place_cryptex_dirs(&dir, &carried).ctx("creating", &shown)?;
+    let (placed, probes) = place_cryptex_dirs(&dir, &carried, bundle.manifest.cryptexes.count())
+        .ctx("creating", &shown)?;
     let sink = || StagingSink {
         dir: &dir,
         shown: shown.clone(),
@@ -217,6 +297,11 @@ fn fill(
         stream::run(progress, "staging", total, |feeder| {
             bundle.stream(feeder, &mut sink())
         })?;
+    }
+    // The probe files kept the placement's freed inodes out of the way; the payload is in.
+    for probe in probes {
+        dir.remove_dir_all(&probe)
+            .ctx("removing", root.show(staging.join(&probe)))?;
     }
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let shown = root.show(staging.join(name));

@@ -549,3 +549,46 @@ fn a_damaged_manifest_is_listed_once() {
     assert!(listed[0].starts_with("problem: "), "{}", listed[0]);
     run.stderr_has("bsi repair --from");
 }
+
+/// A payload of thousands of files is placed by probing candidate directories where the
+/// filesystem supports it (ext4: see `stage::place_cryptex_dirs`); nothing of the probing is
+/// left in the generation, whatever the filesystem, and the content verifies.
+#[test]
+fn a_large_payload_leaves_nothing_of_its_placement_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..2_500)
+        .map(|i| {
+            (
+                format!("System/Library/F{:02}/lib{i:04}.dylib", i / 100),
+                format!("lib {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    let e = make_bundle(
+        tmp.path(),
+        "e.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(e)",
+        "25D771280e",
+        &borrowed(&files),
+        &[],
+    );
+    let d = Device::new();
+    d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
+        .ok();
+    d.bsi(["verify"]).ok();
+    let generation = generations(&d).join("25D771280e");
+    let mut pending = vec![generation];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".bsi-tmp"), "{}", entry.path().display());
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    grafted_equals(&d, "OS", &e);
+}
