@@ -146,6 +146,40 @@ impl Feeder<'_> {
     }
 }
 
+impl Feeder<'_> {
+    /// [`Feeder::file`] for a file whose size the caller has just checked with `fstat` (and
+    /// whose digest it compares itself): a small file is read in one `read` of exactly its
+    /// size, without the extra `read` that proves its end (for `verify` of 20,000 small files,
+    /// 20,000 system calls fewer). A file still growing after the check is not caught here;
+    /// its digest is that of its checked size.
+    pub(crate) fn file_of_checked_size(
+        &mut self,
+        label: &str,
+        size: u64,
+        src: &mut dyn Read,
+    ) -> Result<()> {
+        if size > INLINE_MAX {
+            return self.file(label, size, None, src, None, false);
+        }
+        if self.stopped() {
+            return Err(stopped());
+        }
+        crate::interrupt::check()?;
+        let want = usize::try_from(size).unwrap_or(usize::MAX);
+        if self.small.len() < want {
+            self.small.resize(want, 0);
+        }
+        let got = read_full(src, &mut self.small[..want]).map_err(|e| read_error(label, &e))?;
+        if got != want {
+            return Err(size_error(label, size, got as u64, false));
+        }
+        let actual = Digest::of(&self.small[..got]);
+        self.progress.advance(size);
+        self.slots.push(Some(actual));
+        Ok(())
+    }
+}
+
 /// Files up to this size are read whole and hashed on the reading thread: handing them to the
 /// hashing thread would cost more in wake-ups than the hashing itself.
 pub(crate) const INLINE_MAX: u64 = 64 * 1024;

@@ -667,7 +667,7 @@ fn hash_share(
             ));
         }
         let mut reader = &file;
-        feeder.file(label, entry.size, None, &mut reader, None, false)?;
+        feeder.file_of_checked_size(label, entry.size, &mut reader)?;
         share.hashed.push(index);
     }
     Ok(share)
