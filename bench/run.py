@@ -4,6 +4,7 @@ RSS for apply, status and verify against baselines measured in the same run, as 
 
 Usage: python3 bench/run.py [--quick] [--dir /dev/shm/bsi-bench]
 Needs: hyperfine, openssl, coreutils; builds bsi in release mode. Runs on tmpfs by default.
+bench/peers.py compares bsi with OSTree, on tmpfs and on disk, and at 100,000 files and 8 GiB.
 --quick uses smaller payloads (64 MiB instead of 1 GiB, 2,000 files, no 4 GiB run).
 """
 import argparse, json, os, resource, shutil, subprocess, sys, time
