@@ -13,7 +13,7 @@ use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, Permissions, PermissionsExt}
 
 use crate::Result;
 use crate::bundle::manifest::FileEntry;
-use crate::bundle::source::{Bundle, Form, Sink};
+use crate::bundle::source::{Bundle, Sink};
 use crate::bundle::stream;
 use crate::device::layout::{GEN_MANIFEST, GEN_SIGNATURE, GEN_SYSTEM_VERSION};
 use crate::device::{Cryptex, Device, GenName, SystemVersion};
@@ -287,8 +287,9 @@ fn fill(
     };
     let total = bundle.manifest.cryptexes.total_size();
     let files = bundle.manifest.cryptexes.count();
-    if bundle.form == Form::Directory && files >= stream::PARALLEL_MIN_FILES {
-        // Many files from a directory: two readers, each with its own hasher.
+    if files >= stream::PARALLEL_MIN_FILES {
+        // Many files: two readers, each with its own hasher (a tar's files are read at the
+        // offsets its structure check found, so its two readers do not share a position).
         let bundle: &Bundle = bundle;
         stream::run_parts(progress, "staging", total, 2, |part, feeder| {
             bundle.stream_part(part, 2, feeder, &mut sink())
