@@ -248,76 +248,113 @@ const MAX_TEXT: usize = 64 * 1024;
 /// nesting than [`MAX_DEPTH`], more than [`MAX_NODES`] elements, a text longer than
 /// [`MAX_TEXT`], or a binary plist. No recursion, so no input can exhaust the stack.
 pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
-    bounds_in(bytes)
+    refuse_binary(bytes)?;
+    // From a slice, events borrow the bytes: nothing is copied.
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut seen = Bounds::default();
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax_error(reader.buffer_position(), &e))?;
+        if seen.see(&event)? {
+            seen.done();
+            return Ok(());
+        }
+    }
 }
 
 /// [`bounds`] over any buffered input; one event at a time is held.
 fn bounds_in(mut input: impl std::io::BufRead) -> Result<(), BundleError> {
-    use quick_xml::events::Event;
     let head = input.fill_buf().map_err(|e| BundleError::Read {
         path: "Info.plist".into(),
         message: e.to_string(),
     })?;
+    refuse_binary(head)?;
+    let mut reader = quick_xml::Reader::from_reader(input);
+    let mut buf = Vec::new();
+    let mut seen = Bounds::default();
+    loop {
+        buf.clear();
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| syntax_error(reader.buffer_position(), &e))?;
+        if seen.see(&event)? {
+            seen.done();
+            return Ok(());
+        }
+    }
+}
+
+fn refuse_binary(head: &[u8]) -> Result<(), BundleError> {
     if head.starts_with(b"bplist") {
         return Err(BundleError::manifest(
             "a binary plist; a bundle's Info.plist is an XML plist (DESIGN section 3)",
         ));
     }
-    let mut reader = quick_xml::Reader::from_reader(input);
-    let mut buf = Vec::new();
-    let (mut depth, mut nodes, mut dicts) = (0usize, 0usize, 0usize);
-    loop {
-        buf.clear();
-        let event = reader.read_event_into(&mut buf).map_err(|e| {
+    Ok(())
+}
+
+fn syntax_error(at: u64, e: &quick_xml::Error) -> BundleError {
+    BundleError::manifest(format!(
+        "not a valid property list: the XML does not parse at byte {at} ({})",
+        clip(&e.to_string())
+    ))
+}
+
+/// What [`bounds`] has seen so far.
+#[derive(Default)]
+struct Bounds {
+    depth: usize,
+    nodes: usize,
+    dicts: usize,
+}
+
+impl Bounds {
+    /// Takes one event into account: an error if it breaks a bound, `true` at the end.
+    fn see(&mut self, event: &quick_xml::events::Event<'_>) -> Result<bool, BundleError> {
+        use quick_xml::events::Event;
+        let too_long = |len: usize| {
             BundleError::manifest(format!(
-                "not a valid property list: the XML does not parse at byte {} ({})",
-                reader.buffer_position(),
-                clip(&e.to_string())
+                "a text of {len} bytes; bsi reads at most {MAX_TEXT} bytes per value"
             ))
-        })?;
+        };
         match event {
             Event::Start(start) => {
                 if start.name().0 == "dict" {
-                    dicts += 1;
+                    self.dicts += 1;
                 }
-                depth += 1;
-                nodes += 1;
-                if depth > MAX_DEPTH {
+                self.depth += 1;
+                self.nodes += 1;
+                if self.depth > MAX_DEPTH {
                     return Err(BundleError::manifest(format!(
                         "nested deeper than {MAX_DEPTH} levels; a manifest needs 5"
                     )));
                 }
             }
-            Event::Empty(_) => nodes += 1,
-            Event::End(_) => depth = depth.saturating_sub(1),
-            Event::Text(t) if t.len() > MAX_TEXT => {
-                return Err(BundleError::manifest(format!(
-                    "a text of {} bytes; bsi reads at most {MAX_TEXT} bytes per value",
-                    t.len()
-                )));
-            }
-            Event::CData(t) if t.len() > MAX_TEXT => {
-                return Err(BundleError::manifest(format!(
-                    "a text of {} bytes; bsi reads at most {MAX_TEXT} bytes per value",
-                    t.len()
-                )));
-            }
+            Event::Empty(_) => self.nodes += 1,
+            Event::End(_) => self.depth = self.depth.saturating_sub(1),
+            Event::Text(t) if t.len() > MAX_TEXT => return Err(too_long(t.len())),
+            Event::CData(t) if t.len() > MAX_TEXT => return Err(too_long(t.len())),
             Event::DocType(t) if t.len() > 1024 => {
                 return Err(BundleError::manifest(
                     "a document type declaration of more than 1 KiB",
                 ));
             }
-            Event::Eof => break,
+            Event::Eof => return Ok(true),
             _ => {}
         }
-        if nodes > MAX_NODES {
+        if self.nodes > MAX_NODES {
             return Err(BundleError::manifest(format!(
                 "more than {MAX_NODES} elements, more than {MAX_FILES} files need"
             )));
         }
+        Ok(false)
     }
-    ENTRIES_HINT.with(|h| h.set(dicts));
-    Ok(())
+
+    /// The bounds held: leaves the count of dictionaries for sizing the listing.
+    fn done(self) {
+        ENTRIES_HINT.with(|h| h.set(self.dicts));
+    }
 }
 
 /// Parses bounded XML plist bytes into `T`, naming the key at fault in errors.
