@@ -306,14 +306,7 @@ impl Opened {
     /// parses the manifest: bytes no trusted key signed are never parsed here. Returns the
     /// bundle and the key that signed it.
     pub(crate) fn verify(self, trusted: &[PublicKey]) -> Result<(Bundle, PublicKey), BundleError> {
-        let signature = self
-            .signature
-            .as_deref()
-            .ok_or_else(|| BundleError::Signature {
-                message: "missing: the bundle is unsigned".to_owned(),
-            })?;
-        let key = signature::verify(&self.manifest_bytes, signature, trusted)?.clone();
-        Ok((self.parse()?, key))
+        self.verify_spooled(trusted, None)
     }
 
     /// As [`Opened::verify`], for a bundle being installed: once the signature has verified, a

@@ -304,29 +304,19 @@ fn fill(
         dir.remove_dir_all(&probe)
             .ctx("removing", root.show(staging.join(&probe)))?;
     }
-    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+    let write = |name: &str, fill: &dyn Fn(&mut dyn io::Write) -> io::Result<()>| -> Result<()> {
         let shown = root.show(staging.join(name));
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(0o644);
-        let mut file = dir.open_with(name, &options).ctx("creating", &shown)?;
-        io::Write::write_all(&mut file, bytes).ctx("writing", &shown)
-    };
-    {
-        let shown = root.show(staging.join(GEN_MANIFEST));
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true).mode(0o644);
-        let file = dir
-            .open_with(GEN_MANIFEST, &options)
-            .ctx("creating", &shown)?;
+        let file = dir.open_with(name, &options).ctx("creating", &shown)?;
         let mut out = io::BufWriter::with_capacity(1 << 16, file);
-        bundle
-            .manifest_bytes
-            .write_to(&mut out)
+        fill(&mut out)
             .and_then(|()| io::Write::flush(&mut out))
-            .ctx("writing", &shown)?;
-    }
+            .ctx("writing", &shown)
+    };
+    write(GEN_MANIFEST, &|out| bundle.manifest_bytes.write_to(out))?;
     if let Some(sig) = &bundle.signature {
-        write(GEN_SIGNATURE, sig)?;
+        write(GEN_SIGNATURE, &|out| out.write_all(sig))?;
     }
     let m = &bundle.manifest;
     let sv = SystemVersion {
@@ -336,7 +326,8 @@ fn fill(
         build: m.build.clone(),
         extra: Some(m.extra),
     };
-    write(GEN_SYSTEM_VERSION, &sv.to_xml())?;
+    let system_version = sv.to_xml();
+    write(GEN_SYSTEM_VERSION, &|out| out.write_all(&system_version))?;
     for cryptex in Cryptex::ALL {
         if !m.cryptexes.0.contains_key(&cryptex) {
             let supplier = suppliers.get(&cryptex).ok_or_else(|| {
