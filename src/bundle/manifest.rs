@@ -373,9 +373,15 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     super::plist_xml::from_reader(input, |de| Tracked::<T>::deserialize(de))
         .map(|t| t.0)
         .map_err(|e| {
-            let (path, inner) = FAILED_AT
-                .with(|f| f.borrow_mut().take())
-                .unwrap_or_else(|| (String::new(), e.to_string()));
+            let failed = FAILED_AT.with(|f| f.borrow_mut().take());
+            if e.malformed {
+                // Not about any key: the XML is not a property list where it was being read.
+                return BundleError::manifest(format!(
+                    "not a valid property list: {}",
+                    clip(&e.to_string())
+                ));
+            }
+            let (path, inner) = failed.unwrap_or_else(|| (String::new(), e.to_string()));
             let inner = plain(&inner);
             if path.is_empty() || path == "." {
                 BundleError::manifest(format!("not a valid property list: {inner}"))
@@ -951,6 +957,25 @@ mod tests {
             .and_then(|a| a.get_mut(0))
             .and_then(Value::as_dictionary_mut)
             .unwrap()
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_property_list_is_named_so_not_blamed_on_a_key() {
+        let xml = sample().to_xml();
+        // Cut after a whole tag, so the XML parses as far as it goes.
+        let cut = &xml[..=xml[..xml.len() / 2]
+            .iter()
+            .rposition(|&b| b == b'>')
+            .unwrap()];
+        let err = Manifest::parse(cut).unwrap_err().to_string();
+        assert!(
+            err.contains("not a valid property list: the document ends"),
+            "{err}"
+        );
+        let err = Cryptexes::parse(b"<plist><dict><key>OS</key>")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid property list"), "{err}");
     }
 
     #[test]

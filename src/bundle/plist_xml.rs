@@ -24,13 +24,27 @@ use serde::de::{self, DeserializeSeed, Visitor};
 
 use crate::untrusted::clip;
 
-/// Why reading failed: an XML or plist rule broken, or a value a visitor refused.
+/// Why reading failed: an XML or plist rule broken (`malformed`: the document is not a
+/// property list), or a value a typed reader refused.
 #[derive(Debug)]
-pub(crate) struct Error(String);
+pub(crate) struct Error {
+    message: String,
+    /// The document itself is not a property list, wherever it was being read.
+    pub malformed: bool,
+}
+
+impl Error {
+    fn malformed(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            malformed: true,
+        }
+    }
+}
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -38,7 +52,10 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        Error(msg.to_string())
+        Error {
+            message: msg.to_string(),
+            malformed: false,
+        }
     }
 }
 
@@ -76,7 +93,7 @@ impl<R: BufRead> Events<R> {
     }
 
     fn error(&self, message: &str) -> Error {
-        Error(format!(
+        Error::malformed(format!(
             "{message}, at byte {}",
             self.reader.buffer_position()
         ))
@@ -186,7 +203,7 @@ pub(crate) fn from_reader<R: BufRead, T>(
     match de.events.next() {
         None => Ok(value),
         Some(Err(e)) => Err(e),
-        Some(Ok(_)) => Err(Error("more than one value at the top level".to_owned())),
+        Some(Ok(_)) => Err(Error::malformed("more than one value at the top level")),
     }
 }
 
@@ -199,7 +216,7 @@ impl<R: BufRead> Deserializer<R> {
     fn next(&mut self) -> Result<Event, Error> {
         match self.events.next() {
             Some(event) => event,
-            None => Err(Error("the document ends where a value belongs".to_owned())),
+            None => Err(Error::malformed("the document ends where a value belongs")),
         }
     }
 
@@ -224,12 +241,12 @@ impl<'de, R: BufRead> de::Deserializer<'de> for &mut Deserializer<R> {
         match self.next()? {
             Event::StartArray => visitor.visit_seq(Collection { de: self }),
             Event::StartDict => visitor.visit_map(Collection { de: self }),
-            Event::End => Err(Error("a collection ends where a value belongs".to_owned())),
+            Event::End => Err(Error::malformed("a collection ends where a value belongs")),
             Event::String(s) => visitor.visit_string(s),
             Event::Integer(n) => match (u64::try_from(n), i64::try_from(n)) {
                 (Ok(n), _) => visitor.visit_u64(n),
                 (_, Ok(n)) => visitor.visit_i64(n),
-                _ => Err(Error("an integer out of range".to_owned())),
+                _ => Err(Error::malformed("an integer out of range")),
             },
             Event::Real(x) => visitor.visit_f64(x),
             Event::Boolean(b) => visitor.visit_bool(b),
@@ -270,8 +287,8 @@ impl<R: BufRead> Collection<'_, R> {
                 .de
                 .next()
                 .err()
-                .unwrap_or_else(|| Error("the document ends inside a collection".to_owned()))),
-            None => Err(Error("the document ends inside a collection".to_owned())),
+                .unwrap_or_else(|| Error::malformed("the document ends inside a collection"))),
+            None => Err(Error::malformed("the document ends inside a collection")),
         }
     }
 }
