@@ -390,13 +390,17 @@ pub(crate) fn make_bundle(
     args.push("--out".into());
     args.push(out.display().to_string());
     bsi(&args).ok();
+    sign(&out).ok();
+    out
+}
+
+/// `bsi bundle sign BUNDLE --key <the test key>`.
+pub(crate) fn sign(bundle: &Path) -> Run {
     bsi([
         "bundle".as_ref(),
         "sign".as_ref(),
-        out.as_os_str(),
+        bundle.as_os_str(),
         "--key".as_ref(),
         test_key().as_os_str(),
     ])
-    .ok();
-    out
 }

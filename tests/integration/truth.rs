@@ -18,6 +18,21 @@ fn grafted_equals(device: &Device, cryptex: &str, bundle_dir: &Path) {
     live.assert_same(&want);
 }
 
+/// The OS-only response 26.3.1 (e) (25D771280e) carrying `os`, signed with the test key.
+fn response_e(dir: &Path, os: &[(&str, &[u8])]) -> PathBuf {
+    make_bundle(
+        dir,
+        "e.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(e)",
+        "25D771280e",
+        os,
+        &[],
+    )
+}
+
 fn preboot(d: &Device) -> PathBuf {
     std::fs::read_dir(d.path("System/Volumes/Preboot"))
         .unwrap()
@@ -90,17 +105,7 @@ fn defect1_an_app_only_response_keeps_the_os_content_of_the_response_it_replaces
 #[test]
 fn defect1_an_os_only_response_keeps_the_app_content_through_staging() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = make_bundle(
-        tmp.path(),
-        "e.bsi",
-        "macOS",
-        "26.3.1",
-        "25D2128",
-        "(e)",
-        "25D771280e",
-        &[("usr/lib/libwebrtc.dylib", b"os (e)\n")],
-        &[],
-    );
+    let e = response_e(tmp.path(), &[("usr/lib/libwebrtc.dylib", b"os (e)\n")]);
     let d = Device::new();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()])
         .ok();
@@ -210,14 +215,7 @@ fn defect3_response_builds_must_belong_to_their_prerequisite() {
     let bad = fixtures().join("bad/foreign-build.bsi");
     let copy = tmp.path().join("copy.bsi");
     crate::fixtures::copy_for_test(&bad, &copy);
-    bsi([
-        "bundle".as_ref(),
-        "sign".as_ref(),
-        copy.as_os_str(),
-        "--key".as_ref(),
-        test_key().as_os_str(),
-    ])
-    .refused(6, "25D771280 and one letter");
+    sign(&copy).refused(6, "25D771280 and one letter");
     let d = Device::new();
     d.refuses(
         ["apply".as_ref(), bad.as_os_str()],
@@ -484,17 +482,7 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
 #[test]
 fn a_manifest_larger_than_a_record_verifies() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = make_bundle(
-        tmp.path(),
-        "e.bsi",
-        "macOS",
-        "26.3.1",
-        "25D2128",
-        "(e)",
-        "25D771280e",
-        &[("usr/lib/libwebrtc.dylib", b"os (e)\n")],
-        &[],
-    );
+    let e = response_e(tmp.path(), &[("usr/lib/libwebrtc.dylib", b"os (e)\n")]);
     let info = e.join("Info.plist");
     let xml = std::fs::read_to_string(&info).unwrap();
     let pad = "x".repeat(60_000);
@@ -504,14 +492,7 @@ fn a_manifest_larger_than_a_record_verifies() {
     let xml = xml.replacen("<dict>", &format!("<dict>\n{keys}"), 1);
     assert!(xml.len() > 17 * 1024 * 1024);
     std::fs::write(&info, xml).unwrap();
-    bsi([
-        "bundle".as_ref(),
-        "sign".as_ref(),
-        e.as_os_str(),
-        "--key".as_ref(),
-        test_key().as_os_str(),
-    ])
-    .ok();
+    sign(&e).ok();
     let d = Device::new();
     d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
         .ok();
@@ -564,17 +545,7 @@ fn a_large_payload_leaves_nothing_of_its_placement_behind() {
             )
         })
         .collect();
-    let e = make_bundle(
-        tmp.path(),
-        "e.bsi",
-        "macOS",
-        "26.3.1",
-        "25D2128",
-        "(e)",
-        "25D771280e",
-        &borrowed(&files),
-        &[],
-    );
+    let e = response_e(tmp.path(), &borrowed(&files));
     let d = Device::new();
     d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
         .ok();
