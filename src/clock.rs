@@ -10,21 +10,21 @@ use crate::Error;
 
 /// A fixed instant with the device's UTC offset.
 #[derive(Clone, Copy, Debug)]
-pub struct Clock {
+pub(crate) struct Clock {
     now: DateTime<FixedOffset>,
 }
 
 impl Clock {
     /// The system clock, in the system's local offset.
     #[must_use]
-    pub fn system() -> Self {
+    pub(crate) fn system() -> Self {
         Self {
             now: Local::now().fixed_offset(),
         }
     }
 
     /// Parses `--now`.
-    pub fn parse(text: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(text: &str) -> Result<Self, Error> {
         DateTime::parse_from_rfc3339(text)
             .map(|now| Self { now })
             .map_err(|e| Error::Usage {
@@ -33,21 +33,15 @@ impl Clock {
             })
     }
 
-    /// The instant.
-    #[must_use]
-    pub fn now(&self) -> DateTime<FixedOffset> {
-        self.now
-    }
-
     /// The device's local wall time, as `TargetLocalDateTime` deadlines are written.
     #[must_use]
-    pub fn local(&self) -> NaiveDateTime {
+    pub(crate) fn local(&self) -> NaiveDateTime {
         self.now.naive_local()
     }
 
     /// The instant as RFC 3339 text, to the second (`Z` for UTC).
     #[must_use]
-    pub fn stamp(&self) -> String {
+    pub(crate) fn stamp(&self) -> String {
         self.now.to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 }

@@ -9,14 +9,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::BundleError;
+use crate::refusal::{NotApplicable, PolicyRefusal};
 use crate::version::VersionError;
 
 /// Result with bsi's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong, grouped by exit code.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     // ---- 1: the operation failed ----
     /// An I/O error on a named path.
     #[error("{action} {}: {source}", path.display())]
@@ -116,23 +117,13 @@ pub enum Error {
 
     // ---- 4: policy or setting ----
     /// Refused by a management declaration or by a user setting.
-    #[error("{message}")]
-    Policy {
-        /// What was refused and by what.
-        message: String,
-        /// What to do.
-        hint: String,
-    },
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
 
     // ---- 5: not applicable ----
     /// Wrong platform or base, older than installed, nothing to remove.
-    #[error("{message}")]
-    NotApplicable {
-        /// Why the operation does not apply.
-        message: String,
-        /// What to do.
-        hint: String,
-    },
+    #[error(transparent)]
+    NotApplicable(#[from] NotApplicable),
 
     // ---- 6: bundle rejected ----
     /// The bundle is malformed, unsigned, untrusted, tampered with or unsafe.
@@ -213,7 +204,7 @@ pub enum Error {
 impl Error {
     /// The documented exit code for this error (`docs/cli.md`).
     #[must_use]
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::Io { .. }
             | Error::NoSpace { .. }
@@ -226,8 +217,8 @@ impl Error {
             | Error::RootNotEmpty { .. }
             | Error::BadInput { .. } => 2,
             Error::PowerGate { .. } => 3,
-            Error::Policy { .. } => 4,
-            Error::NotApplicable { .. } => 5,
+            Error::Policy(_) => 4,
+            Error::NotApplicable(_) => 5,
             Error::Bundle(e) => e.exit_code(),
             Error::Busy { .. } => 7,
             Error::NoDevice { .. }
@@ -249,7 +240,7 @@ impl Error {
     /// A stable name for the cause, for scripts (`--json` errors carry it as `kind`;
     /// `docs/error.schema.json` lists them).
     #[must_use]
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { .. } => ErrorKind::Io,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
@@ -261,8 +252,8 @@ impl Error {
             | Error::RootNotEmpty { .. }
             | Error::BadInput { .. } => ErrorKind::Usage,
             Error::PowerGate { .. } => ErrorKind::Power,
-            Error::Policy { .. } => ErrorKind::Policy,
-            Error::NotApplicable { .. } => ErrorKind::NotApplicable,
+            Error::Policy(_) => ErrorKind::Policy,
+            Error::NotApplicable(_) => ErrorKind::NotApplicable,
             Error::Bundle(e) if e.exit_code() == 2 => ErrorKind::Usage,
             Error::Bundle(_) => ErrorKind::BundleRejected,
             Error::Busy { .. } => ErrorKind::Busy,
@@ -278,7 +269,7 @@ impl Error {
 
     /// The "what to do next" line shown under the message, if there is one.
     #[must_use]
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Io { .. } => {
                 "check the path's permissions and free space, then try again".to_owned()
@@ -289,9 +280,9 @@ impl Error {
             Error::Server { hint, .. } => hint.clone(),
             Error::ReadOnly { .. } => "remount it read-write (or copy the device to writable storage), then try again; reading commands (status, verify, history, report) work on a read-only device".to_owned(),
             Error::SyncFailures { .. } => "fix what the failures name, then run `bsi fleet sync` again (devices that synced are up to date)".to_owned(),
-            Error::Usage { hint, .. }
-            | Error::Policy { hint, .. }
-            | Error::NotApplicable { hint, .. } => {
+            Error::Policy(refusal) => refusal.hint(),
+            Error::NotApplicable(refusal) => refusal.hint(),
+            Error::Usage { hint, .. } => {
                 if hint.is_empty() {
                     return None;
                 }
@@ -351,7 +342,7 @@ impl Error {
     }
 
     /// An I/O error on `path`; an escape from the root becomes [`Error::Escape`].
-    pub fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
         let path = path.as_ref().to_path_buf();
         if is_escape(&source) {
             Error::Escape { path }
@@ -365,31 +356,15 @@ impl Error {
     }
 
     /// A usage error with a hint.
-    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Error::Usage {
             message: message.into(),
             hint: hint.into(),
         }
     }
 
-    /// A not-applicable refusal with a hint.
-    pub fn not_applicable(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::NotApplicable {
-            message: message.into(),
-            hint: hint.into(),
-        }
-    }
-
-    /// A policy refusal with a hint.
-    pub fn policy(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Policy {
-            message: message.into(),
-            hint: hint.into(),
-        }
-    }
-
     /// Damaged device state.
-    pub fn damaged(message: impl Into<String>) -> Self {
+    pub(crate) fn damaged(message: impl Into<String>) -> Self {
         Error::Damaged {
             message: message.into(),
         }
@@ -412,7 +387,7 @@ pub struct ErrorReport {
 impl ErrorReport {
     /// The report of `error`.
     #[must_use]
-    pub fn of(error: &Error) -> Self {
+    pub(crate) fn of(error: &Error) -> Self {
         Self {
             error: error.to_string(),
             hint: error.hint(),
@@ -433,7 +408,7 @@ impl ErrorReport {
 
 /// What it would take to meet a `--require` that is not met.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RequireGap {
+pub(crate) enum RequireGap {
     /// A response of the device's own line: apply it.
     Response,
     /// A later minor version: update the OS first.
@@ -495,7 +470,7 @@ pub enum ErrorKind {
 
 /// The command that fixes damage `verify` or `repair` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Repair {
+pub(crate) enum Repair {
     /// `bsi repair`: links, records, leftovers and the base content, which bsi made itself.
     Repair,
     /// `bsi repair --from BUNDLE`: a response's content, from its bundle.
@@ -519,7 +494,7 @@ fn what_response(version: Option<&str>, build: &str) -> String {
 impl Repair {
     /// The command, as a person would type it.
     #[must_use]
-    pub fn command(&self) -> String {
+    pub(crate) fn command(&self) -> String {
         match self {
             Repair::Repair => "bsi repair".to_owned(),
             Repair::From {
@@ -534,7 +509,7 @@ impl Repair {
 
     /// The hint line.
     #[must_use]
-    pub fn hint(&self) -> String {
+    pub(crate) fn hint(&self) -> String {
         match self {
             Repair::Repair => {
                 "run `bsi repair`: it restores what bsi made itself (links, records, base content)"

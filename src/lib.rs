@@ -50,10 +50,12 @@ pub(crate) mod lifecycle;
 pub(crate) mod ops;
 pub(crate) mod platform;
 pub(crate) mod progress;
+pub(crate) mod refusal;
 pub(crate) mod status;
 pub(crate) mod untrusted;
 pub(crate) mod version;
 
 pub use cli::run;
-pub use clock::Clock;
-pub use error::{Error, ErrorKind, ErrorReport, Repair, RequireGap, Result};
+pub(crate) use clock::Clock;
+pub(crate) use error::{Error, RequireGap, Result};
+pub use error::{ErrorKind, ErrorReport};

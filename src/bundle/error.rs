@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Why a bundle was rejected.
 #[derive(Debug, thiserror::Error)]
-pub enum BundleError {
+pub(crate) enum BundleError {
     /// The bundle path does not exist.
     #[error("no bundle at {}", path.display())]
     NotFound {
@@ -126,7 +126,7 @@ pub enum BundleError {
 impl BundleError {
     /// Exit code: 2 for a path that does not exist (a usage mistake), 6 for every rejection.
     #[must_use]
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             BundleError::NotFound { .. } => 2,
             BundleError::Read { .. }
@@ -149,7 +149,7 @@ impl BundleError {
 
     /// What to do next.
     #[must_use]
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         Some(match self {
             BundleError::NotFound { .. } => "check the bundle path".to_owned(),
             BundleError::Untrusted { .. } => {

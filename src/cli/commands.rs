@@ -10,9 +10,9 @@ use crate::ddm::{auto, catalog, client, sync};
 use crate::device::{Chip, Platform};
 use crate::fleet;
 use crate::lifecycle::init::{DEFAULT_VERSION, InitOptions, default_build, init};
-use crate::lifecycle::{apply, recover, update};
+use crate::lifecycle::{apply, recover};
 use crate::ops::{self, Done, Env, manage};
-use crate::version::{Build, OsVersion};
+use crate::version::{BaseMove, Build, OsVersion};
 use crate::{Error, Result};
 
 use super::args::{
@@ -143,7 +143,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             a.restart,
             a.dry_run,
         )?))),
-        Command::Update(a) => run_update(ctx, update::Kind::Minor, &a),
+        Command::Update(a) => run_update(ctx, BaseMove::Minor, &a),
         Command::Upgrade(a) => {
             if a.catalog.is_some() {
                 return Err(Error::usage(
@@ -151,7 +151,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     "leave --catalog out",
                 ));
             }
-            run_update(ctx, update::Kind::Major, &a)
+            run_update(ctx, BaseMove::Major, &a)
         }
         Command::Power(a) => {
             let ac = if a.ac {
@@ -309,7 +309,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
     }
 }
 
-fn run_update(ctx: &Ctx, kind: update::Kind, a: &super::args::UpdateArgs) -> Result<Executed> {
+fn run_update(ctx: &Ctx, kind: BaseMove, a: &super::args::UpdateArgs) -> Result<Executed> {
     let version = parse_os(&a.version)?;
     let build = parse_base_build(&a.build)?;
     let outcome = ops::update(

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::device::Platform;
+use crate::refusal::NotApplicable;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 use crate::{Error, Result};
 
@@ -288,13 +289,11 @@ impl Catalog {
                     .find(|e| !e.expired)
                     .or_else(|| responses.first())
                 else {
-                    return Err(Error::not_applicable(
-                        format!(
-                            "the catalog lists no background security improvement {r}{}",
-                            platform.map(|p| format!(" for {p}")).unwrap_or_default()
-                        ),
-                        "run `bsi lookup --catalog FILE` to see what it lists",
-                    ));
+                    return Err(NotApplicable::NotInCatalog {
+                        response: r,
+                        platform,
+                    }
+                    .into());
                 };
                 Some(Answer {
                     query: r.to_string(),

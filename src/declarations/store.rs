@@ -10,6 +10,7 @@ use crate::bundle::digest::Digest;
 use crate::device::Root;
 use crate::device::layout::DECLARATIONS;
 use crate::error::IoContext;
+use crate::refusal::NotApplicable;
 use crate::{Error, Result};
 
 /// Largest declaration `policy set` accepts: real ones are a few hundred bytes. Refused before
@@ -103,10 +104,10 @@ pub(crate) fn store_all(root: &Root, declarations: &[Declaration]) -> Result<()>
 pub(crate) fn remove(root: &Root, identifier: &str) -> Result<()> {
     let rel = file_for(identifier);
     if !root.exists_nofollow(&rel).ctx("reading", root.show(&rel))? {
-        return Err(Error::not_applicable(
-            format!("the device holds no declaration with identifier `{identifier}`"),
-            "see `bsi policy list`",
-        ));
+        return Err(NotApplicable::NoSuchDeclaration {
+            identifier: identifier.to_owned(),
+        }
+        .into());
     }
     root.remove_durable(&rel).ctx("removing", root.show(&rel))?;
     Ok(())

@@ -7,6 +7,7 @@ use crate::bundle::keys::{self, PublicKey};
 use crate::device::Root;
 use crate::device::layout::TRUST;
 use crate::error::IoContext;
+use crate::refusal::NotApplicable;
 use crate::{Error, Result};
 
 pub(crate) use keys::read_public_key;
@@ -137,10 +138,10 @@ pub(crate) fn find(root: &Root, which: &str) -> Result<(String, Vec<PathBuf>)> {
                 .collect();
             Ok((fp, holding))
         }
-        [] => Err(Error::not_applicable(
-            format!("the device trusts no key with fingerprint {wanted}"),
-            "see `bsi trust list`",
-        )),
+        [] => Err(NotApplicable::NoSuchKey {
+            fingerprint: wanted,
+        }
+        .into()),
         _ => Err(Error::usage(
             format!("{} trusted keys match {wanted}", fingerprints.len()),
             "give more digits of the fingerprint",

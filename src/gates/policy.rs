@@ -16,6 +16,7 @@ use crate::declarations::state::{self, Evaluated, Validity};
 use crate::declarations::support::{DeviceFacts, KeyLimit};
 use crate::device::state::Snapshot;
 use crate::device::{Device, DeviceInfo, Settings};
+use crate::refusal::PolicyRefusal;
 
 /// Where the automatic-install setting comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,19 +289,11 @@ impl Policy {
 /// other way (`InstallSecurityUpdate = AlwaysOn` or `AlwaysOff` in effect).
 pub(crate) fn check_automatic_change(policy: &Policy, wanted: bool) -> crate::Result<()> {
     match &policy.automatic_forced {
-        Some((forced, id)) if *forced != wanted => {
-            let (state, value) = if *forced {
-                ("on", "AlwaysOn")
-            } else {
-                ("off", "AlwaysOff")
-            };
-            Err(crate::Error::policy(
-                format!(
-                    "automatic install is forced {state} by declaration {id} (InstallSecurityUpdate = {value})"
-                ),
-                "the MDM server controls this setting on this supervised device",
-            ))
+        Some((forced, id)) if *forced != wanted => Err(PolicyRefusal::AutomaticForced {
+            declaration: id.clone(),
+            forced_on: *forced,
         }
+        .into()),
         _ => Ok(()),
     }
 }

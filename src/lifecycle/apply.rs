@@ -17,6 +17,8 @@ use crate::device::{Cryptex, Device, GenName, Snapshot, Staged, origins};
 use crate::error::IoContext;
 use crate::gates::power;
 use crate::progress::Progress;
+use crate::refusal::NotApplicable;
+use crate::refusal::PolicyRefusal;
 use crate::version::{Build, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
@@ -101,38 +103,30 @@ fn check_base(bundle: &Bundle, snapshot: &Snapshot) -> Result<BaseFit> {
         return Ok(BaseFit::Fits);
     }
     let v = m.response_version();
-    let wanted = format!("{} ({})", m.version, m.prerequisite);
-    let message = format!("{v} is for {wanted}; the device runs {base}");
+    let (response, prerequisite, base) = (v, m.prerequisite.clone(), base.clone());
     match base.version.update_kind_from(&m.version) {
         UpdateKind::MinorUpdate => Ok(BaseFit::Included(format!(
-            "{v} is for {wanted}; the device runs {base}, a later minor version that includes every response of {}; nothing to do",
-            m.version
+            "{v} is for {} ({}); the device runs {base}, a later minor version that includes every response of {}; nothing to do",
+            m.version, m.prerequisite, m.version
         ))),
-        UpdateKind::MajorUpgrade => Err(Error::not_applicable(
-            format!(
-                "{message}: a major upgrade left the {} line behind, and responses apply only to the latest minor version",
-                m.version
-            ),
-            "look for a response made for the device's version (`bsi status` shows it)",
-        )),
-        UpdateKind::Downgrade => {
-            let verb = if m.version.major() == base.version.major() {
-                "update"
-            } else {
-                "upgrade"
-            };
-            Err(Error::not_applicable(
-                format!("{message}, which is older: the device has not reached that base"),
-                format!(
-                    "update the device first: bsi {verb} --version {} --build {}",
-                    m.version, m.prerequisite
-                ),
-            ))
+        UpdateKind::MajorUpgrade => Err(NotApplicable::LineLeftBehind {
+            response,
+            prerequisite,
+            base,
         }
-        UpdateKind::Same => Err(Error::not_applicable(
-            format!("{message}: a different build of the same version"),
-            "get the response made for the device's build (`bsi status` shows it)",
-        )),
+        .into()),
+        UpdateKind::Downgrade => Err(NotApplicable::BaseNotReached {
+            response,
+            prerequisite,
+            base,
+        }
+        .into()),
+        UpdateKind::Same => Err(NotApplicable::OtherBaseBuild {
+            response,
+            prerequisite,
+            base,
+        }
+        .into()),
     }
 }
 
@@ -286,13 +280,11 @@ pub(crate) fn apply_verified(
     let m = &bundle.manifest;
     let info = device.info();
     if !info.platform.takes_bundles_for(m.product) {
-        return Err(Error::not_applicable(
-            format!(
-                "this bundle is for {}; the device runs {}",
-                m.product, info.platform
-            ),
-            "use a bundle made for the device's platform",
-        ));
+        return Err(NotApplicable::OtherPlatform {
+            product: m.product,
+            platform: info.platform,
+        }
+        .into());
     }
     let snapshot = device.snapshot()?;
     let version = bundle.manifest.response_version().to_string();
@@ -319,12 +311,7 @@ pub(crate) fn apply_verified(
     if opts.enforced_by.is_none() {
         let policy = crate::gates::policy::of_with(device, &snapshot)?;
         if let Some(id) = policy.install_blocked_by {
-            return Err(Error::policy(
-                format!(
-                    "installing responses is turned off by declaration {id} (RapidSecurityResponse.Enable = false)"
-                ),
-                "only an enforcement declaration from the MDM server can install responses on this device",
-            ));
+            return Err(PolicyRefusal::InstallDisabled { declaration: id }.into());
         }
     }
     power::check(info, device.power()?)?;

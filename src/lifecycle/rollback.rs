@@ -3,10 +3,11 @@
 //! returns to the base at the next restart, after which the response can be applied again.
 
 use super::journal::Tx;
+use crate::Result;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::{GenName, Staged};
 use crate::error::IoContext;
-use crate::{Error, Result};
+use crate::refusal::PolicyRefusal;
 
 use super::restart;
 
@@ -53,12 +54,10 @@ pub(crate) fn rollback(
     let snapshot = device.snapshot()?;
     let policy = crate::gates::policy::of_with(device, &snapshot)?;
     if let Some(id) = &policy.rollback_blocked_by {
-        return Err(Error::policy(
-            format!(
-                "removing responses is turned off by declaration {id} (RapidSecurityResponse.EnableRollback = false)"
-            ),
-            "ask the device's administrator; the MDM server controls this setting",
-        ));
+        return Err(PolicyRefusal::RollbackDisabled {
+            declaration: id.clone(),
+        }
+        .into());
     }
     let outcome = |action, version: String, restart_required, message| RollbackOutcome {
         action,

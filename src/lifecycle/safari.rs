@@ -3,10 +3,11 @@
 //! while `restart_required` stays true, as the rest of the OS needs the restart.
 
 use super::journal::Tx;
+use crate::Result;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::records::SafariRecord;
 use crate::device::{Device, Platform, Snapshot, Staged, records};
-use crate::{Error, Result};
+use crate::refusal::NotApplicable;
 
 /// What `relaunch-safari` did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -54,13 +55,10 @@ pub(crate) fn uses(device: &Device, snapshot: &Snapshot) -> Result<Option<Safari
 pub(crate) fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<RelaunchOutcome> {
     let device = tx.device();
     if device.info().platform != Platform::MacOs {
-        return Err(Error::not_applicable(
-            format!(
-                "relaunching Safari onto staged content is a macOS feature; this device runs {}",
-                device.info().platform
-            ),
-            "restart the device to activate staged content",
-        ));
+        return Err(NotApplicable::SafariNotMacOs {
+            platform: device.info().platform,
+        }
+        .into());
     }
     let snapshot = device.snapshot()?;
     let current = uses(device, &snapshot)?

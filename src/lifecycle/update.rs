@@ -6,25 +6,17 @@
 //! Several files change, so the operation is committed in the journal (with everything needed to
 //! finish it) before the first of them changes; recovery completes a committed update.
 
+use crate::Result;
 use crate::device::base_content::lay_down_base;
 use crate::device::layout::{INCLUDED_RECORD, SAFARI_RECORD, SYSTEM_VERSION};
 use crate::device::records::Included;
 use crate::device::{Device, GenName, Snapshot, SystemVersion, records};
 use crate::error::IoContext;
 use crate::history;
+use crate::refusal::NotApplicable;
 use crate::version::{BaseMove, Build, OsVersion, ResponseVersion, UpdateKind};
-use crate::{Error, Result};
 
 use super::journal::{BaseChange, Tx};
-
-/// Minor update or major upgrade.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// `bsi update`.
-    Minor,
-    /// `bsi upgrade`.
-    Major,
-}
 
 /// What `update`/`upgrade` did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -88,7 +80,7 @@ pub(crate) fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String 
 /// update includes them too, whether this device saw them or not.
 pub(crate) fn update(
     tx: &mut Tx<'_>,
-    kind: Kind,
+    kind: BaseMove,
     version: OsVersion,
     build: &Build,
     published: &[ResponseVersion],
@@ -109,61 +101,37 @@ pub(crate) fn update(
         });
     }
     let relation = version.update_kind_from(&from.version);
-    let (verb, other) = match kind {
-        Kind::Minor => ("update", "upgrade"),
-        Kind::Major => ("upgrade", "update"),
+    let refusal = match (kind, relation) {
+        (BaseMove::Minor, UpdateKind::MinorUpdate)
+        | (BaseMove::Major, UpdateKind::MajorUpgrade) => None,
+        (_, UpdateKind::Downgrade) => Some(NotApplicable::Downgrade {
+            change: kind,
+            to: version,
+            from: from.version,
+        }),
+        (_, UpdateKind::Same) => Some(NotApplicable::SameVersionOtherBuild {
+            version,
+            installed: from.build.clone(),
+            build: build.clone(),
+        }),
+        (_, UpdateKind::MajorUpgrade | UpdateKind::MinorUpdate) => {
+            Some(NotApplicable::WrongCommand {
+                change: kind,
+                from: from.version,
+                to: version,
+                build: build.clone(),
+            })
+        }
     };
-    match (kind, relation) {
-        (Kind::Minor, UpdateKind::MinorUpdate) | (Kind::Major, UpdateKind::MajorUpgrade) => {}
-        (_, UpdateKind::Downgrade) => {
-            return Err(Error::not_applicable(
-                format!(
-                    "{version} is older than the installed {}: that would be a downgrade",
-                    from.version
-                ),
-                format!("bsi {verb} moves only to a later version"),
-            ));
-        }
-        (_, UpdateKind::Same) => {
-            return Err(Error::not_applicable(
-                format!(
-                    "the device already runs {version}, as build {}; {build} is another build of the same version",
-                    from.build
-                ),
-                "a minor update changes the version; use the build the device runs",
-            ));
-        }
-        (Kind::Minor, UpdateKind::MajorUpgrade) => {
-            return Err(Error::not_applicable(
-                format!(
-                    "{} -> {version} is a major upgrade, not a minor update",
-                    from.version
-                ),
-                format!("use `bsi {other} --version {version} --build {build}`"),
-            ));
-        }
-        (Kind::Major, UpdateKind::MinorUpdate) => {
-            return Err(Error::not_applicable(
-                format!(
-                    "{} -> {version} is a minor update, not a major upgrade",
-                    from.version
-                ),
-                format!("use `bsi {other} --version {version} --build {build}`"),
-            ));
-        }
+    if let Some(refusal) = refusal {
+        return Err(refusal.into());
     }
     // The build must be a base build that can follow the current one (DESIGN section 1): a
     // reused or older build would leave a base whose content does not match its version.
     Build::parse_base(build.as_str())?;
-    build.check_follows(
-        &from.build,
-        match kind {
-            Kind::Minor => BaseMove::Minor,
-            Kind::Major => BaseMove::Major,
-        },
-    )?;
+    build.check_follows(&from.build, kind)?;
     let included: Vec<String> = match kind {
-        Kind::Minor => {
+        BaseMove::Minor => {
             let published = published
                 .iter()
                 .filter(|v| v.os == from.version)
@@ -174,11 +142,11 @@ pub(crate) fn update(
                 .map(|n| n.line_up_to().map(|v| v.to_string()).collect())
                 .unwrap_or_default()
         }
-        Kind::Major => Vec::new(),
+        BaseMove::Major => Vec::new(),
     };
     let message = match kind {
-        Kind::Minor => inclusion_sentence(&version, &included),
-        Kind::Major => format!(
+        BaseMove::Minor => inclusion_sentence(&version, &included),
+        BaseMove::Major => format!(
             "{version} is a major upgrade from {}; it records no inclusion of responses",
             from.version
         ),

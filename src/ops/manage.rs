@@ -15,6 +15,7 @@ use crate::device::trust::{self, TrustedKey};
 use crate::device::{Device, Power, Settings, records};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;
+use crate::refusal::PolicyRefusal;
 use crate::status::{self, model::PolicyStatus};
 use crate::{Error, Result};
 
@@ -265,20 +266,15 @@ fn unusable(set: &PolicySet) -> Option<Error> {
     if reason.code == "Error.MissingConfigurations" {
         return None;
     }
-    let id = crate::untrusted::clip(&set.identifier);
-    Some(Error::policy(
-        format!(
-            "declaration {id} {} but the device cannot use it: {} ({})",
-            if set.dry_run {
-                "would be stored,"
-            } else {
-                "is stored and reported as invalid,"
-            },
-            reason.description,
-            reason.code
-        ),
-        format!("fix it and `bsi policy set` it again, or `bsi policy remove {id}`"),
-    ))
+    Some(
+        PolicyRefusal::DeclarationUnusable {
+            identifier: crate::untrusted::clip(&set.identifier),
+            dry_run: set.dry_run,
+            code: reason.code.clone(),
+            description: reason.description.clone(),
+        }
+        .into(),
+    )
 }
 
 /// `bsi policy list`.

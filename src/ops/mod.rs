@@ -27,12 +27,12 @@ use crate::lifecycle::recover::{RepairOptions, RepairOutcome};
 use crate::lifecycle::restart::RestartOutcome;
 use crate::lifecycle::rollback::RollbackOutcome;
 use crate::lifecycle::safari::RelaunchOutcome;
-use crate::lifecycle::update::{Kind, UpdateOutcome};
+use crate::lifecycle::update::UpdateOutcome;
 use crate::lifecycle::verify::VerifyOutcome;
 use crate::lifecycle::{self, apply, recover, restart, rollback, safari, update, verify};
 use crate::progress::Progress;
 use crate::status::{self, Status, require};
-use crate::version::{Build, OsVersion};
+use crate::version::{BaseMove, Build, OsVersion};
 use crate::{Error, Result};
 
 /// Where and how operations run: the device root, the clock, and how long to wait for the lock.
@@ -204,15 +204,15 @@ pub(crate) fn rollback(
 /// `bsi update` and `bsi upgrade`.
 pub(crate) fn update(
     env: &Env,
-    kind: Kind,
+    kind: BaseMove,
     version: OsVersion,
     build: &Build,
     catalog: Option<&Path>,
     dry_run: bool,
 ) -> Result<Done<UpdateOutcome>> {
     let action = match kind {
-        Kind::Minor => "update",
-        Kind::Major => "upgrade",
+        BaseMove::Minor => "update",
+        BaseMove::Major => "upgrade",
     };
     let target = Some(format!("{version} ({build})"));
     let catalog = catalog

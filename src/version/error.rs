@@ -3,7 +3,7 @@
 
 /// A version or build string that bsi cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VersionError {
+pub(crate) enum VersionError {
     /// The string was empty (or only white space).
     #[error("empty {what}: expected something like {example}")]
     Empty {

@@ -1,0 +1,385 @@
+//! Typed refusals: why the rules turn an operation down.
+//!
+//! [`PolicyRefusal`] (exit 4) is a management declaration or a user setting saying no;
+//! [`NotApplicable`] (exit 5) is an operation that does not fit the device (another platform,
+//! another base, a downgrade, nothing to remove). Each variant carries the facts as fields; its
+//! `Display` is the one-line message and its `hint` the command or action that gets past it,
+//! both derived from the variant, so a caller (the CLI, the fleet, the DDM status report, a test)
+//! can match on what happened instead of reading a sentence.
+
+use crate::platform::Platform;
+use crate::version::{Base, BaseMove, Build, OsVersion, ResponseVersion};
+
+/// A management declaration or a user setting refuses the operation (exit 4).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PolicyRefusal {
+    /// `RapidSecurityResponse.Enable = false` turns installing responses off.
+    #[error(
+        "installing responses is turned off by declaration {declaration} (RapidSecurityResponse.Enable = false)"
+    )]
+    InstallDisabled {
+        /// The declaration's identifier.
+        declaration: String,
+    },
+    /// `RapidSecurityResponse.EnableRollback = false` turns removing responses off.
+    #[error(
+        "removing responses is turned off by declaration {declaration} (RapidSecurityResponse.EnableRollback = false)"
+    )]
+    RollbackDisabled {
+        /// The declaration's identifier.
+        declaration: String,
+    },
+    /// `InstallSecurityUpdate = AlwaysOn`/`AlwaysOff` forces automatic install the other way.
+    #[error(
+        "automatic install is forced {} by declaration {declaration} (InstallSecurityUpdate = {})",
+        if *forced_on { "on" } else { "off" },
+        if *forced_on { "AlwaysOn" } else { "AlwaysOff" }
+    )]
+    AutomaticForced {
+        /// The declaration's identifier.
+        declaration: String,
+        /// Forced on (`AlwaysOn`) rather than off.
+        forced_on: bool,
+    },
+    /// A declaration was stored (or, with `--dry-run`, would be) but the device cannot use it.
+    #[error(
+        "declaration {identifier} {} but the device cannot use it: {description} ({code})",
+        if *dry_run { "would be stored," } else { "is stored and reported as invalid," }
+    )]
+    DeclarationUnusable {
+        /// The declaration's identifier, clipped for display.
+        identifier: String,
+        /// Nothing was stored because of `--dry-run`.
+        dry_run: bool,
+        /// The status reason code, e.g. `Error.ConfigurationIsInvalid`.
+        code: String,
+        /// The reason's description.
+        description: String,
+    },
+}
+
+impl PolicyRefusal {
+    /// What to do next.
+    #[must_use]
+    pub(crate) fn hint(&self) -> String {
+        match self {
+            PolicyRefusal::InstallDisabled { .. } => "only an enforcement declaration from the MDM server can install responses on this device".to_owned(),
+            PolicyRefusal::RollbackDisabled { .. } => {
+                "ask the device's administrator; the MDM server controls this setting".to_owned()
+            }
+            PolicyRefusal::AutomaticForced { .. } => {
+                "the MDM server controls this setting on this supervised device".to_owned()
+            }
+            PolicyRefusal::DeclarationUnusable { identifier, .. } => format!(
+                "fix it and `bsi policy set` it again, or `bsi policy remove {identifier}`"
+            ),
+        }
+    }
+}
+
+/// The operation does not fit the device (exit 5).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotApplicable {
+    /// The bundle is for another platform.
+    #[error("this bundle is for {product}; the device runs {platform}")]
+    OtherPlatform {
+        /// The bundle's product.
+        product: Platform,
+        /// The device's platform.
+        platform: Platform,
+    },
+    /// The response is for a base line a major upgrade left behind.
+    #[error(
+        "{response} is for {} ({prerequisite}); the device runs {base}: a major upgrade left the {} line behind, and responses apply only to the latest minor version",
+        response.os, response.os
+    )]
+    LineLeftBehind {
+        /// The bundle's response.
+        response: ResponseVersion,
+        /// Its prerequisite (base) build.
+        prerequisite: Build,
+        /// The device's base.
+        base: Base,
+    },
+    /// The response is for a later base the device has not reached.
+    #[error(
+        "{response} is for {} ({prerequisite}); the device runs {base}, which is older: the device has not reached that base",
+        response.os
+    )]
+    BaseNotReached {
+        /// The bundle's response.
+        response: ResponseVersion,
+        /// Its prerequisite (base) build.
+        prerequisite: Build,
+        /// The device's base.
+        base: Base,
+    },
+    /// The response is for another build of the device's version.
+    #[error(
+        "{response} is for {} ({prerequisite}); the device runs {base}: a different build of the same version",
+        response.os
+    )]
+    OtherBaseBuild {
+        /// The bundle's response.
+        response: ResponseVersion,
+        /// Its prerequisite (base) build.
+        prerequisite: Build,
+        /// The device's base.
+        base: Base,
+    },
+    /// `bsi update`/`upgrade` to an older version.
+    #[error("{to} is older than the installed {from}: that would be a downgrade")]
+    Downgrade {
+        /// What was asked for.
+        change: BaseMove,
+        /// The version asked for.
+        to: OsVersion,
+        /// The installed version.
+        from: OsVersion,
+    },
+    /// `bsi update`/`upgrade` to another build of the installed version.
+    #[error(
+        "the device already runs {version}, as build {installed}; {build} is another build of the same version"
+    )]
+    SameVersionOtherBuild {
+        /// The version.
+        version: OsVersion,
+        /// The build the device runs.
+        installed: Build,
+        /// The build asked for.
+        build: Build,
+    },
+    /// `bsi update` for a major upgrade, or `bsi upgrade` for a minor update.
+    #[error(
+        "{from} -> {to} is a {}, not a {}",
+        describe(other(*change)), describe(*change)
+    )]
+    WrongCommand {
+        /// What was asked for.
+        change: BaseMove,
+        /// The installed version.
+        from: OsVersion,
+        /// The version asked for.
+        to: OsVersion,
+        /// The build asked for.
+        build: Build,
+    },
+    /// Relaunching Safari on a device that is not a Mac.
+    #[error(
+        "relaunching Safari onto staged content is a macOS feature; this device runs {platform}"
+    )]
+    SafariNotMacOs {
+        /// The device's platform.
+        platform: Platform,
+    },
+    /// `policy remove` of a declaration the device does not hold.
+    #[error("the device holds no declaration with identifier `{identifier}`")]
+    NoSuchDeclaration {
+        /// The identifier asked for.
+        identifier: String,
+    },
+    /// `trust remove` of a key the device does not trust.
+    #[error("the device trusts no key with fingerprint {fingerprint}")]
+    NoSuchKey {
+        /// The fingerprint (prefix) asked for.
+        fingerprint: String,
+    },
+    /// `lookup` of a response the catalog does not list.
+    #[error(
+        "the catalog lists no background security improvement {response}{}",
+        platform.map(|p| format!(" for {p}")).unwrap_or_default()
+    )]
+    NotInCatalog {
+        /// The response asked for.
+        response: ResponseVersion,
+        /// The platform asked for, if any.
+        platform: Option<Platform>,
+    },
+}
+
+/// The command that makes `change`.
+fn verb(change: BaseMove) -> &'static str {
+    match change {
+        BaseMove::Minor => "update",
+        BaseMove::Major => "upgrade",
+    }
+}
+
+fn other(change: BaseMove) -> BaseMove {
+    match change {
+        BaseMove::Minor => BaseMove::Major,
+        BaseMove::Major => BaseMove::Minor,
+    }
+}
+
+fn describe(change: BaseMove) -> &'static str {
+    match change {
+        BaseMove::Minor => "minor update",
+        BaseMove::Major => "major upgrade",
+    }
+}
+
+impl NotApplicable {
+    /// What to do next.
+    #[must_use]
+    pub(crate) fn hint(&self) -> String {
+        match self {
+            NotApplicable::OtherPlatform { .. } => {
+                "use a bundle made for the device's platform".to_owned()
+            }
+            NotApplicable::LineLeftBehind { .. } => {
+                "look for a response made for the device's version (`bsi status` shows it)"
+                    .to_owned()
+            }
+            NotApplicable::BaseNotReached {
+                response,
+                prerequisite,
+                base,
+            } => {
+                let verb = if response.os.major() == base.version.major() {
+                    "update"
+                } else {
+                    "upgrade"
+                };
+                format!(
+                    "update the device first: bsi {verb} --version {} --build {prerequisite}",
+                    response.os
+                )
+            }
+            NotApplicable::OtherBaseBuild { .. } => {
+                "get the response made for the device's build (`bsi status` shows it)".to_owned()
+            }
+            NotApplicable::Downgrade { change, .. } => {
+                format!("bsi {} moves only to a later version", verb(*change))
+            }
+            NotApplicable::SameVersionOtherBuild { .. } => {
+                "a minor update changes the version; use the build the device runs".to_owned()
+            }
+            NotApplicable::WrongCommand {
+                change, to, build, ..
+            } => format!(
+                "use `bsi {} --version {to} --build {build}`",
+                verb(other(*change))
+            ),
+            NotApplicable::SafariNotMacOs { .. } => {
+                "restart the device to activate staged content".to_owned()
+            }
+            NotApplicable::NoSuchDeclaration { .. } => "see `bsi policy list`".to_owned(),
+            NotApplicable::NoSuchKey { .. } => "see `bsi trust list`".to_owned(),
+            NotApplicable::NotInCatalog { .. } => {
+                "run `bsi lookup --catalog FILE` to see what it lists".to_owned()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(version: &str, build: &str) -> Base {
+        Base {
+            version: version.parse().unwrap(),
+            build: build.parse().unwrap(),
+        }
+    }
+
+    /// Each refusal's message and hint, as the CLI prints them (table-driven: the variant in, the
+    /// two lines out).
+    #[test]
+    fn messages_and_hints_follow_from_the_variant() {
+        let response: ResponseVersion = "26.4 (a)".parse().unwrap();
+        let cases: Vec<(crate::Error, &str, &str)> = vec![
+            (
+                PolicyRefusal::InstallDisabled {
+                    declaration: "rsr".into(),
+                }
+                .into(),
+                "installing responses is turned off by declaration rsr (RapidSecurityResponse.Enable = false)",
+                "only an enforcement declaration from the MDM server can install responses on this device",
+            ),
+            (
+                PolicyRefusal::AutomaticForced {
+                    declaration: "su".into(),
+                    forced_on: false,
+                }
+                .into(),
+                "automatic install is forced off by declaration su (InstallSecurityUpdate = AlwaysOff)",
+                "the MDM server controls this setting on this supervised device",
+            ),
+            (
+                PolicyRefusal::DeclarationUnusable {
+                    identifier: "x".into(),
+                    dry_run: true,
+                    code: "Error.ConfigurationIsInvalid".into(),
+                    description: "bad".into(),
+                }
+                .into(),
+                "declaration x would be stored, but the device cannot use it: bad (Error.ConfigurationIsInvalid)",
+                "fix it and `bsi policy set` it again, or `bsi policy remove x`",
+            ),
+            (
+                NotApplicable::BaseNotReached {
+                    response,
+                    prerequisite: "25E100".parse().unwrap(),
+                    base: base("26.3.1", "25D2128"),
+                }
+                .into(),
+                "26.4 (a) is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older: the device has not reached that base",
+                "update the device first: bsi update --version 26.4 --build 25E100",
+            ),
+            (
+                NotApplicable::BaseNotReached {
+                    response: "27.0 (a)".parse().unwrap(),
+                    prerequisite: "26A100".parse().unwrap(),
+                    base: base("26.3.1", "25D2128"),
+                }
+                .into(),
+                "27.0 (a) is for 27.0 (26A100); the device runs 26.3.1 (25D2128), which is older: the device has not reached that base",
+                "update the device first: bsi upgrade --version 27.0 --build 26A100",
+            ),
+            (
+                NotApplicable::WrongCommand {
+                    change: BaseMove::Minor,
+                    from: "26.3.1".parse().unwrap(),
+                    to: "27.0".parse().unwrap(),
+                    build: "26A100".parse().unwrap(),
+                }
+                .into(),
+                "26.3.1 -> 27.0 is a major upgrade, not a minor update",
+                "use `bsi upgrade --version 27.0 --build 26A100`",
+            ),
+            (
+                NotApplicable::Downgrade {
+                    change: BaseMove::Major,
+                    to: "25.0".parse().unwrap(),
+                    from: "26.3.1".parse().unwrap(),
+                }
+                .into(),
+                "25.0 is older than the installed 26.3.1: that would be a downgrade",
+                "bsi upgrade moves only to a later version",
+            ),
+            (
+                NotApplicable::NotInCatalog {
+                    response,
+                    platform: Some(Platform::Ios),
+                }
+                .into(),
+                "the catalog lists no background security improvement 26.4 (a) for iOS",
+                "run `bsi lookup --catalog FILE` to see what it lists",
+            ),
+        ];
+        for (error, message, hint) in cases {
+            assert_eq!(error.to_string(), message);
+            assert_eq!(error.hint().as_deref(), Some(hint), "{message}");
+            assert_eq!(
+                error.exit_code(),
+                if matches!(error, crate::Error::Policy(_)) {
+                    4
+                } else {
+                    5
+                }
+            );
+        }
+    }
+}
