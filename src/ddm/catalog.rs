@@ -5,12 +5,15 @@
 //! `SupportedDevices`. `bsi lookup` lists them and answers which `TargetBuildVersion` an
 //! enforcement declaration needs for a response.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::error::Category;
 
 use crate::clock::Clock;
 use crate::device::Platform;
@@ -98,8 +101,66 @@ fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
-fn date(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).map(str::to_owned)
+/// The catalog as the service publishes it: four optional sets, each a dictionary from
+/// platform key to entries. Other top-level keys are ignored, as are unknown entry keys.
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object")]
+struct RawCatalog {
+    #[serde(rename = "PublicAssetSets")]
+    public_asset_sets: Option<RawSet>,
+    #[serde(rename = "AssetSets")]
+    asset_sets: Option<RawSet>,
+    #[serde(rename = "PublicBackgroundSecurityImprovements")]
+    public_background_security_improvements: Option<RawSet>,
+    #[serde(rename = "PublicRapidSecurityResponses")]
+    public_rapid_security_responses: Option<RawSet>,
+}
+
+/// Platform key (`macOS`, `iOS`, ...) to its entries, in key order.
+type RawSet = BTreeMap<String, Vec<RawEntry>>;
+
+/// One entry as listed; versions and builds are checked while they are read, so a bad one is
+/// named by its key path.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", expecting = "a dictionary")]
+struct RawEntry {
+    #[serde(deserialize_with = "checked::<_, OsVersion>")]
+    product_version: String,
+    #[serde(deserialize_with = "checked::<_, Build>")]
+    build: String,
+    #[serde(default, deserialize_with = "extra")]
+    product_version_extra: Option<String>,
+    #[serde(default)]
+    prerequisite_build: Option<String>,
+    #[serde(default)]
+    posting_date: Option<String>,
+    #[serde(default)]
+    expiration_date: Option<String>,
+    #[serde(default)]
+    supported_devices: Vec<String>,
+}
+
+/// A string that parses as `T`.
+fn checked<'de, D, T>(d: D) -> Result<String, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err: std::fmt::Display>,
+{
+    let text = String::deserialize(d)?;
+    text.parse::<T>().map_err(D::Error::custom)?;
+    Ok(text)
+}
+
+/// `ProductVersionExtra`: `(a)` or the letters alone, normalised to `(a)`.
+fn extra<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let parsed: Extra = text
+        .parse()
+        .or_else(|_| Extra::parse_letters(&text))
+        .map_err(D::Error::custom)?;
+    Ok(Some(parsed.to_string()))
 }
 
 fn expired(expiration: Option<&str>, clock: &Clock) -> bool {
@@ -108,84 +169,26 @@ fn expired(expiration: Option<&str>, clock: &Clock) -> bool {
         .is_some_and(|d| d < clock.local().date())
 }
 
-fn entries(
-    path: &Path,
-    top: &serde_json::Map<String, Value>,
-    set: &str,
-    clock: &Clock,
-) -> Result<Vec<Entry>> {
-    let Some(by_platform) = top.get(set) else {
-        return Ok(Vec::new());
-    };
-    let by_platform = by_platform
-        .as_object()
-        .ok_or_else(|| bad(path, format!("`{set}` must be a dictionary of platforms")))?;
-    let mut out = Vec::new();
-    for (platform, list) in by_platform {
-        let list = list
-            .as_array()
-            .ok_or_else(|| bad(path, format!("`{set}.{platform}` must be an array")))?;
-        for (i, item) in list.iter().enumerate() {
-            let at = format!("{set}.{platform}[{i}]");
-            let obj = item
-                .as_object()
-                .ok_or_else(|| bad(path, format!("`{at}` must be a dictionary")))?;
-            let text = |key: &str| -> Result<String> {
-                obj.get(key)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| bad(path, format!("`{at}.{key}` is missing or not a string")))
-            };
-            let product_version = text("ProductVersion")?;
-            product_version
-                .parse::<OsVersion>()
-                .map_err(|e| bad(path, format!("`{at}.ProductVersion`: {e}")))?;
-            let build = text("Build")?;
-            build
-                .parse::<Build>()
-                .map_err(|e| bad(path, format!("`{at}.Build`: {e}")))?;
-            let extra = match obj.get("ProductVersionExtra").and_then(Value::as_str) {
-                Some(e) => {
-                    let parsed: Extra = e
-                        .parse()
-                        .or_else(|_| Extra::parse_letters(e))
-                        .map_err(|err| bad(path, format!("`{at}.ProductVersionExtra`: {err}")))?;
-                    Some(parsed.to_string())
-                }
-                None => None,
-            };
-            let expiration = date(obj.get("ExpirationDate"));
-            out.push(Entry {
-                platform: platform.clone(),
-                set: set.to_owned(),
-                version: extra.as_ref().map_or_else(
-                    || product_version.clone(),
-                    |e| format!("{product_version} {e}"),
-                ),
-                product_version,
-                extra,
-                build,
-                prerequisite_build: obj
-                    .get("PrerequisiteBuild")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                posting_date: date(obj.get("PostingDate")),
-                expired: expired(expiration.as_deref(), clock),
-                expiration_date: expiration,
-                supported_devices: obj
-                    .get("SupportedDevices")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
-        }
-    }
-    Ok(out)
+/// The entries of one set, judged against `clock`.
+fn entries(set_name: &str, set: Option<RawSet>, clock: &Clock) -> impl Iterator<Item = Entry> {
+    set.into_iter().flatten().flat_map(move |(platform, list)| {
+        list.into_iter().map(move |e| Entry {
+            platform: platform.clone(),
+            set: set_name.to_owned(),
+            version: e.product_version_extra.as_ref().map_or_else(
+                || e.product_version.clone(),
+                |x| format!("{} {x}", e.product_version),
+            ),
+            product_version: e.product_version,
+            extra: e.product_version_extra,
+            build: e.build,
+            prerequisite_build: e.prerequisite_build,
+            posting_date: e.posting_date,
+            expired: expired(e.expiration_date.as_deref(), clock),
+            expiration_date: e.expiration_date,
+            supported_devices: e.supported_devices,
+        })
+    })
 }
 
 impl Catalog {
@@ -197,29 +200,56 @@ impl Catalog {
 
     /// Parses catalog bytes; `path` names them in messages.
     pub(crate) fn parse(bytes: &[u8], path: &Path, clock: &Clock) -> Result<Self> {
-        let value: Value = serde_json::from_slice(bytes)
+        // serde's derived structs also take arrays (fields by position); a catalog is an object.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(bad(path, "the top level is not a JSON object"));
+        }
+        let mut json = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawCatalog = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                Category::Data if at == "." => bad(
+                    path,
+                    format!("the top level is not a JSON object ({inner})"),
+                ),
+                Category::Data => bad(path, format!("`{at}`: {inner}")),
+                _ => bad(path, format!("it is not JSON ({inner})")),
+            }
+        })?;
+        json.end()
             .map_err(|e| bad(path, format!("it is not JSON ({e})")))?;
-        let top = value
-            .as_object()
-            .ok_or_else(|| bad(path, "the top level is not a JSON object"))?;
-        if !RELEASE_SETS
-            .iter()
-            .chain(&RESPONSE_SETS)
-            .any(|k| top.contains_key(*k))
+        let RawCatalog {
+            public_asset_sets,
+            asset_sets,
+            public_background_security_improvements,
+            public_rapid_security_responses,
+        } = raw;
+        if public_asset_sets.is_none()
+            && asset_sets.is_none()
+            && public_background_security_improvements.is_none()
+            && public_rapid_security_responses.is_none()
         {
             return Err(bad(
                 path,
                 "it has none of PublicAssetSets, AssetSets, PublicBackgroundSecurityImprovements, PublicRapidSecurityResponses",
             ));
         }
-        let mut releases = Vec::new();
-        for set in RELEASE_SETS {
-            releases.extend(entries(path, top, set, clock)?);
-        }
-        let mut responses = Vec::new();
-        for set in RESPONSE_SETS {
-            responses.extend(entries(path, top, set, clock)?);
-        }
+        let [releases, responses] = [
+            [
+                (RELEASE_SETS[0], public_asset_sets),
+                (RELEASE_SETS[1], asset_sets),
+            ],
+            [
+                (RESPONSE_SETS[0], public_background_security_improvements),
+                (RESPONSE_SETS[1], public_rapid_security_responses),
+            ],
+        ]
+        .map(|sets| {
+            sets.into_iter()
+                .flat_map(|(name, set)| entries(name, set, clock))
+                .collect::<Vec<Entry>>()
+        });
         Ok(Self {
             releases,
             responses,
@@ -363,6 +393,112 @@ impl LookupResult {
                 e.posting_date.as_deref().unwrap_or("-"),
                 e.expiration_date.as_deref().unwrap_or("-"),
                 if e.expired { "  (expired)" } else { "" }
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Catalog> {
+        let clock = Clock::parse("2026-12-01T10:00:00Z").unwrap();
+        Catalog::parse(json.as_bytes(), Path::new("c.json"), &clock)
+    }
+
+    #[test]
+    fn reads_entries_in_key_order_and_ignores_unknown_keys() {
+        let c = parse(
+            r#"{"Other": 1, "PublicBackgroundSecurityImprovements": {
+                "iOS": [{"ProductVersion": "26.3.1", "ProductVersionExtra": "a", "Build": "23D771330a",
+                         "PrerequisiteBuild": "23D8133", "ExpirationDate": "2026-11-01", "New": true}],
+                "macOS": [{"ProductVersion": "26.3.1", "ProductVersionExtra": "(b)", "Build": "25D771280b",
+                           "SupportedDevices": ["Mac16,1"]}]},
+                "PublicAssetSets": {"macOS": [{"ProductVersion": "26.4", "Build": "25E100"}]}}"#,
+        )
+        .unwrap();
+        let shown: Vec<(&str, &str, &str, bool)> = c
+            .responses
+            .iter()
+            .map(|e| {
+                (
+                    e.platform.as_str(),
+                    e.version.as_str(),
+                    e.set.as_str(),
+                    e.expired,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "iOS",
+                    "26.3.1 (a)",
+                    "PublicBackgroundSecurityImprovements",
+                    true
+                ),
+                (
+                    "macOS",
+                    "26.3.1 (b)",
+                    "PublicBackgroundSecurityImprovements",
+                    false
+                ),
+            ]
+        );
+        assert_eq!(c.responses[1].supported_devices, ["Mac16,1"]);
+        assert_eq!(c.releases.len(), 1);
+        assert_eq!(c.releases[0].version, "26.4");
+    }
+
+    /// Every refusal names the file and, for a bad value, its key path.
+    #[test]
+    fn bad_catalogs_are_named_with_the_key_path() {
+        let cases = [
+            (
+                " [1]",
+                "c.json: not a software lookup catalog: the top level is not a JSON object",
+            ),
+            (
+                "7",
+                "c.json: not a software lookup catalog: the top level is not a JSON object (invalid type: integer `7`, expected a JSON object at line 1 column 1)",
+            ),
+            (
+                "{\"A\": 1} x",
+                "c.json: not a software lookup catalog: it is not JSON (trailing characters at line 1 column 10)",
+            ),
+            (
+                "nope",
+                "c.json: not a software lookup catalog: it is not JSON (expected ident at line 1 column 2)",
+            ),
+            (
+                "{}",
+                "c.json: not a software lookup catalog: it has none of PublicAssetSets, AssetSets, PublicBackgroundSecurityImprovements, PublicRapidSecurityResponses",
+            ),
+            (
+                r#"{"AssetSets": {"macOS": [{"ProductVersion": "26.4"}]}}"#,
+                "c.json: not a software lookup catalog: `AssetSets.macOS[0]`: missing field `Build` at line 1 column 51",
+            ),
+            (
+                r#"{"AssetSets": {"macOS": [{"ProductVersion": "x", "Build": "25E100"}]}}"#,
+                "c.json: not a software lookup catalog: `AssetSets.macOS[0].ProductVersion`: ",
+            ),
+            (
+                r#"{"AssetSets": {"macOS": [{"ProductVersion": "26.4", "Build": 7}]}}"#,
+                "c.json: not a software lookup catalog: `AssetSets.macOS[0].Build`: invalid type: integer `7`, expected a string at line 1 column 62",
+            ),
+            (
+                r#"{"AssetSets": {"macOS": "all"}}"#,
+                "c.json: not a software lookup catalog: `AssetSets.macOS`: invalid type: string \"all\", expected a sequence at line 1 column 29",
+            ),
+        ];
+        for (json, message) in cases {
+            let err = parse(json).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{json}");
+            assert!(
+                err.to_string().starts_with(message),
+                "{json}:\n{err}\n{message}"
             );
         }
     }
