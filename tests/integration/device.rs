@@ -291,78 +291,55 @@ fn status_schema_is_current_and_validates_status() {
         generated, committed,
         "docs/status.schema.json is stale: run `BSI_UPDATE_SCHEMA=1 cargo test --all-features status_schema`"
     );
-    let d = Device::new();
+    // Every state the suite's goldens show, and one with declarations and a refusal on record.
+    let d = Device::with(&["--supervised"]);
+    assert_matches_schema(&committed, &d.status());
     d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
         .ok();
-    validate(&committed, &committed, &d.status(), "status");
+    assert_matches_schema(&committed, &d.status());
+    d.declare_active(
+        "com.apple.configuration.softwareupdate.settings",
+        "settings",
+        serde_json::json!({"RapidSecurityResponse": {"Enable": false, "EnableRollback": false}}),
+    );
+    d.bsi(["restart"]).ok();
+    d.bsi(["rollback"]).exit(4);
+    assert_matches_schema(&committed, &d.status());
 }
 
-/// A small JSON Schema check: types, required keys and no unknown keys, following `$ref`s.
-fn validate(root: &Value, schema: &Value, value: &Value, at: &str) {
-    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let name = r.rsplit('/').next().unwrap();
-        return validate(root, &root["$defs"][name], value, at);
-    }
-    for key in ["anyOf", "oneOf"] {
-        if let Some(options) = schema.get(key).and_then(Value::as_array) {
-            let ok = options.iter().any(|o| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    validate(root, o, value, at);
-                }))
-                .is_ok()
-            });
-            assert!(ok, "{at}: {value} matches none of {key}");
-            return;
+/// Every `--json` error, whatever the cause, is what docs/error.schema.json says.
+#[test]
+fn json_errors_match_their_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/error.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let d = Device::new();
+    let nowhere = d.dir.path().join("nowhere").display().to_string();
+    for (args, code) in [
+        (vec!["status", "--json", "--require", "26.3.1 (z)"], 9),
+        (vec!["apply", "--json", &nowhere], 2),
+        (vec!["policy", "remove", "--json", "nope"], 5),
+        (
+            vec!["update", "--json", "--version", "26.0", "--build", "25A1"],
+            5,
+        ),
+        (vec!["power", "--json", "--battery", "500"], 2),
+    ] {
+        let run = d.bsi(&args);
+        run.exit(code);
+        // `status --require` prints the status it judged, then the error; the others print
+        // nothing on stdout.
+        if args[0] != "status" {
+            assert!(run.out.stdout.is_empty(), "{args:?}: {}", run.stdout());
         }
-    }
-    if let Some(t) = schema.get("type") {
-        let types: Vec<&str> = match t {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        let actual = match value {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        assert!(
-            types.contains(&actual) || (actual == "integer" && types.contains(&"number")),
-            "{at}: {actual} is not {types:?}"
-        );
-    }
-    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        assert!(values.contains(value), "{at}: {value} not in {values:?}");
-    }
-    if let (Some(props), Value::Object(obj)) =
-        (schema.get("properties").and_then(Value::as_object), value)
-    {
-        for req in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            assert!(
-                obj.contains_key(req.as_str().unwrap()),
-                "{at}: required {req} missing"
-            );
-        }
-        for (k, v) in obj {
-            let sub = props
-                .get(k)
-                .unwrap_or_else(|| panic!("{at}: {k} is not in the schema"));
-            validate(root, sub, v, &format!("{at}.{k}"));
-        }
-    }
-    if let (Some(items), Value::Array(arr)) = (schema.get("items"), value) {
-        for (i, v) in arr.iter().enumerate() {
-            validate(root, items, v, &format!("{at}[{i}]"));
-        }
+        let error: Value = serde_json::from_slice(&run.out.stderr).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stderr is not one JSON object ({e}): {}",
+                run.stderr()
+            )
+        });
+        assert_matches_schema(&schema, &error);
     }
 }
 
@@ -398,5 +375,29 @@ fn status_json_is_golden() {
             std::fs::read_to_string(&path).unwrap(),
             "{name}: run BSI_UPDATE_GOLDEN=1 cargo test --all-features golden"
         );
+    }
+}
+
+/// The schema check fails on an undocumented key, a wrong type and a missing required key, so
+/// the tests above cannot pass by accident.
+#[test]
+fn the_schema_check_catches_what_it_should() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/status.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let status = Device::new().status();
+    assert_matches_schema(&schema, &status);
+    let mut renamed = status.clone();
+    let os = renamed["os"].as_object_mut().unwrap();
+    let version = os.remove("version").unwrap();
+    os.insert("os_version".into(), version);
+    let mut retyped = status.clone();
+    retyped["restart_required"] = Value::from("no");
+    let mut extra = status;
+    extra["power"]["voltage"] = Value::from(5);
+    for bad in [renamed, retyped, extra] {
+        let caught = std::panic::catch_unwind(|| assert_matches_schema(&schema, &bad));
+        assert!(caught.is_err(), "accepted: {bad}");
     }
 }

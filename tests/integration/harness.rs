@@ -404,3 +404,38 @@ pub(crate) fn sign(bundle: &Path) -> Run {
         test_key().as_os_str(),
     ])
 }
+
+/// Checks `instance` against the JSON Schema `schema` with a real validator (the `jsonschema`
+/// crate), closed: an object may hold only the properties its schema lists, so a key bsi prints
+/// but the schema does not document fails too.
+#[track_caller]
+pub(crate) fn assert_matches_schema(schema: &serde_json::Value, instance: &serde_json::Value) {
+    let mut closed = schema.clone();
+    close(&mut closed);
+    let validator = jsonschema::validator_for(&closed).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the document does not match its schema:\n{}\n{}",
+        errors.join("\n"),
+        serde_json::to_string_pretty(instance).unwrap()
+    );
+}
+
+/// Adds `additionalProperties: false` wherever a schema lists `properties` and says nothing of
+/// others.
+fn close(schema: &mut serde_json::Value) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), false.into());
+            }
+            map.values_mut().for_each(close);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(close),
+        _ => {}
+    }
+}
