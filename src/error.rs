@@ -94,9 +94,12 @@ pub(crate) enum Error {
         /// The directory.
         root: PathBuf,
     },
-    /// A file that should hold a DDM declaration or a catalog does not.
+    /// A file the user named is not what the command takes: a declaration, a catalog, a key,
+    /// or a tree to make a bundle from.
     #[error("{message}")]
     BadInput {
+        /// What the file should have been; the hint follows from it.
+        input: InputKind,
         /// What is wrong, naming the file and key.
         message: String,
     },
@@ -293,7 +296,7 @@ impl Error {
                 "pass --force to replace it with a new device (its state is lost)".to_owned()
             }
             Error::RootNotEmpty { .. } => "choose an empty or new directory with --root".to_owned(),
-            Error::BadInput { .. } => return None,
+            Error::BadInput { input, .. } => input.hint().to_owned(),
             Error::PowerGate { .. } => {
                 "connect the device to power (`bsi power --ac`) or charge it, then try again"
                     .to_owned()
@@ -403,6 +406,43 @@ impl ErrorReport {
             .for_serialize()
             .into_generator();
         serde_json::to_value(generator.into_root_schema_for::<ErrorReport>()).unwrap_or_default()
+    }
+}
+
+/// What a file given to a command should have been ([`Error::BadInput`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputKind {
+    /// A DDM declaration (`policy set`).
+    Declaration,
+    /// A software lookup catalog (`lookup`, `update --catalog`, `auto --catalog`).
+    Catalog,
+    /// An Ed25519 private key (`bundle sign --key`).
+    PrivateKey,
+    /// An Ed25519 public key (`trust add`, `init --trust`, `bundle inspect --key`).
+    PublicKey,
+    /// A cryptex tree (`bundle create --os/--app`).
+    BundleSource,
+}
+
+impl InputKind {
+    /// What to do about a bad one.
+    #[must_use]
+    pub(crate) fn hint(self) -> &'static str {
+        match self {
+            InputKind::Declaration => {
+                "a declaration is one JSON object with Type, Identifier, ServerToken and Payload, as a DDM server sends it (fixtures/declarations/ has examples); fix it and `bsi policy set` it again"
+            }
+            InputKind::Catalog => {
+                "give the JSON the Apple Software Lookup Service publishes (fixtures/catalog.json has its shape)"
+            }
+            InputKind::PrivateKey => "give the private key `bsi key generate --out FILE` wrote",
+            InputKind::PublicKey => {
+                "give the public key (FILE.pub) that `bsi key generate --out FILE` wrote for the signer"
+            }
+            InputKind::BundleSource => {
+                "fix what the message names in the tree, then run `bsi bundle create` again"
+            }
+        }
     }
 }
 

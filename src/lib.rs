@@ -57,5 +57,5 @@ pub(crate) mod version;
 
 pub use cli::run;
 pub(crate) use clock::Clock;
-pub(crate) use error::{Error, RequireGap, Result};
+pub(crate) use error::{Error, InputKind, RequireGap, Result};
 pub use error::{ErrorKind, ErrorReport};

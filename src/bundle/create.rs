@@ -22,7 +22,7 @@ use crate::error::IoContext;
 use crate::platform::{Cryptex, Platform};
 use crate::progress::Progress;
 use crate::version::{Build, Extra, OsVersion};
-use crate::{Error, Result};
+use crate::{Error, InputKind, Result};
 
 /// What to put in a new bundle.
 #[derive(Clone, Debug)]
@@ -105,6 +105,7 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
             let path = entry.path();
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 return Err(Error::BadInput {
+                    input: InputKind::BundleSource,
                     message: format!(
                         "{}: the name is not valid UTF-8; bundles need UTF-8 paths",
                         path.display()
@@ -119,6 +120,7 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
             } else if ft.is_file() {
                 if let Some(reason) = unsafe_reason(&rel) {
                     return Err(Error::BadInput {
+                        input: InputKind::BundleSource,
                         message: format!("{}: {reason}", path.display()),
                     });
                 }
@@ -131,6 +133,7 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
                 });
                 if out.len() > MAX_FILES {
                     return Err(Error::BadInput {
+                        input: InputKind::BundleSource,
                         message: format!(
                             "more than {MAX_FILES} files; bsi bundles hold at most that many"
                         ),
@@ -143,6 +146,7 @@ fn walk_input(cryptex: Cryptex, root: &Path, out: &mut Vec<Input>) -> Result<()>
                     "not a regular file"
                 };
                 return Err(Error::BadInput {
+                    input: InputKind::BundleSource,
                     message: format!(
                         "{} is {kind}; bundles hold only regular files and directories",
                         path.display()
@@ -246,6 +250,7 @@ fn fill(
                 )
                 .map_err(|e| match e {
                     Error::Bundle(b) => Error::BadInput {
+                        input: InputKind::BundleSource,
                         message: format!(
                             "{}: {b} (did it change while bsi read it?)",
                             input.source.display()
@@ -283,6 +288,7 @@ fn fill(
     let xml = manifest.to_xml();
     if xml.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(Error::BadInput {
+            input: InputKind::BundleSource,
             message: format!(
                 "the manifest would be {} bytes, over bsi's {MAX_MANIFEST_BYTES}-byte limit",
                 xml.len()

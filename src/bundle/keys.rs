@@ -15,7 +15,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::digest::Digest;
 use crate::error::IoContext;
-use crate::{Error, Result};
+use crate::{Error, InputKind, Result};
 
 /// A public key and its fingerprint.
 #[derive(Clone, Debug)]
@@ -123,21 +123,23 @@ fn pem_block(text: &str) -> Option<&str> {
 /// Largest key file bsi reads: a PEM key is a few hundred bytes; room for a banner.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
-fn read_text(path: &Path, what: &str) -> Result<String> {
+fn read_text(path: &Path, what: &str, input: InputKind) -> Result<String> {
     let bytes = crate::input::read_named(path, MAX_KEY_FILE_BYTES, what)?;
     String::from_utf8(bytes).map_err(|_| Error::BadInput {
+        input,
         message: format!("{} is not a PEM {what}: it is not text", path.display()),
     })
 }
 
 /// Reads an Ed25519 private key (PKCS#8 PEM).
 pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    let text = read_text(path, "private key")?;
+    let text = read_text(path, "private key", InputKind::PrivateKey)?;
     pem_block(&text)
         .and_then(|pem| SigningKey::from_pkcs8_pem(pem).ok())
         .ok_or_else(|| Error::BadInput {
+            input: InputKind::PrivateKey,
             message: format!(
-                "{} is not an Ed25519 private key in PKCS#8 PEM form (make one with `bsi key generate`)",
+                "{} is not an Ed25519 private key in PKCS#8 PEM form",
                 path.display()
             ),
         })
@@ -147,6 +149,7 @@ pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey> {
 pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
     let Some(pem) = pem_block(text) else {
         return Err(Error::BadInput {
+            input: InputKind::PublicKey,
             message: format!(
                 "{} holds no PEM block; expected an Ed25519 public key",
                 shown.display()
@@ -155,6 +158,7 @@ pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
     };
     if pem.starts_with("-----BEGIN PRIVATE KEY-----") {
         return Err(Error::BadInput {
+            input: InputKind::PublicKey,
             message: format!(
                 "{} is a private key; give its public half ({})",
                 shown.display(),
@@ -165,8 +169,9 @@ pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
     VerifyingKey::from_public_key_pem(pem)
         .map(PublicKey::new)
         .map_err(|_| Error::BadInput {
+            input: InputKind::PublicKey,
             message: format!(
-                "{} is not an Ed25519 public key in SPKI PEM form (the .pub file `bsi key generate` writes)",
+                "{} is not an Ed25519 public key in SPKI PEM form",
                 shown.display()
             ),
         })
@@ -174,7 +179,7 @@ pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
 
 /// Reads an Ed25519 public key file.
 pub(crate) fn read_public_key(path: &Path) -> Result<PublicKey> {
-    parse_public_key(&read_text(path, "public key")?, path)
+    parse_public_key(&read_text(path, "public key", InputKind::PublicKey)?, path)
 }
 
 #[cfg(test)]

@@ -260,7 +260,12 @@ pub(super) fn inspect(out: &mut String, r: &InspectReport, verbose: u8) {
     for (name, c) in &r.cryptexes {
         line(
             out,
-            format!("cryptex {name}: {} files, {} bytes", c.files, c.bytes),
+            format!(
+                "{:<13}{} files, {} bytes",
+                format!("cryptex {name}:"),
+                c.files,
+                c.bytes
+            ),
         );
     }
     line(

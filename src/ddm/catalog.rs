@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::device::Platform;
 use crate::refusal::NotApplicable;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
-use crate::{Error, Result};
+use crate::{Error, InputKind, Result};
 
 /// Largest catalog bsi reads: Apple's whole lookup catalog is a few megabytes.
 pub(crate) const MAX_CATALOG_BYTES: u64 = 32 * 1024 * 1024;
@@ -94,6 +94,7 @@ pub(crate) struct LookupResult {
 
 fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::BadInput {
+        input: InputKind::Catalog,
         message: format!(
             "{}: not a software lookup catalog: {message}",
             path.display()

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::untrusted::clip;
 use crate::version::{Build, OsVersion, ResponseVersion};
-use crate::{Error, Result};
+use crate::{Error, InputKind, Result};
 
 /// The simple activation type.
 pub(crate) const ACTIVATION_TYPE: &str = "com.apple.activation.simple";
@@ -243,6 +243,7 @@ struct Envelope {
 
 fn not_a_declaration(source: &str, why: &str) -> Error {
     Error::BadInput {
+        input: InputKind::Declaration,
         message: format!("{} is not a DDM declaration: {why}", clip(source)),
     }
 }

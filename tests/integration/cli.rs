@@ -34,12 +34,36 @@ fn completions_and_man_page() {
 
 #[test]
 fn usage_errors_exit_2_with_clear_messages() {
-    bsi(["frobnicate"])
+    Cmd::new()
+        .arg("frobnicate")
         .exit(2)
-        .stderr_has("unrecognized subcommand");
-    bsi(["status", "--now", "yesterday"]).refused(2, "invalid --now");
-    bsi(["status", "--wait", "-1"]).exit(2);
-    bsi(["status", "--require", "26.3.1 (A)"]).refused(2, "lowercase");
+        .stdout("")
+        .stderr(
+            "error: unrecognized subcommand 'frobnicate'\n\nUsage: bsi [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n",
+        )
+        .run();
+    Cmd::new()
+        .args(["status", "--now", "yesterday"])
+        .exit(2)
+        .stdout("")
+        .stderr(
+            "error: invalid --now `yesterday`: premature end of input\nhint: give an RFC 3339 time, e.g. --now 2026-12-01T09:30:00Z\n",
+        )
+        .run();
+    Cmd::new()
+        .args(["status", "--wait", "-1"])
+        .exit(2)
+        .stdout("")
+        .run();
+    Cmd::new()
+        .args(["status", "--require", "26.3.1 (A)"])
+        .exit(2)
+        .stdout("")
+        .stderr(concat!(
+            "error: invalid response version extra `(A)`: letters must be lowercase (expected lowercase letters in parentheses, e.g. (a))\n",
+            "hint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n",
+        ))
+        .run();
 }
 
 #[test]
@@ -60,13 +84,18 @@ fn json_output_is_pure() {
         "--json".as_ref(),
     ]);
     run.ok().json();
-    let run = d.bsi([
-        "apply".as_ref(),
-        bundle("ios-26.3.1-a.bsi").as_os_str(),
-        "--json".as_ref(),
-    ]);
-    run.exit(5);
-    assert!(run.stdout().is_empty(), "stdout on error: {}", run.stdout());
+    // A refusal with --json: nothing on stdout, one JSON object on stderr.
+    d.cmd()
+        .arg("apply")
+        .arg(bundle("ios-26.3.1-a.bsi"))
+        .arg("--json")
+        .exit(5)
+        .stdout("")
+        .stderr(concat!(
+            r#"{"error":"this bundle is for iOS; the device runs macOS","hint":"use a bundle made for the device's platform","exit_code":5,"kind":"not-applicable"}"#,
+            "\n"
+        ))
+        .run();
 }
 
 /// Every row of the exit-code table in docs/cli.md is produced by some command.

@@ -112,6 +112,92 @@ impl Run {
     }
 }
 
+/// A bsi command line being built, in the style of just's and ripgrep's test harnesses:
+/// `Cmd::new().arg("status").arg("--json").exit(0).stdout(..).run()`. What is expected is
+/// checked exactly when it runs; anything left unset is not checked.
+#[derive(Debug, Default)]
+#[must_use]
+pub(crate) struct Cmd {
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
+    exit: Option<i32>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+impl Cmd {
+    /// An empty command line.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one argument.
+    pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the run.
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The arguments so far.
+    pub(crate) fn arguments(&self) -> &[std::ffi::OsString] {
+        &self.args
+    }
+
+    /// Expects this exit code (0 unless set).
+    pub(crate) fn exit(mut self, code: i32) -> Self {
+        self.exit = Some(code);
+        self
+    }
+
+    /// Expects exactly this on stdout.
+    pub(crate) fn stdout(mut self, text: &str) -> Self {
+        self.stdout = Some(text.to_owned());
+        self
+    }
+
+    /// Expects exactly this on stderr.
+    pub(crate) fn stderr(mut self, text: &str) -> Self {
+        self.stderr = Some(text.to_owned());
+        self
+    }
+
+    /// Runs bsi and checks the exit code (0 unless [`Cmd::exit`] said otherwise) and whatever
+    /// output was expected.
+    #[track_caller]
+    pub(crate) fn run(self) -> Run {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let run = bsi_env(&self.args, &env);
+        run.exit(self.exit.unwrap_or(0));
+        if let Some(want) = &self.stdout {
+            assert_eq!(&run.stdout(), want, "bsi {:?}: stdout", run.args);
+        }
+        if let Some(want) = &self.stderr {
+            assert_eq!(&run.stderr(), want, "bsi {:?}: stderr", run.args);
+        }
+        run
+    }
+}
+
 /// Runs bsi with `args` and no device root beyond what the args give.
 pub(crate) fn bsi<I, S>(args: I) -> Run
 where
@@ -202,6 +288,15 @@ impl Device {
         ];
         all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         bsi(all)
+    }
+
+    /// A [`Cmd`] on this device at the fixed clock.
+    pub(crate) fn cmd(&self) -> Cmd {
+        Cmd::new()
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--now")
+            .arg(NOW)
     }
 
     /// `status --json`.

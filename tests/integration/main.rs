@@ -14,6 +14,7 @@
 //! - `kmfddm`: `bsi sync` and `bsi fleet` against a real DDM server (KMFDDM), and the protocol's
 //!   error paths against a stub.
 //! - `realfs`: a device on a small tmpfs that runs full, and on a read-only bind mount (root).
+//! - `transcript`: golden human output (stdout, stderr, exit code) of every command.
 //! - `truth`: the truthful-state defects and the hint-following test.
 
 // Test code: printing the kill test's seed is the point, and helpers favour brevity.
@@ -39,4 +40,5 @@ mod kmfddm;
 mod lifecycle;
 mod reading;
 mod realfs;
+mod transcript;
 mod truth;
