@@ -42,9 +42,9 @@ fn every_bad_fixture_is_rejected_by_inspect_and_by_apply_without_a_trace() {
     }
     // Nothing of any rejected bundle reached the device.
     let status = device.status();
-    assert_eq!(status["active"], serde_json::Value::Null);
-    assert_eq!(status["staged"], serde_json::Value::Null);
-    assert_eq!(status["last_operation"]["exit_code"], 6);
+    assert_eq!(status.active, None);
+    assert_eq!(status.staged, None);
+    assert_eq!(status.last_operation.as_ref().unwrap().exit_code, 6);
 }
 
 #[test]

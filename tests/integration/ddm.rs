@@ -392,7 +392,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!(["Deferrals.CombinedPeriodInDays", "Future"])
     );
     // Honoured: the macOS deferral; not the key macOS does not have.
-    let notes = d.status()["notes"].to_string();
+    let notes = d.status().notes.join("\n");
     assert!(notes.contains("MinorPeriodInDays = 5"), "{notes}");
     assert!(!notes.contains("CombinedPeriodInDays = 30"), "{notes}");
 
@@ -447,7 +447,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         (false, "unknown")
     );
     // Rollback is not blocked: the only activation of `ios-only` is inactive on a Mac.
-    assert_eq!(d.status()["policy"]["rollback_allowed"], true);
+    assert!(d.status().policy.rollback_allowed);
 
     // Management declarations and subscriptions.
     d.declare(
@@ -528,7 +528,7 @@ fn support_follows_os_version_and_enrollment() {
         (true, "invalid")
     );
     assert_eq!(all["s"].codes(), ["Error.ConfigurationNotSupported"]);
-    assert_eq!(old.d.status()["policy"]["user_install_allowed"], true);
+    assert!(old.d.status().policy.user_install_allowed);
     let os = &r.items.device.as_ref().unwrap().os;
     assert_eq!(
         os.supplemental,
@@ -600,8 +600,8 @@ fn support_follows_os_version_and_enrollment() {
         json!({"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}, "RapidSecurityResponse": {"EnableRollback": false}}),
     );
     let s = sup.d.status();
-    assert_eq!(s["automatic_install"]["source"], "user");
-    assert_eq!(s["policy"]["rollback_allowed"], false);
+    assert_eq!(s.automatic_install.source, "user");
+    assert!(!s.policy.rollback_allowed);
     let r = sup.report();
     assert_eq!(
         r.declarations().all()["s"].reasons[0].details["UnknownPayloadKeys"],
@@ -614,7 +614,7 @@ fn support_follows_os_version_and_enrollment() {
         "s",
         json!({"RapidSecurityResponse": {"Enable": false}}),
     );
-    assert_eq!(unsup.d.status()["policy"]["user_install_allowed"], true);
+    assert!(unsup.d.status().policy.user_install_allowed);
     unsup.report();
 }
 
@@ -669,10 +669,10 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
         ("prepared", ("26.3.1 (a)", "25D771280a"))
     );
     let s = d.status();
-    assert_eq!(s["active"], Value::Null);
+    assert_eq!(s.active, None);
     assert_eq!(
-        s["prompt"],
-        "restart to finish installing 26.3.1 (a): `bsi restart`"
+        s.prompt.as_deref(),
+        Some("restart to finish installing 26.3.1 (a): `bsi restart`")
     );
     d.bsi(["status"]).ok().stdout_has("prompt:");
     auto("2026-12-01T11:20:00Z").ok().stdout_has("is prepared");
@@ -700,8 +700,8 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
         .ok()
         .stdout_has("restarting into 26.3.1 (a)");
     let s = d.status();
-    assert_eq!(s["active"]["version"], "26.3.1 (a)");
-    assert_eq!(s["prompt"], Value::Null);
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
+    assert_eq!(s.prompt, None);
     let r = dev.report();
     assert_eq!((r.state(), r.pending()), ("none", ("", "")));
     assert_eq!(r.failure().count, 0);
@@ -721,7 +721,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     assert_eq!(r.full, Some(true));
     // Nothing more to do; (b) is not installed: user installs are off and the enforcement is met.
     auto("2026-12-01T14:00:00Z").ok().stdout_has("satisfied");
-    assert_eq!(d.status()["active"]["version"], "26.3.1 (a)");
+    assert_eq!(d.status().active.as_ref().unwrap().version, "26.3.1 (a)");
 }
 
 #[test]
@@ -738,7 +738,10 @@ fn a_due_enforcement_with_nothing_prepared_installs_and_restarts() {
         .bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
         .ok()
         .stdout_has("installing 26.3.1 (a) and restarting");
-    assert_eq!(dev.d.status()["active"]["version"], "26.3.1 (a)");
+    assert_eq!(
+        dev.d.status().active.as_ref().unwrap().version,
+        "26.3.1 (a)"
+    );
     assert_eq!(dev.report().state(), "none");
 }
 
@@ -763,11 +766,11 @@ fn automatic_install_stages_and_prompts_and_app_only_is_active_at_once() {
         .stdout_has("the user is prompted to restart")
         .stdout_has("26.4 (a) waits for the minor update to 26.4");
     let s = d.status();
-    assert_eq!(s["active"], Value::Null);
-    assert_eq!(s["staged"]["version"], "26.3.1 (b)");
+    assert_eq!(s.active, None);
+    assert_eq!(s.staged.as_ref().unwrap().version, "26.3.1 (b)");
     assert_eq!(
-        s["prompt"],
-        "restart to finish installing 26.3.1 (b): `bsi restart`"
+        s.prompt.as_deref(),
+        Some("restart to finish installing 26.3.1 (b): `bsi restart`")
     );
     let r = dev.report();
     assert_eq!(
@@ -785,11 +788,11 @@ fn automatic_install_stages_and_prompts_and_app_only_is_active_at_once() {
     d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
         .ok()
         .stdout_has("prompted");
-    assert_eq!(d.status()["active"], Value::Null);
+    assert_eq!(d.status().active, None);
     d.bsi(["restart"]).ok();
     let r = dev.report();
     assert_eq!((r.state(), r.pending()), ("none", ("", "")));
-    assert_eq!(d.status()["active"]["version"], "26.3.1 (b)");
+    assert_eq!(d.status().active.as_ref().unwrap().version, "26.3.1 (b)");
 
     // App-only content is active at once.
     let app = bundles_dir(&["macos-26.3.1-d-app-only.bsi.tar"]);
@@ -799,13 +802,13 @@ fn automatic_install_stages_and_prompts_and_app_only_is_active_at_once() {
         .bsi(["auto".as_ref(), "--from".as_ref(), app.as_os_str()])
         .ok();
     let s = fresh.d.status();
-    assert_eq!(s["active"]["version"], "26.3.1 (d)");
-    assert_eq!(s["prompt"], Value::Null);
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (d)");
+    assert_eq!(s.prompt, None);
     assert_eq!(fresh.report().state(), "none");
 
     // A staged removal is not a pending update.
     d.bsi(["rollback"]).ok();
-    assert_eq!(d.status()["staged"]["action"], "remove");
+    assert_eq!(d.status().staged.as_ref().unwrap().action, "remove");
     let r = dev.report();
     assert_eq!((r.state(), r.pending()), ("none", ("", "")));
     assert!(r.reason().reason.is_empty());
@@ -1044,8 +1047,8 @@ fn ipados_takes_ios_bundles() {
     ])
     .ok();
     let s = d.status();
-    assert_eq!(s["active"]["version"], "26.3.1 (a)");
-    assert_eq!(s["device"]["platform"], "iPadOS");
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
+    assert_eq!(s.device.platform, "iPadOS");
     d.bsi(["verify"]).ok();
     d.refuses(
         ["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()],
@@ -1114,8 +1117,8 @@ fn a_minor_update_with_a_catalog_includes_every_published_response() {
     .ok()
     .stdout_has("26.4 includes 26.3.1 (a) ... (d)");
     assert_eq!(
-        d.status()["included"],
-        json!(["26.3.1 (a)", "26.3.1 (b)", "26.3.1 (c)", "26.3.1 (d)"])
+        d.status().included,
+        ["26.3.1 (a)", "26.3.1 (b)", "26.3.1 (c)", "26.3.1 (d)"]
     );
     // Without a catalog: only what the device saw.
     let e = Device::new();
@@ -1127,7 +1130,7 @@ fn a_minor_update_with_a_catalog_includes_every_published_response() {
     .ok();
     e.bsi(["update", "--version", "26.4", "--build", "25E100"])
         .ok();
-    assert_eq!(e.status()["included"], json!(["26.3.1 (a)"]));
+    assert_eq!(e.status().included, ["26.3.1 (a)"]);
     e.refuses(
         [
             "upgrade".as_ref(),

@@ -4,55 +4,40 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const STATUS_KEYS: [&str; 19] = [
-    "schema_version",
-    "device",
-    "os",
-    "active",
-    "staged",
-    "restart_required",
-    "safari",
-    "rollback",
-    "included",
-    "power",
-    "automatic_install",
-    "policy",
-    "last_operation",
-    "ddm",
-    "notes",
-    "version",
-    "operation",
-    "recovery_pending",
-    "prompt",
-];
-
 #[test]
 fn init_defaults_and_status_json() {
     let d = Device::new();
     let s = d.status();
-    for key in STATUS_KEYS {
-        assert!(s.get(key).is_some(), "status lacks {key}");
-    }
-    assert_eq!(s["schema_version"], 1);
+    // The typed view names every key and refuses others: parsing it is the key check.
+    assert_eq!(s.schema_version, 1);
     assert_eq!(
-        s["device"],
-        serde_json::json!({"platform": "macOS", "chip": "apple-silicon", "portable": true, "supervised": false, "enrollment_id": "TEST-DEVICE"})
+        s.device,
+        DeviceView {
+            platform: "macOS".into(),
+            chip: "apple-silicon".into(),
+            portable: true,
+            supervised: false,
+            enrollment_id: "TEST-DEVICE".into(),
+        }
     );
     assert_eq!(
-        s["os"],
-        serde_json::json!({"version": "26.3.1", "build": "25D2128"})
+        s.os,
+        OsView {
+            version: "26.3.1".into(),
+            build: "25D2128".into(),
+        }
     );
-    assert_eq!(s["power"]["battery_percent"], 100);
-    assert_eq!(s["power"]["on_ac"], true);
-    assert_eq!(s["power"]["minimum_percent"], 10);
-    assert_eq!(s["automatic_install"]["enabled"], true);
-    assert_eq!(s["automatic_install"]["source"], "user");
+    assert_eq!(s.power.battery_percent, Some(100));
+    assert!(s.power.on_ac);
+    assert_eq!(s.power.minimum_percent, Some(10));
+    assert!(s.automatic_install.enabled);
+    assert_eq!(s.automatic_install.source, "user");
     assert_eq!(
-        s["ddm"]["device.operating-system.supplemental.build-version"],
+        s.ddm("device.operating-system.supplemental.build-version"),
         "25D2128"
     );
     assert_eq!(
-        s["ddm"]["device.operating-system.supplemental.extra-version"],
+        s.ddm("device.operating-system.supplemental.extra-version"),
         ""
     );
     let human = d.bsi(["status"]).ok().stdout();
@@ -100,11 +85,11 @@ fn init_flags() {
         "--no-ac",
     ]);
     let s = d.status();
-    assert_eq!(s["device"]["platform"], "iPadOS");
-    assert_eq!(s["device"]["supervised"], true);
-    assert_eq!(s["os"]["build"], "23D8133");
-    assert_eq!(s["power"]["minimum_percent"], Value::Null);
-    assert_eq!(s["power"]["battery_percent"], 40);
+    assert_eq!(s.device.platform, "iPadOS");
+    assert!(s.device.supervised);
+    assert_eq!(s.os.build, "23D8133");
+    assert_eq!(s.power.minimum_percent, None);
+    assert_eq!(s.power.battery_percent, Some(40));
     let d = Device::with(&[
         "--chip",
         "intel",
@@ -115,9 +100,9 @@ fn init_flags() {
         "25E100",
     ]);
     let s = d.status();
-    assert_eq!(s["device"]["chip"], "intel");
-    assert_eq!(s["device"]["portable"], false);
-    assert_eq!(s["os"]["version"], "26.4");
+    assert_eq!(s.device.chip, "intel");
+    assert!(!s.device.portable);
+    assert_eq!(s.os.version, "26.4");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("d");
     let r = root.display().to_string();
@@ -179,7 +164,7 @@ fn reinit_refuses_without_force_and_missing_devices_exit_8() {
         "iOS".as_ref(),
     ])
     .ok();
-    assert_eq!(d.status()["device"]["platform"], "iOS");
+    assert_eq!(d.status().device.platform, "iOS");
     let tmp = tempfile::tempdir().unwrap();
     let none = tmp.path().join("nothing");
     for cmd in [
@@ -245,10 +230,10 @@ fn power_and_settings() {
         .ok()
         .stdout_has("blocks installs");
     let s = d.status();
-    assert_eq!(s["power"]["ok"], false);
-    assert_eq!(s["power"]["battery_percent"], 5);
+    assert!(!s.power.ok);
+    assert_eq!(s.power.battery_percent, Some(5));
     d.bsi(["settings", "--automatic", "off"]).ok();
-    assert_eq!(d.status()["automatic_install"]["enabled"], false);
+    assert!(!d.status().automatic_install.enabled);
     d.bsi(["settings"])
         .ok()
         .stdout_has("automatically install: off");
@@ -293,10 +278,10 @@ fn status_schema_is_current_and_validates_status() {
     );
     // Every state the suite's goldens show, and one with declarations and a refusal on record.
     let d = Device::with(&["--supervised"]);
-    assert_matches_schema(&committed, &d.status());
+    assert_matches_schema(&committed, &d.status_json());
     d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
         .ok();
-    assert_matches_schema(&committed, &d.status());
+    assert_matches_schema(&committed, &d.status_json());
     d.declare_active(
         "com.apple.configuration.softwareupdate.settings",
         "settings",
@@ -304,7 +289,7 @@ fn status_schema_is_current_and_validates_status() {
     );
     d.bsi(["restart"]).ok();
     d.bsi(["rollback"]).exit(4);
-    assert_matches_schema(&committed, &d.status());
+    assert_matches_schema(&committed, &d.status_json());
 }
 
 /// Every `--json` error, whatever the cause, is what docs/error.schema.json says.
@@ -348,7 +333,7 @@ fn json_errors_match_their_schema() {
 #[test]
 fn status_json_is_golden() {
     let d = Device::new();
-    let fresh = d.status();
+    let fresh = d.status_json();
     d.bsi([
         "apply".as_ref(),
         bundle("macos-26.3.1-a.bsi").as_os_str(),
@@ -360,7 +345,7 @@ fn status_json_is_golden() {
         bundle("macos-26.3.1-b.bsi.tar").as_os_str(),
     ])
     .ok();
-    let busy = d.status();
+    let busy = d.status_json();
     for (name, value) in [
         ("status-fresh.json", fresh),
         ("status-active-and-staged.json", busy),
@@ -386,7 +371,7 @@ fn the_schema_check_catches_what_it_should() {
         &std::fs::read_to_string(repo().join("docs/status.schema.json")).unwrap(),
     )
     .unwrap();
-    let status = Device::new().status();
+    let status = Device::new().status_json();
     assert_matches_schema(&schema, &status);
     let mut renamed = status.clone();
     let os = renamed["os"].as_object_mut().unwrap();

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::*;
 
 /// Kills per operation; CI runs at least 50 per operation (200 in all). `BSI_KILLS` raises it.
@@ -95,17 +93,17 @@ fn big_bundles(dir: &Path) -> (PathBuf, PathBuf) {
 /// recover; a cut-short operation shows as `recovery_pending`), the next changing command
 /// recovers and keeps that state, then verify passes and nothing is left over.
 #[track_caller]
-fn check_consistent(d: &Device) -> Value {
+fn check_consistent(d: &Device) -> Status {
     let s = d.status();
-    if !s["recovery_pending"].is_null() {
+    if s.recovery_pending.is_some() {
         d.bsi(["repair"]).ok();
         let after = d.status();
         assert_eq!(
-            (&after["active"], &after["staged"], &after["os"]),
-            (&s["active"], &s["staged"], &s["os"]),
+            (&after.active, &after.staged, &after.os),
+            (&s.active, &s.staged, &s.os),
             "recovery changed what status reported"
         );
-        assert!(after["recovery_pending"].is_null());
+        assert!(after.recovery_pending.is_none());
     }
     d.bsi(["verify"]).ok();
     let tree = Tree::of(&d.root);
@@ -125,23 +123,19 @@ fn check_consistent(d: &Device) -> Value {
     // their cryptexes (responses are cumulative per cryptex: an App-only response keeps the OS
     // content of the one it replaced).
     let mut kept = std::collections::BTreeSet::new();
-    for part in [&s["active"], &s["staged"]] {
-        if let Some(v) = part["version"].as_str()
-            && part["action"] != "remove"
-        {
-            kept.insert(v.to_owned());
-        }
-        if let Some(sources) = part["sources"].as_object() {
-            kept.extend(
-                sources
-                    .values()
-                    .filter_map(|v| v.as_str().map(str::to_owned)),
-            );
-        }
+    if let Some(active) = &s.active {
+        kept.insert(active.version.clone());
+        kept.extend(active.sources.values().cloned());
     }
-    kept.remove(s["os"]["version"].as_str().unwrap());
+    if let Some(staged) = &s.staged {
+        if staged.action != "remove" {
+            kept.insert(staged.version.clone());
+        }
+        kept.extend(staged.sources.values().cloned());
+    }
+    kept.remove(&s.os.version);
     let wanted = 1 + kept.len();
-    assert_eq!(gens.len(), wanted, "generations {gens:?} for status {s}");
+    assert_eq!(gens.len(), wanted, "generations {gens:?} for status {s:?}");
     s
 }
 
@@ -172,7 +166,7 @@ fn kill_loop(
     name: &str,
     setup: &dyn Fn(&Device),
     args: &[&std::ffi::OsStr],
-    is_old_or_new: &dyn Fn(&Value) -> bool,
+    is_old_or_new: &dyn Fn(&Status) -> bool,
     next: &dyn Fn(&Device),
 ) -> usize {
     let mut rng = Rng::new();
@@ -192,7 +186,7 @@ fn kill_loop(
         let s = check_consistent(&d);
         assert!(
             is_old_or_new(&s),
-            "{name}: a mix after a kill at {delay:?}: {s}"
+            "{name}: a mix after a kill at {delay:?}: {s:?}"
         );
         next(&d);
         check_consistent(&d);
@@ -212,8 +206,8 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
         d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
             .ok();
     };
-    let active = |s: &Value| s["active"]["version"].as_str().map(str::to_owned);
-    let staged = |s: &Value| s["staged"]["version"].as_str().map(str::to_owned);
+    let active = |s: &Status| s.active_version().map(str::to_owned);
+    let staged = |s: &Status| s.staged_version().map(str::to_owned);
     let mut mid = 0;
     // apply: nothing staged, or b staged.
     mid += kill_loop(
@@ -241,7 +235,7 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
         &|s| {
             (active(s).as_deref() == Some("26.3.1 (a)")
                 && staged(s).as_deref() == Some("26.3.1 (b)"))
-                || (active(s).as_deref() == Some("26.3.1 (b)") && s["staged"].is_null())
+                || (active(s).as_deref() == Some("26.3.1 (b)") && s.staged.is_none())
         },
         &|d| {
             d.bsi(["restart"]).ok();
@@ -253,8 +247,7 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
         &apply_a,
         &["rollback".as_ref(), "--restart".as_ref()],
         &|s| {
-            active(s).as_deref() == Some("26.3.1 (a)")
-                || (s["active"].is_null() && s["staged"].is_null())
+            active(s).as_deref() == Some("26.3.1 (a)") || (s.active.is_none() && s.staged.is_none())
         },
         &|d| {
             d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
@@ -273,13 +266,11 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
             "25E100".as_ref(),
         ],
         &|s| {
-            (s["os"]["version"] == "26.3.1" && active(s).as_deref() == Some("26.3.1 (a)"))
-                || (s["os"]["version"] == "26.4"
-                    && s["active"].is_null()
-                    && s["included"] == serde_json::json!(["26.3.1 (a)"]))
+            (s.os.version == "26.3.1" && active(s).as_deref() == Some("26.3.1 (a)"))
+                || (s.os.version == "26.4" && s.active.is_none() && s.included == ["26.3.1 (a)"])
         },
         &|d| {
-            let v = d.status()["os"]["version"].as_str().unwrap().to_owned();
+            let v = d.status().os.version;
             let next = if v == "26.4" {
                 bundle("macos-26.4-a.bsi")
             } else {
@@ -469,7 +460,7 @@ mod fault_points {
                 if after_switch.contains(&step) {
                     run.ok()
                         .stderr_has("warning: apply succeeded, but recording");
-                    assert_eq!(s["active"]["version"], "26.3.1 (b)", "{fault}");
+                    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (b)", "{fault}");
                 } else {
                     run.refused(1, "error: ");
                     if kind == "enospc" {
@@ -529,7 +520,7 @@ fn a_missing_generation_is_damage_that_repair_fixes() {
         .ok()
         .stdout_has("pointed cryptex1/current at base-25D2128");
     let s = check_consistent(&d);
-    assert_eq!(s["active"], Value::Null);
+    assert_eq!(s.active, None);
     d.bsi([
         "apply".as_ref(),
         bundle("macos-26.3.1-a.bsi").as_os_str(),

@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+pub(crate) use crate::status_view::*;
+
 /// The fixed clock every test runs at.
 pub(crate) const NOW: &str = "2026-12-01T10:00:00Z";
 
@@ -299,9 +301,22 @@ impl Device {
             .arg(NOW)
     }
 
-    /// `status --json`.
+    /// `status --json`, typed: a key renamed, added or dropped fails here.
     #[track_caller]
-    pub(crate) fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> Status {
+        let run = self.bsi(["status", "--json"]);
+        run.ok();
+        serde_json::from_slice(&run.out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json does not match the typed view ({e}):\n{}",
+                run.stdout()
+            )
+        })
+    }
+
+    /// `status --json` as raw JSON, for schema and golden checks.
+    #[track_caller]
+    pub(crate) fn status_json(&self) -> serde_json::Value {
         self.bsi(["status", "--json"]).ok().json()
     }
 

@@ -115,7 +115,13 @@ fn cheaply_refused(device: &Device, args: &[&std::ffi::OsStr], code: i32, needle
     ] {
         device.bsi(read).ok();
     }
-    let last = device.status()["last_operation"]["result"].clone();
+    let last = device
+        .status()
+        .last_operation
+        .as_ref()
+        .unwrap()
+        .result
+        .clone();
     assert_ne!(
         last, "interrupted",
         "a refusal was recorded as an interruption"
@@ -229,8 +235,8 @@ fn finding1_a_dag_binary_plist_costs_nothing() {
     assert!(cost.wall < Duration::from_secs(2) && cost.rss_kib < 64 * 1024);
     let s = d.status();
     assert!(
-        s["active"]["version"] == "26.3.1 (a)" || s["staged"]["version"] == "26.3.1 (a)",
-        "{s}"
+        s.active_version() == Some("26.3.1 (a)") || s.staged_version() == Some("26.3.1 (a)"),
+        "{s:?}"
     );
 }
 
@@ -492,8 +498,8 @@ fn finding10_clean_up_after_the_switch_is_best_effort_and_repair_finishes_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s = d.status();
-    assert_eq!(s["active"]["version"], "26.3.1 (a)");
-    assert_eq!(s["last_operation"]["result"], "ok");
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
+    assert_eq!(s.last_operation.as_ref().unwrap().result, "ok");
     d.bsi(["repair"]).ok();
     assert!(!gens.join("planted").exists());
     d.bsi(["verify"]).ok();
@@ -564,12 +570,8 @@ mod races {
             String::from_utf8_lossy(&out.stderr)
         );
         let s = d.status();
-        let installed = if s["active"].is_null() {
-            s["staged"]["version"].clone()
-        } else {
-            s["active"]["version"].clone()
-        };
-        assert_eq!(installed, "26.3.1 (b)", "{s}");
+        let installed = s.active_version().or(s.staged_version());
+        assert_eq!(installed, Some("26.3.1 (b)"), "{s:?}");
     }
 
     #[test]
@@ -670,7 +672,10 @@ mod signals {
         );
         before.assert_same(&d.tree());
         assert!(leftovers(&d.root).is_empty(), "{:?}", leftovers(&d.root));
-        assert_eq!(d.status()["last_operation"]["result"], "interrupted");
+        assert_eq!(
+            d.status().last_operation.as_ref().unwrap().result,
+            "interrupted"
+        );
         d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
             .ok();
     }

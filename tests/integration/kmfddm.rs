@@ -275,7 +275,7 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
     );
     server.enroll("E-1", "bsi");
     let d = Device::with(&["--supervised", "--enrollment-id", "E-1"]);
-    assert_eq!(d.status()["device"]["enrollment_id"], "E-1");
+    assert_eq!(d.status().device.enrollment_id, "E-1");
     let from = d.dir.path().join("bundles");
     std::fs::create_dir(&from).unwrap();
     std::fs::copy(bundle("macos-26.3.1-a.bsi.tar"), from.join("a.bsi.tar")).unwrap();
@@ -341,7 +341,7 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
     )
     .ok()
     .stdout_has("status report sent: incremental");
-    assert_eq!(d.status()["staged"]["version"], "26.3.1 (a)");
+    assert_eq!(d.status().staged.as_ref().unwrap().version, "26.3.1 (a)");
     d.bsi_at(
         "2026-12-01T12:30:00Z",
         [
@@ -402,7 +402,7 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
     let all = by_id(&seen);
     assert!(all["settings"].current, "{seen:?}");
     assert!(!all.contains_key("broken"), "{seen:?}");
-    assert_eq!(d.status()["policy"]["rollback_allowed"], true);
+    assert!(d.status().policy.rollback_allowed);
     // The history says what each sync did.
     d.bsi(["history"]).ok().stdout_has("sync");
     let _ = all["settings"].server_token.len();

@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::harness::*;
 
 fn b(name: &str) -> PathBuf {
@@ -27,23 +25,23 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
             .ok()
             .stdout_has("staged");
         let s = d.status();
-        assert_eq!(s["active"], Value::Null);
-        assert_eq!(s["staged"]["action"], "install");
-        assert_eq!(s["staged"]["version"], "26.3.1 (a)");
-        assert_eq!(s["restart_required"], true);
+        assert_eq!(s.active, None);
+        assert_eq!(s.staged.as_ref().unwrap().action, "install");
+        assert_eq!(s.staged.as_ref().unwrap().version, "26.3.1 (a)");
+        assert!(s.restart_required);
         d.bsi(["restart"]).ok();
         let s = d.status();
-        assert_eq!(s["active"]["version"], "26.3.1 (a)");
-        assert_eq!(s["active"]["extra"], "(a)");
-        assert_eq!(s["active"]["build"], "25D771280a");
-        assert_eq!(s["active"]["cryptexes"], serde_json::json!(["App", "OS"]));
-        assert_eq!(s["ddm"]["device.operating-system.build-version"], "25D2128");
+        assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
+        assert_eq!(s.active.as_ref().unwrap().extra, "(a)");
+        assert_eq!(s.active.as_ref().unwrap().build, "25D771280a");
+        assert_eq!(s.active.as_ref().unwrap().cryptexes, ["App", "OS"]);
+        assert_eq!(s.ddm("device.operating-system.build-version"), "25D2128");
         assert_eq!(
-            s["ddm"]["device.operating-system.supplemental.build-version"],
+            s.ddm("device.operating-system.supplemental.build-version"),
             "25D771280a"
         );
         assert_eq!(
-            s["ddm"]["device.operating-system.supplemental.extra-version"],
+            s.ddm("device.operating-system.supplemental.extra-version"),
             "(a)"
         );
         grafted_equals(&d, "OS", &b("macos-26.3.1-a.bsi"));
@@ -65,18 +63,18 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
         );
         d.bsi(["verify"]).ok();
         d.bsi(["rollback"]).ok();
-        assert_eq!(d.status()["staged"]["action"], "remove");
+        assert_eq!(d.status().staged.as_ref().unwrap().action, "remove");
         d.bsi(["restart"]).ok();
         let s = d.status();
-        assert_eq!(s["active"], Value::Null);
+        assert_eq!(s.active, None);
         assert_eq!(
-            s["ddm"]["device.operating-system.supplemental.build-version"],
+            s.ddm("device.operating-system.supplemental.build-version"),
             "25D2128"
         );
         // Removed responses can be applied again.
         d.bsi(["apply".as_ref(), b(form).as_os_str(), "--restart".as_ref()])
             .ok();
-        assert_eq!(d.status()["active"]["version"], "26.3.1 (a)");
+        assert_eq!(d.status().active.as_ref().unwrap().version, "26.3.1 (a)");
     }
 }
 
@@ -101,7 +99,10 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
         .ok()
         .stdout_has("already active");
     before.assert_same(&d.tree());
-    assert_eq!(d.status()["last_operation"]["result"], "nothing-to-do");
+    assert_eq!(
+        d.status().last_operation.as_ref().unwrap().result,
+        "nothing-to-do"
+    );
     // Staged: re-applying is nothing to do, an older one is refused.
     let d = Device::new();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
@@ -115,7 +116,7 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
     // A newer one replaces the staged one.
     d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()])
         .ok();
-    assert_eq!(d.status()["staged"]["version"], "26.3.1 (c)");
+    assert_eq!(d.status().staged.as_ref().unwrap().version, "26.3.1 (c)");
     let gens = std::fs::read_dir(d.path("System/Volumes/Preboot"))
         .unwrap()
         .flatten()
@@ -162,7 +163,7 @@ fn wrong_platform_and_wrong_base_are_not_applicable() {
         "--restart".as_ref(),
     ])
     .ok();
-    assert_eq!(d.status()["active"]["version"], "26.4 (a)");
+    assert_eq!(d.status().active.as_ref().unwrap().version, "26.4 (a)");
     let ios = Device::with(&["--platform", "iOS"]);
     ios.bsi([
         "apply".as_ref(),
@@ -171,8 +172,8 @@ fn wrong_platform_and_wrong_base_are_not_applicable() {
     ])
     .ok();
     let s = ios.status();
-    assert_eq!(s["active"]["build"], "23D771330a");
-    assert_eq!(s["safari"], Value::Null);
+    assert_eq!(s.active.as_ref().unwrap().build, "23D771330a");
+    assert_eq!(s.safari, None);
     ios.refuses(["relaunch-safari"], 5, "macOS");
 }
 
@@ -210,8 +211,8 @@ fn power_gate_table() {
     }
     let d = Device::with(&["--desktop"]);
     let s = d.status();
-    assert_eq!(s["power"]["minimum_percent"], Value::Null);
-    assert_eq!(s["power"]["battery_percent"], Value::Null);
+    assert_eq!(s.power.minimum_percent, None);
+    assert_eq!(s.power.battery_percent, None);
     d.bsi(["status"])
         .ok()
         .stdout_has("desktop Macs have no battery gate");
@@ -231,9 +232,9 @@ fn app_only_responses_activate_at_once() {
     .ok()
     .stdout_has("no restart needed");
     let s = d.status();
-    assert_eq!(s["active"]["version"], "26.3.1 (d)");
-    assert_eq!(s["active"]["cryptexes"], serde_json::json!(["App"]));
-    assert_eq!(s["restart_required"], false);
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (d)");
+    assert_eq!(s.active.as_ref().unwrap().cryptexes, ["App"]);
+    assert!(!s.restart_required);
     grafted_equals(&d, "App", &b("macos-26.3.1-d-app-only.bsi"));
     // OS is still the base's.
     assert!(
@@ -254,16 +255,16 @@ fn safari_relaunch_uses_staged_content_until_restart() {
     .ok();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
         .ok();
-    assert_eq!(d.status()["safari"]["version"], "26.3.1 (a)");
+    assert_eq!(d.status().safari.as_ref().unwrap().version, "26.3.1 (a)");
     d.bsi(["relaunch-safari"]).ok();
     let s = d.status();
-    assert_eq!(s["safari"]["version"], "26.3.1 (b)");
-    assert_eq!(s["active"]["version"], "26.3.1 (a)");
-    assert_eq!(s["restart_required"], true);
+    assert_eq!(s.safari.as_ref().unwrap().version, "26.3.1 (b)");
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
+    assert!(s.restart_required);
     d.bsi(["restart"]).ok();
     let s = d.status();
-    assert_eq!(s["safari"]["version"], "26.3.1 (b)");
-    assert_eq!(s["safari"]["relaunched"], false);
+    assert_eq!(s.safari.as_ref().unwrap().version, "26.3.1 (b)");
+    assert!(!s.safari.as_ref().unwrap().relaunched);
 }
 
 #[test]
@@ -274,7 +275,7 @@ fn removal_before_and_after_restart() {
     d.bsi(["rollback"])
         .ok()
         .stdout_has("discarded the staged 26.3.1 (a)");
-    assert_eq!(d.status()["staged"], Value::Null);
+    assert_eq!(d.status().staged, None);
     let before = d.tree();
     d.bsi(["rollback"]).ok().stdout_has("nothing to remove");
     before.assert_same(&d.tree());
@@ -285,9 +286,9 @@ fn removal_before_and_after_restart() {
     ])
     .ok();
     d.bsi(["rollback", "--dry-run"]).ok();
-    assert_eq!(d.status()["staged"], Value::Null);
+    assert_eq!(d.status().staged, None);
     d.bsi(["rollback", "--restart"]).ok();
-    assert_eq!(d.status()["active"], Value::Null);
+    assert_eq!(d.status().active, None);
     // Re-applying the active response with its removal staged is nothing to do.
     d.bsi([
         "apply".as_ref(),
@@ -300,7 +301,7 @@ fn removal_before_and_after_restart() {
     d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
         .ok()
         .stdout_has("already active; nothing to do; its removal stays staged");
-    assert_eq!(d.status()["staged"]["action"], "remove");
+    assert_eq!(d.status().staged.as_ref().unwrap().action, "remove");
 }
 
 #[test]
@@ -362,8 +363,8 @@ fn the_seed_versioning_table() {
         .ok()
         .stdout_has("13.2 includes 13.1 (a) ... (b)");
     let s = d.status();
-    assert_eq!(s["included"], serde_json::json!(["13.1 (a)", "13.1 (b)"]));
-    assert_eq!(s["active"], Value::Null);
+    assert_eq!(s.included, ["13.1 (a)", "13.1 (b)"]);
+    assert_eq!(s.active, None);
     d.bsi(["status", "--require", "13.1 (b)"]).ok();
     for (x, build) in [
         ('a', "22D770490a"),
@@ -377,24 +378,21 @@ fn the_seed_versioning_table() {
         ])
         .ok();
     }
-    assert_eq!(d.status()["active"]["version"], "13.2 (c)");
+    assert_eq!(d.status().active.as_ref().unwrap().version, "13.2 (c)");
     d.bsi(["status", "--require", "13.2 (c)"]).ok();
     d.bsi(["status", "--require", "13.2 (d)"])
         .exit(9)
         .stderr_has("requirement not met");
     d.bsi(["update", "--version", "13.3", "--build", "22E252"])
         .ok();
-    assert_eq!(
-        d.status()["included"],
-        serde_json::json!(["13.2 (a)", "13.2 (b)", "13.2 (c)"])
-    );
+    assert_eq!(d.status().included, ["13.2 (a)", "13.2 (b)", "13.2 (c)"]);
     d.bsi([
         "apply".as_ref(),
         mk("13.3", "22E252", 'a', "22E772520a").as_os_str(),
         "--restart".as_ref(),
     ])
     .ok();
-    assert_eq!(d.status()["active"]["version"], "13.3 (a)");
+    assert_eq!(d.status().active.as_ref().unwrap().version, "13.3 (a)");
     let history = d.bsi(["history", "--json"]).ok().json();
     assert!(history.as_array().unwrap().iter().any(|e| {
         e["detail"]
@@ -404,7 +402,7 @@ fn the_seed_versioning_table() {
     // A major upgrade includes nothing.
     d.bsi(["upgrade", "--version", "14.0", "--build", "23A344"])
         .ok();
-    assert_eq!(d.status()["included"], serde_json::json!([]));
+    assert_eq!(d.status().included, Vec::<String>::new());
     d.bsi(["status", "--require", "13.3 (a)"]).exit(9);
 }
 

@@ -40,5 +40,7 @@ mod kmfddm;
 mod lifecycle;
 mod reading;
 mod realfs;
+#[path = "../common/status_view.rs"]
+mod status_view;
 mod transcript;
 mod truth;

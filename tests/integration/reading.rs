@@ -170,20 +170,20 @@ fn an_interrupted_operation_is_reported_by_readers_and_recovered_by_the_next_cha
     let start = Instant::now();
     let s = loop {
         let s = d.status();
-        if s["operation"]["phase"] == "staging" {
+        if s.operation.as_ref().is_some_and(|o| o.phase == "staging") {
             break s;
         }
         assert!(
             start.elapsed() < Duration::from_secs(4),
-            "no operation in {s}"
+            "no operation in {s:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(s["operation"]["command"], "apply");
-    assert_eq!(s["operation"]["pid"], child.id());
-    assert_eq!(s["active"], serde_json::Value::Null);
-    assert_eq!(s["staged"], serde_json::Value::Null);
-    assert_eq!(s["recovery_pending"], serde_json::Value::Null);
+    assert_eq!(s.operation.as_ref().unwrap().command, "apply");
+    assert_eq!(s.operation.as_ref().unwrap().pid, child.id());
+    assert_eq!(s.active, None);
+    assert_eq!(s.staged, None);
+    assert_eq!(s.recovery_pending, None);
     Command::new("kill")
         .args(["-STOP", &child.id().to_string()])
         .status()
@@ -201,8 +201,8 @@ fn an_interrupted_operation_is_reported_by_readers_and_recovered_by_the_next_cha
     let journal = d.path("private/var/db/bsi/journal.json");
     assert!(journal.exists());
     let s = d.status();
-    assert_eq!(s["recovery_pending"]["command"], "apply");
-    assert_eq!(s["operation"], serde_json::Value::Null);
+    assert_eq!(s.recovery_pending.as_ref().unwrap().command, "apply");
+    assert_eq!(s.operation, None);
     d.bsi(["status"])
         .ok()
         .stdout_has("will be tidied up by the next changing command or `bsi repair`");
@@ -212,8 +212,8 @@ fn an_interrupted_operation_is_reported_by_readers_and_recovered_by_the_next_cha
         .ok();
     assert!(!journal.exists());
     let s = d.status();
-    assert_eq!(s["recovery_pending"], serde_json::Value::Null);
-    assert_eq!(s["staged"]["version"], "26.3.1 (a)");
+    assert_eq!(s.recovery_pending, None);
+    assert_eq!(s.staged.as_ref().unwrap().version, "26.3.1 (a)");
 }
 
 #[test]
@@ -445,7 +445,7 @@ fn quiet_silences_stdout_and_get_prints_one_value() {
     let run = d.bsi(["status", "--get", "nope"]);
     run.refused(2, "`nope` is not a key")
         .stderr_has("active.build");
-    assert_eq!(d.status()["version"], "26.3.1 (a)");
+    assert_eq!(d.status().version, "26.3.1 (a)");
     // --require hints say what it takes.
     d.bsi(["status", "--require", "26.4"])
         .exit(9)

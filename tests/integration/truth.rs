@@ -61,10 +61,10 @@ fn defect1_an_app_only_response_keeps_the_os_content_of_the_response_it_replaces
     ])
     .ok();
     let s = d.status();
-    assert_eq!(s["active"]["version"], "26.3.1 (d)");
+    assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (d)");
     assert_eq!(
-        s["active"]["sources"],
-        serde_json::json!({"App": "26.3.1 (d)", "OS": "26.3.1 (c)"})
+        s.active.as_ref().unwrap().sources,
+        sources("26.3.1 (d)", "26.3.1 (c)")
     );
     // The OS content is still (c)'s, without a restart; the App content is (d)'s.
     grafted_equals(&d, "OS", &b("macos-26.3.1-c.bsi"));
@@ -75,11 +75,11 @@ fn defect1_an_app_only_response_keeps_the_os_content_of_the_response_it_replaces
     d.bsi(["rollback"]).ok();
     d.bsi(["relaunch-safari"]).ok();
     assert_eq!(
-        d.status()["staged"]["sources"],
-        serde_json::json!({"App": "26.3.1", "OS": "26.3.1"})
+        d.status().staged.as_ref().unwrap().sources,
+        sources("26.3.1", "26.3.1")
     );
     d.bsi(["restart"]).ok();
-    assert_eq!(d.status()["active"], serde_json::Value::Null);
+    assert_eq!(d.status().active, None);
     d.bsi(["verify"]).ok();
     // Applied again on the base, (d) takes the base's OS content, and says so.
     d.bsi([
@@ -88,8 +88,8 @@ fn defect1_an_app_only_response_keeps_the_os_content_of_the_response_it_replaces
     ])
     .ok();
     assert_eq!(
-        d.status()["active"]["sources"],
-        serde_json::json!({"App": "26.3.1 (d)", "OS": "26.3.1"})
+        d.status().active.as_ref().unwrap().sources,
+        sources("26.3.1 (d)", "26.3.1")
     );
     d.bsi(["verify"]).ok();
     // Generations that supply nothing are gone; the ones that do are kept.
@@ -112,16 +112,16 @@ fn defect1_an_os_only_response_keeps_the_app_content_through_staging() {
     // (e) replaces the staged (c): its App content comes from (c), also after the restart.
     d.bsi(["apply".as_ref(), e.as_os_str()]).ok();
     assert_eq!(
-        d.status()["staged"]["sources"],
-        serde_json::json!({"App": "26.3.1 (c)", "OS": "26.3.1 (e)"})
+        d.status().staged.as_ref().unwrap().sources,
+        sources("26.3.1 (c)", "26.3.1 (e)")
     );
     d.bsi(["restart"]).ok();
     let s = d.status();
     assert_eq!(
-        s["active"]["sources"],
-        serde_json::json!({"App": "26.3.1 (c)", "OS": "26.3.1 (e)"})
+        s.active.as_ref().unwrap().sources,
+        sources("26.3.1 (c)", "26.3.1 (e)")
     );
-    assert_eq!(s["active"]["cryptexes"], serde_json::json!(["OS"]));
+    assert_eq!(s.active.as_ref().unwrap().cryptexes, ["OS"]);
     grafted_equals(&d, "App", &b("macos-26.3.1-c.bsi"));
     grafted_equals(&d, "OS", &e);
     d.bsi(["verify"]).ok();

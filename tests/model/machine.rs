@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
-use serde::Deserialize;
 
-use crate::harness::{Device, Tree, test_pub};
+use crate::harness::{Device, Status, Tree, test_pub};
 use crate::pool::{pool, targets};
 use crate::rules::{Kind, Model, Platform, Src, Staged, Step, version_text};
 
@@ -170,101 +169,6 @@ fn args(step: &Step) -> Vec<String> {
             a
         }
     }
-}
-
-/// `status --json` as this test reads it: every key named, unknown keys refused, so a key
-/// renamed or added without a test fails here.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Status {
-    schema_version: u32,
-    device: DeviceView,
-    os: OsView,
-    active: Option<ResponseView>,
-    staged: Option<StagedView>,
-    restart_required: bool,
-    safari: Option<SafariView>,
-    rollback: RollbackView,
-    included: Vec<String>,
-    power: PowerView,
-    automatic_install: AutomaticView,
-    policy: serde::de::IgnoredAny,
-    last_operation: serde::de::IgnoredAny,
-    ddm: BTreeMap<String, String>,
-    notes: Vec<String>,
-    version: String,
-    operation: Option<serde_json::Value>,
-    recovery_pending: Option<serde_json::Value>,
-    prompt: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceView {
-    platform: String,
-    chip: String,
-    portable: bool,
-    supervised: bool,
-    enrollment_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OsView {
-    version: String,
-    build: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResponseView {
-    version: String,
-    extra: String,
-    build: String,
-    cryptexes: Vec<String>,
-    sources: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StagedView {
-    action: String,
-    version: String,
-    extra: String,
-    build: String,
-    sources: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SafariView {
-    version: String,
-    relaunched: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackView {
-    available: bool,
-    reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PowerView {
-    on_ac: bool,
-    battery_percent: Option<u8>,
-    minimum_percent: Option<u8>,
-    ok: bool,
-    reason: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AutomaticView {
-    enabled: bool,
-    source: String,
-    declaration: Option<String>,
 }
 
 fn sources_of(m: &Model, s: crate::rules::Sources) -> BTreeMap<String, String> {

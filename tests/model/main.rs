@@ -22,6 +22,8 @@ mod harness;
 mod machine;
 mod pool;
 mod rules;
+#[path = "../common/status_view.rs"]
+mod status_view;
 
 use proptest::test_runner::Config;
 use proptest_state_machine::prop_state_machine;
