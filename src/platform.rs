@@ -7,30 +7,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A platform bsi simulates.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) enum Platform {
     /// A Mac.
     #[serde(rename = "macOS")]
-    #[value(name = "macOS")]
     MacOs,
     /// An iPhone.
     #[serde(rename = "iOS")]
-    #[value(name = "iOS")]
     Ios,
     /// An iPad.
     #[serde(rename = "iPadOS")]
-    #[value(name = "iPadOS")]
     IpadOs,
 }
 
@@ -71,18 +57,7 @@ impl std::fmt::Display for Platform {
 }
 
 /// The processor family, which sets a Mac laptop's battery minimum.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Chip {
     /// Apple silicon (every iPhone and iPad, and Macs since 2020).

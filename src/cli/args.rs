@@ -231,8 +231,8 @@ pub(crate) struct RepairArgs {
 #[derive(Debug, ClapArgs)]
 pub(crate) struct InitArgs {
     /// The platform.
-    #[arg(long, value_enum, default_value_t = Platform::MacOs, ignore_case = true)]
-    pub platform: Platform,
+    #[arg(long, value_enum, default_value_t = PlatformArg::MacOs, ignore_case = true)]
+    pub platform: PlatformArg,
     /// Base OS version [default: 26.3.1]
     #[arg(long, value_name = "VERSION")]
     pub version: Option<String>,
@@ -241,7 +241,7 @@ pub(crate) struct InitArgs {
     pub build: Option<String>,
     /// Processor family (macOS only) [default: apple-silicon]
     #[arg(long, value_enum)]
-    pub chip: Option<Chip>,
+    pub chip: Option<ChipArg>,
     /// A laptop (the default).
     #[arg(long, conflicts_with = "desktop")]
     pub portable: bool,
@@ -464,7 +464,7 @@ pub(crate) struct FleetInitArgs {
     pub count: u32,
     /// Every device of this platform [default: a mix].
     #[arg(long, value_enum, ignore_case = true)]
-    pub platform: Option<Platform>,
+    pub platform: Option<PlatformArg>,
     /// Battery charges, LOW-HIGH percent, spread over the portable devices.
     #[arg(long, value_name = "LOW-HIGH", default_value = "5-100")]
     pub battery_spread: String,
@@ -524,7 +524,7 @@ pub(crate) struct LookupArgs {
     pub catalog: PathBuf,
     /// Only this platform.
     #[arg(long, value_enum, ignore_case = true)]
-    pub platform: Option<Platform>,
+    pub platform: Option<PlatformArg>,
     /// Only this OS version, or answer for one response (e.g. "26.3.1 (a)").
     #[arg(long, value_name = "VERSION")]
     pub version: Option<String>,
@@ -626,7 +626,7 @@ pub(crate) enum BundleCommand {
 pub(crate) struct CreateArgs {
     /// `ProductName`.
     #[arg(long, value_enum, ignore_case = true)]
-    pub product: Platform,
+    pub product: PlatformArg,
     /// `ProductVersion`: the base OS version.
     #[arg(long, value_name = "VERSION")]
     pub version: String,
@@ -660,4 +660,46 @@ pub(crate) struct CreateArgs {
     /// Replace an existing bundle.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `--platform` on the command line: Apple's product names, any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PlatformArg {
+    /// A Mac.
+    #[value(name = "macOS")]
+    MacOs,
+    /// An iPhone.
+    #[value(name = "iOS")]
+    Ios,
+    /// An iPad.
+    #[value(name = "iPadOS")]
+    IpadOs,
+}
+
+impl From<PlatformArg> for Platform {
+    fn from(arg: PlatformArg) -> Self {
+        match arg {
+            PlatformArg::MacOs => Platform::MacOs,
+            PlatformArg::Ios => Platform::Ios,
+            PlatformArg::IpadOs => Platform::IpadOs,
+        }
+    }
+}
+
+/// `--chip` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ChipArg {
+    /// Apple silicon (every iPhone and iPad, and Macs since 2020).
+    AppleSilicon,
+    /// An Intel-based Mac.
+    Intel,
+}
+
+impl From<ChipArg> for Chip {
+    fn from(arg: ChipArg) -> Self {
+        match arg {
+            ChipArg::AppleSilicon => Chip::AppleSilicon,
+            ChipArg::Intel => Chip::Intel,
+        }
+    }
 }

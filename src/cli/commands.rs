@@ -54,8 +54,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
     let done = |o: Output| Ok((o, None));
     match command {
         Command::Init(a) => {
-            let ios = a.platform != Platform::MacOs;
-            if ios && a.chip == Some(Chip::Intel) {
+            let platform = Platform::from(a.platform);
+            let chip = a.chip.map_or(Chip::AppleSilicon, Chip::from);
+            let ios = platform != Platform::MacOs;
+            if ios && chip == Chip::Intel {
                 return Err(Error::usage(
                     "--chip intel applies to macOS only",
                     "iPhone and iPad are Apple silicon; leave --chip out",
@@ -63,10 +65,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             }
             if ios && a.desktop {
                 return Err(Error::usage(
-                    format!(
-                        "--desktop applies to macOS only; every {} device is portable",
-                        a.platform
-                    ),
+                    format!("--desktop applies to macOS only; every {platform} device is portable"),
                     "leave --desktop out",
                 ));
             }
@@ -76,7 +75,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     "leave --battery and --no-ac out with --desktop",
                 ));
             }
-            let default_build = default_build(a.platform);
+            let default_build = default_build(platform);
             let (version, build) = match (&a.version, &a.build) {
                 (None, None) => (DEFAULT_VERSION.to_owned(), default_build.to_owned()),
                 (Some(v), Some(b)) => (v.clone(), b.clone()),
@@ -90,10 +89,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 }
             };
             let opts = InitOptions {
-                platform: a.platform,
+                platform,
                 version: parse_os(&version)?,
                 build: parse_base_build(&build)?,
-                chip: a.chip.unwrap_or(Chip::AppleSilicon),
+                chip,
                 portable: !a.desktop,
                 battery: a.battery.unwrap_or(100),
                 on_ac: !a.no_ac,
@@ -214,7 +213,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             let opts = fleet::FleetInitOptions {
                 dir: a.dir,
                 count: a.count,
-                platform: a.platform,
+                platform: a.platform.map(Platform::from),
                 battery: fleet::parse_spread(&a.battery_spread)?,
                 supervised_percent: a.supervised_percent,
                 seed: a.seed,
@@ -248,9 +247,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         }
         Command::Lookup(a) => {
             let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
-            done(Output::Lookup(
-                cat.lookup(a.platform, a.version.as_deref())?,
-            ))
+            done(Output::Lookup(cat.lookup(
+                a.platform.map(Platform::from),
+                a.version.as_deref(),
+            )?))
         }
         Command::Report(a) => done(Output::Json(ops::report(
             &env(ctx)?,
@@ -328,7 +328,7 @@ fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
         BundleCommand::Create(a) => {
             let prerequisite = parse_base_build(&a.prerequisite)?;
             let opts = create::CreateOptions {
-                product: a.product,
+                product: a.product.into(),
                 version: parse_os(&a.version)?,
                 extra: a.extra.parse()?,
                 build: Build::parse_supplemental(&a.build, &prerequisite)?,
