@@ -18,7 +18,6 @@ use crate::error::IoContext;
 use crate::gates::power;
 use crate::progress::Progress;
 use crate::refusal::NotApplicable;
-use crate::refusal::PolicyRefusal;
 use crate::version::{Build, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
@@ -309,10 +308,7 @@ pub(crate) fn apply_verified(
         return Ok(outcome(action, snapshot.staged.is_some(), message));
     }
     if opts.enforced_by.is_none() {
-        let policy = crate::gates::policy::of_with(device, &snapshot)?;
-        if let Some(id) = policy.install_blocked_by {
-            return Err(PolicyRefusal::InstallDisabled { declaration: id }.into());
-        }
+        crate::gates::policy::check_install(&crate::gates::policy::of_with(device, &snapshot)?)?;
     }
     power::check(info, device.power()?)?;
     let has_os = bundle.manifest.has_os();

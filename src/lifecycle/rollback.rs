@@ -7,7 +7,6 @@ use crate::Result;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::{GenName, Staged};
 use crate::error::IoContext;
-use crate::refusal::PolicyRefusal;
 
 use super::restart;
 
@@ -53,12 +52,7 @@ pub(crate) fn rollback(
     let layout = device.layout();
     let snapshot = device.snapshot()?;
     let policy = crate::gates::policy::of_with(device, &snapshot)?;
-    if let Some(id) = &policy.rollback_blocked_by {
-        return Err(PolicyRefusal::RollbackDisabled {
-            declaration: id.clone(),
-        }
-        .into());
-    }
+    crate::gates::policy::check_rollback(&policy)?;
     let outcome = |action, version: String, restart_required, message| RollbackOutcome {
         action,
         version,
