@@ -156,6 +156,15 @@ pub(crate) enum Error {
         /// What is wrong, naming paths.
         message: String,
     },
+    /// A fleet's `fleet.json` is not what bsi wrote (`bsi repair` works on one device, not on a
+    /// fleet: the fix is a new fleet).
+    #[error("{} is damaged: it is not a fleet file bsi wrote ({reason})", path.display())]
+    FleetDamaged {
+        /// The fleet file.
+        path: PathBuf,
+        /// What the parser found.
+        reason: String,
+    },
     /// `verify` found problems; the hint names the command that fixes them.
     #[error("verify found {count} problem{} in the device (listed above)", if *count == 1 { "" } else { "s" })]
     VerifyFailed {
@@ -226,6 +235,7 @@ impl Error {
             Error::Busy { .. } => 7,
             Error::NoDevice { .. }
             | Error::Damaged { .. }
+            | Error::FleetDamaged { .. }
             | Error::Escape { .. }
             | Error::VerifyFailed { .. }
             | Error::NeedsBundle { .. } => 8,
@@ -262,6 +272,7 @@ impl Error {
             Error::Busy { .. } => ErrorKind::Busy,
             Error::NoDevice { .. } => ErrorKind::NoDevice,
             Error::Damaged { .. }
+            | Error::FleetDamaged { .. }
             | Error::Escape { .. }
             | Error::VerifyFailed { .. }
             | Error::NeedsBundle { .. } => ErrorKind::Damaged,
@@ -314,6 +325,14 @@ impl Error {
             }
             Error::Damaged { .. } | Error::Escape { .. } => {
                 "run `bsi repair` to bring the device back to a consistent state".to_owned()
+            }
+            Error::FleetDamaged { path, .. } => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                format!(
+                    "restore {} from a copy, or make the fleet again in a new directory (`bsi fleet init --dir NEW --count N`); its devices under {} are intact",
+                    path.display(),
+                    dir.join("devices").display()
+                )
             }
             Error::VerifyFailed { fix, .. } => fix.hint(),
             Error::NeedsBundle {

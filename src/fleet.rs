@@ -374,12 +374,9 @@ pub(crate) fn load(dir: &Path) -> Result<FleetFile> {
         }
         Err(e) => return Err(Error::io("reading", &path, e)),
     };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::damaged(format!(
-            "{} is not a fleet file bsi wrote ({})",
-            path.display(),
-            crate::untrusted::clip(&e.to_string())
-        ))
+    serde_json::from_slice(&bytes).map_err(|e| Error::FleetDamaged {
+        reason: crate::untrusted::clip(&e.to_string()),
+        path,
     })
 }
 

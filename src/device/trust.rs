@@ -66,9 +66,8 @@ fn files(root: &Root) -> Result<Vec<(PathBuf, PublicKey)>> {
         let rel = Path::new(TRUST).join(name.as_ref());
         let bytes = root.read_small(&rel).ctx("reading", root.show(&rel))?;
         let text = String::from_utf8_lossy(&bytes);
-        let key = keys::parse_public_key(&text, &root.show(&rel)).map_err(|e| {
-            Error::damaged(format!("trusted key {}: {e}", root.show(&rel).display()))
-        })?;
+        let key = keys::parse_public_key(&text, &root.show(&rel))
+            .map_err(|e| Error::damaged(format!("a trusted key is not one: {e}")))?;
         out.push((rel, key));
     }
     out.sort_by(|a, b| (&a.1.fingerprint, &a.0).cmp(&(&b.1.fingerprint, &b.0)));

@@ -563,3 +563,22 @@ fn a_large_payload_leaves_nothing_of_its_placement_behind() {
     }
     grafted_equals(&d, "OS", &e);
 }
+
+/// A damaged `fleet.json` is named as such, and its hint does not send people to `bsi repair`
+/// (which works on one device, at the default root when none is given).
+#[test]
+fn a_damaged_fleet_file_is_not_a_damaged_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = tmp.path().join("fleet");
+    std::fs::create_dir_all(fleet.join("devices")).unwrap();
+    std::fs::write(fleet.join("fleet.json"), "{").unwrap();
+    let shown = fleet.display().to_string();
+    Cmd::new()
+        .args(["fleet", "sync", "--dir", &shown, "--server", "http://127.0.0.1:9"])
+        .exit(8)
+        .stdout("")
+        .stderr(&format!(
+            "error: {shown}/fleet.json is damaged: it is not a fleet file bsi wrote (EOF while parsing an object at line 1 column 1)\nhint: restore {shown}/fleet.json from a copy, or make the fleet again in a new directory (`bsi fleet init --dir NEW --count N`); its devices under {shown}/devices are intact\n"
+        ))
+        .run();
+}
