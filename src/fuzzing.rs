@@ -14,12 +14,21 @@ use crate::declarations::declaration::Declaration;
 use crate::device::SystemVersion;
 use crate::progress::Silent;
 
-/// The manifest parser: accepted manifests write back out to the same manifest.
+/// The manifest parser: accepted manifests write back out to the same manifest, and the
+/// one-pass reader `verify` uses accepts exactly what the scan-first reader does, as the same.
 pub fn manifest(data: &[u8]) {
     let _ = signer_claim(data);
-    if let Ok(m) = Manifest::parse(data) {
-        let again = Manifest::parse(&m.to_xml()).expect("bsi reads what it writes");
-        assert_eq!(again, m);
+    let one_pass = Manifest::parse_in_one_pass(data);
+    match Manifest::parse(data) {
+        Ok(m) => {
+            let again = Manifest::parse(&m.to_xml()).expect("bsi reads what it writes");
+            assert_eq!(again, m);
+            assert_eq!(one_pass.expect("the one-pass reader accepts it too"), m);
+        }
+        Err(_) => assert!(
+            one_pass.is_err(),
+            "the one-pass reader accepts what parse refuses"
+        ),
     }
 }
 

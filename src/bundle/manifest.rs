@@ -79,6 +79,18 @@ impl Manifest {
         raw.validate()
     }
 
+    /// [`Manifest::parse`] in one pass: the bounds are enforced as the keys are read instead of
+    /// by a scan before. For `verify`, which reads the device's own manifests: a refusal may name
+    /// a key before a bound that comes later in the document, and the listing is not sized ahead
+    /// (it grows), which costs memory at 100,000 files but not time. Installing keeps the scan
+    /// first ([`Manifest::parse`]), so a hostile document is refused for its shape before any
+    /// of it is read as a manifest.
+    pub(crate) fn parse_in_one_pass(bytes: &[u8]) -> Result<Self, BundleError> {
+        refuse_binary(bytes)?;
+        let raw: RawManifest = deserialize(bytes)?;
+        raw.validate()
+    }
+
     /// [`Manifest::parse`] from a file, read twice (the bounds, then the keys) and never held
     /// whole: for the private copy a large manifest is spooled to once its signature verified.
     pub(crate) fn parse_file(file: &std::fs::File) -> Result<Self, BundleError> {
@@ -301,6 +313,33 @@ fn syntax_error(at: u64, e: &quick_xml::Error) -> BundleError {
     ))
 }
 
+/// The reader's [`Limits`](super::plist_xml::Limits) for manifests: the bounds [`bounds`]
+/// checks, enforced again while reading (a reader that skips the scan still stops there).
+const LIMITS: super::plist_xml::Limits = super::plist_xml::Limits {
+    depth: MAX_DEPTH,
+    nodes: MAX_NODES,
+    text: MAX_TEXT,
+    doctype: MAX_DOCTYPE,
+};
+
+/// The longest document type declaration a manifest may carry.
+const MAX_DOCTYPE: usize = 1024;
+
+/// The refusal for a manifest past one of its bounds.
+fn exceeded(what: super::plist_xml::Exceeded) -> BundleError {
+    use super::plist_xml::Exceeded;
+    BundleError::manifest(match what {
+        Exceeded::Depth => format!("nested deeper than {MAX_DEPTH} levels; a manifest needs 5"),
+        Exceeded::Nodes => {
+            format!("more than {MAX_NODES} elements, more than {MAX_FILES} files need")
+        }
+        Exceeded::Text(len) => {
+            format!("a text of {len} bytes; bsi reads at most {MAX_TEXT} bytes per value")
+        }
+        Exceeded::Doctype => "a document type declaration of more than 1 KiB".to_owned(),
+    })
+}
+
 /// What [`bounds`] has seen so far.
 #[derive(Default)]
 struct Bounds {
@@ -312,12 +351,9 @@ struct Bounds {
 impl Bounds {
     /// Takes one event into account: an error if it breaks a bound, `true` at the end.
     fn see(&mut self, event: &quick_xml::events::Event<'_>) -> Result<bool, BundleError> {
+        use super::plist_xml::Exceeded;
         use quick_xml::events::Event;
-        let too_long = |len: usize| {
-            BundleError::manifest(format!(
-                "a text of {len} bytes; bsi reads at most {MAX_TEXT} bytes per value"
-            ))
-        };
+        let too_long = |len: usize| exceeded(Exceeded::Text(len));
         match event {
             Event::Start(start) => {
                 if start.name().0 == "dict" {
@@ -326,27 +362,19 @@ impl Bounds {
                 self.depth += 1;
                 self.nodes += 1;
                 if self.depth > MAX_DEPTH {
-                    return Err(BundleError::manifest(format!(
-                        "nested deeper than {MAX_DEPTH} levels; a manifest needs 5"
-                    )));
+                    return Err(exceeded(Exceeded::Depth));
                 }
             }
             Event::Empty(_) => self.nodes += 1,
             Event::End(_) => self.depth = self.depth.saturating_sub(1),
             Event::Text(t) if t.len() > MAX_TEXT => return Err(too_long(t.len())),
             Event::CData(t) if t.len() > MAX_TEXT => return Err(too_long(t.len())),
-            Event::DocType(t) if t.len() > 1024 => {
-                return Err(BundleError::manifest(
-                    "a document type declaration of more than 1 KiB",
-                ));
-            }
+            Event::DocType(t) if t.len() > MAX_DOCTYPE => return Err(exceeded(Exceeded::Doctype)),
             Event::Eof => return Ok(true),
             _ => {}
         }
         if self.nodes > MAX_NODES {
-            return Err(BundleError::manifest(format!(
-                "more than {MAX_NODES} elements, more than {MAX_FILES} files need"
-            )));
+            return Err(exceeded(Exceeded::Nodes));
         }
         Ok(false)
     }
@@ -370,10 +398,13 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     use serde::Deserialize as _;
     FAILED_AT.with(|f| f.borrow_mut().take());
     let input = std::io::BufReader::with_capacity(1 << 16, input);
-    super::plist_xml::from_reader(input, |de| Tracked::<T>::deserialize(de))
+    super::plist_xml::from_reader(input, LIMITS, |de| Tracked::<T>::deserialize(de))
         .map(|t| t.0)
         .map_err(|e| {
             let failed = FAILED_AT.with(|f| f.borrow_mut().take());
+            if let Some(what) = e.exceeded {
+                return exceeded(what);
+            }
             if e.malformed {
                 // Not about any key: the XML is not a property list where it was being read.
                 return BundleError::manifest(format!(
@@ -957,6 +988,29 @@ mod tests {
             .and_then(|a| a.get_mut(0))
             .and_then(Value::as_dictionary_mut)
             .unwrap()
+    }
+
+    /// The one-pass reader reads what the scan-first one does, and refuses what passes a bound
+    /// (here nesting 140,000 deep under a key it would skip) without recursing into it.
+    #[test]
+    fn the_one_pass_reader_agrees_and_stays_bounded() {
+        let m = sample();
+        assert_eq!(Manifest::parse_in_one_pass(&m.to_xml()).unwrap(), m);
+        let mut deep = String::from(
+            "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>Unknown</key>",
+        );
+        deep.push_str(&"<array>".repeat(140_000));
+        deep.push_str(&"</array>".repeat(140_000));
+        deep.push_str("</dict></plist>");
+        for err in [
+            Manifest::parse(deep.as_bytes()).unwrap_err(),
+            Manifest::parse_in_one_pass(deep.as_bytes()).unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().contains("nested deeper than 16 levels"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -24,13 +24,42 @@ use serde::de::{self, DeserializeSeed, Visitor};
 
 use crate::untrusted::clip;
 
+/// Bounds on what one document may cost, checked on every XML event as it is read, so a
+/// document is refused at the first element past a bound, before anything is built from it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Elements open at once.
+    pub depth: usize,
+    /// Elements in the document.
+    pub nodes: usize,
+    /// Bytes of one element's text.
+    pub text: usize,
+    /// Bytes of a document type declaration.
+    pub doctype: usize,
+}
+
+/// Which of the [`Limits`] a document went past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exceeded {
+    /// Nested deeper than `Limits::depth`.
+    Depth,
+    /// More elements than `Limits::nodes`.
+    Nodes,
+    /// A text of this many bytes (at least), over `Limits::text`.
+    Text(usize),
+    /// A document type declaration over `Limits::doctype`.
+    Doctype,
+}
+
 /// Why reading failed: an XML or plist rule broken (`malformed`: the document is not a
-/// property list), or a value a typed reader refused.
+/// property list), a bound of [`Limits`] passed (`exceeded`), or a value a typed reader refused.
 #[derive(Debug)]
 pub(crate) struct Error {
     message: String,
     /// The document itself is not a property list, wherever it was being read.
     pub malformed: bool,
+    /// The document went past one of the reader's [`Limits`].
+    pub exceeded: Option<Exceeded>,
 }
 
 impl Error {
@@ -38,6 +67,15 @@ impl Error {
         Error {
             message: message.into(),
             malformed: true,
+            exceeded: None,
+        }
+    }
+
+    fn exceeded(what: Exceeded) -> Self {
+        Error {
+            message: format!("the document goes past a reading bound ({what:?})"),
+            malformed: true,
+            exceeded: Some(what),
         }
     }
 }
@@ -55,6 +93,7 @@ impl de::Error for Error {
         Error {
             message: msg.to_string(),
             malformed: false,
+            exceeded: None,
         }
     }
 }
@@ -77,10 +116,13 @@ enum Event {
 struct Events<R: BufRead> {
     reader: quick_xml::Reader<R>,
     buf: Vec<u8>,
+    limits: Limits,
+    depth: usize,
+    nodes: usize,
 }
 
 impl<R: BufRead> Events<R> {
-    fn new(input: R) -> Self {
+    fn new(input: R, limits: Limits) -> Self {
         let mut reader = quick_xml::Reader::from_reader(input);
         let config = reader.config_mut();
         config.trim_text(false);
@@ -89,7 +131,28 @@ impl<R: BufRead> Events<R> {
         Events {
             reader,
             buf: Vec::new(),
+            limits,
+            depth: 0,
+            nodes: 0,
         }
+    }
+
+    /// An element opens: counts it against the depth and node bounds.
+    fn open(&mut self) -> Result<(), Error> {
+        self.depth += 1;
+        self.nodes += 1;
+        if self.depth > self.limits.depth {
+            return Err(Error::exceeded(Exceeded::Depth));
+        }
+        if self.nodes > self.limits.nodes {
+            return Err(Error::exceeded(Exceeded::Nodes));
+        }
+        Ok(())
+    }
+
+    /// An element closes.
+    fn close(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
     }
 
     fn error(&self, message: &str) -> Error {
@@ -101,11 +164,15 @@ impl<R: BufRead> Events<R> {
 
     /// The text of the element just opened, up to its end tag.
     fn content(&mut self) -> Result<String, Error> {
+        let limit = self.limits.text;
         let mut text = String::new();
         loop {
             self.buf.clear();
             match self.reader.read_event_into(&mut self.buf) {
-                Ok(Xml::Text(t)) => text.push_str(&t),
+                Ok(Xml::Text(t)) => {
+                    text_fits(limit, text.len() + t.len())?;
+                    text.push_str(&t);
+                }
                 Ok(Xml::GeneralRef(r)) => match r.resolve_char_ref() {
                     Ok(Some(c)) => text.push(c),
                     Ok(None) => {
@@ -117,8 +184,12 @@ impl<R: BufRead> Events<R> {
                     }
                     Err(e) => return Err(self.error(&e.to_string())),
                 },
-                Ok(Xml::End(_)) => return Ok(text),
+                Ok(Xml::End(_)) => {
+                    self.close();
+                    return Ok(text);
+                }
                 Ok(Xml::Start(_)) => return Err(self.error("an element inside a value")),
+                Ok(Xml::CData(t)) => text_fits(limit, text.len() + t.len())?,
                 Ok(Xml::Eof) => return Err(self.error("the document ends inside a value")),
                 Ok(_) => {}
                 Err(e) => return Err(self.error(&e.to_string())),
@@ -131,10 +202,20 @@ impl<R: BufRead> Events<R> {
             self.buf.clear();
             let tag = match self.reader.read_event_into(&mut self.buf) {
                 Ok(Xml::Start(start)) => start.local_name().as_ref().to_owned(),
-                Ok(Xml::End(end)) => match end.local_name().as_ref() {
-                    "array" | "dict" => return Ok(Some(Event::End)),
-                    _ => continue,
-                },
+                Ok(Xml::End(end)) => {
+                    let collection = matches!(end.local_name().as_ref(), "array" | "dict");
+                    self.close();
+                    if collection {
+                        return Ok(Some(Event::End));
+                    }
+                    continue;
+                }
+                Ok(Xml::DocType(t)) if t.len() > self.limits.doctype => {
+                    return Err(Error::exceeded(Exceeded::Doctype));
+                }
+                Ok(Xml::Text(t)) if t.len() > self.limits.text => {
+                    return Err(Error::exceeded(Exceeded::Text(t.len())));
+                }
                 Ok(Xml::Text(t)) if t.chars().all(char::is_whitespace) => continue,
                 Ok(Xml::Text(_) | Xml::GeneralRef(_)) => {
                     return Err(self.error("text between elements"));
@@ -143,6 +224,7 @@ impl<R: BufRead> Events<R> {
                 Ok(_) => continue,
                 Err(e) => return Err(self.error(&e.to_string())),
             };
+            self.open()?;
             let event = match tag.as_str() {
                 "plist" => continue,
                 "array" => Event::StartArray,
@@ -182,6 +264,14 @@ impl<R: BufRead> Events<R> {
     }
 }
 
+/// Refuses a text of `len` bytes over `limit`.
+fn text_fits(limit: usize, len: usize) -> Result<(), Error> {
+    if len > limit {
+        return Err(Error::exceeded(Exceeded::Text(len)));
+    }
+    Ok(())
+}
+
 impl<R: BufRead> Iterator for Events<R> {
     type Item = Result<Event, Error>;
 
@@ -194,10 +284,11 @@ impl<R: BufRead> Iterator for Events<R> {
 /// key path, as `serde_path_to_error` does).
 pub(crate) fn from_reader<R: BufRead, T>(
     input: R,
+    limits: Limits,
     wrap: impl FnOnce(&mut Deserializer<R>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let mut de = Deserializer {
-        events: Events::new(input).peekable(),
+        events: Events::new(input, limits).peekable(),
     };
     let value = wrap(&mut de)?;
     match de.events.next() {
@@ -331,6 +422,24 @@ mod tests {
     use serde::Deserialize;
     use std::collections::BTreeMap;
 
+    const LIMITS: Limits = Limits {
+        depth: 64,
+        nodes: 1 << 20,
+        text: 1 << 20,
+        doctype: 1024,
+    };
+
+    const TIGHT: Limits = Limits {
+        depth: 8,
+        nodes: 100,
+        text: 64,
+        doctype: 32,
+    };
+
+    fn read_tight<T: de::DeserializeOwned>(xml: &str) -> Result<T, Error> {
+        from_reader(xml.as_bytes(), TIGHT, |de| T::deserialize(de))
+    }
+
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(rename_all = "PascalCase")]
     struct Sample {
@@ -346,7 +455,7 @@ mod tests {
     }
 
     fn read<T: de::DeserializeOwned>(xml: &str) -> Result<T, Error> {
-        from_reader(xml.as_bytes(), |de| T::deserialize(de))
+        from_reader(xml.as_bytes(), LIMITS, |de| T::deserialize(de))
     }
 
     #[test]
@@ -392,5 +501,48 @@ mod tests {
             let error = read::<serde_json::Value>(xml).unwrap_err().to_string();
             assert!(error.contains(needle), "{xml}: {error}");
         }
+    }
+
+    /// Every bound stops the reader at the element that passes it, whatever the reader asked for.
+    #[test]
+    fn the_limits_stop_reading_where_they_are_passed() {
+        let deep = format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(9),
+            "</array>".repeat(9)
+        );
+        let wide = format!("<plist><array>{}</array></plist>", "<true/>".repeat(99));
+        let long = format!("<plist><string>{}</string></plist>", "x".repeat(65));
+        let split = format!(
+            "<plist><string>{}&amp;{}</string></plist>",
+            "x".repeat(40),
+            "y".repeat(40)
+        );
+        let doctype = format!("<!DOCTYPE plist {}><plist><true/></plist>", "x".repeat(40));
+        let cases = [
+            (deep, Exceeded::Depth),
+            (wide, Exceeded::Nodes),
+            (long, Exceeded::Text(65)),
+            (split, Exceeded::Text(81)),
+            (doctype, Exceeded::Doctype),
+        ];
+        for (xml, want) in cases {
+            for skipped in [false, true] {
+                let error = if skipped {
+                    read_tight::<de::IgnoredAny>(&xml).unwrap_err()
+                } else {
+                    read_tight::<serde_json::Value>(&xml).unwrap_err()
+                };
+                assert_eq!(error.exceeded, Some(want), "{xml}: {error}");
+            }
+        }
+        // Just inside every bound: read.
+        let fits = format!(
+            "<plist>{}<string>{}</string>{}</plist>",
+            "<array>".repeat(6),
+            "x".repeat(64),
+            "</array>".repeat(6)
+        );
+        read_tight::<serde_json::Value>(&fits).unwrap();
     }
 }

@@ -71,7 +71,9 @@ impl Root {
 
     fn read_limited(&self, rel: impl AsRef<Path>, limit: u64, what: &str) -> io::Result<Vec<u8>> {
         let file = self.dir.open(rel)?;
-        let mut out = Vec::new();
+        // Sized once from the file's length (bounded by the limit): no regrowing copies.
+        let hint = file.metadata().map_or(0, |m| m.len().min(limit) + 1);
+        let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
         file.take(limit + 1).read_to_end(&mut out)?;
         if out.len() as u64 > limit {
             return Err(io::Error::new(

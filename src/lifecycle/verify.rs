@@ -174,7 +174,9 @@ fn read_parsed(device: &Device, generation: &GenName) -> std::result::Result<Par
         Err(e) => return Err(format!("reading {}: {e}", shown.display())),
     };
     let parsed = match generation {
-        GenName::Response(_) => Manifest::parse(&bytes).map(|m| Parsed::Response(Box::new(m))),
+        GenName::Response(_) => {
+            Manifest::parse_in_one_pass(&bytes).map(|m| Parsed::Response(Box::new(m)))
+        }
         GenName::Base(_) => Cryptexes::parse(&bytes).map(Parsed::Base),
     };
     parsed.map_err(|e| format!("{}: {e}", shown.display()))
