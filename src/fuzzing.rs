@@ -14,7 +14,8 @@ use crate::declarations::declaration::Declaration;
 use crate::device::SystemVersion;
 use crate::progress::Silent;
 
-/// The manifest parser: accepted manifests write back out to the same manifest, and the
+/// The manifest parser: accepted manifests write back out to the same manifest (less the names
+/// of unknown keys, which bsi reports but never writes: `to_xml` makes new manifests), and the
 /// one-pass reader `verify` uses accepts exactly what the scan-first reader does, as the same.
 pub fn manifest(data: &[u8]) {
     let _ = signer_claim(data);
@@ -22,7 +23,9 @@ pub fn manifest(data: &[u8]) {
     match Manifest::parse(data) {
         Ok(m) => {
             let again = Manifest::parse(&m.to_xml()).expect("bsi reads what it writes");
-            assert_eq!(again, m);
+            let mut known = m.clone();
+            known.unknown_keys.clear();
+            assert_eq!(again, known);
             assert_eq!(one_pass.expect("the one-pass reader accepts it too"), m);
         }
         Err(_) => assert!(
