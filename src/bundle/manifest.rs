@@ -996,9 +996,8 @@ mod tests {
     fn the_one_pass_reader_agrees_and_stays_bounded() {
         let m = sample();
         assert_eq!(Manifest::parse_in_one_pass(&m.to_xml()).unwrap(), m);
-        let mut deep = String::from(
-            "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>Unknown</key>",
-        );
+        let mut deep =
+            String::from("<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>Unknown</key>");
         deep.push_str(&"<array>".repeat(140_000));
         deep.push_str(&"</array>".repeat(140_000));
         deep.push_str("</dict></plist>");

@@ -1149,7 +1149,7 @@ fn a_minor_update_with_a_catalog_includes_every_published_response() {
 #[test]
 fn lookup_lists_and_answers() {
     let cat = fixtures().join("catalog.json");
-    let v = bsi([
+    let v: LookupView = bsi([
         "--now".as_ref(),
         "2026-12-01T00:00:00Z".as_ref(),
         "lookup".as_ref(),
@@ -1158,13 +1158,12 @@ fn lookup_lists_and_answers() {
         "--json".as_ref(),
     ])
     .ok()
-    .json();
-    assert!(v["releases"].as_array().unwrap().len() >= 4);
-    let expired = v["background_security_improvements"]
-        .as_array()
-        .unwrap()
+    .parse();
+    assert!(v.releases.len() >= 4);
+    let expired = v
+        .background_security_improvements
         .iter()
-        .filter(|e| e["expired"] == true)
+        .filter(|e| e.expired)
         .count();
     assert_eq!(expired, 3, "the 2023 responses are expired");
     bsi([
@@ -1178,7 +1177,7 @@ fn lookup_lists_and_answers() {
     ])
     .ok()
     .stdout_has("TargetBuildVersion 25D771280a");
-    let v = bsi([
+    let v: LookupView = bsi([
         "lookup".as_ref(),
         "--catalog".as_ref(),
         cat.as_os_str(),
@@ -1189,8 +1188,8 @@ fn lookup_lists_and_answers() {
         "--json".as_ref(),
     ])
     .ok()
-    .json();
-    assert_eq!(v["answer"]["target_build_version"], "23D771330a");
+    .parse();
+    assert_eq!(v.answer.unwrap().target_build_version, "23D771330a");
     bsi([
         "lookup".as_ref(),
         "--catalog".as_ref(),

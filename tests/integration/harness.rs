@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+#[allow(unused_imports)] // The model test reads only the status.
+pub(crate) use crate::outputs::*;
 pub(crate) use crate::status_view::*;
 
 /// The fixed clock every test runs at.
@@ -101,6 +103,17 @@ impl Run {
         assert!(err.starts_with("error: "), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         self
+    }
+    /// Stdout as the typed view `T` (a test-only type that names every key).
+    #[track_caller]
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bsi {:?}: stdout is not the expected JSON ({e}):\n{}",
+                self.args,
+                self.stdout()
+            )
+        })
     }
     #[track_caller]
     pub(crate) fn json(&self) -> serde_json::Value {

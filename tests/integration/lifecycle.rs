@@ -393,10 +393,10 @@ fn the_seed_versioning_table() {
     ])
     .ok();
     assert_eq!(d.status().active.as_ref().unwrap().version, "13.3 (a)");
-    let history = d.bsi(["history", "--json"]).ok().json();
-    assert!(history.as_array().unwrap().iter().any(|e| {
-        e["detail"]
-            .as_str()
+    let history: Vec<HistoryEntry> = d.bsi(["history", "--json"]).ok().parse();
+    assert!(history.iter().any(|e| {
+        e.detail
+            .as_deref()
             .is_some_and(|t| t.contains("13.3 includes 13.2 (a) ... (c)"))
     }));
     // A major upgrade includes nothing.
@@ -459,14 +459,9 @@ fn verify_names_damaged_files_and_history_records_everything() {
         !run.stderr().contains("libwebrtc"),
         "each problem is printed once"
     );
-    let h = d.bsi(["history", "--json"]).ok().json();
-    let actions: Vec<&str> = h
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let h: Vec<HistoryEntry> = d.bsi(["history", "--json"]).ok().parse();
+    let actions: Vec<&str> = h.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["init", "apply"]);
-    assert_eq!(h[1]["target"], "26.3.1 (a)");
-    assert_eq!(h[1]["after"], "26.3.1 (a)");
+    assert_eq!(h[1].target.as_deref(), Some("26.3.1 (a)"));
+    assert_eq!(h[1].after.as_deref(), Some("26.3.1 (a)"));
 }

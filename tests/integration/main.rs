@@ -38,6 +38,8 @@ mod harness;
 mod hostile;
 mod kmfddm;
 mod lifecycle;
+#[path = "../common/outputs.rs"]
+mod outputs;
 mod reading;
 mod realfs;
 #[path = "../common/status_view.rs"]

@@ -220,7 +220,7 @@ fn an_interrupted_operation_is_reported_by_readers_and_recovered_by_the_next_cha
 fn an_idempotent_fleet_run_exits_0_every_time() {
     let d = Device::new();
     let a = bundle("macos-26.3.1-a.bsi");
-    let action = |run: &Run| run.json()["action"].as_str().unwrap().to_owned();
+    let action = |run: &Run| run.parse::<ApplyView>().action;
     let mut actions = Vec::new();
     for _ in 0..3 {
         actions.push(action(

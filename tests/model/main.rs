@@ -20,6 +20,8 @@
 #[path = "../integration/harness.rs"]
 mod harness;
 mod machine;
+#[path = "../common/outputs.rs"]
+mod outputs;
 mod pool;
 mod rules;
 #[path = "../common/status_view.rs"]
