@@ -79,15 +79,19 @@ impl Manifest {
         raw.validate()
     }
 
-    /// [`Manifest::parse`] in one pass: the bounds are enforced as the keys are read instead of
-    /// by a scan before. For `verify`, which reads the device's own manifests: a refusal may name
-    /// a key before a bound that comes later in the document, and the listing is not sized ahead
-    /// (it grows), which costs memory at 100,000 files but not time. Installing keeps the scan
-    /// first ([`Manifest::parse`]), so a hostile document is refused for its shape before any
-    /// of it is read as a manifest.
-    pub(crate) fn parse_in_one_pass(bytes: &[u8]) -> Result<Self, BundleError> {
-        refuse_binary(bytes)?;
-        let raw: RawManifest = deserialize(bytes)?;
+    /// [`Manifest::parse`] in one pass over `input`, never held whole: the bounds are enforced
+    /// as the keys are read instead of by a scan before. For `verify`, which reads the device's
+    /// own manifests: a refusal may name a key before a bound that comes later in the document,
+    /// and the listing is not sized ahead (it grows). Installing keeps the scan first
+    /// ([`Manifest::parse`]), so a hostile document is refused for its shape before any of it is
+    /// read as a manifest.
+    pub(crate) fn parse_in_one_pass(mut input: impl std::io::BufRead) -> Result<Self, BundleError> {
+        let head = input.fill_buf().map_err(|e| BundleError::Read {
+            path: "Info.plist".into(),
+            message: e.to_string(),
+        })?;
+        refuse_binary(head)?;
+        let raw: RawManifest = deserialize(input)?;
         raw.validate()
     }
 
@@ -393,11 +397,10 @@ fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BundleEr
 
 /// Deserializes XML plist input that [`bounds`] has passed into `T`.
 fn deserialize<T: serde::de::DeserializeOwned>(
-    input: impl std::io::Read,
+    input: impl std::io::BufRead,
 ) -> Result<T, BundleError> {
     use serde::Deserialize as _;
     FAILED_AT.with(|f| f.borrow_mut().take());
-    let input = std::io::BufReader::with_capacity(1 << 16, input);
     super::plist_xml::from_reader(input, LIMITS, |de| Tracked::<T>::deserialize(de))
         .map(|t| t.0)
         .map_err(|e| {
@@ -995,7 +998,10 @@ mod tests {
     #[test]
     fn the_one_pass_reader_agrees_and_stays_bounded() {
         let m = sample();
-        assert_eq!(Manifest::parse_in_one_pass(&m.to_xml()).unwrap(), m);
+        assert_eq!(
+            Manifest::parse_in_one_pass(m.to_xml().as_slice()).unwrap(),
+            m
+        );
         let mut deep =
             String::from("<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>Unknown</key>");
         deep.push_str(&"<array>".repeat(140_000));

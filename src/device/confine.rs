@@ -57,6 +57,20 @@ impl Root {
         self.dir.open(rel)
     }
 
+    /// Opens a generation's manifest to be read as a stream, refusing one larger than a bundle's
+    /// manifest may be; what is read is bounded by that size too, even if the file grows.
+    pub(crate) fn open_manifest(&self, rel: impl AsRef<Path>) -> io::Result<io::Take<File>> {
+        use crate::bundle::limits::MAX_MANIFEST_BYTES;
+        let file = self.dir.open(rel)?;
+        if file.metadata()?.len() > MAX_MANIFEST_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "file is larger than any manifest bsi accepts",
+            ));
+        }
+        Ok(file.take(MAX_MANIFEST_BYTES))
+    }
+
     /// Reads a small file whole, refusing anything over [`MAX_RECORD_BYTES`].
     pub(crate) fn read_small(&self, rel: impl AsRef<Path>) -> io::Result<Vec<u8>> {
         self.read_limited(rel, MAX_RECORD_BYTES, "any record bsi writes")

@@ -166,18 +166,25 @@ fn read_parsed(device: &Device, generation: &GenName) -> std::result::Result<Par
     let root = device.root();
     let rel = manifest_rel(device, generation);
     let shown = root.show(&rel);
-    let bytes = match root.read_manifest(&rel) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{} is missing", shown.display()));
+    let unreadable = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{} is missing", shown.display())
+        } else {
+            format!("reading {}: {e}", shown.display())
         }
-        Err(e) => return Err(format!("reading {}: {e}", shown.display())),
     };
     let parsed = match generation {
+        // A response's manifest is read as a stream: 100,000 files make 30 MB of XML, which a
+        // reader need not hold.
         GenName::Response(_) => {
-            Manifest::parse_in_one_pass(&bytes).map(|m| Parsed::Response(Box::new(m)))
+            let file = root.open_manifest(&rel).map_err(unreadable)?;
+            Manifest::parse_in_one_pass(std::io::BufReader::with_capacity(1 << 18, file))
+                .map(|m| Parsed::Response(Box::new(m)))
         }
-        GenName::Base(_) => Cryptexes::parse(&bytes).map(Parsed::Base),
+        GenName::Base(_) => {
+            let bytes = root.read_manifest(&rel).map_err(unreadable)?;
+            Cryptexes::parse(&bytes).map(Parsed::Base)
+        }
     };
     parsed.map_err(|e| format!("{}: {e}", shown.display()))
 }
