@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::BundleError;
-use crate::refusal::{NotApplicable, PolicyRefusal};
+use crate::refusal::{DeclarationError, NotApplicable, PolicyRefusal};
 use crate::version::VersionError;
 
 /// Result with bsi's [`Error`].
@@ -103,6 +103,10 @@ pub(crate) enum Error {
         /// What is wrong, naming the file and key.
         message: String,
     },
+
+    /// A file given as a DDM declaration is not one.
+    #[error(transparent)]
+    Declaration(#[from] DeclarationError),
 
     // ---- 3: power gate ----
     /// Battery below the minimum and not on power.
@@ -227,7 +231,8 @@ impl Error {
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
             | Error::RootNotEmpty { .. }
-            | Error::BadInput { .. } => 2,
+            | Error::BadInput { .. }
+            | Error::Declaration(_) => 2,
             Error::PowerGate { .. } => 3,
             Error::Policy(_) => 4,
             Error::NotApplicable(_) => 5,
@@ -263,7 +268,8 @@ impl Error {
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
             | Error::RootNotEmpty { .. }
-            | Error::BadInput { .. } => ErrorKind::Usage,
+            | Error::BadInput { .. }
+            | Error::Declaration(_) => ErrorKind::Usage,
             Error::PowerGate { .. } => ErrorKind::Power,
             Error::Policy(_) => ErrorKind::Policy,
             Error::NotApplicable(_) => ErrorKind::NotApplicable,
@@ -308,6 +314,7 @@ impl Error {
             }
             Error::RootNotEmpty { .. } => "choose an empty or new directory with --root".to_owned(),
             Error::BadInput { input, .. } => input.hint().to_owned(),
+            Error::Declaration(_) => InputKind::Declaration.hint().to_owned(),
             Error::PowerGate { .. } => {
                 "connect the device to power (`bsi power --ac`) or charge it, then try again"
                     .to_owned()

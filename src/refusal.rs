@@ -8,6 +8,7 @@
 //! can match on what happened instead of reading a sentence.
 
 use crate::platform::Platform;
+use crate::untrusted::clip;
 use crate::version::{Base, BaseMove, Build, OsVersion, ResponseVersion};
 
 /// A management declaration or a user setting refuses the operation (exit 4).
@@ -271,6 +272,55 @@ impl NotApplicable {
             }
         }
     }
+}
+
+/// Why a file given as a DDM declaration is not one (its envelope, before its payload is
+/// judged): exit 2, nothing stored. A declaration whose envelope is fine but whose payload the
+/// device cannot use is stored and reported `invalid` instead (`declarations::state`).
+#[derive(Debug, thiserror::Error)]
+#[error("{} is not a DDM declaration: {problem}", clip(origin))]
+pub(crate) struct DeclarationError {
+    /// The file (or the server's item) it came from.
+    pub origin: String,
+    /// What is wrong with it.
+    pub problem: EnvelopeProblem,
+}
+
+/// What is wrong with a declaration's envelope.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnvelopeProblem {
+    /// The bytes are not JSON.
+    #[error("it is not JSON ({})", clip(reason))]
+    NotJson {
+        /// The JSON parser's words.
+        reason: String,
+    },
+    /// The JSON is not an object.
+    #[error("the top level is not a JSON object")]
+    NotAnObject,
+    /// A key the envelope needs is absent.
+    #[error("required key `{key}` is missing")]
+    MissingKey {
+        /// `Type`, `Identifier`, `ServerToken` or `Payload`.
+        key: String,
+    },
+    /// A key holds the wrong type.
+    #[error("`{}` must be {expected}", clip(key))]
+    WrongType {
+        /// The key.
+        key: String,
+        /// What it must be, e.g. `a string`.
+        expected: &'static str,
+    },
+    /// `Identifier` is empty.
+    #[error("`Identifier` is empty")]
+    EmptyIdentifier,
+    /// An envelope string is longer than bsi stores.
+    #[error("`Type`, `Identifier` and `ServerToken` are at most {limit} bytes")]
+    TooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 #[cfg(test)]

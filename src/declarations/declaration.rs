@@ -24,9 +24,10 @@ use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::refusal::{DeclarationError, EnvelopeProblem};
 use crate::untrusted::clip;
 use crate::version::{Build, OsVersion, ResponseVersion};
-use crate::{Error, InputKind, Result};
+use crate::{Error, Result};
 
 /// The simple activation type.
 pub(crate) const ACTIVATION_TYPE: &str = "com.apple.activation.simple";
@@ -241,11 +242,12 @@ struct Envelope {
     payload: Map<String, Value>,
 }
 
-fn not_a_declaration(source: &str, why: &str) -> Error {
-    Error::BadInput {
-        input: InputKind::Declaration,
-        message: format!("{} is not a DDM declaration: {why}", clip(source)),
+fn not_a_declaration(source: &str, problem: EnvelopeProblem) -> Error {
+    DeclarationError {
+        origin: source.to_owned(),
+        problem,
     }
+    .into()
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -560,37 +562,37 @@ impl Declaration {
         let value: Value = serde_json::from_slice(raw).map_err(|e| {
             not_a_declaration(
                 source,
-                &format!("it is not JSON ({})", clip(&e.to_string())),
+                EnvelopeProblem::NotJson {
+                    reason: e.to_string(),
+                },
             )
         })?;
         if !value.is_object() {
-            return Err(not_a_declaration(
-                source,
-                "the top level is not a JSON object",
-            ));
+            return Err(not_a_declaration(source, EnvelopeProblem::NotAnObject));
         }
         let envelope: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
-            let why = if let Some(field) = inner
+            let problem = if let Some(field) = inner
                 .strip_prefix("missing field `")
                 .and_then(|f| f.split('`').next())
             {
-                format!("required key `{field}` is missing")
+                EnvelopeProblem::MissingKey {
+                    key: field.to_owned(),
+                }
             } else {
-                format!(
-                    "`{}` must be {}",
-                    clip(&path),
-                    match path.as_str() {
+                EnvelopeProblem::WrongType {
+                    expected: match path.as_str() {
                         "Payload" => "a dictionary",
                         _ => "a string",
-                    }
-                )
+                    },
+                    key: path,
+                }
             };
-            not_a_declaration(source, &why)
+            not_a_declaration(source, problem)
         })?;
         if envelope.identifier.is_empty() {
-            return Err(not_a_declaration(source, "`Identifier` is empty"));
+            return Err(not_a_declaration(source, EnvelopeProblem::EmptyIdentifier));
         }
         if envelope.identifier.len() > MAX_ENVELOPE_TEXT
             || envelope.server_token.len() > MAX_ENVELOPE_TEXT
@@ -598,9 +600,9 @@ impl Declaration {
         {
             return Err(not_a_declaration(
                 source,
-                &format!(
-                    "`Type`, `Identifier` and `ServerToken` are at most {MAX_ENVELOPE_TEXT} bytes"
-                ),
+                EnvelopeProblem::TooLong {
+                    limit: MAX_ENVELOPE_TEXT,
+                },
             ));
         }
         let mut checker = Checker {
@@ -716,9 +718,21 @@ mod tests {
         let env = |t: &str, p: &str| {
             format!(r#"{{"Type":"{t}","Identifier":"x","ServerToken":"1","Payload":{p}}}"#)
         };
-        for (json, needle) in [
-            ("not json".to_owned(), "not JSON"),
-            (r#"{"Type":"a"}"#.to_owned(), "`Identifier` is missing"),
+        let problem = |json: &str| match parse(json) {
+            Err(Error::Declaration(e)) => e.problem,
+            other => panic!("{json}: {other:?}"),
+        };
+        let long = "x".repeat(MAX_ENVELOPE_TEXT + 1);
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "not json".to_owned(),
+                "it is not JSON (expected ident at line 1 column 2)",
+            ),
+            ("[1]".to_owned(), "the top level is not a JSON object"),
+            (
+                r#"{"Type":"a"}"#.to_owned(),
+                "required key `Identifier` is missing",
+            ),
             (
                 r#"{"Type":"a","Identifier":"x","ServerToken":"1","Payload":[]}"#.to_owned(),
                 "`Payload` must be a dictionary",
@@ -727,11 +741,30 @@ mod tests {
                 r#"{"Type":1,"Identifier":"x","ServerToken":"1","Payload":{}}"#.to_owned(),
                 "`Type` must be a string",
             ),
-        ] {
-            let err = parse(&json).unwrap_err();
+            (
+                r#"{"Type":"a","Identifier":"","ServerToken":"1","Payload":{}}"#.to_owned(),
+                "`Identifier` is empty",
+            ),
+            (
+                format!(r#"{{"Type":"a","Identifier":"{long}","ServerToken":"1","Payload":{{}}}}"#),
+                "`Type`, `Identifier` and `ServerToken` are at most 1024 bytes",
+            ),
+        ];
+        for (json, message) in &cases {
+            let p = problem(json);
+            assert_eq!(p.to_string(), *message, "{json}");
+            let err = parse(json).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{json}: {err}");
-            assert!(err.to_string().contains(needle), "{json}: {err}");
+            assert_eq!(
+                err.to_string(),
+                format!("test.json is not a DDM declaration: {message}")
+            );
+            assert!(err.hint().is_some_and(|h| h.contains("bsi policy set")));
         }
+        assert!(matches!(
+            problem(&cases[2].0),
+            EnvelopeProblem::MissingKey { key } if key == "Identifier"
+        ));
         let cases = [
             (
                 env("com.apple.configuration.passcode.settings", "{}"),
