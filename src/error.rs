@@ -319,7 +319,7 @@ impl Error {
                 "connect the device to power (`bsi power --ac`) or charge it, then try again"
                     .to_owned()
             }
-            Error::Bundle(e) => return e.hint(),
+            Error::Bundle(e) => e.hint(),
             Error::Busy { .. } => {
                 "wait for the other bsi to finish, or pass --wait SECONDS to wait longer".to_owned()
             }

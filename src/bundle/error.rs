@@ -13,12 +13,13 @@ pub(crate) enum BundleError {
         path: PathBuf,
     },
     /// The bundle could not be read (permissions, I/O error, or a truncated file).
-    #[error("cannot read bundle {}: {message}", path.display())]
+    #[error("cannot read bundle {}: {source}", path.display())]
     Read {
         /// The bundle or the file in it.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The bundle is neither a directory nor a tar file.
     #[error("{} is a {kind}, neither a bundle directory nor a bundle tar file", path.display())]
@@ -149,8 +150,8 @@ impl BundleError {
 
     /// What to do next.
     #[must_use]
-    pub(crate) fn hint(&self) -> Option<String> {
-        Some(match self {
+    pub(crate) fn hint(&self) -> String {
+        match self {
             BundleError::NotFound { .. } => "check the bundle path".to_owned(),
             BundleError::Untrusted { .. } => {
                 "if you trust the signer, add its public key (`bsi trust add KEY.pub`); otherwise get the bundle from a publisher this device trusts".to_owned()
@@ -161,12 +162,14 @@ impl BundleError {
             BundleError::Signature { .. } => {
                 "sign the bundle with `bsi bundle sign BUNDLE --key KEY`; a bundle changed after signing must be signed again".to_owned()
             }
-            BundleError::Read { .. } => return None,
+            BundleError::Read { .. } => {
+                "check that the bundle is complete and readable by this user (`ls -l` it), then try again".to_owned()
+            }
             BundleError::Contradiction { .. } => {
                 "one of the two was built wrongly: check the bundle's origin (`bsi bundle inspect BUNDLE`) against `bsi status`".to_owned()
             }
             _ => "the bundle is damaged or was tampered with; get a fresh copy from its publisher".to_owned(),
-        })
+        }
     }
 
     pub(crate) fn manifest(message: impl Into<String>) -> Self {

@@ -88,7 +88,7 @@ impl Manifest {
     pub(crate) fn parse_in_one_pass(mut input: impl std::io::BufRead) -> Result<Self, BundleError> {
         let head = input.fill_buf().map_err(|e| BundleError::Read {
             path: "Info.plist".into(),
-            message: e.to_string(),
+            source: e,
         })?;
         refuse_binary(head)?;
         let raw: RawManifest = deserialize(input)?;
@@ -102,7 +102,7 @@ impl Manifest {
             let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
             std::io::Seek::rewind(&mut reader).map_err(|e| BundleError::Read {
                 path: "Info.plist".into(),
-                message: e.to_string(),
+                source: e,
             })?;
             Ok(reader)
         };
@@ -283,7 +283,7 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
 fn bounds_in(mut input: impl std::io::BufRead) -> Result<(), BundleError> {
     let head = input.fill_buf().map_err(|e| BundleError::Read {
         path: "Info.plist".into(),
-        message: e.to_string(),
+        source: e,
     })?;
     refuse_binary(head)?;
     let mut reader = quick_xml::Reader::from_reader(input);

@@ -135,10 +135,10 @@ pub(crate) struct Bundle {
     offsets: Option<Vec<u64>>,
 }
 
-fn read_err(path: &Path, e: &std::io::Error) -> BundleError {
+fn read_err(path: &Path, e: std::io::Error) -> BundleError {
     BundleError::Read {
         path: PathBuf::from(clip(&path.display().to_string())),
-        message: e.to_string(),
+        source: e,
     }
 }
 
@@ -232,9 +232,9 @@ fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bun
                 kind: "symlink".to_owned(),
             });
         }
-        Err(e) => return Err(read_err(Path::new(name), &e)),
+        Err(e) => return Err(read_err(Path::new(name), e)),
     };
-    let meta = file.metadata().map_err(|e| read_err(Path::new(name), &e))?;
+    let meta = file.metadata().map_err(|e| read_err(Path::new(name), e))?;
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: name.to_owned(),
@@ -250,7 +250,7 @@ fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bun
     let mut out = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut out)
-        .map_err(|e| read_err(Path::new(name), &e))?;
+        .map_err(|e| read_err(Path::new(name), e))?;
     if out.len() as u64 > limit {
         return Err(BundleError::TooLarge {
             what: name.to_owned(),
@@ -270,7 +270,7 @@ impl Opened {
                     path: path.to_path_buf(),
                 }
             } else {
-                read_err(path, &e)
+                read_err(path, e)
             }
         })?;
         let (form, manifest_bytes, signature, handle) = if meta.is_dir() {
@@ -519,11 +519,9 @@ pub(crate) fn open_regular(dir: &Dir, label: &str, size: u64) -> Result<File, Bu
                 kind: "symlink".to_owned(),
             });
         }
-        Err(e) => return Err(read_err(Path::new(label), &e)),
+        Err(e) => return Err(read_err(Path::new(label), e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| read_err(Path::new(label), &e))?;
+    let meta = file.metadata().map_err(|e| read_err(Path::new(label), e))?;
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: label.to_owned(),
@@ -567,14 +565,12 @@ fn walk_directory(root: &Dir, manifest: &Manifest) -> Result<(), BundleError> {
                     kind: "symlink".to_owned(),
                 }
             } else {
-                read_err(Path::new(&prefix), &e)
+                read_err(Path::new(&prefix), e)
             }
         })?;
-        let entries = dir
-            .entries()
-            .map_err(|e| read_err(Path::new(&prefix), &e))?;
+        let entries = dir.entries().map_err(|e| read_err(Path::new(&prefix), e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| read_err(Path::new(&prefix), &e))?;
+            let entry = entry.map_err(|e| read_err(Path::new(&prefix), e))?;
             visited += 1;
             if visited > 2 * MAX_FILES {
                 return Err(BundleError::TooLarge {
@@ -592,7 +588,7 @@ fn walk_directory(root: &Dir, manifest: &Manifest) -> Result<(), BundleError> {
             let rel = format!("{prefix}{name}");
             let ft = entry
                 .file_type()
-                .map_err(|e| read_err(Path::new(&rel), &e))?;
+                .map_err(|e| read_err(Path::new(&rel), e))?;
             if ft.is_dir() {
                 if rel.matches('/').count() >= MAX_DEPTH {
                     return Err(BundleError::unsafe_path(
@@ -611,7 +607,7 @@ fn walk_directory(root: &Dir, manifest: &Manifest) -> Result<(), BundleError> {
                 *seen = true;
                 let actual = entry
                     .metadata()
-                    .map_err(|e| read_err(Path::new(&rel), &e))?
+                    .map_err(|e| read_err(Path::new(&rel), e))?
                     .len();
                 if actual != *size {
                     return Err(BundleError::Size {

@@ -104,7 +104,7 @@ impl Feeder<'_> {
         }
         self.slots.push(None);
         let tx = self.tx.as_ref().ok_or_else(stopped)?;
-        let read_err = |e: io::Error| read_error(label, &e);
+        let read_err = |e: io::Error| read_error(label, e);
         let mut remaining = size;
         loop {
             if self.stopped() {
@@ -169,7 +169,7 @@ impl Feeder<'_> {
         if self.small.len() < want {
             self.small.resize(want, 0);
         }
-        let got = read_full(src, &mut self.small[..want]).map_err(|e| read_error(label, &e))?;
+        let got = read_full(src, &mut self.small[..want]).map_err(|e| read_error(label, e))?;
         if got != want {
             return Err(size_error(label, size, got as u64, false));
         }
@@ -184,10 +184,10 @@ impl Feeder<'_> {
 /// hashing thread would cost more in wake-ups than the hashing itself.
 pub(crate) const INLINE_MAX: u64 = 64 * 1024;
 
-fn read_error(label: &str, e: &io::Error) -> Error {
+fn read_error(label: &str, e: io::Error) -> Error {
     Error::Bundle(BundleError::Read {
         path: label.into(),
-        message: e.to_string(),
+        source: e,
     })
 }
 
@@ -235,7 +235,7 @@ impl Feeder<'_> {
         if self.small.len() < want {
             self.small.resize(want, 0);
         }
-        let got = read_full(src, &mut self.small[..want]).map_err(|e| read_error(label, &e))?;
+        let got = read_full(src, &mut self.small[..want]).map_err(|e| read_error(label, e))?;
         if got != size_usize {
             return Err(size_error(label, size, got as u64, short_is_truncation));
         }
