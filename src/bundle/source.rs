@@ -100,6 +100,29 @@ pub(crate) enum Signed {
 }
 
 impl Signed {
+    /// Gives a spooled copy the name `name` in `dir` (on the same filesystem as the spool) as
+    /// an ordinary file of mode 0644, instead of writing its bytes a second time: `Ok(false)`
+    /// when the bytes are in memory, or when the kernel will not link it (no `/proc`, another
+    /// filesystem), and the caller writes them with [`Signed::write_to`].
+    pub(crate) fn link_into(&self, dir: &Dir, name: &str) -> std::io::Result<bool> {
+        let Signed::Spooled(file) = self else {
+            return Ok(false);
+        };
+        rustix::fs::fchmod(file, Mode::from_raw_mode(0o644))?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            format!("/proc/self/fd/{fd}"),
+            dir,
+            name,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Err(std::io::ErrorKind::AlreadyExists.into()),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Writes the bytes to `out` (from the start of the spooled copy).
     pub(crate) fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         match self {

@@ -314,7 +314,15 @@ fn fill(
             .and_then(|()| io::Write::flush(&mut out))
             .ctx("writing", &shown)
     };
-    write(GEN_MANIFEST, &|out| bundle.manifest_bytes.write_to(out))?;
+    // A large manifest was spooled to an unnamed file on this filesystem once its signature
+    // verified: it becomes the generation's manifest as it is, not written again.
+    let linked = bundle
+        .manifest_bytes
+        .link_into(&dir, GEN_MANIFEST)
+        .ctx("linking", root.show(staging.join(GEN_MANIFEST)))?;
+    if !linked {
+        write(GEN_MANIFEST, &|out| bundle.manifest_bytes.write_to(out))?;
+    }
     if let Some(sig) = &bundle.signature {
         write(GEN_SIGNATURE, &|out| out.write_all(sig))?;
     }
