@@ -92,7 +92,8 @@ pub(crate) struct Global {
         global = true,
         help_heading = "Global options",
         value_name = "SECONDS",
-        default_value_t = 5.0
+        default_value_t = 5.0,
+        allow_negative_numbers = true
     )]
     pub wait: f64,
     /// Progress on stderr: a bar on a terminal (auto), JSON lines (json), or nothing (none).

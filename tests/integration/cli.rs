@@ -54,6 +54,7 @@ fn usage_errors_exit_2_with_clear_messages() {
         .args(["status", "--wait", "-1"])
         .exit(2)
         .stdout("")
+        .stderr("error: invalid --wait -1\nhint: give a number of seconds from 0 to 86400\n")
         .run();
     Cmd::new()
         .args(["status", "--require", "26.3.1 (A)"])
