@@ -250,7 +250,7 @@ pub(crate) struct InitArgs {
     #[arg(long)]
     pub desktop: bool,
     /// Battery charge in percent [default: 100]
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
     pub battery: Option<u8>,
     /// Connected to power (the default).
     #[arg(long, conflicts_with = "no_ac")]
@@ -338,7 +338,7 @@ pub(crate) struct UpdateArgs {
 #[derive(Debug, ClapArgs)]
 pub(crate) struct PowerArgs {
     /// Set the battery charge in percent.
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
     pub battery: Option<u8>,
     /// Connect to power.
     #[arg(long, conflicts_with = "no_ac")]
@@ -432,7 +432,12 @@ pub(crate) struct SyncArgs {
     #[arg(long, value_name = "FILE", requires = "then_auto")]
     pub catalog: Option<PathBuf>,
     /// Seconds each request may take.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
     /// Fetch and say what would change; store and send nothing.
     #[arg(long)]
@@ -461,7 +466,7 @@ pub(crate) struct FleetInitArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
     /// How many devices.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
     pub count: u32,
     /// Every device of this platform [default: a mix].
     #[arg(long, value_enum, ignore_case = true)]
@@ -470,16 +475,26 @@ pub(crate) struct FleetInitArgs {
     #[arg(long, value_name = "LOW-HIGH", default_value = "5-100")]
     pub battery_spread: String,
     /// Percent of devices that are supervised.
-    #[arg(long, value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
     pub supervised_percent: u8,
     /// The seed that makes the fleet (same seed, same fleet).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
     pub seed: u64,
     /// Trust this Ed25519 public key on every device (repeatable).
     #[arg(long, value_name = "KEY.pub")]
     pub trust: Vec<PathBuf>,
     /// Devices made at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     pub concurrency: usize,
 }
 
@@ -493,7 +508,12 @@ pub(crate) struct FleetSyncArgs {
     #[arg(long, value_name = "URL", env = "BSI_SERVER")]
     pub server: String,
     /// Devices synced at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 16,
+        allow_negative_numbers = true
+    )]
     pub concurrency: usize,
     /// Run a background pass on each device after fetching and before reporting.
     #[arg(long, requires = "from")]
@@ -502,7 +522,12 @@ pub(crate) struct FleetSyncArgs {
     #[arg(long, value_name = "DIR", requires = "then_auto")]
     pub from: Option<PathBuf>,
     /// Seconds each request may take.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
 }
 
@@ -535,7 +560,7 @@ pub(crate) struct LookupArgs {
 #[derive(Debug, ClapArgs)]
 pub(crate) struct HistoryArgs {
     /// Show only the last N entries.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
 }
 
