@@ -12,7 +12,6 @@ use std::path::Path;
 use chrono::NaiveDate;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use serde_json::error::Category;
 
 use crate::clock::Clock;
@@ -78,7 +77,30 @@ pub(crate) struct Answer {
     /// The entry it came from.
     pub platform: String,
     /// A ready payload for `com.apple.configuration.softwareupdate.enforcement.specific`.
-    pub declaration_payload: Value,
+    pub declaration_payload: EnforcementTemplate,
+}
+
+/// The payload of a `com.apple.configuration.softwareupdate.enforcement.specific` declaration
+/// for the response asked about, with the deadline left for the administrator to fill in.
+/// Fields in key order, as the JSON has always shown them.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct EnforcementTemplate {
+    /// `TargetBuildVersion`: the response's supplemental build.
+    #[serde(rename = "TargetBuildVersion")]
+    pub build_version: String,
+    /// `TargetLocalDateTime`: a placeholder for the deadline.
+    #[serde(rename = "TargetLocalDateTime")]
+    pub local_date_time: &'static str,
+    /// `TargetOSVersion`: the response's OS version.
+    #[serde(rename = "TargetOSVersion")]
+    pub os_version: String,
+}
+
+impl std::fmt::Display for EnforcementTemplate {
+    /// One line of JSON, as `enforcement payload:` shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self).map_err(|_| std::fmt::Error)?)
+    }
 }
 
 /// What `bsi lookup` prints.
@@ -331,11 +353,11 @@ impl Catalog {
                     target_os_version: r.os.to_string(),
                     target_build_version: hit.build.clone(),
                     platform: hit.platform.clone(),
-                    declaration_payload: serde_json::json!({
-                        "TargetOSVersion": r.os.to_string(),
-                        "TargetBuildVersion": hit.build,
-                        "TargetLocalDateTime": "YYYY-MM-DDThh:mm:ss",
-                    }),
+                    declaration_payload: EnforcementTemplate {
+                        build_version: hit.build.clone(),
+                        local_date_time: "YYYY-MM-DDThh:mm:ss",
+                        os_version: r.os.to_string(),
+                    },
                 })
             }
         };
