@@ -91,23 +91,14 @@ impl Manifest {
             source: e,
         })?;
         refuse_binary(head)?;
-        let raw: RawManifest = deserialize(input)?;
-        raw.validate()
+        Self::parse_scanned(input)
     }
 
-    /// [`Manifest::parse`] from a file, read twice (the bounds, then the keys) and never held
-    /// whole: for the private copy a large manifest is spooled to once its signature verified.
-    pub(crate) fn parse_file(file: &std::fs::File) -> Result<Self, BundleError> {
-        let reader = || -> Result<std::io::BufReader<&std::fs::File>, BundleError> {
-            let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-            std::io::Seek::rewind(&mut reader).map_err(|e| BundleError::Read {
-                path: "Info.plist".into(),
-                source: e,
-            })?;
-            Ok(reader)
-        };
-        bounds_in(reader()?)?;
-        let raw: RawManifest = deserialize(reader()?)?;
+    /// Reads a manifest whose bytes [`bounds`] has just scanned (on this thread: the scan
+    /// leaves the size of the listing for it), from `input`: the private copy a large manifest
+    /// is spooled to once its signature verified, so the copy is read once.
+    pub(crate) fn parse_scanned(input: impl std::io::BufRead) -> Result<Self, BundleError> {
+        let raw: RawManifest = deserialize(input)?;
         raw.validate()
     }
 
@@ -267,35 +258,13 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
     refuse_binary(bytes)?;
     // From a slice, events borrow the bytes: nothing is copied.
     let mut reader = quick_xml::Reader::from_reader(bytes);
-    let mut seen = Bounds::default();
+    let mut seen = super::plist_xml::Bounds::new(LIMITS);
     loop {
         let event = reader
             .read_event()
             .map_err(|e| syntax_error(reader.buffer_position(), &e))?;
-        if seen.see(&event)? {
-            seen.done();
-            return Ok(());
-        }
-    }
-}
-
-/// [`bounds`] over any buffered input; one event at a time is held.
-fn bounds_in(mut input: impl std::io::BufRead) -> Result<(), BundleError> {
-    let head = input.fill_buf().map_err(|e| BundleError::Read {
-        path: "Info.plist".into(),
-        source: e,
-    })?;
-    refuse_binary(head)?;
-    let mut reader = quick_xml::Reader::from_reader(input);
-    let mut buf = Vec::new();
-    let mut seen = Bounds::default();
-    loop {
-        buf.clear();
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| syntax_error(reader.buffer_position(), &e))?;
-        if seen.see(&event)? {
-            seen.done();
+        if seen.see(&event).map_err(exceeded)? {
+            ENTRIES_HINT.with(|h| h.set(seen.dicts()));
             return Ok(());
         }
     }
@@ -317,8 +286,9 @@ fn syntax_error(at: u64, e: &quick_xml::Error) -> BundleError {
     ))
 }
 
-/// The reader's [`Limits`](super::plist_xml::Limits) for manifests: the bounds [`bounds`]
-/// checks, enforced again while reading (a reader that skips the scan still stops there).
+/// The bounds on a manifest ([`super::plist_xml::Limits`]): [`bounds`] checks them before
+/// anything is read, and the reader enforces them again as it reads (a reader that skips the
+/// scan still stops there).
 const LIMITS: super::plist_xml::Limits = super::plist_xml::Limits {
     depth: MAX_DEPTH,
     nodes: MAX_NODES,
@@ -342,51 +312,6 @@ fn exceeded(what: super::plist_xml::Exceeded) -> BundleError {
         }
         Exceeded::Doctype => "a document type declaration of more than 1 KiB".to_owned(),
     })
-}
-
-/// What [`bounds`] has seen so far.
-#[derive(Default)]
-struct Bounds {
-    depth: usize,
-    nodes: usize,
-    dicts: usize,
-}
-
-impl Bounds {
-    /// Takes one event into account: an error if it breaks a bound, `true` at the end.
-    fn see(&mut self, event: &quick_xml::events::Event<'_>) -> Result<bool, BundleError> {
-        use super::plist_xml::Exceeded;
-        use quick_xml::events::Event;
-        let too_long = |len: usize| exceeded(Exceeded::Text(len));
-        match event {
-            Event::Start(start) => {
-                if start.name().0 == "dict" {
-                    self.dicts += 1;
-                }
-                self.depth += 1;
-                self.nodes += 1;
-                if self.depth > MAX_DEPTH {
-                    return Err(exceeded(Exceeded::Depth));
-                }
-            }
-            Event::Empty(_) => self.nodes += 1,
-            Event::End(_) => self.depth = self.depth.saturating_sub(1),
-            Event::Text(t) if t.len() > MAX_TEXT => return Err(too_long(t.len())),
-            Event::CData(t) if t.len() > MAX_TEXT => return Err(too_long(t.len())),
-            Event::DocType(t) if t.len() > MAX_DOCTYPE => return Err(exceeded(Exceeded::Doctype)),
-            Event::Eof => return Ok(true),
-            _ => {}
-        }
-        if self.nodes > MAX_NODES {
-            return Err(exceeded(Exceeded::Nodes));
-        }
-        Ok(false)
-    }
-
-    /// The bounds held: leaves the count of dictionaries for sizing the listing.
-    fn done(self) {
-        ENTRIES_HINT.with(|h| h.set(self.dicts));
-    }
 }
 
 /// Parses bounded XML plist bytes into `T`, naming the key at fault in errors.

@@ -51,6 +51,68 @@ pub(crate) enum Exceeded {
     Doctype,
 }
 
+/// A document's XML events counted against [`Limits`]: the one check behind both the scan a
+/// manifest gets before it is read and the reader itself. No recursion, so no nesting can
+/// exhaust the stack.
+#[derive(Debug)]
+pub(crate) struct Bounds {
+    limits: Limits,
+    depth: usize,
+    nodes: usize,
+    dicts: usize,
+}
+
+impl Bounds {
+    /// Nothing seen yet.
+    pub(crate) fn new(limits: Limits) -> Self {
+        Bounds {
+            limits,
+            depth: 0,
+            nodes: 0,
+            dicts: 0,
+        }
+    }
+
+    /// Takes one XML event into account: the bound it breaks, if any; `true` at the end.
+    pub(crate) fn see(&mut self, event: &Xml<'_>) -> Result<bool, Exceeded> {
+        let text = |len: usize| {
+            if len > self.limits.text {
+                Err(Exceeded::Text(len))
+            } else {
+                Ok(())
+            }
+        };
+        match event {
+            Xml::Start(start) => {
+                if start.name().0 == "dict" {
+                    self.dicts += 1;
+                }
+                self.depth += 1;
+                self.nodes += 1;
+                if self.depth > self.limits.depth {
+                    return Err(Exceeded::Depth);
+                }
+            }
+            Xml::Empty(_) => self.nodes += 1,
+            Xml::End(_) => self.depth = self.depth.saturating_sub(1),
+            Xml::Text(t) => text(t.len())?,
+            Xml::CData(t) => text(t.len())?,
+            Xml::DocType(t) if t.len() > self.limits.doctype => return Err(Exceeded::Doctype),
+            Xml::Eof => return Ok(true),
+            _ => {}
+        }
+        if self.nodes > self.limits.nodes {
+            return Err(Exceeded::Nodes);
+        }
+        Ok(false)
+    }
+
+    /// The `<dict>` elements seen so far (one per payload file in a manifest, plus its top).
+    pub(crate) fn dicts(&self) -> usize {
+        self.dicts
+    }
+}
+
 /// Why reading failed: an XML or plist rule broken (`malformed`: the document is not a
 /// property list), a bound of [`Limits`] passed (`exceeded`), or a value a typed reader refused.
 #[derive(Debug)]
@@ -116,9 +178,7 @@ enum Event {
 struct Events<R: BufRead> {
     reader: quick_xml::Reader<R>,
     buf: Vec<u8>,
-    limits: Limits,
-    depth: usize,
-    nodes: usize,
+    bounds: Bounds,
 }
 
 impl<R: BufRead> Events<R> {
@@ -131,28 +191,25 @@ impl<R: BufRead> Events<R> {
         Events {
             reader,
             buf: Vec::new(),
-            limits,
-            depth: 0,
-            nodes: 0,
+            bounds: Bounds::new(limits),
         }
     }
 
-    /// An element opens: counts it against the depth and node bounds.
-    fn open(&mut self) -> Result<(), Error> {
-        self.depth += 1;
-        self.nodes += 1;
-        if self.depth > self.limits.depth {
-            return Err(Error::exceeded(Exceeded::Depth));
-        }
-        if self.nodes > self.limits.nodes {
-            return Err(Error::exceeded(Exceeded::Nodes));
-        }
-        Ok(())
-    }
-
-    /// An element closes.
-    fn close(&mut self) {
-        self.depth = self.depth.saturating_sub(1);
+    /// Reads the next XML event, counted against the bounds.
+    fn read(&mut self) -> Result<Xml<'_>, Error> {
+        self.buf.clear();
+        let event = match self.reader.read_event_into(&mut self.buf) {
+            Ok(event) => event,
+            Err(e) => {
+                let message = e.to_string();
+                return Err(Error::malformed(format!(
+                    "{message}, at byte {}",
+                    self.reader.buffer_position()
+                )));
+            }
+        };
+        self.bounds.see(&event).map_err(Error::exceeded)?;
+        Ok(event)
     }
 
     fn error(&self, message: &str) -> Error {
@@ -162,69 +219,59 @@ impl<R: BufRead> Events<R> {
         ))
     }
 
-    /// The text of the element just opened, up to its end tag.
+    /// The text of the element just opened, up to its end tag (the bound on text holds for
+    /// the whole value, however many events it comes in).
     fn content(&mut self) -> Result<String, Error> {
-        let limit = self.limits.text;
+        let limit = self.bounds.limits.text;
         let mut text = String::new();
         loop {
-            self.buf.clear();
-            match self.reader.read_event_into(&mut self.buf) {
-                Ok(Xml::Text(t)) => {
+            let problem = match self.read()? {
+                Xml::Text(t) => {
                     text_fits(limit, text.len() + t.len())?;
                     text.push_str(&t);
+                    continue;
                 }
-                Ok(Xml::GeneralRef(r)) => match r.resolve_char_ref() {
-                    Ok(Some(c)) => text.push(c),
-                    Ok(None) => {
-                        let Some(entity) = resolve_xml_entity(&r) else {
-                            let name = format!("unknown entity &{};", clip(&r));
-                            return Err(self.error(&name));
-                        };
-                        text.push_str(entity);
+                Xml::CData(t) => {
+                    text_fits(limit, text.len() + t.len())?;
+                    continue;
+                }
+                Xml::GeneralRef(r) => match r.resolve_char_ref() {
+                    Ok(Some(c)) => {
+                        text.push(c);
+                        continue;
                     }
-                    Err(e) => return Err(self.error(&e.to_string())),
+                    Ok(None) => match resolve_xml_entity(&r) {
+                        Some(entity) => {
+                            text.push_str(entity);
+                            continue;
+                        }
+                        None => format!("unknown entity &{};", clip(&r)),
+                    },
+                    Err(e) => e.to_string(),
                 },
-                Ok(Xml::End(_)) => {
-                    self.close();
-                    return Ok(text);
-                }
-                Ok(Xml::Start(_)) => return Err(self.error("an element inside a value")),
-                Ok(Xml::CData(t)) => text_fits(limit, text.len() + t.len())?,
-                Ok(Xml::Eof) => return Err(self.error("the document ends inside a value")),
-                Ok(_) => {}
-                Err(e) => return Err(self.error(&e.to_string())),
-            }
+                Xml::End(_) => return Ok(text),
+                Xml::Start(_) => "an element inside a value".to_owned(),
+                Xml::Eof => "the document ends inside a value".to_owned(),
+                _ => continue,
+            };
+            return Err(self.error(&problem));
         }
     }
 
     fn next_event(&mut self) -> Result<Option<Event>, Error> {
         loop {
-            self.buf.clear();
-            let tag = match self.reader.read_event_into(&mut self.buf) {
-                Ok(Xml::Start(start)) => start.local_name().as_ref().to_owned(),
-                Ok(Xml::End(end)) => {
-                    let collection = matches!(end.local_name().as_ref(), "array" | "dict");
-                    self.close();
-                    if collection {
-                        return Ok(Some(Event::End));
-                    }
-                    continue;
+            let tag = match self.read()? {
+                Xml::Start(start) => start.local_name().as_ref().to_owned(),
+                Xml::End(end) if matches!(end.local_name().as_ref(), "array" | "dict") => {
+                    return Ok(Some(Event::End));
                 }
-                Ok(Xml::DocType(t)) if t.len() > self.limits.doctype => {
-                    return Err(Error::exceeded(Exceeded::Doctype));
-                }
-                Ok(Xml::Text(t)) if t.len() > self.limits.text => {
-                    return Err(Error::exceeded(Exceeded::Text(t.len())));
-                }
-                Ok(Xml::Text(t)) if t.chars().all(char::is_whitespace) => continue,
-                Ok(Xml::Text(_) | Xml::GeneralRef(_)) => {
+                Xml::Text(t) if t.chars().all(char::is_whitespace) => continue,
+                Xml::Text(_) | Xml::GeneralRef(_) => {
                     return Err(self.error("text between elements"));
                 }
-                Ok(Xml::Eof) => return Ok(None),
-                Ok(_) => continue,
-                Err(e) => return Err(self.error(&e.to_string())),
+                Xml::Eof => return Ok(None),
+                _ => continue,
             };
-            self.open()?;
             let event = match tag.as_str() {
                 "plist" => continue,
                 "array" => Event::StartArray,
