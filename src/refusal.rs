@@ -153,7 +153,7 @@ pub(crate) enum NotApplicable {
     /// `bsi update` for a major upgrade, or `bsi upgrade` for a minor update.
     #[error(
         "{from} -> {to} is a {}, not a {}",
-        describe(other(*change)), describe(*change)
+        change.other().name(), change.name()
     )]
     WrongCommand {
         /// What was asked for.
@@ -198,28 +198,6 @@ pub(crate) enum NotApplicable {
     },
 }
 
-/// The command that makes `change`.
-fn verb(change: BaseMove) -> &'static str {
-    match change {
-        BaseMove::Minor => "update",
-        BaseMove::Major => "upgrade",
-    }
-}
-
-fn other(change: BaseMove) -> BaseMove {
-    match change {
-        BaseMove::Minor => BaseMove::Major,
-        BaseMove::Major => BaseMove::Minor,
-    }
-}
-
-fn describe(change: BaseMove) -> &'static str {
-    match change {
-        BaseMove::Minor => "minor update",
-        BaseMove::Major => "major upgrade",
-    }
-}
-
 impl NotApplicable {
     /// What to do next.
     #[must_use]
@@ -236,22 +214,16 @@ impl NotApplicable {
                 response,
                 prerequisite,
                 base,
-            } => {
-                let verb = if response.os.major() == base.version.major() {
-                    "update"
-                } else {
-                    "upgrade"
-                };
-                format!(
-                    "update the device first: bsi {verb} --version {} --build {prerequisite}",
-                    response.os
-                )
-            }
+            } => format!(
+                "update the device first: bsi {} --version {} --build {prerequisite}",
+                BaseMove::between(&base.version, &response.os).command(),
+                response.os
+            ),
             NotApplicable::OtherBaseBuild { .. } => {
                 "get the response made for the device's build (`bsi status` shows it)".to_owned()
             }
             NotApplicable::Downgrade { change, .. } => {
-                format!("bsi {} moves only to a later version", verb(*change))
+                format!("bsi {} moves only to a later version", change.command())
             }
             NotApplicable::SameVersionOtherBuild { .. } => {
                 "a minor update changes the version; use the build the device runs".to_owned()
@@ -260,7 +232,7 @@ impl NotApplicable {
                 change, to, build, ..
             } => format!(
                 "use `bsi {} --version {to} --build {build}`",
-                verb(other(*change))
+                change.other().command()
             ),
             NotApplicable::SafariNotMacOs { .. } => {
                 "restart the device to activate staged content".to_owned()

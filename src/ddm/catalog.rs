@@ -23,12 +23,6 @@ use crate::{Error, InputKind, Result};
 /// Largest catalog bsi reads: Apple's whole lookup catalog is a few megabytes.
 pub(crate) const MAX_CATALOG_BYTES: u64 = 32 * 1024 * 1024;
 
-const RELEASE_SETS: [&str; 2] = ["PublicAssetSets", "AssetSets"];
-const RESPONSE_SETS: [&str; 2] = [
-    "PublicBackgroundSecurityImprovements",
-    "PublicRapidSecurityResponses",
-];
-
 /// One catalog entry.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Entry {
@@ -258,21 +252,20 @@ impl Catalog {
                 "it has none of PublicAssetSets, AssetSets, PublicBackgroundSecurityImprovements, PublicRapidSecurityResponses",
             ));
         }
-        let [releases, responses] = [
-            [
-                (RELEASE_SETS[0], public_asset_sets),
-                (RELEASE_SETS[1], asset_sets),
-            ],
-            [
-                (RESPONSE_SETS[0], public_background_security_improvements),
-                (RESPONSE_SETS[1], public_rapid_security_responses),
-            ],
-        ]
-        .map(|sets| {
-            sets.into_iter()
-                .flat_map(|(name, set)| entries(name, set, clock))
-                .collect::<Vec<Entry>>()
-        });
+        let releases = entries("PublicAssetSets", public_asset_sets, clock)
+            .chain(entries("AssetSets", asset_sets, clock))
+            .collect();
+        let responses = entries(
+            "PublicBackgroundSecurityImprovements",
+            public_background_security_improvements,
+            clock,
+        )
+        .chain(entries(
+            "PublicRapidSecurityResponses",
+            public_rapid_security_responses,
+            clock,
+        ))
+        .collect();
         Ok(Self {
             releases,
             responses,

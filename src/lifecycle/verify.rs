@@ -504,14 +504,14 @@ pub(crate) fn verify(
     let mut prefixes: Vec<String> = Vec::new();
     for (cryptex, supplier, files) in &trees {
         let damage = Damage::of(supplier);
-        let prefix = match supplier {
-            GenName::Base(_) if !active.contains(cryptex) => format!("base {cryptex}/"),
-            _ => format!("{cryptex}/"),
+        // The base content a removal returns to, where it is not what is active, is named so.
+        let base = if matches!(supplier, GenName::Base(_)) && !active.contains(cryptex) {
+            "base "
+        } else {
+            ""
         };
-        let label = |message: &str| match supplier {
-            GenName::Base(_) if !active.contains(cryptex) => format!("base {message}"),
-            _ => message.to_owned(),
-        };
+        let prefix = format!("{base}{cryptex}/");
+        let label = |message: &str| format!("{base}{message}");
         let dir_rel = device.generation_path(supplier).join(cryptex.as_str());
         let mut odd = Vec::new();
         let mut extras = Vec::new();

@@ -210,10 +210,7 @@ pub(crate) fn update(
     catalog: Option<&Path>,
     dry_run: bool,
 ) -> Result<Done<UpdateOutcome>> {
-    let action = match kind {
-        BaseMove::Minor => "update",
-        BaseMove::Major => "upgrade",
-    };
+    let action = kind.command();
     let target = Some(format!("{version} ({build})"));
     let catalog = catalog
         .map(|p| crate::ddm::catalog::Catalog::load(p, &env.clock))

@@ -194,6 +194,45 @@ pub(crate) enum BaseMove {
     Major,
 }
 
+impl BaseMove {
+    /// The move from the base `from` to `to` (assumed later): minor within one major release.
+    #[must_use]
+    pub(crate) fn between(from: &super::OsVersion, to: &super::OsVersion) -> Self {
+        if from.major() == to.major() {
+            BaseMove::Minor
+        } else {
+            BaseMove::Major
+        }
+    }
+
+    /// The bsi command that makes it: `update` or `upgrade`.
+    #[must_use]
+    pub(crate) const fn command(self) -> &'static str {
+        match self {
+            BaseMove::Minor => "update",
+            BaseMove::Major => "upgrade",
+        }
+    }
+
+    /// Its name in a sentence: `minor update` or `major upgrade`.
+    #[must_use]
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            BaseMove::Minor => "minor update",
+            BaseMove::Major => "major upgrade",
+        }
+    }
+
+    /// The other kind.
+    #[must_use]
+    pub(crate) const fn other(self) -> Self {
+        match self {
+            BaseMove::Minor => BaseMove::Major,
+            BaseMove::Major => BaseMove::Minor,
+        }
+    }
+}
+
 fn next_letter(b: &Build) -> String {
     let letter = b.train().chars().last().unwrap_or('A');
     let next = if letter == 'Z' {
