@@ -309,8 +309,7 @@ fn many_file_bundles_stream_on_two_readers_and_still_reject_damage() {
         "OS/usr/lib/lib33.dylib: SHA-256",
     );
     std::fs::write(&victim, &good).unwrap();
-    d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()])
-        .ok();
+    d.activate(&b);
     Tree::of(&d.path("System/Cryptexes/OS/")).assert_same(&Tree::of(&b.join("OS")));
     d.bsi(["verify"]).ok().stdout_has("43 files");
 }

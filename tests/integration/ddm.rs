@@ -1040,12 +1040,7 @@ fn every_report_bsi_can_produce_matches_apples_schemas() {
 #[test]
 fn ipados_takes_ios_bundles() {
     let d = Device::with(&["--platform", "iPadOS"]);
-    d.bsi([
-        "apply".as_ref(),
-        bundle("ios-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("ios-26.3.1-a.bsi"));
     let s = d.status();
     assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
     assert_eq!(s.device.platform, "iPadOS");
@@ -1098,12 +1093,7 @@ fn ipados_takes_ios_bundles() {
 #[test]
 fn a_minor_update_with_a_catalog_includes_every_published_response() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("macos-26.3.1-a.bsi"));
     let catalog = fixtures().join("catalog.json");
     d.bsi([
         "update".as_ref(),
@@ -1122,12 +1112,7 @@ fn a_minor_update_with_a_catalog_includes_every_published_response() {
     );
     // Without a catalog: only what the device saw.
     let e = Device::new();
-    e.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    e.activate(bundle("macos-26.3.1-a.bsi"));
     e.bsi(["update", "--version", "26.4", "--build", "25E100"])
         .ok();
     assert_eq!(e.status().included, ["26.3.1 (a)"]);

@@ -203,8 +203,7 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = big_bundles(tmp.path());
     let apply_a = |d: &Device| {
-        d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
-            .ok();
+        d.activate(&a);
     };
     let active = |s: &Status| s.active_version().map(str::to_owned);
     let staged = |s: &Status| s.staged_version().map(str::to_owned);
@@ -219,8 +218,7 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
                 && matches!(staged(s).as_deref(), None | Some("26.3.1 (b)"))
         },
         &|d| {
-            d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()])
-                .ok();
+            d.activate(&b);
         },
     );
     // restart: (a) active with (b) staged, or (b) active.
@@ -250,8 +248,7 @@ fn sigkill_at_random_instants_leaves_old_or_new() {
             active(s).as_deref() == Some("26.3.1 (a)") || (s.active.is_none() && s.staged.is_none())
         },
         &|d| {
-            d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
-                .ok();
+            d.activate(&a);
         },
     );
     // update: the old base with (a), or 26.4 with 26.3.1 (a) included.
@@ -406,8 +403,7 @@ fn planted_symlinks_never_lead_writes_outside() {
         .ok()
         .stdout_has("pointed System/Cryptexes/OS");
     d.bsi(["verify"]).ok();
-    d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
-        .ok();
+    d.activate(&a);
     before.assert_same(&Tree::of(outside.path()));
 }
 
@@ -448,8 +444,7 @@ mod fault_points {
                 // apply --restart: a clean error and exactly the old state, or (after the
                 // switch) the new state and a warning.
                 let d = Device::new();
-                d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
-                    .ok();
+                d.activate(&a);
                 let old = d.tree();
                 let run = with_fault(
                     &d,
@@ -486,8 +481,7 @@ mod fault_points {
                     ],
                 ] {
                     let d = Device::new();
-                    d.bsi(["apply".as_ref(), a.as_os_str(), "--restart".as_ref()])
-                        .ok();
+                    d.activate(&a);
                     let run = with_fault(&d, &fault, args);
                     assert!(
                         [0, 1].contains(&run.code()),
@@ -505,12 +499,7 @@ mod fault_points {
 #[test]
 fn a_missing_generation_is_damage_that_repair_fixes() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("macos-26.3.1-a.bsi"));
     let gen_dir = preboot(&d).join("cryptex1/generations/25D771280a");
     std::fs::remove_dir_all(&gen_dir).unwrap();
     d.bsi(["status"])
@@ -521,10 +510,5 @@ fn a_missing_generation_is_damage_that_repair_fixes() {
         .stdout_has("pointed cryptex1/current at base-25D2128");
     let s = check_consistent(&d);
     assert_eq!(s.active, None);
-    d.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("macos-26.3.1-a.bsi"));
 }

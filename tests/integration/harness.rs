@@ -314,6 +314,12 @@ impl Device {
             .arg(NOW)
     }
 
+    /// `apply BUNDLE --restart`, which must succeed: the bundle's response is then active.
+    #[track_caller]
+    pub(crate) fn activate(&self, bundle: impl AsRef<std::ffi::OsStr>) {
+        self.cmd().arg("apply").arg(bundle).arg("--restart").run();
+    }
+
     /// `status --json`, typed: a key renamed, added or dropped fails here.
     #[track_caller]
     pub(crate) fn status(&self) -> Status {

@@ -72,8 +72,7 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
             "25D2128"
         );
         // Removed responses can be applied again.
-        d.bsi(["apply".as_ref(), b(form).as_os_str(), "--restart".as_ref()])
-            .ok();
+        d.activate(b(form));
         assert_eq!(d.status().active.as_ref().unwrap().version, "26.3.1 (a)");
     }
 }
@@ -81,12 +80,7 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
 #[test]
 fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-c.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-c.bsi"));
     let before = d.tree();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
         .ok()
@@ -157,20 +151,10 @@ fn wrong_platform_and_wrong_base_are_not_applicable() {
     .ok()
     .stdout_has(r#""action": "already-included""#);
     before.assert_same(&d.tree());
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.4-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.4-a.bsi"));
     assert_eq!(d.status().active.as_ref().unwrap().version, "26.4 (a)");
     let ios = Device::with(&["--platform", "iOS"]);
-    ios.bsi([
-        "apply".as_ref(),
-        b("ios-26.3.1-a.bsi.tar").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    ios.activate(b("ios-26.3.1-a.bsi.tar"));
     let s = ios.status();
     assert_eq!(s.active.as_ref().unwrap().build, "23D771330a");
     assert_eq!(s.safari, None);
@@ -247,12 +231,7 @@ fn app_only_responses_activate_at_once() {
 #[test]
 fn safari_relaunch_uses_staged_content_until_restart() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-a.bsi"));
     d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
         .ok();
     assert_eq!(d.status().safari.as_ref().unwrap().version, "26.3.1 (a)");
@@ -279,23 +258,13 @@ fn removal_before_and_after_restart() {
     let before = d.tree();
     d.bsi(["rollback"]).ok().stdout_has("nothing to remove");
     before.assert_same(&d.tree());
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-a.bsi"));
     d.bsi(["rollback", "--dry-run"]).ok();
     assert_eq!(d.status().staged, None);
     d.bsi(["rollback", "--restart"]).ok();
     assert_eq!(d.status().active, None);
     // Re-applying the active response with its removal staged is nothing to do.
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-a.bsi"));
     d.bsi(["rollback"]).ok();
     // Re-applying the active response is nothing to do (DESIGN section 4): the removal stays.
     d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
@@ -347,18 +316,8 @@ fn the_seed_versioning_table() {
             &[],
         )
     };
-    d.bsi([
-        "apply".as_ref(),
-        mk("13.1", "22C65", 'a', "22C770650a").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
-    d.bsi([
-        "apply".as_ref(),
-        mk("13.1", "22C65", 'b', "22C770650b").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(mk("13.1", "22C65", 'a', "22C770650a"));
+    d.activate(mk("13.1", "22C65", 'b', "22C770650b"));
     d.bsi(["update", "--version", "13.2", "--build", "22D49"])
         .ok()
         .stdout_has("13.2 includes 13.1 (a) ... (b)");
@@ -371,12 +330,7 @@ fn the_seed_versioning_table() {
         ('b', "22D770490b"),
         ('c', "22D770490c"),
     ] {
-        d.bsi([
-            "apply".as_ref(),
-            mk("13.2", "22D49", x, build).as_os_str(),
-            "--restart".as_ref(),
-        ])
-        .ok();
+        d.activate(mk("13.2", "22D49", x, build));
     }
     assert_eq!(d.status().active.as_ref().unwrap().version, "13.2 (c)");
     d.bsi(["status", "--require", "13.2 (c)"]).ok();
@@ -386,12 +340,7 @@ fn the_seed_versioning_table() {
     d.bsi(["update", "--version", "13.3", "--build", "22E252"])
         .ok();
     assert_eq!(d.status().included, ["13.2 (a)", "13.2 (b)", "13.2 (c)"]);
-    d.bsi([
-        "apply".as_ref(),
-        mk("13.3", "22E252", 'a', "22E772520a").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(mk("13.3", "22E252", 'a', "22E772520a"));
     assert_eq!(d.status().active.as_ref().unwrap().version, "13.3 (a)");
     let history: Vec<HistoryEntry> = d.bsi(["history", "--json"]).ok().parse();
     assert!(history.iter().any(|e| {
@@ -437,12 +386,7 @@ fn update_and_upgrade_refuse_the_wrong_direction() {
 #[test]
 fn verify_names_damaged_files_and_history_records_everything() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-a.bsi"));
     let lib = d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib");
     let mut bytes = std::fs::read(&lib).unwrap();
     bytes[0] ^= 1;

@@ -98,12 +98,7 @@ fn readers_work_for_a_user_who_can_only_read_the_device() {
         return;
     }
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("macos-26.3.1-a.bsi"));
     open_to_all(&d.root);
     let before = Tree::of(&d.root);
     for args in READERS {
@@ -427,12 +422,7 @@ fn quiet_silences_stdout_and_get_prints_one_value() {
     for args in [&["-q", "status"][..], &["-q", "history"], &["-q", "power"]] {
         assert!(d.bsi(args).ok().stdout().is_empty());
     }
-    d.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("macos-26.3.1-a.bsi"));
     let get = |key: &str| d.bsi(["status", "--get", key]).ok().stdout();
     assert_eq!(get("version"), "26.3.1 (a)\n");
     assert_eq!(get("active.build"), "25D771280a\n");

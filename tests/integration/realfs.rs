@@ -249,12 +249,7 @@ fn a_read_only_device_answers_readers_and_refuses_changes_before_changing_anythi
         return;
     }
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        bundle("macos-26.3.1-a.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(bundle("macos-26.3.1-a.bsi"));
     let decl = d.declaration_file(
         "com.apple.configuration.softwareupdate.settings",
         "s",

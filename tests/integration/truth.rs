@@ -49,12 +49,7 @@ fn generations(d: &Device) -> PathBuf {
 #[test]
 fn defect1_an_app_only_response_keeps_the_os_content_of_the_response_it_replaces() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-c.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-c.bsi"));
     d.bsi([
         "apply".as_ref(),
         b("macos-26.3.1-d-app-only.bsi").as_os_str(),
@@ -250,12 +245,7 @@ fn defect3_a_later_letter_never_carries_an_earlier_build_letter() {
     };
     let d = Device::new();
     // The build letter need not be the public letter (iOS 16.5.1 (a) is 20F770750b) ...
-    d.bsi([
-        "apply".as_ref(),
-        mk("a", "25D771280b").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(mk("a", "25D771280b"));
     // ... but a later letter with an earlier build, or another build for the same letter, or
     // the same build for another letter, contradicts what the device holds.
     d.refuses(
@@ -330,12 +320,7 @@ fn follow_hints(d: &Device) -> Vec<String> {
 /// A device with (c) active and (d) (App only, OS from (c)) active over it.
 fn layered() -> Device {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-c.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-c.bsi"));
     d.bsi([
         "apply".as_ref(),
         b("macos-26.3.1-d-app-only.bsi").as_os_str(),
@@ -494,8 +479,7 @@ fn a_manifest_larger_than_a_record_verifies() {
     std::fs::write(&info, xml).unwrap();
     sign(&e).ok();
     let d = Device::new();
-    d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
-        .ok();
+    d.activate(&e);
     d.bsi(["verify"]).ok();
     // The manifest was kept in a private copy while installing: the stored one is the signed
     // bytes, exactly.
@@ -513,12 +497,7 @@ fn a_manifest_larger_than_a_record_verifies() {
 #[test]
 fn a_damaged_manifest_is_listed_once() {
     let d = Device::new();
-    d.bsi([
-        "apply".as_ref(),
-        b("macos-26.3.1-c.bsi").as_os_str(),
-        "--restart".as_ref(),
-    ])
-    .ok();
+    d.activate(b("macos-26.3.1-c.bsi"));
     let info = generations(&d).join("25D771280c/Info.plist");
     let xml = std::fs::read(&info).unwrap();
     std::fs::write(&info, &xml[..xml.len() / 2]).unwrap();
@@ -547,8 +526,7 @@ fn a_large_payload_leaves_nothing_of_its_placement_behind() {
         .collect();
     let e = response_e(tmp.path(), &borrowed(&files));
     let d = Device::new();
-    d.bsi(["apply".as_ref(), e.as_os_str(), "--restart".as_ref()])
-        .ok();
+    d.activate(&e);
     d.bsi(["verify"]).ok();
     let generation = generations(&d).join("25D771280e");
     let mut pending = vec![generation];
