@@ -11,6 +11,7 @@
 pub(crate) mod apply;
 pub(crate) mod init;
 pub(crate) mod journal;
+mod placement;
 pub(crate) mod recover;
 pub(crate) mod restart;
 pub(crate) mod rollback;

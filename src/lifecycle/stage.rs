@@ -21,11 +21,14 @@ use crate::error::IoContext;
 use crate::faults::fault_point;
 use crate::progress::Progress;
 
+use super::placement::{self, Spreader};
+
 struct StagingSink<'a> {
     dir: &'a Dir,
     shown: PathBuf,
     made: HashSet<PathBuf>,
     umask: u32,
+    spreader: Spreader<'a>,
 }
 
 impl StagingSink<'_> {
@@ -57,7 +60,7 @@ impl StagingSink<'_> {
         self.make_parents(rel)?;
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(mode);
-        let file = self.dir.open_with(rel, &options)?;
+        let file = self.spreader.create(rel, &options)?;
         if mode & self.umask != 0 {
             file.set_permissions(Permissions::from_mode(mode))?;
         }
@@ -91,133 +94,6 @@ fn written() -> io::Result<()> {
 fn rename_into_place(root: &crate::device::Root, gens: &Path, name: &GenName) -> io::Result<()> {
     fault_point!("stage.rename");
     root.replace_dir(gens, &name.staging_name(), &name.dir_name())
-}
-
-/// Creates the directory of each carried cryptex before the payload streams into it, placed
-/// where the filesystem has room that no recent deletion is still holding.
-///
-/// On ext4 without a journal (as on these machines' work disks), the inode allocator avoids
-/// inodes freed in the last minutes by scanning past them, from the start of the block group,
-/// for every new inode; and it puts a directory, and the files under it, in the flex group of
-/// its parent. A device whose previous content was just removed (garbage collection, or a fresh
-/// device replacing an old one) paid that scan for each of its files, and the scan grows as the
-/// group's other free inodes are used up: 20,000 files took 8-14 s instead of 0.6 s, 100,000
-/// files 54 s.
-///
-/// So the staging directory is marked a top of a hierarchy (`FS_TOPDIR_FL`, what `chattr +T`
-/// sets), which makes ext4 place each directory made in it Orlov-style, in the flex group with
-/// the fewest directories (each one made there counts, so the next goes elsewhere); the name,
-/// random, only breaks ties. A just-emptied group is often the one with the fewest directories,
-/// so for a payload of [`PROBE_FROM`] files or more, up to [`CANDIDATES`] directories are made
-/// and [`PROBE_FILES`] files created one directory down in each, timed: a group with freed
-/// inodes in the way shows as creations that slow down as they go. The first candidate whose
-/// last creations stay under [`FAST_CREATE`] (or else the quickest) is kept; its probe files stay
-/// until the payload is in (removing them first would put freed inodes in the way) and are
-/// returned to be removed then. Placement is decided at creation, so the rename to the
-/// cryptex's name changes nothing. A filesystem without the flag (tmpfs, for one) refuses it and
-/// gets plain directories; nothing else depends on any of this.
-fn place_cryptex_dirs(
-    dir: &Dir,
-    carried: &[Cryptex],
-    files: usize,
-) -> io::Result<(HashSet<PathBuf>, Vec<PathBuf>)> {
-    let topdir = mark_top(dir, Path::new(".")).is_ok();
-    let mut made = HashSet::new();
-    let mut probes = Vec::new();
-    for cryptex in carried {
-        let name = cryptex.as_str();
-        if topdir {
-            let (chosen, probe) = least_held_dir(dir, name, files >= PROBE_FROM)?;
-            dir.rename(&chosen, dir, name)?;
-            probes.extend(probe.map(|p| Path::new(name).join(p)));
-        } else {
-            dir.create_dir(name)?;
-        }
-        made.insert(PathBuf::from(name));
-    }
-    Ok((made, probes))
-}
-
-/// Payloads with fewer files than this are not worth probing for (see [`place_cryptex_dirs`]).
-const PROBE_FROM: usize = 2_000;
-/// Directories tried per cryptex at most.
-const CANDIDATES: usize = 4;
-/// Files created to probe a candidate; the mean of the last quarter is its score.
-const PROBE_FILES: usize = 64;
-/// A score under this shows a group without freed inodes in the way (a clean create takes
-/// 10-20 us on these machines; in a group holding thousands of just-freed inodes the creations
-/// climb past 50 us within 64 files, and on to milliseconds).
-const FAST_CREATE: std::time::Duration = std::time::Duration::from_micros(30);
-
-/// Makes candidate directories for `name` (see [`place_cryptex_dirs`]) and returns the name of
-/// the one kept and, if it was probed, its probe directory (relative to it).
-fn least_held_dir(dir: &Dir, name: &str, probe: bool) -> io::Result<(String, Option<PathBuf>)> {
-    let mut tried: Vec<(std::time::Duration, String)> = Vec::new();
-    // A random name: a payload cannot list a path inside it.
-    let probe_dir = random_name("probe");
-    for _ in 0..CANDIDATES {
-        let candidate = random_name(name);
-        dir.create_dir(&candidate)?;
-        if !probe {
-            return Ok((candidate, None));
-        }
-        let score = probe_creations(dir, &Path::new(&candidate).join(&probe_dir))?;
-        tried.push((score, candidate));
-        if score < FAST_CREATE {
-            break;
-        }
-    }
-    let best = tried
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, (score, _))| *score)
-        .map_or(0, |(i, _)| i);
-    let (_, kept) = tried.swap_remove(best);
-    for (_, other) in tried {
-        dir.remove_dir_all(&other)?;
-    }
-    Ok((kept, Some(PathBuf::from(probe_dir))))
-}
-
-/// `.bsi-tmp.<what>-<16 random hex digits>`. The bytes break ties between equally empty
-/// groups and keep the name from any a payload lists; a failure to get them (zeros) costs only
-/// the first.
-fn random_name(what: &str) -> String {
-    let mut random = [0u8; 8];
-    let _ = getrandom::fill(&mut random);
-    format!(
-        "{}{what}-{}",
-        crate::device::TMP_PREFIX,
-        crate::bundle::digest::hex(&random)
-    )
-}
-
-/// Creates [`PROBE_FILES`] empty files in a new directory `rel` and returns the mean time of
-/// the last quarter of the creations.
-fn probe_creations(dir: &Dir, rel: &Path) -> io::Result<std::time::Duration> {
-    dir.create_dir(rel)?;
-    let probes = dir.open_dir(rel)?;
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    let mut late = std::time::Duration::ZERO;
-    for i in 0..PROBE_FILES {
-        let start = std::time::Instant::now();
-        drop(probes.open_with(format!("{i}"), &options)?);
-        if i >= PROBE_FILES - PROBE_FILES / 4 {
-            late += start.elapsed();
-        }
-    }
-    Ok(late / u32::try_from(PROBE_FILES / 4).unwrap_or(1))
-}
-
-/// Sets `FS_TOPDIR_FL` on the directory `rel` beneath `dir`.
-fn mark_top(dir: &Dir, rel: &Path) -> io::Result<()> {
-    use rustix::fs::{IFlags, Mode, OFlags, ioctl_getflags, ioctl_setflags, openat};
-    // The handle may be an `O_PATH` one, which ioctls refuse: open the directory itself.
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = openat(dir, rel, flags, Mode::empty())?;
-    let current = ioctl_getflags(&fd)?;
-    Ok(ioctl_setflags(&fd, current | IFlags::TOPDIR)?)
 }
 
 fn current_umask() -> u32 {
@@ -277,13 +153,14 @@ fn fill(
     let shown = root.show(staging);
     let umask = current_umask();
     let carried: Vec<Cryptex> = bundle.manifest.cryptexes.0.keys().copied().collect();
-    let (placed, probes) = place_cryptex_dirs(&dir, &carried, bundle.manifest.cryptexes.count())
+    let placed = placement::place_cryptex_dirs(&dir, &carried, bundle.manifest.cryptexes.count())
         .ctx("creating", &shown)?;
     let sink = || StagingSink {
         dir: &dir,
         shown: shown.clone(),
-        made: placed.clone(),
+        made: placed.made.clone(),
         umask,
+        spreader: placed.spreader(&dir),
     };
     let total = bundle.manifest.cryptexes.total_size();
     let files = bundle.manifest.cryptexes.count();
@@ -300,10 +177,7 @@ fn fill(
         })?;
     }
     // The probe files kept the placement's freed inodes out of the way; the payload is in.
-    for probe in probes {
-        dir.remove_dir_all(&probe)
-            .ctx("removing", root.show(staging.join(&probe)))?;
-    }
+    placed.clean_up(&dir).ctx("removing", &shown)?;
     let write = |name: &str, fill: &dyn Fn(&mut dyn io::Write) -> io::Result<()>| -> Result<()> {
         let shown = root.show(staging.join(name));
         let mut options = OpenOptions::new();
