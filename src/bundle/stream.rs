@@ -180,6 +180,20 @@ impl Feeder<'_> {
     }
 }
 
+impl Feeder<'_> {
+    /// Counts, in feeding order, a file of `size` bytes whose digest was computed before the
+    /// pipeline ran (by `verify`'s read-ahead): its digest comes back with the others.
+    pub(crate) fn digested(&mut self, size: u64, digest: Digest) -> Result<()> {
+        if self.stopped() {
+            return Err(stopped());
+        }
+        crate::interrupt::check()?;
+        self.progress.advance(size);
+        self.slots.push(Some(digest));
+        Ok(())
+    }
+}
+
 /// Files up to this size are read whole and hashed on the reading thread: handing them to the
 /// hashing thread would cost more in wake-ups than the hashing itself.
 pub(crate) const INLINE_MAX: u64 = 64 * 1024;

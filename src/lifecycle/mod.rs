@@ -12,6 +12,7 @@ pub(crate) mod apply;
 pub(crate) mod init;
 pub(crate) mod journal;
 mod placement;
+mod read_ahead;
 pub(crate) mod recover;
 pub(crate) mod restart;
 pub(crate) mod rollback;

@@ -9,7 +9,7 @@
 //! command that fixes it: `bsi repair` for what bsi made itself (links, records, the base
 //! content), `bsi repair --from BUNDLE` for a response's content. Any problem exits 8.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -23,6 +23,7 @@ use crate::error::{IoContext, Repair};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
+use super::read_ahead::{ReadAhead, Seen};
 use super::recover::wrong_links;
 
 /// What a problem damages, which decides the command that fixes it.
@@ -426,6 +427,8 @@ pub(crate) fn verify(
                 message,
             }),
     );
+    // The manifest is read on this thread while another reads the active trees ahead.
+    let ahead = ReadAhead::start(root.dir(), active_trees(device));
     let mut manifests = Manifests::default();
     let (version, mut listings) =
         active_listings(device, &mut manifests, &mut found).unwrap_or_default();
@@ -496,6 +499,9 @@ pub(crate) fn verify(
             });
         }
     }
+    crate::faults::pause_point!("verify.read_ahead");
+    let mut seen = ahead.finish();
+    let mut seen_in: Vec<Option<HashMap<String, Seen>>> = Vec::new();
     // Each cryptex directory is opened once; files are opened beneath its handle, which saves a
     // walk of the whole path from the root for every file.
     let mut dirs: Vec<Option<Dir>> = Vec::new();
@@ -541,6 +547,7 @@ pub(crate) fn verify(
             let index = dirs.len();
             jobs.extend(files.iter().map(|entry| Job { dir: index, entry }));
         }
+        seen_in.push(seen.remove(&dir_rel));
         dirs.push(dir);
         damages.push(damage);
         prefixes.push(prefix);
@@ -553,7 +560,7 @@ pub(crate) fn verify(
         1
     };
     let results = stream::run_parts(progress, "verifying", total, parts, |part, feeder| {
-        hash_share(&dirs, &prefixes, &jobs, part, parts, feeder)
+        hash_share(&dirs, &seen_in, &prefixes, &jobs, part, parts, feeder)
     })?;
     let mut files = 0;
     let mut bytes = 0;
@@ -611,6 +618,7 @@ struct Job<'a> {
 /// built in one buffer, for messages only.
 fn hash_share(
     dirs: &[Option<Dir>],
+    seen_in: &[Option<HashMap<String, Seen>>],
     prefixes: &[String],
     jobs: &[Job<'_>],
     part: usize,
@@ -628,6 +636,18 @@ fn hash_share(
         label.push_str(&prefixes[*dir]);
         label.push_str(&entry.path);
         let label = label.as_str();
+        if let Some(seen) = seen_in[*dir].as_ref().and_then(|s| s.get(&entry.path)) {
+            if let Some(problem) = size_problem(label, seen.size, entry) {
+                share.problems.push((*dir, problem));
+                continue;
+            }
+            share
+                .problems
+                .extend(mode_problem(label, seen.mode, entry).map(|p| (*dir, p)));
+            feeder.digested(entry.size, seen.digest)?;
+            share.hashed.push(index);
+            continue;
+        }
         let file = match open_listed(handle, Path::new(&entry.path)) {
             Ok(f) => f,
             Err(e) => {
@@ -654,27 +674,13 @@ fn hash_share(
                 .push((*dir, format!("{label}: not a regular file")));
             continue;
         }
-        if meta.len() != entry.size {
-            share.problems.push((
-                *dir,
-                format!(
-                    "{label}: size {} differs from the manifest's {}",
-                    meta.len(),
-                    entry.size
-                ),
-            ));
+        if let Some(problem) = size_problem(label, meta.len(), entry) {
+            share.problems.push((*dir, problem));
             continue;
         }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode != entry.mode {
-            share.problems.push((
-                *dir,
-                format!(
-                    "{label}: mode {mode:o} differs from the manifest's {:o}",
-                    entry.mode
-                ),
-            ));
-        }
+        share.problems.extend(
+            mode_problem(label, meta.permissions().mode() & 0o777, entry).map(|p| (*dir, p)),
+        );
         let mut reader = &file;
         feeder.file_of_checked_size(label, entry.size, &mut reader)?;
         share.hashed.push(index);
@@ -682,9 +688,46 @@ fn hash_share(
     Ok(share)
 }
 
+/// A listed file's size, if it is not the manifest's (the file's other checks are then moot).
+fn size_problem(label: &str, size: u64, entry: &FileEntry) -> Option<String> {
+    (size != entry.size).then(|| {
+        format!(
+            "{label}: size {size} differs from the manifest's {}",
+            entry.size
+        )
+    })
+}
+
+/// A listed file's permission bits, if they are not the manifest's.
+fn mode_problem(label: &str, mode: u32, entry: &FileEntry) -> Option<String> {
+    (mode != entry.mode).then(|| {
+        format!(
+            "{label}: mode {mode:o} differs from the manifest's {:o}",
+            entry.mode
+        )
+    })
+}
+
+/// The trees of the active generation (each cryptex's directory in the generation that supplies
+/// it), as far as the device's links say; the read-ahead's list, so nothing is reported here.
+fn active_trees(device: &Device) -> Vec<std::path::PathBuf> {
+    let Ok(current) = device.current() else {
+        return Vec::new();
+    };
+    device
+        .generation_sources(&current)
+        .map(|sources| {
+            sources
+                .iter()
+                .map(|(cryptex, supplier)| device.generation_path(supplier).join(cryptex.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Opens a listed file beneath its cryptex directory without following any symlink on the way
 /// (a planted link is damage, never a path to somewhere else), and without blocking on a FIFO.
-fn open_listed(dir: &Dir, rel: &Path) -> std::io::Result<std::fs::File> {
+pub(super) fn open_listed(dir: &Dir, rel: &Path) -> std::io::Result<std::fs::File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     match rustix::fs::openat2(

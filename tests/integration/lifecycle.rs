@@ -409,3 +409,88 @@ fn verify_names_damaged_files_and_history_records_everything() {
     assert_eq!(h[1].target.as_deref(), Some("26.3.1 (a)"));
     assert_eq!(h[1].after.as_deref(), Some("26.3.1 (a)"));
 }
+
+#[test]
+fn verify_reports_the_same_whether_or_not_its_read_ahead_saw_the_files() {
+    // verify hashes small files on a second thread while it reads the manifest; a file it saw
+    // there is checked against its entry without being read again. Paused long enough for the
+    // read-ahead to see every file, verify must find exactly what it finds without it.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Device::new();
+    let contents: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("usr/lib/f{i:03}"), format!("file {i}").into_bytes()))
+        .chain([("usr/lib/large".to_owned(), vec![7u8; 100 * 1024])])
+        .collect();
+    let os: Vec<(&str, &[u8])> = contents
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let bundle = make_bundle(
+        tmp.path(),
+        "many.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(a)",
+        "25D771280a",
+        &os,
+        &[("Applications/Safari.app/Contents/Info.plist", b"safari")],
+    );
+    d.activate(&bundle);
+    let read_ahead = "verify.read_ahead=sleep(1000)";
+    let clean = d.cmd().arg("verify").env("FAILPOINTS", read_ahead).run();
+    assert!(clean.stdout().contains("305 files"), "{}", clean.stdout());
+
+    let lib = |name: &str| d.path(&format!("System/Cryptexes/OS/usr/lib/{name}"));
+    let flip = |path: PathBuf| {
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+    };
+    flip(lib("f001"));
+    flip(lib("large"));
+    std::fs::set_permissions(
+        lib("f002"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(lib("f003"), b"file 3 and more").unwrap();
+    std::fs::remove_file(lib("f004")).unwrap();
+    std::fs::remove_file(lib("f005")).unwrap();
+    std::os::unix::fs::symlink("f000", lib("f005")).unwrap();
+    std::fs::remove_file(lib("f006")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        lib("f006"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    std::fs::remove_file(lib("f007")).unwrap();
+    std::fs::create_dir(lib("f007")).unwrap();
+    std::fs::write(lib("intruder"), b"x").unwrap();
+
+    let without = d.cmd().args(["verify", "--json"]).exit(8).run();
+    let with = d
+        .cmd()
+        .args(["verify", "--json"])
+        .env("FAILPOINTS", read_ahead)
+        .exit(8)
+        .run();
+    assert_eq!(with.stdout(), without.stdout());
+    assert_eq!(with.stderr(), without.stderr());
+    for want in [
+        "OS/usr/lib/f001: SHA-256",
+        "OS/usr/lib/large: SHA-256",
+        "OS/usr/lib/f002: mode 600 differs from the manifest's 644",
+        "OS/usr/lib/f003: size 15 differs from the manifest's 6",
+        "OS/usr/lib/f004: missing",
+        "OS/usr/lib/f005: a symlink where a file belongs",
+        "OS/usr/lib/f006: not a regular file",
+        "OS/usr/lib/f007: not a regular file",
+        "OS/usr/lib/intruder: not listed",
+    ] {
+        assert!(with.stdout().contains(want), "{want} in {}", with.stdout());
+    }
+}
