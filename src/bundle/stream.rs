@@ -178,9 +178,7 @@ impl Feeder<'_> {
         self.slots.push(Some(actual));
         Ok(())
     }
-}
 
-impl Feeder<'_> {
     /// Counts, in feeding order, a file of `size` bytes whose digest was computed before the
     /// pipeline ran (by `verify`'s read-ahead): its digest comes back with the others.
     pub(crate) fn digested(&mut self, size: u64, digest: Digest) -> Result<()> {
