@@ -200,6 +200,15 @@ fn mark_top(dir: &Dir, rel: &Path) -> io::Result<()> {
     Ok(ioctl_setflags(&fd, current | IFlags::TOPDIR)?)
 }
 
+/// Whether the tests have asked every window to count as slow
+/// (`FAILPOINTS=stage.spread=return`), so that the anchors are used on any disk; never without
+/// the `failpoints` feature.
+fn forced_slow() -> bool {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("stage.spread", |_| true);
+    false
+}
+
 /// Creates one staging thread's files. Each creation is timed; when a window of [`WINDOW`]
 /// creations averages more than [`SLOW_FACTOR`] times the clean score the probe measured, the
 /// group the files are landing in holds freed inodes, and the next files are created in a new
@@ -243,7 +252,7 @@ impl Spreader<'_> {
         };
         self.count += 1;
         if self.count == WINDOW {
-            let slow = self.window / WINDOW > clean * SLOW_FACTOR;
+            let slow = self.window / WINDOW > clean * SLOW_FACTOR || forced_slow();
             self.window = Duration::ZERO;
             self.count = 0;
             if slow && self.anchors < MAX_ANCHORS {
