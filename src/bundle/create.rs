@@ -229,7 +229,7 @@ fn fill(
                 std::fs::create_dir_all(parent).ctx("creating", parent)?;
             }
             let mut src = File::open(&input.source).ctx("reading", &input.source)?;
-            let mut out = std::fs::OpenOptions::new()
+            let out = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(input.mode)
@@ -243,7 +243,7 @@ fn fill(
                     None,
                     &mut src,
                     Some(stream::Destination {
-                        file: &mut out,
+                        file: stream::Target::File(&out),
                         shown: &dest,
                     }),
                     false,

@@ -23,7 +23,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use super::keys::PublicKey;
 use super::limits::{MAX_DEPTH, MAX_FILES, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::{FileEntry, Manifest};
-use super::stream::{Destination, Feeder};
+use super::stream::{Destination, Feeder, Target};
 use super::tar_form::{self, Section};
 use super::{BundleError, signature};
 use crate::Result;
@@ -505,14 +505,14 @@ pub(crate) fn feed(
     short_is_truncation: bool,
 ) -> Result<()> {
     match sink.open(cryptex, entry)? {
-        Some((mut file, shown)) => {
+        Some((file, shown)) => {
             feeder.file(
                 label,
                 entry.size,
                 Some(entry.sha256),
                 src,
                 Some(Destination {
-                    file: &mut file,
+                    file: Target::File(&file),
                     shown: &shown,
                 }),
                 short_is_truncation,

@@ -1,15 +1,21 @@
 //! The single-pass payload pipeline: each payload file is read once, written to its destination
 //! from the same buffer, and hashed on a second thread while the first thread reads on.
 //!
-//! The reading thread owns all I/O (open, read, write, close); the hashing thread owns SHA-256. A
+//! The reading thread owns all I/O (open, read, write, close) but one: when it finds the hashing
+//! thread about to run out of work, it hands it the chunk just read to write as well as hash (by
+//! position, through its own handle), so that when writing into new pages is what holds the
+//! pipeline back, both cores write. The hashing thread owns SHA-256. A
 //! small fixed pool of buffers ([`BUFFERS`] x [`CHUNK`]) circulates between them, so memory stays
 //! flat whatever the payload's size, and the two cores overlap: a large file costs about the time
 //! of hashing it, not reading + hashing + writing. A file's digest is checked when its last
 //! chunk has been hashed; a mismatch stops the pipeline and the caller discards what it wrote.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sha2::{Digest as _, Sha256};
@@ -26,11 +32,20 @@ pub(crate) const CHUNK: usize = 1 << 20;
 pub(crate) const BUFFERS: usize = 4;
 
 enum Msg {
-    Data(Vec<u8>, usize),
+    /// A chunk to hash and, when the reading thread handed it over, to write.
+    Data(Vec<u8>, usize, Option<WriteAt>),
     End {
         label: String,
         expected: Option<Digest>,
     },
+}
+
+/// A chunk of a large file the hashing thread writes once it has hashed it: the reading thread
+/// hands one over when it finds the hashing thread idle, so that when writes into new pages are
+/// what holds the pipeline back, both cores write.
+struct WriteAt {
+    to: Arc<(File, PathBuf)>,
+    offset: u64,
 }
 
 /// Feeds files into the pipeline; handed to the body of [`run`].
@@ -38,6 +53,8 @@ pub(crate) struct Feeder<'a> {
     tx: Option<SyncSender<Msg>>,
     pool: Receiver<Vec<u8>>,
     abort: &'a AtomicBool,
+    /// Chunks sent to the hashing thread and not yet done with.
+    in_flight: &'a AtomicUsize,
     progress: &'a dyn Progress,
     /// One slot per file fed, in order: the digest of a file hashed inline, or `None` for one
     /// the hashing thread hashes (its digest comes back from that thread, in order).
@@ -56,9 +73,29 @@ impl std::fmt::Debug for Feeder<'_> {
 #[allow(missing_debug_implementations)]
 pub(crate) struct Destination<'d> {
     /// The open file.
-    pub file: &'d mut dyn Write,
+    pub file: Target<'d>,
     /// Its path, for messages.
     pub shown: &'d Path,
+}
+
+/// The kind of thing a [`Destination`] writes to.
+#[allow(missing_debug_implementations)]
+pub(crate) enum Target<'d> {
+    /// A new file, written by position; either thread may write a large file's chunks.
+    File(&'d File),
+    /// Anything else, written in order by the reading thread.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Stream(&'d mut dyn Write),
+}
+
+impl Target<'_> {
+    /// Writes a whole small file.
+    fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Target::File(f) => f.write_all_at(bytes, 0),
+            Target::Stream(w) => w.write_all(bytes),
+        }
+    }
 }
 
 /// The placeholder a body returns when the hasher has already failed; [`run`] replaces it with
@@ -106,6 +143,8 @@ impl Feeder<'_> {
         let tx = self.tx.as_ref().ok_or_else(stopped)?;
         let read_err = |e: io::Error| read_error(label, e);
         let mut remaining = size;
+        let mut offset = 0u64;
+        let mut shared: Option<Arc<(File, PathBuf)>> = None;
         loop {
             if self.stopped() {
                 return Err(stopped());
@@ -115,7 +154,8 @@ impl Feeder<'_> {
             if remaining == 0 {
                 // One more read must find the end of the file: a longer file is rejected.
                 let extra = read_full(src, &mut buf[..1]).map_err(read_err)?;
-                let _ = tx.send(Msg::Data(buf, 0));
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                let _ = tx.send(Msg::Data(buf, 0, None));
                 if extra > 0 {
                     return Err(size_error(label, size, size + 1, short_is_truncation));
                 }
@@ -123,12 +163,34 @@ impl Feeder<'_> {
             }
             let want = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
             let got = read_full(src, &mut buf[..want]).map_err(read_err)?;
+            let mut handed = None;
             if let Some(d) = dst.as_mut() {
-                d.file.write_all(&buf[..got]).ctx("writing", d.shown)?;
+                match &mut d.file {
+                    // The hashing thread has at most the chunk before this one left to do: it
+                    // would wait for this one while this thread writes it, so it writes it.
+                    Target::File(f) if self.in_flight.load(Ordering::Acquire) <= 1 => {
+                        if shared.is_none() {
+                            // Its own handle: the caller may close the file before the hashing
+                            // thread is done with it.
+                            let copy = f.try_clone().ctx("writing", d.shown)?;
+                            shared = Some(Arc::new((copy, d.shown.to_owned())));
+                        }
+                        handed = shared.as_ref().map(|to| WriteAt {
+                            to: Arc::clone(to),
+                            offset,
+                        });
+                    }
+                    Target::File(f) => f
+                        .write_all_at(&buf[..got], offset)
+                        .ctx("writing", d.shown)?,
+                    Target::Stream(w) => w.write_all(&buf[..got]).ctx("writing", d.shown)?,
+                }
             }
+            offset += got as u64;
             self.progress.advance(got as u64);
             remaining -= got as u64;
-            let _ = tx.send(Msg::Data(buf, got));
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            let _ = tx.send(Msg::Data(buf, got, handed));
             if got < want {
                 return Err(size_error(
                     label,
@@ -252,8 +314,8 @@ impl Feeder<'_> {
             return Err(size_error(label, size, got as u64, short_is_truncation));
         }
         let bytes = &self.small[..got];
-        if let Some(d) = dst {
-            d.file.write_all(bytes).ctx("writing", d.shown)?;
+        if let Some(mut d) = dst {
+            d.file.write_whole(bytes).ctx("writing", d.shown)?;
         }
         let actual = Digest::of(bytes);
         if let Some(expected) = expected
@@ -271,16 +333,24 @@ fn hash_loop(
     rx: &Receiver<Msg>,
     pool: &SyncSender<Vec<u8>>,
     abort: &AtomicBool,
-) -> Result<Vec<Digest>, BundleError> {
+    in_flight: &AtomicUsize,
+) -> Result<Vec<Digest>> {
     let mut hasher = Sha256::new();
     let mut failure = None;
     let mut digests = Vec::new();
     for msg in rx {
         match msg {
-            Msg::Data(buf, len) => {
+            Msg::Data(buf, len, handed) => {
                 if failure.is_none() {
                     hasher.update(&buf[..len]);
+                    if let Some(WriteAt { to, offset }) = handed
+                        && let Err(e) = to.0.write_all_at(&buf[..len], offset).ctx("writing", &to.1)
+                    {
+                        failure = Some(e);
+                        abort.store(true, Ordering::Relaxed);
+                    }
                 }
+                in_flight.fetch_sub(1, Ordering::AcqRel);
                 let _ = pool.send(buf);
             }
             Msg::End { label, expected } => {
@@ -290,7 +360,7 @@ fn hash_loop(
                     && failure.is_none()
                     && actual != expected
                 {
-                    failure = Some(mismatch(label, expected, actual));
+                    failure = Some(mismatch(label, expected, actual).into());
                     abort.store(true, Ordering::Relaxed);
                 }
             }
@@ -351,6 +421,7 @@ fn pipeline<T>(
     body: impl FnOnce(&mut Feeder<'_>) -> Result<T>,
 ) -> Result<(T, Vec<Digest>)> {
     let abort = AtomicBool::new(false);
+    let in_flight = AtomicUsize::new(0);
     let (tx, rx) = sync_channel::<Msg>(BUFFERS);
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(BUFFERS);
     for _ in 0..BUFFERS {
@@ -358,11 +429,13 @@ fn pipeline<T>(
     }
     std::thread::scope(|scope| {
         let abort = &abort;
-        let hasher = scope.spawn(move || hash_loop(&rx, &pool_tx, abort));
+        let in_flight = &in_flight;
+        let hasher = scope.spawn(move || hash_loop(&rx, &pool_tx, abort, in_flight));
         let mut feeder = Feeder {
             tx: Some(tx),
             pool: pool_rx,
             abort,
+            in_flight,
             progress,
             slots: Vec::new(),
             small: Vec::new(),
@@ -373,9 +446,9 @@ fn pipeline<T>(
         drop(feeder);
         let hash_result = hasher
             .join()
-            .unwrap_or_else(|_| Err(BundleError::tar("the hashing thread panicked")));
+            .unwrap_or_else(|_| Err(BundleError::tar("the hashing thread panicked").into()));
         match (body_result, hash_result) {
-            (_, Err(e)) => Err(Error::Bundle(e)),
+            (_, Err(e)) => Err(e),
             (r, Ok(threaded)) => {
                 // Put the inline digests and the hashing thread's back in feeding order.
                 let mut threaded = threaded.into_iter();
@@ -408,7 +481,7 @@ mod tests {
                 Some(Digest::of(declared)),
                 &mut &data[..],
                 Some(Destination {
-                    file: &mut out,
+                    file: Target::Stream(&mut out),
                     shown,
                 }),
                 truncation,
@@ -466,5 +539,61 @@ mod tests {
         .unwrap();
         let want: Vec<Digest> = files.iter().map(|d| Digest::of(d)).collect();
         assert_eq!(digests, want);
+    }
+
+    #[test]
+    fn a_large_file_is_written_whole_whichever_thread_writes_its_chunks() {
+        let data: Vec<u8> = (0..CHUNK * 5 + 123).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        for _ in 0..4 {
+            let out = std::fs::File::create(&path).unwrap();
+            let ((), digests) = run(&Silent, "t", 0, |f| {
+                f.file(
+                    "x",
+                    data.len() as u64,
+                    Some(Digest::of(&data)),
+                    &mut &data[..],
+                    Some(Destination {
+                        file: Target::File(&out),
+                        shown: &path,
+                    }),
+                    false,
+                )
+            })
+            .unwrap();
+            assert_eq!(digests, [Digest::of(&data)]);
+            assert!(std::fs::read(&path).unwrap() == data);
+        }
+    }
+
+    #[test]
+    fn a_write_that_fails_on_either_thread_fails_the_file_with_its_path() {
+        // /dev/full refuses every write with ENOSPC, from the reading or the hashing thread.
+        let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let data = vec![1u8; CHUNK * 6];
+        let shown = Path::new("OS/big");
+        let err = run(&Silent, "t", 0, |f| {
+            f.file(
+                "x",
+                data.len() as u64,
+                Some(Digest::of(&data)),
+                &mut &data[..],
+                Some(Destination {
+                    file: Target::File(&full),
+                    shown,
+                }),
+                false,
+            )
+        })
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("writing OS/big"), "{message}");
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(28)),
+            "{err:?}"
+        );
     }
 }
