@@ -23,6 +23,8 @@ use cap_std::fs::Dir;
 use crate::bundle::digest::Digest;
 use crate::bundle::stream::INLINE_MAX;
 
+use super::verify::{Entry, walk_tree};
+
 /// What the read-ahead saw of one regular file.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seen {
@@ -89,60 +91,22 @@ fn read_trees(root: &Dir, trees: Vec<PathBuf>, stop: &AtomicBool) -> SeenFiles {
             continue;
         };
         let mut seen = HashMap::new();
-        walk(&dir, &mut String::new(), &mut seen, &mut buf, stop);
+        walk_tree(&dir, &mut String::new(), &mut |path, entry| {
+            if let Entry::File(dir, name) = entry
+                && let Some(file) = hash_small(dir, name, &mut buf)
+            {
+                seen.insert(path.to_owned(), file);
+            }
+            !stop.load(Ordering::Relaxed)
+        });
         out.insert(rel, seen);
     }
     out
 }
 
-/// Walks `dir` (`prefix` its path below the tree, with a trailing `/` unless empty), without
-/// following symlinks, hashing each small regular file into `seen`.
-fn walk(
-    dir: &Dir,
-    prefix: &mut String,
-    seen: &mut HashMap<String, Seen>,
-    buf: &mut Vec<u8>,
-    stop: &AtomicBool,
-) {
-    let Ok(entries) = dir.entries() else { return };
-    for entry in entries {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(entry) = entry else { continue };
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let len = prefix.len();
-        prefix.push_str(name);
-        if kind.is_dir() {
-            if let Some(sub) = open_subdir(dir, name) {
-                prefix.push('/');
-                walk(&sub, prefix, seen, buf, stop);
-            }
-        } else if kind.is_file()
-            && let Some(file) = hash_small(dir, name, buf)
-        {
-            seen.insert(prefix.clone(), file);
-        }
-        prefix.truncate(len);
-    }
-}
-
-/// Opens the directory `name` (one component, from a listing) in `dir`, not following a
-/// symlink put there since.
-fn open_subdir(dir: &Dir, name: &str) -> Option<Dir> {
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
-    Some(Dir::from_std_file(std::fs::File::from(fd)))
-}
-
 /// Opens `name` in `dir` as `verify` opens a listed file and, if it is a regular file of at
 /// most [`INLINE_MAX`] bytes that reads whole, returns what was seen of it.
-fn hash_small(dir: &Dir, name: &str, buf: &mut Vec<u8>) -> Option<Seen> {
+fn hash_small(dir: &Dir, name: &std::ffi::OsStr, buf: &mut Vec<u8>) -> Option<Seen> {
     let file = super::verify::open_listed(dir, Path::new(name)).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > INLINE_MAX {

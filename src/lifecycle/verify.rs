@@ -190,47 +190,59 @@ fn read_parsed(device: &Device, generation: &GenName) -> std::result::Result<Par
     parsed.map_err(|e| format!("{}: {e}", shown.display()))
 }
 
-/// Walks `dir` (no symlinks followed), `rel` being its path below the cryptex directory: every
-/// regular file the manifest does not list goes to `extras`, every other kind of entry to
-/// `problems` (both as `<cryptex>/<path>`). One path buffer serves the whole walk.
-fn walk(
+/// What a walk of a tree finds at one path; directories are walked into, not reported.
+pub(super) enum Entry<'a> {
+    /// A regular file: the handle of its directory and its name there.
+    File(&'a Dir, &'a std::ffi::OsStr),
+    Symlink,
+    /// A FIFO, a socket or a device.
+    Special,
+    /// A directory that could not be opened or listed, and why.
+    Unreadable(String),
+}
+
+/// Walks `dir` without following symlinks, `rel` being its path below the tree (one buffer
+/// serves the whole walk), calling `visit(rel, entry)` for everything but directories. Stops,
+/// returning false, as soon as `visit` returns false.
+pub(super) fn walk_tree(
     dir: &Dir,
-    cryptex: Cryptex,
     rel: &mut String,
-    listed: &HashSet<&str>,
-    extras: &mut Vec<String>,
-    problems: &mut Vec<String>,
-) {
+    visit: &mut dyn FnMut(&str, Entry<'_>) -> bool,
+) -> bool {
     let Ok(entries) = dir.entries() else {
-        problems.push(format!("{}: cannot be listed", joined(cryptex, rel)));
-        return;
+        return visit(rel, Entry::Unreadable("cannot be listed".to_owned()));
     };
     for entry in entries.flatten() {
         let len = rel.len();
         if !rel.is_empty() {
             rel.push('/');
         }
-        rel.push_str(&entry.file_name().to_string_lossy());
-        match entry.file_type() {
-            Ok(ft) if ft.is_dir() => match entry.open_dir() {
-                Ok(sub) => walk(&sub, cryptex, rel, listed, extras, problems),
-                Err(e) => problems.push(format!("{}: {e}", joined(cryptex, rel))),
+        let name = entry.file_name();
+        rel.push_str(&name.to_string_lossy());
+        let go_on = match entry.file_type() {
+            Ok(ft) if ft.is_dir() => match open_subdir(dir, &name) {
+                Ok(sub) => walk_tree(&sub, rel, visit),
+                Err(e) => visit(rel, Entry::Unreadable(e.to_string())),
             },
-            Ok(ft) if ft.is_file() => {
-                if !listed.contains(rel.as_str()) {
-                    extras.push(format!(
-                        "{}: not listed in the manifest",
-                        joined(cryptex, rel)
-                    ));
-                }
-            }
-            Ok(ft) if ft.is_symlink() => {
-                problems.push(format!("{}: unexpected symlink", joined(cryptex, rel)));
-            }
-            _ => problems.push(format!("{}: unexpected special file", joined(cryptex, rel))),
-        }
+            Ok(ft) if ft.is_file() => visit(rel, Entry::File(dir, &name)),
+            Ok(ft) if ft.is_symlink() => visit(rel, Entry::Symlink),
+            _ => visit(rel, Entry::Special),
+        };
         rel.truncate(len);
+        if !go_on {
+            return false;
+        }
     }
+    true
+}
+
+/// Opens the directory `name` (one component, from a listing) in `dir`, not following a
+/// symlink put there since it was listed.
+fn open_subdir(dir: &Dir, name: &std::ffi::OsStr) -> std::io::Result<Dir> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+    Ok(Dir::from_std_file(std::fs::File::from(fd)))
 }
 
 fn joined(cryptex: Cryptex, rel: &str) -> String {
@@ -524,14 +536,21 @@ pub(crate) fn verify(
         let dir = match root.dir().open_dir(&dir_rel) {
             Ok(dir) => {
                 let listed: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-                walk(
-                    &dir,
-                    *cryptex,
-                    &mut String::new(),
-                    &listed,
-                    &mut extras,
-                    &mut odd,
-                );
+                // Every regular file the manifest does not list is an extra, every other kind
+                // of entry a problem.
+                walk_tree(&dir, &mut String::new(), &mut |rel, entry| {
+                    let path = joined(*cryptex, rel);
+                    match entry {
+                        Entry::File(..) if listed.contains(rel) => {}
+                        Entry::File(..) => {
+                            extras.push(format!("{path}: not listed in the manifest"));
+                        }
+                        Entry::Symlink => odd.push(format!("{path}: unexpected symlink")),
+                        Entry::Special => odd.push(format!("{path}: unexpected special file")),
+                        Entry::Unreadable(why) => odd.push(format!("{path}: {why}")),
+                    }
+                    true
+                });
                 Some(dir)
             }
             Err(e) => {
