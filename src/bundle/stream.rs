@@ -541,6 +541,24 @@ mod tests {
         assert_eq!(digests, want);
     }
 
+    /// Feeds `data`, declared with its own digest, into the file `out` (shown as `shown`).
+    fn feed_to_file(data: &[u8], out: &std::fs::File, shown: &Path) -> Result<Vec<Digest>> {
+        run(&Silent, "t", 0, |f| {
+            f.file(
+                "x",
+                data.len() as u64,
+                Some(Digest::of(data)),
+                &mut &data[..],
+                Some(Destination {
+                    file: Target::File(out),
+                    shown,
+                }),
+                false,
+            )
+        })
+        .map(|((), digests)| digests)
+    }
+
     #[test]
     fn a_large_file_is_written_whole_whichever_thread_writes_its_chunks() {
         let data: Vec<u8> = (0..CHUNK * 5 + 123).map(|i| (i % 251) as u8).collect();
@@ -548,20 +566,7 @@ mod tests {
         let path = dir.path().join("out");
         for _ in 0..4 {
             let out = std::fs::File::create(&path).unwrap();
-            let ((), digests) = run(&Silent, "t", 0, |f| {
-                f.file(
-                    "x",
-                    data.len() as u64,
-                    Some(Digest::of(&data)),
-                    &mut &data[..],
-                    Some(Destination {
-                        file: Target::File(&out),
-                        shown: &path,
-                    }),
-                    false,
-                )
-            })
-            .unwrap();
+            let digests = feed_to_file(&data, &out, &path).unwrap();
             assert_eq!(digests, [Digest::of(&data)]);
             assert!(std::fs::read(&path).unwrap() == data);
         }
@@ -571,24 +576,11 @@ mod tests {
     fn a_write_that_fails_on_either_thread_fails_the_file_with_its_path() {
         // /dev/full refuses every write with ENOSPC, from the reading or the hashing thread.
         let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            eprintln!("skipped: no /dev/full to write to");
             return;
         };
         let data = vec![1u8; CHUNK * 6];
-        let shown = Path::new("OS/big");
-        let err = run(&Silent, "t", 0, |f| {
-            f.file(
-                "x",
-                data.len() as u64,
-                Some(Digest::of(&data)),
-                &mut &data[..],
-                Some(Destination {
-                    file: Target::File(&full),
-                    shown,
-                }),
-                false,
-            )
-        })
-        .unwrap_err();
+        let err = feed_to_file(&data, &full, Path::new("OS/big")).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("writing OS/big"), "{message}");
         assert!(
