@@ -4,7 +4,8 @@
 //! The reading thread owns all I/O (open, read, write, close) but one: when it finds the hashing
 //! thread about to run out of work, it hands it the chunk just read to write as well as hash (by
 //! position, through its own handle), so that when writing into new pages is what holds the
-//! pipeline back, both cores write. The hashing thread owns SHA-256. A
+//! pipeline back, the reading thread reads on while that chunk is written (writes to one file
+//! still take turns on its inode lock). The hashing thread owns SHA-256. A
 //! small fixed pool of buffers ([`BUFFERS`] x [`CHUNK`]) circulates between them, so memory stays
 //! flat whatever the payload's size, and the two cores overlap: a large file costs about the time
 //! of hashing it, not reading + hashing + writing. A file's digest is checked when its last
@@ -41,8 +42,8 @@ enum Msg {
 }
 
 /// A chunk of a large file the hashing thread writes once it has hashed it: the reading thread
-/// hands one over when it finds the hashing thread idle, so that when writes into new pages are
-/// what holds the pipeline back, both cores write.
+/// hands one over when the hashing thread has at most one chunk left, so that when writes into
+/// new pages are what holds the pipeline back, one thread's write overlaps the other's read.
 struct WriteAt {
     to: Arc<(File, PathBuf)>,
     offset: u64,
