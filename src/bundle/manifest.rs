@@ -270,6 +270,43 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
     }
 }
 
+/// [`bounds`] over a reader: for the private copy a large manifest being installed was
+/// streamed into, so that it is never held whole. One event's bytes are held at a time (at
+/// most the whole document, as [`bounds`] holds it).
+pub(crate) fn bounds_from(mut input: impl std::io::BufRead) -> Result<(), BundleError> {
+    // The first bytes, however few the reader hands out at a time, for the binary check.
+    let mut head = [0u8; b"bplist".len()];
+    let mut got = 0;
+    while got < head.len() {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(BundleError::Read {
+                    path: "Info.plist".into(),
+                    source: e,
+                });
+            }
+        }
+    }
+    refuse_binary(&head[..got])?;
+    let input = std::io::Read::chain(std::io::Cursor::new(&head[..got]), input);
+    let mut reader = quick_xml::Reader::from_reader(input);
+    let mut seen = super::plist_xml::Bounds::new(LIMITS);
+    let mut event_bytes = Vec::new();
+    loop {
+        event_bytes.clear();
+        let event = reader
+            .read_event_into(&mut event_bytes)
+            .map_err(|e| syntax_error(reader.buffer_position(), &e))?;
+        if seen.see(&event).map_err(exceeded)? {
+            ENTRIES_HINT.with(|h| h.set(seen.dicts()));
+            return Ok(());
+        }
+    }
+}
+
 fn refuse_binary(head: &[u8]) -> Result<(), BundleError> {
     if head.starts_with(b"bplist") {
         return Err(BundleError::manifest(
@@ -941,6 +978,40 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// The scan over a reader (for a large manifest streamed to a private copy) accepts and
+    /// refuses what the scan over bytes does, with the same message, however the reader cuts
+    /// its input: deep nesting, too long a text, too long a document type, a binary plist,
+    /// broken XML, a good manifest.
+    #[test]
+    fn the_scan_over_a_reader_agrees_with_the_scan_over_bytes() {
+        let good = sample().to_xml();
+        let mut deep = String::from("<plist><dict><key>K</key>");
+        deep.push_str(&"<array>".repeat(40));
+        deep.push_str(&"</array>".repeat(40));
+        deep.push_str("</dict></plist>");
+        let long_text = format!("<plist><string>{}</string></plist>", "x".repeat(70_000));
+        let long_doctype = format!("<!DOCTYPE plist [{}]><plist/>", "y".repeat(2_000));
+        let cut = &good[..good.len() / 2];
+        let inputs: [&[u8]; 7] = [
+            &good,
+            deep.as_bytes(),
+            long_text.as_bytes(),
+            long_doctype.as_bytes(),
+            b"bplist00xyz",
+            b"<plist><dict></array></plist>",
+            cut,
+        ];
+        for input in inputs {
+            let whole = bounds(input).map_err(|e| e.to_string());
+            for capacity in [1, 7, 4096] {
+                let streamed = bounds_from(std::io::BufReader::with_capacity(capacity, input))
+                    .map_err(|e| e.to_string());
+                assert_eq!(whole, streamed, "capacity {capacity}");
+            }
+        }
+        assert!(bounds(deep.as_bytes()).is_err() && bounds(long_text.as_bytes()).is_err());
     }
 
     #[test]

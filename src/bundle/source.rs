@@ -87,6 +87,9 @@ pub(crate) struct Opened {
     /// The signature bytes, if the bundle has one.
     pub signature: Option<Vec<u8>>,
     handle: Handle,
+    /// Set, with `manifest_bytes` empty, when a large manifest was left unread to be streamed
+    /// ([`Opened::open_for_install`]).
+    deferred: Option<Deferred>,
 }
 
 /// The exact manifest bytes a bundle's signature covers: in memory, or (a large manifest
@@ -237,33 +240,23 @@ pub(crate) fn open_named(path: &Path) -> std::io::Result<(File, std::fs::Metadat
 
 /// Copies `bytes` to a new unnamed file beneath `dir`, or `None` where none can be made.
 fn spool_copy(dir: &Dir, bytes: &[u8]) -> Option<File> {
-    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o600)).ok()?;
-    let mut file = File::from(fd);
+    let mut file = spool_file(dir)?;
     std::io::Write::write_all(&mut file, bytes).ok()?;
     Some(file)
 }
 
+/// A new unnamed file beneath `dir` (`O_TMPFILE`, mode 0600), or `None` where none can be made.
+fn spool_file(dir: &Dir) -> Option<File> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o600)).ok()?;
+    Some(File::from(fd))
+}
+
 /// Reads a small top-level file of a directory bundle (manifest or signature).
 fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
-    let file = match open_beneath(dir, Path::new(name), false) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if is_loop(&e) => {
-            return Err(BundleError::UnsafeEntry {
-                path: name.to_owned(),
-                kind: "symlink".to_owned(),
-            });
-        }
-        Err(e) => return Err(read_err(Path::new(name), e)),
+    let Some((file, meta)) = open_member(dir, name)? else {
+        return Ok(None);
     };
-    let meta = file.metadata().map_err(|e| read_err(Path::new(name), e))?;
-    if !meta.is_file() {
-        return Err(BundleError::UnsafeEntry {
-            path: name.to_owned(),
-            kind: kind_name(meta.file_type()).to_owned(),
-        });
-    }
     if meta.len() > limit {
         return Err(BundleError::TooLarge {
             what: format!("{name} ({} bytes)", meta.len()),
@@ -285,10 +278,89 @@ fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bun
     Ok(Some(out))
 }
 
+/// Opens a top-level regular file of a directory bundle, refusing a symlink or another kind.
+fn open_member(dir: &Dir, name: &str) -> Result<Option<(File, std::fs::Metadata)>, BundleError> {
+    let file = match open_beneath(dir, Path::new(name), false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_loop(&e) => {
+            return Err(BundleError::UnsafeEntry {
+                path: name.to_owned(),
+                kind: "symlink".to_owned(),
+            });
+        }
+        Err(e) => return Err(read_err(Path::new(name), e)),
+    };
+    let meta = file.metadata().map_err(|e| read_err(Path::new(name), e))?;
+    if !meta.is_file() {
+        return Err(BundleError::UnsafeEntry {
+            path: name.to_owned(),
+            kind: kind_name(meta.file_type()).to_owned(),
+        });
+    }
+    Ok(Some((file, meta)))
+}
+
+/// A large manifest [`Opened::open_for_install`] left unread: where its bytes are (the
+/// directory form's `Info.plist` from its start, or the tar form's entry).
+#[derive(Debug)]
+struct Deferred {
+    file: File,
+    offset: u64,
+    len: u64,
+    form: Form,
+}
+
+impl Deferred {
+    /// Reads `buf.len()` bytes at `at` from the manifest's start, refusing a manifest that
+    /// ends early (a tar cut inside it, a file shortened since it was opened).
+    fn read_at(&self, buf: &mut [u8], at: u64) -> Result<(), BundleError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match std::os::unix::fs::FileExt::read_at(
+                &self.file,
+                &mut buf[filled..],
+                self.offset + at + filled as u64,
+            ) {
+                Ok(0) => {
+                    return Err(match self.form {
+                        Form::Tar => BundleError::tar("truncated inside Info.plist"),
+                        Form::Directory => BundleError::manifest(
+                            "Info.plist became shorter while it was read; try again",
+                        ),
+                    });
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(Path::new(MANIFEST), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole manifest in memory, where it cannot be copied to a private file.
+    fn read_all(&self) -> Result<Vec<u8>, BundleError> {
+        let mut out = vec![0u8; usize::try_from(self.len).unwrap_or(0)];
+        self.read_at(&mut out, 0)?;
+        Ok(out)
+    }
+}
+
 impl Opened {
     /// Opens the bundle at `path` and reads its manifest and signature as bytes (each within
     /// its size limit), parsing nothing.
     pub(crate) fn open(path: &Path) -> Result<Self, BundleError> {
+        Self::open_with(path, false)
+    }
+
+    /// As [`Opened::open`], for a bundle being installed: a manifest of [`SPOOL_MIN`] bytes or
+    /// more is not read yet; [`Opened::verify_spooled`] streams it through the signature check
+    /// into a private copy, so it is never held whole in memory.
+    fn open_for_install(path: &Path) -> Result<Self, BundleError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, defer: bool) -> Result<Self, BundleError> {
         let (file, meta) = open_named(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 BundleError::NotFound {
@@ -298,19 +370,49 @@ impl Opened {
                 read_err(path, e)
             }
         })?;
-        let (form, manifest_bytes, signature, handle) = if meta.is_dir() {
+        let large = |len: u64| defer && len >= SPOOL_MIN as u64 && len <= MAX_MANIFEST_BYTES;
+        let (form, manifest_bytes, signature, handle, deferred) = if meta.is_dir() {
             let dir = Dir::from_std_file(file);
-            let manifest = read_member(&dir, MANIFEST, MAX_MANIFEST_BYTES)?
-                .ok_or_else(|| BundleError::manifest("missing: the bundle has no Info.plist"))?;
+            let deferred = match open_member(&dir, MANIFEST)? {
+                Some((file, meta)) if large(meta.len()) => Some(Deferred {
+                    file,
+                    offset: 0,
+                    len: meta.len(),
+                    form: Form::Directory,
+                }),
+                _ => None,
+            };
+            let manifest = if deferred.is_some() {
+                Vec::new()
+            } else {
+                read_member(&dir, MANIFEST, MAX_MANIFEST_BYTES)?
+                    .ok_or_else(|| BundleError::manifest("missing: the bundle has no Info.plist"))?
+            };
             let signature = read_member(&dir, SIGNATURE, MAX_SIGNATURE_BYTES)?;
-            (Form::Directory, manifest, signature, Handle::Dir(dir))
+            (
+                Form::Directory,
+                manifest,
+                signature,
+                Handle::Dir(dir),
+                deferred,
+            )
         } else if meta.is_file() {
-            let head = tar_form::read_head(&file)?;
+            let head = tar_form::read_head(&file, &large)?;
+            let deferred = match head.manifest_at {
+                Some((offset, len)) => Some(Deferred {
+                    file: file.try_clone().map_err(|e| read_err(path, e))?,
+                    offset,
+                    len,
+                    form: Form::Tar,
+                }),
+                None => None,
+            };
             (
                 Form::Tar,
                 head.manifest,
                 head.signature,
                 Handle::Tar(file, head.payload_offset),
+                deferred,
             )
         } else {
             return Err(BundleError::NotABundle {
@@ -324,6 +426,7 @@ impl Opened {
             manifest_bytes,
             signature,
             handle,
+            deferred,
         })
     }
 
@@ -346,6 +449,12 @@ impl Opened {
         trusted: &[PublicKey],
         spool: Option<&Dir>,
     ) -> Result<(Bundle, PublicKey), BundleError> {
+        if let Some(deferred) = self.deferred.take() {
+            if let Some(copy) = spool.and_then(spool_file) {
+                return self.verify_streamed(&deferred, copy, trusted);
+            }
+            self.manifest_bytes = deferred.read_all()?;
+        }
         let signature = self
             .signature
             .as_deref()
@@ -368,6 +477,59 @@ impl Opened {
         std::io::Seek::rewind(&mut file).map_err(|e| read_err(Path::new(MANIFEST), e))?;
         let manifest = Manifest::parse_scanned(std::io::BufReader::with_capacity(1 << 16, &file))?;
         Ok((self.into_bundle(manifest, Some(file)), key))
+    }
+
+    /// [`Opened::verify_spooled`] for a large manifest left unread: reads it once, in pieces,
+    /// through the signature check and into `copy` (a private unnamed file on the device);
+    /// only once a trusted key's signature verified is the copy scanned for its bounds and
+    /// parsed. The bytes checked, stored and parsed are the copy's, so a bundle changed while
+    /// it is read cannot slip unsigned bytes in. Where the copy cannot be written (a full
+    /// device), the manifest is read into memory instead, as before.
+    fn verify_streamed(
+        mut self,
+        deferred: &Deferred,
+        mut copy: File,
+        trusted: &[PublicKey],
+    ) -> Result<(Bundle, PublicKey), BundleError> {
+        let signature = self
+            .signature
+            .as_deref()
+            .ok_or_else(|| BundleError::Signature {
+                message: "missing: the bundle is unsigned".to_owned(),
+            })?;
+        let mut check = signature::Streaming::new(signature, trusted)?;
+        let mut piece = vec![0u8; 1 << 16];
+        let mut done = 0u64;
+        while done < deferred.len {
+            let n = usize::try_from((deferred.len - done).min(piece.len() as u64))
+                .unwrap_or(piece.len());
+            deferred.read_at(&mut piece[..n], done)?;
+            check.update(&piece[..n]);
+            if std::io::Write::write_all(&mut copy, &piece[..n]).is_err() {
+                drop(copy);
+                self.manifest_bytes = deferred.read_all()?;
+                return self.verify_spooled(trusted, None);
+            }
+            done += n as u64;
+        }
+        drop(piece);
+        let rewind = |file: &mut File| {
+            std::io::Seek::rewind(file).map_err(|e| read_err(Path::new(MANIFEST), e))
+        };
+        let Some(key) = check.finish() else {
+            // The refusal says whom the manifest names as its signer, from the bytes read.
+            rewind(&mut copy)?;
+            let mut bytes = Vec::new();
+            copy.read_to_end(&mut bytes)
+                .map_err(|e| read_err(Path::new(MANIFEST), e))?;
+            return Err(signature::refusal(&bytes, trusted));
+        };
+        let key = key.clone();
+        rewind(&mut copy)?;
+        super::manifest::bounds_from(std::io::BufReader::with_capacity(1 << 16, &copy))?;
+        rewind(&mut copy)?;
+        let manifest = Manifest::parse_scanned(std::io::BufReader::with_capacity(1 << 16, &copy))?;
+        Ok((self.into_bundle(manifest, Some(copy)), key))
     }
 
     /// Parses the manifest without checking the signature, with the bounded parser: for
@@ -400,7 +562,10 @@ impl Bundle {
         trusted: &[PublicKey],
         spool: Option<&Dir>,
     ) -> Result<(Self, PublicKey), BundleError> {
-        Opened::open(path)?.verify_spooled(trusted, spool)
+        match spool {
+            Some(_) => Opened::open_for_install(path)?.verify_spooled(trusted, spool),
+            None => Opened::open(path)?.verify(trusted),
+        }
     }
 
     /// Opens and parses the bundle at `path` without checking its signature.

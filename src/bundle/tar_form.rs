@@ -38,7 +38,10 @@ const MAX_PAX: u64 = 64 * 1024;
 /// What the head of a tar bundle holds.
 #[derive(Debug)]
 pub(crate) struct Head {
+    /// The manifest's bytes, or nothing when it was left unread (`manifest_at`).
     pub manifest: Vec<u8>,
+    /// Where the manifest's bytes are (offset, length), when the caller asked to leave it unread.
+    pub manifest_at: Option<(u64, u64)>,
     pub signature: Option<Vec<u8>>,
     pub payload_offset: u64,
 }
@@ -191,8 +194,9 @@ fn data(file: &File, h: &Header, limit: u64, what: &str) -> Result<Vec<u8>, Bund
     Ok(out)
 }
 
-/// Reads the manifest and signature entries at the start of the tar.
-pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
+/// Reads the manifest and signature entries at the start of the tar; a manifest whose length
+/// `defer` accepts is left unread, its place returned.
+pub(crate) fn read_head(file: &File, defer: &dyn Fn(u64) -> bool) -> Result<Head, BundleError> {
     let first = header_at(file, 0).map_err(|e| match e {
         BundleError::Tar { message } if message.contains("end-of-archive") => {
             BundleError::tar("empty or truncated: no Info.plist")
@@ -208,7 +212,15 @@ pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
             clip(&String::from_utf8_lossy(&first.name))
         )));
     }
-    let manifest = data(file, &first, MAX_MANIFEST_BYTES, MANIFEST)?;
+    let (manifest, manifest_at) = if defer(first.size) {
+        let end = first.data.saturating_add(first.size);
+        if file.metadata().map_err(|e| io_error(&e))?.len() < end {
+            return Err(BundleError::tar(format!("truncated inside {MANIFEST}")));
+        }
+        (Vec::new(), Some((first.data, first.size)))
+    } else {
+        (data(file, &first, MAX_MANIFEST_BYTES, MANIFEST)?, None)
+    };
     let after_manifest = first.data + round_up(first.size);
     let (signature, payload_offset) = match header_at(file, after_manifest)? {
         Some(h) if h.name == SIGNATURE.as_bytes() && matches!(h.kind, b'0' | 0) => {
@@ -219,6 +231,7 @@ pub(crate) fn read_head(file: &File) -> Result<Head, BundleError> {
     };
     Ok(Head {
         manifest,
+        manifest_at,
         signature,
         payload_offset,
     })

@@ -492,6 +492,89 @@ fn a_manifest_larger_than_a_record_verifies() {
     d.bsi(["verify"]).ok();
 }
 
+/// A manifest of a megabyte or more is checked as it is read, piece by piece, into a private
+/// copy (never held whole): what it lets through and what it refuses, and the messages, are
+/// those of the check over bytes in memory. A changed byte, a signature by a key the device
+/// does not trust, and a tar cut inside the manifest are each refused with the device left as
+/// it was; the untouched bundle applies in both forms and its manifest is stored exactly.
+#[test]
+fn a_large_manifest_is_checked_as_it_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = response_e(tmp.path(), &[("usr/lib/libwebrtc.dylib", b"os (e)\n")]);
+    let info = e.join("Info.plist");
+    let xml = std::fs::read_to_string(&info).unwrap();
+    let pad = "x".repeat(60_000);
+    let keys: String = (0..40)
+        .map(|i| format!("<key>XPadding{i:03}</key><string>{pad}</string>\n"))
+        .collect();
+    let xml = xml.replacen("<dict>", &format!("<dict>\n{keys}"), 1);
+    assert!(xml.len() > 2 * 1024 * 1024);
+    std::fs::write(&info, &xml).unwrap();
+    sign(&e).ok();
+    let signed = std::fs::read(&info).unwrap();
+    let tar = tmp.path().join("e.bsi.tar");
+    bsi([
+        "bundle".as_ref(),
+        "pack".as_ref(),
+        e.as_os_str(),
+        "--out".as_ref(),
+        tar.as_os_str(),
+    ])
+    .ok();
+    let copy = |name: &str| {
+        let to = tmp.path().join(name);
+        crate::fixtures::copy_for_test(&e, &to);
+        to
+    };
+    // One byte of the padding changed after signing, in each form.
+    let changed = copy("changed.bsi");
+    let mut bytes = std::fs::read(changed.join("Info.plist")).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] = b'y';
+    std::fs::write(changed.join("Info.plist"), &bytes).unwrap();
+    let changed_tar = tmp.path().join("changed.bsi.tar");
+    let mut tar_bytes = std::fs::read(&tar).unwrap();
+    tar_bytes[1024 * 1024] = b'y';
+    std::fs::write(&changed_tar, &tar_bytes).unwrap();
+    // Signed by a key the device does not trust.
+    let foreign = copy("foreign.bsi");
+    let other_key = tmp.path().join("other.key");
+    bsi([
+        "key".as_ref(),
+        "generate".as_ref(),
+        "--out".as_ref(),
+        other_key.as_os_str(),
+    ])
+    .ok();
+    bsi([
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        foreign.as_os_str(),
+        "--key".as_ref(),
+        other_key.as_os_str(),
+    ])
+    .ok();
+    // A tar cut inside its manifest.
+    let cut = tmp.path().join("cut.bsi.tar");
+    std::fs::write(&cut, &std::fs::read(&tar).unwrap()[..1024 * 1024 + 512]).unwrap();
+    let d = Device::new();
+    for (bundle, code, needle) in [
+        (&changed, 6, "was changed after key"),
+        (&changed_tar, 6, "was changed after key"),
+        (&foreign, 6, "which this device does not trust"),
+        (&cut, 6, "truncated inside Info.plist"),
+    ] {
+        d.refuses(["apply".as_ref(), bundle.as_os_str()], code, needle);
+    }
+    for good in [&e, &tar] {
+        let d = Device::new();
+        d.activate(good);
+        let stored = std::fs::read(generations(&d).join("25D771280e/Info.plist")).unwrap();
+        assert!(stored == signed);
+        d.bsi(["verify"]).ok();
+    }
+}
+
 /// A damaged manifest is one problem, listed once (verify reads each manifest once; it used to
 /// report it from the version check and again from the listing), with the hint to restore it.
 #[test]
