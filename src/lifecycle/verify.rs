@@ -9,7 +9,7 @@
 //! command that fixes it: `bsi repair` for what bsi made itself (links, records, the base
 //! content), `bsi repair --from BUNDLE` for a response's content. Any problem exits 8.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -23,7 +23,7 @@ use crate::error::{IoContext, Repair};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
-use super::read_ahead::{ReadAhead, Seen};
+use super::read_ahead::{ReadAhead, SeenTree};
 use super::recover::wrong_links;
 
 /// What a problem damages, which decides the command that fixes it.
@@ -513,7 +513,7 @@ pub(crate) fn verify(
     }
     crate::faults::pause_point!("verify.read_ahead");
     let mut seen = ahead.finish();
-    let mut seen_in: Vec<Option<HashMap<String, Seen>>> = Vec::new();
+    let mut seen_in: Vec<Option<SeenTree>> = Vec::new();
     // Each cryptex directory is opened once; files are opened beneath its handle, which saves a
     // walk of the whole path from the root for every file.
     let mut dirs: Vec<Option<Dir>> = Vec::new();
@@ -637,7 +637,7 @@ struct Job<'a> {
 /// built in one buffer, for messages only.
 fn hash_share(
     dirs: &[Option<Dir>],
-    seen_in: &[Option<HashMap<String, Seen>>],
+    seen_in: &[Option<SeenTree>],
     prefixes: &[String],
     jobs: &[Job<'_>],
     part: usize,
