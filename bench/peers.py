@@ -8,7 +8,9 @@
   tails  10 fresh-device applies per form of one large file on tmpfs, slowest and median,
          against the in-memory SHA-256 time and a `cp` of the same file measured between them;
   scale  100,000 small files, and one large payload (8 GiB on the disk, 4 GiB on tmpfs): apply,
-         verify and status time and the peak RSS of each.
+         verify and status time and the peak RSS of each;
+  memory (only when asked for) peak RSS of apply and verify at 100,000 files, with short and
+         with 153-byte paths.
 
 Every figure is printed with its ratio to a floor measured in the same run: the in-memory SHA-256
 limit (`openssl speed -evp sha256 -bytes 1048576`), the copy floor (`cp -a` + `sync -f`) and,
@@ -17,7 +19,7 @@ for many files, the hash floor of the tree (`openssl dgst` through `xargs`).
 Sources (bundles, the OSTree source repo) live on a different filesystem from the destination:
 within one filesystem `ostree pull-local` hardlinks objects instead of copying them.
 
-Usage: python3 bench/peers.py [--only peers,tails,scale] [--quick] [--tmpfs DIR] [--disk DIR]
+Usage: python3 bench/peers.py [--only peers,tails,scale,memory] [--quick] [--tmpfs DIR] [--disk DIR]
 Needs: ostree, openssl, coreutils, findutils; builds bsi in release mode.
 """
 import argparse, os, re, shutil, statistics, subprocess, sys, time
@@ -53,16 +55,48 @@ def sha256_limit():
     return float(re.findall(r"([\d.]+)k", out)[-1]) * 1000
 
 
-def payload_tree(path, nfiles, each):
-    """`nfiles` files of `each` bytes in directories of 500, like a cryptex's libraries."""
+def payload_tree(path, nfiles, each, long_paths=False):
+    """`nfiles` files of `each` bytes in directories of 500, like a cryptex's libraries; with
+    `long_paths`, 153-byte paths like a framework's localized resources."""
     blob = os.urandom(each * 64)
     for i in range(nfiles):
-        d = os.path.join(path, "System", "Library", "Frameworks", f"F{i // 500:04d}.framework")
+        if long_paths:
+            d = os.path.join(path, "System", "Library", "PrivateFrameworks",
+                             f"SomeLongerFrameworkName{i // 500:04d}.framework",
+                             "Versions", "A", "Resources", "Localizations")
+            name = f"a-rather-long-resource-file-name-{i:06d}.strings"
+        else:
+            d = os.path.join(path, "System", "Library", "Frameworks", f"F{i // 500:04d}.framework")
+            name = f"f{i:06d}.dylib"
         if i % 500 == 0:
             os.makedirs(d)
         off = (i * 977) % (len(blob) - each)
-        with open(os.path.join(d, f"f{i:06d}.dylib"), "wb") as fh:
+        with open(os.path.join(d, name), "wb") as fh:
             fh.write(blob[off:off + each])
+
+
+def memory(a):
+    """Peak RSS at 100,000 files, with short and with 153-byte paths (the manifest's size grows
+    with the paths): apply in both forms and verify, on tmpfs, one run each."""
+    nfiles = 100000 if not a.quick else 10000
+    print(f"\n{nfiles:,} files of 2 KiB on tmpfs: peak RSS (target 48 MiB), single runs")
+    for long_paths in (False, True):
+        src = os.path.join(a.tmpfs, "memory")
+        shutil.rmtree(src, ignore_errors=True)
+        payload_tree(os.path.join(src, "tree"), nfiles, 2048, long_paths)
+        b = os.path.join(src, "b.bsi")
+        bundle(os.path.join(src, "tree"), b)
+        dev = os.path.join(src, "dev")
+        size = os.path.getsize(os.path.join(b, "Info.plist"))
+        figures = []
+        for form, path in (("dir", b), ("tar", b + ".tar")):
+            timed(fresh_device(dev))
+            figures.append((f"apply {form}", timed(f"{BSI} --root {dev} apply {path} --restart")))
+        figures.append(("verify", timed(f"{BSI} --root {dev} verify")))
+        label = "153-byte paths" if long_paths else "short paths"
+        print(f"  {label:<15} manifest {size / MiB:5.1f} MiB   " + "   ".join(
+            f"{name} {rss / 1024:5.1f} MiB ({w:.2f} s)" for name, (w, _, rss) in figures))
+        shutil.rmtree(src, ignore_errors=True)
 
 
 def payload_big(path, size):
@@ -289,6 +323,8 @@ def main():
         tails(a, sha)
     if "scale" in only:
         scale(a, sha, where)
+    if "memory" in only:
+        memory(a)
     for d in (a.tmpfs, a.disk):
         shutil.rmtree(d, ignore_errors=True)
 
