@@ -1014,6 +1014,28 @@ mod tests {
         assert!(bounds(deep.as_bytes()).is_err() && bounds(long_text.as_bytes()).is_err());
     }
 
+    proptest::proptest! {
+        /// Any document cut from a manifest and changed at one byte, read by any buffer size:
+        /// the scan over a reader gives the scan over bytes' answer and message.
+        #[test]
+        fn the_scans_agree_on_damaged_manifests(
+            cut in 0usize..2_000,
+            at in 0usize..2_000,
+            byte in proptest::sample::select(b"<>/![]?&;\"' xK\0".to_vec()),
+            capacity in 1usize..64,
+        ) {
+            let mut doc = sample().to_xml();
+            doc.truncate(cut.min(doc.len()));
+            if let Some(b) = doc.get_mut(at) {
+                *b = byte;
+            }
+            let whole = bounds(&doc).map_err(|e| e.to_string());
+            let streamed = bounds_from(std::io::BufReader::with_capacity(capacity, doc.as_slice()))
+                .map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(whole, streamed);
+        }
+    }
+
     #[test]
     fn a_document_that_is_not_a_property_list_is_named_so_not_blamed_on_a_key() {
         let xml = sample().to_xml();
