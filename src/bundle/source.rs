@@ -103,6 +103,17 @@ pub(crate) enum Signed {
 }
 
 impl Signed {
+    /// The bytes staging still has to write for the manifest: all of them when they are in
+    /// memory, none when they were spooled (the copy is on the device's filesystem already, and
+    /// staging links it).
+    #[must_use]
+    pub(crate) fn bytes_to_write(&self) -> u64 {
+        match self {
+            Signed::Memory(bytes) => bytes.len() as u64,
+            Signed::Spooled(_) => 0,
+        }
+    }
+
     /// Gives a spooled copy the name `name` in `dir` (on the same filesystem as the spool) as
     /// an ordinary file of mode 0644, instead of writing its bytes a second time: `Ok(false)`
     /// when the bytes are in memory, or when the kernel will not link it (no `/proc`, another

@@ -426,7 +426,8 @@ pub(crate) fn apply_verified(
 
 /// Refuses (exit 1) when the device's volume has less free space than the payload needs.
 /// The space staging `bundle` takes on the device's filesystem: each file rounded up to whole
-/// blocks, a block per directory, and room for the manifest and records.
+/// blocks, a block per directory, the manifest where it is not on the device already, and
+/// room for the records.
 fn space_needed(bundle: &Bundle, block: u64) -> u64 {
     let block = block.max(512);
     let files: u64 = bundle
@@ -436,7 +437,8 @@ fn space_needed(bundle: &Bundle, block: u64) -> u64 {
         .map(|(_, f)| f.size.div_ceil(block) * block)
         .sum();
     let dirs = bundle.manifest.cryptexes.count() as u64 / 8 + 16;
-    files + dirs * block + (1 << 20)
+    let manifest = bundle.manifest_bytes.bytes_to_write().div_ceil(block) * block;
+    files + dirs * block + manifest + (1 << 20)
 }
 
 fn free_space(device: &Device) -> Result<(u64, u64, u64)> {
