@@ -172,6 +172,13 @@ impl BundleError {
         }
     }
 
+    /// The refusal of a bundle that carries no signature where one is required.
+    pub(crate) fn unsigned() -> Self {
+        BundleError::Signature {
+            message: "missing: the bundle is unsigned".to_owned(),
+        }
+    }
+
     pub(crate) fn manifest(message: impl Into<String>) -> Self {
         BundleError::Manifest {
             message: message.into(),

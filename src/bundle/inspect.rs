@@ -130,9 +130,7 @@ pub(crate) fn inspect(
         (None, None) => (ok(None), SignatureState::NotSigned, None),
         (Some(_), None) => (ok(None), SignatureState::NotChecked, claimed),
         (None, Some(_)) => {
-            let e = BundleError::Signature {
-                message: "missing: the bundle is unsigned".to_owned(),
-            };
+            let e = BundleError::unsigned();
             let check = ok(Some(e.to_string()));
             first = Some(e.into());
             (check, SignatureState::NotSigned, None)

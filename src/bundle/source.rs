@@ -265,17 +265,25 @@ fn spool_file(dir: &Dir) -> Option<File> {
 
 /// Reads a small top-level file of a directory bundle (manifest or signature).
 fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, BundleError> {
-    let Some((file, meta)) = open_member(dir, name)? else {
-        return Ok(None);
-    };
+    open_member(dir, name)?
+        .map(|(file, meta)| read_opened(&file, &meta, name, limit))
+        .transpose()
+}
+
+/// Reads a member [`open_member`] opened, within `limit` bytes.
+fn read_opened(
+    file: &File,
+    meta: &std::fs::Metadata,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, BundleError> {
     if meta.len() > limit {
         return Err(BundleError::TooLarge {
             what: format!("{name} ({} bytes)", meta.len()),
             limit: format!("{limit} bytes"),
         });
     }
-    // Sized from the file's length, not grown by doubling: a large manifest grown from empty
-    // peaked at about twice its size (a doubled buffer, and the copy a move left behind).
+    // Sized from the file's length up front (one byte more, to see a file that grew).
     let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     file.take(limit + 1)
         .read_to_end(&mut out)
@@ -286,7 +294,7 @@ fn read_member(dir: &Dir, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Bun
             limit: format!("{limit} bytes"),
         });
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Opens a top-level regular file of a directory bundle, refusing a symlink or another kind.
@@ -384,20 +392,25 @@ impl Opened {
         let large = |len: u64| defer && len >= SPOOL_MIN as u64 && len <= MAX_MANIFEST_BYTES;
         let (form, manifest_bytes, signature, handle, deferred) = if meta.is_dir() {
             let dir = Dir::from_std_file(file);
-            let deferred = match open_member(&dir, MANIFEST)? {
-                Some((file, meta)) if large(meta.len()) => Some(Deferred {
-                    file,
-                    offset: 0,
-                    len: meta.len(),
-                    form: Form::Directory,
-                }),
-                _ => None,
-            };
-            let manifest = if deferred.is_some() {
-                Vec::new()
-            } else {
-                read_member(&dir, MANIFEST, MAX_MANIFEST_BYTES)?
-                    .ok_or_else(|| BundleError::manifest("missing: the bundle has no Info.plist"))?
+            let (manifest, deferred) = match open_member(&dir, MANIFEST)? {
+                Some((file, meta)) if large(meta.len()) => (
+                    Vec::new(),
+                    Some(Deferred {
+                        file,
+                        offset: 0,
+                        len: meta.len(),
+                        form: Form::Directory,
+                    }),
+                ),
+                Some((file, meta)) => (
+                    read_opened(&file, &meta, MANIFEST, MAX_MANIFEST_BYTES)?,
+                    None,
+                ),
+                None => {
+                    return Err(BundleError::manifest(
+                        "missing: the bundle has no Info.plist",
+                    ));
+                }
             };
             let signature = read_member(&dir, SIGNATURE, MAX_SIGNATURE_BYTES)?;
             (
@@ -466,13 +479,7 @@ impl Opened {
             }
             self.manifest_bytes = deferred.read_all()?;
         }
-        let signature = self
-            .signature
-            .as_deref()
-            .ok_or_else(|| BundleError::Signature {
-                message: "missing: the bundle is unsigned".to_owned(),
-            })?;
-        let key = signature::verify(&self.manifest_bytes, signature, trusted)?.clone();
+        let key = signature::verify(&self.manifest_bytes, self.signature()?, trusted)?.clone();
         if self.manifest_bytes.len() < SPOOL_MIN {
             return Ok((self.parse()?, key));
         }
@@ -490,6 +497,11 @@ impl Opened {
         Ok((self.into_bundle(manifest, Some(file)), key))
     }
 
+    /// The signature's bytes, or the refusal of an unsigned bundle.
+    fn signature(&self) -> Result<&[u8], BundleError> {
+        self.signature.as_deref().ok_or_else(BundleError::unsigned)
+    }
+
     /// [`Opened::verify_spooled`] for a large manifest left unread: reads it once, in pieces,
     /// through the signature check and into `copy` (a private unnamed file on the device);
     /// only once a trusted key's signature verified is the copy scanned for its bounds and
@@ -502,13 +514,7 @@ impl Opened {
         mut copy: File,
         trusted: &[PublicKey],
     ) -> Result<(Bundle, PublicKey), BundleError> {
-        let signature = self
-            .signature
-            .as_deref()
-            .ok_or_else(|| BundleError::Signature {
-                message: "missing: the bundle is unsigned".to_owned(),
-            })?;
-        let mut check = signature::Streaming::new(signature, trusted)?;
+        let mut check = signature::Streaming::new(self.signature()?, trusted)?;
         let mut piece = vec![0u8; 1 << 16];
         let mut done = 0u64;
         while done < deferred.len {

@@ -474,6 +474,24 @@ pub(crate) fn borrowed(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
         .collect()
 }
 
+/// Pads the bundle directory's `Info.plist` with `keys` unknown keys of 60,000 characters each
+/// (publishers may add keys), signs it again with the test key, and returns the signed bytes.
+pub(crate) fn pad_manifest(bundle: &Path, keys: usize) -> Vec<u8> {
+    let info = bundle.join("Info.plist");
+    let pad = "x".repeat(60_000);
+    let padding: String = (0..keys)
+        .map(|i| format!("<key>XPadding{i:03}</key><string>{pad}</string>\n"))
+        .collect();
+    let xml = std::fs::read_to_string(&info).unwrap();
+    std::fs::write(
+        &info,
+        xml.replacen("<dict>", &format!("<dict>\n{padding}"), 1),
+    )
+    .unwrap();
+    sign(bundle).ok();
+    std::fs::read(&info).unwrap()
+}
+
 /// Makes a signed bundle directory from file lists, with bsi's own commands.
 pub(crate) fn make_bundle(
     dir: &Path,

@@ -421,10 +421,7 @@ fn verify_reports_the_same_whether_or_not_its_read_ahead_saw_the_files() {
         .map(|i| (format!("usr/lib/f{i:03}"), format!("file {i}").into_bytes()))
         .chain([("usr/lib/large".to_owned(), vec![7u8; 100 * 1024])])
         .collect();
-    let os: Vec<(&str, &[u8])> = contents
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_slice()))
-        .collect();
+    let os = borrowed(&contents);
     let bundle = make_bundle(
         tmp.path(),
         "many.bsi",

@@ -172,14 +172,7 @@ fn a_full_filesystem_refuses_with_what_is_needed_and_keeps_the_old_state() {
         &[("usr/lib/small.dylib", b"small\n")],
         &[],
     );
-    let info = padded.join("Info.plist");
-    let pad = "x".repeat(60_000);
-    let keys: String = (0..40)
-        .map(|i| format!("<key>XPadding{i:03}</key><string>{pad}</string>\n"))
-        .collect();
-    let xml = std::fs::read_to_string(&info).unwrap();
-    std::fs::write(&info, xml.replacen("<dict>", &format!("<dict>\n{keys}"), 1)).unwrap();
-    sign(&padded).ok();
+    pad_manifest(&padded, 40);
     let mnt = work.path().join("mnt");
     for (payload, need) in [
         (&big, 9u64 << 20),

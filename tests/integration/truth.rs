@@ -468,23 +468,15 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
 fn a_manifest_larger_than_a_record_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let e = response_e(tmp.path(), &[("usr/lib/libwebrtc.dylib", b"os (e)\n")]);
-    let info = e.join("Info.plist");
-    let xml = std::fs::read_to_string(&info).unwrap();
-    let pad = "x".repeat(60_000);
-    let keys: String = (0..300)
-        .map(|i| format!("<key>XPadding{i:03}</key><string>{pad}</string>\n"))
-        .collect();
-    let xml = xml.replacen("<dict>", &format!("<dict>\n{keys}"), 1);
-    assert!(xml.len() > 17 * 1024 * 1024);
-    std::fs::write(&info, xml).unwrap();
-    sign(&e).ok();
+    let signed = pad_manifest(&e, 300);
+    assert!(signed.len() > 17 * 1024 * 1024);
     let d = Device::new();
     d.activate(&e);
     d.bsi(["verify"]).ok();
     // The manifest was kept in a private copy while installing: the stored one is the signed
     // bytes, exactly.
     let stored = std::fs::read(generations(&d).join("25D771280e/Info.plist")).unwrap();
-    assert!(stored == std::fs::read(&info).unwrap());
+    assert!(stored == signed);
     // And the repair paths read it too.
     d.bsi(["repair"]).ok();
     d.bsi(["repair".as_ref(), "--from".as_ref(), e.as_os_str()])
@@ -501,17 +493,8 @@ fn a_manifest_larger_than_a_record_verifies() {
 fn a_large_manifest_is_checked_as_it_is_read() {
     let tmp = tempfile::tempdir().unwrap();
     let e = response_e(tmp.path(), &[("usr/lib/libwebrtc.dylib", b"os (e)\n")]);
-    let info = e.join("Info.plist");
-    let xml = std::fs::read_to_string(&info).unwrap();
-    let pad = "x".repeat(60_000);
-    let keys: String = (0..40)
-        .map(|i| format!("<key>XPadding{i:03}</key><string>{pad}</string>\n"))
-        .collect();
-    let xml = xml.replacen("<dict>", &format!("<dict>\n{keys}"), 1);
-    assert!(xml.len() > 2 * 1024 * 1024);
-    std::fs::write(&info, &xml).unwrap();
-    sign(&e).ok();
-    let signed = std::fs::read(&info).unwrap();
+    let signed = pad_manifest(&e, 40);
+    assert!(signed.len() > 2 * 1024 * 1024);
     let tar = tmp.path().join("e.bsi.tar");
     bsi([
         "bundle".as_ref(),
