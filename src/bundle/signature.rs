@@ -65,8 +65,8 @@ impl<'k> Streaming<'k> {
         }
     }
 
-    /// The trusted key whose signature the manifest carries, if any (the caller then gets the
-    /// refusal from [`verify`] over the bytes, for its message).
+    /// The trusted key whose signature the manifest carries, if any (if none, the caller words
+    /// the refusal with [`refusal`] over the bytes it read).
     pub(crate) fn finish(self) -> Option<&'k PublicKey> {
         self.candidates
             .into_iter()
