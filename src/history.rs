@@ -8,13 +8,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 
-use cap_std::fs::OpenOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::device::Root;
 use crate::device::layout::{HISTORY, LAST_OPERATION};
 use crate::device::records;
+use crate::device::{Open, Root};
 use crate::error::IoContext;
 use crate::untrusted::clip_message;
 use crate::{Error, Result};
@@ -175,12 +174,9 @@ pub(crate) fn append(root: &Root, entry: &Entry) -> Result<()> {
         source: std::io::Error::other(e),
     })?;
     line.push(b'\n');
-    let mut options = OpenOptions::new();
-    options.append(true).create(true);
     let mut file = root
-        .dir()
-        .open_with(HISTORY, &options)
-        .ctx("opening", root.show(HISTORY))?;
+        .open_file(HISTORY, Open::Append)
+        .map_err(|e| records::read_error(root, HISTORY, e))?;
     file.write_all(&line).ctx("writing", root.show(HISTORY))?;
     file.sync_data().ctx("syncing", root.show(HISTORY))?;
     records::write_json(root, LAST_OPERATION, &LastOperation::from(entry))
@@ -196,7 +192,7 @@ pub(crate) fn read_all(root: &Root) -> Result<Vec<Entry>> {
     let file = match root.open_read(HISTORY) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("opening", root.show(HISTORY), e)),
+        Err(e) => return Err(records::read_error(root, HISTORY, e)),
     };
     let mut out = Vec::new();
     for line in BufReader::new(file).split(b'\n') {

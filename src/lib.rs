@@ -11,6 +11,7 @@
 //! - [`platform`]: the platforms, chips and cryptexes (pure names).
 //! - [`untrusted`], [`input`], [`clock`], [`progress`]: showing untrusted text safely, reading files
 //!   a user names, the (fixable) clock, progress reporting.
+//! - [`plist_xml`]: the one bounded reader of every property list bsi reads (XML only).
 //! - [`bundle`]: the response bundle format, Ed25519 keys, making, reading and checking bundles.
 //! - [`device`]: the simulated device: root, layout, records, trust store, lock, confined and
 //!   atomic file operations, content generations and their sources.
@@ -49,6 +50,7 @@ pub(crate) mod interrupt;
 pub(crate) mod lifecycle;
 pub(crate) mod ops;
 pub(crate) mod platform;
+pub(crate) mod plist_xml;
 pub(crate) mod progress;
 pub(crate) mod refusal;
 pub(crate) mod status;

@@ -340,15 +340,15 @@ pub(crate) fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
     }
     let signing = keys::read_signing_key(key)?;
     let manifest_path = bundle.join(MANIFEST);
-    let bytes = match std::fs::read(&manifest_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(
-                super::BundleError::manifest("missing: the bundle has no Info.plist").into(),
-            );
-        }
-        Err(e) => return Err(Error::io("reading", &manifest_path, e)),
-    };
+    if !manifest_path.exists() {
+        return Err(super::BundleError::manifest("missing: the bundle has no Info.plist").into());
+    }
+    // Opened without blocking and read within the manifest limit, whatever is there.
+    let bytes = crate::input::read_named(
+        &manifest_path,
+        super::limits::MAX_MANIFEST_BYTES,
+        "bundle manifest",
+    )?;
     Manifest::parse(&bytes)?;
     // Name the signing key inside the signed bytes (kept: every other key, known or not).
     let fingerprint = Digest::of(signing.verifying_key().as_bytes()).to_hex();

@@ -258,7 +258,7 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<(), BundleError> {
     refuse_binary(bytes)?;
     // From a slice, events borrow the bytes: nothing is copied.
     let mut reader = quick_xml::Reader::from_reader(bytes);
-    let mut seen = super::plist_xml::Bounds::new(LIMITS);
+    let mut seen = crate::plist_xml::Bounds::new(LIMITS);
     loop {
         let event = reader
             .read_event()
@@ -293,7 +293,7 @@ pub(crate) fn bounds_from(mut input: impl std::io::BufRead) -> Result<(), Bundle
     refuse_binary(&head[..got])?;
     let input = std::io::Read::chain(std::io::Cursor::new(&head[..got]), input);
     let mut reader = quick_xml::Reader::from_reader(input);
-    let mut seen = super::plist_xml::Bounds::new(LIMITS);
+    let mut seen = crate::plist_xml::Bounds::new(LIMITS);
     let mut event_bytes = Vec::new();
     loop {
         event_bytes.clear();
@@ -323,10 +323,10 @@ fn syntax_error(at: u64, e: &quick_xml::Error) -> BundleError {
     ))
 }
 
-/// The bounds on a manifest ([`super::plist_xml::Limits`]): [`bounds`] checks them before
+/// The bounds on a manifest ([`crate::plist_xml::Limits`]): [`bounds`] checks them before
 /// anything is read, and the reader enforces them again as it reads (a reader that skips the
 /// scan still stops there).
-const LIMITS: super::plist_xml::Limits = super::plist_xml::Limits {
+const LIMITS: crate::plist_xml::Limits = crate::plist_xml::Limits {
     depth: MAX_DEPTH,
     nodes: MAX_NODES,
     text: MAX_TEXT,
@@ -337,8 +337,8 @@ const LIMITS: super::plist_xml::Limits = super::plist_xml::Limits {
 const MAX_DOCTYPE: usize = 1024;
 
 /// The refusal for a manifest past one of its bounds.
-fn exceeded(what: super::plist_xml::Exceeded) -> BundleError {
-    use super::plist_xml::Exceeded;
+fn exceeded(what: crate::plist_xml::Exceeded) -> BundleError {
+    use crate::plist_xml::Exceeded;
     BundleError::manifest(match what {
         Exceeded::Depth => format!("nested deeper than {MAX_DEPTH} levels; a manifest needs 5"),
         Exceeded::Nodes => {
@@ -363,7 +363,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(
 ) -> Result<T, BundleError> {
     use serde::Deserialize as _;
     FAILED_AT.with(|f| f.borrow_mut().take());
-    super::plist_xml::from_reader(input, LIMITS, |de| Tracked::<T>::deserialize(de))
+    crate::plist_xml::from_reader(input, LIMITS, |de| Tracked::<T>::deserialize(de))
         .map(|t| t.0)
         .map_err(|e| {
             let failed = FAILED_AT.with(|f| f.borrow_mut().take());

@@ -17,7 +17,6 @@ pub(crate) mod limits;
 pub(crate) mod manifest;
 pub(crate) mod pack;
 pub(crate) mod paths;
-mod plist_xml;
 pub(crate) mod signature;
 pub(crate) mod source;
 pub(crate) mod stream;

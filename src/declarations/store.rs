@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::declaration::Declaration;
 use crate::bundle::digest::Digest;
-use crate::device::Root;
 use crate::device::layout::DECLARATIONS;
+use crate::device::{Root, records};
 use crate::error::IoContext;
 use crate::refusal::NotApplicable;
 use crate::{Error, Result};
@@ -41,19 +41,21 @@ fn file_for(identifier: &str) -> PathBuf {
 /// Every stored declaration, sorted by identifier.
 pub(crate) fn list(root: &Root) -> Result<Vec<Declaration>> {
     let mut out = Vec::new();
-    let entries = match root.dir().read_dir(DECLARATIONS) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("listing", root.show(DECLARATIONS), e)),
+    let dir = match root.open_dir_strict(DECLARATIONS) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(out),
+        Err(e) => return Err(records::read_error(root, DECLARATIONS, e)),
     };
-    for entry in entries {
+    for entry in dir.entries().ctx("listing", root.show(DECLARATIONS))? {
         let name = entry.ctx("listing", root.show(DECLARATIONS))?.file_name();
         let name = name.to_string_lossy();
         if !name.ends_with(".json") || name.starts_with('.') {
             continue;
         }
         let rel = Path::new(DECLARATIONS).join(name.as_ref());
-        let raw = root.read_small(&rel).ctx("reading", root.show(&rel))?;
+        let raw = root
+            .read_small(&rel)
+            .map_err(|e| records::read_error(root, &rel, e))?;
         let declaration = Declaration::parse(&raw, &root.show(&rel).display().to_string())
             .map_err(|e| Error::damaged(format!("stored declaration: {e}")))?;
         out.push(declaration);

@@ -12,10 +12,66 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File};
+use cap_std::fs::Dir;
 
 /// Records bsi reads whole are small; anything bigger than this is treated as damage.
 pub(crate) const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How [`Root::open_file`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// Reading.
+    Read,
+    /// Reading and writing, created if absent (the lock).
+    ReadWrite,
+    /// Appending, created if absent (the history).
+    Append,
+}
+
+/// Refuses what a file bsi keeps can never be: anything but a regular file (a FIFO, a device, a
+/// directory), or a file with more than one link (another name, perhaps outside the device,
+/// would share every write).
+pub(crate) fn plain_file(meta: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let ft = meta.file_type();
+    let what = if ft.is_file() {
+        if meta.nlink() > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "it has {} hard links; a file bsi keeps has one (another name would share its writes)",
+                    meta.nlink()
+                ),
+            ));
+        }
+        return Ok(());
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("it is {what}, not a regular file"),
+    ))
+}
+
+/// Is `e` what [`Root::open_file`] says of a file that is not what bsi keeps there (wrong type,
+/// extra links, a symlink on the way, too large), or a path through something that is not a
+/// directory? Such a file is damage (exit 8, `bsi repair`), not an I/O failure.
+#[must_use]
+pub(crate) fn is_damage(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+        || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+}
 
 /// A handle on the device root beneath which every path is resolved.
 #[derive(Debug)]
@@ -52,23 +108,97 @@ impl Root {
         &self.dir
     }
 
-    /// Opens `rel` for reading.
-    pub(crate) fn open_read(&self, rel: impl AsRef<Path>) -> io::Result<File> {
-        self.dir.open(rel)
+    /// Opens `rel` for reading, as a record is opened ([`Root::open_file`]).
+    pub(crate) fn open_read(&self, rel: impl AsRef<Path>) -> io::Result<std::fs::File> {
+        self.open_file(rel, Open::Read)
     }
 
-    /// Opens a generation's manifest to be read as a stream, refusing one larger than a bundle's
-    /// manifest may be; what is read is bounded by that size too, even if the file grows.
-    pub(crate) fn open_manifest(&self, rel: impl AsRef<Path>) -> io::Result<io::Take<File>> {
-        use crate::bundle::limits::MAX_MANIFEST_BYTES;
-        let file = self.dir.open(rel)?;
-        if file.metadata()?.len() > MAX_MANIFEST_BYTES {
-            return Err(io::Error::new(
+    /// Opens the file `rel` the way every file bsi keeps is opened: beneath the root without
+    /// following a symlink anywhere on the path (bsi makes none there), without blocking (a
+    /// FIFO opens at once), and only if what is there is a regular file with one link; anything
+    /// else is an [`io::ErrorKind::InvalidData`] error saying what was found, which callers
+    /// report as damage. Nothing is truncated on opening, so a planted hard link's other name is
+    /// never written through.
+    pub(crate) fn open_file(&self, rel: impl AsRef<Path>, how: Open) -> io::Result<std::fs::File> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let rel = rel.as_ref();
+        let flags = OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC
+            | match how {
+                Open::Read => OFlags::RDONLY,
+                Open::ReadWrite => OFlags::RDWR | OFlags::CREATE,
+                Open::Append => OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE,
+            };
+        let opened = rustix::fs::openat2(
+            &self.dir,
+            rel,
+            flags,
+            // openat2 takes a mode only with O_CREAT.
+            if how == Open::Read {
+                Mode::empty()
+            } else {
+                Mode::from_raw_mode(0o644)
+            },
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        );
+        let file = match opened {
+            Ok(fd) => std::fs::File::from(fd),
+            // Kernels before 5.6 have no openat2: cap-std's checked walk stays beneath the root.
+            Err(rustix::io::Errno::NOSYS) => {
+                use cap_std::fs::{OpenOptions, OpenOptionsExt};
+                let mut options = OpenOptions::new();
+                match how {
+                    Open::Read => options.read(true),
+                    Open::ReadWrite => options.read(true).write(true).create(true),
+                    Open::Append => options.append(true).create(true),
+                };
+                options.custom_flags(
+                    i32::try_from((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits()).unwrap_or(0),
+                );
+                self.dir.open_with(rel, &options)?.into_std()
+            }
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a symlink stands on its path, where bsi makes none",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        plain_file(&file.metadata()?)?;
+        Ok(file)
+    }
+
+    /// Opens the directory `rel` as every directory bsi keeps is opened: beneath the root, no
+    /// symlink followed on the way or at the end. Something else there (a symlink, a FIFO, a
+    /// file) is an [`io::ErrorKind::InvalidData`] error saying so; `None` when nothing is there.
+    pub(crate) fn open_dir_strict(&self, rel: impl AsRef<Path>) -> io::Result<Option<Dir>> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        match rustix::fs::openat2(&self.dir, rel.as_ref(), flags, Mode::empty(), resolve) {
+            Ok(fd) => Ok(Some(Dir::from_std_file(std::fs::File::from(fd)))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(rustix::io::Errno::NOSYS) => match self.dir.symlink_metadata(rel.as_ref()) {
+                Ok(m) if m.is_dir() => self.dir.open_dir(rel.as_ref()).map(Some),
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "it is not a directory",
+                )),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "file is larger than any manifest bsi accepts",
-            ));
+                "a symlink stands on its path, where bsi makes none",
+            )),
+            Err(rustix::io::Errno::NOTDIR) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it is not a directory",
+            )),
+            Err(e) => Err(e.into()),
         }
-        Ok(file.take(MAX_MANIFEST_BYTES))
     }
 
     /// Reads a small file whole, refusing anything over [`MAX_RECORD_BYTES`].
@@ -83,8 +213,25 @@ impl Root {
         self.read_limited(rel, MAX_MANIFEST_BYTES, "any manifest bsi accepts")
     }
 
+    /// Opens a generation's manifest to be read as a stream, refusing one larger than a bundle's
+    /// manifest may be; what is read is bounded by that size too, even if the file grows.
+    pub(crate) fn open_manifest(
+        &self,
+        rel: impl AsRef<Path>,
+    ) -> io::Result<io::Take<std::fs::File>> {
+        use crate::bundle::limits::MAX_MANIFEST_BYTES;
+        let file = self.open_file(rel, Open::Read)?;
+        if file.metadata()?.len() > MAX_MANIFEST_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it is larger than any manifest bsi accepts",
+            ));
+        }
+        Ok(file.take(MAX_MANIFEST_BYTES))
+    }
+
     fn read_limited(&self, rel: impl AsRef<Path>, limit: u64, what: &str) -> io::Result<Vec<u8>> {
-        let file = self.dir.open(rel)?;
+        let file = self.open_file(rel, Open::Read)?;
         // Sized once from the file's length (bounded by the limit): no regrowing copies.
         let hint = file.metadata().map_or(0, |m| m.len().min(limit) + 1);
         let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
@@ -92,7 +239,7 @@ impl Root {
         if out.len() as u64 > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("file is larger than {what}"),
+                format!("it is larger than {what}"),
             ));
         }
         Ok(out)
@@ -138,8 +285,9 @@ mod tests {
         std::fs::write(outside.path().join("secret"), b"x").unwrap();
         std::os::unix::fs::symlink(outside.path(), root_dir.path().join("link")).unwrap();
         let root = Root::open(root_dir.path()).unwrap();
+        // A file bsi keeps is never reached through a symlink, inside or out.
         let err = root.read_small("link/secret").unwrap_err();
-        assert!(is_escape(&err), "{err}");
+        assert!(is_damage(&err), "{err}");
         let err = root.dir().write("link/new", b"y").unwrap_err();
         assert!(is_escape(&err), "{err}");
         assert!(!outside.path().join("new").exists());

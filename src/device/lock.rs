@@ -14,7 +14,6 @@ use std::io::{Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use cap_std::fs::OpenOptions;
 use serde::{Deserialize, Serialize};
 
 use super::Root;
@@ -86,13 +85,16 @@ pub(crate) struct DeviceLock {
 impl DeviceLock {
     /// Takes the lock exclusively, waiting up to `wait` for another holder to let go.
     pub(crate) fn acquire(root: &Root, wait: Duration, holder: Holder) -> Result<Self> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true);
-        let file = root
-            .dir()
-            .open_with(LOCK, &options)
-            .ctx("opening the lock", root.show(LOCK))?
-            .into_std();
+        let file = root.open_file(LOCK, super::Open::ReadWrite).map_err(|e| {
+            if super::is_damage(&e) {
+                Error::damaged(format!(
+                    "the device lock {}: {e}",
+                    root.show(LOCK).display()
+                ))
+            } else {
+                Error::io("opening the lock", root.show(LOCK), e)
+            }
+        })?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -183,7 +185,7 @@ fn read_holder(mut file: &File) -> Option<Holder> {
 /// work, if one holds the lock. `None` when nobody holds it, or the file cannot be read.
 #[must_use]
 pub(crate) fn probe(root: &Root) -> Option<Holder> {
-    let file = root.dir().open(LOCK).ok()?.into_std();
+    let file = root.open_file(LOCK, super::Open::Read).ok()?;
     match file.try_lock_shared() {
         Ok(()) => {
             let _ = file.unlock();

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub(crate) use crate::platform::{Chip, Cryptex, Platform};
 pub(crate) use atomic::TMP_PREFIX;
-pub(crate) use confine::Root;
+pub(crate) use confine::{Open, Root, is_damage};
 pub(crate) use generation::GenName;
 pub(crate) use layout::Layout;
 pub(crate) use lock::{Access, DeviceLock, Holder};
@@ -250,6 +250,10 @@ impl Device {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::damaged(format!(
                 "{} is missing",
+                self.root.show(rel).display()
+            ))),
+            Err(e) if is_damage(&e) => Err(Error::damaged(format!(
+                "{}: {e}",
                 self.root.show(rel).display()
             ))),
             Err(e) => Err(Error::io("reading", self.root.show(rel), e)),

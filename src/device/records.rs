@@ -180,14 +180,12 @@ pub(crate) struct SyncState {
     pub delivered: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
-/// A record read failure: one over the size limit is damage (exit 8, `bsi repair`), not an I/O
-/// failure.
-fn read_error(root: &Root, rel: &str, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::InvalidData {
-        Error::damaged(format!(
-            "record {} is larger than any record bsi writes ({e})",
-            root.show(rel).display()
-        ))
+/// A record read failure: a record that is not what bsi writes (over the size limit, not a
+/// regular file, hard-linked, reached through a symlink) is damage (exit 8, `bsi repair`), not
+/// an I/O failure.
+pub(crate) fn read_error(root: &Root, rel: impl AsRef<Path>, e: std::io::Error) -> Error {
+    if super::is_damage(&e) {
+        Error::damaged(format!("record {}: {e}", root.show(rel).display()))
     } else {
         Error::io("reading", root.show(rel), e)
     }

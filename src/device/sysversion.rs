@@ -61,37 +61,37 @@ impl SystemVersion {
         out
     }
 
-    /// Parses the plist at `shown` (used in messages only).
+    /// Parses the plist at `shown` (used in messages only) with the bounded XML reader: a
+    /// binary plist, or anything past its bounds, is damage like any other that does not parse.
     pub(crate) fn parse(bytes: &[u8], shown: &std::path::Path) -> Result<Self> {
+        /// The keys bsi reads; any others are ignored.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(clippy::struct_field_names)] // Apple's key names.
+        struct Raw {
+            product_name: String,
+            product_version: String,
+            product_build_version: String,
+            product_version_extra: Option<String>,
+        }
         let damaged = |what: String| Error::damaged(format!("{}: {what}", shown.display()));
-        let value = Value::from_reader(std::io::Cursor::new(bytes))
-            .map_err(|e| damaged(format!("not a property list: {e}")))?;
-        let dict = value
-            .into_dictionary()
-            .ok_or_else(|| damaged("not a dictionary".into()))?;
-        let get = |key: &str| -> Result<String> {
-            dict.get(key)
-                .and_then(Value::as_string)
-                .map(str::to_owned)
-                .ok_or_else(|| damaged(format!("{key} is missing or not a string")))
-        };
-        let version = get("ProductVersion")?
+        let raw: Raw = crate::plist_xml::read(bytes, crate::plist_xml::SMALL)
+            .map_err(|e| damaged(format!("not a SystemVersion property list: {e}")))?;
+        let version = raw
+            .product_version
             .parse()
             .map_err(|e| damaged(format!("ProductVersion: {e}")))?;
-        let build = get("ProductBuildVersion")?
+        let build = raw
+            .product_build_version
             .parse()
             .map_err(|e| damaged(format!("ProductBuildVersion: {e}")))?;
-        let extra = match dict.get("ProductVersionExtra") {
-            None => None,
-            Some(v) => Some(
-                v.as_string()
-                    .ok_or_else(|| damaged("ProductVersionExtra is not a string".into()))?
-                    .parse()
-                    .map_err(|e| damaged(format!("ProductVersionExtra: {e}")))?,
-            ),
-        };
+        let extra = raw
+            .product_version_extra
+            .map(|e| e.parse())
+            .transpose()
+            .map_err(|e| damaged(format!("ProductVersionExtra: {e}")))?;
         Ok(Self {
-            product_name: get("ProductName")?,
+            product_name: raw.product_name,
             version,
             build,
             extra,
@@ -115,5 +115,21 @@ mod tests {
             let parsed = SystemVersion::parse(&sv.to_xml(), std::path::Path::new("x")).unwrap();
             assert_eq!(parsed, sv);
         }
+    }
+
+    #[test]
+    fn a_binary_plist_is_damage_and_costs_nothing() {
+        // 30 levels of arrays each naming the next twice: 2^30 objects for a naive reader.
+        let mut dag = b"bplist00".to_vec();
+        for i in 0..30u8 {
+            dag.extend_from_slice(&[0xA2, i + 1, i + 1]);
+        }
+        let err = SystemVersion::parse(&dag, std::path::Path::new("x")).unwrap_err();
+        assert_eq!(err.exit_code(), 8);
+        assert!(err.to_string().contains("binary property list"), "{err}");
+        let err = SystemVersion::parse(b"<plist><dict/></plist>", std::path::Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ProductName"), "{err}");
     }
 }

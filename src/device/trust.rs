@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::bundle::keys::{self, PublicKey};
-use crate::device::Root;
 use crate::device::layout::TRUST;
+use crate::device::{Root, records};
 use crate::error::IoContext;
 use crate::refusal::NotApplicable;
 use crate::{Error, Result};
@@ -52,19 +52,21 @@ pub(crate) fn install(root: &Root, key: &PublicKey) -> Result<bool> {
 /// trusts (verification, `trust list` and `trust remove` all read it).
 fn files(root: &Root) -> Result<Vec<(PathBuf, PublicKey)>> {
     let mut out = Vec::new();
-    let entries = match root.dir().read_dir(TRUST) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("listing", root.show(TRUST), e)),
+    let dir = match root.open_dir_strict(TRUST) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(out),
+        Err(e) => return Err(records::read_error(root, TRUST, e)),
     };
-    for entry in entries {
+    for entry in dir.entries().ctx("listing", root.show(TRUST))? {
         let name = entry.ctx("listing", root.show(TRUST))?.file_name();
         let name = name.to_string_lossy();
         if !name.ends_with(".pub") || name.starts_with('.') {
             continue;
         }
         let rel = Path::new(TRUST).join(name.as_ref());
-        let bytes = root.read_small(&rel).ctx("reading", root.show(&rel))?;
+        let bytes = root
+            .read_small(&rel)
+            .map_err(|e| records::read_error(root, &rel, e))?;
         let text = String::from_utf8_lossy(&bytes);
         let key = keys::parse_public_key(&text, &root.show(&rel))
             .map_err(|e| Error::damaged(format!("a trusted key is not one: {e}")))?;

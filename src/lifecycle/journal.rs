@@ -178,14 +178,18 @@ fn begin(device: &Device, clock: &Clock, op: &str) -> Result<()> {
     let bytes = serde_json::to_vec(&journal).unwrap_or_default();
     let write = || -> std::io::Result<()> {
         use std::io::Write;
-        let mut options = cap_std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        let mut file = root.dir().open_with(JOURNAL, &options)?;
+        // Opened as every file bsi keeps (no symlink followed, no FIFO, one link), then cut:
+        // a planted link's other name is never truncated.
+        let mut file = root.open_file(JOURNAL, crate::device::Open::ReadWrite)?;
+        file.set_len(0)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         root.sync_dir(crate::device::layout::DB)
     };
     if let Err(e) = write() {
+        if crate::device::is_damage(&e) {
+            return Err(records::read_error(root, JOURNAL, e));
+        }
         let _ = root.remove_if_exists(JOURNAL);
         return Err(Error::io("writing", root.show(JOURNAL), e));
     }
@@ -197,22 +201,25 @@ fn write(device: &Device, journal: &Journal) -> Result<()> {
     records::write_json(device.root(), JOURNAL, journal)
 }
 
-/// The journal, if an operation is in progress (or was cut short). An unreadable journal is
-/// reported as an interrupted operation of unknown kind.
+/// The journal, if an operation is in progress (or was cut short). A journal that does not
+/// parse, or is not what bsi writes (too large, a FIFO, a symlink, hard-linked), is reported as
+/// an interrupted operation of unknown kind: recovery tidies the device and removes the entry
+/// (unlinked, never followed).
 pub(crate) fn read(device: &Device) -> Result<Option<Journal>> {
     let root = device.root();
-    let Some(bytes) = root
-        .read_small_opt(JOURNAL)
-        .ctx("reading", root.show(JOURNAL))?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Journal {
+    let unknown = Journal {
         op: "unknown".to_owned(),
         pid: 0,
         started: String::new(),
         commit: None,
-    })))
+    };
+    let bytes = match root.read_small_opt(JOURNAL) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e) if crate::device::is_damage(&e) => return Ok(Some(unknown)),
+        Err(e) => return Err(Error::io("reading", root.show(JOURNAL), e)),
+    };
+    Ok(Some(serde_json::from_slice(&bytes).unwrap_or(unknown)))
 }
 
 /// Records that the operation finished.

@@ -112,14 +112,10 @@ fn every_documented_exit_code_happens() {
     let a = bundle("macos-26.3.1-a.bsi");
     let tmp = tempfile::tempdir().unwrap();
     d.bsi(["status"]).exit(0);
-    // 1: not enough space is hard to arrange; an unwritable root is not (as root, chmod does not bite), so use a fault-free I/O error: a record replaced by a directory.
-    let power = d.path("private/var/db/bsi/power.json");
-    let saved = std::fs::read(&power).unwrap();
-    std::fs::remove_file(&power).unwrap();
-    std::fs::create_dir(&power).unwrap();
-    d.bsi(["power"]).exit(1).stderr_has("power.json");
-    std::fs::remove_dir(&power).unwrap();
-    std::fs::write(&power, saved).unwrap();
+    // 1: the operation failed: here a DDM server that refuses connections (port 9, discard).
+    d.bsi(["sync", "--server", "http://127.0.0.1:9"])
+        .exit(1)
+        .stderr_has("cannot connect");
     d.bsi(["apply", "--bogus"]).exit(2);
     d.bsi(["apply".as_ref(), a.as_os_str()]).exit(3);
     d.bsi(["power", "--ac"]).ok();

@@ -1,23 +1,26 @@
-//! XML property lists read straight into serde types, holding one XML event's bytes at a time.
+//! The one reader of every property list bsi reads: bundle manifests, `SystemVersion.plist`, the
+//! base generation's `Cryptexes.plist`, and what an MDM server sends (enrollment profiles,
+//! commands). XML only: a binary plist (`bplist00`, whose shared references let 162 bytes stand
+//! for billions of objects) is refused by its first bytes, wherever it appears. Values are read
+//! straight into serde types, holding one XML event's bytes at a time, and every document is
+//! counted against [`Limits`] as it is read, so no input costs more than its bounds allow.
 //!
 //! `plist`'s XML reader (1.10.3) reads every XML event into one buffer that it never clears, so
 //! reading a document holds all of it again in memory: the 30 MB manifest of a 100,000-file
-//! response cost 30 MB on top of the listing parsed from it (and its event-stream deserializer
-//! is public only behind a feature that may break in any minor release). bsi's manifests are
-//! therefore read here: quick-xml events, read into a buffer cleared per event, become plist
-//! values under the same rules as `plist`'s reader (empty elements expanded, end names checked,
-//! only whitespace between elements, character references and the five XML entities resolved),
-//! and a small `serde::Deserializer` hands them to the typed readers in `manifest`.
+//! response cost 30 MB on top of the listing parsed from it. Here quick-xml events, read into a
+//! buffer cleared per event, become plist values under the same rules as `plist`'s reader
+//! (empty elements expanded, end names checked, only whitespace between elements, character
+//! references and the five XML entities resolved), and a small `serde::Deserializer` hands them
+//! to typed readers.
 //!
-//! Every value is offered through `deserialize_any` (the manifest's readers accept whatever
-//! type is there and name it when it is wrong); `deserialize_ignored_any` skips a value without
-//! building it. A `<date>` is offered as its text, as `plist` does outside its `Value`; a
-//! `<data>` value is offered without its bytes: no bsi format uses data, so a key holding it is
-//! unknown (kept by name only) or of the wrong type (named as such).
+//! Every value is offered through `deserialize_any`; `deserialize_ignored_any` skips a value
+//! without building it, and an `Option` is `Some` of whatever is there. A `<date>` is offered as
+//! its text, as `plist` does outside its `Value`; `<data>` as its decoded bytes.
 
 use std::io::BufRead;
 use std::iter::Peekable;
 
+use base64::Engine as _;
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::Event as Xml;
 use serde::de::{self, DeserializeSeed, Visitor};
@@ -170,7 +173,7 @@ enum Event {
     Integer(i128),
     Real(f64),
     Boolean(bool),
-    Data,
+    Data(Vec<u8>),
     Date(String),
 }
 
@@ -299,8 +302,12 @@ impl<R: BufRead> Events<R> {
                 }
                 "date" => Event::Date(self.content()?.trim().to_owned()),
                 "data" => {
-                    self.content()?;
-                    Event::Data
+                    let text: String = self.content()?.split_ascii_whitespace().collect();
+                    Event::Data(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(text)
+                            .map_err(|_| self.error("<data> that is not base64"))?,
+                    )
                 }
                 other => {
                     return Err(self.error(&format!("an unknown element <{}>", clip(other))));
@@ -330,10 +337,16 @@ impl<R: BufRead> Iterator for Events<R> {
 /// Reads the one value of the XML plist `input` into `T`, through `wrap` (which may track the
 /// key path, as `serde_path_to_error` does).
 pub(crate) fn from_reader<R: BufRead, T>(
-    input: R,
+    mut input: R,
     limits: Limits,
     wrap: impl FnOnce(&mut Deserializer<R>) -> Result<T, Error>,
 ) -> Result<T, Error> {
+    let head = input
+        .fill_buf()
+        .map_err(|e| Error::malformed(format!("reading it: {e}")))?;
+    if is_binary(head) {
+        return Err(Error::malformed(BINARY));
+    }
     let mut de = Deserializer {
         events: Events::new(input, limits).peekable(),
     };
@@ -344,6 +357,30 @@ pub(crate) fn from_reader<R: BufRead, T>(
         Some(Ok(_)) => Err(Error::malformed("more than one value at the top level")),
     }
 }
+
+/// Why a binary plist is refused.
+pub(crate) const BINARY: &str =
+    "a binary property list; bsi reads XML property lists only (Apple's format for this file)";
+
+/// Do these first bytes start a binary plist?
+#[must_use]
+pub(crate) fn is_binary(head: &[u8]) -> bool {
+    head.starts_with(b"bplist")
+}
+
+/// Reads the XML plist `bytes` into `T`, within `limits`.
+pub(crate) fn read<T: de::DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, Error> {
+    from_reader(bytes, limits, |de| T::deserialize(de))
+}
+
+/// Bounds for the small documents bsi reads (`SystemVersion.plist`, a profile, a command):
+/// far more than any real one needs, far less than would cost anything.
+pub(crate) const SMALL: Limits = Limits {
+    depth: 32,
+    nodes: 20_000,
+    text: 1 << 20,
+    doctype: 1024,
+};
 
 /// A `serde::Deserializer` over the plist events of one XML document.
 pub(crate) struct Deserializer<R: BufRead> {
@@ -388,9 +425,13 @@ impl<'de, R: BufRead> de::Deserializer<'de> for &mut Deserializer<R> {
             },
             Event::Real(x) => visitor.visit_f64(x),
             Event::Boolean(b) => visitor.visit_bool(b),
-            Event::Data => visitor.visit_bytes(&[]),
+            Event::Data(bytes) => visitor.visit_byte_buf(bytes),
             Event::Date(text) => visitor.visit_string(text),
         }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_some(self)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -402,7 +443,7 @@ impl<'de, R: BufRead> de::Deserializer<'de> for &mut Deserializer<R> {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        bytes byte_buf unit unit_struct newtype_struct seq tuple
         tuple_struct map struct enum identifier
     }
 }
