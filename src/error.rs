@@ -187,6 +187,14 @@ pub(crate) enum Error {
         /// The bundle it was applied from, when recorded.
         bundle: Option<PathBuf>,
     },
+    /// Damage that nothing on the device can undo: only making the device again does.
+    #[error("the device cannot be repaired: {message}")]
+    CannotRepair {
+        /// What is damaged beyond what the device holds copies of.
+        message: String,
+        /// The device root.
+        root: PathBuf,
+    },
     /// A path inside the device leads outside its root (a planted symlink).
     #[error("{} leads outside the device root (a symlink inside the device points elsewhere); bsi refuses to follow it", path.display())]
     Escape {
@@ -243,6 +251,7 @@ impl Error {
             | Error::FleetDamaged { .. }
             | Error::Escape { .. }
             | Error::VerifyFailed { .. }
+            | Error::CannotRepair { .. }
             | Error::NeedsBundle { .. } => 8,
             Error::RequireNotMet { .. } => 9,
             Error::Interrupted { signal, .. } => {
@@ -281,6 +290,7 @@ impl Error {
             | Error::FleetDamaged { .. }
             | Error::Escape { .. }
             | Error::VerifyFailed { .. }
+            | Error::CannotRepair { .. }
             | Error::NeedsBundle { .. } => ErrorKind::Damaged,
             Error::RequireNotMet { .. } => ErrorKind::RequireNotMet,
             Error::Interrupted { .. } => ErrorKind::Interrupted,
@@ -342,6 +352,7 @@ impl Error {
                 )
             }
             Error::VerifyFailed { fix, .. } => fix.hint(),
+            Error::CannotRepair { root, .. } => Repair::Reinit { root: root.clone() }.hint(),
             Error::NeedsBundle {
                 version,
                 build,
@@ -538,7 +549,12 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Repair {
     /// `bsi repair`: links, records, leftovers and the base content, which bsi made itself.
-    Repair,
+    Plain,
+    /// `bsi init --force`: nothing on the device holds what is damaged; make it again.
+    Reinit {
+        /// The device root.
+        root: PathBuf,
+    },
     /// `bsi repair --from BUNDLE`: a response's content, from its bundle.
     From {
         /// The response's version, when known.
@@ -562,7 +578,11 @@ impl Repair {
     #[must_use]
     pub(crate) fn command(&self) -> String {
         match self {
-            Repair::Repair => "bsi repair".to_owned(),
+            Repair::Plain => "bsi repair".to_owned(),
+            Repair::Reinit { root } => format!(
+                "bsi init --force --root {}",
+                shell_word(&root.display().to_string())
+            ),
             Repair::From {
                 bundle: Some(path), ..
             } => format!(
@@ -577,10 +597,14 @@ impl Repair {
     #[must_use]
     pub(crate) fn hint(&self) -> String {
         match self {
-            Repair::Repair => {
+            Repair::Plain => {
                 "run `bsi repair`: it restores what bsi made itself (links, records, base content)"
                     .to_owned()
             }
+            Repair::Reinit { .. } => format!(
+                "nothing on the device holds a copy of it: make the device again with `{}` (its state is lost; add --supervised, --platform and the other flags it was made with)",
+                self.command()
+            ),
             Repair::From {
                 version,
                 build,

@@ -3,7 +3,8 @@
 //! one also kept alone in `last-operation.json`.
 //!
 //! `status` reads only `last-operation.json`, so it stays as fast with 10,000 entries as with
-//! none; `bsi history` reads the whole file. Appends are `O_APPEND` writes followed by `fsync`; a
+//! none; `bsi history --limit N` reads the file from its end, and what needs the whole history
+//! (an update's inclusion list) reads `history-summary.json`, kept as entries are appended. Appends are `O_APPEND` writes followed by `fsync`; a
 //! line cut short by a crash is skipped when reading.
 
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::device::layout::{HISTORY, LAST_OPERATION};
+use crate::device::layout::{HISTORY, HISTORY_SUMMARY as SUMMARY, LAST_OPERATION};
 use crate::device::records;
 use crate::device::{Open, Root};
 use crate::error::IoContext;
@@ -179,6 +180,7 @@ pub(crate) fn append(root: &Root, entry: &Entry) -> Result<()> {
         .map_err(|e| records::read_error(root, HISTORY, e))?;
     file.write_all(&line).ctx("writing", root.show(HISTORY))?;
     file.sync_data().ctx("syncing", root.show(HISTORY))?;
+    summarise(root, entry)?;
     records::write_json(root, LAST_OPERATION, &LastOperation::from(entry))
 }
 
@@ -187,22 +189,159 @@ pub(crate) fn last(root: &Root) -> Result<Option<LastOperation>> {
     records::read_json_opt(root, LAST_OPERATION)
 }
 
-/// Every entry, oldest first. Lines that do not parse (a write cut short by a crash) are skipped.
+/// Every entry, oldest first. Lines that do not parse (a write cut short by a crash) are
+/// skipped, and so are lines longer than any entry bsi writes, without being held.
 pub(crate) fn read_all(root: &Root) -> Result<Vec<Entry>> {
-    let file = match root.open_read(HISTORY) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(records::read_error(root, HISTORY, e)),
+    let Some(file) = open(root)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
-        let line = line.ctx("reading", root.show(HISTORY))?;
-        if line.len() > MAX_LINE {
-            continue;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::new();
+    let mut overlong = false;
+    loop {
+        let chunk = reader.fill_buf().ctx("reading", root.show(HISTORY))?;
+        if chunk.is_empty() {
+            break;
         }
-        if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
-            out.push(entry);
+        let (part, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        if !overlong && line.len() + part.len() <= MAX_LINE {
+            line.extend_from_slice(part);
+        } else {
+            overlong = true;
+            line.clear();
+        }
+        let used = end.unwrap_or(chunk.len());
+        reader.consume(used);
+        if end.is_some() {
+            if !overlong && let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
+                out.push(entry);
+            }
+            line.clear();
+            overlong = false;
         }
     }
+    if !overlong && let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
+        out.push(entry);
+    }
     Ok(out)
+}
+
+/// The history file, opened as every file bsi keeps; `None` when there is none.
+fn open(root: &Root) -> Result<Option<std::fs::File>> {
+    match root.open_read(HISTORY) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(records::read_error(root, HISTORY, e)),
+    }
+}
+
+/// The last `n` entries, oldest first, read from the end of the file: the cost is that of the
+/// entries asked for, however long the history is.
+pub(crate) fn read_last(root: &Root, n: usize) -> Result<Vec<Entry>> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 1 << 16;
+    let Some(file) = open(root)? else {
+        return Ok(Vec::new());
+    };
+    let mut pos = file.metadata().ctx("reading", root.show(HISTORY))?.len();
+    let mut newest_first = Vec::new();
+    // The end of a line whose start is in a block not read yet, unless it is too long to be
+    // an entry (then only that is remembered).
+    let mut tail: Vec<u8> = Vec::new();
+    let mut overlong = false;
+    let mut block = Vec::new();
+    let take = |line: &[u8], overlong: bool, out: &mut Vec<Entry>| {
+        if !overlong && let Ok(entry) = serde_json::from_slice::<Entry>(line) {
+            out.push(entry);
+        }
+    };
+    while pos > 0 && newest_first.len() < n {
+        let start = pos.saturating_sub(BLOCK);
+        block.resize(usize::try_from(pos - start).unwrap_or(0), 0);
+        file.read_exact_at(&mut block, start)
+            .ctx("reading", root.show(HISTORY))?;
+        pos = start;
+        let mut end = block.len();
+        while let Some(i) = block[..end].iter().rposition(|&b| b == b'\n') {
+            let mut line = block[i + 1..end].to_vec();
+            line.extend_from_slice(&tail);
+            take(&line, overlong || line.len() > MAX_LINE, &mut newest_first);
+            tail.clear();
+            overlong = false;
+            end = i;
+            if newest_first.len() == n {
+                break;
+            }
+        }
+        if overlong || tail.len() + end > MAX_LINE {
+            overlong = true;
+            tail.clear();
+        } else {
+            tail.splice(0..0, block[..end].iter().copied());
+        }
+    }
+    if pos == 0 && newest_first.len() < n {
+        take(&tail, overlong, &mut newest_first);
+    }
+    newest_first.reverse();
+    Ok(newest_first)
+}
+
+/// `history-summary.json`: what needs the whole history, kept as it is appended, so that no
+/// command reads the history whole.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    /// For each base OS version (at most [`SUMMARY_BASES`], the latest), the newest response of
+    /// its line that an `apply` or `auto` installed.
+    pub newest_installed: std::collections::BTreeMap<String, String>,
+}
+
+/// How many base versions the summary remembers.
+const SUMMARY_BASES: usize = 32;
+
+/// The summary, empty when it is missing or damaged (it only adds detail to an update's
+/// inclusion list, which the device's active and staged responses give too).
+#[must_use]
+pub(crate) fn summary(root: &Root) -> Summary {
+    records::read_json_lenient(root, SUMMARY).unwrap_or_default()
+}
+
+/// Adds an installed response to the summary.
+fn summarise(root: &Root, entry: &Entry) -> Result<()> {
+    let installed =
+        entry.result == OpResult::Ok && matches!(entry.action.as_str(), "apply" | "auto" | "sync");
+    let Some(version) = entry
+        .target
+        .as_deref()
+        .filter(|_| installed)
+        .and_then(|t| t.parse::<crate::version::ResponseVersion>().ok())
+    else {
+        return Ok(());
+    };
+    let mut summary = summary(root);
+    let key = version.os.to_string();
+    let newer = summary
+        .newest_installed
+        .get(&key)
+        .and_then(|v| v.parse::<crate::version::ResponseVersion>().ok())
+        .is_none_or(|old| old < version);
+    if !newer {
+        return Ok(());
+    }
+    summary.newest_installed.insert(key, version.to_string());
+    while summary.newest_installed.len() > SUMMARY_BASES {
+        let oldest = summary
+            .newest_installed
+            .keys()
+            .min_by_key(|k| k.parse::<crate::version::OsVersion>().ok())
+            .cloned();
+        if let Some(k) = oldest {
+            summary.newest_installed.remove(&k);
+        }
+    }
+    records::write_json(root, SUMMARY, &summary)
 }

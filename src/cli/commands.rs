@@ -10,7 +10,7 @@ use crate::ddm::{auto, catalog, client, sync};
 use crate::device::{Chip, Platform};
 use crate::fleet;
 use crate::lifecycle::init::{DEFAULT_VERSION, InitOptions, default_build, init};
-use crate::lifecycle::{apply, recover};
+use crate::lifecycle::{apply, repair};
 use crate::ops::{self, Done, Env, manage};
 use crate::version::{BaseMove, Build, OsVersion};
 use crate::{Error, Result};
@@ -274,7 +274,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             Ok((Output::Verify(outcome), error))
         }
         Command::Repair(a) => {
-            let opts = recover::RepairOptions {
+            let opts = repair::RepairOptions {
                 from: a.from,
                 dry_run: a.dry_run,
             };

@@ -19,7 +19,7 @@ use crate::fleet::{FleetInitOutcome, FleetSyncOutcome};
 use crate::history::Entry;
 use crate::lifecycle::apply::ApplyOutcome;
 use crate::lifecycle::init::InitOutcome;
-use crate::lifecycle::recover::RepairOutcome;
+use crate::lifecycle::repair::RepairOutcome;
 use crate::lifecycle::restart::RestartOutcome;
 use crate::lifecycle::rollback::RollbackOutcome;
 use crate::lifecycle::safari::RelaunchOutcome;
@@ -390,6 +390,9 @@ impl Output {
                 }
             }
             Output::Verify(v) => {
+                if let Some(pending) = &v.recovery_pending {
+                    line(&mut out, format!("note: {pending}"));
+                }
                 if v.problems.is_empty() {
                     line(
                         &mut out,

@@ -125,6 +125,60 @@ impl Root {
         file.sync_all()
     }
 
+    /// Replaces the regular file `rel` with a copy of itself (same content and mode, one link):
+    /// a hard link planted as a record keeps its other name and content, and the record gets a
+    /// name of its own. Copied through a temporary sibling, synced, renamed over `rel`.
+    pub(crate) fn copy_atomic(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let rel = rel.as_ref();
+        let source = match self.open_file(rel, super::Open::Read) {
+            Ok(f) => f,
+            // More than one link is what is being fixed; anything else is not a file to copy.
+            Err(e)
+                if e.kind() == io::ErrorKind::InvalidData
+                    && self.kind(rel)? == Some(super::Kind::File) =>
+            {
+                self.open_hard_linked(rel)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mode = source.metadata()?.permissions().mode() & 0o777;
+        let tmp = tmp_sibling(rel);
+        self.remove_if_exists(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(mode);
+        let copied = (|| {
+            let mut out = self.dir().open_with(&tmp, &options)?;
+            io::copy(&mut &source, &mut out)?;
+            out.sync_all()?;
+            self.dir().rename(&tmp, self.dir(), rel)
+        })();
+        if let Err(e) = copied {
+            let _ = self.remove_if_exists(&tmp);
+            return Err(e);
+        }
+        self.sync_dir(parent_of(rel))
+    }
+
+    /// Opens a regular file that has more than one link, for reading only (no symlink followed,
+    /// no FIFO blocked on).
+    fn open_hard_linked(&self, rel: &Path) -> io::Result<std::fs::File> {
+        use rustix::fs::{Mode, OFlags};
+        let dir = self
+            .open_dir_strict(parent_of(rel))?
+            .ok_or(io::ErrorKind::NotFound)?;
+        let name = rel.file_name().ok_or(io::ErrorKind::InvalidInput)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let file = std::fs::File::from(rustix::fs::openat(&dir, name, flags, Mode::empty())?);
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it is not a regular file",
+            ));
+        }
+        Ok(file)
+    }
+
     /// Points the symlink `rel` at `target`, atomically: make the new link under a temporary
     /// name, rename it over `rel`, fsync the directory. This is bsi's switch operation.
     ///

@@ -9,6 +9,7 @@
 //! switch operations on top of it. Nothing else in bsi opens device paths by name.
 
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
@@ -102,6 +103,22 @@ impl Root {
         self.path.join(rel)
     }
 
+    /// The error for `e`, met while `action` on `rel`: damage (exit 8) when what is there is
+    /// not what bsi keeps there ([`is_damage`]), else an I/O failure.
+    #[must_use]
+    pub(crate) fn failure(
+        &self,
+        action: &'static str,
+        rel: impl AsRef<Path>,
+        e: io::Error,
+    ) -> crate::Error {
+        if is_damage(&e) {
+            crate::Error::damaged(format!("{}: {e}", self.show(rel).display()))
+        } else {
+            crate::Error::io(action, self.show(rel), e)
+        }
+    }
+
     /// The capability handle itself.
     #[must_use]
     pub(crate) fn dir(&self) -> &Dir {
@@ -193,10 +210,14 @@ impl Root {
                 io::ErrorKind::InvalidData,
                 "a symlink stands on its path, where bsi makes none",
             )),
-            Err(rustix::io::Errno::NOTDIR) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "it is not a directory",
-            )),
+            Err(rustix::io::Errno::NOTDIR) => {
+                // What stands there (or on the way): a symlink, a file, a FIFO.
+                let what = match self.kind(rel.as_ref()) {
+                    Ok(Some(kind)) => format!("it is {}, not a directory", kind.noun()),
+                    _ => "something on its path is not a directory".to_owned(),
+                };
+                Err(io::Error::new(io::ErrorKind::InvalidData, what))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -254,21 +275,98 @@ impl Root {
         }
     }
 
-    /// Reads a symlink's target if `rel` is a symlink; `None` if nothing is there.
+    /// Reads the symlink `rel`, reached without following any symlink on the way (a link is
+    /// read where bsi made it, never through a planted one); `None` when nothing is there. What
+    /// is there but is no symlink is an [`io::ErrorKind::InvalidData`] error.
     pub(crate) fn read_link_opt(&self, rel: impl AsRef<Path>) -> io::Result<Option<PathBuf>> {
-        match self.dir.read_link_contents(rel) {
-            Ok(target) => Ok(Some(target)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let rel = rel.as_ref();
+        let Some((dir, name)) = self.parent_of(rel)? else {
+            return Ok(None);
+        };
+        match rustix::fs::readlinkat(&dir, name, Vec::new()) {
+            Ok(target) => Ok(Some(PathBuf::from(std::ffi::OsString::from_vec(
+                target.into_bytes(),
+            )))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(rustix::io::Errno::INVAL) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "it is {}, not a symlink",
+                    self.kind(rel)?.map_or("nothing", Kind::noun)
+                ),
+            )),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Does anything (file, directory or symlink, followed or not) exist at `rel`?
+    /// What is at `rel` itself (a symlink is not followed), reached without following any
+    /// symlink on the way; `None` when nothing is there (or the way to it is not a directory).
+    pub(crate) fn kind(&self, rel: impl AsRef<Path>) -> io::Result<Option<Kind>> {
+        use rustix::fs::{AtFlags, FileType};
+        let Some((dir, name)) = self.parent_of(rel.as_ref())? else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => Kind::Dir,
+                FileType::RegularFile => Kind::File,
+                FileType::Symlink => Kind::Symlink,
+                _ => Kind::Special,
+            })),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Does anything (file, directory or symlink, not followed) exist at `rel`?
     pub(crate) fn exists_nofollow(&self, rel: impl AsRef<Path>) -> io::Result<bool> {
-        match self.dir.symlink_metadata(rel) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        self.kind(rel).map(|k| k.is_some())
+    }
+
+    /// The directory holding `rel` (opened strictly) and `rel`'s last component; `None` when
+    /// the directory is not there.
+    fn parent_of<'a>(&self, rel: &'a Path) -> io::Result<Option<(Dir, &'a std::ffi::OsStr)>> {
+        let Some(name) = rel.file_name() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
+        };
+        let parent = match rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match self.open_dir_strict(parent) {
+            Ok(Some(dir)) => Ok(Some((dir, name))),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("its directory {}: {e}", parent.display()),
+            )),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// What is at a path ([`Root::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symlink.
+    Symlink,
+    /// A FIFO, a socket or a device.
+    Special,
+}
+
+impl Kind {
+    /// The kind as a noun phrase, for messages.
+    #[must_use]
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Kind::Dir => "a directory",
+            Kind::File => "a file",
+            Kind::Symlink => "a symlink",
+            Kind::Special => "a special file",
         }
     }
 }

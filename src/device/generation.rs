@@ -105,7 +105,10 @@ impl Device {
     pub(crate) fn current(&self) -> Result<GenName> {
         let rel = self.layout().current();
         let root = self.root();
-        match root.read_link_opt(&rel).ctx("reading", root.show(&rel))? {
+        match root
+            .read_link_opt(&rel)
+            .map_err(|e| root.failure("reading", &rel, e))?
+        {
             Some(target) => GenName::from_link_target(&target).ok_or_else(|| {
                 Error::damaged(format!(
                     "{} points at {}, which is not a content generation",
@@ -124,7 +127,10 @@ impl Device {
     pub(crate) fn proposed(&self) -> Result<Option<GenName>> {
         let rel = self.layout().proposed();
         let root = self.root();
-        match root.read_link_opt(&rel).ctx("reading", root.show(&rel))? {
+        match root
+            .read_link_opt(&rel)
+            .map_err(|e| root.failure("reading", &rel, e))?
+        {
             Some(target) => GenName::from_link_target(&target).map(Some).ok_or_else(|| {
                 Error::damaged(format!(
                     "{} points at {}, which is not a content generation",

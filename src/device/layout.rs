@@ -33,6 +33,8 @@ pub(crate) const PREBOOT_CRYPTEXES: &str = "System/Volumes/Preboot/Cryptexes";
 pub(crate) const DB: &str = "private/var/db/bsi";
 /// The device record, whose presence makes a directory a bsi device.
 pub(crate) const DEVICE_RECORD: &str = "private/var/db/bsi/device.json";
+/// A copy of the enrollment identifier, from which `repair` rebuilds a lost device record.
+pub(crate) const ENROLLMENT_RECORD: &str = "private/var/db/bsi/enrollment.json";
 /// The simulated power source.
 pub(crate) const POWER_RECORD: &str = "private/var/db/bsi/power.json";
 /// The user's settings.
@@ -43,6 +45,8 @@ pub(crate) const INCLUDED_RECORD: &str = "private/var/db/bsi/included.json";
 pub(crate) const SAFARI_RECORD: &str = "private/var/db/bsi/safari.json";
 /// The operation history, one JSON object per line.
 pub(crate) const HISTORY: &str = "private/var/db/bsi/history.jsonl";
+/// What needs the whole history, so that nothing reads it whole.
+pub(crate) const HISTORY_SUMMARY: &str = "private/var/db/bsi/history-summary.json";
 /// The last operation, so that `status` need not read the history.
 pub(crate) const LAST_OPERATION: &str = "private/var/db/bsi/last-operation.json";
 /// The software-update failure record `report` reads.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub(crate) use crate::platform::{Chip, Cryptex, Platform};
 pub(crate) use atomic::TMP_PREFIX;
-pub(crate) use confine::{Open, Root, is_damage};
+pub(crate) use confine::{Kind, Open, Root, is_damage};
 pub(crate) use generation::GenName;
 pub(crate) use layout::Layout;
 pub(crate) use lock::{Access, DeviceLock, Holder};
@@ -117,15 +117,37 @@ pub(crate) fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<St
         portable,
         supervised: false,
         volume_group: volume_group.clone(),
-        // The identifier a server knows the device by survives in the sync record.
-        enrollment_id: records::read_json_lenient::<records::SyncState>(&root, layout::SYNC_RECORD)
-            .map(|s| s.enrollment_id)
-            .filter(|id| !id.is_empty()),
+        // The identifier a server knows the device by survives in its own record, or in the
+        // sync record.
+        enrollment_id: records::read_json_lenient::<records::Enrollment>(
+            &root,
+            layout::ENROLLMENT_RECORD,
+        )
+        .map(|e| e.enrollment_id)
+        .or_else(|| {
+            records::read_json_lenient::<records::SyncState>(&root, layout::SYNC_RECORD)
+                .map(|s| s.enrollment_id)
+        })
+        .filter(|id| !id.is_empty()),
         created: clock_stamp.to_owned(),
     };
+    let identity = match &info.enrollment_id {
+        Some(id) => format!("enrolled as {id}, as before"),
+        None => format!(
+            "the enrollment identifier was lost with it: the device is now enrolled as {} (its volume group), which a DDM or MDM server sees as a new device",
+            info.volume_group
+        ),
+    };
     records::write_json(&root, layout::DEVICE_RECORD, &info)?;
+    records::write_json(
+        &root,
+        layout::ENROLLMENT_RECORD,
+        &records::Enrollment {
+            enrollment_id: info.enrollment().to_owned(),
+        },
+    )?;
     Ok(Some(format!(
-        "rebuilt {} ({platform}, {chip}, {}; supervision cannot be recovered and is now off: make the device again with `bsi init --force --supervised` if it was supervised)",
+        "rebuilt {} ({platform}, {chip}, {}; {identity}; supervision cannot be recovered and is now off: make the device again with `bsi init --force --supervised` if it was supervised)",
         layout::DEVICE_RECORD,
         if portable { "portable" } else { "desktop" }
     )))
@@ -152,7 +174,7 @@ impl Device {
         };
         if !root
             .exists_nofollow(layout::DEVICE_RECORD)
-            .ctx("reading", root.show(layout::DEVICE_RECORD))?
+            .map_err(|e| root.failure("reading", layout::DEVICE_RECORD, e))?
         {
             if looks_like_device(&root) {
                 return Err(Error::damaged(format!(
@@ -284,33 +306,36 @@ impl Device {
         for cryptex in Cryptex::ALL {
             let rel = self.generation_path(name).join(cryptex.as_str());
             let shown = self.root.show(&rel);
-            let meta = match self.root.dir().symlink_metadata(&rel) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::damaged(format!("{} is missing", shown.display())));
+            let kind = self.root.kind(&rel).map_err(|e| {
+                if is_damage(&e) {
+                    Error::damaged(format!("{}: {e}", shown.display()))
+                } else {
+                    Error::io("reading", &shown, e)
                 }
-                Err(e) => return Err(Error::io("reading", shown, e)),
-            };
-            let supplier = if meta.is_dir() {
-                name.clone()
-            } else if meta.is_symlink() {
-                let target = self
-                    .root
-                    .read_link_opt(&rel)
-                    .ctx("reading", &shown)?
-                    .unwrap_or_default();
-                GenName::from_supplier_link(&target, cryptex).ok_or_else(|| {
-                    Error::damaged(format!(
-                        "{} points at {}, which is not another generation's {cryptex} tree",
-                        shown.display(),
-                        target.display()
-                    ))
-                })?
-            } else {
-                return Err(Error::damaged(format!(
-                    "{} is neither a directory nor a link to another generation",
-                    shown.display()
-                )));
+            })?;
+            let supplier = match kind {
+                None => return Err(Error::damaged(format!("{} is missing", shown.display()))),
+                Some(Kind::Dir) => name.clone(),
+                Some(Kind::Symlink) => {
+                    let target = self
+                        .root
+                        .read_link_opt(&rel)
+                        .ctx("reading", &shown)?
+                        .unwrap_or_default();
+                    GenName::from_supplier_link(&target, cryptex).ok_or_else(|| {
+                        Error::damaged(format!(
+                            "{} points at {}, which is not another generation's {cryptex} tree",
+                            shown.display(),
+                            target.display()
+                        ))
+                    })?
+                }
+                Some(_) => {
+                    return Err(Error::damaged(format!(
+                        "{} is neither a directory nor a link to another generation",
+                        shown.display()
+                    )));
+                }
             };
             out.insert(cryptex, supplier);
         }

@@ -50,6 +50,13 @@ impl DeviceInfo {
     }
 }
 
+/// `enrollment.json`: a copy of the identifier a server knows the device by.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Enrollment {
+    /// The enrollment identifier.
+    pub enrollment_id: String,
+}
+
 /// `power.json`: the simulated power source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Power {

@@ -8,8 +8,9 @@
 //! ([`Source`]).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use super::{Cryptex, Device, GenName, SystemVersion};
+use super::{Cryptex, Device, GenName, Layout, SystemVersion};
 use crate::version::{Base, Build, ResponseVersion};
 use crate::{Error, Result};
 
@@ -87,6 +88,51 @@ impl Snapshot {
 }
 
 impl Device {
+    /// The links DESIGN section 2 fixes, each with the target it must hold: `System/Cryptexes/*`
+    /// and the `Preboot/Cryptexes/*` grafts through `cryptex1/current`.
+    #[must_use]
+    pub(crate) fn expected_links(&self) -> Vec<(PathBuf, PathBuf)> {
+        let l = self.layout();
+        let mut out = Vec::new();
+        for c in Cryptex::ALL {
+            out.push((Layout::system_link(c), Layout::system_link_target(c)));
+            out.push((Layout::graft(c), l.graft_target(c)));
+        }
+        out
+    }
+
+    /// Every fixed link that does not hold its target (read without following any symlink on
+    /// the way): the link, the target it must hold, and what is there instead.
+    #[must_use]
+    pub(crate) fn wrong_links(&self) -> Vec<(PathBuf, PathBuf, String)> {
+        let root = self.root();
+        self.expected_links()
+            .into_iter()
+            .filter_map(|(link, target)| {
+                let found = match root.read_link_opt(&link) {
+                    Ok(Some(t)) if t == target => return None,
+                    Ok(Some(t)) => format!("points at {}", t.display()),
+                    Ok(None) => "is missing".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                Some((link, target, found))
+            })
+            .collect()
+    }
+
+    /// I2: what `status` reports as active is what the links resolve to, so a fixed link that
+    /// holds anything but its target is damage, named with the command that fixes it.
+    pub(crate) fn check_links(&self) -> Result<()> {
+        match self.wrong_links().first() {
+            None => Ok(()),
+            Some((link, target, found)) => Err(Error::damaged(format!(
+                "{} {found}, not {} (bsi made that link; what it leads to is not the active content)",
+                self.root().show(link).display(),
+                target.display()
+            ))),
+        }
+    }
+
     /// Reads generation `generation`'s `SystemVersion.plist` and checks that it belongs to the
     /// base and to the generation's name. `None` for the base generation.
     fn read_generation(

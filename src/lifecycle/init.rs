@@ -280,8 +280,21 @@ pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<Ini
             }
         ));
     history::append(&root, &entry)?;
+    // A second copy of the identity a server knows the device by, for `repair` to rebuild a
+    // lost device record with.
+    records::write_json(
+        &root,
+        layout::ENROLLMENT_RECORD,
+        &records::Enrollment {
+            enrollment_id: enrollment_id_of(&info),
+        },
+    )?;
     records::write_json(&root, layout::DEVICE_RECORD, &info)?;
     Ok(outcome)
+}
+
+fn enrollment_id_of(info: &DeviceInfo) -> String {
+    info.enrollment().to_owned()
 }
 
 fn build(root: &Root, opts: &InitOptions, uuid: &str) -> Result<()> {

@@ -12,12 +12,18 @@
 //! bundle, a gate) never opens a journal; the operations layer appends the history while the
 //! journal is still open and then calls [`Tx::finish`]. Dropped without `finish` (an error, a
 //! panic), it tidies the device back to a consistent state and removes the journal, unless the
-//! operation committed a base change, which recovery must complete.
+//! operation committed a base change, which recovery must complete. [`tidy`], what both that
+//! and recovery do, lives here with the journal it cleans up after.
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
 use crate::clock::Clock;
+use crate::device::generation::{collect_garbage, sweep_temporaries};
 use crate::device::layout::JOURNAL;
+use crate::device::layout::{self, SAFARI_RECORD};
+use crate::device::records::SafariRecord;
 use crate::device::{Device, records};
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -157,7 +163,7 @@ impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if self.open && !self.committed {
             // If even tidying fails, the journal stays and the next command recovers.
-            if super::recover::tidy(self.device).is_ok() {
+            if tidy(self.device).is_ok() {
                 let _ = end(self.device);
             }
         }
@@ -228,4 +234,81 @@ pub(crate) fn end(device: &Device) -> Result<()> {
     root.remove_durable(JOURNAL)
         .ctx("removing", root.show(JOURNAL))?;
     Ok(())
+}
+
+/// Directories where a crash can leave `.bsi-tmp.*` entries.
+fn temp_dirs(device: &Device) -> Vec<PathBuf> {
+    let l = device.layout();
+    vec![
+        PathBuf::from(layout::DB),
+        PathBuf::from(layout::TRUST),
+        PathBuf::from(layout::DECLARATIONS),
+        PathBuf::from("System/Library/CoreServices"),
+        PathBuf::from(layout::SYSTEM_CRYPTEXES),
+        PathBuf::from(layout::PREBOOT_CRYPTEXES),
+        l.cryptex1(),
+        l.generations(),
+    ]
+}
+
+/// Brings the `proposed` link and leftovers to a consistent state after an operation that did
+/// not finish (a crash, an error): temporaries, a stale `proposed` link or Safari record,
+/// unreferenced generations. Returns what it did.
+pub(crate) fn tidy(device: &Device) -> Result<Vec<String>> {
+    let root = device.root();
+    let mut actions = Vec::new();
+    for dir in temp_dirs(device) {
+        let n = sweep_temporaries(root, &dir)?;
+        if n > 0 {
+            actions.push(format!(
+                "removed {n} temporary entr{} in {}",
+                if n == 1 { "y" } else { "ies" },
+                dir.display()
+            ));
+        }
+    }
+    let proposed_rel = device.layout().proposed();
+    let proposed = if let Ok(p) = device.proposed() {
+        p
+    } else {
+        root.remove_durable(&proposed_rel)
+            .ctx("removing", root.show(&proposed_rel))?;
+        actions.push("removed a proposed link that named no generation".to_owned());
+        None
+    };
+    if let Some(p) = proposed {
+        // The snapshot drops a `proposed` link that means nothing any more (it names `current`,
+        // a generation that is gone, or no newer response): remove such a link.
+        let stale = device.snapshot().map_or(true, |s| s.proposed.is_none());
+        if stale {
+            root.remove_durable(&proposed_rel)
+                .ctx("removing", root.show(&proposed_rel))?;
+            actions.push(format!(
+                "removed the stale proposed link to {}",
+                p.dir_name()
+            ));
+        }
+    }
+    let record: Option<SafariRecord> = records::read_json_opt(root, SAFARI_RECORD).unwrap_or(None);
+    if let Some(r) = record
+        && device
+            .proposed()?
+            .is_none_or(|p| p.dir_name() != r.generation)
+    {
+        root.remove_durable(SAFARI_RECORD)
+            .ctx("removing", root.show(SAFARI_RECORD))?;
+        actions.push("removed a stale Safari record".to_owned());
+    }
+    // Unused generations go only when the base is readable (a damaged base is repair's).
+    let removed = match device.base() {
+        Ok(base) => collect_garbage(device, &base.build)?,
+        Err(_) => Vec::new(),
+    };
+    if !removed.is_empty() {
+        actions.push(format!(
+            "removed unreferenced generations: {}",
+            removed.join(", ")
+        ));
+    }
+    Ok(actions)
 }

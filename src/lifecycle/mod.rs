@@ -9,11 +9,13 @@
 //! functions own the rules and the changes.
 
 pub(crate) mod apply;
+pub(crate) mod checks;
 pub(crate) mod init;
 pub(crate) mod journal;
 mod placement;
 mod read_ahead;
 pub(crate) mod recover;
+pub(crate) mod repair;
 pub(crate) mod restart;
 pub(crate) mod rollback;
 pub(crate) mod safari;
@@ -46,8 +48,23 @@ pub(crate) fn open_to_change(
         device.set_phase("recovering");
         recover::recover(&device, clock)?;
     }
+    check_before_change(&device)?;
     device.set_phase("checking");
     Ok(device)
+}
+
+/// What a change refuses for before it starts (`bsi repair` fixes each): a link bsi made that
+/// holds something else (a change switches through them), and a history that is not one plain
+/// file (an append would write through a planted hard link).
+pub(crate) fn check_before_change(device: &Device) -> Result<()> {
+    device.check_links()?;
+    let root = device.root();
+    match root.open_file(crate::device::layout::HISTORY, crate::device::Open::Read) {
+        Err(e) if crate::device::is_damage(&e) => {
+            Err(root.failure("reading", crate::device::layout::HISTORY, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Opens the device at `root` to read it: no lock, no recovery, no write of any kind.

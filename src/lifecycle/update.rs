@@ -35,30 +35,20 @@ pub(crate) struct UpdateOutcome {
     pub message: String,
 }
 
-/// The newest response of the current base's line the device has known (active, staged, or
-/// applied earlier according to the history).
-fn newest_of_line(device: &Device, snapshot: &Snapshot) -> Result<Option<ResponseVersion>> {
+/// The newest response of the current base's line the device has known: active, staged, or
+/// installed earlier (the history's summary keeps that, so the history is never read whole).
+fn newest_of_line(device: &Device, snapshot: &Snapshot) -> Option<ResponseVersion> {
     let base = snapshot.base.version;
     let mut newest = snapshot.active.as_ref().map(|a| a.version);
     if let Some(s) = snapshot.staged_install() {
         newest = newest.max(Some(s.version));
     }
-    for entry in history::read_all(device.root())? {
-        if entry.result != history::OpResult::Ok
-            || !matches!(entry.action.as_str(), "apply" | "auto")
-        {
-            continue;
-        }
-        if let Some(v) = entry
-            .target
-            .as_deref()
-            .and_then(|t| t.parse::<ResponseVersion>().ok())
-            && v.os == base
-        {
-            newest = newest.max(Some(v));
-        }
-    }
-    Ok(newest)
+    let installed = history::summary(device.root())
+        .newest_installed
+        .get(&base.to_string())
+        .and_then(|v| v.parse::<ResponseVersion>().ok())
+        .filter(|v| v.os == base);
+    newest.max(installed)
 }
 
 /// A sentence naming the included line, e.g. "26.4 includes 26.3.1 (a) ... (c)".
@@ -137,7 +127,7 @@ pub(crate) fn update(
                 .filter(|v| v.os == from.version)
                 .max()
                 .copied();
-            newest_of_line(device, &snapshot)?
+            newest_of_line(device, &snapshot)
                 .max(published)
                 .map(|n| n.line_up_to().map(|v| v.to_string()).collect())
                 .unwrap_or_default()

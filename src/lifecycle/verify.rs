@@ -23,22 +23,8 @@ use crate::error::{IoContext, Repair};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
+use super::checks::{self, Damage};
 use super::read_ahead::{ReadAhead, SeenTree};
-use super::recover::wrong_links;
-
-/// What a problem damages, which decides the command that fixes it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Damage {
-    /// Links, records, leftovers: `bsi repair` puts them right.
-    Structure,
-    /// The base generation's content, which bsi made and can make again: `bsi repair`.
-    Base,
-    /// A response generation's content: only its bundle can restore it.
-    Response {
-        /// The response's supplemental build (the generation's name).
-        build: String,
-    },
-}
 
 /// One problem `verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,22 +46,14 @@ pub(crate) struct VerifyOutcome {
     pub bytes: u64,
     /// Every problem found (empty when all holds).
     pub problems: Vec<String>,
+    /// An interrupted operation the next changing command (or `bsi repair`) recovers: not
+    /// damage. Its leftovers are not checked; the committed state is.
+    pub recovery_pending: Option<String>,
     /// The command that fixes them, when there are any.
     pub fix: Option<String>,
     /// The problems with their kinds, for `repair`.
     #[serde(skip)]
     pub found: Vec<Problem>,
-}
-
-impl Damage {
-    fn of(generation: &GenName) -> Self {
-        match generation {
-            GenName::Base(_) => Damage::Base,
-            GenName::Response(build) => Damage::Response {
-                build: build.to_string(),
-            },
-        }
-    }
 }
 
 /// The repair that fixes `problems`: a response's damage needs its bundle (the first such
@@ -97,7 +75,7 @@ pub(crate) fn fix_for(device: &Device, problems: &[Problem]) -> Option<Repair> {
                 bundle: origin.map(|o| o.bundle),
             }
         }
-        _ => Repair::Repair,
+        _ => Repair::Plain,
     })
 }
 
@@ -256,89 +234,45 @@ fn joined(cryptex: Cryptex, rel: &str) -> String {
 /// Per cryptex, the generation supplying it and that generation's listing of it.
 type Listings = BTreeMap<Cryptex, (GenName, Vec<FileEntry>)>;
 
-/// Checks the structure of the active state and returns, per cryptex, the supplying generation
-/// and its listing; every problem found on the way is pushed to `problems`.
+/// Per cryptex, the generation supplying `current` and its listing; what keeps a listing from
+/// being read is pushed to `problems` (the structure itself, `checks` reports).
 fn active_listings(
     device: &Device,
+    current: &GenName,
+    base: &crate::version::Base,
     manifests: &mut Manifests,
     problems: &mut Vec<Problem>,
-) -> Option<(String, Listings)> {
-    let structure = |message: String| Problem {
-        damage: Damage::Structure,
-        message,
-    };
-    let current = match device.current() {
-        Ok(c) => c,
-        Err(e) => {
-            problems.push(structure(e.to_string()));
-            return None;
-        }
-    };
-    let base = match device.base() {
-        Ok(b) => b,
-        Err(e) => {
-            problems.push(structure(e.to_string()));
-            return None;
-        }
-    };
+) -> Listings {
     let root = device.root();
-    let missing = |g: &GenName, what: &str| Problem {
-        damage: Damage::of(g),
-        message: format!(
-            "{} ({what}) is missing",
-            root.show(device.generation_path(g)).display()
-        ),
-    };
+    let mut out = BTreeMap::new();
     if !root
-        .exists_nofollow(device.generation_path(&current))
+        .exists_nofollow(device.generation_path(current))
         .unwrap_or(false)
     {
-        problems.push(missing(&current, "the active generation"));
-        return None;
+        return out;
     }
-    if let GenName::Base(build) = &current
-        && *build != base.build
-    {
-        problems.push(structure(format!(
-            "cryptex1/current names the base generation of {build}, but the base OS is {}",
-            base.build
-        )));
-        return None;
-    }
-    let label = match device.snapshot() {
-        Ok(s) => s.version_label(),
-        Err(_) => base.version.to_string(),
+    let Ok(sources) = device.generation_sources(current) else {
+        return out;
     };
-    let sources = match device.generation_sources(&current) {
-        Ok(s) => s,
-        Err(e) => {
-            problems.push(Problem {
-                damage: Damage::of(&current),
-                message: e.to_string(),
-            });
-            return None;
-        }
-    };
-    if let GenName::Response(build) = &current {
-        check_manifest_agrees(device, manifests, &current, build, problems);
-    }
-    let mut out = BTreeMap::new();
     for (cryptex, supplier) in sources {
         if !root
             .exists_nofollow(device.generation_path(&supplier))
             .unwrap_or(false)
         {
-            problems.push(missing(
-                &supplier,
-                &format!("it supplies the {cryptex} cryptex"),
-            ));
+            problems.push(Problem {
+                damage: Damage::of(&supplier),
+                message: format!(
+                    "{} (it supplies the {cryptex} cryptex) is missing",
+                    root.show(device.generation_path(&supplier)).display()
+                ),
+            });
             continue;
         }
         if let GenName::Base(build) = &supplier
             && *build != base.build
         {
             problems.push(Problem {
-                damage: Damage::of(&current),
+                damage: Damage::of(current),
                 message: format!(
                     "the {cryptex} cryptex links to the base generation of {build}, but the base OS is {}",
                     base.build
@@ -357,44 +291,7 @@ fn active_listings(
             Err(None) => {}
         }
     }
-    Some((label, out))
-}
-
-/// `current/SystemVersion.plist` and the response's manifest must name the same response.
-fn check_manifest_agrees(
-    device: &Device,
-    manifests: &mut Manifests,
-    current: &GenName,
-    build: &crate::version::Build,
-    problems: &mut Vec<Problem>,
-) {
-    let damage = Damage::of(current);
-    let sv = match device.generation_system_version(current) {
-        Ok(sv) => sv,
-        Err(e) => {
-            problems.push(Problem {
-                damage,
-                message: e.to_string(),
-            });
-            return;
-        }
-    };
-    // A manifest that cannot be read is reported once, where its listing is taken.
-    if let Ok(Parsed::Response(m)) = manifests.get(device, current)
-        && !(m.build == *build && Some(m.extra) == sv.extra && m.build == sv.build)
-    {
-        problems.push(Problem {
-            damage,
-            message: format!(
-                "current/SystemVersion.plist says {} {} ({}), but the manifest says {} ({})",
-                sv.version,
-                sv.extra.map(|e| e.to_string()).unwrap_or_default(),
-                sv.build,
-                m.response_version(),
-                m.build
-            ),
-        });
-    }
+    out
 }
 
 /// Verifies the active content. Returns what was found and, when anything is wrong, the error
@@ -404,46 +301,59 @@ pub(crate) fn verify(
     progress: &dyn Progress,
 ) -> Result<(VerifyOutcome, Option<Error>)> {
     let root = device.root();
-    let mut found: Vec<Problem> = Vec::new();
-    for (link, target) in wrong_links(device) {
-        let actual = root.read_link_opt(&link).ok().flatten();
-        found.push(Problem {
-            damage: Damage::Structure,
-            message: format!(
-                "{} points at {}, not {}",
-                link.display(),
-                actual.map_or_else(
-                    || "nothing (missing or not a symlink)".to_owned(),
-                    |a| a.display().to_string()
-                ),
-                target.display()
-            ),
-        });
-    }
-    if device.operation().is_none()
-        && let Some(j) = super::journal::read(device)?
-    {
-        found.push(Problem {
-            damage: Damage::Structure,
-            message: format!(
-                "an interrupted {} (pid {}) is waiting to be recovered",
-                j.op, j.pid
-            ),
-        });
-    }
-    found.extend(
-        super::recover::record_problems(device)
-            .into_iter()
-            .map(|message| Problem {
-                damage: Damage::Structure,
-                message,
-            }),
-    );
+    // A changer at work holds the lock and keeps its journal; only one cut short is pending.
+    let journal = match device.operation() {
+        None => super::journal::read(device)?,
+        Some(_) => None,
+    };
+    let committed = journal.as_ref().and_then(|j| j.commit.clone());
+    let recovery_pending = journal.map(|j| {
+        format!(
+            "an interrupted {} (pid {}) is waiting to be recovered by the next changing command or `bsi repair`: {}",
+            j.op,
+            j.pid,
+            if j.commit.is_some() {
+                "it will complete the committed update; the new base's content is checked"
+            } else {
+                "it will remove what the operation left; the committed state is checked"
+            }
+        )
+    });
+    let mut found: Vec<Problem> = checks::findings(device, committed.is_some())
+        .into_iter()
+        .map(|f| Problem {
+            damage: f.damage,
+            message: f.message,
+        })
+        .collect();
     // The manifest is read on this thread while another reads the active trees ahead.
     let ahead = ReadAhead::start(root.dir(), active_trees(device));
     let mut manifests = Manifests::default();
-    let (version, mut listings) =
-        active_listings(device, &mut manifests, &mut found).unwrap_or_default();
+    // What is checked: the committed state (after an update cut short past its commit, the new
+    // base, which recovery only has to switch to).
+    let state = match &committed {
+        Some(c) => c.version.parse().ok().zip(c.build.parse().ok()).map(
+            |(version, build): (crate::version::OsVersion, crate::version::Build)| {
+                (
+                    GenName::Base(build.clone()),
+                    crate::version::Base { version, build },
+                )
+            },
+        ),
+        None => device.current().ok().zip(device.base().ok()),
+    };
+    let version = match (&committed, device.snapshot()) {
+        (Some(c), _) => c.version.clone(),
+        (None, Ok(s)) => s.version_label(),
+        (None, Err(_)) => state
+            .as_ref()
+            .map(|(_, b)| b.version.to_string())
+            .unwrap_or_default(),
+    };
+    let mut listings = match &state {
+        Some((current, base)) => active_listings(device, current, base, &mut manifests, &mut found),
+        None => Listings::new(),
+    };
     // I1: each System/Cryptexes link resolves, inside the root, to the supplying tree.
     for (cryptex, (supplier, _)) in &listings {
         let link = Layout::system_link(*cryptex);
@@ -479,8 +389,8 @@ pub(crate) fn verify(
         .into_iter()
         .map(|(c, (g, files))| (c, g, files))
         .collect();
-    if let Ok(base) = device.base() {
-        let base_gen = GenName::Base(base.build);
+    if let Some((_, base)) = &state {
+        let base_gen = GenName::Base(base.build.clone());
         if root
             .exists_nofollow(device.generation_path(&base_gen))
             .unwrap_or(false)
@@ -501,14 +411,6 @@ pub(crate) fn verify(
                     Err(None) => {}
                 }
             }
-        } else {
-            found.push(Problem {
-                damage: Damage::Base,
-                message: format!(
-                    "{} (the base OS content) is missing",
-                    root.show(device.generation_path(&base_gen)).display()
-                ),
-            });
         }
     }
     crate::faults::pause_point!("verify.read_ahead");
@@ -603,12 +505,16 @@ pub(crate) fn verify(
             }
         }
     }
+    // A problem both the structure checks and the content checks meet is listed once.
+    let mut seen = HashSet::new();
+    found.retain(|p| seen.insert(p.message.clone()));
     let fix = fix_for(device, &found);
     let outcome = VerifyOutcome {
         version,
         files,
         bytes,
         problems: found.iter().map(|p| p.message.clone()).collect(),
+        recovery_pending,
         fix: fix.as_ref().map(Repair::command),
         found,
     };

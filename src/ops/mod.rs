@@ -23,13 +23,15 @@ use crate::device::{Access, Device};
 use crate::history::{self, Entry, OpResult};
 use crate::lifecycle::apply::{ApplyAction, ApplyOptions, ApplyOutcome};
 use crate::lifecycle::journal::Tx;
-use crate::lifecycle::recover::{RepairOptions, RepairOutcome};
+use crate::lifecycle::repair::{RepairOptions, RepairOutcome};
 use crate::lifecycle::restart::RestartOutcome;
 use crate::lifecycle::rollback::RollbackOutcome;
 use crate::lifecycle::safari::RelaunchOutcome;
 use crate::lifecycle::update::UpdateOutcome;
 use crate::lifecycle::verify::VerifyOutcome;
-use crate::lifecycle::{self, apply, recover, restart, rollback, safari, update, verify};
+use crate::lifecycle::{
+    self, apply, repair as repairing, restart, rollback, safari, update, verify,
+};
 use crate::progress::Progress;
 use crate::status::{self, Status, require};
 use crate::version::{BaseMove, Build, OsVersion};
@@ -88,14 +90,24 @@ pub(crate) fn change<T: Recorded>(
     target: Option<String>,
     body: impl FnOnce(&mut Tx<'_>) -> Result<T>,
 ) -> Result<Done<T>> {
+    if dry_run {
+        // A dry run changes nothing, ever: no lock record, no recovery, no history. It sees the
+        // committed state as a reader does, and says so when a recovery is pending.
+        let device = open_read(env)?;
+        lifecycle::check_before_change(&device)?;
+        let mut tx = Tx::new(&device, &env.clock, action);
+        let value = body(&mut tx)?;
+        let warnings = match crate::lifecycle::journal::read(&device)? {
+            Some(j) if device.operation().is_none() => vec![format!(
+                "an interrupted {} is waiting to be recovered; the real command recovers it first",
+                j.op
+            )],
+            _ => Vec::new(),
+        };
+        return Ok(Done { value, warnings });
+    }
     let device = lifecycle::open_to_change(&env.root, env.wait, action, &env.clock)?;
     let mut tx = Tx::new(&device, &env.clock, action);
-    if dry_run {
-        return body(&mut tx).map(|value| Done {
-            value,
-            warnings: Vec::new(),
-        });
-    }
     // A record write cut short by a crash outside any journal leaves a temporary: sweep them
     // while this command holds the lock.
     for dir in RECORD_DIRS {
@@ -263,26 +275,34 @@ pub(crate) fn sync(
     })
 }
 
-/// `bsi repair`: rebuilds a damaged device record first (no other command can open the device
-/// without it), then repairs under the exclusive lock.
+/// `bsi repair`: first what keeps the device from being opened (the directories of its records,
+/// the lock, a damaged device record), then repairs under the exclusive lock. With `--dry-run`
+/// it opens the device for reading and writes nothing, not even to recover.
 pub(crate) fn repair(
     env: &Env,
     opts: &RepairOptions,
     progress: &dyn Progress,
 ) -> Result<RepairOutcome> {
-    let rebuilt = if opts.dry_run {
-        None
+    let mut first = repairing::prepare(&env.root, opts.dry_run)?;
+    if !opts.dry_run {
+        first.extend(crate::device::rebuild_record(
+            &env.root,
+            &env.clock.stamp(),
+        )?);
+    }
+    let access = if opts.dry_run {
+        Access::Read
     } else {
-        crate::device::rebuild_record(&env.root, &env.clock.stamp())?
+        Access::Change
     };
     let device = Device::open(
         &env.root,
-        Access::Change,
+        access,
         env.wait,
         crate::device::Holder::this("repair", &env.clock.stamp()),
     )?;
-    let mut outcome = recover::repair(&device, &env.clock, opts, progress)?;
-    outcome.actions.splice(0..0, rebuilt);
+    let mut outcome = repairing::repair(&device, &env.clock, opts, progress)?;
+    outcome.actions.splice(0..0, first);
     Ok(outcome)
 }
 
@@ -316,11 +336,10 @@ pub(crate) fn verify(env: &Env, progress: &dyn Progress) -> Result<(VerifyOutcom
 /// `bsi history`: the last `limit` entries, or all.
 pub(crate) fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
     let device = open_read(env)?;
-    let mut entries = history::read_all(device.root())?;
-    if let Some(n) = limit {
-        entries = entries.split_off(entries.len().saturating_sub(n));
+    match limit {
+        Some(n) => history::read_last(device.root(), n),
+        None => history::read_all(device.root()),
     }
-    Ok(entries)
 }
 
 /// `bsi report`: the full report; with `changes`, only the items that changed since the report

@@ -151,6 +151,9 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
         Some(c) => device.snapshot_committed(c.version.parse()?, c.build.parse()?)?,
         None => device.snapshot()?,
     };
+    // I2: what is reported as active is what the links resolve to; a link bsi did not make
+    // means it is not.
+    device.check_links()?;
     let policy = crate::gates::policy::of_with(device, &snapshot)?;
     let power_record = device.power()?;
     let rule = power::rule(info);

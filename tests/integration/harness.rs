@@ -411,6 +411,11 @@ impl Device {
 pub(crate) struct Tree(pub BTreeMap<String, String>);
 
 impl Tree {
+    /// Leaves `rel` out of the comparison (a record a refusal writes, such as the history).
+    pub(crate) fn forget(&mut self, rel: &str) {
+        self.0.remove(rel);
+    }
+
     pub(crate) fn of(root: &Path) -> Self {
         let mut map = BTreeMap::new();
         walk(root, root, &mut map);
@@ -455,9 +460,12 @@ fn walk(root: &Path, dir: &Path, map: &mut BTreeMap<String, String>) {
         } else if meta.is_dir() {
             map.insert(rel, format!("dir {mode:o}"));
             walk(root, &p, map);
-        } else {
+        } else if meta.is_file() {
             let digest = Sha256::digest(std::fs::read(&p).unwrap());
             map.insert(rel, format!("file {mode:o} {}", hex(&digest)));
+        } else {
+            // A FIFO or a device: never opened (it could block).
+            map.insert(rel, format!("special {mode:o}"));
         }
     }
 }

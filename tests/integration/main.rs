@@ -16,6 +16,8 @@
 //! - `realfs`: a device on a small tmpfs that runs full, and on a read-only bind mount (root).
 //! - `transcript`: golden human output (stdout, stderr, exit code) of every command.
 //! - `truth`: the truthful-state defects and the hint-following test.
+//! - `damage`: every kind of damage any command refuses for, found by `verify` and undone by
+//!   following the hints (issue 25).
 
 // Test code: printing the kill test's seed is the point, and helpers favour brevity.
 #![allow(
@@ -30,6 +32,7 @@
 mod apple_schema;
 mod bundles;
 mod cli;
+mod damage;
 mod ddm;
 mod device;
 mod faults;

@@ -33,7 +33,7 @@ fn response_e(dir: &Path, os: &[(&str, &[u8])]) -> PathBuf {
     )
 }
 
-fn preboot(d: &Device) -> PathBuf {
+pub(crate) fn preboot(d: &Device) -> PathBuf {
     std::fs::read_dir(d.path("System/Volumes/Preboot"))
         .unwrap()
         .flatten()
@@ -42,7 +42,7 @@ fn preboot(d: &Device) -> PathBuf {
         .path()
 }
 
-fn generations(d: &Device) -> PathBuf {
+pub(crate) fn generations(d: &Device) -> PathBuf {
     preboot(d).join("cryptex1/generations")
 }
 
@@ -268,7 +268,7 @@ fn defect3_a_later_letter_never_carries_an_earlier_build_letter() {
 }
 
 /// The backticked `bsi ...` command in a hint line, as words.
-fn hinted_command(stderr: &str) -> Option<Vec<String>> {
+pub(crate) fn hinted_command(stderr: &str) -> Option<Vec<String>> {
     let hint = stderr.lines().find(|l| l.starts_with("hint: "))?;
     let start = hint.find("`bsi ")? + 1;
     let end = start + hint[start..].find('`')?;
@@ -318,7 +318,7 @@ fn follow_hints(d: &Device) -> Vec<String> {
 }
 
 /// A device with (c) active and (d) (App only, OS from (c)) active over it.
-fn layered() -> Device {
+pub(crate) fn layered() -> Device {
     let d = Device::new();
     d.activate(b("macos-26.3.1-c.bsi"));
     d.bsi([

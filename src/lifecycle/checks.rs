@@ -1,0 +1,711 @@
+//! The device's structure, checked without hashing any content: every directory, record, link
+//! and `SystemVersion.plist` that some command reads, each finding paired with the fix
+//! `bsi repair` applies for it ([`Fix`]). `verify` reports the findings (and then hashes the
+//! content); `repair` applies their fixes and checks again. Whatever a reader or a changer
+//! refuses for is found here, so that what `verify` passes no command calls damaged, and what it
+//! finds either `repair` fixes or its message names the one command that will.
+//!
+//! Reading only: nothing here writes, except [`apply`], which `repair` calls under the lock.
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::manifest::Manifest;
+use crate::device::layout;
+use crate::device::records::{self, Failure, Included, InstallReason, SafariRecord};
+use crate::device::{Device, GenName, Kind, Open, Power, Settings, SystemVersion, origins};
+use crate::error::IoContext;
+use crate::history::{self, LastOperation};
+use crate::{Error, Result};
+
+/// What a problem damages, which decides the command that fixes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Damage {
+    /// Directories, links, records, `SystemVersion.plist` files: `bsi repair` puts them right.
+    Structure,
+    /// The base generation's content, which bsi made and can make again: `bsi repair`.
+    Base,
+    /// A response generation's content: only its bundle can restore it.
+    Response {
+        /// The response's supplemental build (the generation's name).
+        build: String,
+    },
+}
+
+impl Damage {
+    /// The damage to `generation`'s content.
+    pub(crate) fn of(generation: &GenName) -> Self {
+        match generation {
+            GenName::Base(_) => Damage::Base,
+            GenName::Response(build) => Damage::Response {
+                build: build.to_string(),
+            },
+        }
+    }
+}
+
+/// What `repair` does about a finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Fix {
+    /// Put an empty directory where something else stands (a symlink, a file, a FIFO).
+    Directory(PathBuf),
+    /// Remove the entry (a record the device works without, a stale link, a planted lock).
+    Remove(PathBuf),
+    /// Replace the file with these bytes.
+    Write(PathBuf, Vec<u8>),
+    /// Give a hard-linked file a name of its own: copy it, then rename the copy over it.
+    Unshare(PathBuf),
+    /// Point the link at its target.
+    Link(PathBuf, PathBuf),
+    /// Make the base generation again.
+    RemakeBase,
+    /// Point `cryptex1/current` at the base generation: the active one is gone.
+    CurrentToBase,
+    /// Only the response's bundle can restore it (`bsi repair --from BUNDLE`).
+    Bundle,
+    /// Nothing on the device holds what is needed: `bsi init --force` makes the device again.
+    Reinit,
+}
+
+/// One thing wrong with the device.
+#[derive(Clone, Debug)]
+pub(crate) struct Finding {
+    /// What it damages.
+    pub damage: Damage,
+    /// What is wrong, naming the path.
+    pub message: String,
+    /// What `repair` does about it.
+    pub fix: Fix,
+}
+
+fn structure(message: String, fix: Fix) -> Finding {
+    Finding {
+        damage: Damage::Structure,
+        message,
+        fix,
+    }
+}
+
+/// The directories every device has (required) or may have.
+fn directories(device: &Device) -> Vec<(PathBuf, bool)> {
+    let l = device.layout();
+    let volume = l.cryptex1().parent().map(Path::to_path_buf);
+    let mut out: Vec<(PathBuf, bool)> = [
+        "System",
+        "System/Library",
+        "System/Library/CoreServices",
+        layout::SYSTEM_CRYPTEXES,
+        "System/Volumes",
+        layout::PREBOOT,
+        layout::PREBOOT_CRYPTEXES,
+        "private",
+        "private/var",
+        "private/var/db",
+        layout::DB,
+    ]
+    .iter()
+    .map(|d| (PathBuf::from(d), true))
+    .collect();
+    out.extend(volume.map(|v| (v, true)));
+    out.push((l.cryptex1(), true));
+    out.push((l.generations(), true));
+    out.push((PathBuf::from(layout::TRUST), false));
+    out.push((PathBuf::from(layout::DECLARATIONS), false));
+    out
+}
+
+/// Every structural problem of `device`, in the order `repair` fixes them (a directory before
+/// what is in it). While a committed base change waits to be completed, only what recovery
+/// does not touch is checked (directories and records).
+pub(crate) fn findings(device: &Device, commit_pending: bool) -> Vec<Finding> {
+    let root = device.root();
+    let mut out = Vec::new();
+    let mut broken: Vec<PathBuf> = Vec::new();
+    for (dir, required) in directories(device) {
+        if broken.iter().any(|b| dir.starts_with(b)) {
+            continue;
+        }
+        let problem = match root.open_dir_strict(&dir) {
+            Ok(Some(_)) => continue,
+            Ok(None) if !required => continue,
+            Ok(None) => "is missing".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        out.push(structure(
+            format!("{}: {problem}", root.show(&dir).display()),
+            Fix::Directory(dir.clone()),
+        ));
+        broken.push(dir);
+    }
+    let under_broken = |rel: &Path| broken.iter().any(|b| rel.starts_with(b));
+    if !under_broken(Path::new(layout::DB)) {
+        out.extend(record_findings(device));
+    }
+    if commit_pending || !out.is_empty() && under_broken(&device.layout().cryptex1()) {
+        return out;
+    }
+    let base = base_findings(device);
+    let base_ok = base.is_empty();
+    out.extend(base);
+    out.extend(link_findings(device, base_ok));
+    out
+}
+
+/// A file bsi keeps (the history, the lock) that is not one plain file.
+fn plain_file_finding(device: &Device, rel: &str, shared: Fix) -> Option<Finding> {
+    let root = device.root();
+    match root.open_file(rel, Open::Read) {
+        Err(e) if crate::device::is_damage(&e) => {
+            let fix = match root.kind(rel) {
+                Ok(Some(Kind::File)) => shared,
+                _ => Fix::Remove(rel.into()),
+            };
+            Some(structure(format!("{}: {e}", root.show(rel).display()), fix))
+        }
+        _ => None,
+    }
+}
+
+fn bytes_of<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(value).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Why the JSON record `rel` does not read as a `T`, if it does not.
+fn unreadable<T: serde::de::DeserializeOwned>(device: &Device, rel: &str) -> Option<String> {
+    records::read_json_opt::<T>(device.root(), rel)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// Every record of bsi's that does not read, with its fix.
+fn record_findings(device: &Device) -> Vec<Finding> {
+    let root = device.root();
+    let mut out = Vec::new();
+    let mut add = |why: Option<String>, fix: Fix| {
+        if let Some(why) = why {
+            out.push(structure(why, fix));
+        }
+    };
+    let power = Power {
+        battery_percent: device.info().portable.then_some(100),
+        on_ac: true,
+    };
+    let missing = (!root.exists_nofollow(layout::POWER_RECORD).unwrap_or(true))
+        .then(|| format!("{} is missing", root.show(layout::POWER_RECORD).display()));
+    add(
+        unreadable::<Power>(device, layout::POWER_RECORD).or(missing),
+        Fix::Write(layout::POWER_RECORD.into(), bytes_of(&power)),
+    );
+    add(
+        unreadable::<Settings>(device, layout::SETTINGS_RECORD),
+        Fix::Write(
+            layout::SETTINGS_RECORD.into(),
+            bytes_of(&Settings::default()),
+        ),
+    );
+    let last = unreadable::<LastOperation>(device, layout::LAST_OPERATION);
+    if last.is_some() {
+        let fix = match history::read_last(root, 1).ok().and_then(|mut h| h.pop()) {
+            Some(entry) => Fix::Write(
+                layout::LAST_OPERATION.into(),
+                bytes_of(&LastOperation::from(&entry)),
+            ),
+            None => Fix::Remove(layout::LAST_OPERATION.into()),
+        };
+        add(last, fix);
+    }
+    for (rel, why) in [
+        (
+            layout::INCLUDED_RECORD,
+            unreadable::<Included>(device, layout::INCLUDED_RECORD),
+        ),
+        (
+            layout::SAFARI_RECORD,
+            unreadable::<SafariRecord>(device, layout::SAFARI_RECORD),
+        ),
+        (
+            layout::FAILURE_RECORD,
+            unreadable::<Failure>(device, layout::FAILURE_RECORD),
+        ),
+        (
+            layout::INSTALL_REASON_RECORD,
+            unreadable::<InstallReason>(device, layout::INSTALL_REASON_RECORD),
+        ),
+        (
+            layout::SYNC_RECORD,
+            unreadable::<records::SyncState>(device, layout::SYNC_RECORD),
+        ),
+        (
+            layout::REPORT_DELIVERED_RECORD,
+            unreadable::<records::DeliveredReport>(device, layout::REPORT_DELIVERED_RECORD),
+        ),
+        (
+            layout::ORIGINS_RECORD,
+            unreadable::<std::collections::BTreeMap<String, origins::Origin>>(
+                device,
+                layout::ORIGINS_RECORD,
+            ),
+        ),
+    ] {
+        add(why, Fix::Remove(rel.into()));
+    }
+    out.extend(plain_file_finding(
+        device,
+        layout::HISTORY,
+        Fix::Unshare(layout::HISTORY.into()),
+    ));
+    out.extend(plain_file_finding(
+        device,
+        layout::LOCK,
+        Fix::Remove(layout::LOCK.into()),
+    ));
+    for (dir, ext) in [(layout::TRUST, "pub"), (layout::DECLARATIONS, "json")] {
+        let Ok(Some(handle)) = root.open_dir_strict(dir) else {
+            continue;
+        };
+        let Ok(entries) = handle.entries() else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(&format!(".{ext}")) {
+                continue;
+            }
+            let rel = Path::new(dir).join(&name);
+            let why = match root.read_small(&rel) {
+                Err(e) => Some(e.to_string()),
+                Ok(bytes) if ext == "pub" => {
+                    crate::bundle::keys::parse_public_key(&String::from_utf8_lossy(&bytes), &rel)
+                        .err()
+                        .map(|e| e.to_string())
+                }
+                Ok(bytes) => crate::declarations::declaration::Declaration::parse(&bytes, "")
+                    .err()
+                    .map(|e| e.to_string()),
+            };
+            if let Some(why) = why {
+                out.push(structure(
+                    format!("{}: {why}", root.show(&rel).display()),
+                    Fix::Remove(rel),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The base generations on the device, each with its `SystemVersion.plist` if that parses and
+/// agrees with the generation's name.
+fn base_generations(device: &Device) -> Vec<(GenName, Option<SystemVersion>)> {
+    let root = device.root();
+    let Ok(Some(dir)) = root.open_dir_strict(device.layout().generations()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = dir.entries() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(GenName, Option<SystemVersion>)> = entries
+        .flatten()
+        .filter_map(|e| GenName::parse(&e.file_name().to_string_lossy()))
+        .filter(GenName::is_base)
+        .map(|g| {
+            let sv = device
+                .generation_system_version(&g)
+                .ok()
+                .filter(|sv| GenName::Base(sv.build.clone()) == g && sv.extra.is_none());
+            (g, sv)
+        })
+        .collect();
+    out.sort_by_key(|(g, _)| g.dir_name());
+    out
+}
+
+/// The base `SystemVersion.plist` as bsi writes it.
+fn base_bytes(device: &Device, from: &SystemVersion) -> Vec<u8> {
+    SystemVersion {
+        product_name: device.info().platform.name().to_owned(),
+        extra: None,
+        ..from.clone()
+    }
+    .to_xml()
+}
+
+/// Does base generation `g`'s digest list describe the content bsi makes for `version`? The
+/// witness that decides between the base `SystemVersion.plist` and the generation's copy when
+/// they disagree (the content names the version it was made for).
+fn content_is_of(device: &Device, g: &GenName, version: &crate::version::OsVersion) -> bool {
+    let GenName::Base(build) = g else {
+        return false;
+    };
+    let rel = device.generation_path(g).join(layout::BASE_MANIFEST);
+    let Ok(listed) = device
+        .root()
+        .read_manifest(&rel)
+        .map_err(drop)
+        .and_then(|b| crate::bundle::manifest::Cryptexes::parse(&b).map_err(drop))
+    else {
+        return false;
+    };
+    let info = device.info();
+    let made = crate::device::base_content::base_files(info.platform, info.chip, version, build);
+    made.len() == listed.count()
+        && made.iter().all(|f| {
+            listed.0.get(&f.cryptex).is_some_and(|files| {
+                files.iter().any(|e| {
+                    e.path == f.path && e.sha256 == crate::bundle::digest::Digest::of(&f.bytes)
+                })
+            })
+        })
+}
+
+/// The base `SystemVersion.plist` against the base generation, which keeps a copy of it. When
+/// the two disagree, the one whose version the generation's content was made for is right;
+/// nothing right to copy from is damage only `init --force` undoes.
+fn base_findings(device: &Device) -> Vec<Finding> {
+    let root = device.root();
+    let platform = device.info().platform.name();
+    let file = device.base_system_version();
+    let gens = base_generations(device);
+    let current = device.current().ok().filter(GenName::is_base);
+    // The base generation: the one the file names, else the one `current` is, else the only one.
+    let named = file.as_ref().ok().map(|sv| GenName::Base(sv.build.clone()));
+    let chosen = named
+        .clone()
+        .filter(|n| gens.iter().any(|(g, _)| g == n))
+        .or_else(|| current.filter(|c| gens.iter().any(|(g, _)| g == c)))
+        .or_else(|| match gens.as_slice() {
+            [(only, _)] => Some(only.clone()),
+            _ => None,
+        });
+    let Some(generation) = chosen else {
+        return vec![match &file {
+            Ok(sv) => Finding {
+                damage: Damage::Base,
+                message: format!(
+                    "{} (the base OS content) is missing",
+                    root.show(device.generation_path(&GenName::Base(sv.build.clone())))
+                        .display()
+                ),
+                fix: Fix::RemakeBase,
+            },
+            Err(e) => structure(e.to_string(), Fix::Reinit),
+        }];
+    };
+    let copy = gens
+        .iter()
+        .find(|(g, _)| *g == generation)
+        .and_then(|(_, sv)| sv.clone());
+    let fits = |sv: &&SystemVersion| {
+        GenName::Base(sv.build.clone()) == generation
+            && sv.extra.is_none()
+            && sv.product_name == platform
+    };
+    let candidates: Vec<&SystemVersion> = [file.as_ref().ok(), copy.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(fits)
+        .collect();
+    let Some(truth) = candidates
+        .iter()
+        .find(|sv| content_is_of(device, &generation, &sv.version))
+        .or_else(|| candidates.first())
+    else {
+        let why = match &file {
+            Err(e) => e.to_string(),
+            Ok(sv) => format!(
+                "{} says {} {} ({}), which no base generation on the device holds",
+                root.show(layout::SYSTEM_VERSION).display(),
+                sv.product_name,
+                sv.version,
+                sv.build
+            ),
+        };
+        return vec![structure(why, Fix::Reinit)];
+    };
+    let mut out = Vec::new();
+    let shown = root.show(layout::SYSTEM_VERSION);
+    match &file {
+        Ok(sv) if sv == *truth => {}
+        Ok(sv) => out.push(structure(
+            format!(
+                "{} says {} {} ({}), but the base OS is {} ({}) (its base generation says so)",
+                shown.display(),
+                sv.product_name,
+                sv.version,
+                sv.build,
+                truth.version,
+                truth.build
+            ),
+            Fix::Write(layout::SYSTEM_VERSION.into(), base_bytes(device, truth)),
+        )),
+        Err(e) => out.push(structure(
+            e.to_string(),
+            Fix::Write(layout::SYSTEM_VERSION.into(), base_bytes(device, truth)),
+        )),
+    }
+    if copy.as_ref() != Some(*truth) {
+        let rel = device
+            .generation_path(&generation)
+            .join(layout::GEN_SYSTEM_VERSION);
+        out.push(structure(
+            format!(
+                "{} does not say {} {} ({}), the base OS its content is",
+                root.show(&rel).display(),
+                platform,
+                truth.version,
+                truth.build
+            ),
+            Fix::Write(rel, base_bytes(device, truth)),
+        ));
+    }
+    out
+}
+
+/// `current`, `proposed`, the fixed links, and the response generations they name.
+fn link_findings(device: &Device, base_ok: bool) -> Vec<Finding> {
+    let root = device.root();
+    let l = device.layout();
+    let mut out = Vec::new();
+    let current = match device.current() {
+        Ok(c)
+            if root
+                .exists_nofollow(device.generation_path(&c))
+                .unwrap_or(false) =>
+        {
+            Some(c)
+        }
+        Ok(c) => {
+            out.push(structure(
+                format!(
+                    "{} (the active generation) is missing; the device can only run its base now",
+                    root.show(device.generation_path(&c)).display()
+                ),
+                Fix::CurrentToBase,
+            ));
+            None
+        }
+        Err(e) => {
+            out.push(structure(e.to_string(), Fix::CurrentToBase));
+            None
+        }
+    };
+    let proposed = match device.proposed() {
+        Ok(p) => p,
+        Err(e) => {
+            out.push(structure(e.to_string(), Fix::Remove(l.proposed())));
+            None
+        }
+    };
+    for (link, target, found) in device.wrong_links() {
+        out.push(structure(
+            format!("{} {found}, not {}", link.display(), target.display()),
+            Fix::Link(link, target),
+        ));
+    }
+    for g in [current, proposed].into_iter().flatten() {
+        if let GenName::Response(build) = &g {
+            out.extend(response_findings(device, &g, build, base_ok));
+        }
+    }
+    out
+}
+
+/// A response generation's `SystemVersion.plist` against its manifest, and its cryptex links.
+fn response_findings(
+    device: &Device,
+    g: &GenName,
+    build: &crate::version::Build,
+    base_ok: bool,
+) -> Vec<Finding> {
+    let root = device.root();
+    let dir = device.generation_path(g);
+    if !root.exists_nofollow(&dir).unwrap_or(false) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let bundle = |message: String| Finding {
+        damage: Damage::of(g),
+        message,
+        fix: Fix::Bundle,
+    };
+    if let Err(e) = device.generation_sources(g) {
+        out.push(bundle(e.to_string()));
+    }
+    let manifest = root
+        .open_manifest(dir.join(layout::GEN_MANIFEST))
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            Manifest::parse_in_one_pass(std::io::BufReader::new(f)).map_err(|e| e.to_string())
+        });
+    let sv = device.generation_system_version(g);
+    let agrees = |sv: &SystemVersion, m: &Manifest| {
+        sv.build == m.build && sv.extra == Some(m.extra) && sv.version == m.version
+    };
+    match (&sv, &manifest) {
+        (_, Err(why)) => out.push(bundle(format!(
+            "{}: {why}",
+            root.show(dir.join(layout::GEN_MANIFEST)).display()
+        ))),
+        (Ok(sv), Ok(m)) if agrees(sv, m) && m.build == *build => {
+            if base_ok
+                && let Ok(base) = device.base()
+                && m.version != base.version
+            {
+                out.push(bundle(format!(
+                    "{} is a response for {}, but the base OS is {}",
+                    root.show(&dir).display(),
+                    m.version,
+                    base.version
+                )));
+            }
+        }
+        (_, Ok(m)) if m.build != *build => out.push(bundle(format!(
+            "{}'s manifest is for {}, not for the generation's build",
+            root.show(&dir).display(),
+            m.build
+        ))),
+        (sv, Ok(m)) => {
+            let why = match sv {
+                Ok(sv) => format!(
+                    "says {} {} ({}), but its manifest says {} ({})",
+                    sv.version,
+                    sv.extra.map(|e| e.to_string()).unwrap_or_default(),
+                    sv.build,
+                    m.response_version(),
+                    m.build
+                ),
+                Err(e) => e.to_string(),
+            };
+            let rel = dir.join(layout::GEN_SYSTEM_VERSION);
+            let bytes = SystemVersion {
+                product_name: m.product.name().to_owned(),
+                version: m.version,
+                build: m.build.clone(),
+                extra: Some(m.extra),
+            }
+            .to_xml();
+            out.push(structure(
+                format!("{}: {why}", root.show(&rel).display()),
+                Fix::Write(rel, bytes),
+            ));
+        }
+    }
+    out
+}
+
+/// Applies `fix` (under the device lock); returns what was done, or `None` for a fix that
+/// `repair` cannot make itself ([`Fix::Bundle`], [`Fix::Reinit`]).
+pub(crate) fn apply(device: &Device, fix: &Fix) -> Result<Option<String>> {
+    let root = device.root();
+    let clear = |rel: &Path| -> Result<()> {
+        match root
+            .kind(rel)
+            .map_err(|e| root.failure("reading", rel, e))?
+        {
+            Some(Kind::Dir) => root
+                .remove_tree_if_exists(rel)
+                .ctx("removing", root.show(rel))
+                .map(drop),
+            Some(_) => root
+                .remove_durable(rel)
+                .ctx("removing", root.show(rel))
+                .map(drop),
+            None => Ok(()),
+        }
+    };
+    let done = match fix {
+        Fix::Directory(rel) => {
+            let was = root.kind(rel).ok().flatten();
+            clear(rel)?;
+            root.dir()
+                .create_dir_all(rel)
+                .ctx("creating", root.show(rel))?;
+            if let Some(parent) = rel.parent() {
+                root.sync_dir(parent).ctx("syncing", root.show(parent))?;
+            }
+            format!(
+                "made {} a directory again (it was {})",
+                rel.display(),
+                was.map_or("missing", Kind::noun)
+            )
+        }
+        Fix::Remove(rel) => {
+            clear(rel)?;
+            format!("removed {}", rel.display())
+        }
+        Fix::Write(rel, bytes) => {
+            if root.kind(rel).ok().flatten() == Some(Kind::Dir) {
+                clear(rel)?;
+            }
+            root.write_atomic(rel, bytes, 0o644)
+                .ctx("writing", root.show(rel))?;
+            format!("rewrote {}", rel.display())
+        }
+        Fix::Unshare(rel) => {
+            root.copy_atomic(rel).ctx("copying", root.show(rel))?;
+            format!(
+                "gave {} a name of its own (it was hard-linked)",
+                rel.display()
+            )
+        }
+        Fix::Link(link, target) => {
+            if let Some(parent) = link.parent() {
+                root.dir()
+                    .create_dir_all(parent)
+                    .ctx("creating", root.show(parent))?;
+            }
+            if !matches!(root.kind(link).ok().flatten(), Some(Kind::Symlink) | None) {
+                clear(link)?;
+            }
+            root.swap_symlink(link, target)
+                .ctx("linking", root.show(link))?;
+            format!("pointed {} at {}", link.display(), target.display())
+        }
+        Fix::RemakeBase => {
+            let base = device.base()?;
+            let info = device.info();
+            crate::device::base_content::remake_base(
+                root,
+                device.layout(),
+                info.platform,
+                info.chip,
+                &base.version,
+                &base.build,
+            )?;
+            format!("made the base content of {base} again (it was damaged or missing)")
+        }
+        Fix::CurrentToBase => {
+            let base = device.base()?;
+            let info = device.info();
+            let name = crate::device::base_content::lay_down_base(
+                root,
+                device.layout(),
+                info.platform,
+                info.chip,
+                &base.version,
+                &base.build,
+            )?;
+            let current = device.layout().current();
+            clear(&current)?;
+            root.swap_symlink(&current, name.link_target())
+                .ctx("switching", root.show(&current))?;
+            format!(
+                "pointed cryptex1/current at {} (the active generation was gone; the device runs its base)",
+                name.dir_name()
+            )
+        }
+        Fix::Bundle | Fix::Reinit => return Ok(None),
+    };
+    Ok(Some(done))
+}
+
+/// The error for findings `repair` cannot fix itself: damage that only `init --force` undoes.
+#[must_use]
+pub(crate) fn reinit_error(device: &Device, findings: &[Finding]) -> Option<Error> {
+    let f = findings.iter().find(|f| f.fix == Fix::Reinit)?;
+    Some(Error::CannotRepair {
+        message: f.message.clone(),
+        root: device.root().path().to_path_buf(),
+    })
+}
