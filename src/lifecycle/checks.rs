@@ -296,8 +296,8 @@ fn record_findings(device: &Device) -> Vec<Finding> {
 }
 
 /// The base generations on the device, each with its `SystemVersion.plist` if that parses and
-/// agrees with the generation's name.
-fn base_generations(device: &Device) -> Vec<(GenName, Option<SystemVersion>)> {
+/// agrees with the generation's name, else why not.
+fn base_generations(device: &Device) -> Vec<(GenName, Result<SystemVersion, String>)> {
     let root = device.root();
     let Ok(Some(dir)) = root.open_dir_strict(device.layout().generations()) else {
         return Vec::new();
@@ -305,15 +305,21 @@ fn base_generations(device: &Device) -> Vec<(GenName, Option<SystemVersion>)> {
     let Ok(entries) = dir.entries() else {
         return Vec::new();
     };
-    let mut out: Vec<(GenName, Option<SystemVersion>)> = entries
+    let mut out: Vec<(GenName, Result<SystemVersion, String>)> = entries
         .flatten()
         .filter_map(|e| GenName::parse(&e.file_name().to_string_lossy()))
         .filter(GenName::is_base)
         .map(|g| {
-            let sv = device
-                .generation_system_version(&g)
-                .ok()
-                .filter(|sv| GenName::Base(sv.build.clone()) == g && sv.extra.is_none());
+            let sv = match device.generation_system_version(&g) {
+                Ok(sv) if GenName::Base(sv.build.clone()) == g && sv.extra.is_none() => Ok(sv),
+                Ok(sv) => Err(format!(
+                    "{}'s SystemVersion.plist says {} ({}), not its base build",
+                    device.root().show(device.generation_path(&g)).display(),
+                    sv.version,
+                    sv.build
+                )),
+                Err(e) => Err(e.to_string()),
+            };
             (g, sv)
         })
         .collect();
@@ -392,10 +398,11 @@ fn base_findings(device: &Device) -> Vec<Finding> {
             Err(e) => structure(e.to_string(), Fix::Reinit),
         }];
     };
-    let copy = gens
+    let found = gens
         .iter()
         .find(|(g, _)| *g == generation)
-        .and_then(|(_, sv)| sv.clone());
+        .map(|(_, sv)| sv.clone());
+    let copy = found.clone().and_then(Result::ok);
     let fits = |sv: &&SystemVersion| {
         GenName::Base(sv.build.clone()) == generation
             && sv.extra.is_none()
@@ -448,16 +455,17 @@ fn base_findings(device: &Device) -> Vec<Finding> {
         let rel = device
             .generation_path(&generation)
             .join(layout::GEN_SYSTEM_VERSION);
-        out.push(structure(
-            format!(
+        let why = match found {
+            Some(Err(why)) => why,
+            _ => format!(
                 "{} does not say {} {} ({}), the base OS its content is",
                 root.show(&rel).display(),
                 platform,
                 truth.version,
                 truth.build
             ),
-            Fix::Write(rel, base_bytes(device, truth)),
-        ));
+        };
+        out.push(structure(why, Fix::Write(rel, base_bytes(device, truth))));
     }
     out
 }

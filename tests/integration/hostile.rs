@@ -10,30 +10,38 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// What one measured run cost.
-struct Cost {
-    code: i32,
-    stderr: String,
-    wall: Duration,
-    rss_kib: i64,
+pub(crate) struct Cost {
+    pub code: i32,
+    pub stderr: String,
+    pub wall: Duration,
+    pub rss_kib: i64,
 }
 
 /// Forks and execs its arguments, then prints the child's exit code and peak RSS. The peak is
 /// measured in a small process of its own: a child forked from this large test process would
 /// count the parent's pages it shared until exec.
 const MEASURE: &str = r"
-import os, sys
+import os, sys, time, signal
 pid = os.fork()
 if pid == 0:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
+deadline = time.monotonic() + 20
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.005)
 code = os.waitstatus_to_exitcode(status)
 print(code, usage.ru_maxrss)
 ";
 
-/// Runs bsi with `args` on `device` and measures it.
-fn measured(device: &Device, args: &[&std::ffi::OsStr]) -> Cost {
+/// Runs bsi with `args` on `device` and measures it (a run still going after 20 s is killed:
+/// exit -9).
+pub(crate) fn measured(device: &Device, args: &[&std::ffi::OsStr]) -> Cost {
     let start = Instant::now();
     let out = Command::new("python3")
         .arg("-c")
@@ -65,7 +73,7 @@ fn measured(device: &Device, args: &[&std::ffi::OsStr]) -> Cost {
 
 /// Refused with `code` and `needle`, cheaply, without a journal, leaving the device readable.
 #[track_caller]
-fn cheaply_refused(device: &Device, args: &[&std::ffi::OsStr], code: i32, needle: &str) {
+pub(crate) fn cheaply_refused(device: &Device, args: &[&std::ffi::OsStr], code: i32, needle: &str) {
     let cost = measured(device, args);
     eprintln!(
         "{:?}: exit {}, {:.0} ms, {} KiB",
@@ -128,13 +136,13 @@ fn cheaply_refused(device: &Device, args: &[&std::ffi::OsStr], code: i32, needle
     );
 }
 
-fn os(s: &str) -> &std::ffi::OsStr {
+pub(crate) fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
 /// A binary plist whose arrays reference each other as a DAG: `levels` levels, each array
 /// pointing twice at the next, so a naive reader expands 2^levels nodes from ~160 bytes.
-fn dag_bplist(levels: u8) -> Vec<u8> {
+pub(crate) fn dag_bplist(levels: u8) -> Vec<u8> {
     let mut out = b"bplist00".to_vec();
     let mut offsets = Vec::new();
     for i in 0..levels {

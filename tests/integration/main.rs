@@ -10,7 +10,8 @@
 //! - `ddm`: DDM declarations and activations, automatic install, enforcement, the install-state
 //!   lifecycle, lookup, report; `apple_schema` validates every report against Apple's YAML.
 //! - `faults`: kills at random instants, fault points, concurrent changers, planted symlinks.
-//! - `hostile`: hostile input, each refused cheaply (time and peak RSS measured).
+//! - `hostile`, `hostile_input`: hostile input, each refused cheaply (time and peak RSS
+//!   measured); `hostile_input` is issue 23, one test per item.
 //! - `kmfddm`: `bsi sync` and `bsi fleet` against a real DDM server (KMFDDM), and the protocol's
 //!   error paths against a stub.
 //! - `realfs`: a device on a small tmpfs that runs full, and on a read-only bind mount (root).
@@ -39,6 +40,7 @@ mod faults;
 mod fixtures;
 mod harness;
 mod hostile;
+mod hostile_input;
 mod kmfddm;
 mod lifecycle;
 #[path = "../common/outputs.rs"]
