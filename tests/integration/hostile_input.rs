@@ -40,6 +40,9 @@ fn cheaply(device: &Device, args: &[&std::ffi::OsStr], code: i32) -> String {
     cost.stderr
 }
 
+/// Where in a device a file is.
+type Place = fn(&Device) -> PathBuf;
+
 fn mkfifo(path: &Path) {
     let _ = std::fs::remove_file(path);
     assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
@@ -49,7 +52,7 @@ fn mkfifo(path: &Path) {
 fn item1_a_binary_plist_bomb_as_any_system_version_is_damage_repair_restores() {
     let bomb = dag_bplist(30);
     assert!(bomb.len() < 200);
-    let places: [(&str, fn(&Device) -> PathBuf); 3] = [
+    let places: [(&str, Place); 3] = [
         ("the base SystemVersion.plist", |d| {
             d.path("System/Library/CoreServices/SystemVersion.plist")
         }),
