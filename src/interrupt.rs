@@ -47,6 +47,44 @@ fn interrupted(signal: &'static str) -> Error {
     }
 }
 
+/// Runs `work` (a blocking call that cannot be told to stop, such as an HTTP request) on a
+/// thread of its own and waits for it, looking for a signal every 50 ms: an interruption
+/// returns at once (the work is left to the process's exit).
+pub(crate) fn wait_for<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(value) => return Ok(value),
+            Err(RecvTimeoutError::Timeout) => check()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                check()?;
+                return Err(Error::Io {
+                    action: "waiting for",
+                    path: "a request".into(),
+                    source: std::io::Error::other("the request's thread ended without an answer"),
+                });
+            }
+        }
+    }
+}
+
+/// Sleeps for `duration`, or until a signal arrives.
+pub(crate) fn sleep(duration: std::time::Duration) -> Result<()> {
+    let end = std::time::Instant::now() + duration;
+    loop {
+        check()?;
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+    }
+}
+
 /// `error` with what state things are in, when it is an interruption.
 #[must_use]
 pub(crate) fn saying(error: Error, state: &str) -> Error {

@@ -28,6 +28,19 @@ pub(crate) fn clip(text: &str) -> String {
     out
 }
 
+/// Untrusted names as one short list: each [`clip`]ped, at most `max` of them, then how many
+/// more there are ("a, b, c and 89,997 more").
+#[must_use]
+pub(crate) fn list<'a>(names: impl ExactSizeIterator<Item = &'a str>, max: usize) -> String {
+    let total = names.len();
+    let mut out: Vec<String> = names.take(max).map(clip).collect();
+    if total > max {
+        let last = format!("{} and {} more", out.pop().unwrap_or_default(), total - max);
+        out.push(last);
+    }
+    out.join(", ")
+}
+
 /// `message`, safe to print or record whole: control characters other than newlines and tabs
 /// escaped, and cut to `limit` bytes on a character boundary.
 #[must_use]
@@ -63,5 +76,8 @@ mod tests {
         let m = clip_message("line one\nline\u{7} two", 100);
         assert_eq!(m, "line one\nline\\u{7} two");
         assert!(clip_message(&"é".repeat(100), 11).len() < 40);
+        let names = ["a", "b", "c", "d"];
+        assert_eq!(list(names.iter().copied(), 2), "a, b and 2 more");
+        assert_eq!(list(names.iter().copied(), 4), "a, b, c, d");
     }
 }

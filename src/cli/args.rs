@@ -439,6 +439,15 @@ pub(crate) struct SyncArgs {
         allow_negative_numbers = true
     )]
     pub timeout: f64,
+    /// Seconds the whole sync may take (every request, retry and pause), so that a slow server
+    /// cannot hold the device lock for longer.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120.0,
+        allow_negative_numbers = true
+    )]
+    pub deadline: f64,
     /// Fetch and say what would change; store and send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -529,6 +538,15 @@ pub(crate) struct FleetSyncArgs {
         allow_negative_numbers = true
     )]
     pub timeout: f64,
+    /// Seconds a whole sync of one device may take (every request, retry and pause), so that a
+    /// slow server cannot hold the device lock for longer.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120.0,
+        allow_negative_numbers = true
+    )]
+    pub deadline: f64,
 }
 
 /// `bsi report`.

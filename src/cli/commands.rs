@@ -237,6 +237,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     dry_run: false,
                 }),
                 timeout: timeout(a.timeout)?,
+                deadline: seconds("--deadline", a.deadline)?,
             };
             let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
             let failed = (outcome.failed > 0).then_some(Error::SyncFailures {
@@ -400,10 +401,14 @@ fn man(out: Option<&Path>) -> Result<Executed> {
 }
 
 fn timeout(secs: f64) -> Result<std::time::Duration> {
+    seconds("--timeout", secs)
+}
+
+fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
         return Err(Error::usage(
-            format!("--timeout {secs} is not a number of seconds above 0 and at most 3600"),
-            "e.g. --timeout 10",
+            format!("{flag} {secs} is not a number of seconds above 0 and at most 3600"),
+            format!("e.g. {flag} 10"),
         ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
@@ -436,5 +441,6 @@ fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
             dry_run: a.dry_run,
         }),
         dry_run: a.dry_run,
+        deadline: seconds("--deadline", a.deadline)?,
     })
 }

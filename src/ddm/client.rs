@@ -10,7 +10,7 @@
 //! the endpoint and what went wrong, and a hint.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -95,10 +95,12 @@ pub(crate) struct Server {
     agent: ureq::Agent,
     timeout: Duration,
     backoff: Duration,
+    /// When the whole sync must be done, and how long it was given (for the message).
+    deadline: Option<(Instant, Duration)>,
 }
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters pass).
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -111,11 +113,107 @@ fn segment(text: &str) -> String {
 }
 
 /// How one attempt failed.
-enum Failure {
+pub(crate) enum Failure {
     /// Worth another attempt.
     Transient(String),
-    /// Final.
+    /// Final: what went wrong, and what to do.
     Final(String, String),
+}
+
+/// One HTTP exchange: what to send, and how much of the answer to take.
+#[derive(Clone, Debug)]
+pub(crate) struct Exchange {
+    /// `GET`, `PUT` or `POST`.
+    pub method: &'static str,
+    /// The path after the base URL (for the URL and for messages).
+    pub endpoint: String,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body and its content type.
+    pub body: Option<(Vec<u8>, &'static str)>,
+    /// The largest answer read.
+    pub limit: u64,
+}
+
+/// Each phase of a request bounded by `timeout` (a global timeout makes ureq resolve the host
+/// on a new thread for every request).
+fn timed<B>(request: ureq::RequestBuilder<B>, timeout: Duration) -> ureq::RequestBuilder<B> {
+    request
+        .config()
+        .timeout_connect(Some(timeout))
+        .timeout_send_request(Some(timeout))
+        .timeout_send_body(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .build()
+}
+
+fn classify(e: &ureq::Error, timeout: Duration) -> Failure {
+    match e {
+        ureq::Error::Timeout(_) => {
+            Failure::Transient(format!("no answer within {} s", timeout.as_secs_f64()))
+        }
+        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
+            Failure::Transient(format!("cannot connect ({e})"))
+        }
+        ureq::Error::BodyExceedsLimit(limit) => Failure::Final(
+            format!("the answer is larger than {limit} bytes"),
+            "is it the server's device endpoint? Its answers are small documents".to_owned(),
+        ),
+        other => Failure::Final(clip(&other.to_string()), "check the server URL".to_owned()),
+    }
+}
+
+/// One attempt at `x` on `url` within `timeout`; the answer's body, or how it failed.
+pub(crate) fn attempt(
+    agent: &ureq::Agent,
+    url: &str,
+    x: &Exchange,
+    timeout: Duration,
+    status_failure: fn(u16, &str) -> Failure,
+) -> std::result::Result<Vec<u8>, Failure> {
+    let response = match (&x.body, x.method) {
+        (None, _) => {
+            let mut r = timed(agent.get(url), timeout);
+            for (k, v) in &x.headers {
+                r = r.header(*k, v);
+            }
+            r.call()
+        }
+        (Some((bytes, kind)), method) => {
+            let mut r = timed(
+                if method == "POST" {
+                    agent.post(url)
+                } else {
+                    agent.put(url)
+                },
+                timeout,
+            );
+            for (k, v) in &x.headers {
+                r = r.header(*k, v);
+            }
+            r.content_type(*kind).send(bytes)
+        }
+    };
+    let mut response = response.map_err(|e| classify(&e, timeout))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(status_failure(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+        ));
+    }
+    response
+        .body_mut()
+        .with_config()
+        .limit(x.limit)
+        .read_to_vec()
+        .map_err(|e| match classify(&e, timeout) {
+            Failure::Transient(why) | Failure::Final(why, _) => Failure::Final(
+                format!("reading the answer: {why}"),
+                "check the server's log, then try again".to_owned(),
+            ),
+        })
 }
 
 impl Server {
@@ -140,13 +238,6 @@ impl Server {
         }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            // Each phase bounded, not the whole call: a global timeout makes ureq resolve the
-            // host on a new thread for every request (a thread per request in a fleet).
-            .timeout_connect(Some(timeout))
-            .timeout_send_request(Some(timeout))
-            .timeout_send_body(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
             .max_redirects(0)
             .max_idle_connections(connections.max(1))
             .max_idle_connections_per_host(connections.max(1))
@@ -157,7 +248,19 @@ impl Server {
             agent: ureq::Agent::new_with_config(config),
             timeout,
             backoff: Duration::from_millis(200),
+            deadline: None,
         })
+    }
+
+    /// This server, with every request from now on done within `deadline` in all (a sync's
+    /// whole-sync bound: a server dripping answers just inside the per-request timeout cannot
+    /// hold the device lock for longer).
+    #[must_use]
+    pub(crate) fn until(&self, deadline: Duration) -> Self {
+        Self {
+            deadline: Some((Instant::now() + deadline, deadline)),
+            ..self.clone()
+        }
     }
 
     /// The base URL.
@@ -175,32 +278,33 @@ impl Server {
         }
     }
 
-    fn classify(&self, e: &ureq::Error) -> Failure {
-        match e {
-            ureq::Error::Timeout(_) => {
-                Failure::Transient(format!("no answer within {} s", self.timeout.as_secs_f64()))
-            }
-            ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
-                Failure::Transient(format!("cannot connect ({e})"))
-            }
-            ureq::Error::BodyExceedsLimit(limit) => Failure::Final(
-                format!("the answer is larger than {limit} bytes"),
-                "is --server a DDM server? Its answers are small JSON documents".to_owned(),
-            ),
-            other => Failure::Final(
-                clip(&other.to_string()),
-                "check the --server URL".to_owned(),
-            ),
+    /// `wanted`, cut to what is left before the deadline; an error once it has passed.
+    fn within(&self, wanted: Duration, x: &Exchange) -> Result<Duration> {
+        let Some((end, total)) = self.deadline else {
+            return Ok(wanted);
+        };
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.error(
+                x.method,
+                &x.endpoint,
+                format!(
+                    "the sync did not finish within its deadline of {} s",
+                    total.as_secs_f64()
+                ),
+                "check that the server answers promptly, then sync again (--deadline SECONDS sets the bound)".to_owned(),
+            ));
         }
+        Ok(wanted.min(left))
     }
 
-    fn status_failure(status: u16, reason: &str, enrollment: &str) -> Failure {
+    fn status_failure(status: u16, reason: &str) -> Failure {
         let problem = format!("HTTP {status} {reason}");
         match status {
             429 | 500..=599 => Failure::Transient(problem),
             400 => Failure::Final(
                 problem,
-                format!("the server refused the request; check the enrollment identifier ({enrollment}, --enrollment-id) and the --server URL"),
+                "the server refused the request; check the enrollment identifier (--enrollment-id) and the --server URL".to_owned(),
             ),
             401 | 403 => Failure::Final(
                 problem,
@@ -214,7 +318,41 @@ impl Server {
         }
     }
 
-    /// One request with retries; returns the body of a 2xx answer.
+    /// One exchange with retries (connection failures, timeouts, HTTP 429 and 5xx, a bounded
+    /// number of times with backoff), each attempt within the per-request timeout and the
+    /// whole-sync deadline, and stopped at once by SIGINT or SIGTERM; the body of a 2xx answer.
+    pub(crate) fn exchange(&self, x: &Exchange) -> Result<Vec<u8>> {
+        let url = format!("{}{}", self.base, x.endpoint);
+        let mut last = String::new();
+        for n in 0..ATTEMPTS {
+            if n > 0 {
+                crate::interrupt::sleep(self.within(self.backoff * 4u32.pow(n - 1), x)?)?;
+            }
+            let timeout = self.within(self.timeout, x)?;
+            let (agent, url, job) = (self.agent.clone(), url.clone(), x.clone());
+            let outcome = crate::interrupt::wait_for(move || {
+                attempt(&agent, &url, &job, timeout, Self::status_failure)
+            })?;
+            match outcome {
+                Ok(body) => return Ok(body),
+                Err(Failure::Transient(why)) => last = why,
+                Err(Failure::Final(why, hint)) => {
+                    return Err(self.error(x.method, &x.endpoint, why, hint));
+                }
+            }
+        }
+        Err(self.error(
+            x.method,
+            &x.endpoint,
+            format!("{last} ({ATTEMPTS} attempts)"),
+            format!(
+                "check that the server runs at {} and answers, then sync again",
+                self.base
+            ),
+        ))
+    }
+
+    /// A `GET` or `PUT` of the DDM protocol, naming the enrollment.
     fn request(
         &self,
         method: &'static str,
@@ -223,76 +361,13 @@ impl Server {
         body: Option<&[u8]>,
         limit: u64,
     ) -> Result<Vec<u8>> {
-        let url = format!("{}{endpoint}", self.base);
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(self.backoff * 4u32.pow(attempt - 1));
-            }
-            let response = match body {
-                None => self
-                    .agent
-                    .get(&url)
-                    .header(ENROLLMENT_HEADER, enrollment)
-                    .call(),
-                Some(bytes) => self
-                    .agent
-                    .put(&url)
-                    .header(ENROLLMENT_HEADER, enrollment)
-                    .content_type("application/json")
-                    .send(bytes),
-            };
-            let mut response = match response {
-                Ok(r) => r,
-                Err(e) => match self.classify(&e) {
-                    Failure::Transient(why) => {
-                        last = why;
-                        continue;
-                    }
-                    Failure::Final(why, hint) => {
-                        return Err(self.error(method, endpoint, why, hint));
-                    }
-                },
-            };
-            let status = response.status();
-            if !status.is_success() {
-                match Self::status_failure(
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or(""),
-                    enrollment,
-                ) {
-                    Failure::Transient(why) => {
-                        last = why;
-                        continue;
-                    }
-                    Failure::Final(why, hint) => {
-                        return Err(self.error(method, endpoint, why, hint));
-                    }
-                }
-            }
-            return response
-                .body_mut()
-                .with_config()
-                .limit(limit)
-                .read_to_vec()
-                .map_err(|e| match self.classify(&e) {
-                    Failure::Transient(why) | Failure::Final(why, _) => self.error(
-                        method,
-                        endpoint,
-                        format!("reading the answer: {why}"),
-                        "check the server's log, then sync again".to_owned(),
-                    ),
-                });
-        }
-        Err(self.error(
+        self.exchange(&Exchange {
             method,
-            endpoint,
-            format!("{last} ({ATTEMPTS} attempts)"),
-            format!(
-                "check that the server runs at {} and answers, then sync again",
-                self.base
-            ),
-        ))
+            endpoint: endpoint.to_owned(),
+            headers: vec![(ENROLLMENT_HEADER, enrollment.to_owned())],
+            body: body.map(|b| (b.to_vec(), "application/json")),
+            limit,
+        })
     }
 
     fn json<T: serde::de::DeserializeOwned>(

@@ -182,22 +182,23 @@ impl StatusReport {
         Value::Object(out)
     }
 
-    /// The items as flat JSON values (what `report --delivered` records).
+    /// Each item's SHA-256 over its JSON value, by dotted name: what `report --delivered` and
+    /// `sync` record of a report the server acknowledged.
     #[must_use]
-    pub(crate) fn flat(&self) -> BTreeMap<String, Value> {
+    pub(crate) fn digests(&self) -> BTreeMap<String, String> {
         self.items
             .iter()
-            .map(|(k, v)| {
-                (
-                    (*k).to_owned(),
-                    serde_json::to_value(v).unwrap_or(Value::Null),
-                )
-            })
+            .map(|(k, v)| ((*k).to_owned(), digest(v)))
             .collect()
     }
 }
 
 pub(crate) use crate::device::records::DeliveredReport as Delivered;
+
+/// The SHA-256 of an item's JSON value, in hex.
+fn digest(item: &Item) -> String {
+    crate::bundle::digest::Digest::of(&serde_json::to_vec(item).unwrap_or_default()).to_hex()
+}
 
 fn declarations_item(policy: &Policy) -> DeclarationsItem {
     let mut out = DeclarationsItem::default();
@@ -311,16 +312,15 @@ pub(crate) fn delivered(device: &Device) -> Option<Delivered> {
 #[must_use]
 pub(crate) fn changes(
     report: &StatusReport,
-    delivered: Option<&BTreeMap<String, Value>>,
+    delivered: Option<&BTreeMap<String, String>>,
 ) -> StatusReport {
     let Some(delivered) = delivered else {
         return report.clone();
     };
-    let flat = report.flat();
     let items = report
         .items
         .iter()
-        .filter(|(name, _)| delivered.get(**name) != flat.get(**name))
+        .filter(|(name, item)| delivered.get(**name) != Some(&digest(item)))
         .map(|(name, item)| (*name, item.clone()))
         .collect();
     StatusReport {
@@ -336,7 +336,7 @@ pub(crate) fn mark_delivered(device: &Device, report: &StatusReport, at: String)
         REPORT_DELIVERED_RECORD,
         &Delivered {
             at,
-            items: report.flat(),
+            items: report.digests(),
         },
     )
 }
@@ -380,11 +380,14 @@ mod tests {
             ]),
             full_report: Some(true),
         };
-        let mut delivered = report.flat();
+        let mut delivered = report.digests();
         let none = changes(&report, Some(&delivered));
         assert!(none.items.is_empty());
         assert_eq!(none.full_report, Some(false));
-        delivered.insert("softwareupdate.install-state".into(), Value::from("none"));
+        delivered.insert(
+            "softwareupdate.install-state".into(),
+            digest(&Item::InstallState(InstallState::None)),
+        );
         let one = changes(&report, Some(&delivered));
         assert_eq!(
             one.items.keys().copied().collect::<Vec<_>>(),

@@ -39,6 +39,8 @@ pub(crate) struct SyncOptions {
     pub then_auto: Option<AutoOptions>,
     /// Fetch and say what would change; store and send nothing.
     pub dry_run: bool,
+    /// The whole sync's bound (every request, retry and pause within it).
+    pub deadline: std::time::Duration,
 }
 
 /// What happened to one declaration.
@@ -61,6 +63,9 @@ pub(crate) struct ReportSent {
     pub items: Vec<String>,
     /// It was sent and acknowledged (false with `--dry-run`, or when nothing changed).
     pub sent: bool,
+    /// Why sending it failed, when it did after the sync changed the device: the report stays
+    /// pending for the next sync.
+    pub error: Option<String>,
 }
 
 /// What `bsi sync` did.
@@ -86,18 +91,81 @@ pub(crate) struct SyncOutcome {
     pub dry_run: bool,
 }
 
-/// Fetches what changed: the declarations to store and the identifiers to remove.
+/// The longest `DeclarationsToken`, `Identifier` or `ServerToken` bsi takes from a server
+/// (Apple: identifiers "should not exceed 64 octets"; real tokens are hashes).
+const MAX_TOKEN: usize = 1024;
+
+fn server_error(endpoint: String, problem: String) -> Error {
+    Error::Server {
+        method: "GET",
+        endpoint,
+        problem,
+        hint: "fix the declarations on the server, then sync again; nothing on the device changed"
+            .to_owned(),
+    }
+}
+
+/// Checks the declaration items a server listed before anything is fetched: each identifier
+/// once (across every type), every text bounded, and no more declarations than a device holds.
+fn check_listing(server: &Server, items: &super::client::ManifestDeclarationItems) -> Result<()> {
+    let endpoint = format!("{}/declaration-items", server.url());
+    let mut listed = std::collections::HashSet::new();
+    let mut count = 0usize;
+    for (_, item) in items.all() {
+        count += 1;
+        if item.identifier.is_empty()
+            || item.identifier.len() > MAX_TOKEN
+            || item.server_token.len() > MAX_TOKEN
+        {
+            return Err(server_error(
+                endpoint,
+                format!(
+                    "the declaration items list an identifier or server token that is empty or longer than {MAX_TOKEN} bytes"
+                ),
+            ));
+        }
+        if !listed.insert(item.identifier.as_str()) {
+            return Err(server_error(
+                endpoint,
+                format!(
+                    "the declaration items list `{}` more than once; an identifier names one declaration",
+                    clip(&item.identifier)
+                ),
+            ));
+        }
+    }
+    if let Some(why) = store::over_bounds(count, 0) {
+        return Err(server_error(
+            endpoint,
+            format!("the declaration items list {why}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fetches what changed into `staging` (each declaration written as it comes, none held), and
+/// says what changes: added or replaced, and the identifiers no longer listed.
 fn fetch(
     server: &Server,
     enrollment: &str,
     held: &[Declaration],
-) -> Result<(Vec<Declaration>, Vec<DeclarationChange>)> {
+    staging: &mut store::Staging<'_>,
+) -> Result<Vec<DeclarationChange>> {
     let items = server.declaration_items(enrollment)?;
-    let mut to_store = Vec::new();
+    check_listing(server, &items.declarations)?;
     let mut changes = Vec::new();
-    let mut listed = std::collections::BTreeSet::new();
+    let listed: std::collections::HashSet<&str> = items
+        .declarations
+        .all()
+        .map(|(_, d)| d.identifier.as_str())
+        .collect();
+    // What the device will hold: the kept declarations, then each one fetched.
+    let mut bytes: u64 = held
+        .iter()
+        .filter(|d| listed.contains(d.identifier.as_str()))
+        .map(|d| d.raw.len() as u64)
+        .sum();
     for (kind, item) in items.declarations.all() {
-        listed.insert(item.identifier.clone());
         let old = held.iter().find(|d| d.identifier == item.identifier);
         if old.is_some_and(|d| d.server_token == item.server_token) {
             continue;
@@ -108,39 +176,43 @@ fn fetch(
             server.url(),
             clip(&item.identifier)
         );
-        let declaration = Declaration::parse(&raw, &source).map_err(|e| Error::Server {
-            method: "GET",
-            endpoint: source.clone(),
-            problem: e.to_string(),
-            hint: "fix the declaration on the server, then sync again".to_owned(),
-        })?;
+        bytes = bytes - old.map_or(0, |d| d.raw.len() as u64) + raw.len() as u64;
+        if let Some(why) = store::over_bounds(0, bytes) {
+            return Err(server_error(
+                source,
+                format!("the declarations come to {why}"),
+            ));
+        }
+        let declaration = Declaration::parse(&raw, &source)
+            .map_err(|e| server_error(source.clone(), e.to_string()))?;
         if declaration.identifier != item.identifier {
-            return Err(Error::Server {
-                method: "GET",
-                endpoint: source,
-                problem: format!(
+            return Err(server_error(
+                source,
+                format!(
                     "the declaration's Identifier is `{}`, but the declaration items list `{}`",
                     clip(&declaration.identifier),
                     clip(&item.identifier)
                 ),
-                hint: "fix the declaration on the server, then sync again".to_owned(),
-            });
+            ));
         }
         changes.push(DeclarationChange {
             identifier: declaration.identifier.clone(),
             change: if old.is_some() { "replaced" } else { "added" },
             server_token: declaration.server_token.clone(),
         });
-        to_store.push(declaration);
+        staging.put(&declaration)?;
     }
-    for d in held.iter().filter(|d| !listed.contains(&d.identifier)) {
+    for d in held
+        .iter()
+        .filter(|d| !listed.contains(d.identifier.as_str()))
+    {
         changes.push(DeclarationChange {
             identifier: d.identifier.clone(),
             change: "removed",
             server_token: d.server_token.clone(),
         });
     }
-    Ok((to_store, changes))
+    Ok(changes)
 }
 
 /// Runs one sync on the device of `tx`. An error of the background pass (e.g. the battery
@@ -161,8 +233,18 @@ pub(crate) fn run(
     let same = state
         .as_ref()
         .filter(|s| s.server == server.url() && s.enrollment_id == enrollment);
+    let server = &server.until(opts.deadline);
     let tokens = server.tokens(&enrollment)?;
     let token = tokens.sync_tokens.declarations_token;
+    if token.len() > MAX_TOKEN {
+        return Err(server_error(
+            format!("{}/tokens", server.url()),
+            format!(
+                "the DeclarationsToken is {} bytes; bsi takes at most {MAX_TOKEN}",
+                token.len()
+            ),
+        ));
+    }
     let mut outcome = SyncOutcome {
         server: server.url().to_owned(),
         enrollment_id: enrollment.clone(),
@@ -175,6 +257,7 @@ pub(crate) fn run(
             full: false,
             items: Vec::new(),
             sent: false,
+            error: None,
         },
         dry_run: opts.dry_run,
     };
@@ -182,15 +265,18 @@ pub(crate) fn run(
         let held = store::list(device.root())?;
         // The token compared next time is the one `/tokens` gave: servers need not give the
         // same string in the declaration items.
-        let (to_store, changes) = fetch(server, &enrollment, &held)?;
+        let mut staging = store::Staging::new(device.root())?;
+        let changes = fetch(server, &enrollment, &held, &mut staging)?;
         outcome.fetched_items = true;
         if !opts.dry_run && !changes.is_empty() {
             // Each declaration is replaced atomically; no journal is needed: a sync cut short
             // leaves some declarations new, and the token old, so the next sync fetches again.
-            store::store_all(device.root(), &to_store)?;
-            for c in changes.iter().filter(|c| c.change == "removed") {
-                store::remove(device.root(), &c.identifier)?;
-            }
+            let removed: Vec<String> = changes
+                .iter()
+                .filter(|c| c.change == "removed")
+                .map(|c| c.identifier.clone())
+                .collect();
+            staging.commit(&removed)?;
         }
         outcome.changes = changes;
     }
@@ -218,12 +304,37 @@ pub(crate) fn run(
         full: delivered.is_none(),
         items: to_send.items.keys().map(|k| (*k).to_owned()).collect(),
         sent: false,
+        error: None,
     };
     let nothing_new = delivered.is_some() && to_send.items.is_empty();
     if !opts.dry_run && !nothing_new {
         let body = to_send.to_json().to_string().into_bytes();
-        server.put_status(&enrollment, &body)?;
-        outcome.report.sent = true;
+        let changed = !outcome.changes.is_empty()
+            || outcome
+                .auto
+                .as_ref()
+                .is_some_and(|a| a.installed.is_some() || a.staged.is_some());
+        match server.put_status(&enrollment, &body) {
+            Ok(()) => outcome.report.sent = true,
+            // The declarations are stored and the pass made its change: that stands, and is
+            // recorded as made. The report stays pending: what was delivered is unchanged, so
+            // the next sync sends it (merged with what changes meanwhile).
+            Err(Error::Server {
+                method,
+                endpoint,
+                problem,
+                ..
+            }) if changed => {
+                outcome.report.error = Some(problem.clone());
+                deferred.get_or_insert(Error::Server {
+                    method,
+                    endpoint,
+                    problem,
+                    hint: "the changes this sync made stand (see `bsi history`); the status report stays pending, and the next `bsi sync` sends it".to_owned(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
     if !opts.dry_run {
         let sent = u64::from(outcome.report.sent);
@@ -237,7 +348,7 @@ pub(crate) fn run(
                 last_sync: clock.stamp(),
                 reports_sent: same.map_or(0, |s| s.reports_sent) + sent,
                 delivered: if outcome.report.sent || nothing_new {
-                    full.flat()
+                    full.digests()
                 } else {
                     same.map(|s| s.delivered.clone()).unwrap_or_default()
                 },

@@ -328,13 +328,21 @@ impl Checker {
         let items = list
             .as_array()
             .ok_or_else(|| Self::wrong("StandardConfigurations", "an array", list))?;
-        let configurations = items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                Self::string(&format!("StandardConfigurations[{i}]"), v).map(str::to_owned)
-            })
-            .collect::<std::result::Result<_, _>>()?;
+        if items.len() > MAX_ACTIVATION_REFERENCES {
+            return Err(Invalid(format!(
+                "`StandardConfigurations` lists {} identifiers; a device takes at most {MAX_ACTIVATION_REFERENCES} per activation",
+                items.len()
+            )));
+        }
+        let mut configurations: Vec<String> = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        for (i, v) in items.iter().enumerate() {
+            let id = Self::string(&format!("StandardConfigurations[{i}]"), v)?;
+            // Naming a configuration twice activates it once.
+            if seen.insert(id) {
+                configurations.push(id.to_owned());
+            }
+        }
         let predicate = match payload.get("Predicate") {
             None => None,
             Some(v) => Some(Self::string("Predicate", v)?.to_owned()),
@@ -550,6 +558,10 @@ pub(crate) fn parse_local(text: &str) -> Option<NaiveDateTime> {
     }
     NaiveDateTime::parse_from_str(text, LOCAL_DATE_TIME).ok()
 }
+
+/// The most configurations one activation may name: far more than any deployment assigns (Apple's
+/// examples name a few), few enough that evaluating every activation stays cheap.
+pub(crate) const MAX_ACTIVATION_REFERENCES: usize = 1000;
 
 /// The longest `Identifier` and `ServerToken` bsi keeps (Apple: "should not exceed 64 octets";
 /// bsi is lenient, but bounded).

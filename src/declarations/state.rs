@@ -199,11 +199,7 @@ pub(crate) fn evaluate(
                 "Error.MissingConfigurations",
                 format!(
                     "The activation references configurations the device does not have: {}",
-                    missing
-                        .iter()
-                        .map(|m| clip(m))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::untrusted::list(missing.iter().map(|m| m.as_str()), 10)
                 ),
                 &[
                     ("Identifier", Value::String(d.identifier.clone())),
@@ -263,14 +259,26 @@ pub(crate) fn evaluate(
         }
     }
 
+    // Inverted once: for each configuration, the active activations naming it.
+    let mut activated_by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (activation, configs) in &activates {
+        for c in configs {
+            activated_by
+                .entry(c.as_str())
+                .or_default()
+                .push(activation.clone());
+        }
+    }
+    let mut activated_by: BTreeMap<String, Vec<String>> = activated_by
+        .into_iter()
+        .map(|(c, a)| (c.to_owned(), a))
+        .collect();
     for e in &mut out {
         match e.declaration.category() {
             Category::Configuration => {
-                e.activated_by = activates
-                    .iter()
-                    .filter(|(_, configs)| configs.contains(&e.declaration.identifier))
-                    .map(|(id, _)| id.clone())
-                    .collect();
+                e.activated_by = activated_by
+                    .remove(&e.declaration.identifier)
+                    .unwrap_or_default();
                 if e.activated_by.is_empty() {
                     e.active = false;
                     if e.valid == Validity::Valid {

@@ -17,6 +17,31 @@ use crate::{Error, Result};
 /// anything is stored, so the device never holds a declaration it cannot read back.
 pub(crate) const MAX_DECLARATION_BYTES: u64 = 1024 * 1024;
 
+/// The most declarations a device holds. Apple publishes no limit; deployments assign tens, and
+/// every reader (`status`, `report`, a background pass) evaluates all of them, so what a
+/// server can make a device hold bounds what every later command costs.
+pub(crate) const MAX_DECLARATIONS: usize = 1000;
+
+/// The most bytes all held declarations may take together, for the same reason: 4 MiB is a
+/// thousand declarations of 4 KiB, ten times the size of a real one.
+pub(crate) const MAX_TOTAL_BYTES: u64 = 4 << 20;
+
+/// Would holding `count` declarations of `bytes` in all go past what a device holds? The
+/// refusal says which bound.
+pub(crate) fn over_bounds(count: usize, bytes: u64) -> Option<String> {
+    if count > MAX_DECLARATIONS {
+        Some(format!(
+            "{count} declarations, more than the {MAX_DECLARATIONS} a device holds"
+        ))
+    } else if bytes > MAX_TOTAL_BYTES {
+        Some(format!(
+            "{bytes} bytes of declarations, more than the {MAX_TOTAL_BYTES} a device holds"
+        ))
+    } else {
+        None
+    }
+}
+
 /// What `policy set` did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "change")]
@@ -86,20 +111,82 @@ pub(crate) fn store(root: &Root, declaration: &Declaration) -> Result<()> {
         .ctx("writing", root.show(&rel))
 }
 
-/// Stores several declarations (a sync's): each replaced atomically, the directory synced once.
-pub(crate) fn store_all(root: &Root, declarations: &[Declaration]) -> Result<()> {
-    if declarations.is_empty() {
-        return Ok(());
+/// Declarations a sync fetches, written to a staging directory as they come (none is held in
+/// memory after it is checked), then moved into place together by [`Staging::commit`].
+/// Dropped without a commit (a failed fetch), it removes what it wrote: the device holds what it
+/// held. A crash leaves the staging directory to recovery (it is a `.bsi-tmp.` entry).
+#[derive(Debug)]
+pub(crate) struct Staging<'r> {
+    root: &'r Root,
+    dir: PathBuf,
+    names: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl<'r> Staging<'r> {
+    /// An empty staging directory under `declarations/`.
+    pub(crate) fn new(root: &'r Root) -> Result<Self> {
+        let dir = Path::new(DECLARATIONS).join(format!(
+            "{}sync-{}",
+            crate::device::TMP_PREFIX,
+            std::process::id()
+        ));
+        root.remove_tree_if_exists(&dir)
+            .ctx("removing", root.show(&dir))?;
+        root.dir()
+            .create_dir_all(&dir)
+            .ctx("creating", root.show(&dir))?;
+        Ok(Self {
+            root,
+            dir,
+            names: Vec::new(),
+            committed: false,
+        })
     }
-    root.dir()
-        .create_dir_all(DECLARATIONS)
-        .ctx("creating", root.show(DECLARATIONS))?;
-    let files: Vec<(PathBuf, Vec<u8>)> = declarations
-        .iter()
-        .map(|d| (file_for(&d.identifier), d.raw.clone()))
-        .collect();
-    root.write_atomic_all(&files, 0o644)
-        .ctx("writing", root.show(DECLARATIONS))
+
+    /// Writes `declaration` to the staging directory.
+    pub(crate) fn put(&mut self, declaration: &Declaration) -> Result<()> {
+        let file = file_for(&declaration.identifier);
+        let name = file.file_name().map(PathBuf::from).unwrap_or_default();
+        let rel = self.dir.join(&name);
+        self.root
+            .write_atomic(&rel, &declaration.raw, 0o644)
+            .ctx("writing", self.root.show(&rel))?;
+        self.names.push(name);
+        Ok(())
+    }
+
+    /// Moves every staged declaration into place (each rename atomic), removes the declarations
+    /// `removed` names, and syncs the directory.
+    pub(crate) fn commit(mut self, removed: &[String]) -> Result<()> {
+        let root = self.root;
+        for name in &self.names {
+            let from = self.dir.join(name);
+            let to = Path::new(DECLARATIONS).join(name);
+            root.dir()
+                .rename(&from, root.dir(), &to)
+                .ctx("renaming", root.show(&to))?;
+        }
+        for identifier in removed {
+            let rel = file_for(identifier);
+            root.remove_if_exists(&rel)
+                .ctx("removing", root.show(&rel))?;
+        }
+        root.sync_dir(DECLARATIONS)
+            .ctx("syncing", root.show(DECLARATIONS))?;
+        self.committed = true;
+        root.remove_tree_if_exists(&self.dir)
+            .ctx("removing", root.show(&self.dir))?;
+        Ok(())
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.root.remove_tree_if_exists(&self.dir);
+        }
+    }
 }
 
 /// Removes the declaration with `identifier`.

@@ -78,43 +78,6 @@ impl Root {
         self.sync_dir(parent_of(rel))
     }
 
-    /// Replaces several files, each atomically: every temporary is written and synced, then
-    /// each is renamed over its file, then each directory is synced once. A crash leaves each
-    /// file old or new (never part of one); the set as a whole is not one atomic change.
-    pub(crate) fn write_atomic_all(
-        &self,
-        files: &[(PathBuf, Vec<u8>)],
-        mode: u32,
-    ) -> io::Result<()> {
-        let mut written = Vec::with_capacity(files.len());
-        let result = (|| {
-            for (rel, bytes) in files {
-                let tmp = tmp_sibling(rel);
-                self.remove_if_exists(&tmp)?;
-                written.push(tmp.clone());
-                self.write_tmp(&tmp, bytes, mode)?;
-            }
-            for (rel, _) in files {
-                fault_point!("atomic.rename");
-                self.dir().rename(tmp_sibling(rel), self.dir(), rel)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            for tmp in &written {
-                let _ = self.remove_if_exists(tmp);
-            }
-            return Err(e);
-        }
-        let mut dirs: Vec<&Path> = files.iter().map(|(rel, _)| parent_of(rel)).collect();
-        dirs.sort();
-        dirs.dedup();
-        for dir in dirs {
-            self.sync_dir(dir)?;
-        }
-        Ok(())
-    }
-
     fn write_tmp(&self, tmp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(mode);

@@ -166,8 +166,9 @@ pub(crate) struct InstallReason {
 pub(crate) struct DeliveredReport {
     /// When it was marked delivered, RFC 3339.
     pub at: String,
-    /// Its items, flat, by dotted name.
-    pub items: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Its items by dotted name, each as the SHA-256 of its JSON value: enough to tell what
+    /// changed, and a record whose size does not grow with what a server stored.
+    pub items: std::collections::BTreeMap<String, String>,
 }
 
 /// `sync.json`: what `bsi sync` keeps between syncs.
@@ -183,8 +184,9 @@ pub(crate) struct SyncState {
     pub last_sync: String,
     /// Status reports the server acknowledged.
     pub reports_sent: u64,
-    /// The status items (flat, by dotted name) of the last report the server acknowledged.
-    pub delivered: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The status items of the last report the server acknowledged, by dotted name, each as
+    /// the SHA-256 of its JSON value (the record stays small whatever the items hold).
+    pub delivered: std::collections::BTreeMap<String, String>,
 }
 
 /// A record read failure: a record that is not what bsi writes (over the size limit, not a
@@ -243,6 +245,19 @@ pub(crate) fn write_json<T: Serialize>(
         source: std::io::Error::other(e),
     })?;
     bytes.push(b'\n');
+    // What goes into a record is bounded where it is made; this is the last line of that
+    // defence: never write a record the reader would refuse as damage.
+    if bytes.len() as u64 > super::confine::MAX_RECORD_BYTES {
+        return Err(Error::Io {
+            action: "writing",
+            path: root.show(rel),
+            source: std::io::Error::other(format!(
+                "the record would be {} bytes, over the {}-byte limit every record is read with",
+                bytes.len(),
+                super::confine::MAX_RECORD_BYTES
+            )),
+        });
+    }
     root.write_atomic(rel, &bytes, 0o644)
         .ctx("writing", root.show(rel))
 }

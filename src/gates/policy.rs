@@ -185,7 +185,7 @@ impl Policy {
                     if a.configurations.is_empty() {
                         "nothing".to_owned()
                     } else {
-                        a.configurations.join(", ")
+                        crate::untrusted::list(a.configurations.iter().map(String::as_str), 10)
                     }
                 ),
             ),

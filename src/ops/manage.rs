@@ -219,6 +219,21 @@ pub(crate) fn policy_set(
         let device = tx.device();
         let held = store::list(device.root())?;
         let plan = store::plan(&held, &declaration);
+        // What the device would hold with it: within the bounds every reader relies on.
+        let kept = held
+            .iter()
+            .filter(|d| d.identifier != declaration.identifier);
+        let count = kept.clone().count() + 1;
+        let bytes = kept.map(|d| d.raw.len() as u64).sum::<u64>() + declaration.raw.len() as u64;
+        if let Some(why) = store::over_bounds(count, bytes) {
+            return Err(Error::usage(
+                format!(
+                    "storing {} would make the device hold {why}",
+                    crate::untrusted::clip(&declaration.identifier)
+                ),
+                "remove declarations the device no longer needs (`bsi policy list`, `bsi policy remove ID`), then set it again",
+            ));
+        }
         if plan != SetOutcome::Unchanged && !dry_run {
             tx.begin()?;
             store::store(device.root(), &declaration)?;

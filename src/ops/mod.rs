@@ -469,6 +469,11 @@ impl Recorded for Synced {
         if let Some(e) = &self.deferred {
             parts.push(format!("background pass failed: {e}"));
         }
+        if let Some(e) = &o.report.error {
+            parts.push(format!(
+                "status report not delivered ({e}); it stays pending for the next sync"
+            ));
+        }
         parts.push(if o.report.sent {
             format!(
                 "{} report sent ({} item(s))",

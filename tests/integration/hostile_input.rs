@@ -261,3 +261,440 @@ fn item5_a_huge_history_costs_only_what_is_asked_of_it() {
         .ok()
         .stdout_has("26.4 includes 26.3.1 (a)");
 }
+
+/// A DDM server serving `declarations` (each a JSON envelope), answering `PUT /status` with
+/// `report_status`, with `pause` before each declaration; the requests it saw are counted.
+fn ddm_server(
+    declarations: Vec<serde_json::Value>,
+    report_status: u16,
+    pause: Duration,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use crate::stub::{Reply, serve};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let kind = |d: &serde_json::Value| {
+        let t = d["Type"].as_str().unwrap_or_default();
+        if t.starts_with("com.apple.activation.") {
+            "activations"
+        } else {
+            "configurations"
+        }
+    };
+    let mut items = serde_json::json!({"Activations": [], "Configurations": [], "Assets": [], "Management": []});
+    for d in &declarations {
+        let key = if kind(d) == "activations" {
+            "Activations"
+        } else {
+            "Configurations"
+        };
+        items[key].as_array_mut().unwrap().push(
+            serde_json::json!({"Identifier": d["Identifier"], "ServerToken": d["ServerToken"]}),
+        );
+    }
+    let by_id: std::collections::HashMap<String, Vec<u8>> = declarations
+        .iter()
+        .map(|d| {
+            (
+                d["Identifier"].as_str().unwrap().to_owned(),
+                serde_json::to_vec(d).unwrap(),
+            )
+        })
+        .collect();
+    let url = serve(move |r| {
+        log.lock().unwrap().push(format!("{} {}", r.method, r.path));
+        if r.path.ends_with("/tokens") {
+            Reply::json(
+                &serde_json::json!({"SyncTokens": {"DeclarationsToken": "t1", "Timestamp": "2026-12-01T10:00:00Z"}}),
+            )
+        } else if r.path.ends_with("/declaration-items") {
+            Reply::json(&serde_json::json!({"Declarations": items, "DeclarationsToken": "t1"}))
+        } else if let Some(id) = r
+            .path
+            .rsplit('/')
+            .next()
+            .filter(|_| r.path.contains("/declaration/"))
+        {
+            let id = id.replace("%2E", ".");
+            match by_id.get(&id) {
+                Some(raw) if pause.is_zero() => Reply::Now(200, raw.clone()),
+                Some(raw) => Reply::After(pause, 200, raw.clone()),
+                None => Reply::Now(404, Vec::new()),
+            }
+        } else if r.method == "PUT" && r.path.ends_with("/status") {
+            Reply::Now(report_status, Vec::new())
+        } else {
+            Reply::Now(404, Vec::new())
+        }
+    });
+    (url, seen)
+}
+
+fn configuration(id: &str, pad: usize) -> serde_json::Value {
+    serde_json::json!({
+        "Type": "com.apple.configuration.softwareupdate.settings",
+        "Identifier": id,
+        "ServerToken": "1",
+        "Payload": {"Notifications": true, "Pad": "x".repeat(pad)}
+    })
+}
+
+fn activation(id: &str, configurations: Vec<String>) -> serde_json::Value {
+    serde_json::json!({
+        "Type": "com.apple.activation.simple",
+        "Identifier": id,
+        "ServerToken": "1",
+        "Payload": {"StandardConfigurations": configurations}
+    })
+}
+
+#[test]
+fn item4_nothing_bsi_writes_is_over_its_own_read_limit() {
+    let d = Device::with(&["--supervised"]);
+    // More declarations than a device holds: refused as the server's error, nothing stored.
+    let many: Vec<_> = (0..1500)
+        .map(|i| configuration(&format!("c{i}"), 0))
+        .collect();
+    let (url, seen) = ddm_server(many, 200, Duration::ZERO);
+    let before = d.tree();
+    let err = cheaply(&d, &[os("sync"), os("--server"), os(&url)], 1);
+    assert!(
+        err.contains("1500 declarations, more than the 1000 a device holds"),
+        "{err}"
+    );
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("/declaration/"))
+    );
+    let mut after = d.tree();
+    after.forget("private/var/db/bsi/history.jsonl");
+    after.forget("private/var/db/bsi/last-operation.json");
+    let mut before = before;
+    before.forget("private/var/db/bsi/history.jsonl");
+    before.forget("private/var/db/bsi/last-operation.json");
+    before.assert_same(&after);
+    // Within the bounds: the records the sync writes stay small, whatever the items hold.
+    let some: Vec<_> = (0..200)
+        .map(|i| configuration(&format!("c{i}"), 2000))
+        .collect();
+    let (url, _) = ddm_server(some, 200, Duration::ZERO);
+    d.bsi(["sync", "--server", &url]).ok();
+    let sync = std::fs::metadata(d.path("private/var/db/bsi/sync.json"))
+        .unwrap()
+        .len();
+    assert!(sync < 16 * 1024, "sync.json is {sync} bytes");
+    d.bsi(["report", "--delivered"]).ok();
+    let delivered = std::fs::metadata(d.path("private/var/db/bsi/report-delivered.json"))
+        .unwrap()
+        .len();
+    assert!(
+        delivered < 16 * 1024,
+        "report-delivered.json is {delivered} bytes"
+    );
+    cheaply(&d, &[os("verify")], 0);
+    cheaply(&d, &[os("status")], 0);
+    // policy set keeps to the same bounds.
+    let d = Device::with(&["--supervised"]);
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        let f = tmp.path().join(format!("p{i}.json"));
+        std::fs::write(
+            &f,
+            serde_json::to_vec(&configuration(&format!("p{i}"), 1_040_000)).unwrap(),
+        )
+        .unwrap();
+        let run = d.bsi(["policy".as_ref(), "set".as_ref(), f.as_os_str()]);
+        if i < 4 {
+            run.ok();
+        } else {
+            run.refused(2, "would make the device hold")
+                .stderr_has("more than the 4194304 a device holds");
+        }
+    }
+    cheaply(&d, &[os("status")], 0);
+}
+
+#[test]
+fn item6_evaluation_is_near_linear_and_references_are_capped() {
+    let d = Device::with(&["--supervised"]);
+    let mut decls: Vec<_> = (0..400)
+        .map(|i| configuration(&format!("c{i}"), 0))
+        .collect();
+    for a in 0..3 {
+        decls.push(activation(&format!("a{a}"), vec!["c1".to_owned(); 100_000]));
+    }
+    decls.push(activation(
+        "ok",
+        (0..400).map(|i| format!("c{i}")).collect(),
+    ));
+    let (url, _) = ddm_server(decls, 200, Duration::ZERO);
+    let cost = measured(&d, &[os("sync"), os("--server"), os(&url)]);
+    assert_eq!(cost.code, 0, "{}", cost.stderr);
+    assert!(
+        cost.wall < Duration::from_secs(10),
+        "sync took {:?}",
+        cost.wall
+    );
+    cheaply(&d, &[os("status")], 0);
+    cheaply(&d, &[os("report")], 0);
+    cheaply(
+        &d,
+        &[
+            os("apply"),
+            bundle("macos-26.3.1-a.bsi").as_os_str(),
+            os("--dry-run"),
+        ],
+        0,
+    );
+    let status = d.status();
+    let a0 = status
+        .policy
+        .declarations
+        .iter()
+        .find(|x| x.identifier == "a0")
+        .unwrap();
+    assert_eq!(a0.valid, "invalid");
+    assert!(
+        a0.reasons
+            .iter()
+            .any(|r| r.description.contains("at most 1000")),
+        "{:?}",
+        a0.reasons
+    );
+    let ok = status
+        .policy
+        .declarations
+        .iter()
+        .find(|x| x.identifier == "ok")
+        .unwrap();
+    assert!(ok.active);
+}
+
+#[test]
+fn item7_the_count_and_bytes_of_declarations_are_capped_as_they_are_fetched() {
+    let d = Device::with(&["--supervised"]);
+    let big: Vec<_> = (0..300)
+        .map(|i| configuration(&format!("big{i}"), 1_000_000))
+        .collect();
+    let (url, seen) = ddm_server(big, 200, Duration::ZERO);
+    let before = d.tree();
+    let err = cheaply(&d, &[os("sync"), os("--server"), os(&url)], 1);
+    assert!(
+        err.contains("more than the 4194304 a device holds"),
+        "{err}"
+    );
+    // Refused as soon as the bound was passed, not after fetching everything.
+    let fetched = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("/declaration/"))
+        .count();
+    assert!(fetched <= 6, "fetched {fetched}");
+    let mut before = before;
+    let mut after = d.tree();
+    for t in [&mut before, &mut after] {
+        t.forget("private/var/db/bsi/history.jsonl");
+        t.forget("private/var/db/bsi/last-operation.json");
+    }
+    before.assert_same(&after);
+    cheaply(&d, &[os("status")], 0);
+}
+
+#[test]
+fn item8_a_whole_sync_has_a_deadline() {
+    let d = Device::with(&["--supervised"]);
+    let drip: Vec<_> = (0..100)
+        .map(|i| configuration(&format!("c{i}"), 0))
+        .collect();
+    let (url, _) = ddm_server(drip, 200, Duration::from_millis(1500));
+    let start = std::time::Instant::now();
+    let run = d.bsi([
+        "sync",
+        "--server",
+        &url,
+        "--timeout",
+        "2",
+        "--deadline",
+        "4",
+    ]);
+    let took = start.elapsed();
+    run.refused(1, "the sync did not finish within its deadline of 4 s");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    // Nothing of the drip was stored, and the lock is free again.
+    assert_eq!(
+        std::fs::read_dir(d.path("private/var/db/bsi/declarations"))
+            .unwrap()
+            .count(),
+        0
+    );
+    d.bsi(["power", "--ac"]).ok();
+}
+
+#[test]
+fn item9_duplicate_identifiers_are_the_servers_error_and_change_nothing() {
+    let d = Device::with(&["--supervised"]);
+    let same = "com.example.twice";
+    let decls = vec![
+        configuration(same, 0),
+        activation(same, vec![same.to_owned()]),
+        configuration("other", 0),
+    ];
+    let (url, seen) = ddm_server(decls, 200, Duration::ZERO);
+    let before = d.tree();
+    let err = cheaply(&d, &[os("sync"), os("--server"), os(&url)], 1);
+    assert!(
+        err.contains("list `com.example.twice` more than once"),
+        "{err}"
+    );
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("/declaration/"))
+    );
+    let mut before = before;
+    let mut after = d.tree();
+    for t in [&mut before, &mut after] {
+        t.forget("private/var/db/bsi/history.jsonl");
+        t.forget("private/var/db/bsi/last-operation.json");
+    }
+    before.assert_same(&after);
+}
+
+#[test]
+fn item10_a_report_that_fails_after_a_change_leaves_the_change_recorded_and_the_report_pending() {
+    let d = Device::with(&["--supervised"]);
+    let enforce = serde_json::json!({
+        "Type": "com.apple.configuration.softwareupdate.enforcement.specific",
+        "Identifier": "enforce",
+        "ServerToken": "1",
+        "Payload": {"TargetOSVersion": "26.3.1", "TargetBuildVersion": "25D771280a", "TargetLocalDateTime": "2026-12-01T09:00:00"}
+    });
+    let decls = vec![enforce, activation("act", vec!["enforce".to_owned()])];
+    let (url, _) = ddm_server(decls.clone(), 500, Duration::ZERO);
+    let from = fixtures().join("bundles");
+    let run = d.bsi([
+        "sync".as_ref(),
+        "--server".as_ref(),
+        url.as_ref(),
+        "--then-auto".as_ref(),
+        "--from".as_ref(),
+        from.as_os_str(),
+        "--timeout".as_ref(),
+        "1".as_ref(),
+    ]);
+    run.refused(1, "PUT")
+        .stderr_has("the status report stays pending, and the next `bsi sync` sends it");
+    assert_eq!(d.status().active_version(), Some("26.3.1 (a)"));
+    let history: Vec<serde_json::Value> = d.bsi(["history", "--limit", "1", "--json"]).parse();
+    assert_eq!(history[0]["result"], "ok", "{history:?}");
+    assert!(
+        history[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("it stays pending")
+    );
+    // The next sync, with a server that takes reports, sends it.
+    let (url, seen) = ddm_server(decls, 200, Duration::ZERO);
+    d.bsi(["sync", "--server", &url])
+        .ok()
+        .stdout_has("status report sent");
+    assert!(seen.lock().unwrap().iter().any(|r| r.starts_with("PUT")));
+}
+
+#[test]
+fn item11_sigterm_stops_a_sync_with_a_silent_server_at_once() {
+    let d = Device::with(&["--supervised"]);
+    let url = crate::stub::serve(|_| crate::stub::Reply::Silent);
+    let mut child = Command::new(bin())
+        .args([
+            "--root".as_ref(),
+            d.root.as_os_str(),
+            "sync".as_ref(),
+            "--server".as_ref(),
+            url.as_ref(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(143));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.starts_with("error: interrupted by SIGTERM"), "{err}");
+    let history: Vec<serde_json::Value> = d.bsi(["history", "--limit", "1", "--json"]).parse();
+    assert_eq!(history[0]["result"], "interrupted");
+}
+
+#[test]
+fn item12_a_fleet_device_outside_the_fleet_is_a_damaged_fleet_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fleet");
+    bsi([
+        "fleet".as_ref(),
+        "init".as_ref(),
+        "--dir".as_ref(),
+        dir.as_os_str(),
+        "--count".as_ref(),
+        "2".as_ref(),
+        "--trust".as_ref(),
+        test_pub().as_os_str(),
+    ])
+    .ok();
+    let outside = Device::new();
+    let before = outside.tree();
+    let original = std::fs::read_to_string(dir.join("fleet.json")).unwrap();
+    let (url, _) = ddm_server(Vec::new(), 200, Duration::ZERO);
+    for root in [
+        outside.root.display().to_string(),
+        format!("../../{}", outside.root.display()),
+        "devices/../../elsewhere".to_owned(),
+    ] {
+        let mut fleet: serde_json::Value = serde_json::from_str(&original).unwrap();
+        fleet["devices"][1]["root"] = serde_json::Value::String(root.clone());
+        std::fs::write(dir.join("fleet.json"), serde_json::to_vec(&fleet).unwrap()).unwrap();
+        bsi([
+            "fleet".as_ref(),
+            "sync".as_ref(),
+            "--dir".as_ref(),
+            dir.as_os_str(),
+            "--server".as_ref(),
+            url.as_ref(),
+        ])
+        .refused(8, "which is not a directory inside the fleet");
+    }
+    // A root that leads outside through a symlink.
+    let mut fleet: serde_json::Value = serde_json::from_str(&original).unwrap();
+    std::os::unix::fs::symlink(&outside.root, dir.join("devices/link")).unwrap();
+    fleet["devices"][1]["root"] = serde_json::Value::String("devices/link".to_owned());
+    std::fs::write(dir.join("fleet.json"), serde_json::to_vec(&fleet).unwrap()).unwrap();
+    bsi([
+        "fleet".as_ref(),
+        "sync".as_ref(),
+        "--dir".as_ref(),
+        dir.as_os_str(),
+        "--server".as_ref(),
+        url.as_ref(),
+    ])
+    .refused(8, "which is not a directory inside the fleet");
+    before.assert_same(&outside.tree());
+}

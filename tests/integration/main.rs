@@ -49,5 +49,6 @@ mod reading;
 mod realfs;
 #[path = "../common/status_view.rs"]
 mod status_view;
+mod stub;
 mod transcript;
 mod truth;
