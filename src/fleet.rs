@@ -19,6 +19,7 @@ use crate::ddm::auto::AutoOptions;
 use crate::ddm::client::Server;
 use crate::ddm::sync::SyncOptions;
 use crate::error::IoContext;
+use crate::human::{Human, Text};
 use crate::lifecycle::init::{InitOptions, init as init_device};
 use crate::ops::{self, Env};
 use crate::platform::{Chip, Platform};
@@ -507,6 +508,50 @@ pub(crate) fn sync(
         reports_sent: reports.into_inner(),
         failures,
     })
+}
+
+impl Human for FleetInitOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        let mix: Vec<String> = self
+            .platforms
+            .iter()
+            .map(|(p, n)| format!("{n} {p}"))
+            .collect();
+        out.line(format!(
+            "made {} devices in {} ({}) in {:.1} s",
+            self.count,
+            self.dir.display(),
+            mix.join(", "),
+            self.seconds
+        ));
+    }
+}
+
+impl Human for FleetSyncOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        let f = self;
+        out.line(format!(
+            "synced {} of {} devices with {} in {:.2} s: {:.0} syncs/s",
+            f.ok, f.devices, f.server, f.seconds, f.syncs_per_second
+        ));
+        let l = &f.latency_ms;
+        out.line(format!(
+            "latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.p50, l.p90, l.p99, l.max
+        ));
+        out.line(format!(
+            "bsi CPU: {:.2} s; {} declaration change(s), {} report(s) sent",
+            f.cpu_seconds, f.declaration_changes, f.reports_sent
+        ));
+        for fail in &f.failures {
+            out.line(format!(
+                "failed: {} ({}): {}",
+                fail.device.display(),
+                crate::human::clip(&fail.enrollment_id),
+                fail.error
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

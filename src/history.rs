@@ -16,6 +16,7 @@ use crate::device::layout::{HISTORY, HISTORY_SUMMARY as SUMMARY, LAST_OPERATION}
 use crate::device::records;
 use crate::device::{Open, Root};
 use crate::error::IoContext;
+use crate::human::{Human, Text};
 use crate::untrusted::clip_message;
 use crate::{Error, Result};
 
@@ -344,4 +345,61 @@ fn summarise(root: &Root, entry: &Entry) -> Result<()> {
         }
     }
     records::write_json(root, SUMMARY, &summary)
+}
+
+/// Entries as `bsi history` prints them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Entries(pub Vec<Entry>);
+
+impl Human for Entries {
+    fn human(&self, out: &mut Text, _: u8) {
+        let entries = &self.0;
+        if entries.is_empty() {
+            out.line("no history");
+        }
+        // Columns: time, command, result, the version change, then what happened.
+        let result = |e: &Entry| {
+            serde_json::to_value(e.result)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let change = |e: &Entry| match (&e.before, &e.after) {
+            (Some(b), Some(a)) if b != a => format!("{b} -> {a}"),
+            (None, Some(a)) => a.clone(),
+            (Some(b), _) => b.clone(),
+            _ => String::new(),
+        };
+        let width = |f: &dyn Fn(&Entry) -> String| {
+            entries
+                .iter()
+                .map(|e| f(e).chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let (wa, wr, wc) = (
+            width(&|e: &Entry| e.action.clone()),
+            width(&result),
+            width(&change),
+        );
+        for e in entries {
+            let mut text = format!(
+                "{}  {:<wa$}  {:<wr$}  {:<wc$}",
+                e.at,
+                e.action,
+                result(e),
+                change(e),
+            );
+            if let Some(d) = &e.detail {
+                text.push_str("  ");
+                text.push_str(d);
+            }
+            if let Some(err) = &e.error {
+                text.push_str("  error: ");
+                text.push_str(err);
+            }
+            out.line(text.trim_end());
+        }
+    }
 }

@@ -11,6 +11,8 @@
 //! - [`platform`]: the platforms, chips and cryptexes (pure names).
 //! - [`untrusted`], [`input`], [`clock`], [`progress`]: showing untrusted text safely, reading files
 //!   a user names, the (fixable) clock, progress reporting.
+//! - [`human`]: the text results show people ([`human::Human`]), and the one pass every
+//!   printed text goes through.
 //! - [`plist_xml`]: the one bounded reader of every property list bsi reads (XML only).
 //! - [`bundle`]: the response bundle format, Ed25519 keys, making, reading and checking bundles.
 //! - [`device`]: the simulated device: root, layout, records, trust store, lock, confined and
@@ -45,6 +47,7 @@ pub(crate) mod fleet;
 pub mod fuzzing;
 pub(crate) mod gates;
 pub(crate) mod history;
+pub(crate) mod human;
 pub(crate) mod input;
 pub(crate) mod interrupt;
 pub(crate) mod lifecycle;

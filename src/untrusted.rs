@@ -9,17 +9,35 @@ use std::fmt::Write as _;
 /// The most characters of one untrusted string bsi shows.
 pub(crate) const MAX_SHOWN: usize = 160;
 
+/// Is `c` a character that reorders or breaks what a terminal shows, though it is no control
+/// character: bidi embeddings, overrides and isolates, marks, and the line and paragraph
+/// separators?
+#[must_use]
+pub(crate) fn is_reordering(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
 /// `text`, safe to show: control characters escaped (`\u{1b}`), cut to [`MAX_SHOWN`]
 /// characters.
 #[must_use]
 pub(crate) fn clip(text: &str) -> String {
+    clip_to(text, MAX_SHOWN)
+}
+
+/// [`clip`], keeping up to `max` characters.
+#[must_use]
+pub(crate) fn clip_to(text: &str, max: usize) -> String {
     let mut out = String::new();
     for (shown, (i, c)) in text.char_indices().enumerate() {
-        if shown >= MAX_SHOWN {
+        if shown >= max {
             let _ = write!(out, "... ({} more bytes)", text.len() - i);
             break;
         }
-        if c.is_control() {
+        if c.is_control() || is_reordering(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -51,7 +69,7 @@ pub(crate) fn clip_message(message: &str, limit: usize) -> String {
             let _ = write!(out, "... ({} more bytes)", message.len() - i);
             break;
         }
-        if c.is_control() && c != '\n' && c != '\t' {
+        if (c.is_control() && c != '\n' && c != '\t') || is_reordering(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

@@ -19,6 +19,7 @@ use super::paths::unsafe_reason;
 use super::source::{MANIFEST, SIGNATURE};
 use super::{signature, stream};
 use crate::error::IoContext;
+use crate::human::{Human, Text};
 use crate::platform::{Cryptex, Platform};
 use crate::progress::Progress;
 use crate::version::{Build, Extra, OsVersion};
@@ -373,4 +374,32 @@ pub(crate) fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
         signature: sig_path,
         fingerprint,
     })
+}
+
+impl Human for Created {
+    fn human(&self, out: &mut Text, _: u8) {
+        let files: Vec<String> = self.files.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        out.line(format!(
+            "created {} ({}, {}): {} files, {} bytes",
+            self.bundle.display(),
+            self.version,
+            self.build,
+            files.join(" + "),
+            self.bytes
+        ));
+        out.line(format!(
+            "next: bsi bundle sign {} --key KEY",
+            self.bundle.display()
+        ));
+    }
+}
+
+impl Human for Signed {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(format!(
+            "signed {} with key {}",
+            self.bundle.display(),
+            self.fingerprint
+        ));
+    }
 }

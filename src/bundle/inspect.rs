@@ -9,6 +9,7 @@ use super::keys::PublicKey;
 use super::source::{CheckOnly, Form, Opened};
 use super::stream;
 use super::{BundleError, signature};
+use crate::human::{Human, Text, clip};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -228,4 +229,99 @@ pub(crate) fn inspect(
     }
     report.ok = first.is_none();
     Ok((report, first))
+}
+
+impl Human for Report {
+    /// The verdicts first; then what the manifest says, marked as unverified unless its
+    /// signature is valid (an unsigned `Description` must not pass for bsi's own words).
+    fn human(&self, out: &mut Text, verbose: u8) {
+        let r = self;
+        let form = match r.form {
+            Form::Directory => "directory",
+            Form::Tar => "tar",
+        };
+        out.line(format!("bundle:      {} ({form} form)", r.path.display()));
+        let by = r
+            .signed_by
+            .as_ref()
+            .map_or_else(String::new, |fp| format!(" by key {fp}"));
+        out.line(match r.signature_state {
+            SignatureState::Valid => format!("signature:   valid,{by}, trusted ({})", r.trust),
+            SignatureState::NotSigned if r.signature.ok => {
+                "signature:   not signed (sign it with `bsi bundle sign BUNDLE --key KEY`)"
+                    .to_owned()
+            }
+            SignatureState::NotChecked => format!(
+                "signature:   signed{by}, not checked (no --key, and no device to trust it)"
+            ),
+            _ => format!(
+                "signature:   FAILED: {}",
+                r.signature.error.clone().unwrap_or_default()
+            ),
+        });
+        if r.payload.ok {
+            out.line("payload:     every size and SHA-256 matches the manifest");
+        } else {
+            out.line(format!(
+                "payload:     FAILED: {}",
+                r.payload.error.clone().unwrap_or_default()
+            ));
+        }
+        let verified = r.signature_state == SignatureState::Valid;
+        out.line(if verified {
+            "manifest (signed and verified):"
+        } else {
+            "manifest (NOT verified: nothing below is vouched for by a trusted signer):"
+        });
+        out.line(format!(
+            "  response:    {} {} ({}), for {} ({})",
+            clip(&r.product),
+            clip(&r.version),
+            clip(&r.build),
+            clip(&r.base_version),
+            clip(&r.prerequisite_build)
+        ));
+        if let Some(d) = &r.description {
+            // A trusted signer's description is shown at length; anyone else's briefly.
+            let shown = if verified {
+                crate::untrusted::clip_to(d, 2048)
+            } else {
+                clip(d)
+            };
+            out.line(format!("  description: {shown}"));
+        }
+        for (name, c) in &r.cryptexes {
+            out.line(format!(
+                "  {:<13}{} files, {} bytes",
+                format!("cryptex {name}:"),
+                c.files,
+                c.bytes
+            ));
+        }
+        out.line(format!(
+            "  restart:     {}",
+            if r.restart_required {
+                "needed (OS content)"
+            } else {
+                "not needed (App content only)"
+            }
+        ));
+        if !r.unknown_keys.is_empty() {
+            out.line(format!(
+                "  unknown keys (ignored): {}",
+                crate::untrusted::list(r.unknown_keys.iter().map(String::as_str), 20)
+            ));
+        }
+        if verbose > 0 {
+            for f in &r.files {
+                out.line(format!(
+                    "    {} {:>10} {} {}",
+                    f.mode,
+                    f.size,
+                    f.sha256,
+                    clip(&f.path)
+                ));
+            }
+        }
+    }
 }

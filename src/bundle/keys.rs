@@ -15,6 +15,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::digest::Digest;
 use crate::error::IoContext;
+use crate::human::{Human, Text};
 use crate::{Error, InputKind, Result};
 
 /// A public key and its fingerprint.
@@ -180,6 +181,17 @@ pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
 /// Reads an Ed25519 public key file.
 pub(crate) fn read_public_key(path: &Path) -> Result<PublicKey> {
     parse_public_key(&read_text(path, "public key", InputKind::PublicKey)?, path)
+}
+
+impl Human for Generated {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(format!(
+            "private key: {} (keep it secret)",
+            self.private_key.display()
+        ));
+        out.line(format!("public key:  {}", self.public_key.display()));
+        out.line(format!("fingerprint: {}", self.fingerprint));
+    }
 }
 
 #[cfg(test)]

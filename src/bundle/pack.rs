@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use super::source::{Bundle, Form, MANIFEST, SIGNATURE};
 use super::{BundleError, digest};
 use crate::error::IoContext;
+use crate::human::{Human, Text};
 use crate::{Error, Result};
 
 /// What `bundle pack` wrote.
@@ -136,4 +137,20 @@ fn write_tar(bundle: &Bundle, tmp: &Path) -> Result<()> {
         .map_err(|e| Error::io("writing", tmp, e.into_error()))?
         .sync_all()
         .ctx("syncing", tmp)
+}
+
+impl Human for Packed {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(format!(
+            "packed {} files into {} ({} bytes){}",
+            self.files,
+            self.out.display(),
+            self.bytes,
+            if self.signed {
+                ""
+            } else {
+                "; unsigned: devices will reject it"
+            }
+        ));
+    }
 }

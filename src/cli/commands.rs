@@ -2,7 +2,6 @@
 //! (the lock, recovery, journal and history are the operation's), and the result becomes an
 //! [`Output`]. Nothing here touches a device directly.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use crate::bundle::{create, inspect, keys, pack};
@@ -21,10 +20,7 @@ use super::args::{
 use super::render::Output;
 use super::{Ctx, Executed};
 
-/// A warning on stderr: something secondary failed after the command did its work.
-fn warn(message: &str) {
-    let _ = writeln!(std::io::stderr(), "warning: {message}");
-}
+use super::warn;
 
 /// The outcome of a changing operation, its warnings shown.
 fn shown<T>(done: Done<T>) -> T {
@@ -109,7 +105,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     None => None,
                 },
             };
-            done(Output::Init(init(&ctx.root()?, &opts, &ctx.clock)?))
+            done(Output::of(init(&ctx.root()?, &opts, &ctx.clock)?))
         }
         Command::Status(a) => {
             if a.schema {
@@ -117,9 +113,9 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             }
             let (s, unmet) = ops::status(&env(ctx)?, a.require.as_deref())?;
             if let Some(key) = &a.get {
-                return Ok((Output::Raw(super::get::value(&s, key)?), unmet));
+                return Ok((Output::Value(super::get::value(&s, key)?), unmet));
             }
-            Ok((Output::Status(Box::new(s)), unmet))
+            Ok((Output::of(s), unmet))
         }
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
@@ -130,14 +126,14 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 trigger: apply::InstallTrigger::CommandLine,
             };
             let outcome = ops::apply(&env(ctx)?, &opts, ctx.progress.as_ref())?;
-            done(Output::Apply(shown(outcome)))
+            done(Output::of(shown(outcome)))
         }
-        Command::Restart(a) => done(Output::Restart(shown(ops::restart(&env(ctx)?, a.dry_run)?))),
-        Command::RelaunchSafari(a) => done(Output::Relaunch(shown(ops::relaunch_safari(
+        Command::Restart(a) => done(Output::of(shown(ops::restart(&env(ctx)?, a.dry_run)?))),
+        Command::RelaunchSafari(a) => done(Output::of(shown(ops::relaunch_safari(
             &env(ctx)?,
             a.dry_run,
         )?))),
-        Command::Rollback(a) => done(Output::Rollback(shown(ops::rollback(
+        Command::Rollback(a) => done(Output::of(shown(ops::rollback(
             &env(ctx)?,
             a.restart,
             a.dry_run,
@@ -166,7 +162,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             } else {
                 shown(manage::power_set(&env, a.battery, ac, a.dry_run)?)
             };
-            done(Output::Power(view))
+            done(Output::of(view))
         }
         Command::Settings(a) => {
             let env = env(ctx)?;
@@ -174,20 +170,20 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 None => manage::settings_show(&env)?,
                 Some(s) => shown(manage::settings_set(&env, s == Switch::On, a.dry_run)?),
             };
-            done(Output::Settings(view))
+            done(Output::of(view))
         }
         Command::Policy(p) => {
             let env = env(ctx)?;
             match p {
                 PolicyCommand::Set { file, dry_run } => {
                     let (set, refusal) = manage::policy_set(&env, &file, dry_run)?;
-                    Ok((Output::PolicySet(shown(set)), refusal))
+                    Ok((Output::of(shown(set)), refusal))
                 }
-                PolicyCommand::List => done(Output::PolicyList(manage::policy_list(&env)?)),
+                PolicyCommand::List => done(Output::of(manage::policy_list(&env)?)),
                 PolicyCommand::Remove {
                     identifier,
                     dry_run,
-                } => done(Output::PolicyRemoved(shown(manage::policy_remove(
+                } => done(Output::of(shown(manage::policy_remove(
                     &env,
                     &identifier,
                     dry_run,
@@ -201,13 +197,13 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 dry_run: a.dry_run,
             };
             let outcome = ops::auto(&env(ctx)?, &opts, ctx.progress.as_ref())?;
-            done(Output::Auto(shown(outcome)))
+            done(Output::of(shown(outcome)))
         }
         Command::Sync(a) => {
             let opts = sync_options(&a)?;
             let done = ops::sync(&env(ctx)?, &opts, ctx.progress.as_ref())?;
             let synced = shown(done);
-            Ok((Output::Sync(synced.outcome), synced.deferred))
+            Ok((Output::of(synced.outcome), synced.deferred))
         }
         Command::Fleet(FleetCommand::Init(a)) => {
             let opts = fleet::FleetInitOptions {
@@ -220,7 +216,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 trust: a.trust,
                 concurrency: a.concurrency,
             };
-            done(Output::FleetInit(fleet::init(
+            done(Output::of(fleet::init(
                 &opts,
                 &ctx.clock,
                 ctx.progress.as_ref(),
@@ -244,11 +240,11 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 failed: outcome.failed,
                 devices: outcome.devices,
             });
-            Ok((Output::FleetSync(outcome), failed))
+            Ok((Output::of(outcome), failed))
         }
         Command::Lookup(a) => {
             let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
-            done(Output::Lookup(cat.lookup(
+            done(Output::of(cat.lookup(
                 a.platform.map(Platform::from),
                 a.version.as_deref(),
             )?))
@@ -268,34 +264,36 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     String::new()
                 }));
             }
-            done(Output::History(entries))
+            done(Output::of(crate::history::Entries(entries)))
         }
         Command::Verify => {
             let (outcome, error) = ops::verify(&env(ctx)?, ctx.progress.as_ref())?;
-            Ok((Output::Verify(outcome), error))
+            Ok((Output::of(outcome), error))
         }
         Command::Repair(a) => {
             let opts = repair::RepairOptions {
                 from: a.from,
                 dry_run: a.dry_run,
             };
-            done(Output::Repair(ops::repair(
+            done(Output::of(ops::repair(
                 &env(ctx)?,
                 &opts,
                 ctx.progress.as_ref(),
             )?))
         }
         Command::Key(KeyCommand::Generate { out, force }) => {
-            done(Output::KeyGenerated(keys::generate(&out, force)?))
+            done(Output::of(keys::generate(&out, force)?))
         }
         Command::Trust(t) => {
             let env = env(ctx)?;
             match t {
-                TrustCommand::Add { key, dry_run } => done(Output::Trust(shown(
-                    manage::trust_add(&env, &key, dry_run)?,
+                TrustCommand::Add { key, dry_run } => {
+                    done(Output::of(shown(manage::trust_add(&env, &key, dry_run)?)))
+                }
+                TrustCommand::List => done(Output::of(crate::device::trust::TrustList(
+                    manage::trust_list(&env)?,
                 ))),
-                TrustCommand::List => done(Output::TrustList(manage::trust_list(&env)?)),
-                TrustCommand::Remove { key, dry_run } => done(Output::Trust(shown(
+                TrustCommand::Remove { key, dry_run } => done(Output::of(shown(
                     manage::trust_remove(&env, &key, dry_run)?,
                 ))),
             }
@@ -321,7 +319,7 @@ fn run_update(ctx: &Ctx, kind: BaseMove, a: &super::args::UpdateArgs) -> Result<
         a.catalog.as_deref(),
         a.dry_run,
     )?;
-    Ok((Output::Update(shown(outcome)), None))
+    Ok((Output::of(shown(outcome)), None))
 }
 
 fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
@@ -346,16 +344,14 @@ fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
             let created = create::create(&opts, ctx.progress.as_ref()).map_err(|e| {
                 crate::interrupt::saying(e, &format!("no bundle was written at {out}"))
             })?;
-            Ok((Output::Created(created), None))
+            Ok((Output::of(created), None))
         }
-        BundleCommand::Sign { bundle, key } => {
-            Ok((Output::Signed(create::sign(&bundle, &key)?), None))
-        }
+        BundleCommand::Sign { bundle, key } => Ok((Output::of(create::sign(&bundle, &key)?), None)),
         BundleCommand::Pack { bundle, out, force } => {
             let packed = pack::pack(&bundle, &out, force).map_err(|e| {
                 crate::interrupt::saying(e, &format!("no tar was written at {}", out.display()))
             })?;
-            Ok((Output::Packed(packed), None))
+            Ok((Output::of(packed), None))
         }
         BundleCommand::Inspect { bundle, key } => {
             let (report, error) = if let Some(path) = key {
@@ -370,7 +366,7 @@ fn bundle_command(ctx: &Ctx, command: BundleCommand) -> Result<Executed> {
             } else {
                 ops::inspect_with_device_trust(&env(ctx)?, &bundle, ctx.progress.as_ref())?
             };
-            Ok((Output::Inspected(Box::new(report)), error))
+            Ok((Output::of(report), error))
         }
     }
 }

@@ -7,10 +7,16 @@ use serde_json::Value;
 use crate::status::Status;
 use crate::{Error, Result};
 
-/// The value at `key` in `status`, as text: a string raw, null as an empty line, anything else as
-/// compact JSON.
-pub(super) fn value(status: &Status, key: &str) -> Result<String> {
+/// The value at `key` in `status` (printed as text: a string raw, null as an empty line,
+/// anything else as compact JSON; with `--json`, as JSON).
+pub(super) fn value(status: &Status, key: &str) -> Result<Value> {
     let tree = serde_json::to_value(status).unwrap_or(Value::Null);
+    if key.is_empty() {
+        return Err(Error::usage(
+            "--get needs a key: an empty key names no value",
+            "give a key path such as `os.version` (`bsi status --json` shows them all)",
+        ));
+    }
     let found = lookup(&tree, key).ok_or_else(|| {
         let mut keys = Vec::new();
         paths(&tree, "", &mut keys);
@@ -22,11 +28,7 @@ pub(super) fn value(status: &Status, key: &str) -> Result<String> {
             format!("valid keys: {}", keys.join(", ")),
         )
     })?;
-    Ok(match found {
-        Value::String(s) => format!("{s}\n"),
-        Value::Null => "\n".to_owned(),
-        other => format!("{other}\n"),
-    })
+    Ok(found.clone())
 }
 
 /// Follows `key` through objects, matching the longest run of dot-separated parts that is a key

@@ -1,5 +1,6 @@
 //! The command line: [`args`] (clap types); `commands` (each command: arguments to validated
-//! options, one call into `ops`, an [`render::Output`]); [`render`] and `human` (JSON or text).
+//! options, one call into `ops`, an [`render::Output`]); [`render`] (JSON or the outcome's own
+//! text).
 //!
 //! [`run`] is the whole program: parse, execute, print, and turn the result into the exit code of
 //! `docs/cli.md`. Errors print as one line saying what failed and why, then a `hint:` line with
@@ -8,7 +9,6 @@
 pub(crate) mod args;
 mod commands;
 mod get;
-mod human;
 pub(crate) mod render;
 
 use std::ffi::OsString;
@@ -71,17 +71,23 @@ fn print_error(error: &Error, json: bool) {
     print_report(&report, json);
 }
 
+/// A warning on stderr, through the same pass as every other text.
+pub(crate) fn warn(message: &str) {
+    let text = crate::human::terminal_safe(&format!("warning: {message}\n"));
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 fn print_report(report: &crate::ErrorReport, json: bool) {
     let text = if json {
         let mut line = serde_json::to_string(report).unwrap_or_default();
         line.push('\n');
-        line
+        crate::human::json_safe(&line)
     } else {
         let mut text = format!("error: {}\n", report.error);
         if let Some(hint) = &report.hint {
             text = format!("{text}hint: {hint}\n");
         }
-        text
+        crate::human::terminal_safe(&text)
     };
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
@@ -165,7 +171,13 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
         Err(_) => return ExitCode::from(1),
     };
-    let text = output.render(ctx.json, ctx.verbose);
+    let (text, is_json) = output.render(ctx.json, ctx.verbose);
+    // The one place text leaves bsi: escaped for a terminal whatever it holds.
+    let text = if is_json {
+        crate::human::json_safe(&text)
+    } else {
+        crate::human::terminal_safe(&text)
+    };
     if !ctx.quiet
         && !text.is_empty()
         && let Err(e) = print_stdout(&text)

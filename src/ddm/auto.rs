@@ -24,6 +24,7 @@ use crate::ddm::software_update;
 use crate::device::Device;
 use crate::device::records::InstallTrigger;
 use crate::device::trust;
+use crate::human::{Human, Text};
 use crate::lifecycle::apply::{self, ApplyOptions};
 use crate::lifecycle::journal::Tx;
 use crate::lifecycle::restart;
@@ -529,6 +530,14 @@ fn install(
             }
             log.push(format!("could not install {version}: {e}"));
             Err(e)
+        }
+    }
+}
+
+impl Human for AutoOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        for l in &self.log {
+            out.line(l);
         }
     }
 }

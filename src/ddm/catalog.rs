@@ -5,6 +5,7 @@
 //! `SupportedDevices`. `bsi lookup` lists them and answers which `TargetBuildVersion` an
 //! enforcement declaration needs for a response.
 
+use crate::human::{Human, Text};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -372,9 +373,9 @@ fn platform_matches(key: &str, wanted: Option<Platform>) -> bool {
     }
 }
 
-impl LookupResult {
-    /// Human text.
-    pub(crate) fn render_text(&self, out: &mut String) {
+impl Human for LookupResult {
+    fn human(&self, text: &mut Text, _: u8) {
+        let out = &mut String::new();
         if let Some(a) = &self.answer {
             let _ = writeln!(
                 out,
@@ -382,6 +383,7 @@ impl LookupResult {
                 a.query, a.target_os_version, a.target_build_version, a.platform
             );
             let _ = writeln!(out, "enforcement payload: {}", a.declaration_payload);
+            text.raw(out);
             return;
         }
         let _ = writeln!(out, "releases:");
@@ -411,6 +413,7 @@ impl LookupResult {
                 if e.expired { "  (expired)" } else { "" }
             );
         }
+        text.raw(out);
     }
 }
 

@@ -23,6 +23,7 @@ use crate::declarations::state::Validity;
 use crate::declarations::store;
 use crate::device::layout::SYNC_RECORD;
 use crate::device::records::{self, SyncState};
+use crate::human::{Human, Text};
 use crate::lifecycle::journal::Tx;
 use crate::progress::Progress;
 use crate::untrusted::clip;
@@ -356,4 +357,57 @@ pub(crate) fn run(
         )?;
     }
     Ok((outcome, deferred))
+}
+
+impl Human for SyncOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        let s = self;
+        let would = if s.dry_run { "would be " } else { "" };
+        out.line(format!(
+            "synced with {} as {} (declarations token {})",
+            clip(&s.server),
+            clip(&s.enrollment_id),
+            clip(&s.declarations_token)
+        ));
+        if !s.fetched_items {
+            out.line("declarations: unchanged (same token)");
+        } else if s.changes.is_empty() {
+            out.line("declarations: none added, replaced or removed");
+        }
+        for c in &s.changes {
+            out.line(format!(
+                "  {} {would}{} (ServerToken {})",
+                clip(&c.identifier),
+                c.change,
+                clip(&c.server_token)
+            ));
+        }
+        for (id, why) in &s.invalid {
+            out.line(format!("  {}: {why}", clip(id)));
+        }
+        if let Some(a) = &s.auto {
+            for l in &a.log {
+                out.line(l);
+            }
+        }
+        let r = &s.report;
+        let kind = if r.full { "full" } else { "incremental" };
+        if r.sent {
+            out.line(format!(
+                "status report sent: {kind}, {} item(s)",
+                r.items.len()
+            ));
+        } else if let Some(e) = &r.error {
+            out.line(format!(
+                "status report NOT delivered ({e}); it stays pending for the next sync"
+            ));
+        } else if s.dry_run {
+            out.line(format!(
+                "status report would be sent: {kind}, {} item(s)",
+                r.items.len()
+            ));
+        } else {
+            out.line("status report: nothing changed since the last one; none sent");
+        }
+    }
 }

@@ -308,6 +308,20 @@ pub(crate) fn evaluate(
     out
 }
 
+/// A declaration's state in words: `active, valid`.
+#[must_use]
+pub(crate) fn state_words(active: bool, valid: Validity) -> String {
+    format!(
+        "{}, {}",
+        if active { "active" } else { "not active" },
+        match valid {
+            Validity::Valid => "valid",
+            Validity::Invalid => "invalid",
+            Validity::Unknown => "validity unknown",
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use crate::bundle::keys::{self, PublicKey};
 use crate::device::layout::TRUST;
 use crate::device::{Root, records};
 use crate::error::IoContext;
+use crate::human::{Human, Text};
 use crate::refusal::NotApplicable;
 use crate::{Error, Result};
 
@@ -156,4 +157,21 @@ pub(crate) fn remove(root: &Root, files: &[PathBuf]) -> Result<()> {
         root.remove_durable(rel).ctx("removing", root.show(rel))?;
     }
     Ok(())
+}
+
+/// The keys as `bsi trust list` prints them.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct TrustList(pub Vec<TrustedKey>);
+
+impl Human for TrustList {
+    fn human(&self, out: &mut Text, _: u8) {
+        if self.0.is_empty() {
+            out.line("the device trusts no keys (add one with `bsi trust add KEY.pub`)");
+        }
+        for k in &self.0 {
+            let files: Vec<String> = k.files.iter().map(|f| f.display().to_string()).collect();
+            out.line(format!("{}  {}", k.fingerprint, files.join(", ")));
+        }
+    }
 }

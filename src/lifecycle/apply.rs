@@ -22,6 +22,7 @@ use crate::version::{Build, ResponseVersion, UpdateKind};
 use crate::{Error, Result};
 
 use super::{restart, stage};
+use crate::human::{Human, Text};
 
 pub(crate) use crate::device::records::InstallTrigger;
 
@@ -480,5 +481,11 @@ fn out_of_space(device: &Device, bundle: &Bundle, error: Error) -> Error {
             available,
         },
         Err(_) => error,
+    }
+}
+
+impl Human for ApplyOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(&self.message);
     }
 }

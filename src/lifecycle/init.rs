@@ -16,6 +16,7 @@ use crate::device::trust;
 use crate::device::{DeviceLock, Holder, Root, SystemVersion};
 use crate::error::IoContext;
 use crate::history::{self, Entry};
+use crate::human::{Human, Text};
 use crate::platform::{Chip, Cryptex, Platform};
 use crate::version::{Build, OsVersion};
 use crate::{Error, Result};
@@ -352,4 +353,29 @@ fn build(root: &Root, opts: &InitOptions, uuid: &str) -> Result<()> {
     records::write_json(root, layout::POWER_RECORD, &power)?;
     records::write_json(root, layout::SETTINGS_RECORD, &Settings::default())?;
     Ok(())
+}
+
+impl Human for InitOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        let verb = match (self.dry_run, self.replaced) {
+            (true, _) => "would make",
+            (false, true) => "replaced the device with",
+            (false, false) => "made",
+        };
+        let article = if self.platform.name().starts_with(['i', 'a', 'e', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        out.line(format!(
+            "{verb} {article} {} {} ({}) device at {}",
+            self.platform,
+            self.version,
+            self.build,
+            self.root.display()
+        ));
+        for fp in &self.trusted {
+            out.line(format!("trusts key {fp}"));
+        }
+    }
 }

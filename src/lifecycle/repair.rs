@@ -19,6 +19,7 @@ use crate::{Error, Result};
 use super::checks::{self, Damage, Fix};
 use super::journal;
 use super::recover::{Recovery, recover};
+use crate::human::{Human, Text};
 
 /// How `repair` is asked to run.
 #[derive(Clone, Debug, Default)]
@@ -369,4 +370,21 @@ fn repair_content(
         });
     }
     Ok(())
+}
+
+impl Human for RepairOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        if let Some(rec) = &self.recovered {
+            out.line(format!(
+                "recovered an interrupted {} (pid {})",
+                rec.interrupted, rec.pid
+            ));
+        }
+        for a in &self.actions {
+            out.line(a);
+        }
+        if self.actions.is_empty() && self.recovered.is_none() {
+            out.line("nothing to repair");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::device::{Device, Root, Staged};
 use crate::error::IoContext;
 use crate::faults::fault_point;
+use crate::human::{Human, Text};
 
 /// What `restart` did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -99,4 +100,10 @@ pub(crate) fn restart(tx: &mut Tx<'_>, dry_run: bool) -> Result<RestartOutcome> 
         dry_run,
         message,
     })
+}
+
+impl Human for RestartOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(&self.message);
+    }
 }

@@ -9,6 +9,7 @@ use crate::device::{GenName, Staged};
 use crate::error::IoContext;
 
 use super::restart;
+use crate::human::{Human, Text};
 
 /// What `rollback` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -153,5 +154,11 @@ pub(crate) fn rollback(
                 snapshot.base.version
             ),
         )),
+    }
+}
+
+impl Human for RollbackOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(&self.message);
     }
 }

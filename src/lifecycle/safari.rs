@@ -7,6 +7,7 @@ use crate::Result;
 use crate::device::layout::SAFARI_RECORD;
 use crate::device::records::SafariRecord;
 use crate::device::{Device, Platform, Snapshot, Staged, records};
+use crate::human::{Human, Text};
 use crate::refusal::NotApplicable;
 
 /// What `relaunch-safari` did.
@@ -110,4 +111,10 @@ pub(crate) fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<Relaunch
             }
         ),
     })
+}
+
+impl Human for RelaunchOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(&self.message);
+    }
 }

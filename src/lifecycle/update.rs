@@ -17,6 +17,7 @@ use crate::refusal::NotApplicable;
 use crate::version::{BaseMove, Build, OsVersion, ResponseVersion, UpdateKind};
 
 use super::journal::{BaseChange, Tx};
+use crate::human::{Human, Text};
 
 /// What `update`/`upgrade` did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -210,4 +211,14 @@ pub(crate) fn complete(device: &Device, change: &BaseChange) -> Result<()> {
     // Removing the old base's generations is best effort: recovery and `bsi repair` finish it.
     let _ = crate::device::generation::collect_garbage(device, &build);
     Ok(())
+}
+
+impl Human for UpdateOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        if !self.nothing_to_do {
+            let verb = if self.dry_run { "would move" } else { "moved" };
+            out.line(format!("{verb} from {} to {}", self.from, self.to));
+        }
+        out.line(&self.message);
+    }
 }

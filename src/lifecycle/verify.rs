@@ -25,6 +25,7 @@ use crate::{Error, Result};
 
 use super::checks::{self, Damage};
 use super::read_ahead::{ReadAhead, SeenTree};
+use crate::human::{Human, Text};
 
 /// One problem `verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -673,5 +674,22 @@ pub(super) fn open_listed(dir: &Dir, rel: &Path) -> std::io::Result<std::fs::Fil
             Ok(dir.open_with(rel, &options)?.into_std())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+impl Human for VerifyOutcome {
+    fn human(&self, out: &mut Text, _: u8) {
+        if let Some(pending) = &self.recovery_pending {
+            out.line(format!("note: {pending}"));
+        }
+        if self.problems.is_empty() {
+            out.line(format!(
+                "{}: {} files, {} bytes verified (the active content and the base content a removal returns to); links, records and SystemVersion.plist agree",
+                self.version, self.files, self.bytes
+            ));
+        }
+        for p in &self.problems {
+            out.line(format!("problem: {p}"));
+        }
     }
 }

@@ -7,14 +7,17 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{Done, Env, Recorded, change, open_read};
+use crate::declarations::declaration::UNKNOWN_PAYLOAD_KEYS;
 use crate::declarations::declaration::{Declaration, Reason};
 use crate::declarations::state::Validity;
+use crate::declarations::state::state_words;
 use crate::declarations::store::{self, SetOutcome};
 use crate::device::layout::{POWER_RECORD, SETTINGS_RECORD};
 use crate::device::trust::{self, TrustedKey};
 use crate::device::{Device, Power, Settings, records};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;
+use crate::human::{Human, Text, clip};
 use crate::refusal::PolicyRefusal;
 use crate::status::{self, model::PolicyStatus};
 use crate::{Error, Result};
@@ -453,5 +456,120 @@ impl Recorded for TrustChange {
     }
     fn nothing_to_do(&self) -> bool {
         !self.changed
+    }
+}
+
+impl Human for PowerView {
+    fn human(&self, out: &mut Text, _: u8) {
+        match self.battery_percent {
+            Some(b) => out.line(format!(
+                "battery {b} %, {}",
+                if self.on_ac { "on power" } else { "on battery" }
+            )),
+            None => out.line("no battery (desktop), on power"),
+        }
+        out.line(format!(
+            "power gate: {} ({})",
+            if self.ok { "passes" } else { "blocks installs" },
+            self.reason
+        ));
+        if self.dry_run && self.changed {
+            out.line("(dry run: nothing changed)");
+        }
+    }
+}
+
+impl Human for SettingsView {
+    fn human(&self, out: &mut Text, _: u8) {
+        let onoff = |b: bool| if b { "on" } else { "off" };
+        out.line(format!(
+            "automatically install: {}",
+            onoff(self.automatic_effective)
+        ));
+        if let Some(id) = &self.forced_by {
+            out.line(format!(
+                "  forced by declaration {}; the user's switch ({}) has no effect",
+                clip(id),
+                onoff(self.automatic_user)
+            ));
+        }
+        if self.dry_run && self.changed {
+            out.line("(dry run: nothing changed)");
+        }
+    }
+}
+
+impl Human for PolicySet {
+    fn human(&self, out: &mut Text, _: u8) {
+        let what = match (&self.change, self.dry_run) {
+            (SetOutcome::Unchanged, _) => {
+                "already stored (same ServerToken); nothing to do".to_owned()
+            }
+            (SetOutcome::Added, false) => "stored".to_owned(),
+            (SetOutcome::Added, true) => "would store".to_owned(),
+            (SetOutcome::Replaced { previous_token }, false) => format!(
+                "replaced the declaration with ServerToken {}",
+                clip(previous_token)
+            ),
+            (SetOutcome::Replaced { previous_token }, true) => format!(
+                "would replace the declaration with ServerToken {}",
+                clip(previous_token)
+            ),
+        };
+        out.line(format!(
+            "{} ({}): {what}",
+            clip(&self.identifier),
+            clip(&self.kind)
+        ));
+        out.line(format!("  {}", state_words(self.active, self.valid)));
+        if !self.note.is_empty() {
+            out.line(format!("  {}", self.note));
+        }
+        for r in self
+            .reasons
+            .iter()
+            .filter(|r| r.code == UNKNOWN_PAYLOAD_KEYS)
+        {
+            out.line(format!("  {}: {}", r.code, r.description));
+        }
+    }
+}
+
+impl Human for PolicyRemoved {
+    fn human(&self, out: &mut Text, _: u8) {
+        out.line(format!(
+            "{} {}",
+            if self.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
+            clip(&self.identifier)
+        ));
+    }
+}
+
+impl Human for TrustChange {
+    fn human(&self, out: &mut Text, _: u8) {
+        let verb = match (self.added, self.changed, self.dry_run) {
+            (true, false, _) => "already trusted",
+            (true, true, false) => "now trusted",
+            (true, true, true) => "would be trusted",
+            (false, _, false) => "no longer trusted",
+            (false, _, true) => "would no longer be trusted",
+        };
+        out.line(format!("key {}: {verb}", self.fingerprint));
+        if !self.added && self.files.len() > 1 {
+            out.line(format!(
+                "  {} the {} files that held it: {}",
+                if self.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                self.files.len(),
+                self.files.join(", ")
+            ));
+        }
     }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod collect;
 pub(crate) mod model;
 pub(crate) mod require;
+mod text;
 
 pub(crate) use collect::collect;
 pub(crate) use model::Status;
