@@ -269,6 +269,8 @@ impl Error {
     #[must_use]
     pub(crate) fn kind(&self) -> ErrorKind {
         match self {
+            // A full volume is that, whichever write met it.
+            Error::Io { source, .. } if is_full(source) => ErrorKind::NoSpace,
             Error::Io { .. } => ErrorKind::Io,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
             Error::Server { .. } | Error::SyncFailures { .. } => ErrorKind::Server,
@@ -301,9 +303,15 @@ impl Error {
     #[must_use]
     pub(crate) fn hint(&self) -> Option<String> {
         Some(match self {
-            Error::Io { .. } => {
-                "check the path's permissions and free space, then try again".to_owned()
+            Error::Io { source, .. } if is_full(source) => {
+                "the volume is full: free some space on it, then try again".to_owned()
             }
+            Error::Io { source, .. }
+                if source.kind() == io::ErrorKind::PermissionDenied =>
+            {
+                "check the path's permissions (bsi needs to write there), then try again".to_owned()
+            }
+            Error::Io { .. } => "check the path and its filesystem, then try again".to_owned(),
             Error::NoSpace { .. } => {
                 "free some space on the device's volume, then apply again".to_owned()
             }
@@ -500,6 +508,14 @@ pub(crate) enum RequireGap {
     },
     /// A line the device left behind with a major upgrade: it can never be met.
     Never,
+}
+
+/// Is this error a full volume (or an exhausted quota)?
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Is this the error cap-std gives when a path would resolve outside the device root?

@@ -167,15 +167,25 @@ pub(crate) fn parse_public_key(text: &str, shown: &Path) -> Result<PublicKey> {
             ),
         });
     }
-    VerifyingKey::from_public_key_pem(pem)
-        .map(PublicKey::new)
-        .map_err(|_| Error::BadInput {
+    let key = VerifyingKey::from_public_key_pem(pem).map_err(|_| Error::BadInput {
+        input: InputKind::PublicKey,
+        message: format!(
+            "{} is not an Ed25519 public key in SPKI PEM form",
+            shown.display()
+        ),
+    })?;
+    // A key of small order (the identity among them) verifies signatures nobody made with it,
+    // and bsi's check accepts none under it: trusting one could only mislead.
+    if key.is_weak() {
+        return Err(Error::BadInput {
             input: InputKind::PublicKey,
             message: format!(
-                "{} is not an Ed25519 public key in SPKI PEM form",
+                "{} is a weak Ed25519 key (a point of small order): no signature made with a real private key verifies with it",
                 shown.display()
             ),
-        })
+        });
+    }
+    Ok(PublicKey::new(key))
 }
 
 /// Reads an Ed25519 public key file.

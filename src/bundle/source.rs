@@ -749,6 +749,20 @@ pub(crate) fn open_regular(dir: &Dir, label: &str, size: u64) -> Result<File, Bu
     Ok(file)
 }
 
+/// Is the directory `rel` (`OS/usr/lib`) on the way to a listed file?
+fn leads_to_listed(listings: &[(Cryptex, &[FileEntry])], rel: &str) -> bool {
+    let (top, rest) = rel.split_once('/').unwrap_or((rel, ""));
+    let Some((_, files)) = listings.iter().find(|(c, _)| c.as_str() == top) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return !files.is_empty();
+    }
+    let prefix = format!("{rest}/");
+    let at = files.partition_point(|f| f.path.as_bytes() < prefix.as_bytes());
+    files.get(at).is_some_and(|f| f.path.starts_with(&prefix))
+}
+
 /// Walks a directory bundle beneath its handle without following symlinks: every regular file
 /// must be the manifest, the signature or a listed payload file of the declared size; every
 /// listed file must be there.
@@ -822,6 +836,13 @@ fn walk_directory(root: &Dir, manifest: &Manifest) -> Result<(), BundleError> {
                         format!("deeper than {MAX_DEPTH} directories"),
                     ));
                 }
+                // Every directory leads to a listed file, as in the tar form: an empty or
+                // unlisted one is not part of the payload.
+                if !leads_to_listed(&listings, &rel) {
+                    return Err(BundleError::Unlisted {
+                        path: format!("{}/", clip(&rel)),
+                    });
+                }
                 stack.push(format!("{rel}/"));
             } else if ft.is_file() {
                 if prefix.is_empty() && (name == MANIFEST || name == SIGNATURE) {
@@ -832,10 +853,16 @@ fn walk_directory(root: &Dir, manifest: &Manifest) -> Result<(), BundleError> {
                 };
                 seen[which][at] = true;
                 let size = listings[which].1[at].size;
-                let actual = entry
-                    .metadata()
-                    .map_err(|e| read_err(Path::new(&rel), e))?
-                    .len();
+                let meta = entry.metadata().map_err(|e| read_err(Path::new(&rel), e))?;
+                // A payload file with another name elsewhere is refused before anything of it
+                // (not even its size) is said: it could be any file on the system.
+                if cap_std::fs::MetadataExt::nlink(&meta) > 1 {
+                    return Err(BundleError::UnsafeEntry {
+                        path: clip(&rel),
+                        kind: "hard link".to_owned(),
+                    });
+                }
+                let actual = meta.len();
                 if actual != size {
                     return Err(BundleError::Size {
                         path: rel,

@@ -6,6 +6,7 @@
 //! enforcement declaration needs for a response.
 
 use crate::human::{Human, Text};
+use crate::untrusted::clip;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -148,11 +149,11 @@ struct RawEntry {
     build: String,
     #[serde(default, deserialize_with = "extra")]
     product_version_extra: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked_opt::<_, Build>")]
     prerequisite_build: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "date")]
     posting_date: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "date")]
     expiration_date: Option<String>,
     #[serde(default)]
     supported_devices: Vec<String>,
@@ -169,6 +170,41 @@ where
     Ok(text)
 }
 
+/// An optional string that parses as `T`.
+fn checked_opt<'de, D, T>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err: std::fmt::Display>,
+{
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text.parse::<T>().map_err(D::Error::custom)?;
+    Ok(Some(text))
+}
+
+/// A date as the Apple Software Lookup Service gives it: `YYYY-MM-DD`, a real day.
+fn date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !shaped || NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_err() {
+        return Err(D::Error::custom(format!(
+            "`{}` is not a date (YYYY-MM-DD)",
+            clip(&text)
+        )));
+    }
+    Ok(Some(text))
+}
+
 /// `ProductVersionExtra`: `(a)` or the letters alone, normalised to `(a)`.
 fn extra<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let Some(text) = Option::<String>::deserialize(d)? else {
@@ -183,7 +219,7 @@ fn extra<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
 
 fn expired(expiration: Option<&str>, clock: &Clock) -> bool {
     expiration
-        .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .is_some_and(|d| d < clock.local().date())
 }
 

@@ -314,7 +314,7 @@ fn ddm_server(
             .next()
             .filter(|_| r.path.contains("/declaration/"))
         {
-            let id = id.replace("%2E", ".");
+            let id = percent_decoded(id);
             match by_id.get(&id) {
                 Some(raw) if pause.is_zero() => Reply::Now(200, raw.clone()),
                 Some(raw) => Reply::After(pause, 200, raw.clone()),
@@ -327,6 +327,26 @@ fn ddm_server(
         }
     });
     (url, seen)
+}
+
+/// A percent-encoded path segment, decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn configuration(id: &str, pad: usize) -> serde_json::Value {
@@ -697,4 +717,220 @@ fn item12_a_fleet_device_outside_the_fleet_is_a_damaged_fleet_file() {
     ])
     .refused(8, "which is not a directory inside the fleet");
     before.assert_same(&outside.tree());
+}
+
+/// What a terminal must never receive from bsi.
+#[track_caller]
+fn safe_for_a_terminal(what: &str, text: &str) {
+    for c in text.chars() {
+        assert!(
+            c == '\n'
+                || c == '\t'
+                || !(c.is_control()
+                    || ('\u{202a}'..='\u{202e}').contains(&c)
+                    || ('\u{2066}'..='\u{2069}').contains(&c)),
+            "{what}: a raw {c:?} reached the terminal:\n{text}"
+        );
+    }
+    for line in text.lines() {
+        assert!(
+            line.len() <= 4096 + 32,
+            "{what}: a line of {} bytes",
+            line.len()
+        );
+    }
+}
+
+const NASTY: &str = "evil\u{1b}[2J\u{7}\r\nsignature:   valid, trusted\u{202e}txt";
+
+#[test]
+fn item13_untrusted_text_never_drives_the_terminal() {
+    // An unsigned bundle whose Description would clear the screen and print a fake verdict.
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("fake.bsi");
+    crate::fixtures::copy_for_test(&bundle("macos-26.3.1-a.bsi"), &b);
+    let manifest = std::fs::read_to_string(b.join("Info.plist")).unwrap();
+    let nasty_xml = NASTY
+        .replace('\u{1b}', "&#27;")
+        .replace('\u{7}', "&#7;")
+        .replace('\r', "&#13;");
+    std::fs::write(
+        b.join("Info.plist"),
+        manifest.replacen(
+            "<key>Cryptexes</key>",
+            &format!("<key>Description</key><string>{nasty_xml}</string><key>Cryptexes</key>"),
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(b.join("Info.plist.sig")).unwrap();
+    let d = Device::with(&["--supervised"]);
+    let run = d.bsi(["bundle".as_ref(), "inspect".as_ref(), b.as_os_str()]);
+    let out = run.stdout();
+    safe_for_a_terminal("bundle inspect", &out);
+    let verdicts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("signature:"))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{out}");
+    assert!(!verdicts[0].contains("valid"), "{out}");
+    let at_verdict = out.find("signature:").unwrap();
+    let at_description = out.find("description:").unwrap();
+    assert!(
+        at_verdict < at_description,
+        "unsigned content before the verdict:\n{out}"
+    );
+    assert!(out.contains("manifest (NOT verified"), "{out}");
+    // Declarations whose identifier and token carry controls: every command that shows them.
+    let f = tmp.path().join("nasty.json");
+    std::fs::write(
+        &f,
+        serde_json::to_vec(&serde_json::json!({
+            "Type": "com.apple.configuration.softwareupdate.settings",
+            "Identifier": NASTY,
+            "ServerToken": NASTY,
+            "Payload": {}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    for args in [
+        vec!["policy".as_ref(), "set".as_ref(), f.as_os_str()],
+        vec!["policy".as_ref(), "list".as_ref()],
+        vec!["status".as_ref(), "-v".as_ref()],
+        vec!["status".as_ref(), "--json".as_ref()],
+        vec!["report".as_ref()],
+        vec!["history".as_ref()],
+    ] {
+        let run = d.bsi(&args);
+        safe_for_a_terminal(&format!("{args:?} stdout"), &run.stdout());
+        safe_for_a_terminal(&format!("{args:?} stderr"), &run.stderr());
+    }
+    let run = d.bsi(["policy", "remove", NASTY]);
+    safe_for_a_terminal("policy remove", &(run.stdout() + &run.stderr()));
+    let run = d.bsi(["policy", "remove", NASTY]);
+    run.exit(5);
+    safe_for_a_terminal("policy remove again", &run.stderr());
+    // A server's tokens and identifiers.
+    let mut decl = configuration(NASTY, 0);
+    decl["ServerToken"] = serde_json::Value::String(NASTY.to_owned());
+    let (url, _) = ddm_server(vec![decl], 200, Duration::ZERO);
+    let run = d.bsi(["sync", "--server", &url]);
+    run.ok();
+    safe_for_a_terminal("sync", &run.stdout());
+    // A catalog's fields.
+    let catalog = tmp.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        serde_json::to_vec(
+            &serde_json::json!({"PublicBackgroundSecurityImprovements": {"macOS": [{
+                "ProductVersion": "26.3.1", "ProductVersionExtra": "(a)", "Build": "25D771280a",
+                "PrerequisiteBuild": "25D2128", "PostingDate": "2026-02-10",
+                "SupportedDevices": [NASTY]
+            }]}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for args in [
+        vec!["lookup".as_ref(), "--catalog".as_ref(), catalog.as_os_str()],
+        vec![
+            "lookup".as_ref(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+            "--json".as_ref(),
+        ],
+    ] {
+        let run = d.bsi(&args);
+        run.ok();
+        safe_for_a_terminal("lookup", &run.stdout());
+    }
+    // An activation naming 900 configurations the device lacks: the message stays short.
+    let act = tmp.path().join("act.json");
+    std::fs::write(
+        &act,
+        serde_json::to_vec(&activation(
+            "many",
+            (0..900)
+                .map(|i| format!("missing-{i:04}-{}", "x".repeat(900)))
+                .collect(),
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = d.bsi(["policy".as_ref(), "set".as_ref(), act.as_os_str()]);
+    safe_for_a_terminal("policy set many", &(run.stdout() + &run.stderr()));
+    assert!(
+        run.stdout().len() + run.stderr().len() < 8192,
+        "{} bytes",
+        run.stdout().len()
+    );
+    let status = d.bsi(["status", "-v"]);
+    safe_for_a_terminal("status -v", &status.stdout());
+}
+
+#[test]
+fn item14_the_smaller_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Device::new();
+    // A weak key (the identity point) is not trusted.
+    let weak = tmp.path().join("weak.pub");
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00, 0x01,
+    ];
+    der.extend([0u8; 31]);
+    std::fs::write(
+        &weak,
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+        ),
+    )
+    .unwrap();
+    let before = d.tree();
+    d.bsi(["trust".as_ref(), "add".as_ref(), weak.as_os_str()])
+        .refused(2, "is a weak Ed25519 key");
+    before.assert_same(&d.tree());
+    // A directory bundle with an unlisted empty directory, as the tar form refuses.
+    let b = tmp.path().join("emptydir.bsi");
+    crate::fixtures::copy_for_test(&bundle("macos-26.3.1-a.bsi"), &b);
+    std::fs::create_dir_all(b.join("OS/usr/hidden/deeper")).unwrap();
+    d.bsi(["apply".as_ref(), b.as_os_str()]).refused(
+        6,
+        "OS/usr/hidden/ is in the bundle but not listed in the manifest",
+    );
+    std::fs::create_dir_all(b.join("Extra")).unwrap();
+    std::fs::remove_dir_all(b.join("OS/usr/hidden")).unwrap();
+    d.bsi(["apply".as_ref(), b.as_os_str()])
+        .refused(6, "Extra/ is in the bundle but not listed in the manifest");
+    // A payload file hard-linked to a file elsewhere: refused without saying its size.
+    let h = tmp.path().join("hardlink.bsi");
+    crate::fixtures::copy_for_test(&bundle("macos-26.3.1-a.bsi"), &h);
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, vec![b's'; 12_345]).unwrap();
+    let target = h.join("OS/usr/lib/libwebrtc.dylib");
+    std::fs::remove_file(&target).unwrap();
+    std::fs::hard_link(&secret, &target).unwrap();
+    let run = d.bsi(["apply".as_ref(), h.as_os_str()]);
+    run.refused(6, "OS/usr/lib/libwebrtc.dylib is a hard link");
+    assert!(!run.stderr().contains("12345"), "{}", run.stderr());
+    before.assert_same(&d.tree());
+    // A catalog date that is no date.
+    let catalog = tmp.path().join("catalog.json");
+    for bad in ["2026-02-30", "2026-2-3", "tomorrow", "2026-02-10T00:00:00Z"] {
+        std::fs::write(
+            &catalog,
+            serde_json::to_vec(
+                &serde_json::json!({"PublicBackgroundSecurityImprovements": {"macOS": [{
+                    "ProductVersion": "26.3.1", "ProductVersionExtra": "(a)", "Build": "25D771280a",
+                    "PrerequisiteBuild": "25D2128", "PostingDate": bad
+                }]}}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        d.bsi(["lookup".as_ref(), "--catalog".as_ref(), catalog.as_os_str()])
+            .refused(2, "PostingDate")
+            .stderr_has("is not a date (YYYY-MM-DD)");
+    }
 }

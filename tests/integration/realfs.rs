@@ -244,7 +244,19 @@ fn a_full_filesystem_during_restart_and_rollback_keeps_the_old_state() {
     // Nothing left at all: the restart cannot write its journal.
     fill(&mnt, 0);
     let before = state(&root);
-    run(&root, &["restart".as_ref()]).refused(1, "No space left on device");
+    run(&root, &["restart".as_ref()])
+        .refused(1, "No space left on device")
+        .stderr_has("hint: the volume is full: free some space on it, then try again");
+    // Issue 23 item 14: a full volume is kind `no-space` for scripts, whichever write met it.
+    for args in [
+        &["--json", "restart"][..],
+        &["--json", "power", "--battery", "40"],
+    ] {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(AsRef::as_ref).collect();
+        let failed = run(&root, &args);
+        let e: serde_json::Value = serde_json::from_str(failed.stderr().trim()).unwrap();
+        assert_eq!(e["kind"], "no-space", "{args:?}: {e}");
+    }
     before.assert_same(&state(&root));
     assert_eq!(leftovers(&root), Vec::<String>::new());
     std::fs::remove_file(mnt.join("filler")).unwrap();
