@@ -105,6 +105,27 @@ pub fn declaration(data: &[u8]) {
     }
 }
 
+/// What a DDM server answers `GET /tokens` and `GET /declaration-items` with, as `sync` reads and
+/// checks it before fetching anything (`Declaration::parse` is the `declaration` target's).
+pub fn ddm_answers(data: &[u8]) {
+    use crate::ddm::client::{DeclarationItemsResponse, TokensResponse};
+    if let Ok(t) = serde_json::from_slice::<TokensResponse>(data) {
+        let _ = t.sync_tokens.declarations_token.len();
+    }
+    if let Ok(items) = serde_json::from_slice::<DeclarationItemsResponse>(data)
+        && crate::ddm::sync::check_listing("fuzz", &items.declarations).is_ok()
+    {
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            items
+                .declarations
+                .all()
+                .all(|(_, d)| seen.insert(d.identifier.clone()))
+        );
+        assert!(seen.len() <= crate::declarations::store::MAX_DECLARATIONS);
+    }
+}
+
 /// An activation predicate: parsing is bounded and evaluation never panics.
 pub fn predicate(data: &[u8]) {
     use crate::declarations::predicate::{Predicate, StatusValue};

@@ -108,8 +108,11 @@ fn server_error(endpoint: String, problem: String) -> Error {
 
 /// Checks the declaration items a server listed before anything is fetched: each identifier
 /// once (across every type), every text bounded, and no more declarations than a device holds.
-fn check_listing(server: &Server, items: &super::client::ManifestDeclarationItems) -> Result<()> {
-    let endpoint = format!("{}/declaration-items", server.url());
+pub(crate) fn check_listing(
+    endpoint: &str,
+    items: &super::client::ManifestDeclarationItems,
+) -> Result<()> {
+    let endpoint = endpoint.to_owned();
     let mut listed = std::collections::HashSet::new();
     let mut count = 0usize;
     for (_, item) in items.all() {
@@ -153,7 +156,10 @@ fn fetch(
     staging: &mut store::Staging<'_>,
 ) -> Result<Vec<DeclarationChange>> {
     let items = server.declaration_items(enrollment)?;
-    check_listing(server, &items.declarations)?;
+    check_listing(
+        &format!("{}/declaration-items", server.url()),
+        &items.declarations,
+    )?;
     let mut changes = Vec::new();
     let listed: std::collections::HashSet<&str> = items
         .declarations
