@@ -8,6 +8,23 @@ use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, SecondsFormat};
 
 use crate::Error;
 
+/// A calendar date written `YYYY-MM-DD` (as `PostingDate` and `ExpirationDate` are): exactly
+/// that shape, and a real day.
+#[must_use]
+pub(crate) fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 /// A fixed instant with the device's UTC offset.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {

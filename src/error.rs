@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::BundleError;
-use crate::refusal::{DeclarationError, NotApplicable, PolicyRefusal};
+use crate::refusal::{DeclarationError, NotApplicable, NotFound, PolicyRefusal};
 use crate::version::VersionError;
 
 /// Result with bsi's [`Error`].
@@ -107,6 +107,9 @@ pub(crate) enum Error {
     /// A file given as a DDM declaration is not one.
     #[error(transparent)]
     Declaration(#[from] DeclarationError),
+    /// What an argument names does not exist (a declaration, a key, a catalog entry).
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
 
     // ---- 3: power gate ----
     /// Battery below the minimum and not on power.
@@ -240,6 +243,7 @@ impl Error {
             | Error::AlreadyInitialised { .. }
             | Error::RootNotEmpty { .. }
             | Error::BadInput { .. }
+            | Error::NotFound(_)
             | Error::Declaration(_) => 2,
             Error::PowerGate { .. } => 3,
             Error::Policy(_) => 4,
@@ -280,6 +284,7 @@ impl Error {
             | Error::AlreadyInitialised { .. }
             | Error::RootNotEmpty { .. }
             | Error::BadInput { .. }
+            | Error::NotFound(_)
             | Error::Declaration(_) => ErrorKind::Usage,
             Error::PowerGate { .. } => ErrorKind::Power,
             Error::Policy(_) => ErrorKind::Policy,
@@ -333,6 +338,7 @@ impl Error {
             Error::RootNotEmpty { .. } => "choose an empty or new directory with --root".to_owned(),
             Error::BadInput { input, .. } => input.hint().to_owned(),
             Error::Declaration(_) => InputKind::Declaration.hint().to_owned(),
+            Error::NotFound(e) => e.hint(),
             Error::PowerGate { .. } => {
                 "connect the device to power (`bsi power --ac`) or charge it, then try again"
                     .to_owned()
@@ -341,13 +347,7 @@ impl Error {
             Error::Busy { .. } => {
                 "wait for the other bsi to finish, or pass --wait SECONDS to wait longer".to_owned()
             }
-            Error::NoDevice { root } if root.is_file() => format!(
-                "{} is a file; --root (or BSI_ROOT) names a directory: pick an empty or new one and `bsi init --root DIR`",
-                root.display()
-            ),
-            Error::NoDevice { root } => {
-                format!("create one with `bsi init --root {}`", shell_word(&root.display().to_string()))
-            }
+            Error::NoDevice { root } => no_device_hint(root),
             Error::Damaged { .. } | Error::Escape { .. } => {
                 "run `bsi repair` to bring the device back to a consistent state".to_owned()
             }
@@ -381,8 +381,8 @@ impl Error {
                 RequireGap::OsUpgrade { version } => format!(
                     "the device needs the OS upgrade to {version} first (`bsi upgrade --version {version} --build BUILD`)"
                 ),
-                RequireGap::Never => format!(
-                    "this device can never meet it: {required} belongs to a line a major upgrade left behind; require a version of the device's own line"
+                RequireGap::Content { cryptex } => format!(
+                    "its {cryptex} content comes from the base, not from {required} or a later response: apply a response of the line that carries {cryptex} content, {required} or later (`bsi apply BUNDLE --restart`)"
                 ),
             },
             Error::Interrupted { .. } => "run the command again".to_owned(),
@@ -506,8 +506,11 @@ pub(crate) enum RequireGap {
         /// The version to upgrade to.
         version: String,
     },
-    /// A line the device left behind with a major upgrade: it can never be met.
-    Never,
+    /// The active response is late enough, but a cryptex's content comes from the base.
+    Content {
+        /// The cryptex that lacks the content.
+        cryptex: crate::platform::Cryptex,
+    },
 }
 
 /// Is this error a full volume (or an exhausted quota)?
@@ -638,6 +641,45 @@ impl Repair {
                 }
             }
         }
+    }
+}
+
+/// What to do about no device at `root`, by what is there: the hint names a command that works.
+fn no_device_hint(root: &Path) -> String {
+    let shown = shell_word(&root.display().to_string());
+    match std::fs::metadata(root) {
+        Ok(meta) if !meta.is_dir() => format!(
+            "{} is {}; --root (or BSI_ROOT) names a directory: make a device in an empty or new one with `bsi init --root DIR`",
+            root.display(),
+            kind_of(&meta)
+        ),
+        Ok(_) if std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_some()) => format!(
+            "{} is not empty and holds no device: point --root (or BSI_ROOT) at a device, or make one in an empty or new directory with `bsi init --root DIR`",
+            root.display()
+        ),
+        _ => format!("create one with `bsi init --root {shown}`"),
+    }
+}
+
+/// What a file is, as a noun phrase: `a regular file`, `a character device`.
+#[must_use]
+pub(crate) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_file() {
+        "a regular file"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
     }
 }
 

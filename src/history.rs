@@ -299,10 +299,41 @@ pub(crate) struct Summary {
     /// For each base OS version (at most [`SUMMARY_BASES`], the latest), the newest response of
     /// its line that an `apply` or `auto` installed.
     pub newest_installed: std::collections::BTreeMap<String, String>,
+    /// The cryptexes each response installed on this device carried itself (at most
+    /// [`SUMMARY_CARRIED`], the latest versions): what `status --require` knows of a response
+    /// that is no longer on the device.
+    #[serde(default)]
+    pub carried: std::collections::BTreeMap<String, Vec<crate::platform::Cryptex>>,
 }
 
 /// How many base versions the summary remembers.
 const SUMMARY_BASES: usize = 32;
+/// How many responses' cryptexes the summary remembers.
+const SUMMARY_CARRIED: usize = 256;
+
+/// Records that `version`, just installed, carried `cryptexes` itself (best effort: it only
+/// sharpens `status --require`).
+pub(crate) fn note_carried(
+    root: &Root,
+    version: crate::version::ResponseVersion,
+    cryptexes: &[crate::platform::Cryptex],
+) -> Result<()> {
+    let mut summary = summary(root);
+    summary
+        .carried
+        .insert(version.to_string(), cryptexes.to_vec());
+    while summary.carried.len() > SUMMARY_CARRIED {
+        let oldest = summary
+            .carried
+            .keys()
+            .min_by_key(|k| k.parse::<crate::version::ResponseVersion>().ok())
+            .cloned();
+        if let Some(k) = oldest {
+            summary.carried.remove(&k);
+        }
+    }
+    records::write_json(root, SUMMARY, &summary)
+}
 
 /// The summary, empty when it is missing or damaged (it only adds detail to an update's
 /// inclusion list, which the device's active and staged responses give too).

@@ -34,9 +34,9 @@ pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
     if !meta.is_file() {
         return Err(Error::usage(
             format!(
-                "{} is not a regular file (it is a {}), so it cannot be a {what}",
+                "{} is not a regular file (it is {}), so it cannot be a {what}",
                 path.display(),
-                kind(&meta)
+                crate::error::kind_of(&meta)
             ),
             format!("give the path of a {what} file"),
         ));
@@ -65,24 +65,6 @@ pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
         ));
     }
     Ok(out)
-}
-
-fn kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        "directory"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_block_device() {
-        "block device"
-    } else {
-        "special file"
-    }
 }
 
 #[cfg(test)]

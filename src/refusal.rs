@@ -173,29 +173,6 @@ pub(crate) enum NotApplicable {
         /// The device's platform.
         platform: Platform,
     },
-    /// `policy remove` of a declaration the device does not hold.
-    #[error("the device holds no declaration with identifier `{identifier}`")]
-    NoSuchDeclaration {
-        /// The identifier asked for.
-        identifier: String,
-    },
-    /// `trust remove` of a key the device does not trust.
-    #[error("the device trusts no key with fingerprint {fingerprint}")]
-    NoSuchKey {
-        /// The fingerprint (prefix) asked for.
-        fingerprint: String,
-    },
-    /// `lookup` of a response the catalog does not list.
-    #[error(
-        "the catalog lists no background security improvement {response}{}",
-        platform.map(|p| format!(" for {p}")).unwrap_or_default()
-    )]
-    NotInCatalog {
-        /// The response asked for.
-        response: ResponseVersion,
-        /// The platform asked for, if any.
-        platform: Option<Platform>,
-    },
 }
 
 impl NotApplicable {
@@ -237,10 +214,52 @@ impl NotApplicable {
             NotApplicable::SafariNotMacOs { .. } => {
                 "restart the device to activate staged content".to_owned()
             }
-            NotApplicable::NoSuchDeclaration { .. } => "see `bsi policy list`".to_owned(),
-            NotApplicable::NoSuchKey { .. } => "see `bsi trust list`".to_owned(),
-            NotApplicable::NotInCatalog { .. } => {
-                "run `bsi lookup --catalog FILE` to see what it lists".to_owned()
+        }
+    }
+}
+
+/// What an argument names does not exist: a declaration, a trusted key, a catalog entry. A
+/// usage error (exit 2): the command was asked about nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotFound {
+    /// `policy remove` of a declaration the device does not hold.
+    #[error("the device holds no declaration with identifier `{identifier}`")]
+    NoSuchDeclaration {
+        /// The identifier asked for.
+        identifier: String,
+    },
+    /// `trust remove` of a key the device does not trust.
+    #[error("the device trusts no key with fingerprint {fingerprint}")]
+    NoSuchKey {
+        /// The fingerprint (prefix) asked for.
+        fingerprint: String,
+    },
+    /// `lookup` of a response the catalog does not list.
+    #[error(
+        "the catalog lists no background security improvement {response}{}",
+        platform.map(|p| format!(" for {p}")).unwrap_or_default()
+    )]
+    NotInCatalog {
+        /// The response asked for.
+        response: ResponseVersion,
+        /// The platform asked for, if any.
+        platform: Option<Platform>,
+    },
+}
+
+impl NotFound {
+    /// What to do next.
+    #[must_use]
+    pub(crate) fn hint(&self) -> String {
+        match self {
+            NotFound::NoSuchDeclaration { .. } => {
+                "`bsi policy list` shows the identifiers the device holds".to_owned()
+            }
+            NotFound::NoSuchKey { .. } => {
+                "`bsi trust list` shows the fingerprints the device trusts".to_owned()
+            }
+            NotFound::NotInCatalog { .. } => {
+                "`bsi lookup --catalog FILE` without a version lists what it holds".to_owned()
             }
         }
     }
@@ -382,13 +401,13 @@ mod tests {
                 "bsi upgrade moves only to a later version",
             ),
             (
-                NotApplicable::NotInCatalog {
+                NotFound::NotInCatalog {
                     response,
                     platform: Some(Platform::Ios),
                 }
                 .into(),
                 "the catalog lists no background security improvement 26.4 (a) for iOS",
-                "run `bsi lookup --catalog FILE` to see what it lists",
+                "`bsi lookup --catalog FILE` without a version lists what it holds",
             ),
         ];
         for (error, message, hint) in cases {
@@ -396,10 +415,10 @@ mod tests {
             assert_eq!(error.hint().as_deref(), Some(hint), "{message}");
             assert_eq!(
                 error.exit_code(),
-                if matches!(error, crate::Error::Policy(_)) {
-                    4
-                } else {
-                    5
+                match error {
+                    crate::Error::Policy(_) => 4,
+                    crate::Error::NotFound(_) => 2,
+                    _ => 5,
                 }
             );
         }

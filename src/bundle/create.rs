@@ -168,6 +168,17 @@ pub(crate) fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<Cr
         ));
     }
     Build::parse_supplemental(opts.build.as_str(), &opts.prerequisite)?;
+    if let Some(date) = &opts.posting_date
+        && crate::clock::parse_date(date).is_none()
+    {
+        return Err(Error::usage(
+            format!(
+                "--posting-date {} is not a date",
+                crate::untrusted::clip(date)
+            ),
+            "give the day the response is posted as YYYY-MM-DD, a real day: e.g. --posting-date 2026-03-17",
+        ));
+    }
     if opts.out.exists() && !opts.force {
         return Err(Error::usage(
             format!("{} already exists", opts.out.display()),
@@ -350,11 +361,19 @@ pub(crate) fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
         super::limits::MAX_MANIFEST_BYTES,
         "bundle manifest",
     )?;
-    Manifest::parse(&bytes)?;
+    // The signer is the publisher: a manifest that does not read is theirs to fix.
+    let unreadable = |e: super::BundleError| match e {
+        super::BundleError::Manifest { message } => super::BundleError::ToSign { message },
+        other => other,
+    };
+    Manifest::parse(&bytes).map_err(unreadable)?;
     // Name the signing key inside the signed bytes (kept: every other key, known or not).
     let fingerprint = Digest::of(signing.verifying_key().as_bytes()).to_hex();
-    let mut value = plist::Value::from_reader_xml(std::io::Cursor::new(&bytes))
-        .map_err(|e| super::BundleError::manifest(format!("not a valid property list ({e})")))?;
+    let mut value = plist::Value::from_reader_xml(std::io::Cursor::new(&bytes)).map_err(|e| {
+        unreadable(super::BundleError::manifest(format!(
+            "not a valid property list ({e})"
+        )))
+    })?;
     if let Some(dict) = value.as_dictionary_mut() {
         dict.insert(
             "SigningKey".into(),
@@ -362,7 +381,7 @@ pub(crate) fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
         );
     }
     let bytes = super::manifest::plist_xml(&value);
-    Manifest::parse(&bytes)?;
+    Manifest::parse(&bytes).map_err(unreadable)?;
     write_synced(&manifest_path, &bytes)?;
     let sig = signature::sign(&bytes, &signing);
     let sig_path = bundle.join(SIGNATURE);

@@ -35,6 +35,13 @@ pub(crate) enum BundleError {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// The `Info.plist` of a bundle being signed does not read: its publisher (who signs it) must
+    /// fix it.
+    #[error("Info.plist: {message}")]
+    ToSign {
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// `Info.plist.sig` is missing, malformed or does not verify.
     #[error("Info.plist.sig: {message}")]
     Signature {
@@ -133,6 +140,7 @@ impl BundleError {
             BundleError::Read { .. }
             | BundleError::NotABundle { .. }
             | BundleError::Manifest { .. }
+            | BundleError::ToSign { .. }
             | BundleError::Signature { .. }
             | BundleError::Untrusted { .. }
             | BundleError::Tampered { .. }
@@ -164,6 +172,9 @@ impl BundleError {
             }
             BundleError::Read { .. } => {
                 "check that the bundle is complete and readable by this user (`ls -l` it), then try again".to_owned()
+            }
+            BundleError::ToSign { .. } => {
+                "fix the bundle's Info.plist as the message says, or make the bundle again with `bsi bundle create`, then sign it (`bsi bundle sign BUNDLE --key KEY`)".to_owned()
             }
             BundleError::Contradiction { .. } => {
                 "one of the two was built wrongly: check the bundle's origin (`bsi bundle inspect BUNDLE`) against `bsi status`".to_owned()

@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::digest::Digest;
@@ -63,6 +63,22 @@ pub(crate) fn public_path(private: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// An Ed25519 private key as a PKCS #8 v1 PEM block (RFC 8410: the seed alone, no public key),
+/// the form every tool reads; OpenSSL 3.0 cannot read the v2 form, which adds the public key.
+fn pkcs8_v1_pem(seed: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
 /// Makes a new key pair: `out` (mode 0600) and `out.pub`.
 pub(crate) fn generate(out: &Path, force: bool) -> Result<Generated> {
     let mut seed = [0u8; 32];
@@ -73,15 +89,21 @@ pub(crate) fn generate(out: &Path, force: bool) -> Result<Generated> {
     })?;
     let signing = SigningKey::from_bytes(&seed);
     let public = PublicKey::new(signing.verifying_key());
-    let private_pem = signing
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| Error::Io {
-            action: "encoding",
-            path: out.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let private_pem = pkcs8_v1_pem(&seed);
     let pub_path = public_path(out);
     for path in [out, pub_path.as_path()] {
+        if path.is_dir() {
+            return Err(Error::usage(
+                format!(
+                    "{} is a directory; --out names the private key file to write",
+                    path.display()
+                ),
+                format!(
+                    "give a file path, e.g. `bsi key generate --out {}`",
+                    crate::error::shell_word(&path.join("signing.key").display().to_string())
+                ),
+            ));
+        }
         if path.exists() && !force {
             return Err(Error::usage(
                 format!("{} already exists", path.display()),

@@ -688,7 +688,8 @@ fn parse_key<T, E: std::fmt::Display>(
     text: &str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, BundleError> {
-    parse(text).map_err(|e| BundleError::manifest(format!("key `{key}`: {}", clip(&e.to_string()))))
+    // The parsers' messages are bsi's own, with the refused text already clipped.
+    parse(text).map_err(|e| BundleError::manifest(format!("key `{key}`: {e}")))
 }
 
 impl RawManifest {

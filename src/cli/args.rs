@@ -54,13 +54,18 @@ pub(crate) struct Args {
 /// Options every command takes.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct Global {
-    /// The device root [default: $XDG_DATA_HOME/bsi/device, i.e. ~/.local/share/bsi/device]
+    /// The device root [default: $XDG_DATA_HOME/bsi/device, i.e. ~/.local/share/bsi/device; an
+    /// empty BSI_ROOT counts as unset]
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
         env = "BSI_ROOT",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::OsStringValueParser::new(),
+            PathBuf::from
+        )
     )]
     pub root: Option<PathBuf>,
     /// Print machine-readable JSON on stdout, and nothing else there.
@@ -279,7 +284,10 @@ pub(crate) struct InitArgs {
 /// `bsi status`.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct StatusArgs {
-    /// Exit 9 unless the device is at least at this response (e.g. "26.3.1 (b)") or OS version.
+    /// Exit 9 unless the device has at least these fixes: an OS version ("26.4": that base or
+    /// later) or a response ("26.3.1 (b)": a later base, minor or major, or on 26.3.1 an active
+    /// response of at least (b) whose every cryptex carries at least (b)'s content; content
+    /// still the base's meets no response).
     #[arg(long, value_name = "VERSION")]
     pub require: Option<String>,
     /// Print one value of `status --json` by its key path (e.g. version, active.build,

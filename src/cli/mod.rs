@@ -92,6 +92,33 @@ fn print_report(report: &crate::ErrorReport, json: bool) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
+/// The hint under a usage error: the help of the command being run, when there is one.
+fn usage_hint(args: &[OsString]) -> String {
+    let mut cmd = command();
+    let mut path = Vec::new();
+    for a in args.iter().skip(1) {
+        let a = a.to_string_lossy();
+        if a.starts_with('-') {
+            continue;
+        }
+        match cmd.find_subcommand(a.as_ref()) {
+            Some(sub) => {
+                path.push(a.into_owned());
+                cmd = sub.clone();
+            }
+            None => break,
+        }
+    }
+    if path.is_empty() {
+        "`bsi --help` lists the commands; `bsi COMMAND --help` shows what one takes".to_owned()
+    } else {
+        format!(
+            "`bsi {} --help` shows what it takes, with examples",
+            path.join(" ")
+        )
+    }
+}
+
 /// Does the command line ask for JSON? (Read from the raw arguments, so that even an argument
 /// error is reported as JSON.)
 fn wants_json(args: &[OsString]) -> bool {
@@ -126,19 +153,35 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
                 print_report(
                     &crate::ErrorReport {
                         error: clip_message(&first, MAX_MESSAGE),
-                        hint: Some("see `bsi help` and `bsi COMMAND --help`".to_owned()),
+                        hint: Some(usage_hint(&args)),
                         exit_code: 2,
                         kind: crate::ErrorKind::Usage,
                     },
                     true,
                 );
             } else {
-                let _ = e.print();
+                // clap's own message (what is wrong, the usage line), then bsi's hint line.
+                let rendered = e.render().to_string();
+                let mut text = String::new();
+                for l in rendered
+                    .lines()
+                    .filter(|l| !l.starts_with("For more information, try"))
+                {
+                    text.push_str(l);
+                    text.push('\n');
+                }
+                while text.ends_with("\n\n") {
+                    text.pop();
+                }
+                text.push_str("hint: ");
+                text.push_str(&usage_hint(&args));
+                text.push('\n');
+                let _ = std::io::stderr().write_all(crate::human::terminal_safe(&text).as_bytes());
             }
             return ExitCode::from(2);
         }
     };
-    let ctx = match context(&parsed) {
+    let ctx = match context(&parsed, &args) {
         Ok(ctx) => ctx,
         Err(e) => {
             print_error(&e, json);
@@ -195,8 +238,24 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     }
 }
 
-fn context(args: &Args) -> Result<Ctx> {
+fn context(args: &Args, raw: &[OsString]) -> Result<Ctx> {
     let g = &args.global;
+    // An empty BSI_ROOT is unset (as an empty XDG_DATA_HOME is); an empty --root is a mistake.
+    let root_flag = match &g.root {
+        Some(p) if p.as_os_str().is_empty() => {
+            let given = raw
+                .iter()
+                .any(|a| a == "--root" || a.to_string_lossy().starts_with("--root="));
+            if given {
+                return Err(Error::usage(
+                    "--root is empty: it names the directory that holds the device",
+                    "give a directory, e.g. --root /tmp/mac, or leave --root out for the default device",
+                ));
+            }
+            None
+        }
+        other => other.clone(),
+    };
     let clock = match &g.now {
         Some(text) => Time::parse(text)?,
         None => Time::system(),
@@ -208,7 +267,7 @@ fn context(args: &Args) -> Result<Ctx> {
         ));
     }
     Ok(Ctx {
-        root_flag: g.root.clone(),
+        root_flag,
         clock,
         wait: Duration::from_secs_f64(g.wait),
         json: g.json,

@@ -11,14 +11,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use chrono::NaiveDate;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::error::Category;
 
 use crate::clock::Clock;
 use crate::device::Platform;
-use crate::refusal::NotApplicable;
+use crate::refusal::NotFound;
 use crate::version::{Build, Extra, OsVersion, ResponseVersion};
 use crate::{Error, InputKind, Result};
 
@@ -188,15 +187,7 @@ fn date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let Some(text) = Option::<String>::deserialize(d)? else {
         return Ok(None);
     };
-    let shaped = text.len() == 10
-        && text.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    if !shaped || NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_err() {
+    if crate::clock::parse_date(&text).is_none() {
         return Err(D::Error::custom(format!(
             "`{}` is not a date (YYYY-MM-DD)",
             clip(&text)
@@ -219,7 +210,7 @@ fn extra<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
 
 fn expired(expiration: Option<&str>, clock: &Clock) -> bool {
     expiration
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(crate::clock::parse_date)
         .is_some_and(|d| d < clock.local().date())
 }
 
@@ -372,7 +363,7 @@ impl Catalog {
                     .find(|e| !e.expired)
                     .or_else(|| responses.first())
                 else {
-                    return Err(NotApplicable::NotInCatalog {
+                    return Err(NotFound::NotInCatalog {
                         response: r,
                         platform,
                     }

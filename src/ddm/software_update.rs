@@ -207,7 +207,7 @@ pub(crate) fn record_failure(
         FAILURE_RECORD,
         &Failure {
             count,
-            reason: Some(crate::untrusted::clip(&error.to_string())),
+            reason: Some(crate::untrusted::clip_message(&error.to_string(), 1024)),
             timestamp: Some(clock.stamp()),
             target: version,
             build: target.map(|(_, b)| b.to_owned()),

@@ -10,7 +10,7 @@ use crate::bundle::digest::Digest;
 use crate::device::layout::DECLARATIONS;
 use crate::device::{Root, records};
 use crate::error::IoContext;
-use crate::refusal::NotApplicable;
+use crate::refusal::NotFound;
 use crate::{Error, Result};
 
 /// Largest declaration `policy set` accepts: real ones are a few hundred bytes. Refused before
@@ -193,7 +193,7 @@ impl Drop for Staging<'_> {
 pub(crate) fn remove(root: &Root, identifier: &str) -> Result<()> {
     let rel = file_for(identifier);
     if !root.exists_nofollow(&rel).ctx("reading", root.show(&rel))? {
-        return Err(NotApplicable::NoSuchDeclaration {
+        return Err(NotFound::NoSuchDeclaration {
             identifier: identifier.to_owned(),
         }
         .into());

@@ -8,7 +8,7 @@ use crate::device::layout::TRUST;
 use crate::device::{Root, records};
 use crate::error::IoContext;
 use crate::human::{Human, Text};
-use crate::refusal::NotApplicable;
+use crate::refusal::NotFound;
 use crate::{Error, Result};
 
 pub(crate) use keys::read_public_key;
@@ -140,7 +140,7 @@ pub(crate) fn find(root: &Root, which: &str) -> Result<(String, Vec<PathBuf>)> {
                 .collect();
             Ok((fp, holding))
         }
-        [] => Err(NotApplicable::NoSuchKey {
+        [] => Err(NotFound::NoSuchKey {
             fingerprint: wanted,
         }
         .into()),

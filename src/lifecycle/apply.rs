@@ -84,8 +84,25 @@ pub(crate) struct ApplyOutcome {
     pub restart_required: bool,
     /// Nothing was changed because of `--dry-run`.
     pub dry_run: bool,
+    /// What was staged and is no more, because this App-only response, active at once,
+    /// replaced the active state: e.g. `the staged removal of 26.3.1 (c)`. Null when nothing was.
+    pub cancelled: Option<String>,
     /// One sentence for people.
     pub message: String,
+}
+
+/// What a staged change is, in words: `the staged install of 26.3.1 (c)`, `the staged removal of
+/// 26.3.1 (c)`.
+#[must_use]
+pub(crate) fn staged_words(snapshot: &Snapshot) -> Option<String> {
+    match &snapshot.staged {
+        Some(Staged::Install(p)) => Some(format!("the staged install of {}", p.version)),
+        Some(Staged::Remove) => Some(format!(
+            "the staged removal of {}",
+            snapshot.version_label()
+        )),
+        None => None,
+    }
 }
 
 /// Where the base check leaves an apply.
@@ -295,7 +312,23 @@ pub(crate) fn apply_verified(
         build: build.clone(),
         restart_required,
         dry_run: opts.dry_run,
+        cancelled: None,
         message,
+    };
+    // An App-only response is active at once over the active state: whatever was staged is
+    // dropped, and the outcome says so.
+    let cancels = |mut o: ApplyOutcome| {
+        if o.action == ApplyAction::Activated
+            && let Some(what) = staged_words(&snapshot)
+        {
+            o.message = format!(
+                "{}; {what} {} cancelled (the App-only response replaced the active state)",
+                o.message,
+                if opts.dry_run { "would be" } else { "is" }
+            );
+            o.cancelled = Some(what);
+        }
+        o
     };
     if let BaseFit::Included(message) = check_base(&bundle, &snapshot)? {
         return Ok(outcome(
@@ -334,7 +367,7 @@ pub(crate) fn apply_verified(
             (true, true) => ApplyAction::StagedAndRestarted,
             (true, false) => ApplyAction::Staged,
         };
-        return Ok(outcome(action, has_os && !opts.restart, message));
+        return Ok(cancels(outcome(action, has_os && !opts.restart, message)));
     }
     check_space(device, &bundle)?;
     crate::faults::pause_point!("apply.checked");
@@ -392,14 +425,17 @@ pub(crate) fn apply_verified(
                 format!("{version} is staged; restart to activate it (`bsi restart`){safari}"),
             )
         } else {
-            outcome(
+            cancels(outcome(
                 ApplyAction::Activated,
                 false,
                 format!(
                     "{version} is active (App content only, no restart needed); Safari uses it once relaunched"
                 ),
-            )
+            ))
         };
+        // What it carried, for `status --require` once its generation is gone (best effort).
+        let carried: Vec<Cryptex> = bundle.manifest.cryptexes.0.keys().copied().collect();
+        let _ = crate::history::note_carried(root, bundle.manifest.response_version(), &carried);
         // Why the device installed it (`softwareupdate.install-reason` while it is pending). The
         // install is done: failing to record why must not report it as failed.
         if let Err(e) = records::write_json(

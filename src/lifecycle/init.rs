@@ -190,6 +190,19 @@ pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<Ini
         .iter()
         .map(|p| trust::read_public_key(p))
         .collect::<Result<Vec<_>>>()?;
+    // `--root` names a directory: a file, a device or a FIFO there can never hold a device.
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_dir()
+    {
+        return Err(Error::usage(
+            format!(
+                "{} is {}, not a directory; --root names the directory that holds the device",
+                path.display(),
+                crate::error::kind_of(&meta)
+            ),
+            "pick an empty or new directory: `bsi init --root DIR`",
+        ));
+    }
     if path.exists() && crate::device::path_is_read_only(path) {
         return Err(Error::ReadOnly {
             root: path.to_path_buf(),

@@ -15,6 +15,9 @@ use crate::refusal::NotApplicable;
 pub(crate) struct RelaunchOutcome {
     /// The version Safari now uses.
     pub safari_version: String,
+    /// Whose App content (Safari and `WebKit`) Safari runs now: the staged response's own when it
+    /// carries App content, else the response (or base) that content is inherited from.
+    pub app_content: String,
     /// It already used it.
     pub nothing_to_do: bool,
     /// Nothing was changed because of `--dry-run`.
@@ -65,9 +68,15 @@ pub(crate) fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<Relaunch
     let current = uses(device, &snapshot)?
         .map(|s| s.version)
         .unwrap_or_default();
+    let active_app = snapshot
+        .sources
+        .get(&crate::device::Cryptex::App)
+        .map(|s| s.version.clone())
+        .unwrap_or_default();
     let Some(proposed) = &snapshot.proposed else {
         return Ok(RelaunchOutcome {
             safari_version: current.clone(),
+            app_content: active_app,
             nothing_to_do: true,
             dry_run,
             message: format!(
@@ -79,13 +88,28 @@ pub(crate) fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<Relaunch
         Some(Staged::Install(p)) => p.version.to_string(),
         _ => snapshot.base.version.to_string(),
     };
+    let app_content = snapshot
+        .staged_sources
+        .as_ref()
+        .and_then(|s| s.get(&crate::device::Cryptex::App))
+        .map_or_else(|| target.clone(), |s| s.version.clone());
+    // What the relaunch changes for Safari: the staged OS content always; its own App content
+    // only when the staged response carries some.
+    let app_note = if app_content == target {
+        String::new()
+    } else {
+        format!(
+            " ({target} carries no App content: Safari's own content stays that of {app_content}; what changes for it is the OS content)"
+        )
+    };
     let record: Option<SafariRecord> = records::read_json_opt(device.root(), SAFARI_RECORD)?;
     if record.is_some_and(|r| r.generation == proposed.dir_name()) {
         return Ok(RelaunchOutcome {
             safari_version: target.clone(),
+            app_content,
             nothing_to_do: true,
             dry_run,
-            message: format!("Safari already uses the staged content ({target})"),
+            message: format!("Safari already uses the staged content ({target}){app_note}"),
         });
     }
     if !dry_run {
@@ -100,10 +124,11 @@ pub(crate) fn relaunch_safari(tx: &mut Tx<'_>, dry_run: bool) -> Result<Relaunch
     }
     Ok(RelaunchOutcome {
         safari_version: target.clone(),
+        app_content,
         nothing_to_do: false,
         dry_run,
         message: format!(
-            "{} Safari and its associated processes onto {target}; restart to make it available to the rest of the OS",
+            "{} Safari and its associated processes onto {target}{app_note}; restart to make it available to the rest of the OS",
             if dry_run {
                 "would relaunch"
             } else {

@@ -30,6 +30,9 @@ pub(crate) struct UpdateOutcome {
     pub included: Vec<String>,
     /// Already on that version and build.
     pub nothing_to_do: bool,
+    /// What the update discarded: the staged change, and the active response (its content is in
+    /// the new base only for a minor update), in words; empty when there was none.
+    pub discarded: Vec<String>,
     /// Nothing was changed because of `--dry-run`.
     pub dry_run: bool,
     /// One sentence for people.
@@ -87,6 +90,7 @@ pub(crate) fn update(
             to: format!("{version} ({build})"),
             included: Vec::new(),
             nothing_to_do: true,
+            discarded: Vec::new(),
             dry_run,
             message: format!("the device already runs {version} ({build})"),
         });
@@ -142,11 +146,32 @@ pub(crate) fn update(
             from.version
         ),
     };
+    // Say what the new base replaces: a staged change never happens, an active response stops
+    // being active (a minor update includes it; a major upgrade does not).
+    let mut discarded: Vec<String> = super::apply::staged_words(&snapshot)
+        .into_iter()
+        .map(|w| format!("{w} (discarded: it was for {})", from.version))
+        .collect();
+    if let Some(a) = &snapshot.active {
+        discarded.push(match kind {
+            BaseMove::Minor => format!("the active {} (the new base includes it)", a.version),
+            BaseMove::Major => format!(
+                "the active {} (a major upgrade does not include it; its line ends here)",
+                a.version
+            ),
+        });
+    }
+    let message = if discarded.is_empty() {
+        message
+    } else {
+        format!("{message}; it replaces {}", discarded.join(" and "))
+    };
     let outcome = UpdateOutcome {
         from: from_label,
         to: format!("{version} ({build})"),
         included: included.clone(),
         nothing_to_do: false,
+        discarded,
         dry_run,
         message,
     };

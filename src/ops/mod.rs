@@ -312,7 +312,27 @@ pub(crate) fn status(env: &Env, requirement: Option<&str>) -> Result<(Status, Op
     let device = open_read(env)?;
     let (s, snapshot) = status::collect::collect_with_snapshot(&device)?;
     let active = snapshot.active.as_ref().map(|a| a.version);
-    let unmet = requirement.and_then(|r| require::check(snapshot.base.version, active, r).err());
+    let suppliers: Vec<require::Supplier> = snapshot
+        .sources
+        .iter()
+        .map(|(c, s)| (*c, s.version.parse().ok()))
+        .collect();
+    // What the device knows each response carried: the ones on it, then what it installed.
+    let summary = history::summary(device.root());
+    let on_device: Vec<&crate::device::Present> = snapshot
+        .active
+        .iter()
+        .chain(snapshot.staged_install())
+        .collect();
+    let known = |v: crate::version::ResponseVersion| {
+        on_device
+            .iter()
+            .find(|p| p.version == v)
+            .map(|p| p.cryptexes.clone())
+            .or_else(|| summary.carried.get(&v.to_string()).cloned())
+    };
+    let unmet = requirement
+        .and_then(|r| require::check(snapshot.base.version, active, &suppliers, &known, r).err());
     Ok((s, unmet))
 }
 

@@ -1,7 +1,10 @@
 //! Typed errors of the version engine. Each one names the string that was refused and says what
 //! is wrong with it, so that a caller can show it to a person as is.
 
-/// A version or build string that bsi cannot accept.
+use crate::untrusted::clip;
+
+/// A version or build string that bsi cannot accept (the refused text is shown clipped: it
+/// can come from a bundle or a server).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum VersionError {
     /// The string was empty (or only white space).
@@ -14,7 +17,8 @@ pub(crate) enum VersionError {
     },
     /// An OS version such as `26..1` or `26.3.1.4`.
     #[error(
-        "invalid OS version `{input}`: {reason} (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)"
+        "invalid OS version `{}`: {reason} (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)",
+        clip(input)
     )]
     OsVersion {
         /// The refused string.
@@ -24,7 +28,8 @@ pub(crate) enum VersionError {
     },
     /// A response letter such as `(A)` or `(a`.
     #[error(
-        "invalid response version extra `{input}`: {reason} (expected lowercase letters in parentheses, e.g. (a))"
+        "invalid response version extra `{}`: {reason} (expected lowercase letters in parentheses, e.g. (a))",
+        clip(input)
     )]
     Extra {
         /// The refused string.
@@ -33,7 +38,10 @@ pub(crate) enum VersionError {
         reason: String,
     },
     /// A response version such as `26.3.1(a)`.
-    #[error("invalid response version `{input}`: {reason} (expected e.g. `26.3.1 (a)`)")]
+    #[error(
+        "invalid response version `{}`: {reason} (expected e.g. `26.3.1 (a)`)",
+        clip(input)
+    )]
     ResponseVersion {
         /// The refused string.
         input: String,
@@ -42,7 +50,8 @@ pub(crate) enum VersionError {
     },
     /// A build such as `25d2128`.
     #[error(
-        "invalid build `{input}`: {reason} (expected e.g. 25D2128, or 25D771280a for a response)"
+        "invalid build `{}`: {reason} (expected e.g. 25D2128, or 25D771280a for a response)",
+        clip(input)
     )]
     Build {
         /// The refused string.
@@ -52,7 +61,9 @@ pub(crate) enum VersionError {
     },
     /// A supplemental build that does not fit its prerequisite build.
     #[error(
-        "supplemental build `{build}` does not fit prerequisite build `{prerequisite}`: {reason}"
+        "supplemental build `{}` does not fit prerequisite build `{}`: {reason}",
+        clip(build),
+        clip(prerequisite)
     )]
     Supplemental {
         /// The supplemental build.
@@ -63,7 +74,7 @@ pub(crate) enum VersionError {
         reason: String,
     },
     /// A build given where a base build belongs that is not one.
-    #[error("`{input}` is not a base build: {reason}")]
+    #[error("`{}` is not a base build: {reason}", clip(input))]
     NotBase {
         /// The refused string.
         input: String,
@@ -71,7 +82,7 @@ pub(crate) enum VersionError {
         reason: String,
     },
     /// A base build that cannot follow the current one in the requested kind of move.
-    #[error("build `{build}` cannot follow {from}: {reason}")]
+    #[error("build `{}` cannot follow {}: {reason}", clip(build), clip(from))]
     BuildOrder {
         /// The new build.
         build: String,

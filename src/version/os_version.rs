@@ -61,13 +61,6 @@ impl OsVersion {
             Ordering::Greater => UpdateKind::MajorUpgrade,
         }
     }
-
-    /// Does this version include every response issued for `earlier`? True for any later version
-    /// of the same major release (minor updates chain), false across a major upgrade.
-    #[must_use]
-    pub(crate) fn includes_responses_of(&self, earlier: &OsVersion) -> bool {
-        self.update_kind_from(earlier) == UpdateKind::MinorUpdate
-    }
 }
 
 fn component(input: &str, part: &str, name: &str) -> Result<u32, VersionError> {
@@ -197,8 +190,5 @@ mod tests {
         for (from, to, kind) in table {
             assert_eq!(v(to).update_kind_from(&v(from)), kind, "{from} -> {to}");
         }
-        assert!(v("26.5").includes_responses_of(&v("26.3.1")));
-        assert!(!v("27.0").includes_responses_of(&v("26.3.1")));
-        assert!(!v("26.3.1").includes_responses_of(&v("26.3.1")));
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct ApplyView {
     pub build: String,
     pub restart_required: bool,
     pub dry_run: bool,
+    /// What the apply cancelled that was staged (issue 25 item 7).
+    pub cancelled: Option<String>,
     pub message: String,
 }
 

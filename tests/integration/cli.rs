@@ -39,7 +39,16 @@ fn usage_errors_exit_2_with_clear_messages() {
         .exit(2)
         .stdout("")
         .stderr(
-            "error: unrecognized subcommand 'frobnicate'\n\nUsage: bsi [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n",
+            "error: unrecognized subcommand 'frobnicate'\n\nUsage: bsi [OPTIONS] <COMMAND>\nhint: `bsi --help` lists the commands; `bsi COMMAND --help` shows what one takes\n",
+        )
+        .run();
+    // A usage error of a command names that command's help.
+    Cmd::new()
+        .args(["policy", "set"])
+        .exit(2)
+        .stdout("")
+        .stderr(
+            "error: the following required arguments were not provided:\n  <FILE.json>\n\nUsage: bsi policy set <FILE.json>\nhint: `bsi policy set --help` shows what it takes, with examples\n",
         )
         .run();
     Cmd::new()

@@ -304,7 +304,7 @@ fn json_errors_match_their_schema() {
     for (args, code) in [
         (vec!["status", "--json", "--require", "26.3.1 (z)"], 9),
         (vec!["apply", "--json", &nowhere], 2),
-        (vec!["policy", "remove", "--json", "nope"], 5),
+        (vec!["policy", "remove", "--json", "nope"], 2),
         (
             vec!["update", "--json", "--version", "26.0", "--build", "25A1"],
             5,

@@ -352,7 +352,8 @@ fn the_seed_versioning_table() {
     d.bsi(["upgrade", "--version", "14.0", "--build", "23A344"])
         .ok();
     assert_eq!(d.status().included, Vec::<String>::new());
-    d.bsi(["status", "--require", "13.3 (a)"]).exit(9);
+    // It includes no response, but a later major version has at least every earlier fix.
+    d.bsi(["status", "--require", "13.3 (a)"]).ok();
 }
 
 #[test]

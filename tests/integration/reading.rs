@@ -444,9 +444,11 @@ fn quiet_silences_stdout_and_get_prints_one_value() {
     d.bsi(["status", "--require", "26.4"])
         .exit(9)
         .stderr_has("OS update to 26.4");
-    d.bsi(["status", "--require", "25.0 (a)"])
+    // A later major version meets an earlier line's response (issue 25 item 6).
+    d.bsi(["status", "--require", "25.0 (a)"]).ok();
+    d.bsi(["status", "--require", "26.3.1 (b)"])
         .exit(9)
-        .stderr_has("can never meet it");
+        .stderr_has("apply 26.3.1 (b) or a later response of its line");
 }
 
 #[test]
@@ -485,7 +487,83 @@ fn messages_lead_somewhere() {
     std::fs::write(&file, b"x").unwrap();
     let run = bsi(["--root".as_ref(), file.as_os_str(), "status".as_ref()]);
     run.refused(8, "no bsi device");
-    assert!(run.stderr().contains("is a file"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("is a regular file"),
+        "{}",
+        run.stderr()
+    );
+    // Nor on a directory that is not empty, nor on a character device (issue 25 item 8).
+    for root in ["/proc", "/dev/null"] {
+        let run = bsi(["--root", root, "status"]);
+        run.refused(8, "no bsi device");
+        assert!(
+            !run.stderr().contains(&format!("bsi init --root {root}`")),
+            "{}",
+            run.stderr()
+        );
+        assert!(
+            run.stderr().contains("bsi init --root DIR"),
+            "{}",
+            run.stderr()
+        );
+    }
+    bsi(["init", "--root", "/dev/null"])
+        .refused(2, "/dev/null is a character device, not a directory")
+        .stderr_has("bsi init --root DIR");
+    bsi(["init".as_ref(), "--root".as_ref(), file.as_os_str()])
+        .refused(2, "is a regular file, not a directory");
+    // key generate onto a directory names a file path to give instead.
+    bsi([
+        "key".as_ref(),
+        "generate".as_ref(),
+        "--out".as_ref(),
+        tmp.path().as_os_str(),
+        "--force".as_ref(),
+    ])
+    .refused(
+        2,
+        "is a directory; --out names the private key file to write",
+    )
+    .stderr_has("signing.key");
+    // An empty BSI_ROOT is unset; an empty --root is a usage error naming --root.
+    let home = tmp.path().join("home");
+    let run = bsi_env(
+        ["status"],
+        &[
+            ("BSI_ROOT", ""),
+            ("HOME", home.to_str().unwrap()),
+            ("XDG_DATA_HOME", ""),
+        ],
+    );
+    run.refused(8, "no bsi device at");
+    assert!(
+        run.stderr().contains(".local/share/bsi/device"),
+        "{}",
+        run.stderr()
+    );
+    bsi(["status", "--root", ""]).refused(2, "--root is empty");
+    // A date that is no day.
+    bsi([
+        "bundle".as_ref(),
+        "create".as_ref(),
+        "--product".as_ref(),
+        "macOS".as_ref(),
+        "--version".as_ref(),
+        "26.3.1".as_ref(),
+        "--prerequisite".as_ref(),
+        "25D2128".as_ref(),
+        "--extra".as_ref(),
+        "(a)".as_ref(),
+        "--build".as_ref(),
+        "25D771280a".as_ref(),
+        "--os".as_ref(),
+        tmp.path().as_os_str(),
+        "--posting-date".as_ref(),
+        "2026-02-30".as_ref(),
+        "--out".as_ref(),
+        tmp.path().join("y.bsi").as_os_str(),
+    ])
+    .refused(2, "--posting-date 2026-02-30 is not a date");
     // Version formats are described where the hint says.
     let run = bsi(["update", "--version", "26.x", "--build", "25E100"]);
     run.refused(2, "invalid OS version");
