@@ -38,6 +38,27 @@ impl Platform {
         self == product || (self == Platform::IpadOs && product == Platform::Ios)
     }
 
+    /// The first OS version that takes responses: Apple shipped Rapid Security Responses from
+    /// iOS and iPadOS 16 and macOS 13 (Ventura).
+    #[must_use]
+    pub(crate) const fn first_with_responses(self) -> crate::version::OsVersion {
+        match self {
+            Platform::MacOs => crate::version::OsVersion::new(13, 0, 0),
+            Platform::Ios | Platform::IpadOs => crate::version::OsVersion::new(16, 0, 0),
+        }
+    }
+
+    /// The first OS version that, enforced to a response whose base is a later minor version,
+    /// updates its base first and then installs the response (iOS and iPadOS 18, macOS 15
+    /// Sequoia); earlier versions need the OS update on its own first.
+    #[must_use]
+    pub(crate) const fn first_to_update_first(self) -> crate::version::OsVersion {
+        match self {
+            Platform::MacOs => crate::version::OsVersion::new(15, 0, 0),
+            Platform::Ios | Platform::IpadOs => crate::version::OsVersion::new(18, 0, 0),
+        }
+    }
+
     /// Parses Apple's product name.
     #[must_use]
     pub(crate) fn from_name(name: &str) -> Option<Self> {

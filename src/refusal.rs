@@ -89,6 +89,19 @@ pub(crate) enum NotApplicable {
         /// The device's platform.
         platform: Platform,
     },
+    /// The device runs an OS version older than the first that takes responses (Apple shipped
+    /// them from iOS 16 and macOS 13).
+    #[error(
+        "{platform} {version} takes no background security improvements: they exist from {platform} {first}"
+    )]
+    BeforeResponses {
+        /// The device's platform.
+        platform: Platform,
+        /// Its base version.
+        version: OsVersion,
+        /// The first version that takes them.
+        first: OsVersion,
+    },
     /// The response is for a base line a major upgrade left behind.
     #[error(
         "{response} is for {} ({prerequisite}); the device runs {base}: a major upgrade left the {} line behind, and responses apply only to the latest minor version",
@@ -183,6 +196,9 @@ impl NotApplicable {
             NotApplicable::OtherPlatform { .. } => {
                 "use a bundle made for the device's platform".to_owned()
             }
+            NotApplicable::BeforeResponses { first, .. } => format!(
+                "update the device to {first} or later first (`bsi upgrade --version {first} --build BUILD`), then apply a response made for it"
+            ),
             NotApplicable::LineLeftBehind { .. } => {
                 "look for a response made for the device's version (`bsi status` shows it)"
                     .to_owned()

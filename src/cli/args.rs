@@ -167,14 +167,18 @@ pub(crate) enum Command {
         after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\""
     )]
     Lookup(LookupArgs),
-    /// Print the DDM StatusReport a device sends: OS, declarations and software-update items.
+    /// Print the DDM StatusReport a device sends: its subscribed and implicit status items.
     #[command(
-        after_help = "A full report (FullReport true) by default. Real devices send only what changed since the
-report the server acknowledged: --changes prints those items (FullReport false), compared with
-the report last marked --delivered.
+        after_help = "A full report (FullReport true) by default, with what a device sends: the status items that
+status-subscriptions configurations in effect subscribe to, plus management.client-capabilities
+and management.declarations, which a device always reports (where its OS version and enrollment
+support each). --all shows every item the device supports, subscribed or not. Real devices send
+only what changed since the report the server acknowledged: --changes prints those items
+(FullReport false), compared with the report last marked --delivered.
 
 Examples:
   bsi report
+  bsi report --all | jq .StatusItems.softwareupdate
   bsi report --delivered            # print the full report and mark it delivered
   bsi report --changes --delivered  # print what changed since, and mark this one delivered"
     )]
@@ -566,6 +570,9 @@ pub(crate) struct ReportArgs {
     /// Record the report printed as delivered: the next --changes compares with it.
     #[arg(long)]
     pub delivered: bool,
+    /// Every status item the device supports, subscribed or not (no device sends this).
+    #[arg(long, conflicts_with_all = ["changes", "delivered"])]
+    pub all: bool,
 }
 
 /// `bsi lookup`.

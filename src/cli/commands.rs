@@ -253,6 +253,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             &env(ctx)?,
             a.changes,
             a.delivered,
+            a.all,
         )?)),
         Command::History(a) => {
             let entries = ops::history(&env(ctx)?, a.limit)?;

@@ -308,6 +308,20 @@ impl Catalog {
             .find(|e| platform_matches(&e.platform, Some(platform)) && e.build == build)
     }
 
+    /// The build of the OS release `version` the catalog lists for `platform`, if any.
+    #[must_use]
+    pub(crate) fn release_build(
+        &self,
+        platform: Platform,
+        version: &crate::version::OsVersion,
+    ) -> Option<&str> {
+        let version = version.to_string();
+        self.releases
+            .iter()
+            .find(|e| platform_matches(&e.platform, Some(platform)) && e.product_version == version)
+            .map(|e| e.build.as_str())
+    }
+
     /// The responses the catalog lists for a device of `platform` on the base `version` (and
     /// `build`, where an entry names its prerequisite build), expired or not: what a minor
     /// update from that base includes.

@@ -8,6 +8,8 @@
 pub(crate) mod auto;
 pub(crate) mod catalog;
 pub(crate) mod client;
+mod enforce;
+pub(crate) mod pass;
 pub(crate) mod report;
 pub(crate) mod software_update;
 pub(crate) mod sync;

@@ -1,15 +1,14 @@
 //! `bsi report`: a DDM `StatusReport` (`protocol/statusreport.yaml`: `StatusItems` nested by the
 //! dotted item names, `Errors`, `FullReport`) shaped like the reports real devices send
-//! (`reference/status-report-*.json`).
+//! (`reference/status-report-*.json`), its items and their values from the one registry
+//! (`declarations::items`).
 //!
-//! Items: `device.operating-system.{family,version,build-version}` (the build stays the base
-//! build while a response is active), `device.operating-system.supplemental.{build-version,
-//! extra-version}` (`extra-version` is `(a)` with a response and `""` without, never null),
-//! `management.declarations` (every stored declaration with `active`, `valid`, `reasons`), and
-//! `softwareupdate.{install-state,pending-version,failure-reason,install-reason}`
-//! (`ddm::software_update`). Each item is reported only where the device's OS version and
-//! enrollment support it (`declarations::support`), and `FullReport` only from iOS 17 and
-//! macOS 14.
+//! What a report carries, as real devices decide it: the items a status-subscriptions
+//! configuration in effect subscribes to, and the two a device always reports
+//! (`management.client-capabilities`, `management.declarations`), each only where the device's OS
+//! version and enrollment support it; `FullReport` only from iOS 17 and macOS 14. `report --all`
+//! shows every item the device supports, subscribed or not (for people; a device sends no such
+//! report).
 //!
 //! Incremental reports: `report --delivered` records the items of the report it prints as what
 //! the server acknowledged (`report-delivered.json`); `report --changes` prints only the items
@@ -22,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Result;
-use crate::ddm::software_update::{self, InstallState};
+use crate::ddm::software_update;
 use crate::declarations::declaration::{Category, Reason};
+use crate::declarations::items;
 use crate::declarations::state::Validity;
 use crate::declarations::support::{self, DeviceFacts};
 use crate::device::Device;
@@ -62,7 +62,8 @@ pub(crate) struct DeclarationsItem {
     pub management: Vec<DeclarationItem>,
 }
 
-/// `softwareupdate.pending-version`: both keys filled, or both `""`.
+/// `softwareupdate.pending-version`: both keys filled, or both `""`; the enforcing
+/// declaration's deadline with them, where Apple's current documentation has it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) struct PendingVersionItem {
     /// e.g. `26.3.1 (a)`.
@@ -71,30 +72,24 @@ pub(crate) struct PendingVersionItem {
     /// e.g. `25D771280a`.
     #[serde(rename = "build-version")]
     pub build_version: String,
+    /// The enforcement's `TargetLocalDateTime`, when a declaration enforces the pending install.
+    #[serde(
+        rename = "target-local-date-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target_local_date_time: Option<String>,
 }
 
-/// `softwareupdate.failure-reason`.
+/// `softwareupdate.failure-reason`: Apple's keys only (bsi's own detail of a failure, its
+/// domain and code, is in `status --json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) struct FailureReasonItem {
-    /// Failed attempts at the pending install; 0 when none.
+    /// Failed attempts at the pending install; 0 when none, or nothing is pending.
     pub count: u32,
     /// The last failure, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Its domain.
-    #[serde(
-        rename = "error-domain",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub error_domain: Option<String>,
-    /// Its code.
-    #[serde(
-        rename = "error-code",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub error_code: Option<i64>,
     /// When, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
@@ -114,29 +109,11 @@ pub(crate) struct InstallReasonItem {
     pub declaration_id: Option<String>,
 }
 
-/// A status item's value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub(crate) enum Item {
-    /// A string item.
-    Text(String),
-    /// `softwareupdate.install-state`.
-    InstallState(InstallState),
-    /// `softwareupdate.pending-version`.
-    PendingVersion(PendingVersionItem),
-    /// `softwareupdate.failure-reason`.
-    FailureReason(FailureReasonItem),
-    /// `softwareupdate.install-reason`.
-    InstallReason(InstallReasonItem),
-    /// `management.declarations`.
-    Declarations(DeclarationsItem),
-}
-
 /// The report: items by dotted name, flat; [`StatusReport::to_json`] nests them.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct StatusReport {
     /// Items by dotted name.
-    pub items: BTreeMap<&'static str, Item>,
+    pub items: BTreeMap<&'static str, Value>,
     /// `FullReport`: `None` where the device's OS does not send the key.
     pub full_report: Option<bool>,
 }
@@ -167,11 +144,7 @@ impl StatusReport {
     pub(crate) fn to_json(&self) -> Value {
         let mut items = Map::new();
         for (name, item) in &self.items {
-            insert(
-                &mut items,
-                name,
-                serde_json::to_value(item).unwrap_or(Value::Null),
-            );
+            insert(&mut items, name, item.clone());
         }
         let mut out = Map::new();
         out.insert("StatusItems".into(), Value::Object(items));
@@ -196,7 +169,7 @@ impl StatusReport {
 pub(crate) use crate::device::records::DeliveredReport as Delivered;
 
 /// The SHA-256 of an item's JSON value, in hex.
-fn digest(item: &Item) -> String {
+fn digest(item: &Value) -> String {
     crate::bundle::digest::Digest::of(&serde_json::to_vec(item).unwrap_or_default()).to_hex()
 }
 
@@ -221,75 +194,93 @@ fn declarations_item(policy: &Policy) -> DeclarationsItem {
     out
 }
 
-/// Builds the full report of `device`.
-pub(crate) fn build(device: &Device) -> Result<StatusReport> {
-    build_with_policy(device).map(|(r, _)| r)
+/// Which items a report carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// What the device sends: the subscribed items and the implicit ones.
+    Subscribed,
+    /// Every item the device supports (`report --all`).
+    All,
+}
+
+/// Builds the full report of `device` (`scope` deciding which items).
+pub(crate) fn build(device: &Device, scope: Scope) -> Result<StatusReport> {
+    build_with_policy(device, scope).map(|(r, _)| r)
 }
 
 /// Builds the full report of `device`, with the management policy it was made from.
-pub(crate) fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy)> {
+pub(crate) fn build_with_policy(device: &Device, scope: Scope) -> Result<(StatusReport, Policy)> {
     // Everything comes from the status the device reports, so the two cannot disagree.
-    let (s, _, policy) = status::collect::collect_all(device)?;
+    let (s, snapshot, policy) = status::collect::collect_all(device)?;
     let facts: DeviceFacts = policy.facts;
     let su = software_update::derive(device, &s);
-    let mut items: BTreeMap<&'static str, Item> = BTreeMap::new();
-    for (name, value) in s.ddm.items() {
-        items.insert(name, Item::Text(value.to_owned()));
-    }
-    items.insert(
-        "device.operating-system.family",
-        Item::Text(facts.platform.to_string()),
-    );
-    items.insert(
-        "management.declarations",
-        Item::Declarations(declarations_item(&policy)),
-    );
-    items.insert("softwareupdate.install-state", Item::InstallState(su.state));
     let (os_version, build_version) = su
         .pending
         .as_ref()
         .map(|p| (p.version.clone(), p.build.clone()))
         .unwrap_or_default();
-    items.insert(
-        "softwareupdate.pending-version",
-        Item::PendingVersion(PendingVersionItem {
-            os_version,
-            build_version,
-        }),
-    );
+    let deadline = su.reason.as_ref().and_then(|(r, id)| {
+        let id = id.as_ref().filter(|_| r == "declaration")?;
+        policy
+            .enforcements
+            .iter()
+            .find(|(e, _)| e == id)
+            .map(|(_, e)| {
+                e.target_local_date_time
+                    .format(crate::declarations::declaration::LOCAL_DATE_TIME)
+                    .to_string()
+            })
+    });
     let f = &su.failure;
-    items.insert(
-        "softwareupdate.failure-reason",
-        Item::FailureReason(if f.count == 0 {
-            FailureReasonItem {
-                count: 0,
-                reason: None,
-                error_domain: None,
-                error_code: None,
-                timestamp: None,
-            }
-        } else {
-            FailureReasonItem {
-                count: f.count,
-                reason: f.reason.clone(),
-                error_domain: f.error_domain.clone(),
-                error_code: f.error_code,
-                timestamp: f.timestamp.clone(),
-            }
-        }),
-    );
+    let failure = FailureReasonItem {
+        count: f.count,
+        reason: f.reason.clone().filter(|_| f.count > 0),
+        timestamp: f.timestamp.clone().filter(|_| f.count > 0),
+    };
     let (reason, declaration_id) = match &su.reason {
         Some((r, id)) => (vec![r.clone()], id.clone().filter(|_| r == "declaration")),
         None => (Vec::new(), None),
     };
-    items.insert(
-        "softwareupdate.install-reason",
-        Item::InstallReason(InstallReasonItem {
-            reason,
-            declaration_id,
-        }),
-    );
-    items.retain(|name, _| support::status_item(name, &facts));
+    let to_value = |v: &dyn erased::Value| v.value();
+    let software_update = serde_json::Map::from_iter([
+        ("install-state".to_owned(), to_value(&su.state)),
+        (
+            "pending-version".to_owned(),
+            to_value(&PendingVersionItem {
+                os_version,
+                build_version,
+                target_local_date_time: deadline,
+            }),
+        ),
+        ("failure-reason".to_owned(), to_value(&failure)),
+        (
+            "install-reason".to_owned(),
+            to_value(&InstallReasonItem {
+                reason,
+                declaration_id,
+            }),
+        ),
+    ]);
+    let identity = device.info().identity();
+    let inputs = items::Inputs {
+        facts,
+        identity: &identity,
+        build: snapshot.base.build.to_string(),
+        supplemental_build: snapshot.supplemental_build(),
+        extra: snapshot.extra(),
+        declarations: Some(to_value(&declarations_item(&policy))),
+        software_update: Some(software_update),
+    };
+    let wanted = |name: &str| {
+        scope == Scope::All
+            || items::IMPLICIT.contains(&name)
+            || policy.subscriptions.contains(name)
+    };
+    let items = items::ITEMS
+        .iter()
+        .filter(|i| i.support.allows(&facts) && wanted(i.name))
+        .filter_map(|i| Some((i.name, (i.value)(&inputs)?)))
+        .collect();
     Ok((
         StatusReport {
             items,
@@ -297,6 +288,18 @@ pub(crate) fn build_with_policy(device: &Device) -> Result<(StatusReport, Policy
         },
         policy,
     ))
+}
+
+/// Serialising the typed item values into the report's JSON.
+mod erased {
+    pub(super) trait Value {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Value for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
 }
 
 /// The last report marked delivered, if any (a damaged record reads as none: the next report is
@@ -369,14 +372,8 @@ mod tests {
     fn changes_hold_only_what_changed() {
         let report = StatusReport {
             items: BTreeMap::from([
-                (
-                    "device.operating-system.version",
-                    Item::Text("26.3.1".into()),
-                ),
-                (
-                    "softwareupdate.install-state",
-                    Item::InstallState(InstallState::Prepared),
-                ),
+                ("device.operating-system.version", Value::from("26.3.1")),
+                ("softwareupdate.install-state", Value::from("prepared")),
             ]),
             full_report: Some(true),
         };
@@ -386,7 +383,7 @@ mod tests {
         assert_eq!(none.full_report, Some(false));
         delivered.insert(
             "softwareupdate.install-state".into(),
-            digest(&Item::InstallState(InstallState::None)),
+            digest(&Value::from("none")),
         );
         let one = changes(&report, Some(&delivered));
         assert_eq!(

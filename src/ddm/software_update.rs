@@ -9,7 +9,8 @@
 //! | state | when |
 //! | --- | --- |
 //! | `none` | nothing pending, and the last install succeeded (or there was none) |
-//! | `downloading` | a background pass wants a response it has not staged (waiting for power before a deadline), or an install is copying its payload (phase `staging`) |
+//! | `waiting` | a background pass wants a response it has not staged yet (waiting for power before a deadline): waiting to start |
+//! | `downloading` | an install is copying its payload (phase `staging`) |
 //! | `prepared` | a response is staged, waiting for the restart |
 //! | `installing` | an install or restart is switching generations (phase `switching`, visible to readers while it runs) |
 //! | `failed` | the last attempt at the pending install failed (`failure-reason` says why and how often) |
@@ -36,6 +37,8 @@ use crate::{Error, ErrorKind, Result};
 pub(crate) enum InstallState {
     /// Nothing pending.
     None,
+    /// Waiting to start (wanted, not staged yet).
+    Waiting,
     /// Fetching or copying the pending response.
     Downloading,
     /// Staged, waiting for the restart.
@@ -81,12 +84,16 @@ fn is_stale(target: &str, status: &Status) -> bool {
     if status.included.iter().any(|v| v == target) {
         return true;
     }
-    match (
-        target.parse::<ResponseVersion>(),
-        status.os.version.parse::<crate::version::OsVersion>(),
-    ) {
-        (Ok(t), Ok(base)) => t.os != base,
-        _ => true,
+    let Ok(base) = status.os.version.parse::<crate::version::OsVersion>() else {
+        return true;
+    };
+    // A response of an older base is gone with it; one for a later version (an enforcement
+    // that updates the base first) is still ahead, as is a later OS version.
+    match target.parse::<ResponseVersion>() {
+        Ok(t) => t.os < base,
+        Err(_) => target
+            .parse::<crate::version::OsVersion>()
+            .map_or(true, |v| v <= base),
     }
 }
 
@@ -138,13 +145,14 @@ fn derive_from(
         }
         _ => match (&staged, live_intent) {
             (Some(p), _) => (InstallState::Prepared, Some(p.clone())),
-            (None, Some(r)) if r.wanted => (InstallState::Downloading, from_intent(r)),
+            (None, Some(r)) if r.wanted => (InstallState::Waiting, from_intent(r)),
             _ => (InstallState::None, None),
         },
     };
+    // Failures count against a pending install (Apple: 0 when nothing is pending).
     let failure = match failure.target.as_deref() {
-        Some(t) if is_stale(t, status) => Failure::default(),
-        _ => failure,
+        Some(t) if !is_stale(t, status) => failure,
+        _ => Failure::default(),
     };
     if failure.count > 0 && state != InstallState::Installing {
         state = InstallState::Failed;
@@ -260,8 +268,9 @@ pub(crate) fn forget_wanted(device: &Device) -> Result<()> {
 }
 
 /// What a command-line `bsi apply` means for the records: an install clears the failure
-/// record; an attempt that failed (I/O, power, policy: exit 1, 3 or 4) counts as a failure.
-/// Refusals of the request itself (a bad bundle, one that does not apply) change nothing.
+/// record; an install that started (it announced its target) and then failed (I/O, no space)
+/// counts as a failure of that install. A refused request (by policy, the power gate, a bad or
+/// inapplicable bundle) is no install failure: nothing was pending.
 pub(crate) fn record_apply(
     device: &Device,
     clock: &Clock,
@@ -269,13 +278,13 @@ pub(crate) fn record_apply(
 ) -> Result<()> {
     match result {
         Ok(outcome) if outcome.action.installs() => record_success(device),
-        Err(error)
-            if matches!(
-                error.kind(),
-                ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Power | ErrorKind::Policy
-            ) =>
-        {
-            record_failure(device, clock, None, error)
+        Err(error) if matches!(error.kind(), ErrorKind::Io | ErrorKind::NoSpace) => {
+            match device.announced_target() {
+                Some((version, build)) => {
+                    record_failure(device, clock, Some((&version, &build)), error)
+                }
+                None => Ok(()),
+            }
         }
         Ok(_) | Err(_) => Ok(()),
     }
@@ -325,7 +334,8 @@ mod tests {
             (InstallState::None, None, None)
         );
         let wanted = derive_from(&s, Some(&intent(true)), Failure::default());
-        assert_eq!(wanted.state, InstallState::Downloading);
+        // Wanted, not staged yet: waiting to start.
+        assert_eq!(wanted.state, InstallState::Waiting);
         assert_eq!(wanted.pending.unwrap().build, "25D5a");
         assert_eq!(wanted.reason.unwrap().1.as_deref(), Some("e"));
         // An intent left by an interrupted command is not a pending install.

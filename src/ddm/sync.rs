@@ -284,6 +284,7 @@ pub(crate) fn run(
                 .map(|c| c.identifier.clone())
                 .collect();
             staging.commit(&removed)?;
+            store::note_received(device.root(), &store::list(device.root())?, &device.base()?)?;
         }
         outcome.changes = changes;
     }
@@ -298,7 +299,7 @@ pub(crate) fn run(
             Err(e) => deferred = Some(e),
         }
     }
-    let (full, policy) = report::build_with_policy(device)?;
+    let (full, policy) = report::build_with_policy(device, report::Scope::Subscribed)?;
     outcome.invalid = policy
         .declarations
         .iter()

@@ -92,6 +92,8 @@ pub(crate) enum AutomaticAction {
 pub(crate) struct SettingsPayload {
     /// `AutomaticActions.InstallSecurityUpdate`.
     pub install_security_update: Option<AutomaticAction>,
+    /// `AutomaticActions.Download`: automatic install acts only while downloads are automatic.
+    pub download: Option<AutomaticAction>,
     /// `RapidSecurityResponse.Enable`.
     pub rsr_enable: Option<bool>,
     /// `RapidSecurityResponse.EnableRollback`.
@@ -382,16 +384,20 @@ impl Checker {
                     for (sub, v) in Self::dict(key, value)? {
                         let at = format!("AutomaticActions.{sub}");
                         match sub.as_str() {
-                            "InstallSecurityUpdate" => {
-                                out.install_security_update =
-                                    Some(match Self::choice(&at, v, &ACTIONS)?.as_str() {
-                                        "AlwaysOn" => AutomaticAction::AlwaysOn,
-                                        "AlwaysOff" => AutomaticAction::AlwaysOff,
-                                        _ => AutomaticAction::Allowed,
-                                    });
+                            "InstallSecurityUpdate" | "Download" => {
+                                let action = match Self::choice(&at, v, &ACTIONS)?.as_str() {
+                                    "AlwaysOn" => AutomaticAction::AlwaysOn,
+                                    "AlwaysOff" => AutomaticAction::AlwaysOff,
+                                    _ => AutomaticAction::Allowed,
+                                };
+                                if sub == "Download" {
+                                    out.download = Some(action);
+                                } else {
+                                    out.install_security_update = Some(action);
+                                }
                                 self.keys.push(at);
                             }
-                            "Download" | "InstallOSUpdates" => {
+                            "InstallOSUpdates" => {
                                 Self::choice(&at, v, &ACTIONS)?;
                                 self.keys.push(at);
                             }

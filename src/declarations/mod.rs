@@ -1,4 +1,5 @@
-//! DDM declarations as a device receives and keeps them (DESIGN section 5): the [`declaration`]
+//! DDM declarations as a device receives and keeps them (DESIGN section 5), and the status items
+//! it reports about itself ([`items`], the one registry of them): the [`declaration`]
 //! envelope and the payloads bsi understands, validated as a device validates them; what the
 //! device [`support`]s on its OS version and enrollment; activation [`predicate`]s; the
 //! [`state`] of each declaration (`active`, `valid`, reasons) as `management.declarations`
@@ -7,6 +8,7 @@
 //! does with them is `ddm`'s.
 
 pub(crate) mod declaration;
+pub(crate) mod items;
 pub(crate) mod predicate;
 pub(crate) mod state;
 pub(crate) mod store;

@@ -3,11 +3,14 @@
 //! `Identifier` replaces the stored one when its `ServerToken` differs, and is nothing to do when
 //! it is the same, as DDM's synchronisation works.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use super::declaration::Declaration;
 use crate::bundle::digest::Digest;
-use crate::device::layout::DECLARATIONS;
+use crate::device::layout::{DECLARATIONS, RECEIVED_RECORD};
 use crate::device::{Root, records};
 use crate::error::IoContext;
 use crate::refusal::NotFound;
@@ -200,4 +203,53 @@ pub(crate) fn remove(root: &Root, identifier: &str) -> Result<()> {
     }
     root.remove_durable(&rel).ctx("removing", root.show(&rel))?;
     Ok(())
+}
+/// The base a device ran when it took an enforcement: real devices judge a declaration when they
+/// process it (a target the same as or older than what they run is an error), and its status
+/// stays until the declaration changes; it does not turn into an error once the device meets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Received {
+    /// The declaration's `ServerToken` when it arrived.
+    pub token: String,
+    /// The base OS version then.
+    pub version: String,
+    /// The base build then.
+    pub build: String,
+}
+
+/// The recorded arrivals, by identifier. A missing or unreadable record is an empty one: every
+/// enforcement is then judged against the base the device runs now.
+#[must_use]
+pub(crate) fn received(root: &Root) -> BTreeMap<String, Received> {
+    records::read_json_lenient(root, RECEIVED_RECORD).unwrap_or_default()
+}
+
+/// Records the arrival on `base` of every held enforcement that is new or has a new token, and
+/// forgets those no longer held; writes only when something changed.
+pub(crate) fn note_received(
+    root: &Root,
+    held: &[Declaration],
+    base: &crate::version::Base,
+) -> Result<()> {
+    let old = received(root);
+    let now: BTreeMap<String, Received> = held
+        .iter()
+        .filter(|d| d.kind == super::declaration::ENFORCEMENT_TYPE)
+        .map(|d| {
+            let kept = old
+                .get(&d.identifier)
+                .filter(|r| r.token == d.server_token)
+                .cloned();
+            let r = kept.unwrap_or_else(|| Received {
+                token: d.server_token.clone(),
+                version: base.version.to_string(),
+                build: base.build.to_string(),
+            });
+            (d.identifier.clone(), r)
+        })
+        .collect();
+    if now == old {
+        return Ok(());
+    }
+    records::write_json(root, RECEIVED_RECORD, &now)
 }

@@ -59,6 +59,9 @@ pub(crate) const REPORT_DELIVERED_RECORD: &str = "private/var/db/bsi/report-deli
 /// `sync.json`: the DDM server this device syncs with, its declarations token, and the status
 /// items the server last acknowledged (`bsi sync`).
 pub(crate) const SYNC_RECORD: &str = "private/var/db/bsi/sync.json";
+/// The base the device ran when each enforcement declaration it holds arrived: a declaration is
+/// judged as it was when the device processed it.
+pub(crate) const RECEIVED_RECORD: &str = "private/var/db/bsi/declarations-received.json";
 /// The bundle each response on the device came from (for `repair --from` hints).
 pub(crate) const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
 /// The journal of the operation in progress.

@@ -149,6 +149,12 @@ impl DeviceLock {
         self.file.set_len(line.len() as u64)
     }
 
+    /// The holder record as it stands.
+    #[must_use]
+    pub(crate) fn holder(&self) -> Holder {
+        self.holder.borrow().clone()
+    }
+
     /// Says what the holder is doing now (for readers); best effort.
     pub(crate) fn set_phase(&self, phase: &str) {
         phase.clone_into(&mut self.holder.borrow_mut().phase);

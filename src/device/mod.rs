@@ -10,6 +10,7 @@ mod atomic;
 pub(crate) mod base_content;
 mod confine;
 pub(crate) mod generation;
+pub(crate) mod identity;
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod origins;
@@ -129,6 +130,7 @@ pub(crate) fn rebuild_record(path: &Path, clock_stamp: &str) -> Result<Option<St
                 .map(|s| s.enrollment_id)
         })
         .filter(|id| !id.is_empty()),
+        identity: None,
         created: clock_stamp.to_owned(),
     };
     let identity = match &info.enrollment_id {
@@ -248,6 +250,13 @@ impl Device {
         if let Some(lock) = &self.lock {
             lock.set_target(version, build, reason, declaration);
         }
+    }
+
+    /// The response this changer said it installs ([`Device::set_target`]), if it did.
+    #[must_use]
+    pub(crate) fn announced_target(&self) -> Option<(String, String)> {
+        let holder = self.lock.as_ref()?.holder();
+        Some((holder.target?, holder.target_build?))
     }
 
     /// The changer at work on this device, if another process holds its lock (for readers).

@@ -38,6 +38,10 @@ pub(crate) struct DeviceInfo {
     /// made before it existed use their volume group UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment_id: Option<String>,
+    /// Its UDID, serial number and model; devices made before they were recorded derive them
+    /// from their volume group ([`DeviceInfo::identity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<super::identity::Identity>,
     /// When `init` made the device.
     pub created: String,
 }

@@ -77,6 +77,25 @@ impl Snapshot {
         }
     }
 
+    /// `device.operating-system.supplemental.build-version`: the active response's build, else
+    /// the base build (the one place this rule is written).
+    #[must_use]
+    pub(crate) fn supplemental_build(&self) -> String {
+        self.active
+            .as_ref()
+            .map_or_else(|| self.base.build.to_string(), |a| a.build.to_string())
+    }
+
+    /// `device.operating-system.supplemental.extra-version`: the active response's letter,
+    /// `(a)`, else `""`.
+    #[must_use]
+    pub(crate) fn extra(&self) -> String {
+        self.active
+            .as_ref()
+            .map(|a| a.version.extra.to_string())
+            .unwrap_or_default()
+    }
+
     /// The staged install, if any.
     #[must_use]
     pub(crate) fn staged_install(&self) -> Option<&Present> {

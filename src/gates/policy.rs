@@ -2,8 +2,8 @@
 //!
 //! Only a configuration that is active (an active activation references it) and valid takes
 //! effect (`declarations::state`); of a settings declaration, only the keys this platform and
-//! enrollment support (`declarations::support`: e.g. `InstallSecurityUpdate` is not available on
-//! iOS, `RapidSecurityResponse` needs a supervised iPhone). Several settings declarations combine
+//! enrollment support (`declarations::support`: e.g. `RapidSecurityResponse` needs a supervised
+//! iPhone, `Deferrals.CombinedPeriodInDays` is macOS only). Several settings declarations combine
 //! as Apple's schema says: `InstallSecurityUpdate` takes the last value (by identifier order),
 //! `Enable` and `EnableRollback` are false if any declaration makes them false, deferrals take the
 //! maximum. Enforcement declarations in effect are listed for the background pass.
@@ -60,6 +60,8 @@ pub(crate) struct Policy {
     pub deferral: Option<(String, u64, String)>,
     /// Enforcement declarations in effect.
     pub enforcements: Vec<(String, EnforcementPayload)>,
+    /// The status items the status-subscriptions configurations in effect subscribe to.
+    pub subscriptions: std::collections::BTreeSet<String>,
     /// Every declaration with its treatment.
     pub declarations: Vec<Considered>,
 }
@@ -70,29 +72,21 @@ pub(crate) fn facts(device: &Device, snapshot: &Snapshot) -> DeviceFacts {
     DeviceFacts::new(info.platform, snapshot.base.version, info.supervised)
 }
 
-/// The status items an activation predicate may name, from `snapshot`.
+/// The status items an activation predicate may name, from `snapshot`: whatever the registry
+/// makes from the device's state (`declarations::items`), as text, where the device reports it.
 fn status_value(info: &DeviceInfo, snapshot: &Snapshot, name: &str) -> Option<StatusValue> {
-    let text = |s: String| Some(StatusValue::Text(s));
-    match name {
-        "device.operating-system.family" => text(info.platform.to_string()),
-        "device.operating-system.version" => text(snapshot.base.version.to_string()),
-        "device.operating-system.build-version" => text(snapshot.base.build.to_string()),
-        "device.operating-system.marketing-name" => {
-            text(format!("{} {}", info.platform, snapshot.base.version))
-        }
-        "device.operating-system.supplemental.build-version" => text(
-            snapshot
-                .active
-                .as_ref()
-                .map_or_else(|| snapshot.base.build.to_string(), |a| a.build.to_string()),
-        ),
-        "device.operating-system.supplemental.extra-version" => text(
-            snapshot
-                .active
-                .as_ref()
-                .map(|a| a.version.extra.to_string())
-                .unwrap_or_default(),
-        ),
+    let identity = info.identity();
+    let inputs = crate::declarations::items::Inputs {
+        facts: DeviceFacts::new(info.platform, snapshot.base.version, info.supervised),
+        identity: &identity,
+        build: snapshot.base.build.to_string(),
+        supplemental_build: snapshot.supplemental_build(),
+        extra: snapshot.extra(),
+        declarations: None,
+        software_update: None,
+    };
+    match crate::declarations::items::value(name, &inputs)? {
+        serde_json::Value::String(s) => Some(StatusValue::Text(s)),
         _ => None,
     }
 }
@@ -123,7 +117,40 @@ pub(crate) fn with_declarations(
     let evaluated = state::evaluate(declarations, &facts, &|name| {
         status_value(info, snapshot, name)
     });
-    Ok(Policy::evaluate(facts, device.settings()?, evaluated))
+    let received = crate::declarations::store::received(device.root());
+    Ok(Policy::evaluate(
+        facts,
+        device.settings()?,
+        evaluated,
+        Some(&Judge {
+            base: &snapshot.base,
+            received: &received,
+        }),
+    ))
+}
+
+/// What an enforcement is judged against: the base the device ran when it arrived (recorded as
+/// it was stored), else the base it runs now.
+pub(crate) struct Judge<'a> {
+    /// The base now.
+    pub base: &'a crate::version::Base,
+    /// Arrivals, by identifier.
+    pub received: &'a std::collections::BTreeMap<String, crate::declarations::store::Received>,
+}
+
+impl Judge<'_> {
+    fn base_for(&self, d: &crate::declarations::declaration::Declaration) -> crate::version::Base {
+        self.received
+            .get(&d.identifier)
+            .filter(|r| r.token == d.server_token)
+            .and_then(|r| {
+                Some(crate::version::Base {
+                    version: r.version.parse().ok()?,
+                    build: r.build.parse().ok()?,
+                })
+            })
+            .unwrap_or_else(|| self.base.clone())
+    }
 }
 
 fn not_in_effect_note(e: &Evaluated) -> String {
@@ -146,6 +173,7 @@ impl Policy {
         facts: DeviceFacts,
         settings: Settings,
         evaluated: Vec<Evaluated>,
+        judge: Option<&Judge<'_>>,
     ) -> Self {
         let mut policy = Policy {
             facts,
@@ -156,9 +184,14 @@ impl Policy {
             rollback_blocked_by: None,
             deferral: None,
             enforcements: Vec::new(),
+            subscriptions: std::collections::BTreeSet::new(),
             declarations: Vec::new(),
         };
-        for e in evaluated {
+        for mut e in evaluated {
+            if let Some(judge) = judge {
+                let base = judge.base_for(&e.declaration);
+                judge_enforcement(&mut e, &base);
+            }
             let (honored, note) = policy.consider(&e);
             policy.declarations.push(Considered {
                 state: e,
@@ -196,7 +229,15 @@ impl Policy {
                 let skipped = |key: &str| e.limited_keys.iter().any(|(k, _)| k == key);
                 let id = &d.identifier;
                 let mut parts = Vec::new();
-                if !skipped("AutomaticActions.InstallSecurityUpdate") {
+                // Automatic install acts only while downloads are automatic (Apple's current
+                // documentation of `InstallSecurityUpdate`): downloads always off turn it off.
+                if s.download == Some(AutomaticAction::AlwaysOff)
+                    && !skipped("AutomaticActions.Download")
+                {
+                    self.automatic_forced = Some((false, id.clone()));
+                    parts
+                        .push("automatic downloads always off, so no automatic install".to_owned());
+                } else if !skipped("AutomaticActions.InstallSecurityUpdate") {
                     match s.install_security_update {
                         Some(AutomaticAction::AlwaysOn) => {
                             self.automatic_forced = Some((true, id.clone()));
@@ -217,7 +258,10 @@ impl Policy {
                     if self.install_blocked_by.is_none() {
                         self.install_blocked_by = Some(id.clone());
                     }
-                    parts.push("user installs blocked (enforcement still installs)".to_owned());
+                    parts.push(
+                        "manual installs blocked (automatic installs and enforcement still install)"
+                            .to_owned(),
+                    );
                 }
                 if s.rsr_enable_rollback == Some(false)
                     && !skipped("RapidSecurityResponse.EnableRollback")
@@ -268,10 +312,16 @@ impl Policy {
                     ),
                 )
             }
-            Payload::StatusSubscriptions(items) => (
-                true,
-                format!("in effect: subscribes to {}", items.join(", ")),
-            ),
+            Payload::StatusSubscriptions(items) => {
+                self.subscriptions.extend(items.iter().cloned());
+                (
+                    true,
+                    format!(
+                        "in effect: subscribes to {}",
+                        crate::untrusted::list(items.iter().map(String::as_str), 20)
+                    ),
+                )
+            }
             Payload::ServerCapabilities => (
                 e.valid == Validity::Valid,
                 if e.valid == Validity::Valid {
@@ -282,6 +332,72 @@ impl Policy {
             ),
             Payload::Activation(_) | Payload::Unusable => (false, not_in_effect_note(e)),
         }
+    }
+}
+
+/// An enforcement as a device running `base` reads it (Apple's current documentation of
+/// `SoftwareUpdateEnforcementSpecific`): a `TargetBuildVersion` that does not belong to
+/// `TargetOSVersion` is dropped (`TargetOSVersion` wins); a target that is not later than what
+/// the device runs cannot be applied, and the declaration says so as real devices report it
+/// (`Error.ConfigurationCannotBeApplied`, `DowngradeNotSupported`).
+fn judge_enforcement(e: &mut Evaluated, base: &crate::version::Base) {
+    use crate::version::Build;
+    if !e.in_effect() {
+        return;
+    }
+    let Payload::Enforcement(en) = &mut e.declaration.payload else {
+        return;
+    };
+    let target = en.target_os_version;
+    let consistent = en.target_build_version.as_ref().is_none_or(|b| {
+        match (Build::parse_base(b.as_str()), target.cmp(&base.version)) {
+            // A response build of this base must be one of its responses.
+            (Err(_), std::cmp::Ordering::Equal) => {
+                Build::parse_supplemental(b.as_str(), &base.build).is_ok()
+            }
+            (Err(_), _) => true,
+            // A base build of a later version must be able to follow the device's.
+            (Ok(_), std::cmp::Ordering::Greater) => b
+                .check_follows(
+                    &base.build,
+                    if target.major() == base.version.major() {
+                        crate::version::BaseMove::Minor
+                    } else {
+                        crate::version::BaseMove::Major
+                    },
+                )
+                .is_ok(),
+            (Ok(_), _) => *b == base.build,
+        }
+    });
+    if !consistent {
+        en.target_build_version = None;
+    }
+    let response = en
+        .target_build_version
+        .as_ref()
+        .is_some_and(|b| Build::parse_base(b.as_str()).is_err());
+    let why = match target.cmp(&base.version) {
+        std::cmp::Ordering::Less => Some(format!(
+            "the target {target} is older than the {} the device runs",
+            base.version
+        )),
+        std::cmp::Ordering::Equal if !response => Some(format!(
+            "the target {target} is the version the device runs ({}); an enforcement moves a device to a later one",
+            base.build
+        )),
+        _ => None,
+    };
+    if let Some(why) = why {
+        e.valid = Validity::Invalid;
+        e.reasons.push(Reason::new(
+            "Error.ConfigurationCannotBeApplied",
+            format!("The software update cannot be applied: DowngradeNotSupported ({why})"),
+            &[(
+                "Error",
+                serde_json::Value::String(format!("DowngradeNotSupported: {why}")),
+            )],
+        ));
     }
 }
 
@@ -434,12 +550,12 @@ mod tests {
                 (None, None, false, Some("s")),
             ),
             (
-                "InstallSecurityUpdate is not an iOS key",
+                "InstallSecurityUpdate acts on iOS too (Apple's current documentation)",
                 Platform::Ios,
                 "26.3.1",
                 true,
                 vec![settings("s", always_off), activation(&["s"])],
-                (None, None, true, None),
+                (None, None, false, Some("s")),
             ),
             (
                 "the last by identifier wins",
@@ -469,7 +585,7 @@ mod tests {
         for (name, platform, os, supervised, declarations, want) in rows {
             let facts = DeviceFacts::new(platform, os.parse().unwrap(), supervised);
             let evaluated = state::evaluate(declarations, &facts, &|_| None);
-            let policy = Policy::evaluate(facts, Settings::default(), evaluated);
+            let policy = Policy::evaluate(facts, Settings::default(), evaluated, None);
             let got = (
                 policy.install_blocked_by.as_deref(),
                 policy.rollback_blocked_by.as_deref(),

@@ -78,6 +78,7 @@ mod tests {
             supervised: false,
             volume_group: String::new(),
             enrollment_id: None,
+            identity: None,
             created: String::new(),
         }
     }

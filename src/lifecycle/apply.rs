@@ -304,6 +304,15 @@ pub(crate) fn apply_verified(
         .into());
     }
     let snapshot = device.snapshot()?;
+    let first = info.platform.first_with_responses();
+    if snapshot.base.version < first {
+        return Err(NotApplicable::BeforeResponses {
+            platform: info.platform,
+            version: snapshot.base.version,
+            first,
+        }
+        .into());
+    }
     let version = bundle.manifest.response_version().to_string();
     let build = bundle.manifest.build.to_string();
     let outcome = |action, restart_required, message: String| ApplyOutcome {
@@ -341,7 +350,9 @@ pub(crate) fn apply_verified(
     if let Order::Done(action, message) = check_order(&bundle, &snapshot) {
         return Ok(outcome(action, snapshot.staged.is_some(), message));
     }
-    if opts.enforced_by.is_none() {
+    // `RapidSecurityResponse.Enable = false` stops the user's manual installs only (Apple:
+    // "prevent users from manually installing"): automatic installs and enforcement go on.
+    if opts.trigger == InstallTrigger::CommandLine {
         crate::gates::policy::check_install(&crate::gates::policy::of_with(device, &snapshot)?)?;
     }
     power::check(info, device.power()?)?;

@@ -247,6 +247,13 @@ fn record_findings(device: &Device) -> Vec<Finding> {
                 layout::ORIGINS_RECORD,
             ),
         ),
+        (
+            layout::RECEIVED_RECORD,
+            unreadable::<std::collections::BTreeMap<String, crate::declarations::store::Received>>(
+                device,
+                layout::RECEIVED_RECORD,
+            ),
+        ),
     ] {
         add(why, Fix::Remove(rel.into()));
     }

@@ -276,6 +276,12 @@ pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<Ini
         chip: opts.chip,
         portable: opts.portable,
         supervised: opts.supervised,
+        identity: Some(crate::device::identity::Identity::derive(
+            opts.platform,
+            opts.chip,
+            opts.portable,
+            &uuid,
+        )),
         volume_group: uuid,
         enrollment_id: Some(enrollment_id),
         created: clock.stamp(),

@@ -149,6 +149,17 @@ impl<'d> Tx<'d> {
         Ok(())
     }
 
+    /// One step of a multi-step operation is complete and durable (a committed base change,
+    /// finished): closes its journal, so a crash in the next step never replays this one over it.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        if self.open {
+            end(self.device)?;
+            self.open = false;
+            self.committed = false;
+        }
+        Ok(())
+    }
+
     /// The operation finished: removes the journal.
     pub(crate) fn finish(mut self) -> Result<()> {
         if self.open {

@@ -249,6 +249,9 @@ pub(crate) fn policy_set(
             .collect();
         all.push(declaration.clone());
         all.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        if plan != SetOutcome::Unchanged && !dry_run {
+            store::note_received(device.root(), &all, &device.base()?)?;
+        }
         let policy = crate::gates::policy::with_declarations(device, &device.snapshot()?, all)?;
         let considered = policy
             .declarations
@@ -314,9 +317,8 @@ pub(crate) fn policy_remove(
         Some(identifier.to_owned()),
         |tx| {
             let device = tx.device();
-            let known = store::list(device.root())?
-                .iter()
-                .any(|d| d.identifier == identifier);
+            let held = store::list(device.root())?;
+            let known = held.iter().any(|d| d.identifier == identifier);
             if !known {
                 // The same refusal `store::remove` gives, without changing anything.
                 return store::remove(device.root(), identifier).map(|()| PolicyRemoved {
@@ -327,6 +329,11 @@ pub(crate) fn policy_remove(
             if !dry_run {
                 tx.begin()?;
                 store::remove(device.root(), identifier)?;
+                let kept: Vec<_> = held
+                    .into_iter()
+                    .filter(|d| d.identifier != identifier)
+                    .collect();
+                store::note_received(device.root(), &kept, &device.base()?)?;
             }
             Ok(PolicyRemoved {
                 identifier: identifier.to_owned(),

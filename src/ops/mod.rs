@@ -366,13 +366,23 @@ pub(crate) fn history(env: &Env, limit: Option<usize>) -> Result<Vec<Entry>> {
 /// last marked delivered; with `delivered`, the report printed is recorded as delivered (the
 /// one write `report` makes, under the device lock; no history entry, as it changes nothing a
 /// person reads back).
-pub(crate) fn report(env: &Env, changes: bool, delivered: bool) -> Result<serde_json::Value> {
+pub(crate) fn report(
+    env: &Env,
+    changes: bool,
+    delivered: bool,
+    all: bool,
+) -> Result<serde_json::Value> {
     let device = if delivered {
         lifecycle::open_to_change(&env.root, env.wait, "report", &env.clock)?
     } else {
         open_read(env)?
     };
-    let full = report::build(&device)?;
+    let scope = if all {
+        report::Scope::All
+    } else {
+        report::Scope::Subscribed
+    };
+    let full = report::build(&device, scope)?;
     let out = if changes {
         report::changes(&full, report::delivered(&device).map(|d| d.items).as_ref())
     } else {

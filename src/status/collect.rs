@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::model::{
     AutoSourceStatus, AutomaticInstallStatus, DdmStatus, DeclarationStatus, DeviceStatus,
-    LastOperationStatus, OsStatus, PolicyStatus, PowerStatus, RecoveryAction, RecoveryPending,
-    ResponseStatus, RollbackStatus, SCHEMA_VERSION, SafariStatus, StagedAction, StagedStatus,
-    Status,
+    InstallFailure, LastOperationStatus, OsStatus, PolicyStatus, PowerStatus, RecoveryAction,
+    RecoveryPending, ResponseStatus, RollbackStatus, SCHEMA_VERSION, SafariStatus, StagedAction,
+    StagedStatus, Status,
 };
 use crate::device::layout::INCLUDED_RECORD;
 use crate::device::records::Included;
@@ -272,15 +272,8 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
         ddm: DdmStatus {
             version: snapshot.base.version.to_string(),
             build_version: snapshot.base.build.to_string(),
-            supplemental_build_version: snapshot
-                .active
-                .as_ref()
-                .map_or_else(|| snapshot.base.build.to_string(), |a| a.build.to_string()),
-            supplemental_extra_version: snapshot
-                .active
-                .as_ref()
-                .map(|a| a.version.extra.to_string())
-                .unwrap_or_default(),
+            supplemental_build_version: snapshot.supplemental_build(),
+            supplemental_extra_version: snapshot.extra(),
         },
         prompt: match &snapshot.staged {
             Some(Staged::Install(p)) => Some(format!(
@@ -293,6 +286,19 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
         version: snapshot.version_label(),
         operation,
         recovery_pending,
+        install_failure: records::read_json_lenient::<crate::device::records::Failure>(
+            device.root(),
+            crate::device::layout::FAILURE_RECORD,
+        )
+        .filter(|f| f.count > 0)
+        .map(|f| InstallFailure {
+            count: f.count,
+            target: f.target,
+            reason: f.reason,
+            error_domain: f.error_domain,
+            error_code: f.error_code,
+            at: f.timestamp,
+        }),
     };
     Ok((status, snapshot, policy))
 }

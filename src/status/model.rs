@@ -58,6 +58,27 @@ pub(crate) struct Status {
     /// What the user is prompted to do, as a device shows it: a staged response waits for the
     /// restart (`restart to finish installing 26.3.1 (b): bsi restart`); null when nothing waits.
     pub prompt: Option<String>,
+    /// The last failed attempt at an install, with bsi's own detail (its error kind and exit
+    /// code), which the status report's `softwareupdate.failure-reason` leaves out; null when
+    /// the last install succeeded or none failed.
+    pub install_failure: Option<InstallFailure>,
+}
+
+/// A failed install attempt, as bsi records it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct InstallFailure {
+    /// Failed attempts at this install.
+    pub count: u32,
+    /// The response it was installing, when known.
+    pub target: Option<String>,
+    /// Why it failed, in words.
+    pub reason: Option<String>,
+    /// The error's kind, as `--json` errors name it (`bsi.power`, `bsi.io`, ...).
+    pub error_domain: Option<String>,
+    /// bsi's exit code for it.
+    pub error_code: Option<i64>,
+    /// When, RFC 3339.
+    pub at: Option<String>,
 }
 
 /// An interrupted operation waiting for recovery.
@@ -274,28 +295,6 @@ pub(crate) struct DdmStatus {
     /// (the item is a string on every report, never null).
     #[serde(rename = "device.operating-system.supplemental.extra-version")]
     pub supplemental_extra_version: String,
-}
-
-impl DdmStatus {
-    /// The items as a flat map (for the status report's nesting).
-    #[must_use]
-    pub(crate) fn items(&self) -> BTreeMap<&'static str, &str> {
-        BTreeMap::from([
-            ("device.operating-system.version", self.version.as_str()),
-            (
-                "device.operating-system.build-version",
-                self.build_version.as_str(),
-            ),
-            (
-                "device.operating-system.supplemental.build-version",
-                self.supplemental_build_version.as_str(),
-            ),
-            (
-                "device.operating-system.supplemental.extra-version",
-                self.supplemental_extra_version.as_str(),
-            ),
-        ])
-    }
 }
 
 /// The JSON Schema of [`Status`] as bsi writes it (`docs/status.schema.json`). Generated for

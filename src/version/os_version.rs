@@ -50,6 +50,12 @@ impl OsVersion {
         self.major
     }
 
+    /// The minor number.
+    #[must_use]
+    pub(crate) const fn minor(&self) -> u32 {
+        self.minor
+    }
+
     /// How `self` relates to `from` when a device moves from `from` to `self`.
     #[must_use]
     pub(crate) fn update_kind_from(&self, from: &OsVersion) -> UpdateKind {

@@ -32,6 +32,19 @@ pub(crate) struct Status {
     pub operation: Option<HolderView>,
     pub recovery_pending: Option<RecoveryView>,
     pub prompt: Option<String>,
+    pub install_failure: Option<InstallFailureView>,
+}
+
+/// `install_failure`: bsi's own detail of the last failed install.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InstallFailureView {
+    pub count: u32,
+    pub target: Option<String>,
+    pub reason: Option<String>,
+    pub error_domain: Option<String>,
+    pub error_code: Option<i64>,
+    pub at: Option<String>,
 }
 
 impl Status {

@@ -61,13 +61,26 @@ fn supported(payload: &Yaml, facts: &Facts) -> Option<bool> {
     }
 }
 
-/// Keys bsi adds to an item beyond the schema's list, each named by an issue: the failure's
-/// error domain and code (issue 12, "failure-reason (count, error-domain, error-code,
-/// timestamp)").
-const EXTENSIONS: &[(&str, &str, &str)] = &[
-    ("softwareupdate.failure-reason", "error-domain", "<string>"),
-    ("softwareupdate.failure-reason", "error-code", "<integer>"),
-];
+/// Keys Apple's current schema has that the 18.1 copy in the reference lacks: bsi follows the
+/// newer text (docs/design.md, "What real devices report").
+const NEWER: &[(&str, &str, &str)] = &[(
+    "softwareupdate.pending-version",
+    "target-local-date-time",
+    "<string>",
+)];
+
+/// Values a key's own `content` documents beyond its `rangelist` (`* 'waiting': ...` in
+/// `softwareupdate.install-state`): the list is older than the text beside it.
+fn documented_values(def: &Yaml) -> Vec<Value> {
+    def["content"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("* '"))
+        .filter_map(|l| l.split_once('\''))
+        .map(|(v, _)| Value::String(v.to_owned()))
+        .collect()
+}
 
 fn type_ok(kind: &str, v: &Value) -> bool {
     match kind {
@@ -89,7 +102,7 @@ fn check(item: &str, def: &Yaml, v: &Value, at: &str, errors: &mut Vec<String>) 
         return;
     }
     if let Some(range) = def["rangelist"].as_vec() {
-        let allowed: Vec<Value> = range
+        let mut allowed: Vec<Value> = range
             .iter()
             .map(|r| match r {
                 Yaml::String(s) => Value::String(s.clone()),
@@ -98,6 +111,7 @@ fn check(item: &str, def: &Yaml, v: &Value, at: &str, errors: &mut Vec<String>) 
                 other => panic!("rangelist value {other:?}"),
             })
             .collect();
+        allowed.extend(documented_values(def));
         if !allowed.contains(v) {
             errors.push(format!("{at}: {v} is not one of {allowed:?}"));
         }
@@ -128,7 +142,7 @@ fn check(item: &str, def: &Yaml, v: &Value, at: &str, errors: &mut Vec<String>) 
                 if listed || any {
                     continue;
                 }
-                match EXTENSIONS.iter().find(|(i, k, _)| *i == item && k == key) {
+                match NEWER.iter().find(|(i, k, _)| *i == item && k == key) {
                     Some((_, _, kind)) if type_ok(kind, value) => {}
                     Some((_, _, kind)) => errors.push(format!("{at}.{key}: expected {kind}")),
                     None => errors.push(format!("{at}: key `{key}` is not in Apple's schema")),
@@ -160,13 +174,20 @@ fn item_schemas() -> BTreeMap<String, Yaml> {
     out
 }
 
-/// Items bsi reports where they are supported (the others in the reference bsi does not claim
-/// to implement, e.g. `softwareupdate.device-id`).
-const IMPLEMENTED: &[&str] = &[
+/// Items bsi reports where they are supported and wanted (the others in the reference bsi does
+/// not claim to implement, e.g. `softwareupdate.device-id`).
+pub(crate) const IMPLEMENTED: &[&str] = &[
+    "device.identifier.serial-number",
+    "device.identifier.udid",
+    "device.model.family",
+    "device.model.identifier",
     "device.operating-system.build-version",
+    "device.operating-system.family",
+    "device.operating-system.marketing-name",
     "device.operating-system.supplemental.build-version",
     "device.operating-system.supplemental.extra-version",
     "device.operating-system.version",
+    "management.client-capabilities",
     "management.declarations",
     "softwareupdate.failure-reason",
     "softwareupdate.install-reason",
@@ -174,11 +195,30 @@ const IMPLEMENTED: &[&str] = &[
     "softwareupdate.pending-version",
 ];
 
-/// Items a report may hold that the reference has no schema for (real devices report them).
-const WITHOUT_SCHEMA: &[&str] = &["device.operating-system.family"];
+/// Items a device sends whether subscribed or not (Apple: "the device automatically subscribes
+/// to" the client's capabilities and its declarations).
+pub(crate) const IMPLICIT: &[&str] = &["management.client-capabilities", "management.declarations"];
+
+/// Which items a report may, and (when full) must, hold.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scope<'a> {
+    /// Every supported item (`report --all`).
+    All,
+    /// The items subscribed to, and the implicit ones: what a device sends.
+    Subscribed(&'a [String]),
+}
+
+impl Scope<'_> {
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Subscribed(list) => IMPLICIT.contains(&name) || list.iter().any(|s| s == name),
+        }
+    }
+}
 
 fn flatten(prefix: &str, v: &Value, known: &BTreeMap<String, Yaml>, out: &mut Vec<String>) {
-    if known.contains_key(prefix) || WITHOUT_SCHEMA.contains(&prefix) {
+    if known.contains_key(prefix) {
         out.push(prefix.to_owned());
         return;
     }
@@ -197,9 +237,15 @@ fn flatten(prefix: &str, v: &Value, known: &BTreeMap<String, Yaml>, out: &mut Ve
     }
 }
 
-/// Validates a report; `full` says whether every supported item must be there (a full report)
-/// or only those present are checked (an incremental one). Returns what is wrong.
-pub(crate) fn validate_report(report: &Value, facts: &Facts, full: bool) -> Vec<String> {
+/// Validates a report; `full` says whether every supported item in `scope` must be there (a
+/// full report) or only those present are checked (an incremental one); none outside `scope`
+/// may be. Returns what is wrong.
+pub(crate) fn validate_report(
+    report: &Value,
+    facts: &Facts,
+    full: bool,
+    scope: Scope<'_>,
+) -> Vec<String> {
     let mut errors = Vec::new();
     let protocol = load("protocol/statusreport.yaml");
     let top = Value::Object(report.as_object().cloned().unwrap_or_default());
@@ -242,8 +288,8 @@ pub(crate) fn validate_report(report: &Value, facts: &Facts, full: bool) -> Vec<
         flatten(&k, &v, &schemas, &mut present);
     }
     for name in &present {
-        if WITHOUT_SCHEMA.contains(&name.as_str()) {
-            continue;
+        if !scope.wants(name) {
+            errors.push(format!("{name} is reported, but nothing subscribes to it"));
         }
         let Some(schema) = schemas.get(name) else {
             errors.push(format!(
@@ -264,7 +310,10 @@ pub(crate) fn validate_report(report: &Value, facts: &Facts, full: bool) -> Vec<
     if full {
         for name in IMPLEMENTED {
             let payload = &schemas[*name]["payload"];
-            if supported(payload, facts) == Some(true) && !present.iter().any(|p| p == name) {
+            if scope.wants(name)
+                && supported(payload, facts) == Some(true)
+                && !present.iter().any(|p| p == name)
+            {
                 errors.push(format!(
                     "{name} is supported on this device but not reported"
                 ));
@@ -343,13 +392,16 @@ fn the_validator_catches_what_it_should() {
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(validate_report(&real, &facts, false), Vec::<String>::new());
+    assert_eq!(
+        validate_report(&real, &facts, false, Scope::All),
+        Vec::<String>::new()
+    );
     let mut bad = real.clone();
     bad["StatusItems"]["management"]["declarations"]["configurations"][0]["valid"] = "maybe".into();
     bad["StatusItems"]["management"]["declarations"]["activations"] = serde_json::json!({});
     bad["StatusItems"]["softwareupdate"] =
-        serde_json::json!({"install-state": "waiting", "pending-version": {"os-version": null}});
-    let errors = validate_report(&bad, &facts, false);
+        serde_json::json!({"install-state": "paused", "pending-version": {"os-version": null}});
+    let errors = validate_report(&bad, &facts, false, Scope::All);
     assert!(
         errors.iter().any(|e| e.contains("\"maybe\" is not one of")),
         "{errors:?}"
@@ -363,7 +415,7 @@ fn the_validator_catches_what_it_should() {
     assert!(
         errors
             .iter()
-            .any(|e| e.contains("install-state: \"waiting\"")),
+            .any(|e| e.contains("install-state: \"paused\"")),
         "{errors:?}"
     );
     assert!(
@@ -386,12 +438,41 @@ fn the_validator_catches_what_it_should() {
     let mut su = real.clone();
     su["StatusItems"]["softwareupdate"] = serde_json::json!({"install-state": "none"});
     assert!(
-        validate_report(&su, &old_mac, false)
+        validate_report(&su, &old_mac, false, Scope::All)
             .iter()
             .any(|e| e.contains("supportedOS excludes"))
     );
     assert!(
-        !validate_report(&real, &facts, true).is_empty(),
+        !validate_report(&real, &facts, true, Scope::All).is_empty(),
         "a full report misses items"
+    );
+    // `waiting` is documented beside the older range list; an unsubscribed item is refused, a
+    // subscribed one that is missing from a full report too.
+    let mut waiting = real.clone();
+    waiting["StatusItems"]["softwareupdate"] = serde_json::json!({"install-state": "waiting"});
+    assert_eq!(
+        validate_report(&waiting, &facts, false, Scope::All),
+        Vec::<String>::new()
+    );
+    let none: Vec<String> = Vec::new();
+    assert!(
+        validate_report(&waiting, &facts, false, Scope::Subscribed(&none))
+            .iter()
+            .any(|e| e.contains("install-state is reported, but nothing subscribes to it"))
+    );
+    let subscribed = vec![
+        "softwareupdate.install-state".to_owned(),
+        "device.model.family".to_owned(),
+    ];
+    let errors = validate_report(&waiting, &facts, true, Scope::Subscribed(&subscribed));
+    assert!(
+        errors.iter().any(|e| e.contains("device.model.family is supported on this device but not reported")),
+        "{errors:?}"
+    );
+    assert!(
+        !errors
+            .iter()
+            .any(|e| e.contains("softwareupdate.pending-version")),
+        "{errors:?}"
     );
 }

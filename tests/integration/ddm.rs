@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::apple_schema::{Facts, same_shape_as_real, validate_report};
+use crate::apple_schema::{Facts, Scope, same_shape_as_real, validate_report};
 use crate::harness::*;
 
 const SETTINGS: &str = "com.apple.configuration.softwareupdate.settings";
@@ -42,7 +42,24 @@ struct Items {
 #[serde(deny_unknown_fields)]
 struct DeviceItems {
     #[serde(rename = "operating-system")]
-    os: OsItems,
+    os: Option<OsItems>,
+    identifier: Option<Identifier>,
+    model: Option<Model>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identifier {
+    udid: Option<String>,
+    #[serde(rename = "serial-number")]
+    serial_number: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Model {
+    family: Option<String>,
+    identifier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +69,8 @@ struct OsItems {
     #[serde(rename = "build-version")]
     build_version: Option<String>,
     family: Option<String>,
+    #[serde(rename = "marketing-name")]
+    marketing_name: Option<String>,
     supplemental: Option<Supplemental>,
 }
 
@@ -67,7 +86,37 @@ struct Supplemental {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManagementItems {
-    declarations: Declarations,
+    declarations: Option<Declarations>,
+    #[serde(rename = "client-capabilities")]
+    capabilities: Option<Capabilities>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Capabilities {
+    #[serde(rename = "supported-features")]
+    features: BTreeMap<String, Value>,
+    #[serde(rename = "supported-payloads")]
+    payloads: SupportedPayloads,
+    #[serde(rename = "supported-versions")]
+    versions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupportedPayloads {
+    declarations: SupportedDeclarations,
+    #[serde(rename = "status-items")]
+    status_items: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupportedDeclarations {
+    activations: Vec<String>,
+    assets: Vec<String>,
+    configurations: Vec<String>,
+    management: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +188,8 @@ struct PendingVersion {
     os_version: String,
     #[serde(rename = "build-version")]
     build_version: String,
+    #[serde(rename = "target-local-date-time")]
+    target_local_date_time: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,10 +197,6 @@ struct PendingVersion {
 struct FailureReason {
     count: u32,
     reason: Option<String>,
-    #[serde(rename = "error-domain")]
-    error_domain: Option<String>,
-    #[serde(rename = "error-code")]
-    error_code: Option<i64>,
     timestamp: Option<String>,
 }
 
@@ -169,12 +216,18 @@ impl Report {
             .expect("softwareupdate items")
     }
     fn declarations(&self) -> &Declarations {
-        &self
-            .items
+        self.items
             .management
             .as_ref()
+            .and_then(|m| m.declarations.as_ref())
             .expect("management.declarations")
-            .declarations
+    }
+    fn os(&self) -> &OsItems {
+        self.items
+            .device
+            .as_ref()
+            .and_then(|d| d.os.as_ref())
+            .expect("device.operating-system items")
     }
     fn state(&self) -> &str {
         self.su().state.as_deref().unwrap()
@@ -195,6 +248,8 @@ impl Report {
 struct Dev {
     d: Device,
     facts: Facts,
+    /// The status items an active subscription asks for (the test says which).
+    subscribed: std::cell::RefCell<Vec<String>>,
 }
 
 impl Dev {
@@ -227,6 +282,7 @@ impl Dev {
                 version,
                 enrollment,
             },
+            subscribed: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -234,14 +290,38 @@ impl Dev {
         Self::with(&["--supervised"])
     }
 
-    /// `bsi report` with `args`, validated against Apple's schemas and real shapes, typed.
+    /// Subscribes to `items` as a server does (a status-subscriptions configuration and its
+    /// activation); the reports are then checked to hold exactly those and the implicit ones.
+    #[track_caller]
+    fn subscribe(&self, items: &[&str]) {
+        let list: Vec<Value> = items.iter().map(|i| json!({"Name": i})).collect();
+        self.d
+            .declare_active(SUBSCRIPTIONS, "subscriptions", json!({"StatusItems": list}));
+        self.subscribed
+            .borrow_mut()
+            .extend(items.iter().map(|i| (*i).to_owned()));
+    }
+
+    /// `bsi report` with `args`, validated against Apple's schemas and real shapes, typed. A
+    /// plain report is `report --all` (every supported item) and checked so; `--changes` and
+    /// `--delivered` are what a device sends, checked against the test's subscriptions.
     #[track_caller]
     fn report_at(&self, now: &str, args: &[&str]) -> Report {
         let mut all = vec!["report"];
         all.extend_from_slice(args);
+        let sent = args.contains(&"--changes") || args.contains(&"--delivered");
+        if !sent {
+            all.push("--all");
+        }
         let raw = self.d.bsi_at(now, &all).ok().json();
         let full = !args.contains(&"--changes") || raw["FullReport"] == true;
-        let errors = validate_report(&raw, &self.facts, full);
+        let subscribed = self.subscribed.borrow();
+        let scope = if sent {
+            Scope::Subscribed(&subscribed)
+        } else {
+            Scope::All
+        };
+        let errors = validate_report(&raw, &self.facts, full, scope);
         assert!(
             errors.is_empty(),
             "report {args:?} does not match Apple's schemas: {errors:#?}\n{raw:#}"
@@ -416,7 +496,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(x) ~= 1"}),
     )
     .refused(4, "Error.UnableToParsePredicate");
-    d.declare(ACTIVATION, "unknown-item", json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(device.model.family) == 'Mac'"}))
+    d.declare(ACTIVATION, "unknown-item", json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(softwareupdate.device-id) == 'J413AP'"}))
         .refused(4, "Error.UnableToEvaluatePredicate");
     d.declare(
         ACTIVATION,
@@ -529,7 +609,7 @@ fn support_follows_os_version_and_enrollment() {
     );
     assert_eq!(all["s"].codes(), ["Error.ConfigurationNotSupported"]);
     assert!(old.d.status().policy.user_install_allowed);
-    let os = &r.items.device.as_ref().unwrap().os;
+    let os = r.os();
     assert_eq!(
         os.supplemental,
         Some(Supplemental {
@@ -553,10 +633,7 @@ fn support_follows_os_version_and_enrollment() {
             "Error.ConfigurationNotSupported"
         ]
     );
-    assert_eq!(
-        r.items.device.as_ref().unwrap().os.family.as_deref(),
-        Some("macOS")
-    );
+    assert_eq!(r.os().family.as_deref(), Some("macOS"));
 
     // An unsupervised iPhone (device enrollment) on iOS 17: enforcement yes, settings (iOS 18) no.
     let phone = Dev::with(&[
@@ -572,7 +649,7 @@ fn support_follows_os_version_and_enrollment() {
         .declare(
             ENFORCE,
             "e",
-            json!({"TargetOSVersion": "17.0", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
+            json!({"TargetOSVersion": "17.1", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
         )
         .ok();
     phone
@@ -591,21 +668,28 @@ fn support_follows_os_version_and_enrollment() {
     assert_eq!(r.state(), "none");
     assert_eq!(r.declarations().all()["e"].valid, "valid");
 
-    // A supervised iPhone on iOS 26: settings keys per platform: InstallSecurityUpdate does not
-    // exist on iOS, RapidSecurityResponse does.
+    // A supervised iPhone on iOS 26: settings keys per platform. InstallSecurityUpdate acts on
+    // iOS (Apple's current documentation; the 18.1 schema said n/a), AllowStandardUserOSUpdates
+    // is a macOS key.
     let sup = Dev::with(&["--platform", "iOS", "--supervised"]);
     sup.d.declare_active(
         SETTINGS,
         "s",
-        json!({"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}, "RapidSecurityResponse": {"EnableRollback": false}}),
+        json!({"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}, "RapidSecurityResponse": {"EnableRollback": false}, "AllowStandardUserOSUpdates": false}),
     );
     let s = sup.d.status();
-    assert_eq!(s.automatic_install.source, "user");
+    assert_eq!(
+        (
+            s.automatic_install.source.as_str(),
+            s.automatic_install.enabled
+        ),
+        ("policy", false)
+    );
     assert!(!s.policy.rollback_allowed);
     let r = sup.report();
     assert_eq!(
         r.declarations().all()["s"].reasons[0].details["UnknownPayloadKeys"],
-        json!(["AutomaticActions.InstallSecurityUpdate"])
+        json!(["AllowStandardUserOSUpdates"])
     );
     // An unsupervised iPhone: RapidSecurityResponse needs supervision.
     let unsup = Dev::with(&["--platform", "iOS"]);
@@ -640,14 +724,24 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
         }
     );
 
-    // Before the deadline, without power: wanted, waiting (downloading), not a failure.
+    // Before the deadline, without power: wanted, waiting to start, not a failure; the pending
+    // version carries the enforcement's deadline, as Apple's current schema has it.
     auto("2026-12-01T11:00:00Z")
         .ok()
         .stdout_has("waiting for power");
     let r = dev.report();
     assert_eq!(
         (r.state(), r.pending()),
-        ("downloading", ("26.3.1 (a)", "25D771280a"))
+        ("waiting", ("26.3.1 (a)", "25D771280a"))
+    );
+    assert_eq!(
+        r.su()
+            .pending
+            .as_ref()
+            .unwrap()
+            .target_local_date_time
+            .as_deref(),
+        Some("2026-12-01T12:00:00")
     );
     assert_eq!(
         r.reason(),
@@ -688,8 +782,15 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     let f = r.failure();
     assert_eq!(f.count, 1);
     assert!(f.reason.as_deref().unwrap().contains("battery"));
-    assert_eq!(f.error_domain.as_deref(), Some("bsi.power"));
-    assert_eq!(f.error_code, Some(3));
+    // bsi's own detail (error kind and exit code) is in `status --json`, not in Apple's item.
+    let failure = d
+        .status()
+        .install_failure
+        .expect("status keeps the failure's detail");
+    assert_eq!(
+        (failure.error_domain.as_deref(), failure.error_code),
+        (Some("bsi.power"), Some(3))
+    );
     assert_eq!(f.timestamp.as_deref(), Some("2026-12-01T12:10:00Z"));
     auto("2026-12-01T12:20:00Z").exit(3);
     assert_eq!(dev.report().failure().count, 2);
@@ -707,7 +808,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     assert_eq!(r.failure().count, 0);
     assert!(r.failure().reason.is_none() && r.failure().timestamp.is_none());
     assert_eq!(r.reason().reason, Vec::<String>::new());
-    let os = &r.items.device.as_ref().unwrap().os;
+    let os = r.os();
     assert_eq!(os.build_version.as_deref(), Some("25D2128"));
     assert_eq!(os.version.as_deref(), Some("26.3.1"));
     assert_eq!(
@@ -731,7 +832,7 @@ fn a_due_enforcement_with_nothing_prepared_installs_and_restarts() {
     dev.d.declare_active(
         ENFORCE,
         "e",
-        json!({"TargetOSVersion": "26.3.1", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
+        json!({"TargetOSVersion": "26.3.1", "TargetBuildVersion": "25D771280a", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
     );
     dev.d.bsi(["settings", "--automatic", "off"]).ok();
     dev.d
@@ -832,17 +933,32 @@ fn a_command_line_install_is_reported_while_pending() {
             declaration_id: None
         }
     );
-    // A power refusal is a failed attempt; a later success clears it.
+    // A user's command the power gate or the policy refuses is no install failure (issue 25
+    // item 11): the staged response is still what is pending, prepared, with no failure.
     dev.d.bsi(["power", "--battery", "3", "--no-ac"]).ok();
     dev.d
         .bsi(["apply".as_ref(), bundle("macos-26.3.1-c.bsi").as_os_str()])
         .exit(3);
     let r = dev.report();
-    assert_eq!(r.state(), "failed");
-    assert_eq!(r.failure().count, 1);
-    // What is pending is still the staged response.
-    assert_eq!(r.pending(), ("26.3.1 (b)", "25D771280b"));
+    assert_eq!(
+        (r.state(), r.pending(), r.failure().count),
+        ("prepared", ("26.3.1 (b)", "25D771280b"), 0)
+    );
+    assert!(dev.d.status().install_failure.is_none());
     dev.d.bsi(["power", "--ac"]).ok();
+    dev.d.declare_active(
+        SETTINGS,
+        "no-user-installs",
+        json!({"RapidSecurityResponse": {"Enable": false}}),
+    );
+    dev.d
+        .bsi(["apply".as_ref(), bundle("macos-26.3.1-c.bsi").as_os_str()])
+        .exit(4);
+    let r = dev.report();
+    assert_eq!((r.state(), r.failure().count), ("prepared", 0));
+    dev.d
+        .bsi(["policy", "remove", "no-user-installs.activation"])
+        .ok();
     dev.d
         .bsi([
             "apply".as_ref(),
@@ -911,6 +1027,14 @@ fn downloading_and_installing_are_visible_while_they_run() {
 fn incremental_reports_hold_only_what_changed() {
     let dev = Dev::mac();
     let d = &dev.d;
+    dev.subscribe(&[
+        "device.operating-system.version",
+        "device.operating-system.supplemental.extra-version",
+        "softwareupdate.install-state",
+        "softwareupdate.pending-version",
+        "softwareupdate.install-reason",
+        "softwareupdate.failure-reason",
+    ]);
     // Nothing delivered yet: the whole report.
     let r = dev.report_at(NOW, &["--changes"]);
     assert_eq!(r.full, Some(true));
@@ -938,11 +1062,83 @@ fn incremental_reports_hold_only_what_changed() {
     let r = dev.report_at(NOW, &["--changes"]);
     assert!(r.items.softwareupdate.is_none());
     d.declare(SETTINGS, "s", json!({})).ok();
-    let r = dev.report_at(NOW, &["--changes"]);
-    assert_eq!(r.declarations().configurations.len(), 1);
+    let r = dev.report_at(NOW, &["--changes", "--delivered"]);
+    assert_eq!(
+        r.declarations().configurations.len(),
+        2,
+        "the subscription and s"
+    );
     assert!(r.items.softwareupdate.is_none());
+    // The restart changes the supplemental build too, which nothing subscribes to: only the
+    // subscribed extra version is sent.
+    d.bsi(["restart"]).ok();
+    let r = dev.report_at(NOW, &["--changes"]);
+    assert_eq!(
+        r.os().supplemental,
+        Some(Supplemental {
+            build_version: None,
+            extra_version: Some("(b)".into())
+        })
+    );
     // The plain report stays full.
     assert_eq!(dev.report().full, Some(true));
+}
+
+#[test]
+fn issue25_item9_a_report_holds_the_subscribed_items_and_the_implicit_ones() {
+    let dev = Dev::mac();
+    // Nothing subscribed: the client's capabilities and its declarations, nothing else.
+    let r = dev.report_at(NOW, &["--delivered"]);
+    assert!(r.items.device.is_none() && r.items.softwareupdate.is_none());
+    let m = r.items.management.as_ref().unwrap();
+    let caps = m
+        .capabilities
+        .as_ref()
+        .expect("management.client-capabilities");
+    assert_eq!(caps.versions, ["1.0.0"]);
+    assert!(caps.features.is_empty());
+    assert!(
+        caps.payloads
+            .status_items
+            .iter()
+            .any(|i| i == "softwareupdate.install-state")
+    );
+    assert_eq!(
+        caps.payloads.declarations.activations,
+        ["com.apple.activation.simple"]
+    );
+    assert!(caps.payloads.declarations.assets.is_empty());
+    assert!(
+        caps.payloads
+            .declarations
+            .configurations
+            .iter()
+            .any(|c| c == SUBSCRIPTIONS)
+    );
+    assert_eq!(caps.payloads.declarations.management, [CAPABILITIES]);
+    // A subscription sends the newly subscribed items at once, with what they hold now.
+    dev.subscribe(&[
+        "softwareupdate.install-state",
+        "device.model.family",
+        "device.identifier.udid",
+        "device.operating-system.marketing-name",
+    ]);
+    let r = dev.report_at(NOW, &["--changes", "--delivered"]);
+    assert_eq!(r.state(), "none");
+    let device = r.items.device.as_ref().unwrap();
+    assert_eq!(
+        device
+            .model
+            .as_ref()
+            .map(|m| (m.family.as_deref(), m.identifier.as_deref())),
+        Some((Some("Mac"), None))
+    );
+    let id = device.identifier.as_ref().unwrap();
+    assert!(id.udid.as_deref().is_some_and(|u| !u.is_empty()) && id.serial_number.is_none());
+    assert_eq!(r.os().marketing_name.as_deref(), Some("Tahoe"));
+    // Nothing changed since: nothing is sent.
+    let r = dev.report_at(NOW, &["--changes"]);
+    assert!(r.items.device.is_none() && r.items.softwareupdate.is_none());
 }
 
 #[test]
@@ -988,7 +1184,7 @@ fn every_report_bsi_can_produce_matches_apples_schemas() {
             (
                 ENFORCE,
                 "e",
-                json!({"TargetOSVersion": "26.3.1", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
+                json!({"TargetOSVersion": "26.3.1", "TargetBuildVersion": "25D771280a", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
             ),
             (
                 SUBSCRIPTIONS,
@@ -1015,6 +1211,12 @@ fn every_report_bsi_can_produce_matches_apples_schemas() {
         ] {
             let _ = d.declare(kind, id, payload);
             dev.report();
+        }
+        // `pred` activates the subscription where the OS version begins with 1.
+        if dev.facts.version.0 < 20 {
+            dev.subscribed
+                .borrow_mut()
+                .push("softwareupdate.install-state".to_owned());
         }
         dev.report_at(NOW, &["--changes"]);
         let os = dev.facts.os;
@@ -1184,4 +1386,347 @@ fn lookup_lists_and_answers() {
     ])
     .refused(2, "lists no");
     bsi(["lookup", "--catalog", "Cargo.toml"]).refused(2, "not a software lookup catalog");
+}
+
+/// `auto --from DIR` at `now`.
+fn auto_at(d: &Device, now: &str, dir: &std::path::Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["auto".as_ref(), "--from".as_ref(), dir.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    d.bsi_at(now, args)
+}
+
+#[test]
+fn issue25_item10_a_same_or_older_target_is_an_error_for_the_declaration() {
+    for (target, build, why) in [
+        ("26.3.1", None, "is the version the device runs"),
+        ("26.3", None, "is older than the 26.3.1"),
+        ("26.2", Some("25C56"), "is older than the 26.3.1"),
+        // A base build that cannot follow the device's is inconsistent: the OS version wins.
+        ("26.3.1", Some("24A1"), "is the version the device runs"),
+    ] {
+        let dev = Dev::mac();
+        let mut payload =
+            json!({"TargetOSVersion": target, "TargetLocalDateTime": "2026-12-01T09:00:00"});
+        if let Some(b) = build {
+            payload["TargetBuildVersion"] = b.into();
+        }
+        dev.d.declare_active(ENFORCE, "e", payload);
+        let r = dev.report();
+        let e = r.declarations().all()["e"];
+        assert_eq!((e.active, e.valid.as_str()), (true, "invalid"), "{target}");
+        assert_eq!(
+            e.codes(),
+            ["Error.ConfigurationCannotBeApplied"],
+            "{target}"
+        );
+        let detail = e.reasons[0].details["Error"].as_str().unwrap();
+        assert!(
+            detail.starts_with("DowngradeNotSupported") && detail.contains(why),
+            "{target}: {detail}"
+        );
+        // An invalid enforcement enforces nothing.
+        let dir = bundles_dir(&["macos-26.3.1-a.bsi.tar"]);
+        dev.d.bsi(["settings", "--automatic", "off"]).ok();
+        let before = dev.d.status();
+        auto_at(&dev.d, "2026-12-01T10:00:00Z", &dir, &[]).ok();
+        assert_eq!(dev.d.status().active, before.active, "{target}");
+    }
+}
+
+#[test]
+fn issue25_item10_an_inconsistent_build_yields_to_the_os_version() {
+    // TargetOSVersion 26.4 with the device's own base build: the build cannot be 26.4's, so
+    // the target is the OS update to 26.4, whose build the catalog names.
+    let dev = Dev::mac();
+    dev.d.declare_active(
+        ENFORCE,
+        "e",
+        json!({"TargetOSVersion": "26.4", "TargetBuildVersion": "25D2128", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
+    );
+    assert_eq!(dev.report().declarations().all()["e"].valid, "valid");
+    let dir = bundles_dir(&[]);
+    let catalog = fixtures().join("catalog.json");
+    auto_at(
+        &dev.d,
+        "2026-12-01T10:00:00Z",
+        &dir,
+        &["--catalog", catalog.to_str().unwrap()],
+    )
+    .ok()
+    .stdout_has("phase 1: updating to 26.4 (25E100)");
+    let s = dev.d.status();
+    assert_eq!(
+        (s.os.version.as_str(), s.os.build.as_str()),
+        ("26.4", "25E100")
+    );
+    assert_eq!(s.active, None);
+    // Met: the next pass says so and does nothing.
+    auto_at(&dev.d, "2026-12-01T11:00:00Z", &dir, &[])
+        .ok()
+        .stdout_has("already runs 26.4");
+}
+
+#[test]
+fn issue25_item10_a_response_for_a_later_minor_updates_the_base_first() {
+    let dir = bundles_dir(&["macos-26.4-a.bsi.tar", "macos-26.3.1-a.bsi.tar"]);
+    let dev = Dev::mac();
+    let d = &dev.d;
+    d.declare_active(
+        ENFORCE,
+        "e",
+        json!({"TargetOSVersion": "26.4", "TargetBuildVersion": "25E771000a", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
+    );
+    d.bsi(["settings", "--automatic", "off"]).ok();
+    // Before the deadline: the plan, and nothing changes.
+    let before = d.status();
+    auto_at(d, "2026-12-01T08:00:00Z", &dir, &[])
+        .ok()
+        .stdout_has("at the deadline the device updates to 26.4 (25E100), then installs 26.4 (a)");
+    assert_eq!(
+        (d.status().os, d.status().active),
+        (before.os.clone(), None)
+    );
+    // A dry run after it says both phases and changes nothing.
+    let tree = d.tree();
+    auto_at(d, "2026-12-01T10:00:00Z", &dir, &["--dry-run"])
+        .ok()
+        .stdout_has("would update to 26.4 (25E100), then install 26.4 (a)");
+    tree.assert_same(&d.tree());
+    // After it: phase 1, the OS update; phase 2, the response; each is reported.
+    let out = auto_at(d, "2026-12-01T10:00:00Z", &dir, &["--json"])
+        .ok()
+        .json();
+    assert_eq!(out["updated"], "26.4 (25E100)");
+    assert_eq!(out["installed"], "26.4 (a)");
+    assert_eq!(out["declaration"], "e");
+    let log: Vec<String> = serde_json::from_value(out["log"].clone()).unwrap();
+    let phase1 = log
+        .iter()
+        .position(|l| l.contains("phase 1: updating to 26.4 (25E100)"));
+    let phase2 = log
+        .iter()
+        .position(|l| l.contains("phase 2: installing 26.4 (a)"));
+    assert!(phase1.is_some() && phase1 < phase2, "{log:?}");
+    let s = d.status();
+    assert_eq!(
+        (s.os.version.as_str(), s.os.build.as_str()),
+        ("26.4", "25E100")
+    );
+    assert_eq!(s.active_version(), Some("26.4 (a)"));
+    assert!(s.recovery_pending.is_none());
+    d.bsi(["verify"]).ok();
+    let r = dev.report();
+    assert_eq!((r.state(), r.pending()), ("none", ("", "")));
+    assert_eq!(
+        r.os()
+            .supplemental
+            .as_ref()
+            .unwrap()
+            .extra_version
+            .as_deref(),
+        Some("(a)")
+    );
+    // Met, the declaration keeps the status it had when the device took it: valid, no error.
+    let e = r.declarations().all()["e"];
+    assert_eq!(
+        (e.active, e.valid.as_str(), e.codes().len()),
+        (true, "valid", 0)
+    );
+    auto_at(d, "2026-12-01T11:00:00Z", &dir, &[])
+        .ok()
+        .stdout_has("26.4 (a) is satisfied by 26.4 (a)");
+    // Without the power it needs, the update does not start and the attempt is a failure.
+    let dev = Dev::with(&["--supervised", "--battery", "5", "--no-ac"]);
+    dev.d.declare_active(
+        ENFORCE,
+        "e",
+        json!({"TargetOSVersion": "26.4", "TargetBuildVersion": "25E771000a", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
+    );
+    let before = dev.d.status();
+    auto_at(&dev.d, "2026-12-01T10:00:00Z", &dir, &[]).refused(3, "below the 10 % minimum");
+    assert_eq!(dev.d.status().os, before.os);
+    let r = dev.report();
+    assert_eq!((r.state(), r.failure().count), ("failed", 1));
+}
+
+#[test]
+fn issue25_item10_before_macos_15_the_os_update_comes_on_its_own() {
+    let dev = Dev::with(&["--supervised", "--version", "14.0", "--build", "23A344"]);
+    dev.d.declare_active(
+        ENFORCE,
+        "e",
+        json!({"TargetOSVersion": "14.1", "TargetBuildVersion": "23B74", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
+    );
+    let before = dev.d.status();
+    auto_at(&dev.d, "2026-12-01T10:00:00Z", &bundles_dir(&[]), &[])
+        .ok()
+        .stdout_has("devices before macOS 15")
+        .stdout_has("`bsi update --version 14.1 --build 23B74`");
+    assert_eq!(dev.d.status().os, before.os);
+}
+
+#[test]
+fn issue25_item11_a_refused_user_action_is_no_install_failure() {
+    // Nothing pending; the user's apply refused by policy: nothing failed, no keys Apple's schema
+    // does not have (the validator in `report_at` refuses them), bsi's detail nowhere.
+    let dev = Dev::mac();
+    dev.subscribe(&[
+        "softwareupdate.install-state",
+        "softwareupdate.failure-reason",
+    ]);
+    dev.d.declare_active(
+        SETTINGS,
+        "s",
+        json!({"RapidSecurityResponse": {"Enable": false}}),
+    );
+    let tree = dev.d.tree();
+    dev.d
+        .bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
+        .refused(4, "declaration s");
+    tree.assert_same(&dev.d.tree());
+    let r = dev.report_at(NOW, &["--delivered"]);
+    assert_eq!((r.state(), r.failure().count), ("none", 0));
+    assert!(r.failure().reason.is_none() && r.failure().timestamp.is_none());
+    assert!(dev.d.status().install_failure.is_none());
+}
+
+#[test]
+fn issue25_item12_responses_start_with_ios_16_and_macos_13() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (platform, product, version, base, build, first) in [
+        ("macOS", "macOS", "12.6", "21G115", "21G771150a", "macOS 13"),
+        ("iOS", "iOS", "15.7", "19H370", "19H773700a", "iOS 16"),
+        ("iPadOS", "iOS", "15.7", "19H370", "19H773700a", "iPadOS 16"),
+    ] {
+        let d = Device::with(&[
+            "--platform",
+            platform,
+            "--version",
+            version,
+            "--build",
+            base,
+            "--supervised",
+        ]);
+        let b = make_bundle(
+            tmp.path(),
+            &format!("{platform}-{version}-a.bsi"),
+            product,
+            version,
+            base,
+            "(a)",
+            build,
+            &[("System/Library/x", b"x")],
+            &[],
+        );
+        let run = d.refuses(
+            ["apply".as_ref(), b.as_os_str(), "--restart".as_ref()],
+            5,
+            &format!("they exist from {first}.0"),
+        );
+        run.stderr_has("hint:");
+        // The background pass says so too, and installs nothing.
+        let dir = tmp.path().join(format!("{platform}-dir"));
+        std::fs::create_dir_all(&dir).unwrap();
+        auto_at(&d, NOW, &dir, &[])
+            .ok()
+            .stdout_has("takes no responses");
+    }
+    // The first versions with responses take them.
+    let d = Device::with(&["--version", "13.0", "--build", "22A380", "--supervised"]);
+    let b = make_bundle(
+        tmp.path(),
+        "macos-13.0-a.bsi",
+        "macOS",
+        "13.0",
+        "22A380",
+        "(a)",
+        "22A773800a",
+        &[("System/Library/x", b"x")],
+        &[],
+    );
+    d.bsi(["apply".as_ref(), b.as_os_str(), "--restart".as_ref()])
+        .ok();
+    assert_eq!(d.status().active_version(), Some("13.0 (a)"));
+}
+
+#[test]
+fn issue25_item13_marketing_names_are_apples_and_predicates_use_them() {
+    for (flags, name) in [
+        (vec!["--supervised"], "Tahoe"),
+        (
+            vec!["--supervised", "--version", "15.1", "--build", "24B83"],
+            "Sequoia",
+        ),
+        (
+            vec!["--supervised", "--version", "14.0", "--build", "23A344"],
+            "Sonoma",
+        ),
+        (
+            vec!["--supervised", "--version", "13.3.1", "--build", "22E261"],
+            "Ventura",
+        ),
+        (vec!["--platform", "iOS", "--supervised"], "iOS 26.3.1"),
+    ] {
+        let dev = Dev::with(&flags);
+        assert_eq!(
+            dev.report().os().marketing_name.as_deref(),
+            Some(name),
+            "{flags:?}"
+        );
+        // A predicate on the name activates as it would on a real device.
+        dev.d
+            .declare(
+                SUBSCRIPTIONS,
+                "subs",
+                json!({"StatusItems": [{"Name": "device.model.family"}]}),
+            )
+            .ok();
+        dev.d
+            .declare(
+                ACTIVATION,
+                "on-tahoe",
+                json!({"StandardConfigurations": ["subs"], "Predicate": "@status(device.operating-system.marketing-name) == 'Tahoe'"}),
+            )
+            .ok();
+        let active = dev.report().declarations().all()["on-tahoe"].active;
+        assert_eq!(active, name == "Tahoe", "{flags:?}");
+    }
+}
+
+#[test]
+fn issue25_item13_enable_false_stops_only_the_users_installs() {
+    let dir = bundles_dir(&["macos-26.3.1-b.bsi.tar"]);
+    let dev = Dev::mac();
+    dev.d.declare_active(
+        SETTINGS,
+        "s",
+        json!({"RapidSecurityResponse": {"Enable": false}, "AutomaticActions": {"InstallSecurityUpdate": "AlwaysOn"}}),
+    );
+    dev.d
+        .bsi(["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()])
+        .refused(4, "declaration s");
+    auto_at(&dev.d, NOW, &dir, &[])
+        .ok()
+        .stdout_has("installing 26.3.1 (b)");
+    assert_eq!(dev.d.status().staged.unwrap().version, "26.3.1 (b)");
+
+    // Automatic install acts only while downloads are automatic.
+    let dev = Dev::mac();
+    dev.d.declare_active(
+        SETTINGS,
+        "s",
+        json!({"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOn", "Download": "AlwaysOff"}}),
+    );
+    let s = dev.d.status();
+    assert_eq!(
+        (
+            s.automatic_install.enabled,
+            s.automatic_install.source.as_str()
+        ),
+        (false, "policy")
+    );
+    auto_at(&dev.d, NOW, &dir, &[])
+        .ok()
+        .stdout_has("automatic install is off");
+    assert!(dev.d.status().staged.is_none());
 }

@@ -237,6 +237,21 @@ impl Kmfddm {
 const SETTINGS: &str = "com.apple.configuration.softwareupdate.settings";
 const ENFORCE: &str = "com.apple.configuration.softwareupdate.enforcement.specific";
 const ACTIVATION: &str = "com.apple.activation.simple";
+const SUBSCRIPTIONS: &str = "com.apple.configuration.management.status-subscriptions";
+
+/// Subscribes, as a server does, to the items these tests read back from the server.
+fn subscriptions() -> serde_json::Value {
+    let items = [
+        "device.operating-system.version",
+        "device.operating-system.supplemental.build-version",
+        "device.operating-system.supplemental.extra-version",
+        "softwareupdate.install-state",
+        "softwareupdate.pending-version",
+        "softwareupdate.install-reason",
+        "softwareupdate.failure-reason",
+    ];
+    json!({"StatusItems": items.iter().map(|i| json!({"Name": i})).collect::<Vec<_>>()})
+}
 
 fn by_id(list: &[DeclarationStatus]) -> std::collections::BTreeMap<&str, &DeclarationStatus> {
     list.iter().map(|d| (d.identifier.as_str(), d)).collect()
@@ -267,11 +282,12 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
         "broken",
         json!({"RapidSecurityResponse": {"Enable": "no"}}),
     );
+    server.declare("bsi", SUBSCRIPTIONS, "subscriptions", subscriptions());
     server.declare(
         "bsi",
         ACTIVATION,
         "activation",
-        json!({"StandardConfigurations": ["settings", "enforce", "broken"]}),
+        json!({"StandardConfigurations": ["settings", "enforce", "broken", "subscriptions"]}),
     );
     server.enroll("E-1", "bsi");
     let d = Device::with(&["--supervised", "--enrollment-id", "E-1"]);
@@ -298,9 +314,9 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
     assert_eq!(out["report"]["sent"], true);
     let seen = server.declaration_status("E-1");
     let all = by_id(&seen);
-    assert_eq!(all.len(), 4, "{seen:?}");
+    assert_eq!(all.len(), 5, "{seen:?}");
     assert!(seen.iter().all(|s| s.current), "{seen:?}");
-    for id in ["settings", "enforce", "activation"] {
+    for id in ["settings", "enforce", "activation", "subscriptions"] {
         assert_eq!(
             (all[id].active, all[id].valid.as_str()),
             (true, "valid"),
@@ -386,7 +402,7 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
         "bsi",
         ACTIVATION,
         "activation",
-        json!({"StandardConfigurations": ["settings", "enforce"]}),
+        json!({"StandardConfigurations": ["settings", "enforce", "subscriptions"]}),
     );
     d.bsi(["sync", "--server", &server.url])
         .ok()
@@ -420,11 +436,12 @@ fn a_fleet_syncs_in_parallel_and_converges() {
         "enforce",
         json!({"TargetOSVersion": "26.3.1", "TargetBuildVersion": "25D771280a", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
     );
+    server.declare("bsi", SUBSCRIPTIONS, "subscriptions", subscriptions());
     server.declare(
         "bsi",
         ACTIVATION,
         "activation",
-        json!({"StandardConfigurations": ["settings", "enforce"]}),
+        json!({"StandardConfigurations": ["settings", "enforce", "subscriptions"]}),
     );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("fleet");
@@ -491,7 +508,7 @@ fn a_fleet_syncs_in_parallel_and_converges() {
     );
     for id in &ids {
         let seen = server.declaration_status(id);
-        assert_eq!(seen.len(), 3, "{id}: {seen:?}");
+        assert_eq!(seen.len(), 4, "{id}: {seen:?}");
         assert!(
             seen.iter().all(|s| s.current && s.valid == "valid"),
             "{id}: {seen:?}"

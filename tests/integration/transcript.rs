@@ -84,6 +84,7 @@ const SESSION: &[Step] = &[
     on(&["policy", "set", "$FIXTURES/catalog.json"]),
     on(&["policy", "set", "$FIXTURES/declarations/settings.json"]),
     on(&["policy", "set", "$FIXTURES/declarations/enforcement.json"]),
+    on(&["policy", "set", "$FIXTURES/declarations/subscriptions.json"]),
     on(&["policy", "set", "$FIXTURES/declarations/activation.json"]),
     on(&["policy", "list"]),
     on(&["settings", "--automatic", "off"]),

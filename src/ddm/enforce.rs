@@ -1,0 +1,407 @@
+//! Step 1 of a background pass (`bsi auto`): the enforcement declarations in effect. One whose
+//! `TargetLocalDateTime` has passed (device local time) installs its target, the bundle whose
+//! version and supplemental build match `TargetOSVersion` and `TargetBuildVersion`, and
+//! restarts, whatever the automatic-install settings; before the deadline the device prepares it.
+//! A target whose base is a later minor version is reached in two phases on macOS 15 and iOS 18
+//! and later, as Apple's devices do since then: the OS update first (its build from the
+//! response's prerequisite, or the catalog), then the response.
+
+use crate::Result;
+use crate::ddm::catalog::Catalog;
+use crate::ddm::software_update;
+use crate::declarations::declaration::EnforcementPayload as Enforcement;
+use crate::device::Snapshot;
+use crate::device::records::InstallTrigger;
+use crate::gates::policy::Policy;
+use crate::lifecycle::journal::Tx;
+use crate::lifecycle::update;
+use crate::progress::Progress;
+use crate::version::BaseMove;
+use crate::version::{Build, ResponseVersion};
+
+use super::pass::{AutoOptions, AutoOutcome, Candidate, install, restart_into};
+
+/// What the pass knows when it looks at the enforcements.
+pub(super) struct Pass<'a> {
+    /// Bundles for the device's base.
+    pub applicable: &'a mut Vec<Candidate>,
+    /// Bundles for a later minor version.
+    pub later: &'a mut Vec<Candidate>,
+    /// The device's state.
+    pub snapshot: &'a Snapshot,
+    /// The policy in effect.
+    pub policy: &'a Policy,
+    /// The catalog, when the pass was given one.
+    pub catalog: Option<&'a Catalog>,
+    /// The staged install, if any.
+    pub staged: Option<&'a (ResponseVersion, Build)>,
+    /// The active response, if any.
+    pub active: Option<ResponseVersion>,
+    /// What the pass did.
+    pub outcome: &'a mut AutoOutcome,
+    /// What it says.
+    pub log: &'a mut Vec<String>,
+}
+
+/// Acts on the first enforcement that calls for something; `true` when it did (the pass ends).
+pub(super) fn enforce(
+    tx: &mut Tx<'_>,
+    opts: &AutoOptions,
+    progress: &dyn Progress,
+    pass: Pass<'_>,
+) -> Result<bool> {
+    let Pass {
+        applicable,
+        later,
+        snapshot,
+        policy,
+        catalog,
+        staged,
+        active,
+        outcome,
+        log,
+    } = pass;
+    let device = tx.device();
+    let now = tx.clock().local();
+    let base = &snapshot.base;
+    for (id, e) in &policy.enforcements {
+        let due = e.target_local_date_time <= now;
+        let deadline = e
+            .target_local_date_time
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        // An OS target (no build, or a base build) the device has reached. (A same-version OS
+        // target that arrived on this version is invalid and never gets here.)
+        if e.target_build_version.as_ref() == Some(&base.build)
+            || (e.target_build_version.is_none() && e.target_os_version == base.version)
+        {
+            log.push(format!(
+                "enforcement {id}: the device already runs {} ({})",
+                base.version, base.build
+            ));
+            continue;
+        }
+        if e.target_os_version < base.version {
+            log.push(format!(
+                "enforcement {id}: the device runs {}, which already includes {}",
+                base.version, e.target_os_version
+            ));
+            continue;
+        }
+        if e.target_os_version > base.version {
+            let later_minor = LaterMinor {
+                id,
+                enforcement: e,
+                due,
+                deadline: &deadline,
+            };
+            if update_first(
+                tx,
+                opts,
+                progress,
+                later_minor,
+                later,
+                catalog,
+                outcome,
+                log,
+            )? {
+                return Ok(true);
+            }
+            continue;
+        }
+        let wanted_build = |b: &Build| e.target_build_version.as_ref().is_none_or(|t| t == b);
+        // Prepared earlier (by this pass before the deadline, or by the user): the deadline
+        // restarts into it.
+        if let Some((version, build)) = &staged {
+            let satisfies = wanted_build(build);
+            let target_newer = applicable
+                .iter()
+                .filter(|c| wanted_build(&c.build))
+                .any(|c| c.version > *version);
+            if satisfies && !target_newer {
+                if !due {
+                    log.push(format!(
+                        "enforcement {id}: {version} is prepared; the device restarts into it at the deadline {deadline} local time unless the user restarts first"
+                    ));
+                    outcome.prepared = Some(version.to_string());
+                    continue;
+                }
+                log.push(format!(
+                    "enforcement {id}: the deadline {deadline} has passed; {} into {version}",
+                    if opts.dry_run {
+                        "would restart"
+                    } else {
+                        "restarting"
+                    }
+                ));
+                restart_into(
+                    tx,
+                    opts,
+                    id,
+                    &(version.to_string(), build.to_string()),
+                    outcome,
+                    log,
+                )?;
+                return Ok(true);
+            }
+        }
+        let target = applicable
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| wanted_build(&c.build))
+            .max_by_key(|(_, c)| c.version)
+            .map(|(i, _)| i);
+        let Some(target) = target else {
+            let what = e.target_build_version.as_ref().map_or_else(
+                || e.target_os_version.to_string(),
+                |b| format!("{} ({b})", e.target_os_version),
+            );
+            if snapshot
+                .active
+                .as_ref()
+                .is_some_and(|a| Some(&a.build) == e.target_build_version.as_ref())
+            {
+                log.push(format!("enforcement {id}: {what} is active"));
+            } else {
+                log.push(format!(
+                    "enforcement {id}: no bundle for {what} in {}",
+                    opts.from.display()
+                ));
+            }
+            continue;
+        };
+        let target = applicable.swap_remove(target);
+        if active.is_some_and(|p| p >= target.version) {
+            log.push(format!(
+                "enforcement {id}: {} is satisfied by {}",
+                target.version,
+                active.map(|p| p.to_string()).unwrap_or_default()
+            ));
+            continue;
+        }
+        if due {
+            log.push(format!(
+                "enforcement {id}: the deadline {deadline} has passed; {} {} and {}",
+                if opts.dry_run {
+                    "would install"
+                } else {
+                    "installing"
+                },
+                target.version,
+                if opts.dry_run {
+                    "restart"
+                } else {
+                    "restarting"
+                }
+            ));
+            install(tx, progress, opts, target, Some(id), true, outcome, log)?;
+            return Ok(true);
+        }
+        // Before the deadline the device prepares the response, as real devices download and
+        // prepare an enforced update ahead of it; only the deadline restarts.
+        if !crate::gates::power::passes(device.info(), device.power()?) {
+            log.push(format!(
+                "enforcement {id}: {} is due at {deadline} local time; waiting for power to prepare it",
+                target.version
+            ));
+            if !opts.dry_run {
+                tx.begin()?;
+                software_update::record_wanted(
+                    device,
+                    InstallTrigger::Declaration,
+                    Some(id),
+                    (&target.version.to_string(), target.build.as_str()),
+                )?;
+            }
+            return Ok(true);
+        }
+        log.push(format!(
+            "enforcement {id}: {} is due at {deadline} local time; {} it now",
+            target.version,
+            if opts.dry_run {
+                "would prepare"
+            } else {
+                "preparing"
+            }
+        ));
+        install(tx, progress, opts, target, Some(id), false, outcome, log)?;
+        return Ok(true);
+    }
+
+    Ok(false)
+}
+
+/// An enforcement whose target is a later version than the base.
+#[derive(Clone, Copy)]
+struct LaterMinor<'e> {
+    id: &'e str,
+    enforcement: &'e Enforcement,
+    due: bool,
+    deadline: &'e str,
+}
+
+/// Where the OS update an enforcement needs first comes from: the response's prerequisite, a
+/// base build the declaration names, the catalog's release, or the prerequisite of any bundle
+/// for that version.
+fn base_build_for(
+    e: &Enforcement,
+    response: Option<&Candidate>,
+    later: &[Candidate],
+    catalog: Option<&Catalog>,
+    platform: crate::platform::Platform,
+) -> Option<Build> {
+    if let Some(c) = response {
+        return Some(c.bundle.manifest.prerequisite.clone());
+    }
+    if let Some(b) = &e.target_build_version
+        && Build::parse_base(b.as_str()).is_ok()
+    {
+        return Some(b.clone());
+    }
+    catalog
+        .and_then(|c| c.release_build(platform, &e.target_os_version))
+        .and_then(|b| b.parse().ok())
+        .or_else(|| {
+            later
+                .iter()
+                .find(|c| c.version.os == e.target_os_version)
+                .map(|c| c.bundle.manifest.prerequisite.clone())
+        })
+}
+
+/// A target on a later minor version: since iOS 18 and macOS 15 the device updates its base
+/// first, then installs the response, reporting each phase; earlier versions say the OS update
+/// comes first on its own. `true` when the pass acted.
+#[allow(clippy::too_many_arguments)]
+fn update_first(
+    tx: &mut Tx<'_>,
+    opts: &AutoOptions,
+    progress: &dyn Progress,
+    target: LaterMinor<'_>,
+    later: &mut Vec<Candidate>,
+    catalog: Option<&Catalog>,
+    outcome: &mut AutoOutcome,
+    log: &mut Vec<String>,
+) -> Result<bool> {
+    let LaterMinor {
+        id,
+        enforcement: e,
+        due,
+        deadline,
+    } = target;
+    let device = tx.device();
+    let base = device.base()?;
+    let platform = device.info().platform;
+    let os = e.target_os_version;
+    if os.major() != base.version.major() {
+        log.push(format!(
+            "enforcement {id}: {os} is a major upgrade from {}; simulate it with `bsi upgrade --version {os} --build BUILD`",
+            base.version
+        ));
+        return Ok(false);
+    }
+    // A response build names the response to install after the update; without one (or with
+    // a base build) the target is the OS update alone.
+    let response = e.target_build_version.as_ref().and_then(|t| {
+        later
+            .iter()
+            .position(|c| c.version.os == os && c.build == *t)
+    });
+    if let Some(t) = &e.target_build_version
+        && response.is_none()
+        && Build::parse_base(t.as_str()).is_err()
+    {
+        log.push(format!(
+            "enforcement {id}: no bundle for {os} ({t}) in {}",
+            opts.from.display()
+        ));
+        return Ok(false);
+    }
+    let Some(build) = base_build_for(e, response.map(|i| &later[i]), later, catalog, platform)
+    else {
+        log.push(format!(
+            "enforcement {id}: {os} needs an OS update first, and neither a bundle in {} nor a catalog names its build; pass `--catalog`, or update with `bsi update --version {os} --build BUILD`",
+            opts.from.display()
+        ));
+        return Ok(false);
+    };
+    let first = platform.first_to_update_first();
+    if base.version < first {
+        log.push(format!(
+            "enforcement {id}: {os} ({build}) is an OS update; devices before {} {first} install it on its own first (`bsi update --version {os} --build {build}`)",
+            platform.name()
+        ));
+        return Ok(false);
+    }
+    let what = response.map(|i| later[i].version.to_string());
+    let plan = match &what {
+        Some(r) => format!("updates to {os} ({build}), then installs {r}"),
+        None => format!("updates to {os} ({build})"),
+    };
+    if !due {
+        log.push(format!(
+            "enforcement {id}: due at {deadline} local time; at the deadline the device {plan}"
+        ));
+        return Ok(false);
+    }
+    if opts.dry_run {
+        log.push(format!(
+            "enforcement {id}: the deadline {deadline} has passed; the device would {}",
+            plan.replacen("updates", "update", 1)
+                .replacen("installs", "install", 1)
+        ));
+        return Ok(true);
+    }
+    // What is pending: the response when there is one, else the OS update.
+    let pending = response.map_or_else(
+        || (os.to_string(), build.to_string()),
+        |i| (later[i].version.to_string(), later[i].build.to_string()),
+    );
+    if let Err(err) = crate::gates::power::check(device.info(), device.power()?) {
+        log.push(format!("could not update to {os}: {err}"));
+        tx.begin()?;
+        software_update::record_wanted(
+            device,
+            InstallTrigger::Declaration,
+            Some(id),
+            (&pending.0, &pending.1),
+        )?;
+        software_update::record_failure(device, tx.clock(), Some((&pending.0, &pending.1)), &err)?;
+        return Err(err);
+    }
+    // Phase 1: the OS update, committed and finished on its own.
+    let published = catalog.map_or_else(Vec::new, |c| {
+        c.responses_for_base(platform, &base.version, base.build.as_str())
+    });
+    log.push(format!(
+        "enforcement {id}: the deadline {deadline} has passed; phase 1: updating to {os} ({build})"
+    ));
+    let updated = update::update(tx, BaseMove::Minor, os, &build, &published, false)?;
+    log.push(updated.message.clone());
+    tx.settle()?;
+    outcome.updated = Some(updated.to);
+    outcome.reason = Some(InstallTrigger::Declaration.name().to_owned());
+    outcome.declaration = Some(id.to_owned());
+    outcome.restarted = true;
+    let Some(i) = response else {
+        software_update::record_success(device)?;
+        return Ok(true);
+    };
+    // Phase 2: the response, on the new base.
+    let candidate = later.swap_remove(i);
+    log.push(format!(
+        "enforcement {id}: phase 2: installing {} and restarting",
+        candidate.version
+    ));
+    install(
+        tx,
+        progress,
+        opts,
+        candidate,
+        Some(&id.to_owned()),
+        true,
+        outcome,
+        log,
+    )?;
+    Ok(true)
+}
