@@ -25,6 +25,12 @@ pub(crate) fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
         .flatten()
 }
 
+/// `at` as RFC 3339 UTC text, to the second (certificate validity, which the real clock judges).
+#[must_use]
+pub(crate) fn rfc3339(at: std::time::SystemTime) -> String {
+    DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 /// A fixed instant with the device's UTC offset.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {

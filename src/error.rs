@@ -40,10 +40,12 @@ pub(crate) enum Error {
         available: u64,
     },
 
-    /// A DDM server did not answer as the protocol says: unreachable, timed out, an HTTP error
-    /// status, or a body that is not what the endpoint returns.
-    #[error("DDM server: {method} {endpoint}: {problem}")]
+    /// A server (DDM, MDM, SCEP) did not answer as the protocol says: unreachable, timed out,
+    /// an HTTP error status, or a body that is not what the endpoint returns.
+    #[error("{service}: {method} {endpoint}: {problem}")]
     Server {
+        /// Which: `DDM server`, `MDM server`, `SCEP server`.
+        service: &'static str,
         /// `GET` or `PUT`.
         method: &'static str,
         /// The endpoint, e.g. `/declaration-items`.
@@ -60,6 +62,15 @@ pub(crate) enum Error {
     ReadOnly {
         /// The device root.
         root: PathBuf,
+    },
+    /// The device's MDM identity could not be made, read or used: a key, a certificate, a CMS
+    /// message, or a certificate outside its validity (judged with the real clock).
+    #[error("{problem}")]
+    Identity {
+        /// What went wrong.
+        problem: String,
+        /// What to do.
+        hint: String,
     },
     /// Devices of a fleet failed to sync (each failure is listed in the command's output).
     #[error("{failed} of {devices} devices failed to sync (listed above)")]
@@ -237,6 +248,7 @@ impl Error {
             | Error::NoSpace { .. }
             | Error::Server { .. }
             | Error::ReadOnly { .. }
+            | Error::Identity { .. }
             | Error::SyncFailures { .. } => 1,
             Error::Usage { .. }
             | Error::Version(_)
@@ -279,6 +291,7 @@ impl Error {
             Error::NoSpace { .. } => ErrorKind::NoSpace,
             Error::Server { .. } | Error::SyncFailures { .. } => ErrorKind::Server,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::Identity { .. } => ErrorKind::Identity,
             Error::Usage { .. }
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
@@ -320,7 +333,7 @@ impl Error {
             Error::NoSpace { .. } => {
                 "free some space on the device's volume, then apply again".to_owned()
             }
-            Error::Server { hint, .. } => hint.clone(),
+            Error::Server { hint, .. } | Error::Identity { hint, .. } => hint.clone(),
             Error::ReadOnly { .. } => "remount it read-write (or copy the device to writable storage), then try again; reading commands (status, verify, history, report) work on a read-only device".to_owned(),
             Error::SyncFailures { .. } => "fix what the failures name, then run `bsi fleet sync` again (devices that synced are up to date)".to_owned(),
             Error::Policy(refusal) => refusal.hint(),
@@ -407,6 +420,14 @@ impl Error {
     pub(crate) fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Error::Usage {
             message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// An identity failure.
+    pub(crate) fn identity(problem: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Identity {
+            problem: problem.into(),
             hint: hint.into(),
         }
     }
@@ -540,6 +561,8 @@ pub enum ErrorKind {
     Server,
     /// The device is on a read-only filesystem (exit 1).
     ReadOnly,
+    /// The MDM identity could not be made, read or used, or is outside its validity (exit 1).
+    Identity,
     /// A bad flag, value or input file (exit 2).
     Usage,
     /// The battery is below the minimum and the device is not on power (exit 3).
@@ -562,6 +585,17 @@ pub enum ErrorKind {
     Interrupted,
     /// A bug in bsi (exit 1).
     Internal,
+}
+
+impl ErrorKind {
+    /// The stable name (`power`, `no-space`, ...).
+    #[must_use]
+    pub(crate) fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 }
 
 /// The command that fixes damage `verify` or `repair` found.

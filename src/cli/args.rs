@@ -162,6 +162,9 @@ pub(crate) enum Command {
     /// Many simulated devices at once: make them, sync them all with a DDM server.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Be a device an MDM server manages: enroll, answer its commands, leave it.
+    #[command(subcommand)]
+    Mdm(super::mdm::MdmCommand),
     /// Read a software lookup catalog: releases and background security improvements.
     #[command(
         after_help = "Examples:\n  bsi lookup --catalog fixtures/catalog.json\n  bsi lookup --catalog fixtures/catalog.json --version \"26.3.1 (a)\""
@@ -427,9 +430,10 @@ pub(crate) struct AutoArgs {
 /// `bsi sync`.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct SyncArgs {
-    /// The base URL of the server's device endpoints (where it answers GET /tokens).
+    /// The base URL of a DDM server's device endpoints (where it answers GET /tokens)
+    /// [default: through the MDM server the device is enrolled in]
     #[arg(long, value_name = "URL", env = "BSI_SERVER")]
-    pub server: String,
+    pub server: Option<String>,
     /// The enrollment identifier to send (X-Enrollment-ID) [default: the device's own, see
     /// `bsi status`]
     #[arg(long, value_name = "ID")]
@@ -478,6 +482,21 @@ pub(crate) enum FleetCommand {
         after_help = "Prints throughput (syncs/s), latency percentiles, the CPU time bsi used, and every failure.\n\nExample:\n  bsi fleet sync --dir /tmp/fleet --server http://127.0.0.1:9002 --concurrency 16"
     )]
     Sync(FleetSyncArgs),
+    /// Enroll every device of a fleet in an MDM server with one enrollment profile.
+    #[command(
+        after_help = "Each device gets its own identity from the profile's SCEP payload (put %UDID% in its\nSubject so the CA issues each device its own). Prints throughput, latency percentiles, the\nCPU time bsi used, and every failure.\n\nExample:\n  bsi fleet enroll --dir /tmp/fleet --profile enroll.mobileconfig --concurrency 16"
+    )]
+    Enroll(super::mdm::FleetEnrollArgs),
+    /// Poll every enrolled device of a fleet: answer its commands, sync through the server.
+    #[command(
+        after_help = "Example:\n  bsi fleet poll --dir /tmp/fleet --then-auto --from fixtures/bundles --concurrency 16"
+    )]
+    Poll(super::mdm::FleetPollArgs),
+    /// How a fleet stands: devices by version, install state, enrollment, last check-in.
+    #[command(
+        after_help = "Example:\n  bsi fleet status --dir /tmp/fleet\n  bsi fleet status --dir /tmp/fleet --json | jq .by_version"
+    )]
+    Status(super::mdm::FleetStatusArgs),
 }
 
 /// `bsi fleet init`.
@@ -559,6 +578,9 @@ pub(crate) struct FleetSyncArgs {
         allow_negative_numbers = true
     )]
     pub deadline: f64,
+    /// Only the devices whose index is K modulo N (K from 0), for N parallel jobs.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 /// `bsi report`.

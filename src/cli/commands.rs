@@ -23,14 +23,14 @@ use super::{Ctx, Executed};
 use super::warn;
 
 /// The outcome of a changing operation, its warnings shown.
-fn shown<T>(done: Done<T>) -> T {
+pub(super) fn shown<T>(done: Done<T>) -> T {
     for w in &done.warnings {
         warn(w);
     }
     done.value
 }
 
-fn env(ctx: &Ctx) -> Result<Env> {
+pub(super) fn env(ctx: &Ctx) -> Result<Env> {
     Ok(Env {
         root: ctx.root()?,
         clock: ctx.clock,
@@ -234,14 +234,16 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 }),
                 timeout: timeout(a.timeout)?,
                 deadline: seconds("--deadline", a.deadline)?,
+                shard: a.shard.as_deref().map_or(Ok(fleet::Shard::ALL), fleet::Shard::parse)?,
             };
             let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
-            let failed = (outcome.failed > 0).then_some(Error::SyncFailures {
-                failed: outcome.failed,
-                devices: outcome.devices,
-            });
+            let failed = outcome.tally.error();
             Ok((Output::of(outcome), failed))
         }
+        Command::Mdm(c) => super::mdm::execute(ctx, c),
+        Command::Fleet(FleetCommand::Enroll(a)) => super::mdm::fleet_enroll(ctx, a),
+        Command::Fleet(FleetCommand::Poll(a)) => super::mdm::fleet_poll(ctx, a),
+        Command::Fleet(FleetCommand::Status(a)) => super::mdm::fleet_status(ctx, a),
         Command::Lookup(a) => {
             let cat = catalog::Catalog::load(&a.catalog, &ctx.clock)?;
             done(Output::of(cat.lookup(
@@ -397,11 +399,11 @@ fn man(out: Option<&Path>) -> Result<Executed> {
     }
 }
 
-fn timeout(secs: f64) -> Result<std::time::Duration> {
+pub(super) fn timeout(secs: f64) -> Result<std::time::Duration> {
     seconds("--timeout", secs)
 }
 
-fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
+pub(super) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
         return Err(Error::usage(
             format!("{flag} {secs} is not a number of seconds above 0 and at most 3600"),
@@ -430,7 +432,12 @@ fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
         check_enrollment_id(id)?;
     }
     Ok(sync::SyncOptions {
-        server: client::Server::new(&a.server, timeout(a.timeout)?, 1)?,
+        server: a
+            .server
+            .as_deref()
+            .map(|url| client::Server::new(url, timeout(a.timeout)?, 1))
+            .transpose()?,
+        timeout: timeout(a.timeout)?,
         enrollment_id: a.enrollment_id.clone(),
         then_auto: a.from.clone().map(|from| auto::AutoOptions {
             from,

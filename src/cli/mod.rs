@@ -9,6 +9,7 @@
 pub(crate) mod args;
 mod commands;
 mod get;
+pub(crate) mod mdm;
 pub(crate) mod render;
 
 use std::ffi::OsString;

@@ -3,17 +3,17 @@
 //! `GET /declaration/{type}/{identifier}` and `PUT /status`, each with the enrollment in the
 //! `X-Enrollment-ID` header (what an MDM server sets after authenticating the device).
 //!
-//! Plain HTTP only (bsi talks to a server on the test network, or through a TLS-terminating
-//! proxy). Every answer is size-limited and typed before bsi uses it. Connection failures,
-//! timeouts, HTTP 429 and 5xx are retried a bounded number of times with backoff; any other
-//! status, and a body that is not what the endpoint returns, fail at once with one message naming
-//! the endpoint and what went wrong, and a hint.
+//! Or the same requests through an MDM server, as `DeclarativeManagement` check-ins that a
+//! [`Carrier`] (the enrolled device's MDM channel) sends. Requests go through `http` (size
+//! limits, retries, deadline); every answer is typed before bsi uses it.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::http::{Exchange, Failure, Link};
 use crate::untrusted::clip;
 use crate::{Error, Result};
 
@@ -23,8 +23,6 @@ pub(crate) const ENROLLMENT_HEADER: &str = "X-Enrollment-ID";
 const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest declaration bsi reads (as `policy set`).
 const MAX_DECLARATION_BYTES: u64 = crate::declarations::store::MAX_DECLARATION_BYTES;
-/// Attempts for a request that failed in a way worth retrying.
-const ATTEMPTS: u32 = 3;
 
 /// `TokensResponse`.
 #[derive(Clone, Debug, Deserialize)]
@@ -88,15 +86,51 @@ pub(crate) struct DeclarationItemsResponse {
     pub declarations: ManifestDeclarationItems,
 }
 
-/// A DDM server's device endpoints.
+/// How DDM requests travel: straight to a DDM server (its device endpoints, naming the
+/// enrollment in `X-Enrollment-ID`), or through an MDM server as `DeclarativeManagement`
+/// check-ins, which a [`Carrier`] (the MDM device's channel) sends.
+#[derive(Clone, Debug)]
+enum Route {
+    Direct(Link),
+    Carried(Arc<dyn Carrier>),
+}
+
+/// Something that carries DDM requests for the device: `endpoint` is the protocol's
+/// (`tokens`, `declaration-items`, `declaration/{type}/{id}`, `status`), `data` the body of a
+/// `status` report.
+pub(crate) trait Carrier: Send + Sync + std::fmt::Debug {
+    /// Sends one request and returns the answer (at most `limit` bytes).
+    fn carry(&self, endpoint: &str, data: Option<&[u8]>, limit: u64) -> Result<Vec<u8>>;
+    /// What the device syncs with, for messages and records (the check-in URL).
+    fn label(&self) -> &str;
+    /// This carrier, every request done within `deadline` in all.
+    fn until(&self, deadline: Duration) -> Arc<dyn Carrier>;
+}
+
+/// A DDM server, as the device reaches it.
 #[derive(Clone, Debug)]
 pub(crate) struct Server {
-    base: String,
-    agent: ureq::Agent,
-    timeout: Duration,
-    backoff: Duration,
-    /// When the whole sync must be done, and how long it was given (for the message).
-    deadline: Option<(Instant, Duration)>,
+    route: Route,
+}
+
+fn ddm_status(status: u16, reason: &str) -> Failure {
+    let problem = format!("HTTP {status} {reason}");
+    match status {
+        429 | 500..=599 => Failure::Transient(problem),
+        400 => Failure::Final(
+            problem,
+            "the server refused the request; check the enrollment identifier (--enrollment-id) and the --server URL".to_owned(),
+        ),
+        401 | 403 => Failure::Final(
+            problem,
+            "the server wants authentication bsi does not send: point --server at the device endpoints the MDM server passes to (KMFDDM's, which take the enrollment from X-Enrollment-ID), or enroll the device in the MDM server (`bsi mdm enroll`) and sync through it".to_owned(),
+        ),
+        404 => Failure::Final(
+            problem,
+            "check the --server URL: it is the base where the server answers GET /tokens".to_owned(),
+        ),
+        _ => Failure::Final(problem, "check the --server URL and the server's log".to_owned()),
+    }
 }
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters pass).
@@ -112,144 +146,29 @@ pub(crate) fn segment(text: &str) -> String {
     out
 }
 
-/// How one attempt failed.
-pub(crate) enum Failure {
-    /// Worth another attempt.
-    Transient(String),
-    /// Final: what went wrong, and what to do.
-    Final(String, String),
-}
-
-/// One HTTP exchange: what to send, and how much of the answer to take.
-#[derive(Clone, Debug)]
-pub(crate) struct Exchange {
-    /// `GET`, `PUT` or `POST`.
-    pub method: &'static str,
-    /// The path after the base URL (for the URL and for messages).
-    pub endpoint: String,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// The body and its content type.
-    pub body: Option<(Vec<u8>, &'static str)>,
-    /// The largest answer read.
-    pub limit: u64,
-}
-
-/// Each phase of a request bounded by `timeout` (a global timeout makes ureq resolve the host
-/// on a new thread for every request).
-fn timed<B>(request: ureq::RequestBuilder<B>, timeout: Duration) -> ureq::RequestBuilder<B> {
-    request
-        .config()
-        .timeout_connect(Some(timeout))
-        .timeout_send_request(Some(timeout))
-        .timeout_send_body(Some(timeout))
-        .timeout_recv_response(Some(timeout))
-        .timeout_recv_body(Some(timeout))
-        .build()
-}
-
-fn classify(e: &ureq::Error, timeout: Duration) -> Failure {
-    match e {
-        ureq::Error::Timeout(_) => {
-            Failure::Transient(format!("no answer within {} s", timeout.as_secs_f64()))
-        }
-        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
-            Failure::Transient(format!("cannot connect ({e})"))
-        }
-        ureq::Error::BodyExceedsLimit(limit) => Failure::Final(
-            format!("the answer is larger than {limit} bytes"),
-            "is it the server's device endpoint? Its answers are small documents".to_owned(),
-        ),
-        other => Failure::Final(clip(&other.to_string()), "check the server URL".to_owned()),
-    }
-}
-
-/// One attempt at `x` on `url` within `timeout`; the answer's body, or how it failed.
-pub(crate) fn attempt(
-    agent: &ureq::Agent,
-    url: &str,
-    x: &Exchange,
-    timeout: Duration,
-    status_failure: fn(u16, &str) -> Failure,
-) -> std::result::Result<Vec<u8>, Failure> {
-    let response = match (&x.body, x.method) {
-        (None, _) => {
-            let mut r = timed(agent.get(url), timeout);
-            for (k, v) in &x.headers {
-                r = r.header(*k, v);
-            }
-            r.call()
-        }
-        (Some((bytes, kind)), method) => {
-            let mut r = timed(
-                if method == "POST" {
-                    agent.post(url)
-                } else {
-                    agent.put(url)
-                },
-                timeout,
-            );
-            for (k, v) in &x.headers {
-                r = r.header(*k, v);
-            }
-            r.content_type(*kind).send(bytes)
-        }
-    };
-    let mut response = response.map_err(|e| classify(&e, timeout))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(status_failure(
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-        ));
-    }
-    response
-        .body_mut()
-        .with_config()
-        .limit(x.limit)
-        .read_to_vec()
-        .map_err(|e| match classify(&e, timeout) {
-            Failure::Transient(why) | Failure::Final(why, _) => Failure::Final(
-                format!("reading the answer: {why}"),
-                "check the server's log, then try again".to_owned(),
-            ),
-        })
-}
-
 impl Server {
-    /// A server at `url` (`http://host:port[/prefix]`), each request bounded by `timeout`, with
-    /// room for `connections` idle connections (one per worker of a fleet).
+    /// A DDM server at `url` (`http[s]://host:port[/prefix]`), each request bounded by
+    /// `timeout`, with room for `connections` idle connections (one per worker of a fleet).
     pub(crate) fn new(url: &str, timeout: Duration, connections: usize) -> Result<Self> {
-        let base = url.trim_end_matches('/').to_owned();
-        if base.starts_with("https://") {
-            return Err(Error::usage(
-                format!(
-                    "{} is an https URL; bsi speaks plain HTTP to DDM servers",
-                    clip(url)
-                ),
-                "run the server on http:// for testing, or put a TLS-terminating proxy in front of bsi",
-            ));
-        }
-        if !base.starts_with("http://") || base.len() <= "http://".len() {
-            return Err(Error::usage(
-                format!("--server {} is not an http:// URL", clip(url)),
-                "pass the base URL of the server's device endpoints, e.g. --server http://127.0.0.1:9002",
-            ));
-        }
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_idle_connections(connections.max(1))
-            .max_idle_connections_per_host(connections.max(1))
-            .user_agent(concat!("bsi/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let link = Link::new("DDM server", url, timeout, connections, &crate::http::Tls::default())
+            .map_err(|_| {
+                Error::usage(
+                    format!("--server {} is not an http:// or https:// URL", clip(url)),
+                    "pass the base URL of the server's device endpoints, e.g. --server http://127.0.0.1:9002",
+                )
+            })?
+            .with_hints(ddm_status);
         Ok(Self {
-            base,
-            agent: ureq::Agent::new_with_config(config),
-            timeout,
-            backoff: Duration::from_millis(200),
-            deadline: None,
+            route: Route::Direct(link),
         })
+    }
+
+    /// DDM through an MDM server: every request a `DeclarativeManagement` check-in.
+    #[must_use]
+    pub(crate) fn through(carrier: Arc<dyn Carrier>) -> Self {
+        Self {
+            route: Route::Carried(carrier),
+        }
     }
 
     /// This server, with every request from now on done within `deadline` in all (a sync's
@@ -258,98 +177,37 @@ impl Server {
     #[must_use]
     pub(crate) fn until(&self, deadline: Duration) -> Self {
         Self {
-            deadline: Some((Instant::now() + deadline, deadline)),
-            ..self.clone()
+            route: match &self.route {
+                Route::Direct(link) => Route::Direct(link.until(deadline)),
+                Route::Carried(c) => Route::Carried(c.until(deadline)),
+            },
         }
     }
 
-    /// The base URL.
+    /// The base URL (the check-in URL, through an MDM server).
     #[must_use]
     pub(crate) fn url(&self) -> &str {
-        &self.base
+        match &self.route {
+            Route::Direct(link) => link.url(),
+            Route::Carried(c) => c.label(),
+        }
     }
 
     fn error(&self, method: &'static str, endpoint: &str, problem: String, hint: String) -> Error {
-        Error::Server {
-            method,
-            endpoint: format!("{}{endpoint}", self.base),
-            problem,
-            hint,
-        }
-    }
-
-    /// `wanted`, cut to what is left before the deadline; an error once it has passed.
-    fn within(&self, wanted: Duration, x: &Exchange) -> Result<Duration> {
-        let Some((end, total)) = self.deadline else {
-            return Ok(wanted);
-        };
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(self.error(
-                x.method,
-                &x.endpoint,
-                format!(
-                    "the sync did not finish within its deadline of {} s",
-                    total.as_secs_f64()
+        match &self.route {
+            Route::Direct(link) => link.error(method, endpoint, problem, hint),
+            Route::Carried(c) => Error::Server {
+                service: "MDM server",
+                method: "PUT",
+                endpoint: format!(
+                    "{} (DeclarativeManagement {})",
+                    c.label(),
+                    endpoint.trim_start_matches('/')
                 ),
-                "check that the server answers promptly, then sync again (--deadline SECONDS sets the bound)".to_owned(),
-            ));
-        }
-        Ok(wanted.min(left))
-    }
-
-    fn status_failure(status: u16, reason: &str) -> Failure {
-        let problem = format!("HTTP {status} {reason}");
-        match status {
-            429 | 500..=599 => Failure::Transient(problem),
-            400 => Failure::Final(
                 problem,
-                "the server refused the request; check the enrollment identifier (--enrollment-id) and the --server URL".to_owned(),
-            ),
-            401 | 403 => Failure::Final(
-                problem,
-                "the server wants authentication bsi does not send: point --server at the device endpoints the MDM server passes to (KMFDDM's, which take the enrollment from X-Enrollment-ID)".to_owned(),
-            ),
-            404 => Failure::Final(
-                problem,
-                "check the --server URL: it is the base where the server answers GET /tokens".to_owned(),
-            ),
-            _ => Failure::Final(problem, "check the --server URL and the server's log".to_owned()),
+                hint,
+            },
         }
-    }
-
-    /// One exchange with retries (connection failures, timeouts, HTTP 429 and 5xx, a bounded
-    /// number of times with backoff), each attempt within the per-request timeout and the
-    /// whole-sync deadline, and stopped at once by SIGINT or SIGTERM; the body of a 2xx answer.
-    pub(crate) fn exchange(&self, x: &Exchange) -> Result<Vec<u8>> {
-        let url = format!("{}{}", self.base, x.endpoint);
-        let mut last = String::new();
-        for n in 0..ATTEMPTS {
-            if n > 0 {
-                crate::interrupt::sleep(self.within(self.backoff * 4u32.pow(n - 1), x)?)?;
-            }
-            let timeout = self.within(self.timeout, x)?;
-            let (agent, url, job) = (self.agent.clone(), url.clone(), x.clone());
-            let outcome = crate::interrupt::wait_for(move || {
-                attempt(&agent, &url, &job, timeout, Self::status_failure)
-            })?;
-            match outcome {
-                Ok(body) => return Ok(body),
-                Err(Failure::Transient(why)) => last = why,
-                Err(Failure::Final(why, hint)) => {
-                    return Err(self.error(x.method, &x.endpoint, why, hint));
-                }
-            }
-        }
-        Err(self.error(
-            x.method,
-            &x.endpoint,
-            format!("{last} ({ATTEMPTS} attempts)"),
-            format!(
-                "check that the server runs at {} and answers, then sync again",
-                self.base
-            ),
-        ))
     }
 
     /// A `GET` or `PUT` of the DDM protocol, naming the enrollment.
@@ -361,13 +219,16 @@ impl Server {
         body: Option<&[u8]>,
         limit: u64,
     ) -> Result<Vec<u8>> {
-        self.exchange(&Exchange {
-            method,
-            endpoint: endpoint.to_owned(),
-            headers: vec![(ENROLLMENT_HEADER, enrollment.to_owned())],
-            body: body.map(|b| (b.to_vec(), "application/json")),
-            limit,
-        })
+        match &self.route {
+            Route::Direct(link) => link.exchange(&Exchange {
+                method,
+                endpoint: endpoint.to_owned(),
+                headers: vec![(ENROLLMENT_HEADER, enrollment.to_owned())],
+                body: body.map(|b| (b.to_vec(), "application/json")),
+                limit,
+            }),
+            Route::Carried(c) => c.carry(endpoint.trim_start_matches('/'), body, limit),
+        }
     }
 
     fn json<T: serde::de::DeserializeOwned>(
@@ -422,7 +283,7 @@ mod tests {
     #[test]
     fn urls_and_segments() {
         assert_eq!(segment("com.example.a b/c"), "com.example.a%20b%2Fc");
-        assert!(Server::new("https://x", Duration::from_secs(1), 1).is_err());
+        assert!(Server::new("https://x", Duration::from_secs(1), 1).is_ok());
         assert!(Server::new("ftp://x", Duration::from_secs(1), 1).is_err());
         assert_eq!(
             Server::new("http://127.0.0.1:9002/", Duration::from_secs(1), 1)

@@ -59,15 +59,15 @@ pub(crate) struct AutoOutcome {
 
 /// A bundle the scan opened and checked (signature, structure): it is the one applied, never
 /// reopened by path.
-pub(super) struct Candidate {
-    pub(super) bundle: Bundle,
+pub(crate) struct Candidate {
+    pub(crate) bundle: Bundle,
     /// The response's version.
-    pub(super) version: ResponseVersion,
+    pub(crate) version: ResponseVersion,
     /// Its supplemental build.
-    pub(super) build: Build,
+    pub(crate) build: Build,
 }
 
-pub(super) fn scan(
+pub(crate) fn scan(
     device: &Device,
     dir: &Path,
     catalog: Option<&Catalog>,

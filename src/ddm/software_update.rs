@@ -49,6 +49,21 @@ pub(crate) enum InstallState {
     Failed,
 }
 
+impl InstallState {
+    /// Apple's name (`none`, `waiting`, ...).
+    #[must_use]
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            InstallState::None => "none",
+            InstallState::Waiting => "waiting",
+            InstallState::Downloading => "downloading",
+            InstallState::Prepared => "prepared",
+            InstallState::Installing => "installing",
+            InstallState::Failed => "failed",
+        }
+    }
+}
+
 /// The pending response: version and supplemental build.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Pending {

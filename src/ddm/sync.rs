@@ -32,8 +32,10 @@ use crate::{Error, Result};
 /// How a sync is asked to run.
 #[derive(Clone, Debug)]
 pub(crate) struct SyncOptions {
-    /// The server.
-    pub server: Server,
+    /// The server; `None`: through the MDM server the device is enrolled in (`ops` finds it).
+    pub server: Option<Server>,
+    /// Each request's bound (for a channel `ops` opens).
+    pub timeout: std::time::Duration,
     /// Overrides the device's enrollment identifier.
     pub enrollment_id: Option<String>,
     /// A background pass between fetching and reporting.
@@ -98,6 +100,7 @@ const MAX_TOKEN: usize = 1024;
 
 fn server_error(endpoint: String, problem: String) -> Error {
     Error::Server {
+        service: "DDM server",
         method: "GET",
         endpoint,
         problem,
@@ -235,7 +238,12 @@ pub(crate) fn run(
         .enrollment_id
         .clone()
         .unwrap_or_else(|| device.info().enrollment().to_owned());
-    let server = &opts.server;
+    let server = opts.server.as_ref().ok_or_else(|| {
+        Error::usage(
+            "no DDM server: the device is not enrolled in an MDM server",
+            "pass --server URL (a DDM server's device endpoints), or enroll the device with `bsi mdm enroll`",
+        )
+    })?;
     let state: Option<SyncState> = records::read_json_lenient(device.root(), SYNC_RECORD);
     let same = state
         .as_ref()
@@ -328,6 +336,7 @@ pub(crate) fn run(
             // recorded as made. The report stays pending: what was delivered is unchanged, so
             // the next sync sends it (merged with what changes meanwhile).
             Err(Error::Server {
+                service,
                 method,
                 endpoint,
                 problem,
@@ -335,6 +344,7 @@ pub(crate) fn run(
             }) if changed => {
                 outcome.report.error = Some(problem.clone());
                 deferred.get_or_insert(Error::Server {
+                    service,
                     method,
                     endpoint,
                     problem,

@@ -77,6 +77,24 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The device's name, as a user would have named it: the model and the serial number's
+    /// last four characters (`MacBook Pro GX7Q`).
+    #[must_use]
+    pub(crate) fn device_name(&self) -> String {
+        let tail: String = self
+            .serial_number
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{} {tail}", self.model_name)
+    }
+}
+
 impl DeviceInfo {
     /// The device's identity: recorded, or derived from its volume group.
     #[must_use]

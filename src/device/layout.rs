@@ -62,6 +62,14 @@ pub(crate) const SYNC_RECORD: &str = "private/var/db/bsi/sync.json";
 /// The base the device ran when each enforcement declaration it holds arrived: a declaration is
 /// judged as it was when the device processed it.
 pub(crate) const RECEIVED_RECORD: &str = "private/var/db/bsi/declarations-received.json";
+/// The MDM enrollment (`bsi mdm enroll`): server, topic, profile, identity's names.
+pub(crate) const MDM_ENROLLMENT: &str = "private/var/db/bsi/mdm/enrollment.json";
+/// The MDM identity: certificate and private key, PEM, mode 0600.
+pub(crate) const MDM_IDENTITY: &str = "private/var/db/bsi/mdm/identity.pem";
+/// The CAs the MDM device trusts for TLS (`--ca`, and the profile's certificate payloads).
+pub(crate) const MDM_TRUST: &str = "private/var/db/bsi/mdm/trust.pem";
+/// The directory of the MDM records.
+pub(crate) const MDM_DIR: &str = "private/var/db/bsi/mdm";
 /// The bundle each response on the device came from (for `repair --from` hints).
 pub(crate) const ORIGINS_RECORD: &str = "private/var/db/bsi/origins.json";
 /// The journal of the operation in progress.

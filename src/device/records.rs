@@ -134,6 +134,8 @@ pub(crate) enum InstallTrigger {
     AutoUpdate,
     /// An enforcement declaration.
     Declaration,
+    /// An MDM command (`ScheduleOSUpdate`).
+    Mdm,
 }
 
 impl InstallTrigger {
@@ -144,6 +146,7 @@ impl InstallTrigger {
             InstallTrigger::CommandLine => "command-line",
             InstallTrigger::AutoUpdate => "auto-update",
             InstallTrigger::Declaration => "declaration",
+            InstallTrigger::Mdm => "mdm",
         }
     }
 }

@@ -248,6 +248,10 @@ fn record_findings(device: &Device) -> Vec<Finding> {
             ),
         ),
         (
+            layout::MDM_ENROLLMENT,
+            unreadable::<crate::mdm::enrollment::Enrollment>(device, layout::MDM_ENROLLMENT),
+        ),
+        (
             layout::RECEIVED_RECORD,
             unreadable::<std::collections::BTreeMap<String, crate::declarations::store::Received>>(
                 device,

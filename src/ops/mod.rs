@@ -10,6 +10,7 @@
 //! Operations return typed outcomes, never text for people: the command line renders them.
 
 pub(crate) mod manage;
+pub(crate) mod mdm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,7 +39,7 @@ use crate::version::{BaseMove, Build, OsVersion};
 use crate::{Error, Result};
 
 /// Where and how operations run: the device root, the clock, and how long to wait for the lock.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Env {
     /// The device root.
     pub root: PathBuf,
@@ -271,6 +272,14 @@ pub(crate) fn sync(
     progress: &dyn Progress,
 ) -> Result<Done<Synced>> {
     change(env, "sync", opts.dry_run, None, |tx| {
+        let through;
+        let opts = match &opts.server {
+            Some(_) => opts,
+            None => {
+                through = crate::mdm::through(tx.device(), opts)?;
+                &through
+            }
+        };
         sync::run(tx, opts, progress).map(|(outcome, deferred)| Synced { outcome, deferred })
     })
 }

@@ -62,6 +62,29 @@ pub(crate) struct Status {
     /// code), which the status report's `softwareupdate.failure-reason` leaves out; null when
     /// the last install succeeded or none failed.
     pub install_failure: Option<InstallFailure>,
+    /// The MDM enrollment (`bsi mdm enroll`); null when the device is not enrolled.
+    pub mdm: Option<MdmEnrollment>,
+}
+
+/// How the device is enrolled in an MDM server.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct MdmEnrollment {
+    /// `ServerURL`: where the device polls for commands.
+    pub server_url: String,
+    /// `CheckInURL`.
+    pub checkin_url: String,
+    /// The push topic.
+    pub topic: String,
+    /// The UDID the device enrolled as.
+    pub udid: String,
+    /// Messages are signed (`Mdm-Signature`), else the identity is the TLS client certificate.
+    pub sign_message: bool,
+    /// The identity certificate: subject, issuer, expiry, source (the key is never shown).
+    pub identity: crate::mdm::enrollment::IdentityNames,
+    /// When the device enrolled.
+    pub enrolled_at: String,
+    /// The last check-in or poll the server answered.
+    pub last_checkin: Option<String>,
 }
 
 /// A failed install attempt, as bsi records it.

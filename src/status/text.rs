@@ -157,6 +157,22 @@ impl Human for Status {
                 }
             }
         }
+        if let Some(m) = &s.mdm {
+            out.line(format!(
+                "mdm:        enrolled as {} in {} (topic {}); last check-in {}",
+                clip(&m.udid),
+                clip(&m.server_url),
+                clip(&m.topic),
+                m.last_checkin.as_deref().unwrap_or("never")
+            ));
+            out.line(format!(
+                "identity:   {} from {}, issued by {}, valid until {}",
+                clip(&m.identity.subject),
+                m.identity.source,
+                clip(&m.identity.issuer),
+                m.identity.not_after
+            ));
+        }
         if let Some(p) = &s.prompt {
             out.line(format!("prompt:     {p}"));
         }

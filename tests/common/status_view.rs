@@ -33,6 +33,31 @@ pub(crate) struct Status {
     pub recovery_pending: Option<RecoveryView>,
     pub prompt: Option<String>,
     pub install_failure: Option<InstallFailureView>,
+    pub mdm: Option<MdmView>,
+}
+
+/// `mdm`: the MDM enrollment.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MdmView {
+    pub server_url: String,
+    pub checkin_url: String,
+    pub topic: String,
+    pub udid: String,
+    pub sign_message: bool,
+    pub identity: IdentityView,
+    pub enrolled_at: String,
+    pub last_checkin: Option<String>,
+}
+
+/// `mdm.identity`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityView {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    pub source: String,
 }
 
 /// `install_failure`: bsi's own detail of the last failed install.

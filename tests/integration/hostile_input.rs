@@ -541,7 +541,7 @@ fn item8_a_whole_sync_has_a_deadline() {
         "4",
     ]);
     let took = start.elapsed();
-    run.refused(1, "the sync did not finish within its deadline of 4 s");
+    run.refused(1, "did not finish within its deadline of 4 s");
     assert!(took < Duration::from_secs(6), "took {took:?}");
     // Nothing of the drip was stored, and the lock is free again.
     assert_eq!(

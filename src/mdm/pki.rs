@@ -1,0 +1,692 @@
+//! The device's MDM identity and the CMS it speaks: a private key (RSA, or ECDSA P-256 given with
+//! `--identity`), the certificate a CA issued for it, and the three CMS shapes the protocol
+//! needs. A detached `SignedData` over a message body is the `Mdm-Signature` header; a
+//! `SignedData` with SCEP's attributes carries a certificate request; an `EnvelopedData` hides
+//! it from everyone but the CA, and the CA's answer comes back enveloped to the device.
+//!
+//! The key is written only into the device's records (mode 0600) and never printed; every
+//! certificate's validity is checked with the real clock, never `--now`.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use cms::builder::{
+    ContentEncryptionAlgorithm, EnvelopedDataBuilder, KeyEncryptionInfo,
+    KeyTransRecipientInfoBuilder, SignedDataBuilder, SignerInfoBuilder,
+};
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::ContentInfo;
+use cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
+use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier};
+use const_oid::ObjectIdentifier;
+use const_oid::db::rfc5911::{ID_DATA, ID_ENVELOPED_DATA, ID_SIGNED_DATA};
+use der::asn1::{OctetString, SetOfVec};
+use der::{Any, Decode, DecodePem, Encode, EncodePem, Tag};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use rsa::{Pkcs1v15Encrypt, PrivateKey as RsaPrivateKey, PublicKey as RsaPublicKey};
+use sha2::{Digest, Sha256};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::Certificate;
+use x509_cert::attr::Attribute;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder, RequestBuilder};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Validity;
+
+/// SHA-256.
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+
+/// What is wrong with a key, a certificate or a CMS message, in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct PkiError(pub String);
+
+fn fail(what: &str, e: impl std::fmt::Display) -> PkiError {
+    PkiError(format!("{what}: {}", crate::untrusted::clip(&e.to_string())))
+}
+
+/// A private key the device signs with.
+pub(crate) enum Key {
+    /// RSA (SCEP's key type, and what most CAs issue for).
+    Rsa(Box<RsaPrivateKey>),
+    /// ECDSA on P-256.
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself.
+        f.write_str(match self {
+            Key::Rsa(_) => "Key::Rsa(..)",
+            Key::P256(_) => "Key::P256(..)",
+        })
+    }
+}
+
+fn rng() -> rsa::rand_core::UnwrapErr<getrandom::SysRng> {
+    rsa::rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+impl Key {
+    /// A new RSA key of `bits` (1024, 2048 or 4096, as an SCEP payload's `Keysize` allows).
+    pub(crate) fn generate_rsa(bits: usize) -> Result<Self, PkiError> {
+        RsaPrivateKey::new(&mut rng(), bits)
+            .map(|k| Key::Rsa(Box::new(k)))
+            .map_err(|e| fail("generating an RSA key", e))
+    }
+
+    /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`, RSA or P-256), PKCS#1 (`RSA PRIVATE
+    /// KEY`) or SEC 1 (`EC PRIVATE KEY`).
+    pub(crate) fn from_pem(text: &str) -> Result<Self, PkiError> {
+        if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            return RsaPrivateKey::from_pkcs1_pem(text)
+                .map(|k| Key::Rsa(Box::new(k)))
+                .map_err(|e| fail("reading the RSA key", e));
+        }
+        if text.contains("-----BEGIN EC PRIVATE KEY-----") {
+            return p256::SecretKey::from_sec1_pem(text)
+                .map(|k| Key::P256(k.into()))
+                .map_err(|e| fail("reading the EC key (only P-256 is supported)", e));
+        }
+        if let Ok(k) = RsaPrivateKey::from_pkcs8_pem(text) {
+            return Ok(Key::Rsa(Box::new(k)));
+        }
+        p256::ecdsa::SigningKey::from_pkcs8_pem(text)
+            .map(Key::P256)
+            .map_err(|_| {
+                PkiError(
+                    "not a PEM private key bsi can use (PKCS#8, PKCS#1 or SEC 1; RSA or P-256)"
+                        .to_owned(),
+                )
+            })
+    }
+
+    /// The key as PKCS#8 PEM (for the device's records only).
+    pub(crate) fn to_pkcs8_pem(&self) -> Result<String, PkiError> {
+        let doc = match self {
+            Key::Rsa(k) => k.to_pkcs8_pem(der::pem::LineEnding::LF),
+            Key::P256(k) => k.to_pkcs8_pem(der::pem::LineEnding::LF),
+        };
+        doc.map(|s| s.to_string())
+            .map_err(|e| fail("encoding the key", e))
+    }
+
+    /// The public key, as a certificate holds it.
+    pub(crate) fn public(&self) -> Result<SubjectPublicKeyInfoOwned, PkiError> {
+        match self {
+            Key::Rsa(k) => SubjectPublicKeyInfoOwned::from_key(&k.to_public_key()),
+            Key::P256(k) => SubjectPublicKeyInfoOwned::from_key(k.verifying_key()),
+        }
+        .map_err(|e| fail("encoding the public key", e))
+    }
+}
+
+/// A certificate and the key it certifies: who the device is to its MDM server.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// The certificate.
+    pub cert: Certificate,
+    /// Its private key.
+    pub key: Key,
+}
+
+/// A certificate's name, e.g. `CN=bsi-device,O=Example`.
+#[must_use]
+pub(crate) fn name_of(name: &Name) -> String {
+    name.to_string()
+}
+
+/// When a certificate stops being valid.
+#[must_use]
+pub(crate) fn not_after(cert: &Certificate) -> SystemTime {
+    cert.tbs_certificate().validity().not_after.to_system_time()
+}
+
+/// Is `cert` valid at `now`? The reason when it is not.
+pub(crate) fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), String> {
+    let v = cert.tbs_certificate().validity();
+    let from = v.not_before.to_system_time();
+    let until = v.not_after.to_system_time();
+    if now < from {
+        return Err(format!(
+            "it is valid only from {}",
+            crate::clock::rfc3339(from)
+        ));
+    }
+    if now > until {
+        return Err(format!("it expired at {}", crate::clock::rfc3339(until)));
+    }
+    Ok(())
+}
+
+impl Identity {
+    /// Reads a PEM certificate and a PEM key, and checks that the key is the certificate's.
+    pub(crate) fn from_pem(cert: &str, key: &str) -> Result<Self, PkiError> {
+        let cert = Certificate::from_pem(cert.trim_start().as_bytes())
+            .map_err(|e| fail("reading the certificate (PEM)", e))?;
+        let key = Key::from_pem(key)?;
+        let identity = Identity { cert, key };
+        identity.check_pair()?;
+        Ok(identity)
+    }
+
+    fn check_pair(&self) -> Result<(), PkiError> {
+        let theirs = self
+            .cert
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .map_err(|e| fail("reading the certificate's key", e))?;
+        let ours = self
+            .key
+            .public()?
+            .to_der()
+            .map_err(|e| fail("encoding the public key", e))?;
+        if theirs != ours {
+            return Err(PkiError(
+                "the private key is not the certificate's (their public keys differ)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The certificate and the key as one PEM text, for the device's records.
+    pub(crate) fn to_pem(&self) -> Result<String, PkiError> {
+        let cert = self
+            .cert
+            .to_pem(der::pem::LineEnding::LF)
+            .map_err(|e| fail("encoding the certificate", e))?;
+        Ok(format!("{cert}{}", self.key.to_pkcs8_pem()?))
+    }
+
+    /// Reads what [`Identity::to_pem`] wrote.
+    pub(crate) fn from_records(text: &str) -> Result<Self, PkiError> {
+        let end = "-----END CERTIFICATE-----";
+        let Some(at) = text.find(end) else {
+            return Err(PkiError("no certificate".to_owned()));
+        };
+        let (cert, key) = text.split_at(at + end.len());
+        Self::from_pem(cert, key)
+    }
+
+    /// The certificate's subject.
+    #[cfg(test)]
+    pub(crate) fn subject(&self) -> String {
+        name_of(self.cert.tbs_certificate().subject())
+    }
+
+    /// The certificate, DER.
+    pub(crate) fn cert_der(&self) -> Result<Vec<u8>, PkiError> {
+        self.cert
+            .to_der()
+            .map_err(|e| fail("encoding the certificate", e))
+    }
+
+    /// `Mdm-Signature` for `body`: base64 of a detached CMS `SignedData` (SHA-256, the signer
+    /// by issuer and serial number, its certificate embedded).
+    pub(crate) fn mdm_signature(&self, body: &[u8]) -> Result<String, PkiError> {
+        let digest = Sha256::digest(body);
+        let eci = EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: None,
+        };
+        let der = self.signed_data(&eci, Some(&digest), Vec::new())?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(der))
+    }
+
+    /// A `SignedData` (as a `ContentInfo`, DER) over `eci` with `attributes` signed, this
+    /// identity the signer.
+    pub(crate) fn signed_data(
+        &self,
+        eci: &EncapsulatedContentInfo,
+        external_digest: Option<&[u8]>,
+        attributes: Vec<Attribute>,
+    ) -> Result<Vec<u8>, PkiError> {
+        let tbs = self.cert.tbs_certificate();
+        let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: tbs.issuer().clone(),
+            serial_number: tbs.serial_number().clone(),
+        });
+        let sha = AlgorithmIdentifierOwned {
+            oid: SHA256,
+            parameters: None,
+        };
+        let build = |e: cms::builder::Error| fail("making the signature", e);
+        let mut signer_info =
+            SignerInfoBuilder::new(sid, sha.clone(), eci, external_digest).map_err(build)?;
+        for a in attributes {
+            signer_info.add_signed_attribute(a).map_err(build)?;
+        }
+        let mut sd = SignedDataBuilder::new(eci);
+        sd.add_digest_algorithm(sha).map_err(build)?;
+        sd.add_certificate(CertificateChoices::Certificate(self.cert.clone()))
+            .map_err(build)?;
+        match &self.key {
+            Key::Rsa(k) => {
+                let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
+                sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, &signer)
+            }
+            Key::P256(k) => sd.add_signer_info::<_, p256::ecdsa::DerSignature>(signer_info, k),
+        }
+        .map_err(build)?;
+        sd.build()
+            .map_err(build)?
+            .to_der()
+            .map_err(|e| fail("encoding the signature", e))
+    }
+}
+
+/// An attribute with one value.
+pub(crate) fn attribute(oid: ObjectIdentifier, value: Any) -> Attribute {
+    let mut values = SetOfVec::new();
+    // One value cannot collide with another.
+    let _ = values.insert(value);
+    Attribute { oid, values }
+}
+
+/// A value as an `Any`.
+pub(crate) fn any(value: &(impl der::EncodeValue + der::Tagged)) -> Result<Any, PkiError> {
+    Any::encode_from(value).map_err(|e| fail("encoding a value", e))
+}
+
+/// `eContent` holding `bytes`.
+pub(crate) fn data_content(bytes: Vec<u8>) -> Result<EncapsulatedContentInfo, PkiError> {
+    Ok(EncapsulatedContentInfo {
+        econtent_type: ID_DATA,
+        econtent: Some(Any::new(Tag::OctetString, bytes).map_err(|e| fail("encoding", e))?),
+    })
+}
+
+/// The issuing profile of a self-signed certificate: the subject is the issuer, no extensions.
+struct SelfSigned(Name);
+
+impl BuilderProfile for SelfSigned {
+    fn get_issuer(&self, _: &Name) -> Name {
+        self.0.clone()
+    }
+    fn get_subject(&self) -> Name {
+        self.0.clone()
+    }
+    fn build_extensions(
+        &self,
+        _: spki::SubjectPublicKeyInfoRef<'_>,
+        _: spki::SubjectPublicKeyInfoRef<'_>,
+        _: &x509_cert::TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<x509_cert::ext::Extension>> {
+        Ok(Vec::new())
+    }
+}
+
+fn sign_with<B: Builder>(builder: B, key: &Key) -> Result<B::Output, PkiError> {
+    match key {
+        Key::Rsa(k) => {
+            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
+            builder.build::<_, rsa::pkcs1v15::Signature>(&signer)
+        }
+        Key::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
+    }
+    .map_err(|e| fail("signing", e))
+}
+
+/// Parses a subject such as `CN=device,O=Example`.
+pub(crate) fn parse_name(text: &str) -> Result<Name, PkiError> {
+    Name::from_str(text).map_err(|e| fail(&format!("the subject `{text}`"), e))
+}
+
+/// A self-signed certificate for `key` (SCEP's signer before the CA has issued one).
+pub(crate) fn self_signed(subject: &Name, key: &Key) -> Result<Certificate, PkiError> {
+    let builder = CertificateBuilder::new(
+        SelfSigned(subject.clone()),
+        SerialNumber::from(1u32),
+        Validity::from_now(Duration::from_secs(24 * 3600)).map_err(|e| fail("validity", e))?,
+        key.public()?,
+    )
+    .map_err(|e| fail("making a certificate", e))?;
+    sign_with(builder, key)
+}
+
+/// A certificate request for `key` with `subject` and, when given, a challenge password.
+pub(crate) fn request(
+    subject: &Name,
+    key: &Key,
+    challenge: Option<&str>,
+) -> Result<Vec<u8>, PkiError> {
+    let mut builder =
+        RequestBuilder::new(subject.clone()).map_err(|e| fail("making the request", e))?;
+    if let Some(c) = challenge {
+        builder
+            .add_attribute(&x509_cert::request::attributes::ChallengePassword(
+                x509_cert::ext::pkix::name::DirectoryString::Utf8String(c.to_owned()),
+            ))
+            .map_err(|e| fail("adding the challenge", e))?;
+    }
+    sign_with(builder, key)?
+        .to_der()
+        .map_err(|e| fail("encoding the request", e))
+}
+
+/// `content` enveloped to `recipient` (an RSA certificate), AES-128-CBC, as a `ContentInfo`.
+pub(crate) fn envelope(content: &[u8], recipient: &Certificate) -> Result<Vec<u8>, PkiError> {
+    let tbs = recipient.tbs_certificate();
+    let spki = tbs
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| fail("reading the CA's key", e))?;
+    let public = RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|_| PkiError("the CA's certificate has no RSA key to encrypt to".to_owned()))?;
+    let rid = RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        issuer: tbs.issuer().clone(),
+        serial_number: tbs.serial_number().clone(),
+    });
+    let build = |e: cms::builder::Error| fail("enveloping", e);
+    let mut env =
+        EnvelopedDataBuilder::new(None, content, ContentEncryptionAlgorithm::Aes128Cbc, None)
+            .map_err(build)?;
+    env.add_recipient_info(
+        KeyTransRecipientInfoBuilder::new(rid, KeyEncryptionInfo::Rsa(public)).map_err(build)?,
+    )
+    .map_err(build)?;
+    let enveloped = env.build_with_rng(&mut rng()).map_err(build)?;
+    ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: any(&enveloped)?,
+    }
+    .to_der()
+    .map_err(|e| fail("encoding", e))
+}
+
+/// The plaintext of an `EnvelopedData` (a `ContentInfo`, DER) enveloped to `key`: RSA key
+/// transport, then AES-128/192/256-CBC, 3DES-CBC or DES-CBC, as SCEP CAs answer.
+pub(crate) fn open_envelope(der: &[u8], key: &Key) -> Result<Vec<u8>, PkiError> {
+    let info = ContentInfo::from_der(der).map_err(|e| fail("reading the envelope", e))?;
+    if info.content_type != ID_ENVELOPED_DATA {
+        return Err(PkiError(format!(
+            "expected enveloped data, found content type {}",
+            info.content_type
+        )));
+    }
+    let env: EnvelopedData = info
+        .content
+        .decode_as()
+        .map_err(|e| fail("reading the envelope", e))?;
+    let Key::Rsa(rsa_key) = key else {
+        return Err(PkiError(
+            "an enveloped answer needs an RSA key to open".to_owned(),
+        ));
+    };
+    let Some(RecipientInfo::Ktri(ktri)) = env.recip_infos.0.iter().next() else {
+        return Err(PkiError(
+            "the envelope has no key-transport recipient".to_owned(),
+        ));
+    };
+    let cek = rsa_key
+        .decrypt(Pkcs1v15Encrypt, ktri.enc_key.as_bytes())
+        .map_err(|_| PkiError("the envelope is not for this device's key".to_owned()))?;
+    let content = env.encrypted_content;
+    let iv: OctetString = content
+        .content_enc_alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| PkiError("the envelope has no IV".to_owned()))?
+        .decode_as()
+        .map_err(|e| fail("reading the IV", e))?;
+    let ciphertext = content
+        .encrypted_content
+        .ok_or_else(|| PkiError("the envelope is empty".to_owned()))?;
+    decrypt_cbc(
+        &content.content_enc_alg.oid.to_string(),
+        &cek,
+        iv.as_bytes(),
+        ciphertext.as_bytes(),
+    )
+}
+
+fn decrypt_cbc(oid: &str, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, PkiError> {
+    use cbc::cipher::block_padding::Pkcs7;
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+    fn run<C>(key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, PkiError>
+    where
+        C: cbc::cipher::BlockCipherDecrypt + cbc::cipher::KeyInit,
+    {
+        cbc::Decryptor::<C>::new_from_slices(key, iv)
+            .map_err(|_| PkiError("the envelope's key or IV has the wrong length".to_owned()))?
+            .decrypt_padded_vec::<Pkcs7>(data)
+            .map_err(|_| PkiError("the envelope does not decrypt".to_owned()))
+    }
+    match oid {
+        "2.16.840.1.101.3.4.1.2" => run::<aes::Aes128>(key, iv, data),
+        "2.16.840.1.101.3.4.1.22" => run::<aes::Aes192>(key, iv, data),
+        "2.16.840.1.101.3.4.1.42" => run::<aes::Aes256>(key, iv, data),
+        "1.2.840.113549.3.7" => run::<des::TdesEde3>(key, iv, data),
+        "1.3.14.3.2.7" => run::<des::Des>(key, iv, data),
+        other => Err(PkiError(format!(
+            "the envelope uses the cipher {other}, which bsi does not implement"
+        ))),
+    }
+}
+
+/// A `SignedData` read from `der` (a `ContentInfo`).
+pub(crate) fn read_signed(der: &[u8]) -> Result<SignedData, PkiError> {
+    let info = ContentInfo::from_der(der).map_err(|e| fail("reading the signed message", e))?;
+    if info.content_type != ID_SIGNED_DATA {
+        return Err(PkiError(format!(
+            "expected signed data, found content type {}",
+            info.content_type
+        )));
+    }
+    info.content
+        .decode_as()
+        .map_err(|e| fail("reading the signed message", e))
+}
+
+/// The certificates a `SignedData` carries.
+#[must_use]
+pub(crate) fn certificates(sd: &SignedData) -> Vec<Certificate> {
+    sd.certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .filter_map(|c| match c {
+            CertificateChoices::Certificate(c) => Some(c.clone()),
+            CertificateChoices::Other(_) => None,
+        })
+        .collect()
+}
+
+/// The value of signed attribute `oid` of the first signer, as its content bytes.
+#[must_use]
+pub(crate) fn signed_attribute(sd: &SignedData, oid: ObjectIdentifier) -> Option<Vec<u8>> {
+    let signer = sd.signer_infos.0.iter().next()?;
+    let attrs = signer.signed_attrs.as_ref()?;
+    let attr = attrs.iter().find(|a| a.oid == oid)?;
+    attr.values.iter().next().map(|v| v.value().to_vec())
+}
+
+/// The encapsulated content of a `SignedData`, when it has one.
+#[must_use]
+pub(crate) fn content(sd: &SignedData) -> Option<Vec<u8>> {
+    sd.encap_content_info
+        .econtent
+        .as_ref()
+        .map(|c| c.value().to_vec())
+}
+
+/// Checks that the first signer's signature over the content holds with the certificate the
+/// message embeds (the content's integrity; whether to trust the signer is the caller's).
+pub(crate) fn verify_embedded(sd: &SignedData) -> Result<Certificate, PkiError> {
+    let signer = sd
+        .signer_infos
+        .0
+        .iter()
+        .next()
+        .ok_or_else(|| PkiError("it has no signer".to_owned()))?;
+    let SignerIdentifier::IssuerAndSerialNumber(id) = &signer.sid else {
+        return Err(PkiError(
+            "its signer is named by key identifier, which bsi does not read".to_owned(),
+        ));
+    };
+    let cert = certificates(sd)
+        .into_iter()
+        .find(|c| {
+            c.tbs_certificate().serial_number() == &id.serial_number
+                && c.tbs_certificate().issuer() == &id.issuer
+        })
+        .ok_or_else(|| PkiError("its signer's certificate is not in it".to_owned()))?;
+    let body = content(sd).unwrap_or_default();
+    let hash = Hash::of(&signer.digest_alg.oid)?;
+    let signed = match &signer.signed_attrs {
+        Some(attrs) => {
+            let digest = signed_attribute(sd, const_oid::db::rfc5911::ID_MESSAGE_DIGEST)
+                .ok_or_else(|| PkiError("its signed attributes have no digest".to_owned()))?;
+            if digest != hash.digest(&body) {
+                return Err(PkiError(format!(
+                    "its content does not match the digest it signs ({})",
+                    hash.name()
+                )));
+            }
+            attrs.to_der().map_err(|e| fail("encoding", e))?
+        }
+        None => body,
+    };
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| fail("reading the signer's key", e))?;
+    let sig = signer.signature.as_bytes();
+    let ok = if let Ok(public) = RsaPublicKey::from_public_key_der(&spki) {
+        hash.verify_rsa(public, &signed, sig)
+    } else if let Ok(public) = p256::ecdsa::VerifyingKey::from_public_key_der(&spki) {
+        let digest = hash.digest(&signed);
+        p256::ecdsa::DerSignature::try_from(sig).is_ok_and(|s| {
+            use signature::hazmat::PrehashVerifier;
+            public.verify_prehash(&digest, &s).is_ok()
+        })
+    } else {
+        return Err(PkiError(
+            "its signer's key is neither RSA nor P-256".to_owned(),
+        ));
+    };
+    if ok {
+        Ok(cert)
+    } else {
+        Err(PkiError(
+            "its signature does not match its content (SHA-256)".to_owned(),
+        ))
+    }
+}
+
+/// The digests a signer may use.
+#[derive(Clone, Copy, Debug)]
+enum Hash {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn of(oid: &ObjectIdentifier) -> Result<Self, PkiError> {
+        Ok(match oid.to_string().as_str() {
+            "1.3.14.3.2.26" => Hash::Sha1,
+            "2.16.840.1.101.3.4.2.1" => Hash::Sha256,
+            "2.16.840.1.101.3.4.2.2" => Hash::Sha384,
+            "2.16.840.1.101.3.4.2.3" => Hash::Sha512,
+            other => {
+                return Err(PkiError(format!(
+                    "its signer uses the digest {other}, which bsi does not implement"
+                )));
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Hash::Sha1 => "SHA-1",
+            Hash::Sha256 => "SHA-256",
+            Hash::Sha384 => "SHA-384",
+            Hash::Sha512 => "SHA-512",
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha1 => sha1::Sha1::digest(data).to_vec(),
+            Hash::Sha256 => Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+
+    fn verify_rsa(self, public: RsaPublicKey, data: &[u8], sig: &[u8]) -> bool {
+        use signature::Verifier;
+        let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
+            return false;
+        };
+        match self {
+            Hash::Sha1 => rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public).verify(data, &s),
+            Hash::Sha256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public).verify(data, &s),
+            Hash::Sha384 => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(public).verify(data, &s)
+            }
+            Hash::Sha512 => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(public).verify(data, &s)
+            }
+        }
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_signs_and_the_signature_verifies() {
+        for key in [
+            Key::generate_rsa(1024).unwrap(),
+            Key::P256(p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap()),
+        ] {
+            let subject = parse_name("CN=bsi test,O=bsi").unwrap();
+            let cert = self_signed(&subject, &key).unwrap();
+            let identity = Identity { cert, key };
+            // The records' PEM reads back as the same identity.
+            let again = Identity::from_records(&identity.to_pem().unwrap()).unwrap();
+            assert_eq!(again.subject(), "CN=bsi test,O=bsi");
+            let body = b"<plist/>";
+            let header = identity.mdm_signature(body).unwrap();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(header)
+                .unwrap();
+            let mut sd = read_signed(&der).unwrap();
+            // Detached: put the body back, as a server does, and verify.
+            sd.encap_content_info = data_content(body.to_vec()).unwrap();
+            verify_embedded(&sd).unwrap();
+            sd.encap_content_info = data_content(b"<plist>x</plist>".to_vec()).unwrap();
+            assert!(verify_embedded(&sd).is_err(), "another body does not verify");
+        }
+    }
+
+    #[test]
+    fn an_envelope_opens_only_with_its_key() {
+        let key = Key::generate_rsa(1024).unwrap();
+        let cert = self_signed(&parse_name("CN=r").unwrap(), &key).unwrap();
+        let sealed = envelope(b"secret", &cert).unwrap();
+        assert_eq!(open_envelope(&sealed, &key).unwrap(), b"secret");
+        let other = Key::generate_rsa(1024).unwrap();
+        assert!(open_envelope(&sealed, &other).is_err());
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let a = Key::generate_rsa(1024).unwrap();
+        let b = Key::generate_rsa(1024).unwrap();
+        let cert = self_signed(&parse_name("CN=a").unwrap(), &a).unwrap();
+        let pem = cert.to_pem(der::pem::LineEnding::LF).unwrap();
+        let err = Identity::from_pem(&pem, &b.to_pkcs8_pem().unwrap()).unwrap_err();
+        assert!(err.0.contains("not the certificate's"), "{err}");
+        assert!(Key::from_pem("junk").is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! A SCEP client (RFC 8894), as an Apple device runs one for a `com.apple.security.scep`
+//! payload: `GetCACaps`, `GetCACert` (checked against `CAFingerprint` when the payload has
+//! one), then `PKCSReq`: a new RSA key of the payload's `Keysize`, a certificate request with
+//! its `Challenge`, enveloped to the CA and signed with a temporary self-signed certificate for
+//! the same key; the CA's `CertRep`, signed by the CA, is checked (status, nonce) and its
+//! envelope opened with the key to find the issued certificate.
+//!
+//! Every answer is bounded (64 KiB for the capabilities and CA certificates, 1 MiB for a
+//! `CertRep`) and read as untrusted input.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use const_oid::ObjectIdentifier;
+use der::asn1::{OctetString, PrintableStringRef};
+use der::{Decode, Encode};
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+
+use super::pki::{self, Identity, Key};
+use super::profile::ScepPayload;
+use crate::http::{Exchange, Link, Tls};
+use crate::untrusted::clip;
+use crate::{Error, Result};
+
+const MESSAGE_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.2");
+const PKI_STATUS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.3");
+const FAIL_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.4");
+const SENDER_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.5");
+const RECIPIENT_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.6");
+const TRANSACTION_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.7");
+
+/// Largest `GetCACaps` or `GetCACert` answer bsi reads.
+const MAX_SMALL: u64 = 64 << 10;
+/// Largest `CertRep` bsi reads.
+const MAX_CERT_REP: u64 = 1 << 20;
+
+/// What to ask the CA for.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    /// The payload.
+    pub payload: &'a ScepPayload,
+    /// The subject, with the profile's variables filled in.
+    pub subject: String,
+    /// The challenge, filled in likewise.
+    pub challenge: Option<String>,
+    /// TLS for an `https://` SCEP URL.
+    pub tls: &'a Tls,
+    /// Each request's bound.
+    pub timeout: Duration,
+}
+
+fn query(name: Option<&str>, operation: &str) -> String {
+    match name {
+        Some(n) => format!("?operation={operation}&message={}", crate::ddm::client::segment(n)),
+        None => format!("?operation={operation}"),
+    }
+}
+
+fn get(link: &Link, endpoint: String) -> Result<Vec<u8>> {
+    link.exchange(&Exchange {
+        method: "GET",
+        endpoint,
+        headers: Vec::new(),
+        body: None,
+        limit: MAX_SMALL,
+    })
+}
+
+/// The CA's certificates from a `GetCACert` answer: one DER certificate, or a degenerate
+/// `SignedData` holding the CA and an RA.
+fn ca_certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate>, String> {
+    if let Ok(cert) = Certificate::from_der(bytes) {
+        return Ok(vec![cert]);
+    }
+    let signed = pki::read_signed(bytes).map_err(|e| e.0)?;
+    let certs = pki::certificates(&signed);
+    if certs.is_empty() {
+        return Err("it holds no certificate".to_owned());
+    }
+    Ok(certs)
+}
+
+/// The certificate to encrypt to: an RA's (not self-issued) when the CA sent one, else the CA's.
+fn recipient(certs: &[Certificate]) -> &Certificate {
+    certs
+        .iter()
+        .find(|c| c.tbs_certificate().subject() != c.tbs_certificate().issuer())
+        .unwrap_or(&certs[0])
+}
+
+fn check_fingerprint(certs: &[Certificate], wanted: &[u8]) -> std::result::Result<(), String> {
+    let matches = certs.iter().any(|c| {
+        let der = c.to_der().unwrap_or_default();
+        match wanted.len() {
+            32 => Sha256::digest(&der).as_slice() == wanted,
+            20 => sha1::Sha1::digest(&der).as_slice() == wanted,
+            _ => false,
+        }
+    });
+    if matches {
+        Ok(())
+    } else if ![20, 32].contains(&wanted.len()) {
+        Err(format!(
+            "the profile's CAFingerprint is {} bytes; bsi checks SHA-256 (32) and SHA-1 (20) fingerprints",
+            wanted.len()
+        ))
+    } else {
+        Err("no certificate the server sent matches the profile's CAFingerprint".to_owned())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02X}");
+        s
+    })
+}
+
+fn printable(text: &str) -> Result<der::Any> {
+    let value = PrintableStringRef::new(text).map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?;
+    pki::any(&value).map_err(|e| Error::identity(format!("making the certificate request: {}", e.0), "report this as a bug in bsi"))
+}
+
+/// Gets an identity from the CA.
+pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
+    let p = req.payload;
+    let link = Link::new("SCEP server", &p.url, req.timeout, 1, req.tls)?;
+    let caps_at = query(p.name.as_deref(), "GetCACaps");
+    let caps = String::from_utf8_lossy(&get(&link, caps_at)?).into_owned();
+    let post = caps.lines().any(|l| l.trim() == "POSTPKIOperation");
+    let failed = |endpoint: &str, problem: String, hint: &str| {
+        let method = if endpoint.contains("PKIOperation") && post { "POST" } else { "GET" };
+        link.error(method, endpoint, problem, hint.to_owned())
+    };
+    let cert_at = query(p.name.as_deref(), "GetCACert");
+    let certs = ca_certificates(&get(&link, cert_at.clone())?).map_err(|why| {
+        failed(&cert_at, format!("the CA certificate does not read: {why}"), "check the SCEP URL: it is the server's /scep endpoint")
+    })?;
+    if let Some(wanted) = &p.ca_fingerprint {
+        check_fingerprint(&certs, wanted).map_err(|why| {
+            failed(&cert_at, why, "the server is not the CA the profile names; check the profile and the SCEP URL")
+        })?;
+    }
+    let to = recipient(&certs);
+
+    let key = Key::generate_rsa(p.key_size).map_err(|e| Error::identity(format!("making the certificate request: {}", e.0), "report this as a bug in bsi"))?;
+    let subject = pki::parse_name(&req.subject).map_err(|e| {
+        Error::usage(
+            format!("the profile's SCEP Subject does not read: {e}"),
+            "fix the profile's Subject (an array of [type, value] pairs)",
+        )
+    })?;
+    let internal = |e: pki::PkiError| Error::identity(format!("making the certificate request: {}", e.0), "report this as a bug in bsi");
+    let csr = pki::request(&subject, &key, req.challenge.as_deref()).map_err(internal)?;
+    let envelope = pki::envelope(&csr, to).map_err(|e| {
+        failed(&cert_at, e.0, "the CA's certificate must hold an RSA key to encrypt the request to")
+    })?;
+    let temporary = pki::self_signed(&subject, &key).map_err(internal)?;
+    let public = key.public().map_err(internal)?.to_der().map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?;
+    let transaction = hex(&Sha256::digest(&public));
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?;
+    let attributes = vec![
+        pki::attribute(MESSAGE_TYPE, printable("19")?),
+        pki::attribute(TRANSACTION_ID, printable(&transaction)?),
+        pki::attribute(
+            SENDER_NONCE,
+            pki::any(&OctetString::new(nonce.to_vec()).map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?)
+                .map_err(internal)?,
+        ),
+    ];
+    let signer = Identity {
+        cert: temporary,
+        key,
+    };
+    let message = signer
+        .signed_data(&pki::data_content(envelope).map_err(internal)?, None, attributes)
+        .map_err(internal)?;
+    let op_at = query(None, "PKIOperation");
+    let answer = if post {
+        link.exchange(&Exchange {
+            method: "POST",
+            endpoint: op_at.clone(),
+            headers: Vec::new(),
+            body: Some((message, "application/x-pki-message")),
+            limit: MAX_CERT_REP,
+        })?
+    } else {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&message);
+        link.exchange(&Exchange {
+            method: "GET",
+            endpoint: format!("{op_at}&message={}", crate::ddm::client::segment(&b64)),
+            headers: Vec::new(),
+            body: None,
+            limit: MAX_CERT_REP,
+        })?
+    };
+    let Identity { key, .. } = signer;
+    read_cert_rep(&answer, &certs, &nonce, &key).map_err(|(why, hint)| failed(&op_at, why, &hint))
+        .map(|cert| Identity { cert, key })
+}
+
+/// The certificate a `CertRep` issues, after checking who signed it, its status and nonce.
+fn read_cert_rep(
+    answer: &[u8],
+    ca: &[Certificate],
+    nonce: &[u8],
+    key: &Key,
+) -> std::result::Result<Certificate, (String, String)> {
+    let retry = "check the SCEP server's log, then enroll again".to_owned();
+    let signed = pki::read_signed(answer).map_err(|e| (format!("the answer is not a CertRep: {e}"), retry.clone()))?;
+    let signer = pki::verify_embedded(&signed)
+        .map_err(|e| (format!("the CertRep's signature does not hold: {e}"), retry.clone()))?;
+    if !ca.iter().any(|c| c == &signer) {
+        return Err((
+            "the CertRep is not signed by the CA the server named in GetCACert".to_owned(),
+            retry,
+        ));
+    }
+    let status = pki::signed_attribute(&signed, PKI_STATUS).map(|v| String::from_utf8_lossy(&v).into_owned());
+    match status.as_deref() {
+        Some("0") => {}
+        Some("2") => {
+            let info = pki::signed_attribute(&signed, FAIL_INFO)
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
+            let why = match info.as_deref() {
+                Some("0") => "badAlg: the CA does not take the algorithm",
+                Some("1") => "badMessageCheck: the CA could not check the request's signature",
+                Some("2") => "badRequest: the CA refused the request (a wrong challenge, or a certificate it already issued for this subject)",
+                Some("3") => "badTime: the CA finds the request's time wrong",
+                Some("4") => "badCertId: the CA does not know the certificate named",
+                _ => "no reason given",
+            };
+            return Err((
+                format!("the CA refused the certificate request (FAILURE, {why})"),
+                "check the profile's Challenge, and give each device its own Subject (%UDID% in the profile's Subject), or let the CA issue again for a subject (scepserver -allowrenew 0)".to_owned(),
+            ));
+        }
+        Some("3") => {
+            return Err((
+                "the CA holds the request for approval (PENDING); bsi does not poll for it".to_owned(),
+                "approve the request at the CA or use a CA that issues at once, then enroll again".to_owned(),
+            ));
+        }
+        other => {
+            return Err((
+                format!("the CertRep has the status {:?}, not one of SCEP's", other.map(clip)),
+                retry,
+            ));
+        }
+    }
+    if pki::signed_attribute(&signed, RECIPIENT_NONCE).as_deref() != Some(nonce) {
+        return Err((
+            "the CertRep does not answer this request (its recipient nonce differs)".to_owned(),
+            retry,
+        ));
+    }
+    let inner = pki::content(&signed).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
+    let plain = pki::open_envelope(&inner, key).map_err(|e| (format!("the CertRep's envelope: {e}"), retry.clone()))?;
+    let issued = pki::read_signed(&plain).map_err(|e| (format!("the CertRep's certificates: {e}"), retry.clone()))?;
+    let ours = key.public().ok().and_then(|p| p.to_der().ok());
+    pki::certificates(&issued)
+        .into_iter()
+        .find(|c| c.tbs_certificate().subject_public_key_info().to_der().ok() == ours)
+        .ok_or_else(|| ("the CertRep holds no certificate for this device's key".to_owned(), retry.clone()))
+        .and_then(|c| {
+            pki::check_validity(&c, SystemTime::now())
+                .map(|()| c)
+                .map_err(|why| (format!("the issued certificate is not valid now: {why}"), "check the clocks of the CA and this machine".to_owned()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_and_recipients() {
+        let key = Key::generate_rsa(1024).unwrap();
+        let ca = pki::self_signed(&pki::parse_name("CN=CA").unwrap(), &key).unwrap();
+        let der = ca.to_der().unwrap();
+        let certs = vec![ca];
+        assert!(check_fingerprint(&certs, &Sha256::digest(&der)).is_ok());
+        assert!(check_fingerprint(&certs, &sha1::Sha1::digest(&der)).is_ok());
+        assert!(check_fingerprint(&certs, &[0u8; 32]).is_err());
+        assert!(check_fingerprint(&certs, &[0u8; 16]).unwrap_err().contains("16 bytes"));
+        assert_eq!(recipient(&certs), &certs[0]);
+        assert_eq!(ca_certificates(&der).unwrap().len(), 1);
+        assert!(ca_certificates(b"junk").is_err());
+        assert_eq!(query(Some("a b"), "GetCACert"), "?operation=GetCACert&message=a%20b");
+    }
+}
