@@ -183,7 +183,10 @@ fn tls_config(tls: &Tls) -> Result<ureq::tls::TlsConfig> {
         let chain = [Certificate::from_der(cert).to_owned()];
         let key = PrivateKey::from_pem(key.as_bytes()).map_err(|e| {
             Error::usage(
-                format!("the TLS client key does not read ({})", clip(&e.to_string())),
+                format!(
+                    "the TLS client key does not read ({})",
+                    clip(&e.to_string())
+                ),
                 "re-enroll the device (`bsi mdm enroll`)",
             )
         })?;

@@ -234,7 +234,10 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                 }),
                 timeout: timeout(a.timeout)?,
                 deadline: seconds("--deadline", a.deadline)?,
-                shard: a.shard.as_deref().map_or(Ok(fleet::Shard::ALL), fleet::Shard::parse)?,
+                shard: a
+                    .shard
+                    .as_deref()
+                    .map_or(Ok(fleet::Shard::ALL), fleet::Shard::parse)?,
             };
             let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
             let failed = outcome.tally.error();

@@ -7,13 +7,13 @@ use clap::{Args as ClapArgs, Subcommand};
 
 use super::render::Output;
 use super::{Ctx, Executed};
+use crate::Result;
 use crate::ddm::pass::AutoOptions;
 use crate::fleet::{self, Shard};
 use crate::mdm::enrollment::EnrollOptions;
 use crate::mdm::fleet::{FleetEnrollOptions, FleetPollOptions};
 use crate::mdm::poll::PollOptions;
 use crate::ops;
-use crate::Result;
 
 /// `bsi mdm`.
 #[derive(Debug, Subcommand)]
@@ -49,7 +49,12 @@ pub(crate) struct EnrollArgs {
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Seconds each request may take.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
     /// Read the profile and say what would happen; contact nobody, change nothing.
     #[arg(long)]
@@ -60,7 +65,12 @@ pub(crate) struct EnrollArgs {
 #[derive(Debug, ClapArgs)]
 pub(crate) struct UnenrollArgs {
     /// Seconds the CheckOut may take.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
     /// Say what would happen; send and change nothing.
     #[arg(long)]
@@ -84,10 +94,20 @@ pub(crate) struct PollArgs {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_commands: u32,
     /// Seconds each request may take.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
     /// Seconds the whole poll may take.
-    #[arg(long, value_name = "SECS", default_value_t = 120.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120.0,
+        allow_negative_numbers = true
+    )]
     pub deadline: f64,
 }
 
@@ -107,7 +127,12 @@ pub(crate) struct FleetEnrollArgs {
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
     /// Seconds each request may take.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
     /// Only the devices whose index is K modulo N (K from 0), for N parallel jobs.
     #[arg(long, value_name = "K/N")]
@@ -184,7 +209,8 @@ pub(crate) fn execute(ctx: &Ctx, command: MdmCommand) -> Result<Executed> {
         }
         MdmCommand::Poll(a) => {
             let opts = poll_options(&a, false)?;
-            let polled = super::commands::shown(ops::mdm::poll(&env, &opts, ctx.progress.as_ref())?);
+            let polled =
+                super::commands::shown(ops::mdm::poll(&env, &opts, ctx.progress.as_ref())?);
             Ok((Output::of(polled.outcome), polled.deferred))
         }
     }
@@ -225,5 +251,8 @@ pub(crate) fn fleet_status(ctx: &Ctx, a: FleetStatusArgs) -> Result<Executed> {
         shard: shard(a.shard.as_deref())?,
         concurrency: a.concurrency as usize,
     };
-    Ok((Output::of(fleet::status::status(&opts, ctx.progress.as_ref())?), None))
+    Ok((
+        Output::of(fleet::status::status(&opts, ctx.progress.as_ref())?),
+        None,
+    ))
 }

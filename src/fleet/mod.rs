@@ -299,7 +299,11 @@ pub(crate) fn run_each(
     failures.sort_by(|a, b| a.device.cmp(&b.device));
     let n = devices.len();
     #[allow(clippy::cast_precision_loss)]
-    let per_second = if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+    let per_second = if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    };
     Tally {
         devices: n,
         ok: n - failures.len(),

@@ -63,10 +63,17 @@ fn look(root: &std::path::Path) -> Result<Seen> {
     let status = crate::status::collect::collect(&device)?;
     let su = crate::ddm::software_update::derive(&device, &status);
     let mdm = crate::mdm::enrollment::load(&device)?;
-    let sync: Option<crate::device::records::SyncState> =
-        crate::device::records::read_json_lenient(device.root(), crate::device::layout::SYNC_RECORD);
+    let sync: Option<crate::device::records::SyncState> = crate::device::records::read_json_lenient(
+        device.root(),
+        crate::device::layout::SYNC_RECORD,
+    );
     let (enrollment, checkin) = match (&mdm, &sync) {
-        (Some(m), s) => ("mdm", m.last_checkin.clone().or_else(|| s.as_ref().map(|s| s.last_sync.clone()))),
+        (Some(m), s) => (
+            "mdm",
+            m.last_checkin
+                .clone()
+                .or_else(|| s.as_ref().map(|s| s.last_sync.clone())),
+        ),
         (None, Some(s)) => ("ddm", Some(s.last_sync.clone())),
         (None, None) => ("none", None),
     };
@@ -83,32 +90,41 @@ fn look(root: &std::path::Path) -> Result<Seen> {
 pub(crate) fn status(opts: &FleetStatusOptions, progress: &dyn Progress) -> Result<FleetStatus> {
     let fleet = super::load(&opts.dir)?;
     let out = Mutex::new(FleetStatus::default());
-    let tally: Tally = super::run_each(&fleet, opts.shard, opts.concurrency, progress, "reading", |d| {
-        let seen = look(&super::root_of(&opts.dir, d));
-        let mut o = out.lock().map_err(|_| Error::usage("a worker failed", "run it again"))?;
-        match seen {
-            Ok(s) => {
-                o.devices += 1;
-                *o.by_version.entry(s.version).or_insert(0) += 1;
-                *o.by_install_state.entry(s.state).or_insert(0) += 1;
-                *o.by_enrollment.entry(s.enrollment.to_owned()).or_insert(0) += 1;
-                *o.by_platform.entry(s.platform).or_insert(0) += 1;
-                if let Some(c) = s.checkin {
-                    if o.oldest_checkin.as_ref().is_none_or(|old| c < *old) {
-                        o.oldest_checkin = Some(c.clone());
+    let tally: Tally = super::run_each(
+        &fleet,
+        opts.shard,
+        opts.concurrency,
+        progress,
+        "reading",
+        |d| {
+            let seen = look(&super::root_of(&opts.dir, d));
+            let mut o = out
+                .lock()
+                .map_err(|_| Error::usage("a worker failed", "run it again"))?;
+            match seen {
+                Ok(s) => {
+                    o.devices += 1;
+                    *o.by_version.entry(s.version).or_insert(0) += 1;
+                    *o.by_install_state.entry(s.state).or_insert(0) += 1;
+                    *o.by_enrollment.entry(s.enrollment.to_owned()).or_insert(0) += 1;
+                    *o.by_platform.entry(s.platform).or_insert(0) += 1;
+                    if let Some(c) = s.checkin {
+                        if o.oldest_checkin.as_ref().is_none_or(|old| c < *old) {
+                            o.oldest_checkin = Some(c.clone());
+                        }
+                        if o.newest_checkin.as_ref().is_none_or(|new| c > *new) {
+                            o.newest_checkin = Some(c);
+                        }
                     }
-                    if o.newest_checkin.as_ref().is_none_or(|new| c > *new) {
-                        o.newest_checkin = Some(c);
-                    }
+                    Ok(())
                 }
-                Ok(())
+                Err(e) => {
+                    o.unreadable.push((d.root.clone(), e.to_string()));
+                    Ok(())
+                }
             }
-            Err(e) => {
-                o.unreadable.push((d.root.clone(), e.to_string()));
-                Ok(())
-            }
-        }
-    });
+        },
+    );
     let mut o = out.into_inner().unwrap_or_default();
     o.unreadable.sort();
     o.seconds = tally.seconds;
@@ -125,7 +141,11 @@ fn counts(map: &BTreeMap<String, usize>) -> String {
 impl Human for FleetStatus {
     fn human(&self, out: &mut Text, _: u8) {
         let s = self;
-        out.line(format!("devices:    {} ({})", s.devices, counts(&s.by_platform)));
+        out.line(format!(
+            "devices:    {} ({})",
+            s.devices,
+            counts(&s.by_platform)
+        ));
         out.line(format!("versions:   {}", counts(&s.by_version)));
         out.line(format!("install:    {}", counts(&s.by_install_state)));
         out.line(format!("enrollment: {}", counts(&s.by_enrollment)));

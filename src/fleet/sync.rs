@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Shard, Tally};
+use crate::Result;
 use crate::clock::Clock;
 use crate::ddm::auto::AutoOptions;
 use crate::ddm::client::Server;
@@ -15,7 +16,6 @@ use crate::ddm::sync::SyncOptions;
 use crate::human::{Human, Text};
 use crate::ops::{self, Env};
 use crate::progress::Progress;
-use crate::Result;
 
 /// How `fleet sync` is asked to run.
 #[derive(Clone, Debug)]
@@ -79,7 +79,10 @@ pub(crate) fn sync(
         };
         let done = ops::sync(&env, &sync_opts, &crate::progress::Silent)?;
         changes.fetch_add(done.value.outcome.changes.len(), Ordering::Relaxed);
-        reports.fetch_add(usize::from(done.value.outcome.report.sent), Ordering::Relaxed);
+        reports.fetch_add(
+            usize::from(done.value.outcome.report.sent),
+            Ordering::Relaxed,
+        );
         done.value.deferred.map_or(Ok(()), Err)
     });
     Ok(FleetSyncOutcome {

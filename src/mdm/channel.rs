@@ -71,7 +71,12 @@ pub(crate) fn to_xml(dict: Dictionary) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     Value::Dictionary(dict)
         .to_writer_xml(&mut out)
-        .map_err(|e| Error::identity(format!("writing a message: {e}"), "report this as a bug in bsi"))?;
+        .map_err(|e| {
+            Error::identity(
+                format!("writing a message: {e}"),
+                "report this as a bug in bsi",
+            )
+        })?;
     Ok(out)
 }
 
@@ -163,7 +168,12 @@ impl Carrier for Channel {
         }
         fields.insert("MessageType".into(), "DeclarativeManagement".into());
         fields.insert("UDID".into(), self.ends.udid.clone().into());
-        self.send(&self.checkin, CHECKIN, to_xml(fields)?, limit.min(MAX_ANSWER))
+        self.send(
+            &self.checkin,
+            CHECKIN,
+            to_xml(fields)?,
+            limit.min(MAX_ANSWER),
+        )
     }
 
     fn label(&self) -> &str {

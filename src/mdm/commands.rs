@@ -90,7 +90,10 @@ impl Answer {
     #[must_use]
     pub(crate) fn error(code: i64, domain: &str, text: &str) -> Self {
         let mut fields = Dictionary::new();
-        fields.insert("ErrorChain".into(), Value::Array(vec![error_item(code, domain, text)]));
+        fields.insert(
+            "ErrorChain".into(),
+            Value::Array(vec![error_item(code, domain, text)]),
+        );
         Self {
             status: Status::Error,
             fields,
@@ -195,7 +198,14 @@ fn query(facts: &Facts<'_>, key: &str) -> Option<Value> {
         "DeviceName" => id.device_name().into(),
         "Model" => id.model_number.clone().into(),
         "ModelName" => id.model_name.into(),
-        "ModelNumber" => id.model_number.split('/').next().unwrap_or("").trim_end_matches("LL").to_owned().into(),
+        "ModelNumber" => id
+            .model_number
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches("LL")
+            .to_owned()
+            .into(),
         "ProductName" => id.model_identifier.into(),
         "OSVersion" => s.base.version.to_string().into(),
         "BuildVersion" => s.base.build.to_string().into(),
@@ -244,7 +254,11 @@ const OPEN_QUERIES: [&str; 3] = ["UDID", "AwaitingConfiguration", "PushToken"];
 /// `DeviceInformation`.
 pub(crate) fn device_information(facts: &Facts<'_>, cmd: &Command) -> Answer {
     let Some(Value::Array(queries)) = cmd.body.get("Queries") else {
-        return Answer::error(12001, "MCMDMErrorDomain", "The command is missing “Queries”.");
+        return Answer::error(
+            12001,
+            "MCMDMErrorDomain",
+            "The command is missing “Queries”.",
+        );
     };
     let allowed = facts.enrollment.access_rights & QUERY_DEVICE_INFORMATION != 0;
     let mut responses = Dictionary::new();
@@ -274,7 +288,10 @@ pub(crate) fn profile_list(facts: &Facts<'_>) -> Answer {
     if let Some(o) = &p.organization {
         item.insert("PayloadOrganization".into(), o.clone().into());
     }
-    item.insert("PayloadRemovalDisallowed".into(), p.removal_disallowed.into());
+    item.insert(
+        "PayloadRemovalDisallowed".into(),
+        p.removal_disallowed.into(),
+    );
     item.insert("HasRemovalPasscode".into(), false.into());
     item.insert("IsEncrypted".into(), false.into());
     item.insert("IsManaged".into(), true.into());
@@ -295,7 +312,10 @@ pub(crate) fn profile_list(facts: &Facts<'_>) -> Answer {
         .collect();
     item.insert("PayloadContent".into(), Value::Array(content));
     let mut fields = Dictionary::new();
-    fields.insert("ProfileList".into(), Value::Array(vec![Value::Dictionary(item)]));
+    fields.insert(
+        "ProfileList".into(),
+        Value::Array(vec![Value::Dictionary(item)]),
+    );
     Answer::ack(fields)
 }
 
@@ -342,8 +362,15 @@ mod tests {
         let c = read(br#"<plist version="1.0"><dict><key>CommandUUID</key><string>u-1</string><key>Command</key><dict><key>RequestType</key><string>DeviceInformation</string><key>Queries</key><array><string>UDID</string></array></dict></dict></plist>"#)
             .unwrap()
             .unwrap();
-        assert_eq!((c.uuid.as_str(), c.request_type.as_str()), ("u-1", "DeviceInformation"));
-        assert!(read(b"<plist version=\"1.0\"><dict/></plist>").unwrap_err().contains("CommandUUID"));
+        assert_eq!(
+            (c.uuid.as_str(), c.request_type.as_str()),
+            ("u-1", "DeviceInformation")
+        );
+        assert!(
+            read(b"<plist version=\"1.0\"><dict/></plist>")
+                .unwrap_err()
+                .contains("CommandUUID")
+        );
         assert!(read(b"bplist00").unwrap_err().contains("binary"));
         let long = format!(
             "<plist version=\"1.0\"><dict><key>CommandUUID</key><string>{}</string></dict></plist>",
@@ -359,8 +386,14 @@ mod tests {
         let m = a.into_message("u");
         let chain = m.get("ErrorChain").and_then(Value::as_array).unwrap();
         let e = chain[0].as_dictionary().unwrap();
-        assert_eq!(e.get("ErrorCode").and_then(Value::as_signed_integer), Some(12021));
-        assert_eq!(e.get("ErrorDomain").and_then(Value::as_string), Some("MCMDMErrorDomain"));
+        assert_eq!(
+            e.get("ErrorCode").and_then(Value::as_signed_integer),
+            Some(12021)
+        );
+        assert_eq!(
+            e.get("ErrorDomain").and_then(Value::as_string),
+            Some("MCMDMErrorDomain")
+        );
         assert_eq!(
             e.get("USEnglishDescription").and_then(Value::as_string),
             Some("“RestartDevice” is not a valid request type.")

@@ -166,8 +166,9 @@ pub(crate) fn identity(device: &Device) -> Result<Identity> {
         .read_small(MDM_IDENTITY)
         .map_err(|e| device.root().failure("reading", MDM_IDENTITY, e))?;
     let text = String::from_utf8_lossy(&bytes);
-    let identity = Identity::from_records(&text)
-        .map_err(|e| identity_error(&e, "the MDM identity in the device's records does not read"))?;
+    let identity = Identity::from_records(&text).map_err(|e| {
+        identity_error(&e, "the MDM identity in the device's records does not read")
+    })?;
     pki::check_validity(&identity.cert, SystemTime::now()).map_err(|why| {
         Error::identity(
             format!("the device's MDM identity certificate is not valid now: {why}"),
@@ -231,7 +232,10 @@ fn read_pem(path: &std::path::Path, what: &str) -> Result<String> {
 
 fn bad_profile(path: &std::path::Path, why: &str) -> Error {
     Error::usage(
-        format!("{} is not an enrollment profile bsi can use: {why}", path.display()),
+        format!(
+            "{} is not an enrollment profile bsi can use: {why}",
+            path.display()
+        ),
         "give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)",
     )
 }
@@ -244,19 +248,23 @@ fn get_identity(
     roots: &[Vec<u8>],
 ) -> Result<(Identity, &'static str)> {
     if let Some((cert, key)) = &opts.identity {
-        let identity = Identity::from_pem(&read_pem(cert, "certificate")?, &read_pem(key, "private key")?)
-            .map_err(|e| {
-                Error::usage(
-                    format!("--identity {} --key {}: {e}", cert.display(), key.display()),
-                    "give the identity certificate and its private key, both PEM",
-                )
-            })?;
+        let identity = Identity::from_pem(
+            &read_pem(cert, "certificate")?,
+            &read_pem(key, "private key")?,
+        )
+        .map_err(|e| {
+            Error::usage(
+                format!("--identity {} --key {}: {e}", cert.display(), key.display()),
+                "give the identity certificate and its private key, both PEM",
+            )
+        })?;
         return Ok((identity, "file"));
     }
     let id = device.info().identity();
     match &profile.identity {
         IdentitySource::Scep(payload) => {
-            let fill = |t: &str| profile::fill_in(t, &id.udid, &id.serial_number, &id.device_name());
+            let fill =
+                |t: &str| profile::fill_in(t, &id.udid, &id.serial_number, &id.device_name());
             let subject = if payload.subject.is_empty() {
                 format!("CN={}", id.udid)
             } else {
@@ -299,13 +307,17 @@ fn authenticate_fields(device: &Device, topic: &str) -> Result<Dictionary> {
     d.insert("ProductName".into(), id.model_identifier.clone().into());
     d.insert("SerialNumber".into(), id.serial_number.clone().into());
     d.insert("OSVersion".into(), snapshot.base.version.to_string().into());
-    d.insert("BuildVersion".into(), snapshot.base.build.to_string().into());
+    d.insert(
+        "BuildVersion".into(),
+        snapshot.base.build.to_string().into(),
+    );
     Ok(d)
 }
 
 fn random_bytes(n: usize) -> Result<Vec<u8>> {
     let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).map_err(|e| Error::identity(format!("drawing random bytes: {e}"), "try again"))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| Error::identity(format!("drawing random bytes: {e}"), "try again"))?;
     Ok(b)
 }
 
@@ -318,13 +330,20 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
             "unenroll it first with `bsi mdm unenroll`",
         ));
     }
-    let bytes = crate::input::read_named(&opts.profile, profile::MAX_PROFILE_BYTES, "enrollment profile")?;
+    let bytes = crate::input::read_named(
+        &opts.profile,
+        profile::MAX_PROFILE_BYTES,
+        "enrollment profile",
+    )?;
     let profile = Profile::parse(&bytes).map_err(|e| bad_profile(&opts.profile, &e.0))?;
     let mut roots = profile.anchors.clone();
     if let Some(ca) = &opts.ca {
         let text = read_pem(ca, "CA certificate")?;
         roots.extend(crate::http::pem_certificates(&text).map_err(|why| {
-            Error::usage(format!("--ca {}: {why}", ca.display()), "give the CA's certificate as PEM")
+            Error::usage(
+                format!("--ca {}: {why}", ca.display()),
+                "give the CA's certificate as PEM",
+            )
         })?);
     }
     let udid = device.info().identity().udid;
@@ -389,11 +408,15 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
     root.write_atomic(MDM_IDENTITY, pem.as_bytes(), 0o600)
         .ctx("writing", root.show(MDM_IDENTITY))?;
     if roots.is_empty() {
-        root.remove_if_exists(MDM_TRUST).ctx("removing", root.show(MDM_TRUST))?;
+        root.remove_if_exists(MDM_TRUST)
+            .ctx("removing", root.show(MDM_TRUST))?;
     } else {
         let pems: String = roots
             .iter()
-            .map(|der| der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap_or_default())
+            .map(|der| {
+                der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der)
+                    .unwrap_or_default()
+            })
             .collect();
         root.write_atomic(MDM_TRUST, pems.as_bytes(), 0o644)
             .ctx("writing", root.show(MDM_TRUST))?;
@@ -444,7 +467,11 @@ fn forget(device: &Device) -> Result<()> {
 
 /// Unenrolls the device of `tx`: `CheckOut`, then its records go (even when the server cannot
 /// be reached: the device leaves, as a device whose MDM profile is removed does).
-pub(crate) fn unenroll(tx: &mut Tx<'_>, timeout: Duration, dry_run: bool) -> Result<UnenrollOutcome> {
+pub(crate) fn unenroll(
+    tx: &mut Tx<'_>,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<UnenrollOutcome> {
     let device = tx.device();
     let enrollment = require(device)?;
     let mut outcome = UnenrollOutcome {
@@ -465,7 +492,9 @@ pub(crate) fn unenroll(tx: &mut Tx<'_>, timeout: Duration, dry_run: bool) -> Res
         Ok(_) => outcome.checked_out = true,
         Err(e) => {
             let why = e.to_string();
-            tx.warn(format!("CheckOut was not delivered ({why}); the device left anyway"));
+            tx.warn(format!(
+                "CheckOut was not delivered ({why}); the device left anyway"
+            ));
             outcome.check_out_error = Some(why);
         }
     }
@@ -525,7 +554,10 @@ impl Human for UnenrollOutcome {
                 clip(&self.server_url)
             ));
         } else if self.checked_out {
-            out.line(format!("checked out of {}; the device is not enrolled", clip(&self.server_url)));
+            out.line(format!(
+                "checked out of {}; the device is not enrolled",
+                clip(&self.server_url)
+            ));
         } else {
             out.line(format!(
                 "left {} without CheckOut ({}); the device is not enrolled",

@@ -14,13 +14,13 @@ use serde::Serialize;
 
 use super::enrollment::EnrollOptions;
 use super::poll::PollOptions;
+use crate::Result;
 use crate::clock::Clock;
 use crate::fleet::{self, Shard, Tally};
 use crate::human::{Human, Text};
 use crate::ops::{self, Env};
 use crate::progress::Progress;
 use crate::untrusted::clip;
-use crate::Result;
 
 /// How `fleet enroll` is asked to run.
 #[derive(Clone, Debug)]
@@ -103,13 +103,20 @@ pub(crate) fn enroll(
         timeout: opts.timeout,
         dry_run: false,
     };
-    let tally = fleet::run_each(&f, opts.shard, opts.concurrency, progress, "enrolling", |d| {
-        let done = ops::mdm::enroll(&env(&opts.dir, d, *clock), &enroll_opts)?;
-        if let Ok(mut s) = server.lock() {
-            s.get_or_insert(done.value.server_url);
-        }
-        Ok(())
-    });
+    let tally = fleet::run_each(
+        &f,
+        opts.shard,
+        opts.concurrency,
+        progress,
+        "enrolling",
+        |d| {
+            let done = ops::mdm::enroll(&env(&opts.dir, d, *clock), &enroll_opts)?;
+            if let Ok(mut s) = server.lock() {
+                s.get_or_insert(done.value.server_url);
+            }
+            Ok(())
+        },
+    );
     Ok(FleetEnrollOutcome {
         server_url: server.into_inner().ok().flatten(),
         tally,
@@ -131,7 +138,11 @@ pub(crate) fn poll(
         AtomicUsize::new(0),
     );
     let tally = fleet::run_each(&f, opts.shard, opts.concurrency, progress, "polling", |d| {
-        let done = ops::mdm::poll(&env(&opts.dir, d, *clock), &opts.poll, &crate::progress::Silent)?;
+        let done = ops::mdm::poll(
+            &env(&opts.dir, d, *clock),
+            &opts.poll,
+            &crate::progress::Silent,
+        )?;
         let o = &done.value.outcome;
         if let Ok(mut c) = commands.lock() {
             for h in &o.commands {
@@ -192,7 +203,10 @@ impl Human for FleetPollOutcome {
             out.line(format!("commands: {}", answered.join(", ")));
         }
         if self.not_now > 0 {
-            out.line(format!("{} command(s) answered NotNow (device busy)", self.not_now));
+            out.line(format!(
+                "{} command(s) answered NotNow (device busy)",
+                self.not_now
+            ));
         }
         out.line(format!(
             "{} DDM sync(s): {} declaration change(s), {} report(s) sent",

@@ -1,16 +1,16 @@
 //! The MDM device (DESIGN section 8): a device an MDM server speaking Apple's protocol enrolls
 //! and manages. [`profile`] reads the enrollment profile; [`pki`] holds the identity and the CMS
 //! the protocol needs; [`scep`] gets the identity from a SCEP CA.
-pub(crate) mod pki;
-pub(crate) mod profile;
-pub(crate) mod scep;
 pub(crate) mod channel;
+pub(crate) mod commands;
 pub(crate) mod enrollment;
 pub(crate) mod fleet;
 pub(crate) mod pkcs12;
-pub(crate) mod commands;
-pub(crate) mod updates;
+pub(crate) mod pki;
 pub(crate) mod poll;
+pub(crate) mod profile;
+pub(crate) mod scep;
+pub(crate) mod updates;
 
 use std::sync::Arc;
 

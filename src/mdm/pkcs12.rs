@@ -26,8 +26,7 @@ const SHROUDED_KEY_BAG: ObjectIdentifier =
 const CERT_BAG: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.3");
 const X509_CERT: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.22.1");
 const PBE_SHA_3DES: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.3");
-const PBE_SHA_RC2_128: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.5");
+const PBE_SHA_RC2_128: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.5");
 const PBE_SHA_RC2_40: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.6");
 const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -93,10 +92,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
 
 /// The password as PKCS #12's key derivation takes it: UTF-16BE with a trailing NUL.
 fn bmp(password: &str) -> Vec<u8> {
-    let mut out: Vec<u8> = password
-        .encode_utf16()
-        .flat_map(u16::to_be_bytes)
-        .collect();
+    let mut out: Vec<u8> = password.encode_utf16().flat_map(u16::to_be_bytes).collect();
     out.extend([0, 0]);
     out
 }
@@ -122,7 +118,11 @@ fn derive<D: Digest + sha2::digest::common::BlockSizeUser>(
     let d = vec![id; v];
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let mut a = D::new().chain_update(&d).chain_update(&i).finalize().to_vec();
+        let mut a = D::new()
+            .chain_update(&d)
+            .chain_update(&i)
+            .finalize()
+            .to_vec();
         for _ in 1..iterations {
             a = D::digest(&a).to_vec();
         }
@@ -147,7 +147,9 @@ fn derive<D: Digest + sha2::digest::common::BlockSizeUser>(
 
 fn check_iterations(n: u64) -> Result<u64, String> {
     if n == 0 || n > MAX_ITERATIONS {
-        return Err(format!("it asks for {n} key-derivation iterations; bsi takes 1 to {MAX_ITERATIONS}"));
+        return Err(format!(
+            "it asks for {n} key-derivation iterations; bsi takes 1 to {MAX_ITERATIONS}"
+        ));
     }
     Ok(n)
 }
@@ -162,7 +164,8 @@ fn check_mac(pfx: &Pfx, content: &[u8], password: &str) -> Result<(), String> {
     let ours = match mac.mac.algorithm.oid {
         SHA1 => {
             let key = derive::<sha1::Sha1>(&pw, salt, iterations, 3, 20);
-            let mut h = hmac::Hmac::<sha1::Sha1>::new_from_slice(&key).map_err(|e| err("MAC", e))?;
+            let mut h =
+                hmac::Hmac::<sha1::Sha1>::new_from_slice(&key).map_err(|e| err("MAC", e))?;
             h.update(content);
             h.finalize().into_bytes().to_vec()
         }
@@ -173,7 +176,11 @@ fn check_mac(pfx: &Pfx, content: &[u8], password: &str) -> Result<(), String> {
             h.update(content);
             h.finalize().into_bytes().to_vec()
         }
-        other => return Err(format!("its MAC uses the digest {other}, which bsi does not implement")),
+        other => {
+            return Err(format!(
+                "its MAC uses the digest {other}, which bsi does not implement"
+            ));
+        }
     };
     if ours == mac.mac.digest.as_bytes() {
         Ok(())
@@ -183,7 +190,11 @@ fn check_mac(pfx: &Pfx, content: &[u8], password: &str) -> Result<(), String> {
 }
 
 /// Decrypts `data` encrypted with `algorithm` under `password`.
-fn decrypt(algorithm: &AlgorithmIdentifierOwned, data: &[u8], password: &str) -> Result<Vec<u8>, String> {
+fn decrypt(
+    algorithm: &AlgorithmIdentifierOwned,
+    data: &[u8],
+    password: &str,
+) -> Result<Vec<u8>, String> {
     let oid = algorithm.oid;
     if oid == PBE_SHA_3DES || oid == PBE_SHA_RC2_40 || oid == PBE_SHA_RC2_128 {
         let params: PbeParameters = algorithm
@@ -238,22 +249,33 @@ pub(crate) fn identity(pfx: &[u8], password: Option<&str>) -> Result<Identity, S
     if pfx.version != 3 || pfx.auth_safe.content_type != DATA {
         return Err("not a PKCS #12 (version 3, password-protected) file".to_owned());
     }
-    let content: OctetString = pfx.auth_safe.content.decode_as().map_err(|e| err("its content", e))?;
+    let content: OctetString = pfx
+        .auth_safe
+        .content
+        .decode_as()
+        .map_err(|e| err("its content", e))?;
     check_mac(&pfx, content.as_bytes(), password)?;
-    let safes = Vec::<ContentInfo>::from_der(content.as_bytes()).map_err(|e| err("its safes", e))?;
+    let safes =
+        Vec::<ContentInfo>::from_der(content.as_bytes()).map_err(|e| err("its safes", e))?;
     let mut all = Vec::new();
     for safe in safes {
         if safe.content_type == DATA {
             let inner: OctetString = safe.content.decode_as().map_err(|e| err("a safe", e))?;
             all.extend(bags(inner.as_bytes())?);
         } else if safe.content_type == ENCRYPTED_DATA {
-            let ed: cms::encrypted_data::EncryptedData =
-                safe.content.decode_as().map_err(|e| err("an encrypted safe", e))?;
+            let ed: cms::encrypted_data::EncryptedData = safe
+                .content
+                .decode_as()
+                .map_err(|e| err("an encrypted safe", e))?;
             let data = ed
                 .enc_content_info
                 .encrypted_content
                 .ok_or("an encrypted safe is empty")?;
-            let plain = decrypt(&ed.enc_content_info.content_enc_alg, data.as_bytes(), password)?;
+            let plain = decrypt(
+                &ed.enc_content_info.content_enc_alg,
+                data.as_bytes(),
+                password,
+            )?;
             all.extend(bags(&plain)?);
         }
     }
@@ -261,7 +283,10 @@ pub(crate) fn identity(pfx: &[u8], password: Option<&str>) -> Result<Identity, S
     let mut key = None;
     for bag in all {
         if bag.bag_id == CERT_BAG {
-            let cb: CertBag = bag.bag_value.decode_as().map_err(|e| err("a certificate bag", e))?;
+            let cb: CertBag = bag
+                .bag_value
+                .decode_as()
+                .map_err(|e| err("a certificate bag", e))?;
             if cb.cert_id == X509_CERT {
                 certs.push(
                     Certificate::from_der(cb.cert_value.as_bytes())
@@ -282,10 +307,21 @@ pub(crate) fn identity(pfx: &[u8], password: Option<&str>) -> Result<Identity, S
         }
     }
     let key = key.ok_or("it holds no private key")?;
-    let public = key.public().map_err(|e| e.0)?.to_der().map_err(|e| err("the key", e))?;
+    let public = key
+        .public()
+        .map_err(|e| e.0)?
+        .to_der()
+        .map_err(|e| err("the key", e))?;
     let cert = certs
         .into_iter()
-        .find(|c| c.tbs_certificate().subject_public_key_info().to_der().ok().as_deref() == Some(&public))
+        .find(|c| {
+            c.tbs_certificate()
+                .subject_public_key_info()
+                .to_der()
+                .ok()
+                .as_deref()
+                == Some(&public)
+        })
         .ok_or("it holds no certificate for its private key")?;
     Ok(Identity { cert, key })
 }
@@ -303,8 +339,8 @@ mod tests {
         assert_eq!(
             key,
             [
-                0x8A, 0xAA, 0xE6, 0x29, 0x7B, 0x6C, 0xB0, 0x46, 0x42, 0xAB, 0x5B, 0x07, 0x78,
-                0x51, 0x28, 0x4E, 0xB7, 0x12, 0x8F, 0x1A, 0x2A, 0x7F, 0xBC, 0xA3
+                0x8A, 0xAA, 0xE6, 0x29, 0x7B, 0x6C, 0xB0, 0x46, 0x42, 0xAB, 0x5B, 0x07, 0x78, 0x51,
+                0x28, 0x4E, 0xB7, 0x12, 0x8F, 0x1A, 0x2A, 0x7F, 0xBC, 0xA3
             ]
         );
     }
@@ -312,7 +348,11 @@ mod tests {
     #[test]
     fn every_encryption_openssl_writes_is_read() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mdm");
-        for name in ["identity-aes256.p12", "identity-3des.p12", "identity-legacy-rc2.p12"] {
+        for name in [
+            "identity-aes256.p12",
+            "identity-3des.p12",
+            "identity-legacy-rc2.p12",
+        ] {
             let bytes = std::fs::read(dir.join(name)).unwrap();
             let id = identity(&bytes, Some("secret")).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(id.subject(), "CN=bsi pkcs12 test", "{name}");
@@ -323,6 +363,10 @@ mod tests {
 
     #[test]
     fn what_is_not_a_pfx_is_refused() {
-        assert!(identity(b"junk", None).unwrap_err().contains("not a PKCS #12"));
+        assert!(
+            identity(b"junk", None)
+                .unwrap_err()
+                .contains("not a PKCS #12")
+        );
     }
 }

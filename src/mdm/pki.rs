@@ -45,7 +45,10 @@ const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.
 pub(crate) struct PkiError(pub String);
 
 fn fail(what: &str, e: impl std::fmt::Display) -> PkiError {
-    PkiError(format!("{what}: {}", crate::untrusted::clip(&e.to_string())))
+    PkiError(format!(
+        "{what}: {}",
+        crate::untrusted::clip(&e.to_string())
+    ))
 }
 
 /// A private key the device signs with.
@@ -665,7 +668,10 @@ mod tests {
             sd.encap_content_info = data_content(body.to_vec()).unwrap();
             verify_embedded(&sd).unwrap();
             sd.encap_content_info = data_content(b"<plist>x</plist>".to_vec()).unwrap();
-            assert!(verify_embedded(&sd).is_err(), "another body does not verify");
+            assert!(
+                verify_embedded(&sd).is_err(),
+                "another body does not verify"
+            );
         }
     }
 

@@ -77,7 +77,8 @@ fn server_error(channel_url: &str, problem: String) -> Error {
         method: "PUT",
         endpoint: channel_url.to_owned(),
         problem,
-        hint: "check the MDM server's queue and log; the device answered what it could read".to_owned(),
+        hint: "check the MDM server's queue and log; the device answered what it could read"
+            .to_owned(),
     }
 }
 
@@ -175,9 +176,13 @@ pub(crate) fn poll(
         sync: None,
     };
     let mut wants_sync = false;
-    run_commands(&channel, &enrollment.server_url, opts.max_commands, &mut outcome, |cmd| {
-        answer(tx, &enrollment, cmd, opts, progress, &mut wants_sync)
-    })?;
+    run_commands(
+        &channel,
+        &enrollment.server_url,
+        opts.max_commands,
+        &mut outcome,
+        |cmd| answer(tx, &enrollment, cmd, opts, progress, &mut wants_sync),
+    )?;
     tx.begin()?;
     enrollment::note_checkin(device, &enrollment, tx.clock().stamp())?;
     let mut deferred = None;
@@ -213,9 +218,13 @@ pub(crate) fn poll_busy(device: &Device, opts: &PollOptions) -> Result<PollOutco
         more: false,
         sync: None,
     };
-    run_commands(&channel, &enrollment.server_url, opts.max_commands, &mut outcome, |_| {
-        Ok(Answer::not_now())
-    })?;
+    run_commands(
+        &channel,
+        &enrollment.server_url,
+        opts.max_commands,
+        &mut outcome,
+        |_| Ok(Answer::not_now()),
+    )?;
     Ok(outcome)
 }
 
@@ -237,7 +246,11 @@ impl Human for PollOutcome {
             ));
         }
         for c in &o.commands {
-            let why = c.error.as_deref().map(|e| format!(" ({})", clip(e))).unwrap_or_default();
+            let why = c
+                .error
+                .as_deref()
+                .map(|e| format!(" ({})", clip(e)))
+                .unwrap_or_default();
             out.line(format!(
                 "  {} {}: {}{why}",
                 clip(&c.request_type),
@@ -246,7 +259,9 @@ impl Human for PollOutcome {
             ));
         }
         if o.more {
-            out.line("the server has more commands: poll again (--max-commands N answers more at once)");
+            out.line(
+                "the server has more commands: poll again (--max-commands N answers more at once)",
+            );
         }
         if let Some(s) = &o.sync {
             out.line("declarative management through the MDM server:");

@@ -162,7 +162,9 @@ fn summary(d: &Dictionary, within: &str) -> Result<PayloadSummary, ProfileError>
 }
 
 fn http_url(url: &str, what: &str) -> Result<String, ProfileError> {
-    if (url.starts_with("https://") || url.starts_with("http://")) && !url.contains(char::is_whitespace) {
+    if (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.contains(char::is_whitespace)
+    {
         Ok(url.to_owned())
     } else {
         Err(bad(format!(
@@ -187,7 +189,11 @@ fn mdm_payload(d: &Dictionary) -> Result<MdmPayload, ProfileError> {
             .filter_map(Value::as_string)
             .map(str::to_owned)
             .collect(),
-        Some(_) => return Err(bad(format!("{within}: `ServerCapabilities` is not an array"))),
+        Some(_) => {
+            return Err(bad(format!(
+                "{within}: `ServerCapabilities` is not an array"
+            )));
+        }
     };
     Ok(MdmPayload {
         server_url,
@@ -236,8 +242,13 @@ fn subject(value: Option<&Value>) -> Result<String, ProfileError> {
         for pair in pairs {
             match pair.as_array().map(Vec::as_slice) {
                 Some([Value::String(kind), Value::String(v)]) => {
-                    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
-                        return Err(bad(format!("{within}: `{}` is not an attribute type", clip(kind))));
+                    if kind.is_empty()
+                        || !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+                    {
+                        return Err(bad(format!(
+                            "{within}: `{}` is not an attribute type",
+                            clip(kind)
+                        )));
                     }
                     rdn_text.push(format!("{kind}={}", escape(v)));
                 }
@@ -253,7 +264,9 @@ fn subject(value: Option<&Value>) -> Result<String, ProfileError> {
 fn scep_payload(d: &Dictionary) -> Result<ScepPayload, ProfileError> {
     let within = "the com.apple.security.scep payload";
     let Some(Value::Dictionary(c)) = d.get("PayloadContent") else {
-        return Err(bad(format!("{within}: `PayloadContent` is missing or not a dictionary")));
+        return Err(bad(format!(
+            "{within}: `PayloadContent` is missing or not a dictionary"
+        )));
     };
     let key_size = integer(c, "Keysize", within)?.unwrap_or(1024);
     let key_size = match key_size {
@@ -267,7 +280,10 @@ fn scep_payload(d: &Dictionary) -> Result<ScepPayload, ProfileError> {
     if let Some(kind) = text(c, "Key Type")
         && kind != "RSA"
     {
-        return Err(bad(format!("{within}: `Key Type` is `{}`; SCEP keys are RSA", clip(kind))));
+        return Err(bad(format!(
+            "{within}: `Key Type` is `{}`; SCEP keys are RSA",
+            clip(kind)
+        )));
     }
     let ca_fingerprint = match c.get("CAFingerprint") {
         None => None,
@@ -290,11 +306,17 @@ fn unwrap_signed(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), ProfileError
         return Ok((bytes.to_vec(), None));
     }
     let signed = pki::read_signed(bytes).map_err(|e| bad(format!("a signed profile: {e}")))?;
-    let content = pki::content(&signed)
-        .ok_or_else(|| bad("a signed profile without its content"))?;
-    let signer = pki::verify_embedded(&signed)
-        .map_err(|e| bad(format!("a signed profile whose signature does not hold: {e}")))?;
-    Ok((content, Some(pki::name_of(signer.tbs_certificate().subject()))))
+    let content =
+        pki::content(&signed).ok_or_else(|| bad("a signed profile without its content"))?;
+    let signer = pki::verify_embedded(&signed).map_err(|e| {
+        bad(format!(
+            "a signed profile whose signature does not hold: {e}"
+        ))
+    })?;
+    Ok((
+        content,
+        Some(pki::name_of(signer.tbs_certificate().subject())),
+    ))
 }
 
 impl Profile {
@@ -305,7 +327,9 @@ impl Profile {
             .map_err(|e| bad(format!("not a configuration profile: {e}")))?;
         let within = "the profile";
         if text(&top, "PayloadType") != Some("Configuration") {
-            return Err(bad("not a configuration profile: its PayloadType is not `Configuration`"));
+            return Err(bad(
+                "not a configuration profile: its PayloadType is not `Configuration`",
+            ));
         }
         let summary_top = summary(&top, within)?;
         let Some(Value::Array(content)) = top.get("PayloadContent") else {
@@ -317,7 +341,9 @@ impl Profile {
         let mut anchors = Vec::new();
         for p in content {
             let Some(d) = p.as_dictionary() else {
-                return Err(bad("the profile's PayloadContent holds something that is not a payload"));
+                return Err(bad(
+                    "the profile's PayloadContent holds something that is not a payload",
+                ));
             };
             let s = summary(d, "a payload")?;
             match s.payload_type.as_str() {
@@ -342,7 +368,9 @@ impl Profile {
                         },
                     ));
                 }
-                "com.apple.security.root" | "com.apple.security.pem" | "com.apple.security.pkcs1" => {
+                "com.apple.security.root"
+                | "com.apple.security.pem"
+                | "com.apple.security.pkcs1" => {
                     if let Some(Value::Data(der)) = d.get("PayloadContent") {
                         anchors.push(pem_or_der(der));
                     }
@@ -351,7 +379,9 @@ impl Profile {
             }
             payloads.push(s);
         }
-        let mdm = mdm.ok_or_else(|| bad("the profile has no com.apple.mdm payload: it is not an enrollment profile"))?;
+        let mdm = mdm.ok_or_else(|| {
+            bad("the profile has no com.apple.mdm payload: it is not an enrollment profile")
+        })?;
         let identity = identities
             .into_iter()
             .find(|(uuid, _)| *uuid == mdm.identity_uuid)
@@ -436,7 +466,10 @@ mod tests {
         assert_eq!(s.subject, r"CN=%UDID%,O=Example\, Inc.");
         assert_eq!((s.key_size, s.challenge.as_deref()), (2048, Some("secret")));
         assert_eq!(p.payloads.len(), 2);
-        assert_eq!(fill_in(&s.subject, "U-1", "S", "N"), r"CN=U-1,O=Example\, Inc.");
+        assert_eq!(
+            fill_in(&s.subject, "U-1", "S", "N"),
+            r"CN=U-1,O=Example\, Inc."
+        );
     }
 
     #[test]
@@ -451,10 +484,7 @@ mod tests {
         let p = Profile::parse(&signed).unwrap();
         assert_eq!(p.signer.as_deref(), Some("CN=Example Signer"));
         // One byte of the content changed: refused.
-        let at = signed
-            .windows(8)
-            .position(|w| w == b"Example ")
-            .unwrap();
+        let at = signed.windows(8).position(|w| w == b"Example ").unwrap();
         let mut tampered = signed.clone();
         tampered[at] = b'e';
         let e = Profile::parse(&tampered).unwrap_err();
@@ -465,17 +495,29 @@ mod tests {
     fn what_is_not_an_enrollment_profile_is_refused_with_why() {
         for (bytes, why) in [
             (b"bplist00...".to_vec(), "binary property list"),
-            (b"<plist version=\"1.0\"><dict/></plist>".to_vec(), "not `Configuration`"),
             (
-                example("").replace("<key>Topic</key>", "<key>NotTopic</key>").into_bytes(),
+                b"<plist version=\"1.0\"><dict/></plist>".to_vec(),
+                "not `Configuration`",
+            ),
+            (
+                example("")
+                    .replace("<key>Topic</key>", "<key>NotTopic</key>")
+                    .into_bytes(),
                 "`Topic` is missing",
             ),
             (
-                example("").replace("SCEP-UUID</string>\n<key>SignMessage", "OTHER</string>\n<key>SignMessage").into_bytes(),
+                example("")
+                    .replace(
+                        "SCEP-UUID</string>\n<key>SignMessage",
+                        "OTHER</string>\n<key>SignMessage",
+                    )
+                    .into_bytes(),
                 "names no SCEP",
             ),
             (
-                example("").replace("<integer>2048</integer>", "<integer>512</integer>").into_bytes(),
+                example("")
+                    .replace("<integer>2048</integer>", "<integer>512</integer>")
+                    .into_bytes(),
                 "Keysize",
             ),
             (vec![0x30, 0x03, 0x02, 0x01, 0x00], "a signed profile"),

@@ -52,7 +52,10 @@ pub(crate) struct Request<'a> {
 
 fn query(name: Option<&str>, operation: &str) -> String {
     match name {
-        Some(n) => format!("?operation={operation}&message={}", crate::ddm::client::segment(n)),
+        Some(n) => format!(
+            "?operation={operation}&message={}",
+            crate::ddm::client::segment(n)
+        ),
         None => format!("?operation={operation}"),
     }
 }
@@ -119,8 +122,18 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn printable(text: &str) -> Result<der::Any> {
-    let value = PrintableStringRef::new(text).map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?;
-    pki::any(&value).map_err(|e| Error::identity(format!("making the certificate request: {}", e.0), "report this as a bug in bsi"))
+    let value = PrintableStringRef::new(text).map_err(|e| {
+        Error::identity(
+            format!("making the certificate request: {e}"),
+            "report this as a bug in bsi",
+        )
+    })?;
+    pki::any(&value).map_err(|e| {
+        Error::identity(
+            format!("making the certificate request: {}", e.0),
+            "report this as a bug in bsi",
+        )
+    })
 }
 
 /// Gets an identity from the CA.
@@ -131,44 +144,85 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
     let caps = String::from_utf8_lossy(&get(&link, caps_at)?).into_owned();
     let post = caps.lines().any(|l| l.trim() == "POSTPKIOperation");
     let failed = |endpoint: &str, problem: String, hint: &str| {
-        let method = if endpoint.contains("PKIOperation") && post { "POST" } else { "GET" };
+        let method = if endpoint.contains("PKIOperation") && post {
+            "POST"
+        } else {
+            "GET"
+        };
         link.error(method, endpoint, problem, hint.to_owned())
     };
     let cert_at = query(p.name.as_deref(), "GetCACert");
     let certs = ca_certificates(&get(&link, cert_at.clone())?).map_err(|why| {
-        failed(&cert_at, format!("the CA certificate does not read: {why}"), "check the SCEP URL: it is the server's /scep endpoint")
+        failed(
+            &cert_at,
+            format!("the CA certificate does not read: {why}"),
+            "check the SCEP URL: it is the server's /scep endpoint",
+        )
     })?;
     if let Some(wanted) = &p.ca_fingerprint {
         check_fingerprint(&certs, wanted).map_err(|why| {
-            failed(&cert_at, why, "the server is not the CA the profile names; check the profile and the SCEP URL")
+            failed(
+                &cert_at,
+                why,
+                "the server is not the CA the profile names; check the profile and the SCEP URL",
+            )
         })?;
     }
     let to = recipient(&certs);
 
-    let key = Key::generate_rsa(p.key_size).map_err(|e| Error::identity(format!("making the certificate request: {}", e.0), "report this as a bug in bsi"))?;
+    let key = Key::generate_rsa(p.key_size).map_err(|e| {
+        Error::identity(
+            format!("making the certificate request: {}", e.0),
+            "report this as a bug in bsi",
+        )
+    })?;
     let subject = pki::parse_name(&req.subject).map_err(|e| {
         Error::usage(
             format!("the profile's SCEP Subject does not read: {e}"),
             "fix the profile's Subject (an array of [type, value] pairs)",
         )
     })?;
-    let internal = |e: pki::PkiError| Error::identity(format!("making the certificate request: {}", e.0), "report this as a bug in bsi");
+    let internal = |e: pki::PkiError| {
+        Error::identity(
+            format!("making the certificate request: {}", e.0),
+            "report this as a bug in bsi",
+        )
+    };
     let csr = pki::request(&subject, &key, req.challenge.as_deref()).map_err(internal)?;
     let envelope = pki::envelope(&csr, to).map_err(|e| {
-        failed(&cert_at, e.0, "the CA's certificate must hold an RSA key to encrypt the request to")
+        failed(
+            &cert_at,
+            e.0,
+            "the CA's certificate must hold an RSA key to encrypt the request to",
+        )
     })?;
     let temporary = pki::self_signed(&subject, &key).map_err(internal)?;
-    let public = key.public().map_err(internal)?.to_der().map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?;
+    let public = key.public().map_err(internal)?.to_der().map_err(|e| {
+        Error::identity(
+            format!("making the certificate request: {e}"),
+            "report this as a bug in bsi",
+        )
+    })?;
     let transaction = hex(&Sha256::digest(&public));
     let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?;
+    getrandom::fill(&mut nonce).map_err(|e| {
+        Error::identity(
+            format!("making the certificate request: {e}"),
+            "report this as a bug in bsi",
+        )
+    })?;
     let attributes = vec![
         pki::attribute(MESSAGE_TYPE, printable("19")?),
         pki::attribute(TRANSACTION_ID, printable(&transaction)?),
         pki::attribute(
             SENDER_NONCE,
-            pki::any(&OctetString::new(nonce.to_vec()).map_err(|e| Error::identity(format!("making the certificate request: {e}"), "report this as a bug in bsi"))?)
-                .map_err(internal)?,
+            pki::any(&OctetString::new(nonce.to_vec()).map_err(|e| {
+                Error::identity(
+                    format!("making the certificate request: {e}"),
+                    "report this as a bug in bsi",
+                )
+            })?)
+            .map_err(internal)?,
         ),
     ];
     let signer = Identity {
@@ -176,7 +230,11 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
         key,
     };
     let message = signer
-        .signed_data(&pki::data_content(envelope).map_err(internal)?, None, attributes)
+        .signed_data(
+            &pki::data_content(envelope).map_err(internal)?,
+            None,
+            attributes,
+        )
         .map_err(internal)?;
     let op_at = query(None, "PKIOperation");
     let answer = if post {
@@ -198,7 +256,8 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
         })?
     };
     let Identity { key, .. } = signer;
-    read_cert_rep(&answer, &certs, &nonce, &key).map_err(|(why, hint)| failed(&op_at, why, &hint))
+    read_cert_rep(&answer, &certs, &nonce, &key)
+        .map_err(|(why, hint)| failed(&op_at, why, &hint))
         .map(|cert| Identity { cert, key })
 }
 
@@ -210,16 +269,22 @@ fn read_cert_rep(
     key: &Key,
 ) -> std::result::Result<Certificate, (String, String)> {
     let retry = "check the SCEP server's log, then enroll again".to_owned();
-    let signed = pki::read_signed(answer).map_err(|e| (format!("the answer is not a CertRep: {e}"), retry.clone()))?;
-    let signer = pki::verify_embedded(&signed)
-        .map_err(|e| (format!("the CertRep's signature does not hold: {e}"), retry.clone()))?;
+    let signed = pki::read_signed(answer)
+        .map_err(|e| (format!("the answer is not a CertRep: {e}"), retry.clone()))?;
+    let signer = pki::verify_embedded(&signed).map_err(|e| {
+        (
+            format!("the CertRep's signature does not hold: {e}"),
+            retry.clone(),
+        )
+    })?;
     if !ca.iter().any(|c| c == &signer) {
         return Err((
             "the CertRep is not signed by the CA the server named in GetCACert".to_owned(),
             retry,
         ));
     }
-    let status = pki::signed_attribute(&signed, PKI_STATUS).map(|v| String::from_utf8_lossy(&v).into_owned());
+    let status = pki::signed_attribute(&signed, PKI_STATUS)
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
     match status.as_deref() {
         Some("0") => {}
         Some("2") => {
@@ -228,7 +293,9 @@ fn read_cert_rep(
             let why = match info.as_deref() {
                 Some("0") => "badAlg: the CA does not take the algorithm",
                 Some("1") => "badMessageCheck: the CA could not check the request's signature",
-                Some("2") => "badRequest: the CA refused the request (a wrong challenge, or a certificate it already issued for this subject)",
+                Some("2") => {
+                    "badRequest: the CA refused the request (a wrong challenge, or a certificate it already issued for this subject)"
+                }
                 Some("3") => "badTime: the CA finds the request's time wrong",
                 Some("4") => "badCertId: the CA does not know the certificate named",
                 _ => "no reason given",
@@ -240,13 +307,18 @@ fn read_cert_rep(
         }
         Some("3") => {
             return Err((
-                "the CA holds the request for approval (PENDING); bsi does not poll for it".to_owned(),
-                "approve the request at the CA or use a CA that issues at once, then enroll again".to_owned(),
+                "the CA holds the request for approval (PENDING); bsi does not poll for it"
+                    .to_owned(),
+                "approve the request at the CA or use a CA that issues at once, then enroll again"
+                    .to_owned(),
             ));
         }
         other => {
             return Err((
-                format!("the CertRep has the status {:?}, not one of SCEP's", other.map(clip)),
+                format!(
+                    "the CertRep has the status {:?}, not one of SCEP's",
+                    other.map(clip)
+                ),
                 retry,
             ));
         }
@@ -257,18 +329,31 @@ fn read_cert_rep(
             retry,
         ));
     }
-    let inner = pki::content(&signed).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
-    let plain = pki::open_envelope(&inner, key).map_err(|e| (format!("the CertRep's envelope: {e}"), retry.clone()))?;
-    let issued = pki::read_signed(&plain).map_err(|e| (format!("the CertRep's certificates: {e}"), retry.clone()))?;
+    let inner =
+        pki::content(&signed).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
+    let plain = pki::open_envelope(&inner, key)
+        .map_err(|e| (format!("the CertRep's envelope: {e}"), retry.clone()))?;
+    let issued = pki::read_signed(&plain)
+        .map_err(|e| (format!("the CertRep's certificates: {e}"), retry.clone()))?;
     let ours = key.public().ok().and_then(|p| p.to_der().ok());
     pki::certificates(&issued)
         .into_iter()
         .find(|c| c.tbs_certificate().subject_public_key_info().to_der().ok() == ours)
-        .ok_or_else(|| ("the CertRep holds no certificate for this device's key".to_owned(), retry.clone()))
+        .ok_or_else(|| {
+            (
+                "the CertRep holds no certificate for this device's key".to_owned(),
+                retry.clone(),
+            )
+        })
         .and_then(|c| {
             pki::check_validity(&c, SystemTime::now())
                 .map(|()| c)
-                .map_err(|why| (format!("the issued certificate is not valid now: {why}"), "check the clocks of the CA and this machine".to_owned()))
+                .map_err(|why| {
+                    (
+                        format!("the issued certificate is not valid now: {why}"),
+                        "check the clocks of the CA and this machine".to_owned(),
+                    )
+                })
         })
 }
 
@@ -285,10 +370,17 @@ mod tests {
         assert!(check_fingerprint(&certs, &Sha256::digest(&der)).is_ok());
         assert!(check_fingerprint(&certs, &sha1::Sha1::digest(&der)).is_ok());
         assert!(check_fingerprint(&certs, &[0u8; 32]).is_err());
-        assert!(check_fingerprint(&certs, &[0u8; 16]).unwrap_err().contains("16 bytes"));
+        assert!(
+            check_fingerprint(&certs, &[0u8; 16])
+                .unwrap_err()
+                .contains("16 bytes")
+        );
         assert_eq!(recipient(&certs), &certs[0]);
         assert_eq!(ca_certificates(&der).unwrap().len(), 1);
         assert!(ca_certificates(b"junk").is_err());
-        assert_eq!(query(Some("a b"), "GetCACert"), "?operation=GetCACert&message=a%20b");
+        assert_eq!(
+            query(Some("a b"), "GetCACert"),
+            "?operation=GetCACert&message=a%20b"
+        );
     }
 }

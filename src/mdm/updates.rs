@@ -64,7 +64,8 @@ fn offers(facts: &Facts<'_>, from: Option<&Path>) -> Vec<Offer> {
                 .map(|a| a.version)
                 .max(out.first().map(|o| o.version));
             for c in applicable {
-                if newest.is_some_and(|n| c.version <= n) || out.iter().any(|o| o.build == c.build) {
+                if newest.is_some_and(|n| c.version <= n) || out.iter().any(|o| o.build == c.build)
+                {
                     continue;
                 }
                 out.push(Offer {
@@ -95,7 +96,11 @@ fn supervised_only(facts: &Facts<'_>, cmd: &Command) -> Option<Answer> {
 }
 
 /// `AvailableOSUpdates`.
-pub(crate) fn available_os_updates(facts: &Facts<'_>, cmd: &Command, from: Option<&Path>) -> Answer {
+pub(crate) fn available_os_updates(
+    facts: &Facts<'_>,
+    cmd: &Command,
+    from: Option<&Path>,
+) -> Answer {
     if let Some(refused) = supervised_only(facts, cmd) {
         return refused;
     }
@@ -104,13 +109,19 @@ pub(crate) fn available_os_updates(facts: &Facts<'_>, cmd: &Command, from: Optio
         .into_iter()
         .map(|o| {
             let mut d = Dictionary::new();
-            d.insert("ProductKey".into(), product_key(&o.version, &o.build).into());
+            d.insert(
+                "ProductKey".into(),
+                product_key(&o.version, &o.build).into(),
+            );
             d.insert(
                 "HumanReadableName".into(),
                 format!("Background Security Improvement {}", o.version).into(),
             );
             if mac {
-                d.insert("ProductName".into(), format!("Background Security Improvement {}", o.version).into());
+                d.insert(
+                    "ProductName".into(),
+                    format!("Background Security Improvement {}", o.version).into(),
+                );
             }
             d.insert("Version".into(), o.version.os.to_string().into());
             d.insert("Build".into(), o.build.to_string().into());
@@ -119,8 +130,14 @@ pub(crate) fn available_os_updates(facts: &Facts<'_>, cmd: &Command, from: Optio
             d.insert("RestartRequired".into(), o.restart.into());
             d.insert("AllowsInstallLater".into(), true.into());
             d.insert("IsSecurityResponse".into(), true.into());
-            d.insert("SupplementalBuildVersion".into(), o.build.to_string().into());
-            d.insert("SupplementalOSVersionExtra".into(), o.version.extra.to_string().into());
+            d.insert(
+                "SupplementalBuildVersion".into(),
+                o.build.to_string().into(),
+            );
+            d.insert(
+                "SupplementalOSVersionExtra".into(),
+                o.version.extra.to_string().into(),
+            );
             Value::Dictionary(d)
         })
         .collect();
@@ -139,7 +156,10 @@ pub(crate) fn os_update_status(facts: &Facts<'_>, cmd: &Command) -> Answer {
         .staged_install()
         .map(|s| {
             let mut d = Dictionary::new();
-            d.insert("ProductKey".into(), product_key(&s.version, &s.build).into());
+            d.insert(
+                "ProductKey".into(),
+                product_key(&s.version, &s.build).into(),
+            );
             d.insert("IsDownloaded".into(), true.into());
             d.insert("DownloadPercentComplete".into(), Value::Real(1.0));
             d.insert("Status".into(), "Idle".into());
@@ -173,13 +193,20 @@ pub(crate) fn schedule_os_update(
         return refused;
     }
     let Some(Value::Array(updates)) = cmd.body.get("Updates") else {
-        return Answer::error(12001, "MCMDMErrorDomain", "The command is missing “Updates”.");
+        return Answer::error(
+            12001,
+            "MCMDMErrorDomain",
+            "The command is missing “Updates”.",
+        );
     };
     let mut offered = offers(facts, from);
     let mut results = Vec::new();
     for u in updates.iter().filter_map(Value::as_dictionary).take(16) {
         let key = u.get("ProductKey").and_then(Value::as_string).unwrap_or("");
-        let action = u.get("InstallAction").and_then(Value::as_string).unwrap_or("Default");
+        let action = u
+            .get("InstallAction")
+            .and_then(Value::as_string)
+            .unwrap_or("Default");
         let version = u.get("ProductVersion").and_then(Value::as_string);
         let mut r = Dictionary::new();
         r.insert("ProductKey".into(), key.into());
@@ -191,7 +218,11 @@ pub(crate) fn schedule_os_update(
                 r.insert("Status".into(), "Idle".into());
                 r.insert(
                     "ErrorChain".into(),
-                    Value::Array(vec![error_item(2, "bsi.usage", &format!("“{}” is not an InstallAction.", clip(other)))]),
+                    Value::Array(vec![error_item(
+                        2,
+                        "bsi.usage",
+                        &format!("“{}” is not an InstallAction.", clip(other)),
+                    )]),
                 );
                 results.push(Value::Dictionary(r));
                 continue;
@@ -199,20 +230,32 @@ pub(crate) fn schedule_os_update(
         };
         let at = offered.iter().position(|o| {
             product_key(&o.version, &o.build) == key
-                || version.is_some_and(|v| v == o.version.to_string() || v == o.version.os.to_string())
+                || version
+                    .is_some_and(|v| v == o.version.to_string() || v == o.version.os.to_string())
         });
         let Some(at) = at else {
             r.insert("InstallAction".into(), "Error".into());
             r.insert("Status".into(), "Idle".into());
             r.insert(
                 "ErrorChain".into(),
-                Value::Array(vec![error_item(5, "bsi.not-applicable", &format!("The update “{}” is not available on this device.", clip(key)))]),
+                Value::Array(vec![error_item(
+                    5,
+                    "bsi.not-applicable",
+                    &format!(
+                        "The update “{}” is not available on this device.",
+                        clip(key)
+                    ),
+                )]),
             );
             results.push(Value::Dictionary(r));
             continue;
         };
         let offer = offered.remove(at);
-        let shown = if action == "Default" { "InstallASAP" } else { action };
+        let shown = if action == "Default" {
+            "InstallASAP"
+        } else {
+            action
+        };
         r.insert("InstallAction".into(), shown.into());
         let outcome = match offer.candidate {
             Some(c) => apply::apply_verified(
@@ -229,7 +272,8 @@ pub(crate) fn schedule_os_update(
             )
             .map(|o| o.action),
             // Already staged: an install action restarts into it.
-            None if restart => crate::lifecycle::restart::restart(tx, false).map(|_| ApplyAction::StagedAndRestarted),
+            None if restart => crate::lifecycle::restart::restart(tx, false)
+                .map(|_| ApplyAction::StagedAndRestarted),
             None => Ok(ApplyAction::AlreadyStaged),
         };
         match outcome {

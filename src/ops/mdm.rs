@@ -21,7 +21,10 @@ pub(crate) struct Polled {
 
 impl Recorded for EnrollOutcome {
     fn summary(&self) -> String {
-        format!("enrolled as {} in {} (topic {})", self.udid, self.server_url, self.topic)
+        format!(
+            "enrolled as {} in {} (topic {})",
+            self.udid, self.server_url, self.topic
+        )
     }
     fn target(&self) -> Option<String> {
         Some(self.server_url.clone())
@@ -68,11 +71,17 @@ impl Recorded for Polled {
 
 /// `bsi mdm enroll`.
 pub(crate) fn enroll(env: &Env, opts: &EnrollOptions) -> Result<Done<EnrollOutcome>> {
-    change(env, "mdm enroll", opts.dry_run, None, |tx| enrollment::enroll(tx, opts))
+    change(env, "mdm enroll", opts.dry_run, None, |tx| {
+        enrollment::enroll(tx, opts)
+    })
 }
 
 /// `bsi mdm unenroll`.
-pub(crate) fn unenroll(env: &Env, timeout: Duration, dry_run: bool) -> Result<Done<UnenrollOutcome>> {
+pub(crate) fn unenroll(
+    env: &Env,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<Done<UnenrollOutcome>> {
     change(env, "mdm unenroll", dry_run, None, |tx| {
         enrollment::unenroll(tx, timeout, dry_run)
     })

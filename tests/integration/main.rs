@@ -43,6 +43,7 @@ mod hostile;
 mod hostile_input;
 mod kmfddm;
 mod lifecycle;
+mod mdm;
 #[path = "../common/outputs.rs"]
 mod outputs;
 mod reading;
