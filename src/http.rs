@@ -47,6 +47,14 @@ pub(crate) struct Tls {
     pub client: Option<(Vec<u8>, String)>,
 }
 
+const UNTRUSTED: &str = "TLS: the server's certificate is not trusted";
+
+impl Failure {
+    fn is_untrusted(&self) -> bool {
+        matches!(self, Failure::Final(why, _) if why.starts_with(UNTRUSTED))
+    }
+}
+
 /// What an HTTP status means for the service, and what to do about it.
 pub(crate) type StatusHints = fn(u16, &str) -> Failure;
 
@@ -100,6 +108,14 @@ fn classify(e: &ureq::Error, timeout: Duration) -> Failure {
         ureq::Error::Timeout(_) => {
             Failure::Transient(format!("no answer within {} s", timeout.as_secs_f64()))
         }
+        ureq::Error::Io(io) if io.to_string().contains("certificate") => Failure::Final(
+            format!(
+                "TLS: the server's certificate is not trusted ({})",
+                clip(&io.to_string())
+            ),
+            "trust the server's CA with --ca FILE (PEM), or check the server's certificate"
+                .to_owned(),
+        ),
         ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
             Failure::Transient(format!("cannot connect ({e})"))
         }
@@ -294,6 +310,62 @@ impl Link {
         Ok(wanted.min(left))
     }
 
+    /// Whether the server can be reached and its TLS certificate is trusted, before work that
+    /// cannot simply be redone (a CA issues a device one identity): any HTTP answer will do,
+    /// as will a TLS alert asking for a client certificate.
+    pub(crate) fn probe(&self) -> Result<()> {
+        let x = Exchange {
+            method: "GET",
+            endpoint: String::new(),
+            headers: Vec::new(),
+            body: None,
+            limit: 0,
+        };
+        let mut last = String::new();
+        for n in 0..ATTEMPTS {
+            if n > 0 {
+                crate::interrupt::sleep(self.within(self.backoff * 4u32.pow(n - 1), &x)?)?;
+            }
+            let timeout = self.within(self.timeout, &x)?;
+            let (agent, url) = (self.agent.clone(), self.base.clone());
+            let outcome = crate::interrupt::wait_for(move || {
+                let e = match timed(agent.get(&url), timeout).call() {
+                    Ok(_) | Err(ureq::Error::StatusCode(_)) => return Ok(()),
+                    Err(e) => e,
+                };
+                let unreachable = match &e {
+                    ureq::Error::ConnectionFailed
+                    | ureq::Error::HostNotFound
+                    | ureq::Error::Timeout(_) => true,
+                    ureq::Error::Io(io) => matches!(
+                        io.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
+                    ),
+                    _ => false,
+                };
+                match classify(&e, timeout) {
+                    f @ Failure::Final(..) if f.is_untrusted() => Err(f),
+                    f if unreachable => Err(f),
+                    _ => Ok(()),
+                }
+            })?;
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(Failure::Transient(why)) => last = why,
+                Err(Failure::Final(why, hint)) => return Err(self.error("GET", "", why, hint)),
+            }
+        }
+        Err(self.error(
+            "GET",
+            "",
+            format!("{last} ({ATTEMPTS} attempts)"),
+            format!(
+                "check that the server runs at {} and answers, then try again",
+                self.base
+            ),
+        ))
+    }
+
     /// One exchange with retries, each attempt within the per-request timeout and the
     /// deadline, and stopped at once by SIGINT or SIGTERM; the body of a 2xx answer.
     pub(crate) fn exchange(&self, x: &Exchange) -> Result<Vec<u8>> {
@@ -328,6 +400,17 @@ impl Link {
 }
 
 /// Certificates (DER) from a PEM file's text: every `CERTIFICATE` block.
+/// The certificates of a `--ca FILE` (PEM), to trust as roots.
+pub(crate) fn trust_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+    let bytes = crate::input::read_named(path, 1 << 20, "CA certificate")?;
+    pem_certificates(&String::from_utf8_lossy(&bytes)).map_err(|why| {
+        Error::usage(
+            format!("--ca {}: {why}", path.display()),
+            "give the CA's certificate as PEM (-----BEGIN CERTIFICATE-----)",
+        )
+    })
+}
+
 pub(crate) fn pem_certificates(text: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
     for block in text.split("-----END CERTIFICATE-----") {

@@ -438,6 +438,9 @@ pub(crate) struct SyncArgs {
     /// `bsi status`]
     #[arg(long, value_name = "ID")]
     pub enrollment_id: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// --server, beside the web's roots.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub ca: Option<PathBuf>,
     /// Run a background pass (`bsi auto`) after fetching and before reporting.
     #[arg(long, requires = "from")]
     pub then_auto: bool,

@@ -438,7 +438,18 @@ fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
         server: a
             .server
             .as_deref()
-            .map(|url| client::Server::new(url, timeout(a.timeout)?, 1))
+            .map(|url| {
+                let tls = crate::http::Tls {
+                    roots: a
+                        .ca
+                        .as_deref()
+                        .map(crate::http::trust_file)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    client: None,
+                };
+                client::Server::new(url, timeout(a.timeout)?, 1, &tls)
+            })
             .transpose()?,
         timeout: timeout(a.timeout)?,
         enrollment_id: a.enrollment_id.clone(),

@@ -18,13 +18,13 @@ use crate::ops;
 /// `bsi mdm`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum MdmCommand {
-    /// Enroll in an MDM server from its enrollment profile: identity by SCEP, then Authenticate
-    /// and TokenUpdate.
+    /// Enroll in an MDM server from its enrollment profile: identity by SCEP, then
+    /// `Authenticate` and `TokenUpdate`.
     #[command(
         after_help = "Reads the profile (XML, or signed): its com.apple.mdm payload names the server; its\ncom.apple.security.scep (or .pkcs12) payload gives the identity. The identity's key stays in\nthe device's records (mode 0600) and is never printed. Messages are signed (Mdm-Signature)\nwhen the profile says SignMessage; else the identity is the TLS client certificate.\n\nExamples:\n  bsi mdm enroll --profile enroll.mobileconfig\n  bsi mdm enroll --profile enroll.mobileconfig --ca ca.pem\n  bsi mdm enroll --profile enroll.mobileconfig --identity device.pem --key device.key"
     )]
     Enroll(EnrollArgs),
-    /// Leave the MDM server: send CheckOut and remove the enrollment.
+    /// Leave the MDM server: send `CheckOut` and remove the enrollment.
     Unenroll(UnenrollArgs),
     /// Check in with the server: answer each queued command, then sync declarations through it.
     #[command(
@@ -64,7 +64,7 @@ pub(crate) struct EnrollArgs {
 /// `bsi mdm unenroll`.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct UnenrollArgs {
-    /// Seconds the CheckOut may take.
+    /// Seconds the `CheckOut` may take.
     #[arg(
         long,
         value_name = "SECS",
@@ -80,7 +80,7 @@ pub(crate) struct UnenrollArgs {
 /// What a poll takes, for one device or a fleet.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct PollArgs {
-    /// Bundles the device is offered (AvailableOSUpdates, ScheduleOSUpdate) and, with
+    /// Bundles the device is offered (`AvailableOSUpdates`, `ScheduleOSUpdate`) and, with
     /// --then-auto, installs from.
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,

@@ -149,8 +149,13 @@ pub(crate) fn segment(text: &str) -> String {
 impl Server {
     /// A DDM server at `url` (`http[s]://host:port[/prefix]`), each request bounded by
     /// `timeout`, with room for `connections` idle connections (one per worker of a fleet).
-    pub(crate) fn new(url: &str, timeout: Duration, connections: usize) -> Result<Self> {
-        let link = Link::new("DDM server", url, timeout, connections, &crate::http::Tls::default())
+    pub(crate) fn new(
+        url: &str,
+        timeout: Duration,
+        connections: usize,
+        tls: &crate::http::Tls,
+    ) -> Result<Self> {
+        let link = Link::new("DDM server", url, timeout, connections, tls)
             .map_err(|_| {
                 Error::usage(
                     format!("--server {} is not an http:// or https:// URL", clip(url)),
@@ -283,12 +288,33 @@ mod tests {
     #[test]
     fn urls_and_segments() {
         assert_eq!(segment("com.example.a b/c"), "com.example.a%20b%2Fc");
-        assert!(Server::new("https://x", Duration::from_secs(1), 1).is_ok());
-        assert!(Server::new("ftp://x", Duration::from_secs(1), 1).is_err());
+        assert!(
+            Server::new(
+                "https://x",
+                Duration::from_secs(1),
+                1,
+                &crate::http::Tls::default()
+            )
+            .is_ok()
+        );
+        assert!(
+            Server::new(
+                "ftp://x",
+                Duration::from_secs(1),
+                1,
+                &crate::http::Tls::default()
+            )
+            .is_err()
+        );
         assert_eq!(
-            Server::new("http://127.0.0.1:9002/", Duration::from_secs(1), 1)
-                .unwrap()
-                .url(),
+            Server::new(
+                "http://127.0.0.1:9002/",
+                Duration::from_secs(1),
+                1,
+                &crate::http::Tls::default()
+            )
+            .unwrap()
+            .url(),
             "http://127.0.0.1:9002"
         );
     }

@@ -60,7 +60,12 @@ pub(crate) fn sync(
 ) -> Result<FleetSyncOutcome> {
     let fleet = super::load(&opts.dir)?;
     let workers = opts.concurrency.clamp(1, 256);
-    let server = Server::new(&opts.server, opts.timeout, workers)?;
+    let server = Server::new(
+        &opts.server,
+        opts.timeout,
+        workers,
+        &crate::http::Tls::default(),
+    )?;
     let changes = AtomicUsize::new(0);
     let reports = AtomicUsize::new(0);
     let sync_opts = SyncOptions {

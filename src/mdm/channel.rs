@@ -21,6 +21,8 @@ use crate::{Error, Result};
 const CHECKIN: &str = "application/x-apple-aspen-mdm-checkin";
 /// Content type of command polls and results.
 const CONNECT: &str = "application/x-apple-aspen-mdm";
+/// The smallest RSA key TLS client authentication takes (rustls refuses smaller ones).
+pub(crate) const MIN_TLS_RSA_BITS: usize = 2048;
 /// Largest answer bsi reads from the MDM server (a command, or a DDM document through it).
 pub(crate) const MAX_ANSWER: u64 = 4 << 20;
 
@@ -92,6 +94,14 @@ impl Channel {
         let client = if ends.sign {
             None
         } else {
+            if let Some(bits) = identity.key.rsa_bits().filter(|b| *b < MIN_TLS_RSA_BITS) {
+                return Err(Error::identity(
+                    format!(
+                        "the identity's RSA key has {bits} bits; as a TLS client certificate (SignMessage false) it needs {MIN_TLS_RSA_BITS} or more"
+                    ),
+                    "give the identity a 2048-bit key (the SCEP payload's Keysize), then enroll again",
+                ));
+            }
             let cert = identity
                 .cert_der()
                 .map_err(|e| Error::identity(e.0, "enroll again with `bsi mdm enroll`"))?;

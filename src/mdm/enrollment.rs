@@ -338,13 +338,7 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
     let profile = Profile::parse(&bytes).map_err(|e| bad_profile(&opts.profile, &e.0))?;
     let mut roots = profile.anchors.clone();
     if let Some(ca) = &opts.ca {
-        let text = read_pem(ca, "CA certificate")?;
-        roots.extend(crate::http::pem_certificates(&text).map_err(|why| {
-            Error::usage(
-                format!("--ca {}: {why}", ca.display()),
-                "give the CA's certificate as PEM",
-            )
-        })?);
+        roots.extend(crate::http::trust_file(ca)?);
     }
     let udid = device.info().identity().udid;
     let mdm = &profile.mdm;
@@ -365,6 +359,30 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
     };
     if opts.dry_run {
         return Ok(outcome);
+    }
+    if let (IdentitySource::Scep(scep), false, None) =
+        (&profile.identity, mdm.sign_message, &opts.identity)
+        && scep.key_size < super::channel::MIN_TLS_RSA_BITS
+    {
+        {
+            return Err(bad_profile(
+                &opts.profile,
+                &format!(
+                    "its SCEP Keysize is {}, but with SignMessage false the identity is a TLS client certificate, which needs {} bits or more",
+                    scep.key_size,
+                    super::channel::MIN_TLS_RSA_BITS
+                ),
+            ));
+        }
+    }
+    if matches!(profile.identity, IdentitySource::Scep(_)) && opts.identity.is_none() {
+        // The CA issues one identity per subject: make sure the MDM server can be reached
+        // before asking for it, so that a wrong URL or CA can be fixed and enrollment retried.
+        let tls = crate::http::Tls {
+            roots: roots.clone(),
+            client: None,
+        };
+        crate::http::Link::new("MDM server", &mdm.server_url, opts.timeout, 1, &tls)?.probe()?;
     }
     let (identity, source) = get_identity(device, &profile, opts, &roots)?;
     pki::check_validity(&identity.cert, SystemTime::now()).map_err(|why| {
@@ -449,7 +467,7 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
         },
     )?;
     outcome.identity = Some(names);
-    outcome.identity_source = source.to_owned();
+    source.clone_into(&mut outcome.identity_source);
     Ok(outcome)
 }
 

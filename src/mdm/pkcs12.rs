@@ -60,6 +60,10 @@ struct DigestInfo {
 }
 
 #[derive(Sequence)]
+#[allow(
+    clippy::struct_field_names,
+    reason = "the field names of RFC 7292's ASN.1"
+)]
 struct SafeBag {
     bag_id: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
@@ -98,6 +102,10 @@ fn bmp(password: &str) -> Vec<u8> {
 }
 
 /// RFC 7292 appendix B.2: `n` bytes of key material for purpose `id` (1 key, 2 IV, 3 MAC).
+#[allow(
+    clippy::many_single_char_names,
+    reason = "the names of RFC 7292's algorithm"
+)]
 fn derive<D: Digest + sha2::digest::common::BlockSizeUser>(
     password: &[u8],
     salt: &[u8],

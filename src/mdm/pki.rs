@@ -117,6 +117,15 @@ impl Key {
             .map_err(|e| fail("encoding the key", e))
     }
 
+    /// The size of an RSA key in bits; `None` for P-256.
+    #[must_use]
+    pub(crate) fn rsa_bits(&self) -> Option<usize> {
+        match self {
+            Key::Rsa(k) => Some(rsa::traits::PublicKeyParts::size(k.as_ref()) * 8),
+            Key::P256(_) => None,
+        }
+    }
+
     /// The public key, as a certificate holds it.
     pub(crate) fn public(&self) -> Result<SubjectPublicKeyInfoOwned, PkiError> {
         match self {
@@ -539,10 +548,10 @@ pub(crate) fn verify_embedded(sd: &SignedData) -> Result<Certificate, PkiError> 
         .ok_or_else(|| PkiError("its signer's certificate is not in it".to_owned()))?;
     let body = content(sd).unwrap_or_default();
     let hash = Hash::of(&signer.digest_alg.oid)?;
-    let signed = match &signer.signed_attrs {
+    let covered = match &signer.signed_attrs {
         Some(attrs) => {
             let digest = signed_attribute(sd, const_oid::db::rfc5911::ID_MESSAGE_DIGEST)
-                .ok_or_else(|| PkiError("its signed attributes have no digest".to_owned()))?;
+                .ok_or_else(|| PkiError("its covered attributes have no digest".to_owned()))?;
             if digest != hash.digest(&body) {
                 return Err(PkiError(format!(
                     "its content does not match the digest it signs ({})",
@@ -560,9 +569,9 @@ pub(crate) fn verify_embedded(sd: &SignedData) -> Result<Certificate, PkiError> 
         .map_err(|e| fail("reading the signer's key", e))?;
     let sig = signer.signature.as_bytes();
     let ok = if let Ok(public) = RsaPublicKey::from_public_key_der(&spki) {
-        hash.verify_rsa(public, &signed, sig)
+        hash.verify_rsa(public, &covered, sig)
     } else if let Ok(public) = p256::ecdsa::VerifyingKey::from_public_key_der(&spki) {
-        let digest = hash.digest(&signed);
+        let digest = hash.digest(&covered);
         p256::ecdsa::DerSignature::try_from(sig).is_ok_and(|s| {
             use signature::hazmat::PrehashVerifier;
             public.verify_prehash(&digest, &s).is_ok()

@@ -305,14 +305,10 @@ fn unwrap_signed(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), ProfileError
     if bytes.first() != Some(&0x30) {
         return Ok((bytes.to_vec(), None));
     }
-    let signed = pki::read_signed(bytes).map_err(|e| bad(format!("a signed profile: {e}")))?;
-    let content =
-        pki::content(&signed).ok_or_else(|| bad("a signed profile without its content"))?;
-    let signer = pki::verify_embedded(&signed).map_err(|e| {
-        bad(format!(
-            "a signed profile whose signature does not hold: {e}"
-        ))
-    })?;
+    let cms = pki::read_signed(bytes).map_err(|e| bad(format!("a cms profile: {e}")))?;
+    let content = pki::content(&cms).ok_or_else(|| bad("a cms profile without its content"))?;
+    let signer = pki::verify_embedded(&cms)
+        .map_err(|e| bad(format!("a cms profile whose signature does not hold: {e}")))?;
     Ok((
         content,
         Some(pki::name_of(signer.tbs_certificate().subject())),
@@ -476,9 +472,9 @@ mod tests {
     fn a_signed_profile_is_read_when_its_signature_holds() {
         let key = pki::Key::generate_rsa(1024).unwrap();
         let cert = pki::self_signed(&pki::parse_name("CN=Example Signer").unwrap(), &key).unwrap();
-        let signer = pki::Identity { cert, key };
+        let author = pki::Identity { cert, key };
         let xml = example("").into_bytes();
-        let signed = signer
+        let signed = author
             .signed_data(&pki::data_content(xml.clone()).unwrap(), None, Vec::new())
             .unwrap();
         let p = Profile::parse(&signed).unwrap();

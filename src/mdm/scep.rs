@@ -269,9 +269,9 @@ fn read_cert_rep(
     key: &Key,
 ) -> std::result::Result<Certificate, (String, String)> {
     let retry = "check the SCEP server's log, then enroll again".to_owned();
-    let signed = pki::read_signed(answer)
+    let cms = pki::read_signed(answer)
         .map_err(|e| (format!("the answer is not a CertRep: {e}"), retry.clone()))?;
-    let signer = pki::verify_embedded(&signed).map_err(|e| {
+    let signer = pki::verify_embedded(&cms).map_err(|e| {
         (
             format!("the CertRep's signature does not hold: {e}"),
             retry.clone(),
@@ -279,16 +279,16 @@ fn read_cert_rep(
     })?;
     if !ca.iter().any(|c| c == &signer) {
         return Err((
-            "the CertRep is not signed by the CA the server named in GetCACert".to_owned(),
+            "the CertRep is not cms by the CA the server named in GetCACert".to_owned(),
             retry,
         ));
     }
-    let status = pki::signed_attribute(&signed, PKI_STATUS)
-        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let status =
+        pki::signed_attribute(&cms, PKI_STATUS).map(|v| String::from_utf8_lossy(&v).into_owned());
     match status.as_deref() {
         Some("0") => {}
         Some("2") => {
-            let info = pki::signed_attribute(&signed, FAIL_INFO)
+            let info = pki::signed_attribute(&cms, FAIL_INFO)
                 .map(|v| String::from_utf8_lossy(&v).into_owned());
             let why = match info.as_deref() {
                 Some("0") => "badAlg: the CA does not take the algorithm",
@@ -323,14 +323,14 @@ fn read_cert_rep(
             ));
         }
     }
-    if pki::signed_attribute(&signed, RECIPIENT_NONCE).as_deref() != Some(nonce) {
+    if pki::signed_attribute(&cms, RECIPIENT_NONCE).as_deref() != Some(nonce) {
         return Err((
             "the CertRep does not answer this request (its recipient nonce differs)".to_owned(),
             retry,
         ));
     }
     let inner =
-        pki::content(&signed).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
+        pki::content(&cms).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
     let plain = pki::open_envelope(&inner, key)
         .map_err(|e| (format!("the CertRep's envelope: {e}"), retry.clone()))?;
     let issued = pki::read_signed(&plain)

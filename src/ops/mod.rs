@@ -273,12 +273,11 @@ pub(crate) fn sync(
 ) -> Result<Done<Synced>> {
     change(env, "sync", opts.dry_run, None, |tx| {
         let through;
-        let opts = match &opts.server {
-            Some(_) => opts,
-            None => {
-                through = crate::mdm::through(tx.device(), opts)?;
-                &through
-            }
+        let opts = if opts.server.is_some() {
+            opts
+        } else {
+            through = crate::mdm::through(tx.device(), opts)?;
+            &through
         };
         sync::run(tx, opts, progress).map(|(outcome, deferred)| Synced { outcome, deferred })
     })
