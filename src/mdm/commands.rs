@@ -77,7 +77,7 @@ impl Answer {
         }
     }
 
-    /// NotNow.
+    /// `NotNow`.
     #[must_use]
     pub(crate) fn not_now() -> Self {
         Self {
@@ -221,8 +221,7 @@ fn query(facts: &Facts<'_>, key: &str) -> Option<Value> {
             Value::Real(f64::from(pct) / 100.0)
         }
         "IsMultiUser" if !mac => false.into(),
-        "IsActivationLockEnabled" => false.into(),
-        "AwaitingConfiguration" => false.into(),
+        "IsActivationLockEnabled" | "AwaitingConfiguration" => false.into(),
         "SystemIntegrityProtectionEnabled" if mac => true.into(),
         "LocalHostName" | "HostName" if mac => {
             let name: String = id
@@ -294,7 +293,6 @@ pub(crate) fn profile_list(facts: &Facts<'_>) -> Answer {
     );
     item.insert("HasRemovalPasscode".into(), false.into());
     item.insert("IsEncrypted".into(), false.into());
-    item.insert("IsManaged".into(), true.into());
     let content: Vec<Value> = p
         .payloads
         .iter()

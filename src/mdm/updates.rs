@@ -118,10 +118,16 @@ pub(crate) fn available_os_updates(
                 format!("Background Security Improvement {}", o.version).into(),
             );
             if mac {
+                // macOS names the locale and the apps to close; MetadataURL is absent for
+                // MSU-style updates, as Apple's schema says.
+                d.insert("HumanReadableNameLocale".into(), "en".into());
+                d.insert("AppIdentifiersToClose".into(), Value::Array(Vec::new()));
+            } else {
                 d.insert(
                     "ProductName".into(),
                     format!("Background Security Improvement {}", o.version).into(),
                 );
+                d.insert("InstallSize".into(), o.size.into());
             }
             d.insert("Version".into(), o.version.os.to_string().into());
             d.insert("Build".into(), o.build.to_string().into());

@@ -476,3 +476,103 @@ fn the_validator_catches_what_it_should() {
         "{errors:?}"
     );
 }
+
+/// A plist value as the validator reads it: data and dates as strings.
+fn plist_json(v: &plist::Value) -> Value {
+    match v {
+        plist::Value::Dictionary(d) => {
+            Value::Object(d.iter().map(|(k, v)| (k.clone(), plist_json(v))).collect())
+        }
+        plist::Value::Array(a) => Value::Array(a.iter().map(plist_json).collect()),
+        plist::Value::Boolean(b) => Value::Bool(*b),
+        plist::Value::Integer(i) => i
+            .as_signed()
+            .map_or_else(|| Value::from(i.as_unsigned().unwrap_or(0)), Value::from),
+        plist::Value::Real(r) => Value::from(*r),
+        plist::Value::String(s) => Value::String(s.clone()),
+        plist::Value::Data(_) => Value::String("<data>".to_owned()),
+        plist::Value::Date(_) => Value::String("<date>".to_owned()),
+        _ => Value::Null,
+    }
+}
+
+/// The keys every command result carries beside the command's own (Apple's
+/// `mdm/commands` files list only the latter).
+const RESULT_KEYS: [&str; 6] = [
+    "CommandUUID",
+    "Status",
+    "UDID",
+    "ErrorChain",
+    "EnrollmentID",
+    "RequestType",
+];
+
+/// What an MDM message bsi sent breaks of Apple's schema: a check-in message against
+/// `mdm/checkin/{file}` (its `payloadkeys`), or a command result against
+/// `mdm/commands/{file}` (its `responsekeys`, beside the result keys every answer has).
+pub(crate) fn validate_mdm(file: &str, platform: &str, message: &plist::Dictionary) -> Vec<String> {
+    let path = repo()
+        .join("tests/reference/apple-device-management/mdm")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let (section, envelope): (&str, &[&str]) = if file.starts_with("checkin/") {
+        ("payloadkeys", &[])
+    } else {
+        ("responsekeys", &RESULT_KEYS)
+    };
+    let mut keys = doc[section].as_vec().cloned().unwrap_or_default();
+    for k in envelope {
+        let mut h = yaml_rust2::yaml::Hash::new();
+        h.insert(Yaml::String("key".into()), Yaml::String((*k).to_owned()));
+        h.insert(Yaml::String("type".into()), Yaml::String("<any>".into()));
+        keys.push(Yaml::Hash(h));
+    }
+    let mut def = yaml_rust2::yaml::Hash::new();
+    def.insert(
+        Yaml::String("type".into()),
+        Yaml::String("<dictionary>".into()),
+    );
+    def.insert(Yaml::String("subkeys".into()), Yaml::Array(keys));
+    let def = for_device_channel(&Yaml::Hash(def), platform);
+    let mut errors = Vec::new();
+    let value = plist_json(&plist::Value::Dictionary(message.clone()));
+    check(file, &def, &value, file, &mut errors);
+    errors
+}
+
+/// `def` as it applies to a device-channel message from `platform` (`macOS` or `iOS`) of a
+/// device (not user) enrollment: keys marked `n/a` for the platform are dropped (so sending
+/// one is an error), and keys only a user channel or a user enrollment must send are optional.
+fn for_device_channel(def: &Yaml, platform: &str) -> Yaml {
+    let Yaml::Hash(h) = def else {
+        return def.clone();
+    };
+    let mut out = h.clone();
+    if let Some(keys) = def["subkeys"].as_vec() {
+        let kept: Vec<Yaml> = keys
+            .iter()
+            .filter(|k| k["supportedOS"][platform]["introduced"].as_str() != Some("n/a"))
+            .map(|k| {
+                let os = &k["supportedOS"][platform];
+                // Keys only a user channel or a user enrollment sends, and keys Apple says
+                // "isn't present for certain updates" (MSUs, which responses are).
+                let user_only = os["devicechannel"].as_bool() == Some(false)
+                    || os["userenrollment"]["mode"].as_str() == Some("required")
+                    || k["content"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("isn't present for certain updates"));
+                let mut k = for_device_channel(k, platform);
+                if let (true, Yaml::Hash(kh)) = (user_only, &mut k) {
+                    kh.insert(
+                        Yaml::String("presence".into()),
+                        Yaml::String("optional".into()),
+                    );
+                }
+                k
+            })
+            .collect();
+        out.insert(Yaml::String("subkeys".into()), Yaml::Array(kept));
+    }
+    Yaml::Hash(out)
+}

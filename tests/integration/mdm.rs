@@ -1,8 +1,8 @@
 //! bsi as an MDM-enrolled device (issue 26), judged only by what real servers saw: a SCEP CA
-//! (`github.com/micromdm/scep/v2/cmd/scepserver`, v2.3.0) issues the identity, NanoMDM
+//! (`github.com/micromdm/scep/v2/cmd/scepserver`, v2.3.0) issues the identity, `NanoMDM`
 //! (`github.com/micromdm/nanomdm/cmd/nanomdm`, v0.9.0) authenticates every message against that
-//! CA and posts each check-in and command result to a webhook listener here, and KMFDDM (v0.8.3)
-//! sits behind NanoMDM, queueing a `DeclarativeManagement` command when declarations are
+//! CA and posts each check-in and command result to a webhook listener here, and `KMFDDM` (v0.8.3)
+//! sits behind `NanoMDM`, queueing a `DeclarativeManagement` command when declarations are
 //! assigned. The servers are installed with `go install` into `target/mdm/` on first use and run
 //! on free ports of 127.0.0.1 with temporary storage. Without Go the tests print why and skip,
 //! unless `BSI_REQUIRE_MDM=1` (set by `.ci/run`). The hostile-server tests use the local stub and
@@ -28,6 +28,7 @@ const KMFDDM: &str = "github.com/jessepeterson/kmfddm/cmd/kmfddm@v0.8.3";
 const CHALLENGE: &str = "bsi-challenge";
 const NANO_KEY: &str = "bsi-nano-key";
 const DDM_KEY: &str = "bsi-ddm-key";
+const CERT_HEADER: &str = "X-Device-Identity";
 const TOPIC: &str = "com.apple.mgmt.External.bsi-test";
 
 /// `go install`s `module` into `target/<dir>` once; the binary's path.
@@ -60,6 +61,27 @@ struct Binaries {
     scep: PathBuf,
     nanomdm: PathBuf,
     kmfddm: PathBuf,
+    tlsfront: PathBuf,
+}
+
+/// Builds `tests/tools/tlsfront` (standard library only) into `target/mdm/`.
+fn tlsfront() -> Result<PathBuf, String> {
+    let bin = repo().join("target/mdm/tlsfront");
+    let out = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg("main.go")
+        .current_dir(repo().join("tests/tools/tlsfront"))
+        .output()
+        .map_err(|e| format!("no Go toolchain (`go`: {e})"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building tests/tools/tlsfront failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(bin)
 }
 
 fn binaries() -> Result<&'static Binaries, String> {
@@ -69,6 +91,7 @@ fn binaries() -> Result<&'static Binaries, String> {
             scep: installed("mdm", SCEPSERVER)?,
             nanomdm: installed("mdm", NANOMDM)?,
             kmfddm: installed("kmfddm", KMFDDM)?,
+            tlsfront: tlsfront()?,
         })
     })
     .as_ref()
@@ -78,8 +101,14 @@ fn binaries() -> Result<&'static Binaries, String> {
 /// The lab, or `None` (after saying why) when the servers cannot be had and CI does not
 /// require them.
 fn lab_or_skip(test: &str) -> Option<Lab> {
+    lab_with(test, None)
+}
+
+/// The lab with a TLS endpoint in front of `NanoMDM`; with `cert_header`, `NanoMDM` takes the
+/// device's identity from the TLS client certificate the front passes on.
+fn lab_with(test: &str, front: Option<bool>) -> Option<Lab> {
     match binaries() {
-        Ok(b) => Some(Lab::start(b)),
+        Ok(b) => Some(Lab::start(b, front)),
         Err(why) if std::env::var_os("BSI_REQUIRE_MDM").is_some() => {
             panic!("{test}: the MDM servers are required (BSI_REQUIRE_MDM) but unavailable: {why}")
         }
@@ -109,7 +138,7 @@ fn wait_for(port: u16, what: &str) {
     }
 }
 
-/// One webhook event from NanoMDM: a check-in (`mdm.Authenticate`, ...) or a command result
+/// One webhook event from `NanoMDM`: a check-in (`mdm.Authenticate`, ...) or a command result
 /// (`mdm.Connect`), with the device's message as it sent it.
 #[derive(Clone, Debug)]
 struct Event {
@@ -147,14 +176,18 @@ fn event(body: &[u8]) -> Event {
     }
 }
 
-/// SCEP, NanoMDM and KMFDDM, wired as in production, stopped when dropped.
+/// SCEP, `NanoMDM` and `KMFDDM`, wired as in production, stopped when dropped.
 struct Lab {
     children: Vec<Child>,
     dir: tempfile::TempDir,
     scep_url: String,
     mdm_url: String,
     ddm_url: String,
+    /// The TLS front's base URL, when there is one.
+    tls_url: Option<String>,
     events: Arc<Mutex<Vec<Event>>>,
+    /// The request type of each command queued, by `CommandUUID`.
+    queued: Mutex<std::collections::BTreeMap<String, String>>,
     agent: ureq::Agent,
 }
 
@@ -177,7 +210,7 @@ fn spawn(bin: &Path, args: &[&str]) -> Child {
 }
 
 impl Lab {
-    fn start(b: &Binaries) -> Self {
+    fn start(b: &Binaries, front: Option<bool>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let depot = dir.path().join("depot");
         let depot_s = depot.display().to_string();
@@ -239,8 +272,31 @@ impl Lab {
                 &format!("http://127.0.0.1:{ddm}/"),
                 "-webhook-url",
                 &format!("{webhook}/webhook"),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                front
+                    .filter(|h| *h)
+                    .map(|_| ["-cert-header", CERT_HEADER])
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect::<Vec<_>>(),
         ));
+        let mut tls_url = None;
+        if let Some(header) = front {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let upstream = format!("http://127.0.0.1:{mdm}");
+            let ca = dir.path().join("front-ca.pem").display().to_string();
+            let mut args = vec!["-listen", &listen, "-upstream", &upstream, "-ca-out", &ca];
+            if header {
+                args.extend(["-cert-header", CERT_HEADER]);
+            }
+            children.push(spawn(&b.tlsfront, &args));
+            wait_for(port, "tlsfront");
+            tls_url = Some(format!("https://127.0.0.1:{port}"));
+        }
         for (port, what) in [(scep, "scepserver"), (ddm, "KMFDDM"), (mdm, "NanoMDM")] {
             wait_for(port, what);
         }
@@ -255,7 +311,9 @@ impl Lab {
             scep_url: format!("http://127.0.0.1:{scep}/scep"),
             mdm_url: format!("http://127.0.0.1:{mdm}"),
             ddm_url: format!("http://127.0.0.1:{ddm}"),
+            tls_url,
             events,
+            queued: Mutex::default(),
             agent,
         }
     }
@@ -276,12 +334,16 @@ impl Lab {
         path
     }
 
-    /// Queues a command for `udid` through NanoMDM's API (no push: there is no APNs here).
-    fn enqueue(&self, udid: &str, uuid: &str, request_type: &str, extra: Dictionary) {
-        let mut command = extra;
+    /// Queues a command for `udid` through `NanoMDM`'s API (no push: there is no `APNs` here).
+    fn enqueue(&self, udid: &str, command_uuid: &str, request_type: &str, body: Dictionary) {
+        self.queued
+            .lock()
+            .unwrap()
+            .insert(command_uuid.to_owned(), request_type.to_owned());
+        let mut command = body;
         command.insert("RequestType".into(), request_type.into());
         let mut d = Dictionary::new();
-        d.insert("CommandUUID".into(), uuid.into());
+        d.insert("CommandUUID".into(), command_uuid.into());
         d.insert("Command".into(), Plist::Dictionary(command));
         let mut body = Vec::new();
         plist::to_writer_xml(&mut body, &Plist::Dictionary(d)).unwrap();
@@ -297,6 +359,41 @@ impl Lab {
         );
     }
 
+    /// Every message the devices sent, checked against Apple's schema for it: the check-ins,
+    /// and the answers to the commands queued here.
+    fn assert_apple(&self, platform: &str) {
+        let queued = self.queued.lock().unwrap().clone();
+        let mut errors = Vec::new();
+        let mut checked = 0;
+        for e in self.events.lock().unwrap().iter() {
+            let file = match e.topic.as_str() {
+                "mdm.Authenticate" => "checkin/authenticate.yaml",
+                "mdm.TokenUpdate" => "checkin/tokenupdate.yaml",
+                "mdm.CheckOut" => "checkin/checkout.yaml",
+                "mdm.DeclarativeManagement" => "checkin/declarativemanagement.yaml",
+                "mdm.Connect" if e.status.as_deref() == Some("Acknowledged") => {
+                    let uuid = text(&e.message, "CommandUUID").unwrap_or_default();
+                    match queued.get(uuid).map(String::as_str) {
+                        Some("DeviceInformation") => "commands/information.device.yaml",
+                        Some("ProfileList") => "commands/profile.list.yaml",
+                        Some("SecurityInfo") => "commands/information.security.yaml",
+                        Some("AvailableOSUpdates") => "commands/system.update.available.yaml",
+                        Some("ScheduleOSUpdate") => "commands/system.update.schedule.yaml",
+                        Some("OSUpdateStatus") => "commands/system.update.status.yaml",
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            checked += 1;
+            errors.extend(crate::apple_schema::validate_mdm(
+                file, platform, &e.message,
+            ));
+        }
+        assert!(checked > 0, "no message to check");
+        assert!(errors.is_empty(), "not as Apple's schema says: {errors:#?}");
+    }
+
     /// The events seen so far with `topic`.
     fn events(&self, topic: &str) -> Vec<Event> {
         self.events
@@ -308,7 +405,7 @@ impl Lab {
             .collect()
     }
 
-    /// The device's answer to the command `uuid`, as NanoMDM's webhook reported it.
+    /// The device's answer to the command `uuid`, as `NanoMDM`'s webhook reported it.
     fn answer(&self, uuid: &str) -> Event {
         let start = Instant::now();
         loop {
@@ -327,7 +424,7 @@ impl Lab {
         }
     }
 
-    /// Calls KMFDDM's admin API.
+    /// Calls `KMFDDM`'s admin API.
     fn ddm(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Vec<u8> {
         let url = format!(
             "{}/v1{path}",
@@ -657,8 +754,15 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
     assert_eq!(text(&r, "SupplementalBuildVersion"), Some("25D771280a"));
 
     // Unenroll: CheckOut, and the enrollment is gone.
+    lab.enqueue(&udid, "security-1", "SecurityInfo", Dictionary::new());
+    d.bsi(["mdm", "poll"]).ok();
+    assert_eq!(
+        lab.answer("security-1").status.as_deref(),
+        Some("Acknowledged")
+    );
     d.bsi(["mdm", "unenroll"]).ok();
     assert_eq!(lab.events("mdm.CheckOut").len(), 1);
+    lab.assert_apple("macOS");
     assert!(d.status().mdm.is_none());
     d.bsi(["mdm", "poll"]).refused(2, "not enrolled");
 }
@@ -710,10 +814,498 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
     )
     .unwrap();
     enroll(&gone, &["--timeout", "1"])
-        .refused(1, "MDM server: PUT http://127.0.0.1:9/mdm: cannot connect")
+        .refused(1, "MDM server: GET http://127.0.0.1:9/mdm: cannot connect")
         .stderr_has("hint: check that the server runs at http://127.0.0.1:9/mdm");
     before.assert_same(&d.tree());
     assert!(lab.events("mdm.Authenticate").is_empty());
     d.bsi(["mdm", "unenroll"]).refused(2, "not enrolled");
     d.bsi(["mdm", "poll"]).refused(2, "not enrolled");
+}
+
+/// A profile whose identity is a PKCS #12 payload (the test identity, password `secret`).
+fn pkcs12_profile(server_url: &str, password: &str) -> String {
+    let p12 = std::fs::read(repo().join("fixtures/mdm/identity-aes256.p12")).unwrap();
+    let data = base64::engine::general_purpose::STANDARD.encode(p12);
+    let xml = profile_xml("http://unused.invalid/scep", "", server_url, "");
+    let start = xml
+        .find("<dict>\n<key>PayloadType</key><string>com.apple.security.scep")
+        .unwrap();
+    let end = xml[start..].find("</dict></dict>\n").unwrap() + start + "</dict></dict>\n".len();
+    let payload = format!(
+        "<dict>\n<key>PayloadType</key><string>com.apple.security.pkcs12</string>\n\
+         <key>PayloadIdentifier</key><string>com.example.bsi.p12</string>\n\
+         <key>PayloadUUID</key><string>5B3C7E0A-2222-4A57-9C1B-0D8E6F2A9B02</string>\n\
+         <key>PayloadVersion</key><integer>1</integer>\n\
+         <key>Password</key><string>{password}</string>\n\
+         <key>PayloadContent</key><data>{data}</data>\n</dict>\n"
+    );
+    format!("{}{payload}{}", &xml[..start], &xml[end..])
+}
+
+/// A hostile MDM server: it accepts the check-ins, then answers `Idle` with `command`.
+fn hostile(command: Reply) -> String {
+    stub::serve(move |r| {
+        let text = String::from_utf8_lossy(&r.body);
+        if text.contains("<string>Idle</string>") {
+            command.clone()
+        } else {
+            Reply::Now(200, Vec::new())
+        }
+    })
+}
+
+fn command_plist(uuid: &str, request_type: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>CommandUUID</key><string>{uuid}</string><key>Command</key><dict><key>RequestType</key><string>{request_type}</string></dict></dict></plist>"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_pkcs12_identity_enrolls_and_a_hostile_mdm_server_is_bounded() {
+    let d = Device::new();
+    let seen = Arc::new(Mutex::new(Vec::<stub::Request>::new()));
+    let log = Arc::clone(&seen);
+    let url = stub::serve(move |r| {
+        log.lock().unwrap().push(r.clone());
+        Reply::Now(200, Vec::new())
+    });
+    let profile = d.dir.path().join("p12.mobileconfig");
+    // A wrong password says so and changes nothing.
+    std::fs::write(&profile, pkcs12_profile(&format!("{url}/mdm"), "nope")).unwrap();
+    let before = d.tree();
+    d.bsi([
+        "mdm".as_ref(),
+        "enroll".as_ref(),
+        "--profile".as_ref(),
+        profile.as_os_str(),
+    ])
+    .refused(2, "password is wrong");
+    before.assert_same(&d.tree());
+    assert!(seen.lock().unwrap().is_empty());
+    std::fs::write(&profile, pkcs12_profile(&format!("{url}/mdm"), "secret")).unwrap();
+    d.bsi([
+        "mdm".as_ref(),
+        "enroll".as_ref(),
+        "--profile".as_ref(),
+        profile.as_os_str(),
+    ])
+    .ok();
+    let mdm = d.status().mdm.unwrap();
+    assert_eq!(mdm.identity.source, "pkcs12");
+    assert_eq!(mdm.identity.subject, "CN=bsi pkcs12 test");
+    // Every message was signed: a detached CMS in Mdm-Signature, base64.
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "Authenticate and TokenUpdate");
+    for r in &sent {
+        let sig = r.header("Mdm-Signature").expect("signed");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(sig)
+            .unwrap();
+        assert_eq!(der[0], 0x30, "a DER SEQUENCE");
+        assert_eq!(r.method, "PUT");
+    }
+
+    // Each hostile answer to Idle: refused fast and small, the device unchanged.
+    let huge = {
+        let mut b = command_plist("x", "DeviceInformation");
+        b.extend(std::iter::repeat_n(b' ', 5 << 20));
+        b
+    };
+    let cases: Vec<(&str, Reply, i32, &str)> = vec![
+        (
+            "bomb",
+            Reply::Now(200, crate::hostile::dag_bplist(30)),
+            1,
+            "MDM server",
+        ),
+        ("huge", Reply::Now(200, huge), 1, "MDM server"),
+        (
+            "garbage",
+            Reply::Now(200, b"<plist><dict><key>".to_vec()),
+            1,
+            "MDM server",
+        ),
+        (
+            "no uuid",
+            Reply::Now(200, command_plist("", "DeviceInformation")),
+            1,
+            "CommandUUID",
+        ),
+        (
+            "long uuid",
+            Reply::Now(
+                200,
+                command_plist(&"u".repeat(100_000), "DeviceInformation"),
+            ),
+            1,
+            "CommandUUID",
+        ),
+        ("401", Reply::Now(401, Vec::new()), 1, "401"),
+        ("silent", Reply::Silent, 1, "deadline"),
+    ];
+    for (name, reply, code, needle) in cases {
+        let server = hostile(reply);
+        // Point the enrollment at the hostile server.
+        let record = d.path("private/var/db/bsi/mdm/enrollment.json");
+        let text = std::fs::read_to_string(&record).unwrap();
+        std::fs::write(&record, text.replace(&url, &server)).unwrap();
+        let before = d.tree();
+        eprintln!("{name}:");
+        let os = crate::hostile::os;
+        let poll = [
+            os("mdm"),
+            os("poll"),
+            os("--timeout"),
+            os("0.5"),
+            os("--deadline"),
+            os("1"),
+        ];
+        crate::hostile::cheaply_refused(&d, &poll, code, needle);
+        before.assert_same(&d.tree());
+        std::fs::write(&record, text).unwrap();
+    }
+    // A server that sends commands without end: the poll stops at --max-commands.
+    let again = command_plist("again", "ProfileList");
+    let server = stub::serve(move |_| Reply::Now(200, again.clone()));
+    let record = d.path("private/var/db/bsi/mdm/enrollment.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace(&url, &server)).unwrap();
+    let out = d
+        .bsi(["--json", "mdm", "poll", "--max-commands", "5"])
+        .ok()
+        .json();
+    assert_eq!(out["commands"].as_array().map(Vec::len), Some(5));
+    assert_eq!(out["more"], true);
+}
+
+#[test]
+fn before_os26_the_os_update_commands_drive_the_lifecycle() {
+    let Some(lab) = lab_or_skip("before_os26_the_os_update_commands_drive_the_lifecycle") else {
+        return;
+    };
+    let d = Device::with(&["--supervised", "--version", "15.1", "--build", "24B83"]);
+    let from = d.dir.path().join("bundles");
+    std::fs::create_dir_all(&from).unwrap();
+    make_bundle(
+        &from,
+        "macos-15.1-a.bsi",
+        "macOS",
+        "15.1",
+        "24B83",
+        "(a)",
+        "24B770830a",
+        &[("System/Library/x", b"x")],
+        &[],
+    );
+    let profile = lab.profile("enroll.mobileconfig", CHALLENGE);
+    d.bsi([
+        "mdm".as_ref(),
+        "enroll".as_ref(),
+        "--profile".as_ref(),
+        profile.as_os_str(),
+    ])
+    .ok();
+    let udid = d.status().mdm.unwrap().udid;
+    let poll = |extra: &[&str]| {
+        let mut args = vec![
+            "mdm".to_owned(),
+            "poll".into(),
+            "--from".into(),
+            from.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        d.bsi(&args).ok();
+    };
+
+    // AvailableOSUpdates offers the response, as a security response.
+    lab.enqueue(&udid, "avail", "AvailableOSUpdates", Dictionary::new());
+    poll(&[]);
+    let a = lab.answer("avail");
+    assert_eq!(a.status.as_deref(), Some("Acknowledged"));
+    let list = a
+        .message
+        .get("AvailableOSUpdates")
+        .and_then(Plist::as_array)
+        .unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let offer = list[0].as_dictionary().unwrap();
+    assert_eq!(
+        offer.get("IsSecurityResponse").and_then(Plist::as_boolean),
+        Some(true)
+    );
+    assert_eq!(text(offer, "SupplementalBuildVersion"), Some("24B770830a"));
+    assert_eq!(text(offer, "SupplementalOSVersionExtra"), Some("(a)"));
+    let key = text(offer, "ProductKey").unwrap().to_owned();
+
+    // ScheduleOSUpdate installs it; UpdateResults says so; the device runs it.
+    let mut update = Dictionary::new();
+    update.insert("ProductKey".into(), key.clone().into());
+    update.insert("InstallAction".into(), "InstallASAP".into());
+    let mut body = Dictionary::new();
+    body.insert(
+        "Updates".into(),
+        Plist::Array(vec![Plist::Dictionary(update)]),
+    );
+    lab.enqueue(&udid, "schedule", "ScheduleOSUpdate", body);
+    poll(&[]);
+    let a = lab.answer("schedule");
+    assert_eq!(a.status.as_deref(), Some("Acknowledged"), "{:?}", a.message);
+    let results = a
+        .message
+        .get("UpdateResults")
+        .and_then(Plist::as_array)
+        .unwrap();
+    let r = results[0].as_dictionary().unwrap();
+    assert_eq!(text(r, "ProductKey"), Some(key.as_str()));
+    assert_eq!(text(r, "InstallAction"), Some("InstallASAP"));
+    assert_eq!(d.status().active_version(), Some("15.1 (a)"));
+
+    // OSUpdateStatus: nothing in progress any more; DeviceInformation shows the response.
+    lab.enqueue(&udid, "status", "OSUpdateStatus", Dictionary::new());
+    lab.enqueue(
+        &udid,
+        "info",
+        "DeviceInformation",
+        queries(&["SupplementalOSVersionExtra", "SupplementalBuildVersion"]),
+    );
+    poll(&[]);
+    let a = lab.answer("status");
+    assert_eq!(a.status.as_deref(), Some("Acknowledged"));
+    assert!(
+        a.message
+            .get("OSUpdateStatus")
+            .and_then(Plist::as_array)
+            .is_some()
+    );
+    let info = lab.answer("info");
+    let r = info
+        .message
+        .get("QueryResponses")
+        .and_then(Plist::as_dictionary)
+        .unwrap();
+    assert_eq!(text(r, "SupplementalOSVersionExtra"), Some("(a)"));
+
+    // On OS 26 these commands are gone: a 26 device answers them as unknown request types.
+    let d26 = Device::with(&["--supervised"]);
+    d26.bsi([
+        "mdm".as_ref(),
+        "enroll".as_ref(),
+        "--profile".as_ref(),
+        profile.as_os_str(),
+    ])
+    .ok();
+    let udid26 = d26.status().mdm.unwrap().udid;
+    assert_ne!(udid26, udid);
+    lab.enqueue(&udid26, "avail-26", "AvailableOSUpdates", Dictionary::new());
+    d26.bsi(["mdm", "poll"]).ok();
+    let a = lab.answer("avail-26");
+    assert_eq!(a.status.as_deref(), Some("Error"));
+    lab.assert_apple("macOS");
+}
+
+/// What `fleet enroll --json` and `fleet poll --json` say, as far as these tests read it.
+#[derive(Debug, Deserialize)]
+struct FleetRun {
+    ok: u64,
+    failed: u64,
+    #[serde(default)]
+    commands: std::collections::BTreeMap<String, u64>,
+}
+
+/// `fleet status --json`, as far as these tests read it.
+#[derive(Debug, Deserialize)]
+struct FleetGlance {
+    devices: u64,
+    by_enrollment: std::collections::BTreeMap<String, u64>,
+    by_version: std::collections::BTreeMap<String, u64>,
+    newest_checkin: Option<String>,
+}
+
+#[test]
+fn a_fleet_enrolls_and_polls_in_four_shards_that_cover_it_once() {
+    let Some(lab) = lab_or_skip("a_fleet_enrolls_and_polls_in_four_shards_that_cover_it_once")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = tmp.path().join("fleet");
+    let fleet_s = fleet.display().to_string();
+    bsi([
+        "fleet",
+        "init",
+        "--dir",
+        &fleet_s,
+        "--count",
+        "10",
+        "--supervised-percent",
+        "100",
+        "--trust",
+        &test_pub().display().to_string(),
+    ])
+    .ok();
+    let profile = lab.profile("enroll.mobileconfig", CHALLENGE);
+    let profile_s = profile.display().to_string();
+    let mut enrolled = 0;
+    for k in 0..4 {
+        let shard = format!("{k}/4");
+        let out = bsi([
+            "--json",
+            "fleet",
+            "enroll",
+            "--dir",
+            &fleet_s,
+            "--profile",
+            &profile_s,
+            "--shard",
+            &shard,
+            "--concurrency",
+            "3",
+        ])
+        .ok()
+        .parse::<FleetRun>();
+        assert_eq!(out.failed, 0, "{out:?}");
+        enrolled += out.ok;
+    }
+    assert_eq!(enrolled, 10);
+    let mut udids: Vec<String> = lab
+        .events("mdm.Authenticate")
+        .into_iter()
+        .map(|e| e.udid)
+        .collect();
+    udids.sort();
+    let all = udids.len();
+    udids.dedup();
+    assert_eq!(
+        (all, udids.len()),
+        (10, 10),
+        "each device enrolled exactly once"
+    );
+
+    // Every device answers its own query, each poll shard reaching its own devices.
+    for u in &udids {
+        lab.enqueue(
+            u,
+            &format!("info-{u}"),
+            "DeviceInformation",
+            queries(&["UDID", "OSVersion"]),
+        );
+    }
+    let mut answered = 0;
+    for k in 0..4 {
+        let out = bsi([
+            "--json",
+            "fleet",
+            "poll",
+            "--dir",
+            &fleet_s,
+            "--shard",
+            &format!("{k}/4"),
+        ])
+        .ok()
+        .parse::<FleetRun>();
+        assert_eq!(out.failed, 0, "{out:?}");
+        answered += out.commands.get("DeviceInformation").copied().unwrap_or(0);
+    }
+    assert_eq!(answered, 10);
+    for u in &udids {
+        let r = lab.answer(&format!("info-{u}"));
+        let q = r
+            .message
+            .get("QueryResponses")
+            .and_then(Plist::as_dictionary)
+            .unwrap();
+        assert_eq!(text(q, "UDID"), Some(u.as_str()));
+    }
+
+    // The fleet at a glance.
+    let status = bsi(["--json", "fleet", "status", "--dir", &fleet_s])
+        .ok()
+        .parse::<FleetGlance>();
+    assert_eq!(status.devices, 10);
+    assert_eq!(status.by_enrollment.get("mdm"), Some(&10), "{status:?}");
+    assert_eq!(status.by_version.get("26.3.1"), Some(&10), "{status:?}");
+    assert!(status.newest_checkin.is_some(), "{status:?}");
+    bsi(["fleet", "status", "--dir", &fleet_s])
+        .ok()
+        .stdout_has("devices:    10 (3 iOS, 3 iPadOS, 4 macOS)\n")
+        .stdout_has("enrollment: 10 mdm\n");
+    // Shards are checked.
+    bsi(["fleet", "poll", "--dir", &fleet_s, "--shard", "4/4"]).refused(2, "--shard");
+}
+
+fn d_small_refused(profile: &Path) {
+    let d = Device::new();
+    let before = d.tree();
+    d.bsi([
+        "mdm".as_ref(),
+        "enroll".as_ref(),
+        "--profile".as_ref(),
+        profile.as_os_str(),
+    ])
+    .refused(2, "its SCEP Keysize is 1024, but with SignMessage false");
+    before.assert_same(&d.tree());
+}
+
+#[test]
+fn over_https_a_device_signs_or_shows_its_client_certificate() {
+    for (header, sign) in [(false, true), (true, false)] {
+        let test = format!("over_https (SignMessage {sign})");
+        let Some(lab) = lab_with(&test, Some(header)) else {
+            return;
+        };
+        let server = format!("{}/mdm", lab.tls_url.as_deref().unwrap());
+        let xml = profile_xml(&lab.scep_url, CHALLENGE, &server, "");
+        let xml = if sign {
+            xml
+        } else {
+            let xml = xml.replace(
+                "<key>SignMessage</key><true/>",
+                "<key>SignMessage</key><false/>",
+            );
+            // A 1024-bit key cannot be a TLS client certificate: refused before the CA is asked.
+            let small = lab.dir.path().join("small.mobileconfig");
+            std::fs::write(&small, &xml).unwrap();
+            d_small_refused(&small);
+            xml.replace("<integer>1024</integer>", "<integer>2048</integer>")
+        };
+        let profile = lab.dir.path().join("tls.mobileconfig");
+        std::fs::write(&profile, xml).unwrap();
+        let ca = lab.dir.path().join("front-ca.pem");
+        let d = Device::with(&["--supervised"]);
+        // Without the private CA, TLS fails and says what to do.
+        let before = d.tree();
+        d.bsi([
+            "mdm".as_ref(),
+            "enroll".as_ref(),
+            "--profile".as_ref(),
+            profile.as_os_str(),
+        ])
+        .refused(1, "MDM server")
+        .stderr_has("--ca");
+        before.assert_same(&d.tree());
+        d.bsi([
+            "mdm".as_ref(),
+            "enroll".as_ref(),
+            "--profile".as_ref(),
+            profile.as_os_str(),
+            "--ca".as_ref(),
+            ca.as_os_str(),
+        ])
+        .ok();
+        let mdm = d.status().mdm.unwrap();
+        assert_eq!(mdm.sign_message, sign);
+        assert_eq!(lab.events("mdm.Authenticate").len(), 1, "{test}");
+        lab.enqueue(
+            &mdm.udid,
+            "tls-info",
+            "DeviceInformation",
+            queries(&["UDID"]),
+        );
+        d.bsi(["mdm", "poll"]).ok();
+        let a = lab.answer("tls-info");
+        assert_eq!(a.status.as_deref(), Some("Acknowledged"), "{test}");
+        assert_eq!(a.udid, mdm.udid);
+        lab.assert_apple("macOS");
+    }
 }
