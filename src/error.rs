@@ -72,9 +72,11 @@ pub(crate) enum Error {
         /// What to do.
         hint: String,
     },
-    /// Devices of a fleet failed to sync (each failure is listed in the command's output).
-    #[error("{failed} of {devices} devices failed to sync (listed above)")]
+    /// Devices of a fleet failed (each failure is listed in the command's output).
+    #[error("{failed} of {devices} devices failed to {command} (listed above)")]
     SyncFailures {
+        /// The fleet command: `sync`, `enroll` or `poll`.
+        command: &'static str,
         /// How many failed.
         failed: usize,
         /// How many the fleet has.
@@ -335,7 +337,7 @@ impl Error {
             }
             Error::Server { hint, .. } | Error::Identity { hint, .. } => hint.clone(),
             Error::ReadOnly { .. } => "remount it read-write (or copy the device to writable storage), then try again; reading commands (status, verify, history, report) work on a read-only device".to_owned(),
-            Error::SyncFailures { .. } => "fix what the failures name, then run `bsi fleet sync` again (devices that synced are up to date)".to_owned(),
+            Error::SyncFailures { command, .. } => format!("fix what the failures name, then run `bsi fleet {command}` again (devices that succeeded are up to date)"),
             Error::Policy(refusal) => refusal.hint(),
             Error::NotApplicable(refusal) => refusal.hint(),
             Error::Usage { hint, .. } => {

@@ -240,7 +240,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
                     .map_or(Ok(fleet::Shard::ALL), fleet::Shard::parse)?,
             };
             let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
-            let failed = outcome.tally.error();
+            let failed = outcome.tally.error("sync");
             Ok((Output::of(outcome), failed))
         }
         Command::Mdm(c) => super::mdm::execute(ctx, c),

@@ -17,18 +17,67 @@ pub(super) fn value(status: &Status, key: &str) -> Result<Value> {
             "give a key path such as `os.version` (`bsi status --json` shows them all)",
         ));
     }
-    let found = lookup(&tree, key).ok_or_else(|| {
-        let mut keys = Vec::new();
+    let Some(found) = lookup(&tree, key) else {
+        // A key of the schema whose value, or an object holding it, is null now (nothing
+        // staged, not enrolled): its value is null, not an unknown key.
+        let known = schema_paths();
+        if known
+            .iter()
+            .any(|k| k == key || k.starts_with(&format!("{key}.")))
+        {
+            return Ok(Value::Null);
+        }
+        let mut keys = known;
         paths(&tree, "", &mut keys);
-        Error::usage(
+        keys.sort();
+        keys.dedup();
+        return Err(Error::usage(
             format!(
                 "`{}` is not a key of `bsi status --json`",
                 crate::untrusted::clip(key)
             ),
             format!("valid keys: {}", keys.join(", ")),
-        )
-    })?;
+        ));
+    };
     Ok(found.clone())
+}
+
+/// Every key path `docs/status.schema.json` defines (maps with free keys, such as `ddm`, are
+/// listed by their own key only).
+fn schema_paths() -> Vec<String> {
+    let schema = crate::status::model::schema();
+    let mut out = Vec::new();
+    walk_schema(&schema, &schema, "", &mut out, 0);
+    out
+}
+
+fn walk_schema(root: &Value, node: &Value, prefix: &str, out: &mut Vec<String>, depth: u8) {
+    if depth > 16 {
+        return;
+    }
+    let node = match node.get("$ref").and_then(Value::as_str) {
+        Some(r) => r
+            .strip_prefix("#/")
+            .map(|p| p.split('/').fold(root, |v, part| &v[part]))
+            .unwrap_or(&Value::Null),
+        None => node,
+    };
+    for alt in ["anyOf", "oneOf", "allOf"] {
+        for sub in node.get(alt).and_then(Value::as_array).into_iter().flatten() {
+            walk_schema(root, sub, prefix, out, depth + 1);
+        }
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (k, sub) in props {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.push(path.clone());
+            walk_schema(root, sub, &path, out, depth + 1);
+        }
+    }
 }
 
 /// Follows `key` through objects, matching the longest run of dot-separated parts that is a key

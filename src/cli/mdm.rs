@@ -227,7 +227,7 @@ pub(crate) fn fleet_enroll(ctx: &Ctx, a: FleetEnrollArgs) -> Result<Executed> {
         shard: shard(a.shard.as_deref())?,
     };
     let outcome = crate::mdm::fleet::enroll(&opts, &ctx.clock, ctx.progress.as_ref())?;
-    let failed = outcome.tally.error();
+    let failed = outcome.tally.error("enroll");
     Ok((Output::of(outcome), failed))
 }
 
@@ -240,7 +240,7 @@ pub(crate) fn fleet_poll(ctx: &Ctx, a: FleetPollArgs) -> Result<Executed> {
         shard: shard(a.shard.as_deref())?,
     };
     let outcome = crate::mdm::fleet::poll(&opts, &ctx.clock, ctx.progress.as_ref())?;
-    let failed = outcome.tally.error();
+    let failed = outcome.tally.error("poll");
     Ok((Output::of(outcome), failed))
 }
 

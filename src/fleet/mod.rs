@@ -137,10 +137,11 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// The error a command exits with when devices failed.
+    /// The error `bsi fleet {command}` exits with when devices failed.
     #[must_use]
-    pub(crate) fn error(&self) -> Option<Error> {
+    pub(crate) fn error(&self, command: &'static str) -> Option<Error> {
         (self.failed > 0).then_some(Error::SyncFailures {
+            command,
             failed: self.failed,
             devices: self.devices,
         })

@@ -178,7 +178,7 @@ fn event(body: &[u8]) -> Event {
 
 /// SCEP, `NanoMDM` and `KMFDDM`, wired as in production, stopped when dropped.
 struct Lab {
-    children: Vec<Child>,
+    _children: Children,
     dir: tempfile::TempDir,
     scep_url: String,
     mdm_url: String,
@@ -191,9 +191,12 @@ struct Lab {
     agent: ureq::Agent,
 }
 
-impl Drop for Lab {
+/// The servers' processes, killed when dropped (also when a test panics while starting them).
+struct Children(Vec<Child>);
+
+impl Drop for Children {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -226,7 +229,7 @@ impl Lab {
             Reply::Now(200, Vec::new())
         });
         let (scep, mdm, ddm) = (free_port(), free_port(), free_port());
-        let mut children = vec![spawn(
+        let mut children = Children(vec![spawn(
             &b.scep,
             &[
                 "-depot",
@@ -236,9 +239,9 @@ impl Lab {
                 "-challenge",
                 CHALLENGE,
             ],
-        )];
+        )]);
         let store = dir.path().join("ddm").display().to_string();
-        children.push(spawn(
+        children.0.push(spawn(
             &b.kmfddm,
             &[
                 "-api",
@@ -255,7 +258,7 @@ impl Lab {
                 NANO_KEY,
             ],
         ));
-        children.push(spawn(
+        children.0.push(spawn(
             &b.nanomdm,
             &[
                 "-ca",
@@ -293,7 +296,7 @@ impl Lab {
             if header {
                 args.extend(["-cert-header", CERT_HEADER]);
             }
-            children.push(spawn(&b.tlsfront, &args));
+            children.0.push(spawn(&b.tlsfront, &args));
             wait_for(port, "tlsfront");
             tls_url = Some(format!("https://127.0.0.1:{port}"));
         }
@@ -306,7 +309,7 @@ impl Lab {
                 .build(),
         );
         Self {
-            children,
+            _children: children,
             dir,
             scep_url: format!("http://127.0.0.1:{scep}/scep"),
             mdm_url: format!("http://127.0.0.1:{mdm}"),

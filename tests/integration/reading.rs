@@ -435,7 +435,14 @@ fn quiet_silences_stdout_and_get_prints_one_value() {
         "(a)\n"
     );
     assert_eq!(get("staged"), "\n");
+    // A key of the schema under a null object is null, not unknown: nothing staged, not
+    // enrolled (a CI script asks the same question of every device).
+    assert_eq!(get("staged.version"), "\n");
+    assert_eq!(get("mdm.udid"), "\n");
     assert_eq!(get("restart_required"), "false\n");
+    d.bsi(["status", "--get", "mdm.nonsense"])
+        .refused(2, "`mdm.nonsense` is not a key")
+        .stderr_has("mdm.udid");
     let run = d.bsi(["status", "--get", "nope"]);
     run.refused(2, "`nope` is not a key")
         .stderr_has("active.build");
