@@ -197,3 +197,41 @@ pub fn versions(data: &[u8]) {
         let _ = Build::parse_base(text);
     }
 }
+
+/// A command plist an MDM server answers a check-in with, as `bsi mdm poll` reads it: the
+/// bounded plist reader and the command's shape; a command read is answered as unknown, and
+/// that answer must be a plist bsi writes.
+pub fn mdm_command(data: &[u8]) {
+    if let Ok(Some(command)) = crate::mdm::commands::read(data) {
+        let answer = crate::mdm::commands::unknown(&command.request_type);
+        let message = answer.into_message(&command.uuid);
+        let mut out = Vec::new();
+        plist::to_writer_xml(&mut out, &plist::Value::Dictionary(message))
+            .expect("an answer writes");
+    }
+}
+
+/// An enrollment profile, XML or signed (CMS), as `bsi mdm enroll` reads it.
+pub fn enrollment_profile(data: &[u8]) {
+    let _ = crate::mdm::profile::Profile::parse(data);
+}
+
+/// A SCEP server's `CertRep`: the CMS signed data, its signature, status attributes and the
+/// enveloped certificate, against a fixed request key and CA.
+pub fn scep_answer(data: &[u8]) {
+    use std::sync::OnceLock;
+    static FIXED: OnceLock<(crate::mdm::pki::Key, x509_cert::Certificate)> = OnceLock::new();
+    let (key, ca) = FIXED.get_or_init(|| {
+        let key = crate::mdm::pki::Key::generate_rsa(1024).expect("a key");
+        let name = crate::mdm::pki::parse_name("CN=fuzz CA").expect("a name");
+        let ca = crate::mdm::pki::self_signed(&name, &key).expect("a certificate");
+        (key, ca)
+    });
+    let _ =
+        crate::mdm::scep::read_cert_rep(data, std::slice::from_ref(ca), b"0123456789abcdef", key);
+}
+
+/// A PKCS #12 identity as a profile's `com.apple.security.pkcs12` payload carries it.
+pub fn pkcs12(data: &[u8]) {
+    let _ = crate::mdm::pkcs12::identity(data, Some("secret"));
+}

@@ -56,14 +56,18 @@ fn walk_schema(root: &Value, node: &Value, prefix: &str, out: &mut Vec<String>, 
         return;
     }
     let node = match node.get("$ref").and_then(Value::as_str) {
-        Some(r) => r
-            .strip_prefix("#/")
-            .map(|p| p.split('/').fold(root, |v, part| &v[part]))
-            .unwrap_or(&Value::Null),
+        Some(r) => r.strip_prefix("#/").map_or(&Value::Null, |p| {
+            p.split('/').fold(root, |v, part| &v[part])
+        }),
         None => node,
     };
     for alt in ["anyOf", "oneOf", "allOf"] {
-        for sub in node.get(alt).and_then(Value::as_array).into_iter().flatten() {
+        for sub in node
+            .get(alt)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             walk_schema(root, sub, prefix, out, depth + 1);
         }
     }

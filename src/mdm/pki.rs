@@ -278,8 +278,12 @@ impl Identity {
             .map_err(build)?;
         match &self.key {
             Key::Rsa(k) => {
-                let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
-                sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, &signer)
+                if let Some(fast) = FastRsa::of(k) {
+                    sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, &fast)
+                } else {
+                    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
+                    sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, &signer)
+                }
             }
             Key::P256(k) => sd.add_signer_info::<_, p256::ecdsa::DerSignature>(signer_info, k),
         }
@@ -329,6 +333,57 @@ impl BuilderProfile for SelfSigned {
         _: &x509_cert::TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<x509_cert::ext::Extension>> {
         Ok(Vec::new())
+    }
+}
+
+/// An RSA key of 2048 bits or more, signing with ring (PKCS #1 v1.5, SHA-256): several times
+/// faster than the `rsa` crate, which matters because every MDM message is signed.
+struct FastRsa {
+    pair: ring::signature::RsaKeyPair,
+    verifying: rsa::pkcs1v15::VerifyingKey<Sha256>,
+}
+
+impl FastRsa {
+    /// The fast signer for `key`, when ring takes it (2048 bits or more).
+    fn of(key: &RsaPrivateKey) -> Option<Self> {
+        if rsa::traits::PublicKeyParts::size(key) * 8 < 2048 {
+            return None;
+        }
+        let der = key.to_pkcs8_der().ok()?;
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).ok()?;
+        Some(Self {
+            pair,
+            verifying: rsa::pkcs1v15::VerifyingKey::new(key.to_public_key()),
+        })
+    }
+}
+
+impl signature::Keypair for FastRsa {
+    type VerifyingKey = rsa::pkcs1v15::VerifyingKey<Sha256>;
+
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        self.verifying.clone()
+    }
+}
+
+impl spki::DynSignatureAlgorithmIdentifier for FastRsa {
+    fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
+        spki::DynSignatureAlgorithmIdentifier::signature_algorithm_identifier(&self.verifying)
+    }
+}
+
+impl signature::Signer<rsa::pkcs1v15::Signature> for FastRsa {
+    fn try_sign(&self, msg: &[u8]) -> Result<rsa::pkcs1v15::Signature, signature::Error> {
+        let mut out = vec![0u8; self.pair.public().modulus_len()];
+        self.pair
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                msg,
+                &mut out,
+            )
+            .map_err(|_| signature::Error::new())?;
+        rsa::pkcs1v15::Signature::try_from(out.as_slice())
     }
 }
 
@@ -657,8 +712,10 @@ mod tests {
 
     #[test]
     fn an_identity_signs_and_the_signature_verifies() {
+        // 1024 bits signs with the `rsa` crate, 2048 with ring: both verify.
         for key in [
             Key::generate_rsa(1024).unwrap(),
+            Key::generate_rsa(2048).unwrap(),
             Key::P256(p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap()),
         ] {
             let subject = parse_name("CN=bsi test,O=bsi").unwrap();

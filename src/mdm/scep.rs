@@ -262,7 +262,7 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
 }
 
 /// The certificate a `CertRep` issues, after checking who signed it, its status and nonce.
-fn read_cert_rep(
+pub(crate) fn read_cert_rep(
     answer: &[u8],
     ca: &[Certificate],
     nonce: &[u8],
