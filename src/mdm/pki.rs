@@ -606,7 +606,7 @@ pub(crate) fn verify_embedded(sd: &SignedData) -> Result<Certificate, PkiError> 
     let covered = match &signer.signed_attrs {
         Some(attrs) => {
             let digest = signed_attribute(sd, const_oid::db::rfc5911::ID_MESSAGE_DIGEST)
-                .ok_or_else(|| PkiError("its covered attributes have no digest".to_owned()))?;
+                .ok_or_else(|| PkiError("its signed attributes have no digest".to_owned()))?;
             if digest != hash.digest(&body) {
                 return Err(PkiError(format!(
                     "its content does not match the digest it signs ({})",

@@ -305,10 +305,13 @@ fn unwrap_signed(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), ProfileError
     if bytes.first() != Some(&0x30) {
         return Ok((bytes.to_vec(), None));
     }
-    let cms = pki::read_signed(bytes).map_err(|e| bad(format!("a cms profile: {e}")))?;
-    let content = pki::content(&cms).ok_or_else(|| bad("a cms profile without its content"))?;
-    let signer = pki::verify_embedded(&cms)
-        .map_err(|e| bad(format!("a cms profile whose signature does not hold: {e}")))?;
+    let cms = pki::read_signed(bytes).map_err(|e| bad(format!("a signed profile: {e}")))?;
+    let content = pki::content(&cms).ok_or_else(|| bad("a signed profile without its content"))?;
+    let signer = pki::verify_embedded(&cms).map_err(|e| {
+        bad(format!(
+            "a signed profile whose signature does not hold: {e}"
+        ))
+    })?;
     Ok((
         content,
         Some(pki::name_of(signer.tbs_certificate().subject())),

@@ -279,7 +279,7 @@ pub(crate) fn read_cert_rep(
     })?;
     if !ca.iter().any(|c| c == &signer) {
         return Err((
-            "the CertRep is not cms by the CA the server named in GetCACert".to_owned(),
+            "the CertRep is not signed by the CA the server named in GetCACert".to_owned(),
             retry,
         ));
     }
