@@ -9,9 +9,9 @@ use super::render::Output;
 use super::{Ctx, Executed};
 use crate::Result;
 use crate::ddm::pass::AutoOptions;
+use crate::fleet::mdm::{FleetEnrollOptions, FleetPollOptions};
 use crate::fleet::{self, Shard};
 use crate::mdm::enrollment::EnrollOptions;
-use crate::mdm::fleet::{FleetEnrollOptions, FleetPollOptions};
 use crate::mdm::poll::PollOptions;
 use crate::ops;
 
@@ -226,7 +226,7 @@ pub(crate) fn fleet_enroll(ctx: &Ctx, a: FleetEnrollArgs) -> Result<Executed> {
         timeout: super::commands::timeout(a.timeout)?,
         shard: shard(a.shard.as_deref())?,
     };
-    let outcome = crate::mdm::fleet::enroll(&opts, &ctx.clock, ctx.progress.as_ref())?;
+    let outcome = crate::fleet::mdm::enroll(&opts, &ctx.clock, ctx.progress.as_ref())?;
     let failed = outcome.tally.error("enroll");
     Ok((Output::of(outcome), failed))
 }
@@ -239,7 +239,7 @@ pub(crate) fn fleet_poll(ctx: &Ctx, a: FleetPollArgs) -> Result<Executed> {
         poll: poll_options(&a.poll, false)?,
         shard: shard(a.shard.as_deref())?,
     };
-    let outcome = crate::mdm::fleet::poll(&opts, &ctx.clock, ctx.progress.as_ref())?;
+    let outcome = crate::fleet::mdm::poll(&opts, &ctx.clock, ctx.progress.as_ref())?;
     let failed = outcome.tally.error("poll");
     Ok((Output::of(outcome), failed))
 }

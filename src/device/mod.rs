@@ -9,6 +9,7 @@
 mod atomic;
 pub(crate) mod base_content;
 mod confine;
+pub(crate) mod enrollment;
 pub(crate) mod generation;
 pub(crate) mod identity;
 pub(crate) mod layout;

@@ -1,6 +1,6 @@
 //! Fleets: many simulated devices in one directory, made reproducibly from a seed ([`init`]),
 //! synced with a DDM server in parallel ([`sync`]), enrolled in and polled by an MDM server
-//! (`mdm::fleet`), and summed up at a glance ([`status`]), for testing a server's workflow at
+//! ([`mdm`]), and summed up at a glance ([`status`]), for testing a server's workflow at
 //! scale. Each device is an ordinary bsi device (`DIR/devices/NNNN`); the fleet adds
 //! `DIR/fleet.json`, the list of devices with their enrollment identifiers.
 //!
@@ -10,6 +10,7 @@
 //! not held: the workers keep only each device's latency and failures.
 
 pub(crate) mod init;
+pub(crate) mod mdm;
 pub(crate) mod status;
 pub(crate) mod sync;
 

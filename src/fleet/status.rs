@@ -62,7 +62,7 @@ fn look(root: &std::path::Path) -> Result<Seen> {
     let device = crate::lifecycle::open_to_read(root)?;
     let status = crate::status::collect::collect(&device)?;
     let su = crate::ddm::software_update::derive(&device, &status);
-    let mdm = crate::mdm::enrollment::load(&device)?;
+    let mdm = crate::device::enrollment::load(&device)?;
     let sync: Option<crate::device::records::SyncState> = crate::device::records::read_json_lenient(
         device.root(),
         crate::device::layout::SYNC_RECORD,

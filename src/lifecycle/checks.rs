@@ -249,7 +249,7 @@ fn record_findings(device: &Device) -> Vec<Finding> {
         ),
         (
             layout::MDM_ENROLLMENT,
-            unreadable::<crate::mdm::enrollment::Enrollment>(device, layout::MDM_ENROLLMENT),
+            unreadable::<crate::device::enrollment::Enrollment>(device, layout::MDM_ENROLLMENT),
         ),
         (
             layout::RECEIVED_RECORD,

@@ -13,13 +13,14 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use plist::{Dictionary, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::channel::{Channel, Endpoints};
 use super::pki::{self, Identity};
-use super::profile::{self, IdentitySource, PayloadSummary, Profile};
+use super::profile::{self, IdentitySource, Profile};
 use super::scep;
 use crate::device::Device;
+pub(crate) use crate::device::enrollment::{Enrollment, IdentityNames, InstalledProfile, load};
 use crate::device::layout::{MDM_DIR, MDM_ENROLLMENT, MDM_IDENTITY, MDM_TRUST};
 use crate::device::records;
 use crate::error::IoContext;
@@ -28,65 +29,6 @@ use crate::lifecycle::journal::Tx;
 use crate::platform::Platform;
 use crate::untrusted::clip;
 use crate::{Error, Result};
-
-/// The profile as the device keeps it installed (for `ProfileList` and `status`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct InstalledProfile {
-    /// The top level.
-    pub top: PayloadSummary,
-    /// `PayloadOrganization`.
-    pub organization: Option<String>,
-    /// `PayloadRemovalDisallowed`.
-    pub removal_disallowed: bool,
-    /// Its payloads.
-    pub payloads: Vec<PayloadSummary>,
-    /// Who signed it, for a signed profile.
-    pub signer: Option<String>,
-}
-
-/// The identity's names (the key itself is only in `identity.pem`).
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
-pub(crate) struct IdentityNames {
-    /// The certificate's subject.
-    pub subject: String,
-    /// Its issuer.
-    pub issuer: String,
-    /// When it expires (RFC 3339).
-    pub not_after: String,
-    /// Where it came from: `scep`, `pkcs12` or `file`.
-    pub source: String,
-}
-
-/// `enrollment.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Enrollment {
-    /// `ServerURL`.
-    pub server_url: String,
-    /// `CheckInURL`.
-    pub checkin_url: String,
-    /// `Topic`.
-    pub topic: String,
-    /// `SignMessage`.
-    pub sign_message: bool,
-    /// `AccessRights`.
-    pub access_rights: u64,
-    /// `CheckOutWhenRemoved`.
-    pub check_out_when_removed: bool,
-    /// The UDID the device enrolled as.
-    pub udid: String,
-    /// The push token it sent (base64).
-    pub push_token: String,
-    /// The push magic it sent.
-    pub push_magic: String,
-    /// The installed profile.
-    pub profile: InstalledProfile,
-    /// The identity.
-    pub identity: IdentityNames,
-    /// When the device enrolled.
-    pub enrolled_at: String,
-    /// The last check-in or poll the server answered.
-    pub last_checkin: Option<String>,
-}
 
 /// How `bsi mdm enroll` is asked to run.
 #[derive(Clone, Debug)]
@@ -135,11 +77,6 @@ pub(crate) struct UnenrollOutcome {
     pub check_out_error: Option<String>,
     /// Nothing was sent or changed because of `--dry-run`.
     pub dry_run: bool,
-}
-
-/// The enrollment, if the device has one; a record that does not read is damage.
-pub(crate) fn load(device: &Device) -> Result<Option<Enrollment>> {
-    records::read_json_opt(device.root(), MDM_ENROLLMENT)
 }
 
 /// The enrollment, or the error that says how to make one.

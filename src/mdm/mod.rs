@@ -4,7 +4,6 @@
 pub(crate) mod channel;
 pub(crate) mod commands;
 pub(crate) mod enrollment;
-pub(crate) mod fleet;
 pub(crate) mod pkcs12;
 pub(crate) mod pki;
 pub(crate) mod poll;

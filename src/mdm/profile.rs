@@ -12,6 +12,7 @@
 //! with `%UDID%`, `%SerialNumber%` and `%DeviceName%`, which bsi fills in per device, as an MDM
 //! server fills them in before it hands a profile to one device.
 
+pub(crate) use crate::device::enrollment::PayloadSummary;
 use plist::{Dictionary, Value};
 
 use super::pki;
@@ -77,21 +78,6 @@ pub(crate) struct ScepPayload {
     pub key_size: usize,
     /// `CAFingerprint`: the CA certificate's SHA-256 or SHA-1 digest.
     pub ca_fingerprint: Option<Vec<u8>>,
-}
-
-/// One payload, as `ProfileList` reports it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct PayloadSummary {
-    /// `PayloadType`.
-    pub payload_type: String,
-    /// `PayloadIdentifier`.
-    pub identifier: String,
-    /// `PayloadUUID`.
-    pub uuid: String,
-    /// `PayloadVersion`.
-    pub version: i64,
-    /// `PayloadDisplayName`.
-    pub display_name: Option<String>,
 }
 
 /// A read enrollment profile.

@@ -299,15 +299,17 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
             error_code: f.error_code,
             at: f.timestamp,
         }),
-        mdm: crate::mdm::enrollment::load(device)?.map(|e| crate::status::model::MdmEnrollment {
-            server_url: e.server_url,
-            checkin_url: e.checkin_url,
-            topic: e.topic,
-            udid: e.udid,
-            sign_message: e.sign_message,
-            identity: e.identity,
-            enrolled_at: e.enrolled_at,
-            last_checkin: e.last_checkin,
+        mdm: crate::device::enrollment::load(device)?.map(|e| {
+            crate::status::model::MdmEnrollment {
+                server_url: e.server_url,
+                checkin_url: e.checkin_url,
+                topic: e.topic,
+                udid: e.udid,
+                sign_message: e.sign_message,
+                identity: e.identity,
+                enrolled_at: e.enrolled_at,
+                last_checkin: e.last_checkin,
+            }
         }),
     };
     Ok((status, snapshot, policy))

@@ -80,7 +80,7 @@ pub(crate) struct MdmEnrollment {
     /// Messages are signed (`Mdm-Signature`), else the identity is the TLS client certificate.
     pub sign_message: bool,
     /// The identity certificate: subject, issuer, expiry, source (the key is never shown).
-    pub identity: crate::mdm::enrollment::IdentityNames,
+    pub identity: crate::device::enrollment::IdentityNames,
     /// When the device enrolled.
     pub enrolled_at: String,
     /// The last check-in or poll the server answered.

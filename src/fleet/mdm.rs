@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::enrollment::EnrollOptions;
-use super::poll::PollOptions;
 use crate::Result;
 use crate::clock::Clock;
 use crate::fleet::{self, Shard, Tally};
 use crate::human::{Human, Text};
+use crate::mdm::enrollment::EnrollOptions;
+use crate::mdm::poll::PollOptions;
 use crate::ops::{self, Env};
 use crate::progress::Progress;
 use crate::untrusted::clip;
