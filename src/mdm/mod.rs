@@ -2,6 +2,7 @@
 //! and manages. [`profile`] reads the enrollment profile; [`pki`] holds the identity and the CMS
 //! the protocol needs; [`scep`] gets the identity from a SCEP CA.
 pub(crate) mod channel;
+pub(crate) mod cms;
 pub(crate) mod commands;
 pub(crate) mod enrollment;
 pub(crate) mod pkcs12;
