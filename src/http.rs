@@ -261,8 +261,15 @@ impl Link {
     /// dripping answers just inside the per-request timeout cannot hold the device for longer).
     #[must_use]
     pub(crate) fn until(&self, deadline: Duration) -> Self {
+        self.by(Instant::now() + deadline, deadline)
+    }
+
+    /// This link, every request from now on done by `end`, a deadline of `total` in all (for
+    /// an operation that spans several links).
+    #[must_use]
+    pub(crate) fn by(&self, end: Instant, total: Duration) -> Self {
         Self {
-            deadline: Some((Instant::now() + deadline, deadline)),
+            deadline: Some((end, total)),
             ..self.clone()
         }
     }

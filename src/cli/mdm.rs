@@ -56,6 +56,14 @@ pub(crate) struct EnrollArgs {
         allow_negative_numbers = true
     )]
     pub timeout: f64,
+    /// Seconds the whole enrollment may take (every request, retry and pause).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120.0,
+        allow_negative_numbers = true
+    )]
+    pub deadline: f64,
     /// Read the profile and say what would happen; contact nobody, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -134,6 +142,14 @@ pub(crate) struct FleetEnrollArgs {
         allow_negative_numbers = true
     )]
     pub timeout: f64,
+    /// Seconds each device's whole enrollment may take.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120.0,
+        allow_negative_numbers = true
+    )]
+    pub deadline: f64,
     /// Only the devices whose index is K modulo N (K from 0), for N parallel jobs.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
@@ -198,6 +214,7 @@ pub(crate) fn execute(ctx: &Ctx, command: MdmCommand) -> Result<Executed> {
                 identity: a.identity.zip(a.key),
                 ca: a.ca,
                 timeout: super::commands::timeout(a.timeout)?,
+                deadline: super::commands::seconds("--deadline", a.deadline)?,
                 dry_run: a.dry_run,
             };
             let done = ops::mdm::enroll(&env, &opts)?;
@@ -224,6 +241,7 @@ pub(crate) fn fleet_enroll(ctx: &Ctx, a: FleetEnrollArgs) -> Result<Executed> {
         ca: a.ca,
         concurrency: a.concurrency as usize,
         timeout: super::commands::timeout(a.timeout)?,
+        deadline: super::commands::seconds("--deadline", a.deadline)?,
         shard: shard(a.shard.as_deref())?,
     };
     let outcome = crate::fleet::mdm::enroll(&opts, &ctx.clock, ctx.progress.as_ref())?;

@@ -35,6 +35,8 @@ pub(crate) struct FleetEnrollOptions {
     pub concurrency: usize,
     /// Each request's bound.
     pub timeout: Duration,
+    /// Each device's whole enrollment's bound.
+    pub deadline: Duration,
     /// The devices this run takes.
     pub shard: Shard,
 }
@@ -101,6 +103,7 @@ pub(crate) fn enroll(
         identity: None,
         ca: opts.ca.clone(),
         timeout: opts.timeout,
+        deadline: opts.deadline,
         dry_run: false,
     };
     let tally = fleet::run_each(

@@ -127,9 +127,15 @@ impl Channel {
     /// This channel, every request from now on done within `deadline` in all.
     #[must_use]
     pub(crate) fn until(&self, deadline: Duration) -> Self {
+        self.by(std::time::Instant::now() + deadline, deadline)
+    }
+
+    /// This channel, every request done by `end`, a deadline of `total` in all.
+    #[must_use]
+    pub(crate) fn by(&self, end: std::time::Instant, total: Duration) -> Self {
         Self {
-            server: self.server.until(deadline),
-            checkin: self.checkin.until(deadline),
+            server: self.server.by(end, total),
+            checkin: self.checkin.by(end, total),
             ..self.clone()
         }
     }

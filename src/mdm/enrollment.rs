@@ -41,6 +41,9 @@ pub(crate) struct EnrollOptions {
     pub ca: Option<PathBuf>,
     /// Each request's bound.
     pub timeout: Duration,
+    /// The whole enrollment's bound (probe, SCEP, `Authenticate`, `TokenUpdate`), so that a
+    /// slow server cannot hold the device lock for longer.
+    pub deadline: Duration,
     /// Read the profile and say what would happen; contact nobody, change nothing.
     pub dry_run: bool,
 }
@@ -183,6 +186,7 @@ fn get_identity(
     profile: &Profile,
     opts: &EnrollOptions,
     roots: &[Vec<u8>],
+    ends_at: std::time::Instant,
 ) -> Result<(Identity, &'static str)> {
     if let Some((cert, key)) = &opts.identity {
         let identity = Identity::from_pem(
@@ -217,6 +221,7 @@ fn get_identity(
                 challenge: payload.challenge.as_deref().map(fill),
                 tls: &tls,
                 timeout: opts.timeout,
+                deadline: (ends_at, opts.deadline),
             })?;
             Ok((identity, "scep"))
         }
@@ -260,6 +265,7 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
 
 /// Enrolls the device of `tx`.
 pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutcome> {
+    let ends_at = std::time::Instant::now() + opts.deadline;
     let device = tx.device();
     if let Some(e) = load(device)? {
         return Err(Error::usage(
@@ -319,9 +325,11 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
             roots: roots.clone(),
             client: None,
         };
-        crate::http::Link::new("MDM server", &mdm.server_url, opts.timeout, 1, &tls)?.probe()?;
+        crate::http::Link::new("MDM server", &mdm.server_url, opts.timeout, 1, &tls)?
+            .by(ends_at, opts.deadline)
+            .probe()?;
     }
-    let (identity, source) = get_identity(device, &profile, opts, &roots)?;
+    let (identity, source) = get_identity(device, &profile, opts, &roots, ends_at)?;
     pki::check_validity(&identity.cert, SystemTime::now()).map_err(|why| {
         Error::identity(
             format!("the identity certificate is not valid now: {why}"),
@@ -340,7 +348,8 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
         roots.clone(),
         opts.timeout,
         1,
-    )?;
+    )?
+    .by(ends_at, opts.deadline);
     channel.checkin("Authenticate", authenticate_fields(device, &mdm.topic)?)?;
     let token = random_bytes(32)?;
     let magic = crate::lifecycle::init::uuid_text(random_bytes(16)?.try_into().unwrap_or([0; 16]));

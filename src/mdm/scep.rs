@@ -48,6 +48,8 @@ pub(crate) struct Request<'a> {
     pub tls: &'a Tls,
     /// Each request's bound.
     pub timeout: Duration,
+    /// When the whole enrollment must be done, and its deadline in all.
+    pub deadline: (std::time::Instant, Duration),
 }
 
 fn query(name: Option<&str>, operation: &str) -> String {
@@ -139,7 +141,8 @@ fn printable(text: &str) -> Result<der::Any> {
 /// Gets an identity from the CA.
 pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
     let p = req.payload;
-    let link = Link::new("SCEP server", &p.url, req.timeout, 1, req.tls)?;
+    let link = Link::new("SCEP server", &p.url, req.timeout, 1, req.tls)?
+        .by(req.deadline.0, req.deadline.1);
     let caps_at = query(p.name.as_deref(), "GetCACaps");
     let caps = String::from_utf8_lossy(&get(&link, caps_at)?).into_owned();
     let post = caps.lines().any(|l| l.trim() == "POSTPKIOperation");

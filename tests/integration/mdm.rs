@@ -1314,3 +1314,34 @@ fn over_https_a_device_signs_or_shows_its_client_certificate() {
         lab.assert_apple("macOS");
     }
 }
+
+#[test]
+fn a_silent_ca_cannot_hold_an_enrollment_past_its_deadline() {
+    let d = Device::new();
+    let mdm = stub::serve(|_| Reply::Now(200, Vec::new()));
+    let ca = stub::serve(|_| Reply::Silent);
+    let profile = d.dir.path().join("silent.mobileconfig");
+    std::fs::write(
+        &profile,
+        profile_xml(&format!("{ca}/scep"), CHALLENGE, &format!("{mdm}/mdm"), ""),
+    )
+    .unwrap();
+    let before = d.tree();
+    let os = crate::hostile::os;
+    crate::hostile::cheaply_refused(
+        &d,
+        &[
+            os("mdm"),
+            os("enroll"),
+            os("--profile"),
+            profile.as_os_str(),
+            os("--timeout"),
+            os("5"),
+            os("--deadline"),
+            os("1"),
+        ],
+        1,
+        "within its deadline of 1 s",
+    );
+    before.assert_same(&d.tree());
+}
