@@ -10,6 +10,12 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::{Error, Result};
 
+/// `what` with its article: "a catalog", "an enrollment profile".
+fn a(what: &str) -> String {
+    let vowel = what.chars().next().is_some_and(|c| "aeioAEIO".contains(c));
+    format!("{} {what}", if vowel { "an" } else { "a" })
+}
+
 /// Reads the regular file at `path` whole, refusing anything over `limit` bytes. `what` names it
 /// in messages ("declaration", "catalog", "public key").
 pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
@@ -34,21 +40,26 @@ pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
     if !meta.is_file() {
         return Err(Error::usage(
             format!(
-                "{} is not a regular file (it is {}), so it cannot be a {what}",
+                "{} is not a regular file (it is {}), so it cannot be {}",
                 path.display(),
-                crate::error::kind_of(&meta)
+                crate::error::kind_of(&meta),
+                a(what)
             ),
-            format!("give the path of a {what} file"),
+            format!("give the path of {} file", a(what)),
         ));
     }
     if meta.len() > limit {
         return Err(Error::usage(
             format!(
-                "{} is {} bytes, over the {limit}-byte limit for a {what}",
+                "{} is {} bytes, over the {limit}-byte limit for {}",
                 path.display(),
-                meta.len()
+                meta.len(),
+                a(what)
             ),
-            format!("a {what} this large is not one bsi accepts; check the file"),
+            format!(
+                "{} this large is not one bsi accepts; check the file",
+                a(what)
+            ),
         ));
     }
     let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
@@ -58,10 +69,14 @@ pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
     if out.len() as u64 > limit {
         return Err(Error::usage(
             format!(
-                "{} grew past the {limit}-byte limit for a {what} while it was read",
-                path.display()
+                "{} grew past the {limit}-byte limit for {} while it was read",
+                path.display(),
+                a(what)
             ),
-            format!("give the path of a {what} file that is not being written"),
+            format!(
+                "give the path of {} file that is not being written",
+                a(what)
+            ),
         ));
     }
     Ok(out)
@@ -70,6 +85,19 @@ pub(crate) fn read_named(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_take_the_right_article() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_named(dir.path(), 10, "enrollment profile")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be an enrollment profile"), "{err}");
+        let err = read_named(dir.path(), 10, "catalog")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be a catalog"), "{err}");
+    }
 
     #[test]
     fn refuses_what_is_not_a_small_regular_file() {
