@@ -18,7 +18,7 @@ use crate::fleet::{self, Shard, Tally};
 use crate::human::{Human, Text};
 use crate::mdm::enrollment::EnrollOptions;
 use crate::mdm::poll::PollOptions;
-use crate::ops::{self, Env};
+use crate::ops;
 use crate::progress::Progress;
 use crate::untrusted::clip;
 
@@ -82,14 +82,6 @@ pub(crate) struct FleetPollOutcome {
     pub reports_sent: usize,
 }
 
-fn env(dir: &std::path::Path, device: &fleet::FleetDevice, clock: Clock) -> Env {
-    Env {
-        root: fleet::root_of(dir, device),
-        clock,
-        wait: Duration::from_secs(30),
-    }
-}
-
 /// `bsi fleet enroll`.
 pub(crate) fn enroll(
     opts: &FleetEnrollOptions,
@@ -113,7 +105,7 @@ pub(crate) fn enroll(
         progress,
         "enrolling",
         |d| {
-            let done = ops::mdm::enroll(&env(&opts.dir, d, *clock), &enroll_opts)?;
+            let done = ops::mdm::enroll(&fleet::env_of(&opts.dir, d, *clock), &enroll_opts)?;
             if let Ok(mut s) = server.lock() {
                 s.get_or_insert(done.value.server_url);
             }
@@ -142,7 +134,7 @@ pub(crate) fn poll(
     );
     let tally = fleet::run_each(&f, opts.shard, opts.concurrency, progress, "polling", |d| {
         let done = ops::mdm::poll(
-            &env(&opts.dir, d, *clock),
+            &fleet::env_of(&opts.dir, d, *clock),
             &opts.poll,
             &crate::progress::Silent,
         )?;

@@ -329,6 +329,20 @@ pub(crate) fn root_of(dir: &Path, device: &FleetDevice) -> PathBuf {
     dir.join(&device.root)
 }
 
+/// How a fleet command runs an operation on one of its devices: the device's root, the
+/// command's clock, and a wait for the device's lock long enough for another job's step.
+pub(crate) fn env_of(
+    dir: &Path,
+    device: &FleetDevice,
+    clock: crate::clock::Clock,
+) -> crate::ops::Env {
+    crate::ops::Env {
+        root: root_of(dir, device),
+        clock,
+        wait: std::time::Duration::from_secs(30),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::ddm::auto::AutoOptions;
 use crate::ddm::client::Server;
 use crate::ddm::sync::SyncOptions;
 use crate::human::{Human, Text};
-use crate::ops::{self, Env};
+use crate::ops;
 use crate::progress::Progress;
 
 /// How `fleet sync` is asked to run.
@@ -77,11 +77,7 @@ pub(crate) fn sync(
         timeout: opts.timeout,
     };
     let tally = super::run_each(&fleet, opts.shard, workers, progress, "syncing", |device| {
-        let env = Env {
-            root: super::root_of(&opts.dir, device),
-            clock: *clock,
-            wait: Duration::from_secs(30),
-        };
+        let env = super::env_of(&opts.dir, device, *clock);
         let done = ops::sync(&env, &sync_opts, &crate::progress::Silent)?;
         changes.fetch_add(done.value.outcome.changes.len(), Ordering::Relaxed);
         reports.fetch_add(

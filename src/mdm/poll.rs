@@ -82,10 +82,28 @@ fn server_error(channel_url: &str, problem: String) -> Error {
     }
 }
 
+/// The enrollment, its channel (bounded by the poll's deadline) and an empty outcome.
+fn start(
+    device: &Device,
+    opts: &PollOptions,
+    busy: bool,
+) -> Result<(enrollment::Enrollment, Channel, PollOutcome)> {
+    let enrollment = enrollment::require(device)?;
+    let channel = enrollment::channel(device, &enrollment, opts.timeout, 1)?.until(opts.deadline);
+    let outcome = PollOutcome {
+        server_url: enrollment.server_url.clone(),
+        udid: enrollment.udid.clone(),
+        commands: Vec::new(),
+        busy,
+        more: false,
+        sync: None,
+    };
+    Ok((enrollment, channel, outcome))
+}
+
 /// Polls until the server has nothing more; `answer` says what to send for each command.
 fn run_commands(
     channel: &Channel,
-    server_url: &str,
     max: usize,
     outcome: &mut PollOutcome,
     mut answer: impl FnMut(&Command) -> Result<Answer>,
@@ -94,7 +112,9 @@ fn run_commands(
     idle.insert("Status".into(), "Idle".into());
     let mut body = channel.connect(idle)?;
     loop {
-        let Some(cmd) = commands::read(&body).map_err(|why| server_error(server_url, why))? else {
+        let Some(cmd) =
+            commands::read(&body).map_err(|why| server_error(&outcome.server_url, why))?
+        else {
             return Ok(());
         };
         if outcome.commands.len() >= max {
@@ -165,24 +185,11 @@ pub(crate) fn poll(
     progress: &dyn Progress,
 ) -> Result<(PollOutcome, Option<Error>)> {
     let device = tx.device();
-    let enrollment = enrollment::require(device)?;
-    let channel = enrollment::channel(device, &enrollment, opts.timeout, 1)?.until(opts.deadline);
-    let mut outcome = PollOutcome {
-        server_url: enrollment.server_url.clone(),
-        udid: enrollment.udid.clone(),
-        commands: Vec::new(),
-        busy: false,
-        more: false,
-        sync: None,
-    };
+    let (enrollment, channel, mut outcome) = start(device, opts, false)?;
     let mut wants_sync = false;
-    run_commands(
-        &channel,
-        &enrollment.server_url,
-        opts.max_commands,
-        &mut outcome,
-        |cmd| answer(tx, &enrollment, cmd, opts, progress, &mut wants_sync),
-    )?;
+    run_commands(&channel, opts.max_commands, &mut outcome, |cmd| {
+        answer(tx, &enrollment, cmd, opts, progress, &mut wants_sync)
+    })?;
     tx.begin()?;
     enrollment::note_checkin(device, &enrollment, tx.clock().stamp())?;
     let mut deferred = None;
@@ -208,23 +215,10 @@ pub(crate) fn poll(
 /// A poll while another bsi holds the device: every command is answered `NotNow`; nothing on
 /// the device is written.
 pub(crate) fn poll_busy(device: &Device, opts: &PollOptions) -> Result<PollOutcome> {
-    let enrollment = enrollment::require(device)?;
-    let channel = enrollment::channel(device, &enrollment, opts.timeout, 1)?.until(opts.deadline);
-    let mut outcome = PollOutcome {
-        server_url: enrollment.server_url.clone(),
-        udid: enrollment.udid.clone(),
-        commands: Vec::new(),
-        busy: true,
-        more: false,
-        sync: None,
-    };
-    run_commands(
-        &channel,
-        &enrollment.server_url,
-        opts.max_commands,
-        &mut outcome,
-        |_| Ok(Answer::not_now()),
-    )?;
+    let (_, channel, mut outcome) = start(device, opts, true)?;
+    run_commands(&channel, opts.max_commands, &mut outcome, |_| {
+        Ok(Answer::not_now())
+    })?;
     Ok(outcome)
 }
 
