@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from fleet import cpu_seconds, free_port  # bench/fleet.py: the same measurements
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "bench"
 CHALLENGE = "bench-challenge"
@@ -55,12 +57,6 @@ def installed(name):
     return path
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port):
     for _ in range(400):
         try:
@@ -69,12 +65,6 @@ def wait_port(port):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"nothing listens on {port}")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_measured(*args):

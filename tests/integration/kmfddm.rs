@@ -20,34 +20,16 @@ use crate::harness::*;
 const VERSION: &str = "v0.8.3";
 const API_KEY: &str = "bsi-test-key";
 
-/// The KMFDDM binary: `BSI_KMFDDM`, or `target/kmfddm/kmfddm` (installed here on first use).
+/// The KMFDDM binary: `BSI_KMFDDM`, or `target/kmfddm/kmfddm` (installed there on first use).
 fn kmfddm_binary() -> Result<PathBuf, String> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BINARY
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("BSI_KMFDDM") {
-                return Ok(PathBuf::from(p));
-            }
-            let dir = repo().join("target/kmfddm");
-            let bin = dir.join("kmfddm");
-            if bin.exists() {
-                return Ok(bin);
-            }
-            let out = Command::new("go")
-                .args([
-                    "install",
-                    &format!("github.com/jessepeterson/kmfddm/cmd/kmfddm@{VERSION}"),
-                ])
-                .env("GOBIN", &dir)
-                .output()
-                .map_err(|e| format!("no Go toolchain (`go`: {e})"))?;
-            if !out.status.success() || !bin.exists() {
-                return Err(format!(
-                    "`go install github.com/jessepeterson/kmfddm/cmd/kmfddm@{VERSION}` failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            Ok(bin)
+        .get_or_init(|| match std::env::var_os("BSI_KMFDDM") {
+            Some(p) => Ok(PathBuf::from(p)),
+            None => crate::mdm::installed(
+                "kmfddm",
+                &format!("github.com/jessepeterson/kmfddm/cmd/kmfddm@{VERSION}"),
+            ),
         })
         .clone()
 }
@@ -66,7 +48,7 @@ fn server_or_skip(test: &str) -> Option<Kmfddm> {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

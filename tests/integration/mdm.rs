@@ -8,7 +8,7 @@
 //! unless `BSI_REQUIRE_MDM=1` (set by `.ci/run`). The hostile-server tests use the local stub and
 //! always run.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::harness::*;
+use crate::kmfddm::free_port;
 use crate::stub::{self, Reply};
 
 const NANOMDM: &str = "github.com/micromdm/nanomdm/cmd/nanomdm@v0.9.0";
@@ -32,7 +33,7 @@ const CERT_HEADER: &str = "X-Device-Identity";
 const TOPIC: &str = "com.apple.mgmt.External.bsi-test";
 
 /// `go install`s `module` into `target/<dir>` once; the binary's path.
-fn installed(dir: &str, module: &str) -> Result<PathBuf, String> {
+pub(crate) fn installed(dir: &str, module: &str) -> Result<PathBuf, String> {
     let name = module
         .rsplit('/')
         .next()
@@ -117,14 +118,6 @@ fn lab_with(test: &str, front: Option<bool>) -> Option<Lab> {
             None
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for(port: u16, what: &str) {
@@ -490,6 +483,18 @@ fn profile_xml(scep_url: &str, challenge: &str, server_url: &str, mdm_extra: &st
     )
 }
 
+/// `bsi mdm enroll --profile PROFILE EXTRA...` on `d`.
+fn enroll(d: &Device, profile: &Path, extra: &[&std::ffi::OsStr]) -> Run {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "mdm".as_ref(),
+        "enroll".as_ref(),
+        "--profile".as_ref(),
+        profile.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    d.bsi(args)
+}
+
 fn text<'a>(d: &'a Dictionary, key: &str) -> Option<&'a str> {
     d.get(key).and_then(Plist::as_string)
 }
@@ -522,27 +527,14 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
 
     // A dry run reads the profile, contacts nobody and changes nothing.
     let before = d.tree();
-    d.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-        "--dry-run".as_ref(),
-    ])
-    .ok()
-    .stdout_has("would enroll");
+    enroll(&d, &profile, &["--dry-run".as_ref()])
+        .ok()
+        .stdout_has("would enroll");
     before.assert_same(&d.tree());
     assert!(lab.events("mdm.Authenticate").is_empty());
 
     // Enrollment: SCEP identity, then Authenticate and TokenUpdate, accepted by NanoMDM.
-    d.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-    ])
-    .ok()
-    .stdout_has("enrolled");
+    enroll(&d, &profile, &[]).ok().stdout_has("enrolled");
     let mdm = d.status().mdm.expect("status shows the enrollment");
     assert_eq!(mdm.topic, TOPIC);
     assert_eq!(mdm.server_url, format!("{}/mdm", lab.mdm_url));
@@ -777,19 +769,9 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
     };
     let d = Device::new();
     let before = d.tree();
-    let enroll = |profile: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "mdm".to_owned(),
-            "enroll".into(),
-            "--profile".into(),
-            profile.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        d.bsi(&args)
-    };
     // The CA refuses a wrong challenge: its failInfo, and what to check.
     let wrong = lab.profile("wrong.mobileconfig", "not-the-challenge");
-    enroll(&wrong, &[])
+    enroll(&d, &wrong, &[])
         .refused(1, "SCEP server: POST")
         .stderr_has("the CA refused the certificate request (FAILURE, badRequest")
         .stderr_has("hint: check the profile's Challenge");
@@ -801,12 +783,12 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
             .replace("com.apple.mdm", "com.apple.wifi.managed"),
     )
     .unwrap();
-    enroll(&other, &[]).refused(2, "the profile has no com.apple.mdm payload");
+    enroll(&d, &other, &[]).refused(2, "the profile has no com.apple.mdm payload");
     // A binary plist bomb (shared references, 2^30 objects decoded) as the profile.
     let bomb = lab.dir.path().join("bomb.mobileconfig");
     std::fs::write(&bomb, crate::hostile::dag_bplist(30)).unwrap();
     let start = Instant::now();
-    enroll(&bomb, &[]).refused(2, "not an enrollment profile bsi can use");
+    enroll(&d, &bomb, &[]).refused(2, "not an enrollment profile bsi can use");
     assert!(start.elapsed() < Duration::from_secs(2));
     // An MDM server that is not there: nothing is recorded (the CA issued an identity, which
     // is kept nowhere).
@@ -816,7 +798,7 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
         profile_xml(&lab.scep_url, CHALLENGE, "http://127.0.0.1:9/mdm", ""),
     )
     .unwrap();
-    enroll(&gone, &["--timeout", "1"])
+    enroll(&d, &gone, &["--timeout".as_ref(), "1".as_ref()])
         .refused(1, "MDM server: GET http://127.0.0.1:9/mdm: cannot connect")
         .stderr_has("hint: check that the server runs at http://127.0.0.1:9/mdm");
     before.assert_same(&d.tree());
@@ -877,23 +859,11 @@ fn a_pkcs12_identity_enrolls_and_a_hostile_mdm_server_is_bounded() {
     // A wrong password says so and changes nothing.
     std::fs::write(&profile, pkcs12_profile(&format!("{url}/mdm"), "nope")).unwrap();
     let before = d.tree();
-    d.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-    ])
-    .refused(2, "password is wrong");
+    enroll(&d, &profile, &[]).refused(2, "password is wrong");
     before.assert_same(&d.tree());
     assert!(seen.lock().unwrap().is_empty());
     std::fs::write(&profile, pkcs12_profile(&format!("{url}/mdm"), "secret")).unwrap();
-    d.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-    ])
-    .ok();
+    enroll(&d, &profile, &[]).ok();
     let mdm = d.status().mdm.unwrap();
     assert_eq!(mdm.identity.source, "pkcs12");
     assert_eq!(mdm.identity.subject, "CN=bsi pkcs12 test");
@@ -1002,13 +972,7 @@ fn before_os26_the_os_update_commands_drive_the_lifecycle() {
         &[],
     );
     let profile = lab.profile("enroll.mobileconfig", CHALLENGE);
-    d.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-    ])
-    .ok();
+    enroll(&d, &profile, &[]).ok();
     let udid = d.status().mdm.unwrap().udid;
     let poll = |extra: &[&str]| {
         let mut args = vec![
@@ -1091,13 +1055,7 @@ fn before_os26_the_os_update_commands_drive_the_lifecycle() {
 
     // On OS 26 these commands are gone: a 26 device answers them as unknown request types.
     let d26 = Device::with(&["--supervised"]);
-    d26.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-    ])
-    .ok();
+    enroll(&d26, &profile, &[]).ok();
     let udid26 = d26.status().mdm.unwrap().udid;
     assert_ne!(udid26, udid);
     lab.enqueue(&udid26, "avail-26", "AvailableOSUpdates", Dictionary::new());
@@ -1240,13 +1198,7 @@ fn a_fleet_enrolls_and_polls_in_four_shards_that_cover_it_once() {
 fn d_small_refused(profile: &Path) {
     let d = Device::new();
     let before = d.tree();
-    d.bsi([
-        "mdm".as_ref(),
-        "enroll".as_ref(),
-        "--profile".as_ref(),
-        profile.as_os_str(),
-    ])
-    .refused(2, "its SCEP Keysize is 1024, but with SignMessage false");
+    enroll(&d, profile, &[]).refused(2, "its SCEP Keysize is 1024, but with SignMessage false");
     before.assert_same(&d.tree());
 }
 
@@ -1280,24 +1232,11 @@ fn over_https_a_device_signs_or_shows_its_client_certificate() {
         let d = Device::with(&["--supervised"]);
         // Without the private CA, TLS fails and says what to do.
         let before = d.tree();
-        d.bsi([
-            "mdm".as_ref(),
-            "enroll".as_ref(),
-            "--profile".as_ref(),
-            profile.as_os_str(),
-        ])
-        .refused(1, "MDM server")
-        .stderr_has("--ca");
+        enroll(&d, &profile, &[])
+            .refused(1, "MDM server")
+            .stderr_has("--ca");
         before.assert_same(&d.tree());
-        d.bsi([
-            "mdm".as_ref(),
-            "enroll".as_ref(),
-            "--profile".as_ref(),
-            profile.as_os_str(),
-            "--ca".as_ref(),
-            ca.as_os_str(),
-        ])
-        .ok();
+        enroll(&d, &profile, &["--ca".as_ref(), ca.as_os_str()]).ok();
         let mdm = d.status().mdm.unwrap();
         assert_eq!(mdm.sign_message, sign);
         assert_eq!(lab.events("mdm.Authenticate").len(), 1, "{test}");
