@@ -331,7 +331,7 @@ pub(crate) fn identity(pfx: &[u8], password: Option<&str>) -> Result<Identity, S
                 == Some(&public)
         })
         .ok_or("it holds no certificate for its private key")?;
-    Ok(Identity { cert, key })
+    Ok(Identity::new(cert, key))
 }
 
 #[cfg(test)]

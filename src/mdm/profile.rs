@@ -461,7 +461,7 @@ mod tests {
     fn a_signed_profile_is_read_when_its_signature_holds() {
         let key = pki::Key::generate_rsa(1024).unwrap();
         let cert = pki::self_signed(&pki::parse_name("CN=Example Signer").unwrap(), &key).unwrap();
-        let author = pki::Identity { cert, key };
+        let author = pki::Identity::new(cert, key);
         let xml = example("").into_bytes();
         let signed = author
             .signed_data(&pki::data_content(xml.clone()).unwrap(), None, Vec::new())

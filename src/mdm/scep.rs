@@ -228,10 +228,7 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
             .map_err(internal)?,
         ),
     ];
-    let signer = Identity {
-        cert: temporary,
-        key,
-    };
+    let signer = Identity::new(temporary, key);
     let message = signer
         .signed_data(
             &pki::data_content(envelope).map_err(internal)?,
@@ -261,7 +258,7 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
     let Identity { key, .. } = signer;
     read_cert_rep(&answer, &certs, &nonce, &key)
         .map_err(|(why, hint)| failed(&op_at, why, &hint))
-        .map(|cert| Identity { cert, key })
+        .map(|cert| Identity::new(cert, key))
 }
 
 /// The certificate a `CertRep` issues, after checking who signed it, its status and nonce.
