@@ -74,7 +74,7 @@ pub(crate) enum Error {
     },
     /// Devices of a fleet failed (each failure is listed in the command's output).
     #[error("{failed} of {devices} devices failed to {command} (listed above)")]
-    SyncFailures {
+    FleetFailures {
         /// The fleet command: `sync`, `enroll` or `poll`.
         command: &'static str,
         /// How many failed.
@@ -251,7 +251,7 @@ impl Error {
             | Error::Server { .. }
             | Error::ReadOnly { .. }
             | Error::Identity { .. }
-            | Error::SyncFailures { .. } => 1,
+            | Error::FleetFailures { .. } => 1,
             Error::Usage { .. }
             | Error::Version(_)
             | Error::AlreadyInitialised { .. }
@@ -291,7 +291,7 @@ impl Error {
             Error::Io { source, .. } if is_full(source) => ErrorKind::NoSpace,
             Error::Io { .. } => ErrorKind::Io,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
-            Error::Server { .. } | Error::SyncFailures { .. } => ErrorKind::Server,
+            Error::Server { .. } | Error::FleetFailures { .. } => ErrorKind::Server,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Identity { .. } => ErrorKind::Identity,
             Error::Usage { .. }
@@ -337,7 +337,7 @@ impl Error {
             }
             Error::Server { hint, .. } | Error::Identity { hint, .. } => hint.clone(),
             Error::ReadOnly { .. } => "remount it read-write (or copy the device to writable storage), then try again; reading commands (status, verify, history, report) work on a read-only device".to_owned(),
-            Error::SyncFailures { command, .. } => format!("fix what the failures name, then run `bsi fleet {command}` again (devices that succeeded are up to date)"),
+            Error::FleetFailures { command, .. } => format!("fix what the failures name, then run `bsi fleet {command}` again (devices that succeeded are up to date)"),
             Error::Policy(refusal) => refusal.hint(),
             Error::NotApplicable(refusal) => refusal.hint(),
             Error::Usage { hint, .. } => {

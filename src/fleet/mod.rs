@@ -141,7 +141,7 @@ impl Tally {
     /// The error `bsi fleet {command}` exits with when devices failed.
     #[must_use]
     pub(crate) fn error(&self, command: &'static str) -> Option<Error> {
-        (self.failed > 0).then_some(Error::SyncFailures {
+        (self.failed > 0).then_some(Error::FleetFailures {
             command,
             failed: self.failed,
             devices: self.devices,
