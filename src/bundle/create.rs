@@ -16,7 +16,7 @@ use super::keys;
 use super::limits::{MAX_FILES, MAX_MANIFEST_BYTES};
 use super::manifest::{Cryptexes, FileEntry, Manifest};
 use super::paths::unsafe_reason;
-use super::source::{MANIFEST, SIGNATURE};
+use super::paths::{MANIFEST, SIGNATURE};
 use super::{signature, stream};
 use crate::error::IoContext;
 use crate::human::{Human, Text};

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::source::{Bundle, Form, MANIFEST, SIGNATURE};
+use super::paths::{MANIFEST, SIGNATURE};
+use super::source::{Bundle, Form};
 use super::{BundleError, digest};
 use crate::error::IoContext;
 use crate::human::{Human, Text};

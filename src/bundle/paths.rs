@@ -1,9 +1,14 @@
-//! Payload path rules: a manifest path is relative to its cryptex, `/`-separated, UTF-8, with no
+//! Payload path rules and the two names every bundle has: a manifest path is relative to its cryptex, `/`-separated, UTF-8, with no
 //! empty, `.` or `..` component, no control characters, and within the length limits of
 //! `limits`. Checked before any byte of payload is read or written, so that no path in a bundle can
 //! name anything outside the directory it is staged into.
 
 use super::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
+
+/// The manifest's name in a bundle.
+pub(crate) const MANIFEST: &str = "Info.plist";
+/// The signature's name in a bundle.
+pub(crate) const SIGNATURE: &str = "Info.plist.sig";
 
 /// Why `path` is not a safe payload path, or `None` if it is.
 #[must_use]

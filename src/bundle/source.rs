@@ -23,17 +23,13 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use super::keys::PublicKey;
 use super::limits::{MAX_DEPTH, MAX_FILES, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::{FileEntry, Manifest};
+use super::paths::{MANIFEST, SIGNATURE};
 use super::stream::{Destination, Feeder, Target};
 use super::tar_form::{self, Section};
 use super::{BundleError, signature};
 use crate::Result;
 use crate::platform::Cryptex;
 use crate::untrusted::clip;
-
-/// The manifest's name in a bundle.
-pub(crate) const MANIFEST: &str = "Info.plist";
-/// The signature's name in a bundle.
-pub(crate) const SIGNATURE: &str = "Info.plist.sig";
 
 /// Which form a bundle is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -23,7 +23,7 @@ use super::BundleError;
 use super::limits::{MAX_MANIFEST_BYTES, MAX_PATH_BYTES, MAX_SIGNATURE_BYTES};
 use super::manifest::Manifest;
 use super::paths::unsafe_reason;
-use super::source::{MANIFEST, SIGNATURE};
+use super::paths::{MANIFEST, SIGNATURE};
 use crate::untrusted::clip;
 
 /// Zeros accepted after the end-of-archive marker (GNU tar pads to 10 KiB records).

@@ -10,113 +10,26 @@ use crate::device::{Chip, Platform};
 use crate::fleet;
 use crate::lifecycle::init::{DEFAULT_VERSION, InitOptions, default_build, init};
 use crate::lifecycle::{apply, repair};
-use crate::ops::{self, Done, Env, manage};
-use crate::version::{BaseMove, Build, OsVersion};
+use crate::ops::{self, manage};
+use crate::version::{BaseMove, Build};
 use crate::{Error, Result};
 
 use super::args::{
-    BundleCommand, Command, FleetCommand, KeyCommand, PolicyCommand, Switch, SyncArgs, TrustCommand,
+    BundleCommand, Command, FleetCommand, FleetInitArgs, FleetSyncArgs, HistoryArgs, InitArgs,
+    KeyCommand, PolicyCommand, PowerArgs, RepairArgs, SettingsArgs, StatusArgs, Switch, SyncArgs,
+    TrustCommand,
 };
 use super::render::Output;
 use super::{Ctx, Executed};
 
-use super::warn;
-
-/// The outcome of a changing operation, its warnings shown.
-pub(super) fn shown<T>(done: Done<T>) -> T {
-    for w in &done.warnings {
-        warn(w);
-    }
-    done.value
-}
-
-pub(super) fn env(ctx: &Ctx) -> Result<Env> {
-    Ok(Env {
-        root: ctx.root()?,
-        clock: ctx.clock,
-        wait: ctx.wait,
-    })
-}
-
-fn parse_os(text: &str) -> Result<OsVersion> {
-    Ok(text.parse()?)
-}
-
-fn parse_base_build(text: &str) -> Result<Build> {
-    Ok(Build::parse_base(text)?)
-}
+use super::values::{check_enrollment_id, parse_base_build, parse_os, seconds, timeout};
+use super::{env, shown};
 
 pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
     let done = |o: Output| Ok((o, None));
     match command {
-        Command::Init(a) => {
-            let platform = Platform::from(a.platform);
-            let chip = a.chip.map_or(Chip::AppleSilicon, Chip::from);
-            let ios = platform != Platform::MacOs;
-            if ios && chip == Chip::Intel {
-                return Err(Error::usage(
-                    "--chip intel applies to macOS only",
-                    "iPhone and iPad are Apple silicon; leave --chip out",
-                ));
-            }
-            if ios && a.desktop {
-                return Err(Error::usage(
-                    format!("--desktop applies to macOS only; every {platform} device is portable"),
-                    "leave --desktop out",
-                ));
-            }
-            if a.desktop && (a.battery.is_some() || a.no_ac) {
-                return Err(Error::usage(
-                    "a desktop Mac has no battery and is always on power",
-                    "leave --battery and --no-ac out with --desktop",
-                ));
-            }
-            let default_build = default_build(platform);
-            let (version, build) = match (&a.version, &a.build) {
-                (None, None) => (DEFAULT_VERSION.to_owned(), default_build.to_owned()),
-                (Some(v), Some(b)) => (v.clone(), b.clone()),
-                (None, Some(b)) => (DEFAULT_VERSION.to_owned(), b.clone()),
-                (Some(v), None) if v == DEFAULT_VERSION => (v.clone(), default_build.to_owned()),
-                (Some(v), None) => {
-                    return Err(Error::usage(
-                        format!("--version {v} needs --build too"),
-                        format!("e.g. --version {v} --build 25E100"),
-                    ));
-                }
-            };
-            let opts = InitOptions {
-                platform,
-                version: parse_os(&version)?,
-                build: parse_base_build(&build)?,
-                chip,
-                portable: !a.desktop,
-                battery: a.battery.unwrap_or(100),
-                on_ac: !a.no_ac,
-                supervised: a.supervised,
-                trust: a.trust,
-                force: a.force,
-                dry_run: a.dry_run,
-                wait: ctx.wait,
-                enrollment_id: match &a.enrollment_id {
-                    Some(id) => {
-                        check_enrollment_id(id)?;
-                        Some(id.clone())
-                    }
-                    None => None,
-                },
-            };
-            done(Output::of(init(&ctx.root()?, &opts, &ctx.clock)?))
-        }
-        Command::Status(a) => {
-            if a.schema {
-                return done(Output::Json(crate::status::model::schema()));
-            }
-            let (s, unmet) = ops::status(&env(ctx)?, a.require.as_deref())?;
-            if let Some(key) = &a.get {
-                return Ok((Output::Value(super::get::value(&s, key)?), unmet));
-            }
-            Ok((Output::of(s), unmet))
-        }
+        Command::Init(a) => init_command(ctx, a),
+        Command::Status(a) => status_command(ctx, &a),
         Command::Apply(a) => {
             let opts = apply::ApplyOptions {
                 bundle: a.bundle.clone(),
@@ -148,48 +61,9 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             }
             run_update(ctx, BaseMove::Major, &a)
         }
-        Command::Power(a) => {
-            let ac = if a.ac {
-                Some(true)
-            } else if a.no_ac {
-                Some(false)
-            } else {
-                None
-            };
-            let env = env(ctx)?;
-            let view = if a.battery.is_none() && ac.is_none() {
-                manage::power_show(&env)?
-            } else {
-                shown(manage::power_set(&env, a.battery, ac, a.dry_run)?)
-            };
-            done(Output::of(view))
-        }
-        Command::Settings(a) => {
-            let env = env(ctx)?;
-            let view = match a.automatic {
-                None => manage::settings_show(&env)?,
-                Some(s) => shown(manage::settings_set(&env, s == Switch::On, a.dry_run)?),
-            };
-            done(Output::of(view))
-        }
-        Command::Policy(p) => {
-            let env = env(ctx)?;
-            match p {
-                PolicyCommand::Set { file, dry_run } => {
-                    let (set, refusal) = manage::policy_set(&env, &file, dry_run)?;
-                    Ok((Output::of(shown(set)), refusal))
-                }
-                PolicyCommand::List => done(Output::of(manage::policy_list(&env)?)),
-                PolicyCommand::Remove {
-                    identifier,
-                    dry_run,
-                } => done(Output::of(shown(manage::policy_remove(
-                    &env,
-                    &identifier,
-                    dry_run,
-                )?))),
-            }
-        }
+        Command::Power(a) => power_command(ctx, &a),
+        Command::Settings(a) => settings_command(ctx, &a),
+        Command::Policy(p) => policy_command(ctx, p),
         Command::Auto(a) => {
             let opts = auto::AutoOptions {
                 from: a.from,
@@ -205,44 +79,8 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             let synced = shown(done);
             Ok((Output::of(synced.outcome), synced.deferred))
         }
-        Command::Fleet(FleetCommand::Init(a)) => {
-            let opts = fleet::FleetInitOptions {
-                dir: a.dir,
-                count: a.count,
-                platform: a.platform.map(Platform::from),
-                battery: fleet::parse_spread(&a.battery_spread)?,
-                supervised_percent: a.supervised_percent,
-                seed: a.seed,
-                trust: a.trust,
-                concurrency: a.concurrency,
-            };
-            done(Output::of(fleet::init(
-                &opts,
-                &ctx.clock,
-                ctx.progress.as_ref(),
-            )?))
-        }
-        Command::Fleet(FleetCommand::Sync(a)) => {
-            let opts = fleet::FleetSyncOptions {
-                dir: a.dir,
-                server: a.server,
-                concurrency: a.concurrency,
-                then_auto: a.from.map(|from| auto::AutoOptions {
-                    from,
-                    catalog: None,
-                    dry_run: false,
-                }),
-                timeout: timeout(a.timeout)?,
-                deadline: seconds("--deadline", a.deadline)?,
-                shard: a
-                    .shard
-                    .as_deref()
-                    .map_or(Ok(fleet::Shard::ALL), fleet::Shard::parse)?,
-            };
-            let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
-            let failed = outcome.tally.error("sync");
-            Ok((Output::of(outcome), failed))
-        }
+        Command::Fleet(FleetCommand::Init(a)) => fleet_init(ctx, a),
+        Command::Fleet(FleetCommand::Sync(a)) => fleet_sync(ctx, a),
         Command::Mdm(c) => super::mdm::execute(ctx, c),
         Command::Fleet(FleetCommand::Enroll(a)) => super::mdm::fleet_enroll(ctx, a),
         Command::Fleet(FleetCommand::Poll(a)) => super::mdm::fleet_poll(ctx, a),
@@ -260,50 +98,16 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
             a.delivered,
             a.all,
         )?)),
-        Command::History(a) => {
-            let entries = ops::history(&env(ctx)?, a.limit)?;
-            if a.limit == Some(0) {
-                // Zero entries asked for, zero shown: that says nothing about the device.
-                return done(Output::Raw(if ctx.json {
-                    "[]\n".to_owned()
-                } else {
-                    String::new()
-                }));
-            }
-            done(Output::of(crate::history::Entries(entries)))
-        }
+        Command::History(a) => history_command(ctx, &a),
         Command::Verify => {
             let (outcome, error) = ops::verify(&env(ctx)?, ctx.progress.as_ref())?;
             Ok((Output::of(outcome), error))
         }
-        Command::Repair(a) => {
-            let opts = repair::RepairOptions {
-                from: a.from,
-                dry_run: a.dry_run,
-            };
-            done(Output::of(ops::repair(
-                &env(ctx)?,
-                &opts,
-                ctx.progress.as_ref(),
-            )?))
-        }
+        Command::Repair(a) => repair_command(ctx, a),
         Command::Key(KeyCommand::Generate { out, force }) => {
             done(Output::of(keys::generate(&out, force)?))
         }
-        Command::Trust(t) => {
-            let env = env(ctx)?;
-            match t {
-                TrustCommand::Add { key, dry_run } => {
-                    done(Output::of(shown(manage::trust_add(&env, &key, dry_run)?)))
-                }
-                TrustCommand::List => done(Output::of(crate::device::trust::TrustList(
-                    manage::trust_list(&env)?,
-                ))),
-                TrustCommand::Remove { key, dry_run } => done(Output::of(shown(
-                    manage::trust_remove(&env, &key, dry_run)?,
-                ))),
-            }
-        }
+        Command::Trust(t) => trust_command(ctx, t),
         Command::Bundle(b) => bundle_command(ctx, b),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -312,6 +116,206 @@ pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
         }
         Command::Man { out } => man(out.as_deref()),
     }
+}
+
+fn init_command(ctx: &Ctx, a: InitArgs) -> Result<Executed> {
+    let platform = Platform::from(a.platform);
+    let chip = a.chip.map_or(Chip::AppleSilicon, Chip::from);
+    let ios = platform != Platform::MacOs;
+    if ios && chip == Chip::Intel {
+        return Err(Error::usage(
+            "--chip intel applies to macOS only",
+            "iPhone and iPad are Apple silicon; leave --chip out",
+        ));
+    }
+    if ios && a.desktop {
+        return Err(Error::usage(
+            format!("--desktop applies to macOS only; every {platform} device is portable"),
+            "leave --desktop out",
+        ));
+    }
+    if a.desktop && (a.battery.is_some() || a.no_ac) {
+        return Err(Error::usage(
+            "a desktop Mac has no battery and is always on power",
+            "leave --battery and --no-ac out with --desktop",
+        ));
+    }
+    let default_build = default_build(platform);
+    let (version, build) = match (&a.version, &a.build) {
+        (None, None) => (DEFAULT_VERSION.to_owned(), default_build.to_owned()),
+        (Some(v), Some(b)) => (v.clone(), b.clone()),
+        (None, Some(b)) => (DEFAULT_VERSION.to_owned(), b.clone()),
+        (Some(v), None) if v == DEFAULT_VERSION => (v.clone(), default_build.to_owned()),
+        (Some(v), None) => {
+            return Err(Error::usage(
+                format!("--version {v} needs --build too"),
+                format!("e.g. --version {v} --build 25E100"),
+            ));
+        }
+    };
+    let opts = InitOptions {
+        platform,
+        version: parse_os(&version)?,
+        build: parse_base_build(&build)?,
+        chip,
+        portable: !a.desktop,
+        battery: a.battery.unwrap_or(100),
+        on_ac: !a.no_ac,
+        supervised: a.supervised,
+        trust: a.trust,
+        force: a.force,
+        dry_run: a.dry_run,
+        wait: ctx.wait,
+        enrollment_id: match &a.enrollment_id {
+            Some(id) => {
+                check_enrollment_id(id)?;
+                Some(id.clone())
+            }
+            None => None,
+        },
+    };
+    Ok((Output::of(init(&ctx.root()?, &opts, &ctx.clock)?), None))
+}
+
+fn power_command(ctx: &Ctx, a: &PowerArgs) -> Result<Executed> {
+    let ac = if a.ac {
+        Some(true)
+    } else if a.no_ac {
+        Some(false)
+    } else {
+        None
+    };
+    let env = env(ctx)?;
+    let view = if a.battery.is_none() && ac.is_none() {
+        manage::power_show(&env)?
+    } else {
+        shown(manage::power_set(&env, a.battery, ac, a.dry_run)?)
+    };
+    Ok((Output::of(view), None))
+}
+
+fn policy_command(ctx: &Ctx, p: PolicyCommand) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    let env = env(ctx)?;
+    match p {
+        PolicyCommand::Set { file, dry_run } => {
+            let (set, refusal) = manage::policy_set(&env, &file, dry_run)?;
+            Ok((Output::of(shown(set)), refusal))
+        }
+        PolicyCommand::List => done(Output::of(manage::policy_list(&env)?)),
+        PolicyCommand::Remove {
+            identifier,
+            dry_run,
+        } => done(Output::of(shown(manage::policy_remove(
+            &env,
+            &identifier,
+            dry_run,
+        )?))),
+    }
+}
+
+fn trust_command(ctx: &Ctx, t: TrustCommand) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    let env = env(ctx)?;
+    match t {
+        TrustCommand::Add { key, dry_run } => {
+            done(Output::of(shown(manage::trust_add(&env, &key, dry_run)?)))
+        }
+        TrustCommand::List => done(Output::of(crate::device::trust::TrustList(
+            manage::trust_list(&env)?,
+        ))),
+        TrustCommand::Remove { key, dry_run } => done(Output::of(shown(manage::trust_remove(
+            &env, &key, dry_run,
+        )?))),
+    }
+}
+
+fn fleet_init(ctx: &Ctx, a: FleetInitArgs) -> Result<Executed> {
+    let opts = fleet::FleetInitOptions {
+        dir: a.dir,
+        count: a.count,
+        platform: a.platform.map(Platform::from),
+        battery: fleet::parse_spread(&a.battery_spread)?,
+        supervised_percent: a.supervised_percent,
+        seed: a.seed,
+        trust: a.trust,
+        concurrency: a.concurrency,
+    };
+    Ok((
+        Output::of(fleet::init(&opts, &ctx.clock, ctx.progress.as_ref())?),
+        None,
+    ))
+}
+
+fn fleet_sync(ctx: &Ctx, a: FleetSyncArgs) -> Result<Executed> {
+    let opts = fleet::FleetSyncOptions {
+        dir: a.dir,
+        server: a.server,
+        concurrency: a.concurrency,
+        then_auto: a.from.map(|from| auto::AutoOptions {
+            from,
+            catalog: None,
+            dry_run: false,
+        }),
+        timeout: timeout(a.timeout)?,
+        deadline: seconds("--deadline", a.deadline)?,
+        shard: a
+            .shard
+            .as_deref()
+            .map_or(Ok(fleet::Shard::ALL), fleet::Shard::parse)?,
+    };
+    let outcome = fleet::sync(&opts, &ctx.clock, ctx.progress.as_ref())?;
+    let failed = outcome.tally.error("sync");
+    Ok((Output::of(outcome), failed))
+}
+
+fn status_command(ctx: &Ctx, a: &StatusArgs) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    if a.schema {
+        return done(Output::Json(crate::status::model::schema()));
+    }
+    let (s, unmet) = ops::status(&env(ctx)?, a.require.as_deref())?;
+    if let Some(key) = &a.get {
+        return Ok((Output::Value(super::get::value(&s, key)?), unmet));
+    }
+    Ok((Output::of(s), unmet))
+}
+
+fn history_command(ctx: &Ctx, a: &HistoryArgs) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    let entries = ops::history(&env(ctx)?, a.limit)?;
+    if a.limit == Some(0) {
+        // Zero entries asked for, zero shown: that says nothing about the device.
+        return done(Output::Raw(if ctx.json {
+            "[]\n".to_owned()
+        } else {
+            String::new()
+        }));
+    }
+    done(Output::of(crate::history::Entries(entries)))
+}
+
+fn settings_command(ctx: &Ctx, a: &SettingsArgs) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    let env = env(ctx)?;
+    let view = match a.automatic {
+        None => manage::settings_show(&env)?,
+        Some(s) => shown(manage::settings_set(&env, s == Switch::On, a.dry_run)?),
+    };
+    done(Output::of(view))
+}
+
+fn repair_command(ctx: &Ctx, a: RepairArgs) -> Result<Executed> {
+    let done = |o: Output| Ok((o, None));
+    let opts = repair::RepairOptions {
+        from: a.from,
+        dry_run: a.dry_run,
+    };
+    done(Output::of(ops::repair(
+        &env(ctx)?,
+        &opts,
+        ctx.progress.as_ref(),
+    )?))
 }
 
 fn run_update(ctx: &Ctx, kind: BaseMove, a: &super::args::UpdateArgs) -> Result<Executed> {
@@ -400,34 +404,6 @@ fn man(out: Option<&Path>) -> Result<Executed> {
             ))
         }
     }
-}
-
-pub(super) fn timeout(secs: f64) -> Result<std::time::Duration> {
-    seconds("--timeout", secs)
-}
-
-pub(super) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
-    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
-        return Err(Error::usage(
-            format!("{flag} {secs} is not a number of seconds above 0 and at most 3600"),
-            format!("e.g. {flag} 10"),
-        ));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
-
-/// Checks an enrollment identifier given on the command line: it travels in an HTTP header.
-pub(crate) fn check_enrollment_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::usage(
-            format!(
-                "--enrollment-id `{}` is not an enrollment identifier",
-                crate::untrusted::clip(id)
-            ),
-            "use 1 to 256 printable ASCII characters without spaces, e.g. a UUID",
-        ));
-    }
-    Ok(())
 }
 
 fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {

@@ -192,8 +192,8 @@ fn shard(text: Option<&str>) -> Result<Shard> {
 
 fn poll_options(a: &PollArgs, dry: bool) -> Result<PollOptions> {
     Ok(PollOptions {
-        timeout: super::commands::timeout(a.timeout)?,
-        deadline: super::commands::seconds("--deadline", a.deadline)?,
+        timeout: super::values::timeout(a.timeout)?,
+        deadline: super::values::seconds("--deadline", a.deadline)?,
         max_commands: a.max_commands as usize,
         from: a.from.clone(),
         then_auto: a.then_auto.then(|| AutoOptions {
@@ -206,28 +206,27 @@ fn poll_options(a: &PollArgs, dry: bool) -> Result<PollOptions> {
 
 /// `bsi mdm ...`.
 pub(crate) fn execute(ctx: &Ctx, command: MdmCommand) -> Result<Executed> {
-    let env = super::commands::env(ctx)?;
+    let env = super::env(ctx)?;
     match command {
         MdmCommand::Enroll(a) => {
             let opts = EnrollOptions {
                 profile: a.profile,
                 identity: a.identity.zip(a.key),
                 ca: a.ca,
-                timeout: super::commands::timeout(a.timeout)?,
-                deadline: super::commands::seconds("--deadline", a.deadline)?,
+                timeout: super::values::timeout(a.timeout)?,
+                deadline: super::values::seconds("--deadline", a.deadline)?,
                 dry_run: a.dry_run,
             };
             let done = ops::mdm::enroll(&env, &opts)?;
-            Ok((Output::of(super::commands::shown(done)), None))
+            Ok((Output::of(super::shown(done)), None))
         }
         MdmCommand::Unenroll(a) => {
-            let done = ops::mdm::unenroll(&env, super::commands::timeout(a.timeout)?, a.dry_run)?;
-            Ok((Output::of(super::commands::shown(done)), None))
+            let done = ops::mdm::unenroll(&env, super::values::timeout(a.timeout)?, a.dry_run)?;
+            Ok((Output::of(super::shown(done)), None))
         }
         MdmCommand::Poll(a) => {
             let opts = poll_options(&a, false)?;
-            let polled =
-                super::commands::shown(ops::mdm::poll(&env, &opts, ctx.progress.as_ref())?);
+            let polled = super::shown(ops::mdm::poll(&env, &opts, ctx.progress.as_ref())?);
             Ok((Output::of(polled.outcome), polled.deferred))
         }
     }
@@ -240,8 +239,8 @@ pub(crate) fn fleet_enroll(ctx: &Ctx, a: FleetEnrollArgs) -> Result<Executed> {
         profile: a.profile,
         ca: a.ca,
         concurrency: a.concurrency as usize,
-        timeout: super::commands::timeout(a.timeout)?,
-        deadline: super::commands::seconds("--deadline", a.deadline)?,
+        timeout: super::values::timeout(a.timeout)?,
+        deadline: super::values::seconds("--deadline", a.deadline)?,
         shard: shard(a.shard.as_deref())?,
     };
     let outcome = crate::fleet::mdm::enroll(&opts, &ctx.clock, ctx.progress.as_ref())?;

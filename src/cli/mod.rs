@@ -11,6 +11,7 @@ mod commands;
 mod get;
 pub(crate) mod mdm;
 pub(crate) mod render;
+mod values;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::Clock as Time;
+use crate::ops::{Done, Env};
 use crate::progress::{self, Progress};
 use crate::untrusted::clip_message;
 use crate::{Error, Result};
@@ -73,6 +75,22 @@ fn print_error(error: &Error, json: bool) {
 }
 
 /// A warning on stderr, through the same pass as every other text.
+/// The outcome of a changing operation, its warnings shown.
+pub(super) fn shown<T>(done: Done<T>) -> T {
+    for w in &done.warnings {
+        warn(w);
+    }
+    done.value
+}
+
+pub(super) fn env(ctx: &Ctx) -> Result<Env> {
+    Ok(Env {
+        root: ctx.root()?,
+        clock: ctx.clock,
+        wait: ctx.wait,
+    })
+}
+
 pub(crate) fn warn(message: &str) {
     let text = crate::human::terminal_safe(&format!("warning: {message}\n"));
     let _ = std::io::stderr().write_all(text.as_bytes());
@@ -129,6 +147,52 @@ fn wants_json(args: &[OsString]) -> bool {
         .any(|a| a == "--json")
 }
 
+/// Reports what clap refused (exit 2), or shows the help or version it was asked for (exit 0).
+fn clap_error(e: &clap::Error, args: &[OsString], json: bool) -> ExitCode {
+    use clap::error::ErrorKind as Clap;
+    if matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if json {
+        let rendered = e.to_string();
+        let first = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned();
+        print_report(
+            &crate::ErrorReport {
+                error: clip_message(&first, MAX_MESSAGE),
+                hint: Some(usage_hint(args)),
+                exit_code: 2,
+                kind: crate::ErrorKind::Usage,
+            },
+            true,
+        );
+    } else {
+        // clap's own message (what is wrong, the usage line), then bsi's hint line.
+        let rendered = e.render().to_string();
+        let mut text = String::new();
+        for l in rendered
+            .lines()
+            .filter(|l| !l.starts_with("For more information, try"))
+        {
+            text.push_str(l);
+            text.push('\n');
+        }
+        while text.ends_with("\n\n") {
+            text.pop();
+        }
+        text.push_str("hint: ");
+        text.push_str(&usage_hint(args));
+        text.push('\n');
+        let _ = std::io::stderr().write_all(crate::human::terminal_safe(&text).as_bytes());
+    }
+    ExitCode::from(2)
+}
+
 /// Runs bsi with `args` (the first is the program name) and returns the exit code.
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
     let _faults = crate::faults::setup();
@@ -137,50 +201,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     let json = wants_json(&args);
     let parsed = match Args::try_parse_from(&args) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            use clap::error::ErrorKind as Clap;
-            if matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            if json {
-                let rendered = e.to_string();
-                let first = rendered
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim_start_matches("error: ")
-                    .to_owned();
-                print_report(
-                    &crate::ErrorReport {
-                        error: clip_message(&first, MAX_MESSAGE),
-                        hint: Some(usage_hint(&args)),
-                        exit_code: 2,
-                        kind: crate::ErrorKind::Usage,
-                    },
-                    true,
-                );
-            } else {
-                // clap's own message (what is wrong, the usage line), then bsi's hint line.
-                let rendered = e.render().to_string();
-                let mut text = String::new();
-                for l in rendered
-                    .lines()
-                    .filter(|l| !l.starts_with("For more information, try"))
-                {
-                    text.push_str(l);
-                    text.push('\n');
-                }
-                while text.ends_with("\n\n") {
-                    text.pop();
-                }
-                text.push_str("hint: ");
-                text.push_str(&usage_hint(&args));
-                text.push('\n');
-                let _ = std::io::stderr().write_all(crate::human::terminal_safe(&text).as_bytes());
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return clap_error(&e, &args, json),
     };
     let ctx = match context(&parsed, &args) {
         Ok(ctx) => ctx,

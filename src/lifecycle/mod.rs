@@ -20,6 +20,7 @@ pub(crate) mod restart;
 pub(crate) mod rollback;
 pub(crate) mod safari;
 mod stage;
+mod tree;
 pub(crate) mod update;
 pub(crate) mod verify;
 

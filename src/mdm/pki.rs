@@ -31,10 +31,6 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 
-pub(crate) use super::cms::{
-    certificates, content, envelope, open_envelope, read_signed, signed_attribute, verify_embedded,
-};
-
 /// SHA-256.
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 
@@ -455,6 +451,7 @@ pub(crate) fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mdm::cms::{envelope, open_envelope, read_signed, verify_embedded};
 
     #[test]
     fn an_identity_signs_and_the_signature_verifies() {

@@ -15,6 +15,7 @@
 pub(crate) use crate::device::enrollment::PayloadSummary;
 use plist::{Dictionary, Value};
 
+use super::cms;
 use super::pki;
 use crate::plist_xml;
 use crate::untrusted::clip;
@@ -291,9 +292,9 @@ fn unwrap_signed(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), ProfileError
     if bytes.first() != Some(&0x30) {
         return Ok((bytes.to_vec(), None));
     }
-    let cms = pki::read_signed(bytes).map_err(|e| bad(format!("a signed profile: {e}")))?;
-    let content = pki::content(&cms).ok_or_else(|| bad("a signed profile without its content"))?;
-    let signer = pki::verify_embedded(&cms).map_err(|e| {
+    let cms = cms::read_signed(bytes).map_err(|e| bad(format!("a signed profile: {e}")))?;
+    let content = cms::content(&cms).ok_or_else(|| bad("a signed profile without its content"))?;
+    let signer = cms::verify_embedded(&cms).map_err(|e| {
         bad(format!(
             "a signed profile whose signature does not hold: {e}"
         ))

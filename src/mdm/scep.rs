@@ -17,6 +17,7 @@ use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
+use super::cms;
 use super::pki::{self, Identity, Key};
 use super::profile::ScepPayload;
 use crate::http::{Exchange, Link, Tls};
@@ -78,8 +79,8 @@ fn ca_certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate>, String
     if let Ok(cert) = Certificate::from_der(bytes) {
         return Ok(vec![cert]);
     }
-    let signed = pki::read_signed(bytes).map_err(|e| e.0)?;
-    let certs = pki::certificates(&signed);
+    let signed = cms::read_signed(bytes).map_err(|e| e.0)?;
+    let certs = cms::certificates(&signed);
     if certs.is_empty() {
         return Err("it holds no certificate".to_owned());
     }
@@ -192,7 +193,7 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
         )
     };
     let csr = pki::request(&subject, &key, req.challenge.as_deref()).map_err(internal)?;
-    let envelope = pki::envelope(&csr, to).map_err(|e| {
+    let envelope = cms::envelope(&csr, to).map_err(|e| {
         failed(
             &cert_at,
             e.0,
@@ -269,9 +270,9 @@ pub(crate) fn read_cert_rep(
     key: &Key,
 ) -> std::result::Result<Certificate, (String, String)> {
     let retry = "check the SCEP server's log, then enroll again".to_owned();
-    let cms = pki::read_signed(answer)
+    let cms = cms::read_signed(answer)
         .map_err(|e| (format!("the answer is not a CertRep: {e}"), retry.clone()))?;
-    let signer = pki::verify_embedded(&cms).map_err(|e| {
+    let signer = cms::verify_embedded(&cms).map_err(|e| {
         (
             format!("the CertRep's signature does not hold: {e}"),
             retry.clone(),
@@ -284,11 +285,11 @@ pub(crate) fn read_cert_rep(
         ));
     }
     let status =
-        pki::signed_attribute(&cms, PKI_STATUS).map(|v| String::from_utf8_lossy(&v).into_owned());
+        cms::signed_attribute(&cms, PKI_STATUS).map(|v| String::from_utf8_lossy(&v).into_owned());
     match status.as_deref() {
         Some("0") => {}
         Some("2") => {
-            let info = pki::signed_attribute(&cms, FAIL_INFO)
+            let info = cms::signed_attribute(&cms, FAIL_INFO)
                 .map(|v| String::from_utf8_lossy(&v).into_owned());
             let why = match info.as_deref() {
                 Some("0") => "badAlg: the CA does not take the algorithm",
@@ -323,20 +324,20 @@ pub(crate) fn read_cert_rep(
             ));
         }
     }
-    if pki::signed_attribute(&cms, RECIPIENT_NONCE).as_deref() != Some(nonce) {
+    if cms::signed_attribute(&cms, RECIPIENT_NONCE).as_deref() != Some(nonce) {
         return Err((
             "the CertRep does not answer this request (its recipient nonce differs)".to_owned(),
             retry,
         ));
     }
     let inner =
-        pki::content(&cms).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
-    let plain = pki::open_envelope(&inner, key)
+        cms::content(&cms).ok_or_else(|| ("the CertRep is empty".to_owned(), retry.clone()))?;
+    let plain = cms::open_envelope(&inner, key)
         .map_err(|e| (format!("the CertRep's envelope: {e}"), retry.clone()))?;
-    let issued = pki::read_signed(&plain)
+    let issued = cms::read_signed(&plain)
         .map_err(|e| (format!("the CertRep's certificates: {e}"), retry.clone()))?;
     let ours = key.public().ok().and_then(|p| p.to_der().ok());
-    pki::certificates(&issued)
+    cms::certificates(&issued)
         .into_iter()
         .find(|c| c.tbs_certificate().subject_public_key_info().to_der().ok() == ours)
         .ok_or_else(|| {

@@ -1,0 +1,41 @@
+//! Argument values that clap cannot check by itself, turned into the typed values the
+//! operations take, each refusal a usage error (exit 2) with an example of a good value.
+
+use crate::version::{Build, OsVersion};
+use crate::{Error, Result};
+
+pub(super) fn parse_os(text: &str) -> Result<OsVersion> {
+    Ok(text.parse()?)
+}
+
+pub(super) fn parse_base_build(text: &str) -> Result<Build> {
+    Ok(Build::parse_base(text)?)
+}
+
+pub(super) fn timeout(secs: f64) -> Result<std::time::Duration> {
+    seconds("--timeout", secs)
+}
+
+pub(super) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
+        return Err(Error::usage(
+            format!("{flag} {secs} is not a number of seconds above 0 and at most 3600"),
+            format!("e.g. {flag} 10"),
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Checks an enrollment identifier given on the command line: it travels in an HTTP header.
+pub(super) fn check_enrollment_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::usage(
+            format!(
+                "--enrollment-id `{}` is not an enrollment identifier",
+                crate::untrusted::clip(id)
+            ),
+            "use 1 to 256 printable ASCII characters without spaces, e.g. a UUID",
+        ));
+    }
+    Ok(())
+}
