@@ -123,39 +123,7 @@ pub(crate) fn inspect(
     // The signature is checked over the raw manifest before anything parses it; a bundle no
     // trusted key signed is still shown, through the bounded parser.
     let claimed = super::manifest::signer_claim(&opened.manifest_bytes);
-    let ok = |error: Option<String>| Check {
-        ok: error.is_none(),
-        error,
-    };
-    let (signature, state, signed_by) = match (opened.signature.as_deref(), trust) {
-        (None, None) => (ok(None), SignatureState::NotSigned, None),
-        (Some(_), None) => (ok(None), SignatureState::NotChecked, claimed),
-        (None, Some(_)) => {
-            let e = BundleError::unsigned();
-            let check = ok(Some(e.to_string()));
-            first = Some(e.into());
-            (check, SignatureState::NotSigned, None)
-        }
-        (Some(sig), Some((trusted, _))) => {
-            match signature::verify(&opened.manifest_bytes, sig, trusted) {
-                Ok(key) => (
-                    ok(None),
-                    SignatureState::Valid,
-                    Some(key.fingerprint.clone()),
-                ),
-                Err(e) => {
-                    let state = match &e {
-                        BundleError::Tampered { .. } => SignatureState::Tampered,
-                        BundleError::Signature { .. } => SignatureState::Malformed,
-                        _ => SignatureState::Untrusted,
-                    };
-                    let check = ok(Some(e.to_string()));
-                    first = Some(e.into());
-                    (check, state, claimed)
-                }
-            }
-        }
-    };
+    let (signature, state, signed_by) = check_signature(&opened, trust, claimed, &mut first);
     let trust_source = trust.map_or_else(
         || "nothing: no --key, and no device".to_owned(),
         |(_, what)| what.to_owned(),
@@ -229,6 +197,49 @@ pub(crate) fn inspect(
     }
     report.ok = first.is_none();
     Ok((report, first))
+}
+
+/// The signature's verdict: its check, its state, who signed it (or claims to), and the first
+/// failure put in `first`.
+fn check_signature(
+    opened: &Opened,
+    trust: Option<(&[PublicKey], &str)>,
+    claimed: Option<String>,
+    first: &mut Option<Error>,
+) -> (Check, SignatureState, Option<String>) {
+    let ok = |error: Option<String>| Check {
+        ok: error.is_none(),
+        error,
+    };
+    match (opened.signature.as_deref(), trust) {
+        (None, None) => (ok(None), SignatureState::NotSigned, None),
+        (Some(_), None) => (ok(None), SignatureState::NotChecked, claimed),
+        (None, Some(_)) => {
+            let e = BundleError::unsigned();
+            let check = ok(Some(e.to_string()));
+            *first = Some(e.into());
+            (check, SignatureState::NotSigned, None)
+        }
+        (Some(sig), Some((trusted, _))) => {
+            match signature::verify(&opened.manifest_bytes, sig, trusted) {
+                Ok(key) => (
+                    ok(None),
+                    SignatureState::Valid,
+                    Some(key.fingerprint.clone()),
+                ),
+                Err(e) => {
+                    let state = match &e {
+                        BundleError::Tampered { .. } => SignatureState::Tampered,
+                        BundleError::Signature { .. } => SignatureState::Malformed,
+                        _ => SignatureState::Untrusted,
+                    };
+                    let check = ok(Some(e.to_string()));
+                    *first = Some(e.into());
+                    (check, state, claimed)
+                }
+            }
+        }
+    }
 }
 
 impl Human for Report {

@@ -21,7 +21,8 @@ use crate::progress::Progress;
 
 use super::enforce;
 pub(crate) use super::pass::{AutoOptions, AutoOutcome};
-use super::pass::{install, scan};
+use super::pass::{Candidate, install, scan};
+use crate::gates::policy::Policy;
 
 /// Runs one background pass.
 pub(crate) fn run(
@@ -122,7 +123,19 @@ pub(crate) fn run(
             install(tx, progress, opts, c, None, false, &mut outcome, &mut log)?;
         }
     }
-    for c in &later {
+    log_waiting(&later, &policy, &mut log);
+    // Nothing is wanted any more (the enforcement went, or what it wanted is in place).
+    if had_wanted && !opts.dry_run && software_update::wanted(device).is_some() {
+        tx.begin()?;
+        software_update::forget_wanted(device)?;
+    }
+    outcome.log = log;
+    Ok(outcome)
+}
+
+/// Says why each response for a later minor version waits.
+fn log_waiting(later: &[Candidate], policy: &Policy, log: &mut Vec<String>) {
+    for c in later {
         let wait = match &policy.deferral {
             Some((key, days, id)) => format!(
                 ", which declaration {id} defers ({key} = {days}); responses ignore deferrals but need the latest minor version"
@@ -134,11 +147,4 @@ pub(crate) fn run(
             c.version, c.version.os
         ));
     }
-    // Nothing is wanted any more (the enforcement went, or what it wanted is in place).
-    if had_wanted && !opts.dry_run && software_update::wanted(device).is_some() {
-        tx.begin()?;
-        software_update::forget_wanted(device)?;
-    }
-    outcome.log = log;
-    Ok(outcome)
 }

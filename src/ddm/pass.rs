@@ -204,7 +204,7 @@ pub(super) fn install(
     progress: &dyn Progress,
     opts: &AutoOptions,
     c: Candidate,
-    declaration: Option<&String>,
+    declaration: Option<&str>,
     restart: bool,
     outcome: &mut AutoOutcome,
     log: &mut Vec<String>,
@@ -218,7 +218,7 @@ pub(super) fn install(
         bundle: c.bundle.path.clone(),
         restart,
         dry_run: opts.dry_run,
-        enforced_by: declaration.cloned(),
+        enforced_by: declaration.map(str::to_owned),
         trigger,
     };
     let version = c.version.to_string();
@@ -244,7 +244,7 @@ pub(super) fn install(
             }
             outcome.restarted = matches!(result.action, apply::ApplyAction::StagedAndRestarted);
             outcome.reason = Some(trigger.name().to_owned());
-            outcome.declaration = declaration.cloned();
+            outcome.declaration = declaration.map(str::to_owned);
             if !opts.dry_run && result.action.installs() {
                 software_update::record_success(device)?;
             }

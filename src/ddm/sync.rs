@@ -17,10 +17,11 @@ use serde::Serialize;
 
 use super::auto::{self, AutoOptions, AutoOutcome};
 use super::client::Server;
-use super::report;
+use super::report::{self, StatusReport};
 use crate::declarations::declaration::Declaration;
 use crate::declarations::state::Validity;
 use crate::declarations::store;
+use crate::device::Device;
 use crate::device::layout::SYNC_RECORD;
 use crate::device::records::{self, SyncState};
 use crate::human::{Human, Text};
@@ -225,6 +226,77 @@ fn fetch(
     Ok(changes)
 }
 
+/// Fetches what changed since the declarations the device holds, and stores it unless this is
+/// a dry run.
+fn store_changes(
+    server: &Server,
+    enrollment: &str,
+    device: &Device,
+    dry_run: bool,
+) -> Result<Vec<DeclarationChange>> {
+    let held = store::list(device.root())?;
+    // The token compared next time is the one `/tokens` gave: servers need not give the
+    // same string in the declaration items.
+    let mut staging = store::Staging::new(device.root())?;
+    let changes = fetch(server, enrollment, &held, &mut staging)?;
+    if !dry_run && !changes.is_empty() {
+        // Each declaration is replaced atomically; no journal is needed: a sync cut short
+        // leaves some declarations new, and the token old, so the next sync fetches again.
+        let removed: Vec<String> = changes
+            .iter()
+            .filter(|c| c.change == "removed")
+            .map(|c| c.identifier.clone())
+            .collect();
+        staging.commit(&removed)?;
+        store::note_received(device.root(), &store::list(device.root())?, &device.base()?)?;
+    }
+    Ok(changes)
+}
+
+/// Sends the status report. A failure after the sync changed something is deferred (the change
+/// stands, the report stays pending); before any change it is the sync's error.
+fn send_report(
+    server: &Server,
+    enrollment: &str,
+    to_send: &StatusReport,
+    outcome: &mut SyncOutcome,
+    deferred: &mut Option<Error>,
+) -> Result<()> {
+    let body = to_send.to_json().to_string().into_bytes();
+    let changed = !outcome.changes.is_empty()
+        || outcome
+            .auto
+            .as_ref()
+            .is_some_and(|a| a.installed.is_some() || a.staged.is_some());
+    match server.put_status(enrollment, &body) {
+        Ok(()) => {
+            outcome.report.sent = true;
+            Ok(())
+        }
+        // The declarations are stored and the pass made its change: that stands, and is
+        // recorded as made. The report stays pending: what was delivered is unchanged, so
+        // the next sync sends it (merged with what changes meanwhile).
+        Err(Error::Server {
+            service,
+            method,
+            endpoint,
+            problem,
+            ..
+        }) if changed => {
+            outcome.report.error = Some(problem.clone());
+            deferred.get_or_insert(Error::Server {
+                service,
+                method,
+                endpoint,
+                problem,
+                hint: "the changes this sync made stand (see `bsi history`); the status report stays pending, and the next `bsi sync` sends it".to_owned(),
+            });
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs one sync on the device of `tx`. An error of the background pass (e.g. the battery
 /// blocking a due install) is returned after the report that shows it was sent.
 pub(crate) fn run(
@@ -277,24 +349,8 @@ pub(crate) fn run(
         dry_run: opts.dry_run,
     };
     if same.and_then(|s| s.declarations_token.as_deref()) != Some(token.as_str()) {
-        let held = store::list(device.root())?;
-        // The token compared next time is the one `/tokens` gave: servers need not give the
-        // same string in the declaration items.
-        let mut staging = store::Staging::new(device.root())?;
-        let changes = fetch(server, &enrollment, &held, &mut staging)?;
+        outcome.changes = store_changes(server, &enrollment, device, opts.dry_run)?;
         outcome.fetched_items = true;
-        if !opts.dry_run && !changes.is_empty() {
-            // Each declaration is replaced atomically; no journal is needed: a sync cut short
-            // leaves some declarations new, and the token old, so the next sync fetches again.
-            let removed: Vec<String> = changes
-                .iter()
-                .filter(|c| c.change == "removed")
-                .map(|c| c.identifier.clone())
-                .collect();
-            staging.commit(&removed)?;
-            store::note_received(device.root(), &store::list(device.root())?, &device.base()?)?;
-        }
-        outcome.changes = changes;
     }
     let mut deferred = None;
     if let Some(auto_opts) = &opts.then_auto {
@@ -324,35 +380,7 @@ pub(crate) fn run(
     };
     let nothing_new = delivered.is_some() && to_send.items.is_empty();
     if !opts.dry_run && !nothing_new {
-        let body = to_send.to_json().to_string().into_bytes();
-        let changed = !outcome.changes.is_empty()
-            || outcome
-                .auto
-                .as_ref()
-                .is_some_and(|a| a.installed.is_some() || a.staged.is_some());
-        match server.put_status(&enrollment, &body) {
-            Ok(()) => outcome.report.sent = true,
-            // The declarations are stored and the pass made its change: that stands, and is
-            // recorded as made. The report stays pending: what was delivered is unchanged, so
-            // the next sync sends it (merged with what changes meanwhile).
-            Err(Error::Server {
-                service,
-                method,
-                endpoint,
-                problem,
-                ..
-            }) if changed => {
-                outcome.report.error = Some(problem.clone());
-                deferred.get_or_insert(Error::Server {
-                    service,
-                    method,
-                    endpoint,
-                    problem,
-                    hint: "the changes this sync made stand (see `bsi history`); the status report stays pending, and the next `bsi sync` sends it".to_owned(),
-                });
-            }
-            Err(e) => return Err(e),
-        }
+        send_report(server, &enrollment, &to_send, &mut outcome, &mut deferred)?;
     }
     if !opts.dry_run {
         let sent = u64::from(outcome.report.sent);

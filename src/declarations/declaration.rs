@@ -573,56 +573,89 @@ pub(crate) const MAX_ACTIVATION_REFERENCES: usize = 1000;
 /// bsi is lenient, but bounded).
 const MAX_ENVELOPE_TEXT: usize = 1024;
 
+/// The envelope of a declaration: JSON, an object, its four keys with their types, an
+/// identifier, and no text over [`MAX_ENVELOPE_TEXT`]. Anything else is not a declaration.
+fn read_envelope(raw: &[u8], source: &str) -> Result<Envelope> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        not_a_declaration(
+            source,
+            EnvelopeProblem::NotJson {
+                reason: e.to_string(),
+            },
+        )
+    })?;
+    if !value.is_object() {
+        return Err(not_a_declaration(source, EnvelopeProblem::NotAnObject));
+    }
+    let envelope: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let problem = if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|f| f.split('`').next())
+        {
+            EnvelopeProblem::MissingKey {
+                key: field.to_owned(),
+            }
+        } else {
+            EnvelopeProblem::WrongType {
+                expected: match path.as_str() {
+                    "Payload" => "a dictionary",
+                    _ => "a string",
+                },
+                key: path,
+            }
+        };
+        not_a_declaration(source, problem)
+    })?;
+    if envelope.identifier.is_empty() {
+        return Err(not_a_declaration(source, EnvelopeProblem::EmptyIdentifier));
+    }
+    if envelope.identifier.len() > MAX_ENVELOPE_TEXT
+        || envelope.server_token.len() > MAX_ENVELOPE_TEXT
+        || envelope.kind.len() > MAX_ENVELOPE_TEXT
+    {
+        return Err(not_a_declaration(
+            source,
+            EnvelopeProblem::TooLong {
+                limit: MAX_ENVELOPE_TEXT,
+            },
+        ));
+    }
+    Ok(envelope)
+}
+
+/// Why a declaration of a known type is invalid, with the details `declarationbase.yaml` lists
+/// for its code.
+fn invalid_reason(envelope: &Envelope, why: &str) -> Reason {
+    let code = match Category::of(&envelope.kind) {
+        Category::Configuration => "Error.ConfigurationIsInvalid",
+        _ => "Error.InvalidPayload",
+    };
+    // Details as `declarationbase.yaml` lists them for each code.
+    if code == "Error.ConfigurationIsInvalid" {
+        Reason::new(
+            code,
+            format!("The configuration is not valid: {}", clip(why)),
+            &[("Error", Value::String(clip(why)))],
+        )
+    } else {
+        Reason::new(
+            code,
+            format!("The declaration's payload is not valid: {}", clip(why)),
+            &[
+                ("Identifier", Value::String(envelope.identifier.clone())),
+                ("ServerToken", Value::String(envelope.server_token.clone())),
+            ],
+        )
+    }
+}
+
 impl Declaration {
     /// Parses declaration bytes; `source` names the file in messages. Refuses (exit 2) what is
     /// not a declaration envelope; anything else is a declaration, valid or not.
     pub(crate) fn parse(raw: &[u8], source: &str) -> Result<Self> {
-        let value: Value = serde_json::from_slice(raw).map_err(|e| {
-            not_a_declaration(
-                source,
-                EnvelopeProblem::NotJson {
-                    reason: e.to_string(),
-                },
-            )
-        })?;
-        if !value.is_object() {
-            return Err(not_a_declaration(source, EnvelopeProblem::NotAnObject));
-        }
-        let envelope: Envelope = serde_path_to_error::deserialize(&value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let problem = if let Some(field) = inner
-                .strip_prefix("missing field `")
-                .and_then(|f| f.split('`').next())
-            {
-                EnvelopeProblem::MissingKey {
-                    key: field.to_owned(),
-                }
-            } else {
-                EnvelopeProblem::WrongType {
-                    expected: match path.as_str() {
-                        "Payload" => "a dictionary",
-                        _ => "a string",
-                    },
-                    key: path,
-                }
-            };
-            not_a_declaration(source, problem)
-        })?;
-        if envelope.identifier.is_empty() {
-            return Err(not_a_declaration(source, EnvelopeProblem::EmptyIdentifier));
-        }
-        if envelope.identifier.len() > MAX_ENVELOPE_TEXT
-            || envelope.server_token.len() > MAX_ENVELOPE_TEXT
-            || envelope.kind.len() > MAX_ENVELOPE_TEXT
-        {
-            return Err(not_a_declaration(
-                source,
-                EnvelopeProblem::TooLong {
-                    limit: MAX_ENVELOPE_TEXT,
-                },
-            ));
-        }
+        let envelope = read_envelope(raw, source)?;
         let mut checker = Checker {
             unknown: Vec::new(),
             keys: Vec::new(),
@@ -660,30 +693,7 @@ impl Declaration {
         };
         let (payload, invalid) = match outcome {
             Ok(p) => (p, Vec::new()),
-            Err(Invalid(why)) => {
-                let code = match Category::of(&envelope.kind) {
-                    Category::Configuration => "Error.ConfigurationIsInvalid",
-                    _ => "Error.InvalidPayload",
-                };
-                // Details as `declarationbase.yaml` lists them for each code.
-                let reason = if code == "Error.ConfigurationIsInvalid" {
-                    Reason::new(
-                        code,
-                        format!("The configuration is not valid: {}", clip(&why)),
-                        &[("Error", Value::String(clip(&why)))],
-                    )
-                } else {
-                    Reason::new(
-                        code,
-                        format!("The declaration's payload is not valid: {}", clip(&why)),
-                        &[
-                            ("Identifier", Value::String(envelope.identifier.clone())),
-                            ("ServerToken", Value::String(envelope.server_token.clone())),
-                        ],
-                    )
-                };
-                (Payload::Unusable, vec![reason])
-            }
+            Err(Invalid(why)) => (Payload::Unusable, vec![invalid_reason(&envelope, &why)]),
         };
         Ok(Self {
             kind: envelope.kind,

@@ -93,29 +93,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             continue;
         }
         if c == '\'' || c == '"' {
-            let quote = c;
-            let mut s = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err("a quoted string is not closed".to_owned()),
-                    Some('\\') => {
-                        if let Some(n) = chars.get(i + 1) {
-                            s.push(*n);
-                        }
-                        i += 2;
-                    }
-                    Some(ch) if *ch == quote => {
-                        i += 1;
-                        break;
-                    }
-                    Some(ch) => {
-                        s.push(*ch);
-                        i += 1;
-                    }
-                }
-            }
-            out.push(Token::Text(s));
+            let (text, next) = quoted(&chars, i)?;
+            out.push(Token::Text(text));
+            i = next;
             continue;
         }
         if c == '@' {
@@ -165,37 +145,64 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             out.push(Token::Word(chars[start..i].iter().collect()));
             continue;
         }
-        let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
-        let sym = match two.as_str() {
-            "==" => Some("=="),
-            "!=" | "<>" => Some("!="),
-            "<=" | "=<" => Some("<="),
-            ">=" | "=>" => Some(">="),
-            "&&" => Some("&&"),
-            "||" => Some("||"),
-            _ => None,
-        };
-        if let Some(sym) = sym {
-            out.push(Token::Symbol(sym));
-            i += 2;
-            continue;
-        }
-        let one = match c {
-            '=' => "==",
-            '<' => "<",
-            '>' => ">",
-            '!' => "!",
-            '(' => "(",
-            ')' => ")",
-            '{' => "{",
-            '}' => "}",
-            ',' => ",",
-            other => return Err(format!("unexpected `{other}`")),
-        };
-        out.push(Token::Symbol(one));
-        i += 1;
+        let (sym, len) = symbol(&chars[i..chars.len().min(i + 2)])?;
+        out.push(Token::Symbol(sym));
+        i += len;
     }
     Ok(out)
+}
+
+/// The string quoted at `chars[start]` (escapes taken literally) and the index after it.
+fn quoted(chars: &[char], start: usize) -> Result<(String, usize), String> {
+    let quote = chars[start];
+    let mut s = String::new();
+    let mut i = start + 1;
+    loop {
+        match chars.get(i) {
+            None => return Err("a quoted string is not closed".to_owned()),
+            Some('\\') => {
+                if let Some(n) = chars.get(i + 1) {
+                    s.push(*n);
+                }
+                i += 2;
+            }
+            Some(ch) if *ch == quote => return Ok((s, i + 1)),
+            Some(ch) => {
+                s.push(*ch);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The operator or punctuation `next` (one or two characters) starts with, and its length.
+fn symbol(next: &[char]) -> Result<(&'static str, usize), String> {
+    let two: String = next.iter().collect();
+    let sym = match two.as_str() {
+        "==" => Some("=="),
+        "!=" | "<>" => Some("!="),
+        "<=" | "=<" => Some("<="),
+        ">=" | "=>" => Some(">="),
+        "&&" => Some("&&"),
+        "||" => Some("||"),
+        _ => None,
+    };
+    if let Some(sym) = sym {
+        return Ok((sym, 2));
+    }
+    let one = match next[0] {
+        '=' => "==",
+        '<' => "<",
+        '>' => ">",
+        '!' => "!",
+        '(' => "(",
+        ')' => ")",
+        '{' => "{",
+        '}' => "}",
+        ',' => ",",
+        other => return Err(format!("unexpected `{other}`")),
+    };
+    Ok((one, 1))
 }
 
 fn short(s: &str) -> String {

@@ -143,6 +143,92 @@ fn own_state(d: &Declaration, facts: &DeviceFacts) -> (Vec<Reason>, Vec<(String,
     (reasons, limited)
 }
 
+/// Whether a valid activation is active: every configuration it names is present and its
+/// predicate holds on this device. An active one is put in `activates` with what it activates.
+fn activation_state(
+    e: &mut Evaluated,
+    configurations: &BTreeSet<String>,
+    status: &dyn Fn(&str) -> Option<StatusValue>,
+    activates: &mut BTreeMap<String, Vec<String>>,
+) {
+    if e.valid != Validity::Valid {
+        return;
+    }
+    let Payload::Activation(a) = &e.declaration.payload else {
+        return;
+    };
+    let d = &e.declaration;
+    let missing: Vec<&String> = a
+        .configurations
+        .iter()
+        .filter(|c| !configurations.contains(*c))
+        .collect();
+    if !missing.is_empty() {
+        e.valid = Validity::Invalid;
+        e.reasons.push(Reason::new(
+            "Error.MissingConfigurations",
+            format!(
+                "The activation references configurations the device does not have: {}",
+                crate::untrusted::list(missing.iter().map(|m| m.as_str()), 10)
+            ),
+            &[
+                ("Identifier", Value::String(d.identifier.clone())),
+                ("ServerToken", Value::String(d.server_token.clone())),
+                (
+                    "ConfigurationIdentifiers",
+                    Value::Array(
+                        missing
+                            .iter()
+                            .map(|m| Value::String((*m).clone()))
+                            .collect(),
+                    ),
+                ),
+            ],
+        ));
+        return;
+    }
+    let predicate_detail = |p: &str| {
+        [
+            ("Identifier", Value::String(d.identifier.clone())),
+            ("ServerToken", Value::String(d.server_token.clone())),
+            ("Predicate", Value::String(clip(p))),
+        ]
+    };
+    let holds = match &a.predicate {
+        None => Ok(true),
+        Some(p) => Predicate::parse(p)
+            .and_then(|parsed| parsed.evaluate(status))
+            .map_err(|err| (p, err)),
+    };
+    match holds {
+        Ok(true) => {
+            e.active = true;
+            activates.insert(d.identifier.clone(), a.configurations.clone());
+        }
+        Ok(false) => {
+            let p = a.predicate.clone().unwrap_or_default();
+            e.reasons.push(Reason::new(
+                "Info.Predicate",
+                "The activation's predicate is false on this device",
+                &predicate_detail(&p),
+            ));
+        }
+        Err((p, err)) => {
+            let (code, why) = match err {
+                PredicateError::Parse(why) => ("Error.UnableToParsePredicate", why),
+                PredicateError::Evaluate(why) => ("Error.UnableToEvaluatePredicate", why),
+            };
+            let p = p.clone();
+            e.valid = Validity::Invalid;
+            e.reasons.push(Reason::new(
+                code,
+                format!("The activation's predicate cannot be used: {}", clip(&why)),
+                &predicate_detail(&p),
+            ));
+        }
+    }
+}
+
 /// Evaluates every declaration; `status` gives the device's status items for predicates.
 #[must_use]
 pub(crate) fn evaluate(
@@ -181,82 +267,7 @@ pub(crate) fn evaluate(
         .iter_mut()
         .filter(|e| e.declaration.category() == Category::Activation)
     {
-        if e.valid != Validity::Valid {
-            continue;
-        }
-        let Payload::Activation(a) = &e.declaration.payload else {
-            continue;
-        };
-        let d = &e.declaration;
-        let missing: Vec<&String> = a
-            .configurations
-            .iter()
-            .filter(|c| !configurations.contains(*c))
-            .collect();
-        if !missing.is_empty() {
-            e.valid = Validity::Invalid;
-            e.reasons.push(Reason::new(
-                "Error.MissingConfigurations",
-                format!(
-                    "The activation references configurations the device does not have: {}",
-                    crate::untrusted::list(missing.iter().map(|m| m.as_str()), 10)
-                ),
-                &[
-                    ("Identifier", Value::String(d.identifier.clone())),
-                    ("ServerToken", Value::String(d.server_token.clone())),
-                    (
-                        "ConfigurationIdentifiers",
-                        Value::Array(
-                            missing
-                                .iter()
-                                .map(|m| Value::String((*m).clone()))
-                                .collect(),
-                        ),
-                    ),
-                ],
-            ));
-            continue;
-        }
-        let predicate_detail = |p: &str| {
-            [
-                ("Identifier", Value::String(d.identifier.clone())),
-                ("ServerToken", Value::String(d.server_token.clone())),
-                ("Predicate", Value::String(clip(p))),
-            ]
-        };
-        let holds = match &a.predicate {
-            None => Ok(true),
-            Some(p) => Predicate::parse(p)
-                .and_then(|parsed| parsed.evaluate(status))
-                .map_err(|err| (p, err)),
-        };
-        match holds {
-            Ok(true) => {
-                e.active = true;
-                activates.insert(d.identifier.clone(), a.configurations.clone());
-            }
-            Ok(false) => {
-                let p = a.predicate.clone().unwrap_or_default();
-                e.reasons.push(Reason::new(
-                    "Info.Predicate",
-                    "The activation's predicate is false on this device",
-                    &predicate_detail(&p),
-                ));
-            }
-            Err((p, err)) => {
-                let (code, why) = match err {
-                    PredicateError::Parse(why) => ("Error.UnableToParsePredicate", why),
-                    PredicateError::Evaluate(why) => ("Error.UnableToEvaluatePredicate", why),
-                };
-                let p = p.clone();
-                e.valid = Validity::Invalid;
-                e.reasons.push(Reason::new(
-                    code,
-                    format!("The activation's predicate cannot be used: {}", clip(&why)),
-                    &predicate_detail(&p),
-                ));
-            }
-        }
+        activation_state(e, &configurations, status, &mut activates);
     }
 
     // Inverted once: for each configuration, the active activations naming it.

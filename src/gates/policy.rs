@@ -9,7 +9,7 @@
 //! maximum. Enforcement declarations in effect are listed for the background pass.
 
 use crate::declarations::declaration::{
-    AutomaticAction, Category, EnforcementPayload, Payload, Reason,
+    AutomaticAction, Category, EnforcementPayload, Payload, Reason, SettingsPayload,
 };
 use crate::declarations::predicate::StatusValue;
 use crate::declarations::state::{self, Evaluated, Validity};
@@ -225,78 +225,7 @@ impl Policy {
             _ if !e.in_effect() && d.category() != Category::Management => {
                 (false, not_in_effect_note(e))
             }
-            Payload::Settings(s) => {
-                let skipped = |key: &str| e.limited_keys.iter().any(|(k, _)| k == key);
-                let id = &d.identifier;
-                let mut parts = Vec::new();
-                // Automatic install acts only while downloads are automatic (Apple's current
-                // documentation of `InstallSecurityUpdate`): downloads always off turn it off.
-                if s.download == Some(AutomaticAction::AlwaysOff)
-                    && !skipped("AutomaticActions.Download")
-                {
-                    self.automatic_forced = Some((false, id.clone()));
-                    parts
-                        .push("automatic downloads always off, so no automatic install".to_owned());
-                } else if !skipped("AutomaticActions.InstallSecurityUpdate") {
-                    match s.install_security_update {
-                        Some(AutomaticAction::AlwaysOn) => {
-                            self.automatic_forced = Some((true, id.clone()));
-                            parts.push("automatic install always on".to_owned());
-                        }
-                        Some(AutomaticAction::AlwaysOff) => {
-                            self.automatic_forced = Some((false, id.clone()));
-                            parts.push("automatic install always off".to_owned());
-                        }
-                        Some(AutomaticAction::Allowed) => {
-                            self.automatic_forced = None;
-                            parts.push("automatic install left to the user".to_owned());
-                        }
-                        None => {}
-                    }
-                }
-                if s.rsr_enable == Some(false) && !skipped("RapidSecurityResponse.Enable") {
-                    if self.install_blocked_by.is_none() {
-                        self.install_blocked_by = Some(id.clone());
-                    }
-                    parts.push(
-                        "manual installs blocked (automatic installs and enforcement still install)"
-                            .to_owned(),
-                    );
-                }
-                if s.rsr_enable_rollback == Some(false)
-                    && !skipped("RapidSecurityResponse.EnableRollback")
-                {
-                    if self.rollback_blocked_by.is_none() {
-                        self.rollback_blocked_by = Some(id.clone());
-                    }
-                    parts.push("removal blocked".to_owned());
-                }
-                for (key, days) in &s.deferrals {
-                    if skipped(key) {
-                        continue;
-                    }
-                    if self.deferral.as_ref().is_none_or(|(_, d, _)| days > d) {
-                        self.deferral = Some((key.clone(), *days, id.clone()));
-                    }
-                    parts.push(format!("{key} = {days} (does not delay responses)"));
-                }
-                for (key, limit) in &e.limited_keys {
-                    parts.push(format!(
-                        "{key} ignored ({})",
-                        match limit {
-                            KeyLimit::NotOnPlatform =>
-                                format!("not available on {}", self.facts.schema_os()),
-                            KeyLimit::NotForEnrollment =>
-                                format!("not for {} enrollment", self.facts.enrollment.name()),
-                        }
-                    ));
-                }
-                if parts.is_empty() {
-                    (true, "in effect; no key here affects responses".to_owned())
-                } else {
-                    (true, format!("in effect: {}", parts.join("; ")))
-                }
-            }
+            Payload::Settings(s) => self.consider_settings(e, s),
             Payload::Enforcement(en) => {
                 self.enforcements.push((d.identifier.clone(), en.clone()));
                 (
@@ -331,6 +260,77 @@ impl Policy {
                 },
             ),
             Payload::Activation(_) | Payload::Unusable => (false, not_in_effect_note(e)),
+        }
+    }
+
+    /// What a settings declaration in effect does to the policy, in words.
+    fn consider_settings(&mut self, e: &Evaluated, s: &SettingsPayload) -> (bool, String) {
+        let d = &e.declaration;
+        let skipped = |key: &str| e.limited_keys.iter().any(|(k, _)| k == key);
+        let id = &d.identifier;
+        let mut parts = Vec::new();
+        // Automatic install acts only while downloads are automatic (Apple's current
+        // documentation of `InstallSecurityUpdate`): downloads always off turn it off.
+        if s.download == Some(AutomaticAction::AlwaysOff) && !skipped("AutomaticActions.Download") {
+            self.automatic_forced = Some((false, id.clone()));
+            parts.push("automatic downloads always off, so no automatic install".to_owned());
+        } else if !skipped("AutomaticActions.InstallSecurityUpdate") {
+            match s.install_security_update {
+                Some(AutomaticAction::AlwaysOn) => {
+                    self.automatic_forced = Some((true, id.clone()));
+                    parts.push("automatic install always on".to_owned());
+                }
+                Some(AutomaticAction::AlwaysOff) => {
+                    self.automatic_forced = Some((false, id.clone()));
+                    parts.push("automatic install always off".to_owned());
+                }
+                Some(AutomaticAction::Allowed) => {
+                    self.automatic_forced = None;
+                    parts.push("automatic install left to the user".to_owned());
+                }
+                None => {}
+            }
+        }
+        if s.rsr_enable == Some(false) && !skipped("RapidSecurityResponse.Enable") {
+            if self.install_blocked_by.is_none() {
+                self.install_blocked_by = Some(id.clone());
+            }
+            parts.push(
+                "manual installs blocked (automatic installs and enforcement still install)"
+                    .to_owned(),
+            );
+        }
+        if s.rsr_enable_rollback == Some(false) && !skipped("RapidSecurityResponse.EnableRollback")
+        {
+            if self.rollback_blocked_by.is_none() {
+                self.rollback_blocked_by = Some(id.clone());
+            }
+            parts.push("removal blocked".to_owned());
+        }
+        for (key, days) in &s.deferrals {
+            if skipped(key) {
+                continue;
+            }
+            if self.deferral.as_ref().is_none_or(|(_, d, _)| days > d) {
+                self.deferral = Some((key.clone(), *days, id.clone()));
+            }
+            parts.push(format!("{key} = {days} (does not delay responses)"));
+        }
+        for (key, limit) in &e.limited_keys {
+            parts.push(format!(
+                "{key} ignored ({})",
+                match limit {
+                    KeyLimit::NotOnPlatform =>
+                        format!("not available on {}", self.facts.schema_os()),
+                    KeyLimit::NotForEnrollment =>
+                        format!("not for {} enrollment", self.facts.enrollment.name()),
+                }
+            ));
+        }
+        if parts.is_empty() {
+            (true, "in effect; no key here affects responses".to_owned())
+        } else {
+            (true, format!("in effect: {}", parts.join("; ")))
         }
     }
 }
