@@ -15,15 +15,17 @@
 //! at the offsets they give) and returns where each payload file's data starts, so the payload
 //! can then be read with positioned reads, by one thread or several.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::BundleError;
 use super::limits::{MAX_MANIFEST_BYTES, MAX_PATH_BYTES, MAX_SIGNATURE_BYTES};
-use super::manifest::Manifest;
+use super::manifest::{FileEntry, Manifest};
 use super::paths::unsafe_reason;
 use super::paths::{MANIFEST, SIGNATURE};
+use crate::platform::Cryptex;
 use crate::untrusted::clip;
 
 /// Zeros accepted after the end-of-archive marker (GNU tar pads to 10 KiB records).
@@ -65,16 +67,11 @@ fn io_error(e: &io::Error) -> BundleError {
 
 /// Reads exactly `buf.len()` bytes at `offset`; `Ok(false)` when the file ends first.
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<bool, BundleError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error(&e)),
-        }
+    match FileExt::read_exact_at(file, buf, offset) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(io_error(&e)),
     }
-    Ok(true)
 }
 
 /// A NUL- or space-terminated octal field, or GNU base-256 for large numbers.
@@ -271,6 +268,39 @@ fn pax(records: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), BundleError> {
     Ok((path, size))
 }
 
+/// The path of a payload entry (a directory's without its `/`) and whether it is a directory,
+/// once its name, its kind and its extent are known to be safe.
+fn entry_path(h: &Header, file_len: u64) -> Result<(&str, bool), BundleError> {
+    let Ok(path) = std::str::from_utf8(&h.name) else {
+        return Err(BundleError::unsafe_path(
+            clip(&String::from_utf8_lossy(&h.name)),
+            "the name is not valid UTF-8",
+        ));
+    };
+    let is_dir = h.kind == b'5';
+    let path = if is_dir {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
+    if let Some(reason) = unsafe_reason(path) {
+        return Err(BundleError::unsafe_path(clip(path), reason));
+    }
+    if let Some(kind) = unsafe_kind(h.kind) {
+        return Err(BundleError::UnsafeEntry {
+            path: clip(path),
+            kind: kind.to_owned(),
+        });
+    }
+    if h.data.saturating_add(h.size) > file_len {
+        return Err(BundleError::tar(format!(
+            "truncated: {} runs past the end of the file",
+            clip(path)
+        )));
+    }
+    Ok((path, is_dir))
+}
+
 /// Walks the payload part of the tar starting at `offset`, reading only headers: every entry
 /// must be the next file the manifest lists (or a directory it implies), of the declared size;
 /// the archive must end properly. Returns the offset of each payload file's data, in manifest
@@ -278,16 +308,7 @@ fn pax(records: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), BundleError> {
 pub(crate) fn walk(file: &File, offset: u64, manifest: &Manifest) -> Result<Vec<u64>, BundleError> {
     let file_len = file.metadata().map_err(|e| io_error(&e))?.len();
     let expected: Vec<_> = manifest.cryptexes.files().collect();
-    let mut dirs = std::collections::HashSet::new();
-    for (c, e) in &expected {
-        let full = format!("{c}/{}", e.path);
-        let mut end = 0;
-        while let Some(pos) = full[end..].find('/') {
-            end += pos;
-            dirs.insert(full[..end].to_owned());
-            end += 1;
-        }
-    }
+    let dirs = implied_dirs(&expected);
     let mut offsets = Vec::with_capacity(expected.len());
     let mut pos = offset;
     let mut long_name: Option<Vec<u8>> = None;
@@ -320,33 +341,7 @@ pub(crate) fn walk(file: &File, offset: u64, manifest: &Manifest) -> Result<Vec<
         if let Some(size) = pax_size.take() {
             h.size = size;
         }
-        let Ok(path) = std::str::from_utf8(&h.name) else {
-            return Err(BundleError::unsafe_path(
-                clip(&String::from_utf8_lossy(&h.name)),
-                "the name is not valid UTF-8",
-            ));
-        };
-        let is_dir = h.kind == b'5';
-        let path = if is_dir {
-            path.strip_suffix('/').unwrap_or(path)
-        } else {
-            path
-        };
-        if let Some(reason) = unsafe_reason(path) {
-            return Err(BundleError::unsafe_path(clip(path), reason));
-        }
-        if let Some(kind) = unsafe_kind(h.kind) {
-            return Err(BundleError::UnsafeEntry {
-                path: clip(path),
-                kind: kind.to_owned(),
-            });
-        }
-        if h.data.saturating_add(h.size) > file_len {
-            return Err(BundleError::tar(format!(
-                "truncated: {} runs past the end of the file",
-                clip(path)
-            )));
-        }
+        let (path, is_dir) = entry_path(&h, file_len)?;
         if is_dir {
             if h.size != 0 {
                 return Err(BundleError::tar(format!(
@@ -369,32 +364,11 @@ pub(crate) fn walk(file: &File, offset: u64, manifest: &Manifest) -> Result<Vec<
         }
         let next = offsets.len();
         let Some((c, e)) = expected.get(next) else {
-            return Err(
-                if expected
-                    .iter()
-                    .any(|(c, e)| format!("{c}/{}", e.path) == path)
-                {
-                    BundleError::unsafe_path(clip(path), "appears twice in the tar")
-                } else {
-                    BundleError::Unlisted { path: clip(path) }
-                },
-            );
+            return Err(out_of_place(&expected, next, path, None));
         };
         let want = format!("{c}/{}", e.path);
         if path != want {
-            let listed = expected
-                .iter()
-                .position(|(c, e)| format!("{c}/{}", e.path) == path);
-            return Err(match listed {
-                None => BundleError::Unlisted { path: clip(path) },
-                Some(i) if i < next => {
-                    BundleError::unsafe_path(clip(path), "appears twice in the tar")
-                }
-                Some(_) => BundleError::tar(format!(
-                    "entries out of order: {} comes where {want} belongs (the payload must follow the manifest's order, or a file is missing)",
-                    clip(path)
-                )),
-            });
+            return Err(out_of_place(&expected, next, path, Some(&want)));
         }
         if h.size != e.size {
             return Err(BundleError::Size {
@@ -416,6 +390,50 @@ pub(crate) fn walk(file: &File, offset: u64, manifest: &Manifest) -> Result<Vec<
             path: format!("{c}/{}", e.path),
         });
     }
+    check_end(file, pos, file_len)?;
+    Ok(offsets)
+}
+
+/// The directories the listed files imply (`OS/usr` for `OS/usr/lib/x`), as a tar may hold.
+fn implied_dirs(expected: &[(Cryptex, &FileEntry)]) -> HashSet<String> {
+    let mut dirs = HashSet::new();
+    for (c, e) in expected {
+        let full = format!("{c}/{}", e.path);
+        let mut end = 0;
+        while let Some(pos) = full[end..].find('/') {
+            end += pos;
+            dirs.insert(full[..end].to_owned());
+            end += 1;
+        }
+    }
+    dirs
+}
+
+/// Why the payload entry `path` is not `want`, the next listed file (`None` past the last).
+fn out_of_place(
+    expected: &[(Cryptex, &FileEntry)],
+    next: usize,
+    path: &str,
+    want: Option<&str>,
+) -> BundleError {
+    let listed = expected
+        .iter()
+        .position(|(c, e)| format!("{c}/{}", e.path) == path);
+    match (listed, want) {
+        (None, _) => BundleError::Unlisted { path: clip(path) },
+        (Some(i), _) if i < next => {
+            BundleError::unsafe_path(clip(path), "appears twice in the tar")
+        }
+        (Some(_), Some(want)) => BundleError::tar(format!(
+            "entries out of order: {} comes where {want} belongs (the payload must follow the manifest's order, or a file is missing)",
+            clip(path)
+        )),
+        (Some(_), None) => BundleError::unsafe_path(clip(path), "appears twice in the tar"),
+    }
+}
+
+/// Checks the end of the archive from `pos`, just after its first zero block.
+fn check_end(file: &File, pos: u64, file_len: u64) -> Result<(), BundleError> {
     // After the first zero block: only zeros, at least one more block, at most a few records.
     let tail = file_len.saturating_sub(pos);
     if tail > MAX_ZERO_TAIL {
@@ -439,7 +457,7 @@ pub(crate) fn walk(file: &File, offset: u64, manifest: &Manifest) -> Result<Vec<
             "truncated: the end-of-archive marker is incomplete",
         ));
     }
-    Ok(offsets)
+    Ok(())
 }
 
 /// Reads `len` bytes of `file` from `offset` on, with positioned reads (several threads can

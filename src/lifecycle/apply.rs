@@ -282,6 +282,122 @@ pub(crate) fn apply(
     apply_verified(tx, bundle, opts, progress)
 }
 
+/// Points the device at the staged generation: `proposed` for a response with OS content
+/// (the restart activates it), `current` for an App-only one, which is active at once.
+fn switch_to(device: &Device, name: &GenName, has_os: bool) -> Result<()> {
+    let root = device.root();
+    let layout = device.layout();
+    let switch = if has_os {
+        layout.proposed()
+    } else {
+        layout.current()
+    };
+    root.swap_symlink(&switch, name.link_target())
+        .ctx("switching", root.show(&switch))?;
+    root.remove_durable(SAFARI_RECORD)
+        .ctx("removing", root.show(SAFARI_RECORD))?;
+    if !has_os {
+        root.remove_durable(layout.proposed())
+            .ctx("removing", root.show(layout.proposed()))?;
+    }
+    Ok(())
+}
+
+/// An App-only response is active at once over the active state: whatever was staged is
+/// dropped, and the outcome says so.
+fn cancelling(mut o: ApplyOutcome, snapshot: &Snapshot, dry_run: bool) -> ApplyOutcome {
+    if o.action == ApplyAction::Activated
+        && let Some(what) = staged_words(snapshot)
+    {
+        o.message = format!(
+            "{}; {what} {} cancelled (the App-only response replaced the active state)",
+            o.message,
+            if dry_run { "would be" } else { "is" }
+        );
+        o.cancelled = Some(what);
+    }
+    o
+}
+
+/// Refuses (exit 5) a bundle for another platform, or for a device before responses existed.
+fn check_platform(bundle: &Bundle, device: &Device, snapshot: &Snapshot) -> Result<()> {
+    let m = &bundle.manifest;
+    let info = device.info();
+    if !info.platform.takes_bundles_for(m.product) {
+        return Err(NotApplicable::OtherPlatform {
+            product: m.product,
+            platform: info.platform,
+        }
+        .into());
+    }
+    let first = info.platform.first_with_responses();
+    if snapshot.base.version < first {
+        return Err(NotApplicable::BeforeResponses {
+            platform: info.platform,
+            version: snapshot.base.version,
+            first,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// What a dry run of an apply would do, in words.
+fn dry_run_plan(version: &str, total: u64, has_os: bool, restart: bool) -> (ApplyAction, String) {
+    let message = if has_os {
+        format!(
+            "would stage {version} ({total} bytes); it needs a restart{}",
+            if restart { ", which would follow" } else { "" }
+        )
+    } else {
+        format!(
+            "would activate {version} at once (App content only; Safari uses it once relaunched)"
+        )
+    };
+    let action = match (has_os, restart) {
+        (false, _) => ApplyAction::Activated,
+        (true, true) => ApplyAction::StagedAndRestarted,
+        (true, false) => ApplyAction::Staged,
+    };
+    (action, message)
+}
+
+/// The records of an install that is done, each best effort: what it carried (for `status
+/// --require` once its generation is gone), why the device installed it, and where it came from.
+fn record_installed(
+    tx: &mut Tx<'_>,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+    version: &str,
+    build: &str,
+) {
+    let device = tx.device();
+    let root = device.root();
+    // What it carried, for `status --require` once its generation is gone (best effort).
+    let carried: Vec<Cryptex> = bundle.manifest.cryptexes.0.keys().copied().collect();
+    let _ = crate::history::note_carried(root, bundle.manifest.response_version(), &carried);
+    // Why the device installed it (`softwareupdate.install-reason` while it is pending). The
+    // install is done: failing to record why must not report it as failed.
+    if let Err(e) = records::write_json(
+        root,
+        INSTALL_REASON_RECORD,
+        &InstallReason {
+            reason: opts.trigger.name().to_owned(),
+            declaration_id: opts.enforced_by.clone(),
+            target: Some(version.to_owned()),
+            build: Some(build.to_owned()),
+            wanted: false,
+        },
+    ) {
+        tx.warn(format!(
+            "{} succeeded, but recording why it installed {version} failed ({e}); `bsi report` shows its install reason as command-line",
+            tx.op()
+        ));
+    }
+    // Only hints read the origins record: failing to write it must not fail the apply.
+    let _ = origins::record(root, device.layout(), bundle);
+}
+
 /// Applies a bundle that is already open and whose signature the caller checked against the
 /// device's trusted keys (`auto` passes the bundle it scanned and checked: the path is never
 /// opened twice). `opts.bundle` is not used.
@@ -294,25 +410,9 @@ pub(crate) fn apply_verified(
     let device = tx.device();
     let root = device.root();
     bundle.check_structure()?;
-    let m = &bundle.manifest;
     let info = device.info();
-    if !info.platform.takes_bundles_for(m.product) {
-        return Err(NotApplicable::OtherPlatform {
-            product: m.product,
-            platform: info.platform,
-        }
-        .into());
-    }
     let snapshot = device.snapshot()?;
-    let first = info.platform.first_with_responses();
-    if snapshot.base.version < first {
-        return Err(NotApplicable::BeforeResponses {
-            platform: info.platform,
-            version: snapshot.base.version,
-            first,
-        }
-        .into());
-    }
+    check_platform(&bundle, device, &snapshot)?;
     let version = bundle.manifest.response_version().to_string();
     let build = bundle.manifest.build.to_string();
     let outcome = |action, restart_required, message: String| ApplyOutcome {
@@ -324,21 +424,7 @@ pub(crate) fn apply_verified(
         cancelled: None,
         message,
     };
-    // An App-only response is active at once over the active state: whatever was staged is
-    // dropped, and the outcome says so.
-    let cancels = |mut o: ApplyOutcome| {
-        if o.action == ApplyAction::Activated
-            && let Some(what) = staged_words(&snapshot)
-        {
-            o.message = format!(
-                "{}; {what} {} cancelled (the App-only response replaced the active state)",
-                o.message,
-                if opts.dry_run { "would be" } else { "is" }
-            );
-            o.cancelled = Some(what);
-        }
-        o
-    };
+    let cancels = |o: ApplyOutcome| cancelling(o, &snapshot, opts.dry_run);
     if let BaseFit::Included(message) = check_base(&bundle, &snapshot)? {
         return Ok(outcome(
             ApplyAction::AlreadyIncluded,
@@ -359,25 +445,7 @@ pub(crate) fn apply_verified(
     let has_os = bundle.manifest.has_os();
     let total = bundle.manifest.cryptexes.total_size();
     if opts.dry_run {
-        let message = if has_os {
-            format!(
-                "would stage {version} ({total} bytes); it needs a restart{}",
-                if opts.restart {
-                    ", which would follow"
-                } else {
-                    ""
-                }
-            )
-        } else {
-            format!(
-                "would activate {version} at once (App content only; Safari uses it once relaunched)"
-            )
-        };
-        let action = match (has_os, opts.restart) {
-            (false, _) => ApplyAction::Activated,
-            (true, true) => ApplyAction::StagedAndRestarted,
-            (true, false) => ApplyAction::Staged,
-        };
+        let (action, message) = dry_run_plan(&version, total, has_os, opts.restart);
         return Ok(cancels(outcome(action, has_os && !opts.restart, message)));
     }
     check_space(device, &bundle)?;
@@ -399,20 +467,8 @@ pub(crate) fn apply_verified(
         };
         tx.phase("switching");
         crate::faults::pause_point!("apply.switching");
+        switch_to(device, &name, has_os)?;
         let layout = device.layout();
-        let switch = if has_os {
-            layout.proposed()
-        } else {
-            layout.current()
-        };
-        root.swap_symlink(&switch, name.link_target())
-            .ctx("switching", root.show(&switch))?;
-        root.remove_durable(SAFARI_RECORD)
-            .ctx("removing", root.show(SAFARI_RECORD))?;
-        if !has_os {
-            root.remove_durable(layout.proposed())
-                .ctx("removing", root.show(layout.proposed()))?;
-        }
         let result = if has_os && opts.restart {
             if let Err(e) = restart::activate(device) {
                 // `apply --restart` is one operation: if the restart fails, so does the apply.
@@ -444,29 +500,7 @@ pub(crate) fn apply_verified(
                 ),
             ))
         };
-        // What it carried, for `status --require` once its generation is gone (best effort).
-        let carried: Vec<Cryptex> = bundle.manifest.cryptexes.0.keys().copied().collect();
-        let _ = crate::history::note_carried(root, bundle.manifest.response_version(), &carried);
-        // Why the device installed it (`softwareupdate.install-reason` while it is pending). The
-        // install is done: failing to record why must not report it as failed.
-        if let Err(e) = records::write_json(
-            root,
-            INSTALL_REASON_RECORD,
-            &InstallReason {
-                reason: opts.trigger.name().to_owned(),
-                declaration_id: opts.enforced_by.clone(),
-                target: Some(version.clone()),
-                build: Some(build.clone()),
-                wanted: false,
-            },
-        ) {
-            tx.warn(format!(
-                "{} succeeded, but recording why it installed {version} failed ({e}); `bsi report` shows its install reason as command-line",
-                tx.op()
-            ));
-        }
-        // Only hints read the origins record: failing to write it must not fail the apply.
-        let _ = origins::record(root, device.layout(), &bundle);
+        record_installed(tx, &bundle, opts, &version, &build);
         tx.clean_up(&snapshot.base.build);
         Ok(result)
     }

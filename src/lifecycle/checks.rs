@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::manifest::Manifest;
 use crate::device::layout;
 use crate::device::records::{self, Failure, Included, InstallReason, SafariRecord};
-use crate::device::{Device, GenName, Kind, Open, Power, Settings, SystemVersion, origins};
+use crate::device::{Device, GenName, Kind, Open, Power, Root, Settings, SystemVersion, origins};
 use crate::error::IoContext;
 use crate::history::{self, LastOperation};
 use crate::{Error, Result};
@@ -271,6 +271,14 @@ fn record_findings(device: &Device) -> Vec<Finding> {
         layout::LOCK,
         Fix::Remove(layout::LOCK.into()),
     ));
+    out.extend(stored_findings(device));
+    out
+}
+
+/// Every trusted key and stored declaration that does not read, each removed as its fix.
+fn stored_findings(device: &Device) -> Vec<Finding> {
+    let root = device.root();
+    let mut out = Vec::new();
     for (dir, ext) in [(layout::TRUST, "pub"), (layout::DECLARATIONS, "json")] {
         let Ok(Some(handle)) = root.open_dir_strict(dir) else {
             continue;
@@ -613,26 +621,29 @@ fn response_findings(
     out
 }
 
+/// Removes whatever is at `rel` (a tree, a file, a link), if anything.
+fn clear(root: &Root, rel: &Path) -> Result<()> {
+    match root
+        .kind(rel)
+        .map_err(|e| root.failure("reading", rel, e))?
+    {
+        Some(Kind::Dir) => root
+            .remove_tree_if_exists(rel)
+            .ctx("removing", root.show(rel))
+            .map(drop),
+        Some(_) => root
+            .remove_durable(rel)
+            .ctx("removing", root.show(rel))
+            .map(drop),
+        None => Ok(()),
+    }
+}
+
 /// Applies `fix` (under the device lock); returns what was done, or `None` for a fix that
 /// `repair` cannot make itself ([`Fix::Bundle`], [`Fix::Reinit`]).
 pub(crate) fn apply(device: &Device, fix: &Fix) -> Result<Option<String>> {
     let root = device.root();
-    let clear = |rel: &Path| -> Result<()> {
-        match root
-            .kind(rel)
-            .map_err(|e| root.failure("reading", rel, e))?
-        {
-            Some(Kind::Dir) => root
-                .remove_tree_if_exists(rel)
-                .ctx("removing", root.show(rel))
-                .map(drop),
-            Some(_) => root
-                .remove_durable(rel)
-                .ctx("removing", root.show(rel))
-                .map(drop),
-            None => Ok(()),
-        }
-    };
+    let clear = |rel: &Path| clear(root, rel);
     let done = match fix {
         Fix::Directory(rel) => {
             let was = root.kind(rel).ok().flatten();

@@ -182,14 +182,8 @@ fn lock_root(path: &Path, wait: Duration) -> Result<std::fs::File> {
     }
 }
 
-/// Makes a device at `path`.
-pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcome> {
-    // Parse the keys first, so that a bad key refuses before anything is written.
-    let keys = opts
-        .trust
-        .iter()
-        .map(|p| trust::read_public_key(p))
-        .collect::<Result<Vec<_>>>()?;
+/// Refuses a `--root` that can never hold a device: not a directory, or read-only.
+fn check_root(path: &Path) -> Result<()> {
     // `--root` names a directory: a file, a device or a FIFO there can never hold a device.
     if let Ok(meta) = std::fs::metadata(path)
         && !meta.is_dir()
@@ -208,6 +202,53 @@ pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<Ini
             root: path.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// The new device's history entry and records: the device record last, which makes it a device.
+fn record_device(
+    root: &Root,
+    opts: &InitOptions,
+    clock: &Clock,
+    replaced: bool,
+    info: &DeviceInfo,
+) -> Result<()> {
+    let entry = Entry::new(clock, "init")
+        .after(format!("{} ({})", opts.version, opts.build))
+        .detail(format!(
+            "{} {} ({}){}",
+            opts.platform,
+            opts.version,
+            opts.build,
+            if replaced {
+                ", replacing the previous device"
+            } else {
+                ""
+            }
+        ));
+    history::append(root, &entry)?;
+    // A second copy of the identity a server knows the device by, for `repair` to rebuild a
+    // lost device record with.
+    records::write_json(
+        root,
+        layout::ENROLLMENT_RECORD,
+        &records::Enrollment {
+            enrollment_id: enrollment_id_of(info),
+        },
+    )?;
+    records::write_json(root, layout::DEVICE_RECORD, info)?;
+    Ok(())
+}
+
+/// Makes a device at `path`.
+pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<InitOutcome> {
+    // Parse the keys first, so that a bad key refuses before anything is written.
+    let keys = opts
+        .trust
+        .iter()
+        .map(|p| trust::read_public_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    check_root(path)?;
     if !path.exists() && !opts.dry_run {
         std::fs::create_dir_all(path).ctx("creating", path)?;
     }
@@ -286,30 +327,7 @@ pub(crate) fn init(path: &Path, opts: &InitOptions, clock: &Clock) -> Result<Ini
         enrollment_id: Some(enrollment_id),
         created: clock.stamp(),
     };
-    let entry = Entry::new(clock, "init")
-        .after(format!("{} ({})", opts.version, opts.build))
-        .detail(format!(
-            "{} {} ({}){}",
-            opts.platform,
-            opts.version,
-            opts.build,
-            if replaced {
-                ", replacing the previous device"
-            } else {
-                ""
-            }
-        ));
-    history::append(&root, &entry)?;
-    // A second copy of the identity a server knows the device by, for `repair` to rebuild a
-    // lost device record with.
-    records::write_json(
-        &root,
-        layout::ENROLLMENT_RECORD,
-        &records::Enrollment {
-            enrollment_id: enrollment_id_of(&info),
-        },
-    )?;
-    records::write_json(&root, layout::DEVICE_RECORD, &info)?;
+    record_device(&root, opts, clock, replaced, &info)?;
     Ok(outcome)
 }
 

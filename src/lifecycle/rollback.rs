@@ -5,7 +5,7 @@
 use super::journal::Tx;
 use crate::Result;
 use crate::device::layout::SAFARI_RECORD;
-use crate::device::{GenName, Staged};
+use crate::device::{GenName, Snapshot, Staged};
 use crate::error::IoContext;
 
 use super::restart;
@@ -101,49 +101,7 @@ pub(crate) fn rollback(
             ))
         }
         (None, Some(a)) => {
-            let v = a.version.to_string();
-            if dry_run {
-                let when = if restart_now {
-                    "now"
-                } else {
-                    "at the next restart"
-                };
-                return Ok(outcome(
-                    RollbackAction::RemovalStaged,
-                    v.clone(),
-                    !restart_now,
-                    format!("would remove {v} {when}"),
-                ));
-            }
-            tx.begin()?;
-            let base = GenName::Base(snapshot.base.build.clone());
-            root.swap_symlink(layout.proposed(), base.link_target())
-                .ctx("switching", root.show(layout.proposed()))?;
-            root.remove_durable(SAFARI_RECORD)
-                .ctx("removing", root.show(SAFARI_RECORD))?;
-            if restart_now {
-                if let Err(e) = restart::activate(device) {
-                    // `rollback --restart` is one operation: undo the staged removal too.
-                    let _ = root.remove_durable(layout.proposed());
-                    return Err(e);
-                }
-                tx.clean_up(&snapshot.base.build);
-            }
-            Ok(if restart_now {
-                outcome(
-                    RollbackAction::Removed,
-                    v.clone(),
-                    false,
-                    format!("removed {v}; the device runs {}", snapshot.base.version),
-                )
-            } else {
-                outcome(
-                    RollbackAction::RemovalStaged,
-                    v.clone(),
-                    true,
-                    format!("{v} will be removed at the next restart (`bsi restart`)"),
-                )
-            })
+            remove_active(tx, &snapshot, &a.version.to_string(), restart_now, dry_run)
         }
         (_, None) => Ok(outcome(
             RollbackAction::NothingToRemove,
@@ -155,6 +113,68 @@ pub(crate) fn rollback(
             ),
         )),
     }
+}
+
+/// Stages the removal of the active response `v`, and restarts into the base when asked.
+fn remove_active(
+    tx: &mut Tx<'_>,
+    snapshot: &Snapshot,
+    v: &str,
+    restart_now: bool,
+    dry_run: bool,
+) -> Result<RollbackOutcome> {
+    let device = tx.device();
+    let root = device.root();
+    let layout = device.layout();
+    let outcome = |action, version: String, restart_required, message| RollbackOutcome {
+        action,
+        version,
+        restart_required,
+        dry_run,
+        message,
+    };
+    if dry_run {
+        let when = if restart_now {
+            "now"
+        } else {
+            "at the next restart"
+        };
+        return Ok(outcome(
+            RollbackAction::RemovalStaged,
+            v.to_owned(),
+            !restart_now,
+            format!("would remove {v} {when}"),
+        ));
+    }
+    tx.begin()?;
+    let base = GenName::Base(snapshot.base.build.clone());
+    root.swap_symlink(layout.proposed(), base.link_target())
+        .ctx("switching", root.show(layout.proposed()))?;
+    root.remove_durable(SAFARI_RECORD)
+        .ctx("removing", root.show(SAFARI_RECORD))?;
+    if restart_now {
+        if let Err(e) = restart::activate(device) {
+            // `rollback --restart` is one operation: undo the staged removal too.
+            let _ = root.remove_durable(layout.proposed());
+            return Err(e);
+        }
+        tx.clean_up(&snapshot.base.build);
+    }
+    Ok(if restart_now {
+        outcome(
+            RollbackAction::Removed,
+            v.to_owned(),
+            false,
+            format!("removed {v}; the device runs {}", snapshot.base.version),
+        )
+    } else {
+        outcome(
+            RollbackAction::RemovalStaged,
+            v.to_owned(),
+            true,
+            format!("{v} will be removed at the next restart (`bsi restart`)"),
+        )
+    })
 }
 
 impl Human for RollbackOutcome {

@@ -14,7 +14,7 @@ use crate::device::{Device, GenName, Snapshot, SystemVersion, records};
 use crate::error::IoContext;
 use crate::history;
 use crate::refusal::NotApplicable;
-use crate::version::{BaseMove, Build, OsVersion, ResponseVersion, UpdateKind};
+use crate::version::{Base, BaseMove, Build, OsVersion, ResponseVersion, UpdateKind};
 
 use super::journal::{BaseChange, Tx};
 use crate::human::{Human, Text};
@@ -68,6 +68,54 @@ pub(crate) fn inclusion_sentence(to: &OsVersion, included: &[String]) -> String 
     }
 }
 
+/// Refuses (exit 5) a move the command does not make: a downgrade, the same version with
+/// another build, or a minor update asked of `upgrade` (and the reverse).
+fn check_move(kind: BaseMove, from: &Base, version: OsVersion, build: &Build) -> Result<()> {
+    let relation = version.update_kind_from(&from.version);
+    let refusal = match (kind, relation) {
+        (BaseMove::Minor, UpdateKind::MinorUpdate)
+        | (BaseMove::Major, UpdateKind::MajorUpgrade) => None,
+        (_, UpdateKind::Downgrade) => Some(NotApplicable::Downgrade {
+            change: kind,
+            to: version,
+            from: from.version,
+        }),
+        (_, UpdateKind::Same) => Some(NotApplicable::SameVersionOtherBuild {
+            version,
+            installed: from.build.clone(),
+            build: build.clone(),
+        }),
+        (_, UpdateKind::MajorUpgrade | UpdateKind::MinorUpdate) => {
+            Some(NotApplicable::WrongCommand {
+                change: kind,
+                from: from.version,
+                to: version,
+                build: build.clone(),
+            })
+        }
+    };
+    refusal.map_or(Ok(()), |r| Err(r.into()))
+}
+
+/// What the new base replaces: a staged change never happens, an active response stops being
+/// active (a minor update includes it; a major upgrade does not).
+fn discarded_words(snapshot: &Snapshot, kind: BaseMove, from: &Base) -> Vec<String> {
+    let mut discarded: Vec<String> = super::apply::staged_words(snapshot)
+        .into_iter()
+        .map(|w| format!("{w} (discarded: it was for {})", from.version))
+        .collect();
+    if let Some(a) = &snapshot.active {
+        discarded.push(match kind {
+            BaseMove::Minor => format!("the active {} (the new base includes it)", a.version),
+            BaseMove::Major => format!(
+                "the active {} (a major upgrade does not include it; its line ends here)",
+                a.version
+            ),
+        });
+    }
+    discarded
+}
+
 /// Updates or upgrades the base.
 ///
 /// `published` are responses a catalog lists for the current base (`update --catalog`): a minor
@@ -95,32 +143,7 @@ pub(crate) fn update(
             message: format!("the device already runs {version} ({build})"),
         });
     }
-    let relation = version.update_kind_from(&from.version);
-    let refusal = match (kind, relation) {
-        (BaseMove::Minor, UpdateKind::MinorUpdate)
-        | (BaseMove::Major, UpdateKind::MajorUpgrade) => None,
-        (_, UpdateKind::Downgrade) => Some(NotApplicable::Downgrade {
-            change: kind,
-            to: version,
-            from: from.version,
-        }),
-        (_, UpdateKind::Same) => Some(NotApplicable::SameVersionOtherBuild {
-            version,
-            installed: from.build.clone(),
-            build: build.clone(),
-        }),
-        (_, UpdateKind::MajorUpgrade | UpdateKind::MinorUpdate) => {
-            Some(NotApplicable::WrongCommand {
-                change: kind,
-                from: from.version,
-                to: version,
-                build: build.clone(),
-            })
-        }
-    };
-    if let Some(refusal) = refusal {
-        return Err(refusal.into());
-    }
+    check_move(kind, &from, version, build)?;
     // The build must be a base build that can follow the current one (DESIGN section 1): a
     // reused or older build would leave a base whose content does not match its version.
     Build::parse_base(build.as_str())?;
@@ -146,21 +169,7 @@ pub(crate) fn update(
             from.version
         ),
     };
-    // Say what the new base replaces: a staged change never happens, an active response stops
-    // being active (a minor update includes it; a major upgrade does not).
-    let mut discarded: Vec<String> = super::apply::staged_words(&snapshot)
-        .into_iter()
-        .map(|w| format!("{w} (discarded: it was for {})", from.version))
-        .collect();
-    if let Some(a) = &snapshot.active {
-        discarded.push(match kind {
-            BaseMove::Minor => format!("the active {} (the new base includes it)", a.version),
-            BaseMove::Major => format!(
-                "the active {} (a major upgrade does not include it; its line ends here)",
-                a.version
-            ),
-        });
-    }
+    let discarded = discarded_words(&snapshot, kind, &from);
     let message = if discarded.is_empty() {
         message
     } else {

@@ -24,6 +24,7 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 use super::checks::{self, Damage};
+use super::journal::BaseChange;
 use super::read_ahead::{ReadAhead, SeenTree};
 use super::tree::{Entry, open_listed, walk_tree};
 use crate::human::{Human, Text};
@@ -248,24 +249,7 @@ pub(crate) fn verify(
     progress: &dyn Progress,
 ) -> Result<(VerifyOutcome, Option<Error>)> {
     let root = device.root();
-    // A changer at work holds the lock and keeps its journal; only one cut short is pending.
-    let journal = match device.operation() {
-        None => super::journal::read(device)?,
-        Some(_) => None,
-    };
-    let committed = journal.as_ref().and_then(|j| j.commit.clone());
-    let recovery_pending = journal.map(|j| {
-        format!(
-            "an interrupted {} (pid {}) is waiting to be recovered by the next changing command or `bsi repair`: {}",
-            j.op,
-            j.pid,
-            if j.commit.is_some() {
-                "it will complete the committed update; the new base's content is checked"
-            } else {
-                "it will remove what the operation left; the committed state is checked"
-            }
-        )
-    });
+    let (committed, recovery_pending) = pending_recovery(device)?;
     let mut found: Vec<Problem> = checks::findings(device, committed.is_some())
         .into_iter()
         .map(|f| Problem {
@@ -276,90 +260,14 @@ pub(crate) fn verify(
     // The manifest is read on this thread while another reads the active trees ahead.
     let ahead = ReadAhead::start(root.dir(), active_trees(device));
     let mut manifests = Manifests::default();
-    // What is checked: the committed state (after an update cut short past its commit, the new
-    // base, which recovery only has to switch to).
-    let state = match &committed {
-        Some(c) => c.version.parse().ok().zip(c.build.parse().ok()).map(
-            |(version, build): (crate::version::OsVersion, crate::version::Build)| {
-                (
-                    GenName::Base(build.clone()),
-                    crate::version::Base { version, build },
-                )
-            },
-        ),
-        None => device.current().ok().zip(device.base().ok()),
-    };
-    let version = match (&committed, device.snapshot()) {
-        (Some(c), _) => c.version.clone(),
-        (None, Ok(s)) => s.version_label(),
-        (None, Err(_)) => state
-            .as_ref()
-            .map(|(_, b)| b.version.to_string())
-            .unwrap_or_default(),
-    };
-    let mut listings = match &state {
+    let (state, version) = checked_state(device, committed.as_ref());
+    let listings = match &state {
         Some((current, base)) => active_listings(device, current, base, &mut manifests, &mut found),
         None => Listings::new(),
     };
-    // I1: each System/Cryptexes link resolves, inside the root, to the supplying tree.
-    for (cryptex, (supplier, _)) in &listings {
-        let link = Layout::system_link(*cryptex);
-        let expected = device.generation_path(supplier).join(cryptex.as_str());
-        match (
-            root.dir().canonicalize(&link),
-            root.dir().canonicalize(&expected),
-        ) {
-            (Ok(actual), Ok(want)) if actual == want => {}
-            (Ok(actual), Ok(want)) => found.push(Problem {
-                damage: Damage::Structure,
-                message: format!(
-                    "{} resolves to {}, not {}",
-                    link.display(),
-                    actual.display(),
-                    want.display()
-                ),
-            }),
-            (Err(e), _) => found.push(Problem {
-                damage: Damage::Structure,
-                message: format!("{} does not resolve inside the device: {e}", link.display()),
-            }),
-            (_, Err(e)) => found.push(Problem {
-                damage: Damage::of(supplier),
-                message: format!("{} is missing: {e}", expected.display()),
-            }),
-        }
-    }
-    // The trees to hash: the active ones, and the base generation's, which a removal returns
-    // to (bsi keeps it whatever is active).
+    check_links(device, &listings, &mut found);
     let active: Vec<Cryptex> = listings.keys().copied().collect();
-    let mut trees: Vec<(Cryptex, GenName, Vec<FileEntry>)> = std::mem::take(&mut listings)
-        .into_iter()
-        .map(|(c, (g, files))| (c, g, files))
-        .collect();
-    if let Some((_, base)) = &state {
-        let base_gen = GenName::Base(base.build.clone());
-        if root
-            .exists_nofollow(device.generation_path(&base_gen))
-            .unwrap_or(false)
-        {
-            for cryptex in Cryptex::ALL {
-                if trees
-                    .iter()
-                    .any(|(c, g, _)| *c == cryptex && *g == base_gen)
-                {
-                    continue;
-                }
-                match manifests.take_listing(device, &base_gen, cryptex) {
-                    Ok(files) => trees.push((cryptex, base_gen.clone(), files)),
-                    Err(Some(message)) => found.push(Problem {
-                        damage: Damage::Base,
-                        message,
-                    }),
-                    Err(None) => {}
-                }
-            }
-        }
-    }
+    let trees = trees_to_hash(device, listings, state.as_ref(), &mut manifests, &mut found);
     crate::faults::pause_point!("verify.read_ahead");
     let mut seen = ahead.finish();
     let mut seen_in: Vec<Option<SeenTree>> = Vec::new();
@@ -377,39 +285,11 @@ pub(crate) fn verify(
         } else {
             ""
         };
-        let prefix = format!("{base}{cryptex}/");
-        let label = |message: &str| format!("{base}{message}");
         let dir_rel = device.generation_path(supplier).join(cryptex.as_str());
-        let mut odd = Vec::new();
-        let mut extras = Vec::new();
-        let dir = match root.dir().open_dir(&dir_rel) {
-            Ok(dir) => {
-                let listed: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-                // Every regular file the manifest does not list is an extra, every other kind
-                // of entry a problem.
-                walk_tree(&dir, &mut String::new(), &mut |rel, entry| {
-                    let path = joined(*cryptex, rel);
-                    match entry {
-                        Entry::File(..) if listed.contains(rel) => {}
-                        Entry::File(..) => {
-                            extras.push(format!("{path}: not listed in the manifest"));
-                        }
-                        Entry::Symlink => odd.push(format!("{path}: unexpected symlink")),
-                        Entry::Special => odd.push(format!("{path}: unexpected special file")),
-                        Entry::Unreadable(why) => odd.push(format!("{path}: {why}")),
-                    }
-                    true
-                });
-                Some(dir)
-            }
-            Err(e) => {
-                odd.push(format!("{}: {e}", dir_rel.display()));
-                None
-            }
-        };
-        found.extend(odd.into_iter().chain(extras).map(|message| Problem {
+        let (dir, odd) = open_tree(device, &dir_rel, *cryptex, files);
+        found.extend(odd.into_iter().map(|message| Problem {
             damage: damage.clone(),
-            message: label(&message),
+            message: format!("{base}{message}"),
         }));
         if dir.is_some() {
             let index = dirs.len();
@@ -418,7 +298,7 @@ pub(crate) fn verify(
         seen_in.push(seen.remove(&dir_rel));
         dirs.push(dir);
         damages.push(damage);
-        prefixes.push(prefix);
+        prefixes.push(format!("{base}{cryptex}/"));
     }
     let total: u64 = jobs.iter().map(|j| j.entry.size).sum();
     // Many files: two readers (each with its own hasher) share them, as staging does.
@@ -452,7 +332,26 @@ pub(crate) fn verify(
             }
         }
     }
-    // A problem both the structure checks and the content checks meet is listed once.
+    Ok(outcome(
+        device,
+        version,
+        files,
+        bytes,
+        recovery_pending,
+        found,
+    ))
+}
+
+/// The outcome of a verify from what it found, and the error (exit 8) with its fix if it found
+/// anything. A problem both the structure checks and the content checks meet is listed once.
+fn outcome(
+    device: &Device,
+    version: String,
+    files: usize,
+    bytes: u64,
+    recovery_pending: Option<String>,
+    mut found: Vec<Problem>,
+) -> (VerifyOutcome, Option<Error>) {
     let mut seen = HashSet::new();
     found.retain(|p| seen.insert(p.message.clone()));
     let fix = fix_for(device, &found);
@@ -469,7 +368,172 @@ pub(crate) fn verify(
         count: outcome.problems.len(),
         fix,
     });
-    Ok((outcome, error))
+    (outcome, error)
+}
+
+/// An operation cut short, waiting for recovery: the base change it committed, if any, and what
+/// recovery will do, in words. (A changer at work holds the lock and keeps its journal; only
+/// one cut short is pending.)
+fn pending_recovery(device: &Device) -> Result<(Option<BaseChange>, Option<String>)> {
+    let journal = match device.operation() {
+        None => super::journal::read(device)?,
+        Some(_) => None,
+    };
+    let committed = journal.as_ref().and_then(|j| j.commit.clone());
+    let note = journal.map(|j| {
+        format!(
+            "an interrupted {} (pid {}) is waiting to be recovered by the next changing command or `bsi repair`: {}",
+            j.op,
+            j.pid,
+            if j.commit.is_some() {
+                "it will complete the committed update; the new base's content is checked"
+            } else {
+                "it will remove what the operation left; the committed state is checked"
+            }
+        )
+    });
+    Ok((committed, note))
+}
+
+/// What is checked: the committed state (after an update cut short past its commit, the new
+/// base, which recovery only has to switch to), as its current generation and base, and its
+/// version in words.
+fn checked_state(
+    device: &Device,
+    committed: Option<&BaseChange>,
+) -> (Option<(GenName, crate::version::Base)>, String) {
+    let state = match committed {
+        Some(c) => c.version.parse().ok().zip(c.build.parse().ok()).map(
+            |(version, build): (crate::version::OsVersion, crate::version::Build)| {
+                (
+                    GenName::Base(build.clone()),
+                    crate::version::Base { version, build },
+                )
+            },
+        ),
+        None => device.current().ok().zip(device.base().ok()),
+    };
+    let version = match (committed, device.snapshot()) {
+        (Some(c), _) => c.version.clone(),
+        (None, Ok(s)) => s.version_label(),
+        (None, Err(_)) => state
+            .as_ref()
+            .map(|(_, b)| b.version.to_string())
+            .unwrap_or_default(),
+    };
+    (state, version)
+}
+
+/// I1: each System/Cryptexes link resolves, inside the root, to the supplying tree.
+fn check_links(device: &Device, listings: &Listings, found: &mut Vec<Problem>) {
+    let root = device.root();
+    for (cryptex, (supplier, _)) in listings {
+        let link = Layout::system_link(*cryptex);
+        let expected = device.generation_path(supplier).join(cryptex.as_str());
+        match (
+            root.dir().canonicalize(&link),
+            root.dir().canonicalize(&expected),
+        ) {
+            (Ok(actual), Ok(want)) if actual == want => {}
+            (Ok(actual), Ok(want)) => found.push(Problem {
+                damage: Damage::Structure,
+                message: format!(
+                    "{} resolves to {}, not {}",
+                    link.display(),
+                    actual.display(),
+                    want.display()
+                ),
+            }),
+            (Err(e), _) => found.push(Problem {
+                damage: Damage::Structure,
+                message: format!("{} does not resolve inside the device: {e}", link.display()),
+            }),
+            (_, Err(e)) => found.push(Problem {
+                damage: Damage::of(supplier),
+                message: format!("{} is missing: {e}", expected.display()),
+            }),
+        }
+    }
+}
+
+/// The trees to hash: the active ones, and the base generation's, which a removal returns to
+/// (bsi keeps it whatever is active).
+fn trees_to_hash(
+    device: &Device,
+    listings: Listings,
+    state: Option<&(GenName, crate::version::Base)>,
+    manifests: &mut Manifests,
+    found: &mut Vec<Problem>,
+) -> Vec<(Cryptex, GenName, Vec<FileEntry>)> {
+    let mut trees: Vec<(Cryptex, GenName, Vec<FileEntry>)> = listings
+        .into_iter()
+        .map(|(c, (g, files))| (c, g, files))
+        .collect();
+    let Some((_, base)) = state else {
+        return trees;
+    };
+    let base_gen = GenName::Base(base.build.clone());
+    if !device
+        .root()
+        .exists_nofollow(device.generation_path(&base_gen))
+        .unwrap_or(false)
+    {
+        return trees;
+    }
+    for cryptex in Cryptex::ALL {
+        if trees
+            .iter()
+            .any(|(c, g, _)| *c == cryptex && *g == base_gen)
+        {
+            continue;
+        }
+        match manifests.take_listing(device, &base_gen, cryptex) {
+            Ok(files) => trees.push((cryptex, base_gen.clone(), files)),
+            Err(Some(message)) => found.push(Problem {
+                damage: Damage::Base,
+                message,
+            }),
+            Err(None) => {}
+        }
+    }
+    trees
+}
+
+/// Opens a tree to hash and walks it: every regular file the manifest does not list is an
+/// extra, every other kind of entry a problem (listed first).
+fn open_tree(
+    device: &Device,
+    dir_rel: &Path,
+    cryptex: Cryptex,
+    files: &[FileEntry],
+) -> (Option<Dir>, Vec<String>) {
+    let mut odd = Vec::new();
+    let mut extras = Vec::new();
+    let dir = match device.root().dir().open_dir(dir_rel) {
+        Ok(dir) => {
+            let listed: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+            walk_tree(&dir, &mut String::new(), &mut |rel, entry| {
+                let path = joined(cryptex, rel);
+                match entry {
+                    Entry::File(..) if listed.contains(rel) => {}
+                    Entry::File(..) => {
+                        extras.push(format!("{path}: not listed in the manifest"));
+                    }
+                    Entry::Symlink => odd.push(format!("{path}: unexpected symlink")),
+                    Entry::Special => odd.push(format!("{path}: unexpected special file")),
+                    Entry::Unreadable(why) => odd.push(format!("{path}: {why}")),
+                }
+                true
+            });
+            Some(dir)
+        }
+        Err(e) => {
+            odd.push(format!("{}: {e}", dir_rel.display()));
+            None
+        }
+    };
+    odd.extend(extras);
+    (dir, odd)
 }
 
 /// What one reading thread of `verify` found: the indexes of the jobs it fed, in feeding

@@ -19,10 +19,10 @@ use super::channel::{Channel, Endpoints};
 use super::pki::{self, Identity};
 use super::profile::{self, IdentitySource, Profile};
 use super::scep;
-use crate::device::Device;
 pub(crate) use crate::device::enrollment::{Enrollment, IdentityNames, InstalledProfile, load};
 use crate::device::layout::{MDM_DIR, MDM_ENROLLMENT, MDM_IDENTITY, MDM_TRUST};
 use crate::device::records;
+use crate::device::{Device, Root};
 use crate::error::IoContext;
 use crate::human::{Human, Text};
 use crate::lifecycle::journal::Tx;
@@ -263,16 +263,9 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-/// Enrolls the device of `tx`.
-pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutcome> {
-    let ends_at = std::time::Instant::now() + opts.deadline;
-    let device = tx.device();
-    if let Some(e) = load(device)? {
-        return Err(Error::usage(
-            format!("the device is already enrolled in {}", clip(&e.server_url)),
-            "unenroll it first with `bsi mdm unenroll`",
-        ));
-    }
+/// The enrollment profile, and the trust anchors for the servers: the profile's own, and the
+/// `--ca` file's.
+fn read_profile(opts: &EnrollOptions) -> Result<(Profile, Vec<Vec<u8>>)> {
     let bytes = crate::input::read_named(
         &opts.profile,
         profile::MAX_PROFILE_BYTES,
@@ -283,6 +276,79 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
     if let Some(ca) = &opts.ca {
         roots.extend(crate::http::trust_file(ca)?);
     }
+    Ok((profile, roots))
+}
+
+/// Refuses a profile whose SCEP key cannot be a TLS client certificate, as it must be with
+/// `SignMessage` false.
+fn check_key_size(profile: &Profile, opts: &EnrollOptions) -> Result<()> {
+    if let (IdentitySource::Scep(scep), false, None) =
+        (&profile.identity, profile.mdm.sign_message, &opts.identity)
+        && scep.key_size < super::channel::MIN_TLS_RSA_BITS
+    {
+        return Err(bad_profile(
+            &opts.profile,
+            &format!(
+                "its SCEP Keysize is {}, but with SignMessage false the identity is a TLS client certificate, which needs {} bits or more",
+                scep.key_size,
+                super::channel::MIN_TLS_RSA_BITS
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends `TokenUpdate` with a simulated push token and magic, and returns them.
+fn token_update(channel: &Channel, topic: &str) -> Result<(Vec<u8>, String)> {
+    let token = random_bytes(32)?;
+    let magic = crate::lifecycle::init::uuid_text(random_bytes(16)?.try_into().unwrap_or([0; 16]));
+    let mut update = Dictionary::new();
+    update.insert("Topic".into(), topic.into());
+    update.insert("Token".into(), Value::Data(token.clone()));
+    update.insert("PushMagic".into(), magic.clone().into());
+    update.insert("AwaitingConfiguration".into(), false.into());
+    channel.checkin("TokenUpdate", update)?;
+    Ok((token, magic))
+}
+
+/// Keeps the identity (its key mode 0600) and the server's trust anchors.
+fn store_identity(root: &Root, identity: &Identity, roots: &[Vec<u8>]) -> Result<()> {
+    root.dir()
+        .create_dir_all(MDM_DIR)
+        .ctx("creating", root.show(MDM_DIR))?;
+    let pem = identity
+        .to_pem()
+        .map_err(|e| identity_error(&e, "writing the identity"))?;
+    root.write_atomic(MDM_IDENTITY, pem.as_bytes(), 0o600)
+        .ctx("writing", root.show(MDM_IDENTITY))?;
+    if roots.is_empty() {
+        root.remove_if_exists(MDM_TRUST)
+            .ctx("removing", root.show(MDM_TRUST))?;
+    } else {
+        let pems: String = roots
+            .iter()
+            .map(|der| {
+                der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der)
+                    .unwrap_or_default()
+            })
+            .collect();
+        root.write_atomic(MDM_TRUST, pems.as_bytes(), 0o644)
+            .ctx("writing", root.show(MDM_TRUST))?;
+    }
+    Ok(())
+}
+
+/// Enrolls the device of `tx`.
+pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutcome> {
+    let ends_at = std::time::Instant::now() + opts.deadline;
+    let device = tx.device();
+    if let Some(e) = load(device)? {
+        return Err(Error::usage(
+            format!("the device is already enrolled in {}", clip(&e.server_url)),
+            "unenroll it first with `bsi mdm unenroll`",
+        ));
+    }
+    let (profile, roots) = read_profile(opts)?;
     let udid = device.info().identity().udid;
     let mdm = &profile.mdm;
     let source = match (&opts.identity, &profile.identity) {
@@ -303,21 +369,7 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
     if opts.dry_run {
         return Ok(outcome);
     }
-    if let (IdentitySource::Scep(scep), false, None) =
-        (&profile.identity, mdm.sign_message, &opts.identity)
-        && scep.key_size < super::channel::MIN_TLS_RSA_BITS
-    {
-        {
-            return Err(bad_profile(
-                &opts.profile,
-                &format!(
-                    "its SCEP Keysize is {}, but with SignMessage false the identity is a TLS client certificate, which needs {} bits or more",
-                    scep.key_size,
-                    super::channel::MIN_TLS_RSA_BITS
-                ),
-            ));
-        }
-    }
+    check_key_size(&profile, opts)?;
     if matches!(profile.identity, IdentitySource::Scep(_)) && opts.identity.is_none() {
         // The CA issues one identity per subject: make sure the MDM server can be reached
         // before asking for it, so that a wrong URL or CA can be fixed and enrollment retried.
@@ -351,40 +403,12 @@ pub(crate) fn enroll(tx: &mut Tx<'_>, opts: &EnrollOptions) -> Result<EnrollOutc
     )?
     .by(ends_at, opts.deadline);
     channel.checkin("Authenticate", authenticate_fields(device, &mdm.topic)?)?;
-    let token = random_bytes(32)?;
-    let magic = crate::lifecycle::init::uuid_text(random_bytes(16)?.try_into().unwrap_or([0; 16]));
-    let mut update = Dictionary::new();
-    update.insert("Topic".into(), mdm.topic.clone().into());
-    update.insert("Token".into(), Value::Data(token.clone()));
-    update.insert("PushMagic".into(), magic.clone().into());
-    update.insert("AwaitingConfiguration".into(), false.into());
-    channel.checkin("TokenUpdate", update)?;
+    let (token, magic) = token_update(&channel, &mdm.topic)?;
 
     // The server has the device: keep the identity, then the trust, then the enrollment.
     tx.begin()?;
     let root = device.root();
-    root.dir()
-        .create_dir_all(MDM_DIR)
-        .ctx("creating", root.show(MDM_DIR))?;
-    let pem = identity
-        .to_pem()
-        .map_err(|e| identity_error(&e, "writing the identity"))?;
-    root.write_atomic(MDM_IDENTITY, pem.as_bytes(), 0o600)
-        .ctx("writing", root.show(MDM_IDENTITY))?;
-    if roots.is_empty() {
-        root.remove_if_exists(MDM_TRUST)
-            .ctx("removing", root.show(MDM_TRUST))?;
-    } else {
-        let pems: String = roots
-            .iter()
-            .map(|der| {
-                der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der)
-                    .unwrap_or_default()
-            })
-            .collect();
-        root.write_atomic(MDM_TRUST, pems.as_bytes(), 0o644)
-            .ctx("writing", root.show(MDM_TRUST))?;
-    }
+    store_identity(root, &identity, &roots)?;
     let names = names(&identity, source);
     let now = tx.clock().stamp();
     records::write_json(

@@ -124,19 +124,49 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// A failure to make the request that no input causes: a bug in bsi.
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::identity(
+        format!("making the certificate request: {e}"),
+        "report this as a bug in bsi",
+    )
+}
+
 fn printable(text: &str) -> Result<der::Any> {
-    let value = PrintableStringRef::new(text).map_err(|e| {
-        Error::identity(
-            format!("making the certificate request: {e}"),
-            "report this as a bug in bsi",
+    let value = PrintableStringRef::new(text).map_err(internal)?;
+    pki::any(&value).map_err(internal)
+}
+
+/// The `PKCSReq` message: the enveloped request signed with a temporary self-signed
+/// certificate for `key`, with its message type, transaction ID and a new nonce. Returns the
+/// message, the nonce and the signer (which holds the key the issued certificate is for).
+fn pki_request(
+    subject: &x509_cert::name::Name,
+    key: Key,
+    envelope: Vec<u8>,
+) -> Result<(Vec<u8>, [u8; 16], Identity)> {
+    let temporary = pki::self_signed(subject, &key).map_err(internal)?;
+    let public = key.public().map_err(internal)?.to_der().map_err(internal)?;
+    let transaction = hex(&Sha256::digest(&public));
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(internal)?;
+    let attributes = vec![
+        pki::attribute(MESSAGE_TYPE, printable("19")?),
+        pki::attribute(TRANSACTION_ID, printable(&transaction)?),
+        pki::attribute(
+            SENDER_NONCE,
+            pki::any(&OctetString::new(nonce.to_vec()).map_err(internal)?).map_err(internal)?,
+        ),
+    ];
+    let signer = Identity::new(temporary, key);
+    let message = signer
+        .signed_data(
+            &pki::data_content(envelope).map_err(internal)?,
+            None,
+            attributes,
         )
-    })?;
-    pki::any(&value).map_err(|e| {
-        Error::identity(
-            format!("making the certificate request: {}", e.0),
-            "report this as a bug in bsi",
-        )
-    })
+        .map_err(internal)?;
+    Ok((message, nonce, signer))
 }
 
 /// Gets an identity from the CA.
@@ -174,24 +204,13 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
     }
     let to = recipient(&certs);
 
-    let key = Key::generate_rsa(p.key_size).map_err(|e| {
-        Error::identity(
-            format!("making the certificate request: {}", e.0),
-            "report this as a bug in bsi",
-        )
-    })?;
+    let key = Key::generate_rsa(p.key_size).map_err(internal)?;
     let subject = pki::parse_name(&req.subject).map_err(|e| {
         Error::usage(
             format!("the profile's SCEP Subject does not read: {e}"),
             "fix the profile's Subject (an array of [type, value] pairs)",
         )
     })?;
-    let internal = |e: pki::PkiError| {
-        Error::identity(
-            format!("making the certificate request: {}", e.0),
-            "report this as a bug in bsi",
-        )
-    };
     let csr = pki::request(&subject, &key, req.challenge.as_deref()).map_err(internal)?;
     let envelope = cms::envelope(&csr, to).map_err(|e| {
         failed(
@@ -200,43 +219,7 @@ pub(crate) fn enroll(req: &Request<'_>) -> Result<Identity> {
             "the CA's certificate must hold an RSA key to encrypt the request to",
         )
     })?;
-    let temporary = pki::self_signed(&subject, &key).map_err(internal)?;
-    let public = key.public().map_err(internal)?.to_der().map_err(|e| {
-        Error::identity(
-            format!("making the certificate request: {e}"),
-            "report this as a bug in bsi",
-        )
-    })?;
-    let transaction = hex(&Sha256::digest(&public));
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).map_err(|e| {
-        Error::identity(
-            format!("making the certificate request: {e}"),
-            "report this as a bug in bsi",
-        )
-    })?;
-    let attributes = vec![
-        pki::attribute(MESSAGE_TYPE, printable("19")?),
-        pki::attribute(TRANSACTION_ID, printable(&transaction)?),
-        pki::attribute(
-            SENDER_NONCE,
-            pki::any(&OctetString::new(nonce.to_vec()).map_err(|e| {
-                Error::identity(
-                    format!("making the certificate request: {e}"),
-                    "report this as a bug in bsi",
-                )
-            })?)
-            .map_err(internal)?,
-        ),
-    ];
-    let signer = Identity::new(temporary, key);
-    let message = signer
-        .signed_data(
-            &pki::data_content(envelope).map_err(internal)?,
-            None,
-            attributes,
-        )
-        .map_err(internal)?;
+    let (message, nonce, signer) = pki_request(&subject, key, envelope)?;
     let op_at = query(None, "PKIOperation");
     let answer = if post {
         link.exchange(&Exchange {

@@ -187,6 +187,98 @@ fn failed_status(e: &crate::Error) -> &'static str {
     }
 }
 
+/// An update of `ScheduleOSUpdate` that the device cannot act on: its result says why.
+fn refused(mut r: Dictionary, code: i64, domain: &str, text: &str) -> Dictionary {
+    r.insert("InstallAction".into(), "Error".into());
+    r.insert("Status".into(), "Idle".into());
+    r.insert(
+        "ErrorChain".into(),
+        Value::Array(vec![error_item(code, domain, text)]),
+    );
+    r
+}
+
+/// One update of `ScheduleOSUpdate`, driving the lifecycle as its `InstallAction` says; its
+/// `UpdateResults` entry.
+fn schedule_one(
+    tx: &mut Tx<'_>,
+    u: &Dictionary,
+    offered: &mut Vec<Offer>,
+    progress: &dyn Progress,
+) -> Dictionary {
+    let key = u.get("ProductKey").and_then(Value::as_string).unwrap_or("");
+    let action = u
+        .get("InstallAction")
+        .and_then(Value::as_string)
+        .unwrap_or("Default");
+    let version = u.get("ProductVersion").and_then(Value::as_string);
+    let mut r = Dictionary::new();
+    r.insert("ProductKey".into(), key.into());
+    let restart = match action {
+        "Default" | "InstallASAP" | "InstallForceRestart" => true,
+        "DownloadOnly" | "NotifyOnly" | "InstallLater" => false,
+        other => {
+            let text = format!("“{}” is not an InstallAction.", clip(other));
+            return refused(r, 2, "bsi.usage", &text);
+        }
+    };
+    let at = offered.iter().position(|o| {
+        product_key(&o.version, &o.build) == key
+            || version.is_some_and(|v| v == o.version.to_string() || v == o.version.os.to_string())
+    });
+    let Some(at) = at else {
+        let text = format!(
+            "The update “{}” is not available on this device.",
+            clip(key)
+        );
+        return refused(r, 5, "bsi.not-applicable", &text);
+    };
+    let offer = offered.remove(at);
+    let shown = if action == "Default" {
+        "InstallASAP"
+    } else {
+        action
+    };
+    r.insert("InstallAction".into(), shown.into());
+    let outcome = match offer.candidate {
+        Some(c) => apply::apply_verified(
+            tx,
+            c.bundle,
+            &ApplyOptions {
+                bundle: Path::new(key).to_path_buf(),
+                restart,
+                dry_run: false,
+                enforced_by: None,
+                trigger: InstallTrigger::Mdm,
+            },
+            progress,
+        )
+        .map(|o| o.action),
+        // Already staged: an install action restarts into it.
+        None if restart => {
+            crate::lifecycle::restart::restart(tx, false).map(|_| ApplyAction::StagedAndRestarted)
+        }
+        None => Ok(ApplyAction::AlreadyStaged),
+    };
+    match outcome {
+        Ok(_) => {
+            r.insert("Status".into(), "Idle".into());
+        }
+        Err(e) => {
+            r.insert("Status".into(), failed_status(&e).into());
+            r.insert(
+                "ErrorChain".into(),
+                Value::Array(vec![error_item(
+                    i64::from(e.exit_code()),
+                    &format!("bsi.{}", e.kind().name()),
+                    &e.to_string(),
+                )]),
+            );
+        }
+    }
+    r
+}
+
 /// `ScheduleOSUpdate`: each update of `Updates`, in order.
 pub(crate) fn schedule_os_update(
     tx: &mut Tx<'_>,
@@ -206,100 +298,12 @@ pub(crate) fn schedule_os_update(
         );
     };
     let mut offered = offers(facts, from);
-    let mut results = Vec::new();
-    for u in updates.iter().filter_map(Value::as_dictionary).take(16) {
-        let key = u.get("ProductKey").and_then(Value::as_string).unwrap_or("");
-        let action = u
-            .get("InstallAction")
-            .and_then(Value::as_string)
-            .unwrap_or("Default");
-        let version = u.get("ProductVersion").and_then(Value::as_string);
-        let mut r = Dictionary::new();
-        r.insert("ProductKey".into(), key.into());
-        let restart = match action {
-            "Default" | "InstallASAP" | "InstallForceRestart" => true,
-            "DownloadOnly" | "NotifyOnly" | "InstallLater" => false,
-            other => {
-                r.insert("InstallAction".into(), "Error".into());
-                r.insert("Status".into(), "Idle".into());
-                r.insert(
-                    "ErrorChain".into(),
-                    Value::Array(vec![error_item(
-                        2,
-                        "bsi.usage",
-                        &format!("“{}” is not an InstallAction.", clip(other)),
-                    )]),
-                );
-                results.push(Value::Dictionary(r));
-                continue;
-            }
-        };
-        let at = offered.iter().position(|o| {
-            product_key(&o.version, &o.build) == key
-                || version
-                    .is_some_and(|v| v == o.version.to_string() || v == o.version.os.to_string())
-        });
-        let Some(at) = at else {
-            r.insert("InstallAction".into(), "Error".into());
-            r.insert("Status".into(), "Idle".into());
-            r.insert(
-                "ErrorChain".into(),
-                Value::Array(vec![error_item(
-                    5,
-                    "bsi.not-applicable",
-                    &format!(
-                        "The update “{}” is not available on this device.",
-                        clip(key)
-                    ),
-                )]),
-            );
-            results.push(Value::Dictionary(r));
-            continue;
-        };
-        let offer = offered.remove(at);
-        let shown = if action == "Default" {
-            "InstallASAP"
-        } else {
-            action
-        };
-        r.insert("InstallAction".into(), shown.into());
-        let outcome = match offer.candidate {
-            Some(c) => apply::apply_verified(
-                tx,
-                c.bundle,
-                &ApplyOptions {
-                    bundle: Path::new(key).to_path_buf(),
-                    restart,
-                    dry_run: false,
-                    enforced_by: None,
-                    trigger: InstallTrigger::Mdm,
-                },
-                progress,
-            )
-            .map(|o| o.action),
-            // Already staged: an install action restarts into it.
-            None if restart => crate::lifecycle::restart::restart(tx, false)
-                .map(|_| ApplyAction::StagedAndRestarted),
-            None => Ok(ApplyAction::AlreadyStaged),
-        };
-        match outcome {
-            Ok(_) => {
-                r.insert("Status".into(), "Idle".into());
-            }
-            Err(e) => {
-                r.insert("Status".into(), failed_status(&e).into());
-                r.insert(
-                    "ErrorChain".into(),
-                    Value::Array(vec![error_item(
-                        i64::from(e.exit_code()),
-                        &format!("bsi.{}", e.kind().name()),
-                        &e.to_string(),
-                    )]),
-                );
-            }
-        }
-        results.push(Value::Dictionary(r));
-    }
+    let results = updates
+        .iter()
+        .filter_map(Value::as_dictionary)
+        .take(16)
+        .map(|u| Value::Dictionary(schedule_one(tx, u, &mut offered, progress)))
+        .collect();
     let mut fields = Dictionary::new();
     fields.insert("UpdateResults".into(), Value::Array(results));
     Answer::ack(fields)

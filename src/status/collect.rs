@@ -11,9 +11,12 @@ use super::model::{
 };
 use crate::device::layout::INCLUDED_RECORD;
 use crate::device::records::Included;
-use crate::device::{Cryptex, Device, Platform, Present, Snapshot, Source, Staged, records};
+use crate::device::{
+    Cryptex, Device, DeviceInfo, Platform, Power, Present, Snapshot, Source, Staged, records,
+};
 use crate::gates::policy::{AutoSource, Policy};
 use crate::gates::power;
+use crate::lifecycle::journal::BaseChange;
 use crate::{Error, Result, history};
 
 fn sources(sources: &BTreeMap<Cryptex, Source>) -> BTreeMap<String, String> {
@@ -124,26 +127,7 @@ pub(crate) fn collect_all(device: &Device) -> Result<(Status, Snapshot, Policy)>
 
 fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
     let operation = device.operation();
-    let journal = if operation.is_none() {
-        crate::lifecycle::journal::read(device)?
-    } else {
-        None
-    };
-    let committed = journal.as_ref().and_then(|j| j.commit.clone());
-    let recovery_pending = if operation.is_none() {
-        journal.map(|j| RecoveryPending {
-            command: j.op,
-            pid: j.pid,
-            started_at: j.started,
-            will: if j.commit.is_some() {
-                RecoveryAction::Complete
-            } else {
-                RecoveryAction::Tidy
-            },
-        })
-    } else {
-        None
-    };
+    let (committed, recovery_pending) = pending_recovery(device, operation.is_some())?;
     let info = device.info();
     // A committed update cut short is the new base already: recovery only completes it. Report
     // the state its completion gives, whatever files it had switched.
@@ -156,7 +140,6 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
     device.check_links()?;
     let policy = crate::gates::policy::of_with(device, &snapshot)?;
     let power_record = device.power()?;
-    let rule = power::rule(info);
     let rollback_reason = rollback_refusal(&snapshot, &policy);
     let mut notes = Vec::new();
     let last_operation = lenient(history::last(device.root()), &mut notes)?;
@@ -171,17 +154,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
         }
         other => other?,
     };
-    if let Some((key, days, id)) = &policy.deferral {
-        notes.push(format!(
-            "{key} = {days} (declaration {id}) defers OS updates; responses ignore deferrals, but each applies only to the latest minor version, so a response for a deferred minor update waits until that update is installed"
-        ));
-    }
-    for c in policy.declarations.iter().filter(|c| !c.honored) {
-        notes.push(format!(
-            "declaration {}: {}",
-            c.state.declaration.identifier, c.note
-        ));
-    }
+    policy_notes(&policy, &mut notes);
     let status = Status {
         schema_version: SCHEMA_VERSION,
         device: DeviceStatus {
@@ -196,27 +169,7 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
             build: snapshot.base.build.to_string(),
         },
         active: snapshot.active.as_ref().map(response),
-        staged: match &snapshot.staged {
-            None => None,
-            Some(Staged::Install(p)) => Some(StagedStatus {
-                action: StagedAction::Install,
-                version: p.version.to_string(),
-                extra: p.version.extra.to_string(),
-                build: p.build.to_string(),
-                sources: sources(&p.sources),
-            }),
-            Some(Staged::Remove) => snapshot.active.as_ref().map(|a| StagedStatus {
-                action: StagedAction::Remove,
-                version: a.version.to_string(),
-                extra: a.version.extra.to_string(),
-                build: a.build.to_string(),
-                sources: snapshot
-                    .staged_sources
-                    .as_ref()
-                    .map(sources)
-                    .unwrap_or_default(),
-            }),
-        },
+        staged: staged_status(&snapshot),
         restart_required: snapshot.staged.is_some(),
         safari,
         rollback: RollbackStatus {
@@ -224,44 +177,9 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
             reason: rollback_reason,
         },
         included,
-        power: PowerStatus {
-            on_ac: power_record.on_ac,
-            battery_percent: power_record.battery_percent,
-            minimum_percent: rule.minimum,
-            ok: power::passes(info, power_record),
-            reason: rule.why.to_owned(),
-        },
-        automatic_install: AutomaticInstallStatus {
-            enabled: policy.automatic,
-            source: match policy.automatic_source {
-                AutoSource::User => AutoSourceStatus::User,
-                AutoSource::Policy { .. } => AutoSourceStatus::Policy,
-            },
-            declaration: match &policy.automatic_source {
-                AutoSource::User => None,
-                AutoSource::Policy { identifier } => Some(identifier.clone()),
-            },
-        },
-        policy: PolicyStatus {
-            supervised: info.supervised,
-            user_install_allowed: policy.install_blocked_by.is_none(),
-            rollback_allowed: policy.rollback_blocked_by.is_none(),
-            declarations: policy
-                .declarations
-                .iter()
-                .map(|c| DeclarationStatus {
-                    identifier: c.state.declaration.identifier.clone(),
-                    kind: c.state.declaration.kind.clone(),
-                    server_token: c.state.declaration.server_token.clone(),
-                    active: c.state.active,
-                    valid: c.state.valid,
-                    reasons: c.state.reasons.clone(),
-                    honored: c.honored,
-                    note: c.note.clone(),
-                    unknown_keys: c.state.declaration.unknown_keys.clone(),
-                })
-                .collect(),
-        },
+        power: power_status(info, power_record),
+        automatic_install: automatic_status(&policy),
+        policy: policy_status(info, &policy),
         last_operation: last_operation.map(|l| LastOperationStatus {
             action: l.action,
             result: l.result,
@@ -286,31 +204,161 @@ fn collect_once(device: &Device) -> Result<(Status, Snapshot, Policy)> {
         version: snapshot.version_label(),
         operation,
         recovery_pending,
-        install_failure: records::read_json_lenient::<crate::device::records::Failure>(
-            device.root(),
-            crate::device::layout::FAILURE_RECORD,
-        )
-        .filter(|f| f.count > 0)
-        .map(|f| InstallFailure {
-            count: f.count,
-            target: f.target,
-            reason: f.reason,
-            error_domain: f.error_domain,
-            error_code: f.error_code,
-            at: f.timestamp,
-        }),
-        mdm: crate::device::enrollment::load(device)?.map(|e| {
-            crate::status::model::MdmEnrollment {
-                server_url: e.server_url,
-                checkin_url: e.checkin_url,
-                topic: e.topic,
-                udid: e.udid,
-                sign_message: e.sign_message,
-                identity: e.identity,
-                enrolled_at: e.enrolled_at,
-                last_checkin: e.last_checkin,
-            }
-        }),
+        install_failure: install_failure(device),
+        mdm: mdm_status(device)?,
     };
     Ok((status, snapshot, policy))
+}
+
+/// An operation cut short, waiting for recovery (none while a changer is at work: `busy`):
+/// the base change it committed, if any, and what recovery will do.
+fn pending_recovery(
+    device: &Device,
+    busy: bool,
+) -> Result<(Option<BaseChange>, Option<RecoveryPending>)> {
+    let journal = if busy {
+        None
+    } else {
+        crate::lifecycle::journal::read(device)?
+    };
+    let committed = journal.as_ref().and_then(|j| j.commit.clone());
+    let recovery_pending = if busy {
+        None
+    } else {
+        journal.map(|j| RecoveryPending {
+            command: j.op,
+            pid: j.pid,
+            started_at: j.started,
+            will: if j.commit.is_some() {
+                RecoveryAction::Complete
+            } else {
+                RecoveryAction::Tidy
+            },
+        })
+    };
+    Ok((committed, recovery_pending))
+}
+
+/// What is staged for the next restart.
+fn staged_status(snapshot: &Snapshot) -> Option<StagedStatus> {
+    match &snapshot.staged {
+        None => None,
+        Some(Staged::Install(p)) => Some(StagedStatus {
+            action: StagedAction::Install,
+            version: p.version.to_string(),
+            extra: p.version.extra.to_string(),
+            build: p.build.to_string(),
+            sources: sources(&p.sources),
+        }),
+        Some(Staged::Remove) => snapshot.active.as_ref().map(|a| StagedStatus {
+            action: StagedAction::Remove,
+            version: a.version.to_string(),
+            extra: a.version.extra.to_string(),
+            build: a.build.to_string(),
+            sources: snapshot
+                .staged_sources
+                .as_ref()
+                .map(sources)
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// The power record and the rule the power gate applies.
+fn power_status(info: &DeviceInfo, record: Power) -> PowerStatus {
+    let rule = power::rule(info);
+    PowerStatus {
+        on_ac: record.on_ac,
+        battery_percent: record.battery_percent,
+        minimum_percent: rule.minimum,
+        ok: power::passes(info, record),
+        reason: rule.why.to_owned(),
+    }
+}
+
+/// Whether responses install automatically, and who decided.
+fn automatic_status(policy: &Policy) -> AutomaticInstallStatus {
+    AutomaticInstallStatus {
+        enabled: policy.automatic,
+        source: match policy.automatic_source {
+            AutoSource::User => AutoSourceStatus::User,
+            AutoSource::Policy { .. } => AutoSourceStatus::Policy,
+        },
+        declaration: match &policy.automatic_source {
+            AutoSource::User => None,
+            AutoSource::Policy { identifier } => Some(identifier.clone()),
+        },
+    }
+}
+
+/// The management policy in effect, and each declaration's part in it.
+fn policy_status(info: &DeviceInfo, policy: &Policy) -> PolicyStatus {
+    PolicyStatus {
+        supervised: info.supervised,
+        user_install_allowed: policy.install_blocked_by.is_none(),
+        rollback_allowed: policy.rollback_blocked_by.is_none(),
+        declarations: policy
+            .declarations
+            .iter()
+            .map(|c| DeclarationStatus {
+                identifier: c.state.declaration.identifier.clone(),
+                kind: c.state.declaration.kind.clone(),
+                server_token: c.state.declaration.server_token.clone(),
+                active: c.state.active,
+                valid: c.state.valid,
+                reasons: c.state.reasons.clone(),
+                honored: c.honored,
+                note: c.note.clone(),
+                unknown_keys: c.state.declaration.unknown_keys.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The last failed install, while it is the last word on the install.
+fn install_failure(device: &Device) -> Option<InstallFailure> {
+    records::read_json_lenient::<crate::device::records::Failure>(
+        device.root(),
+        crate::device::layout::FAILURE_RECORD,
+    )
+    .filter(|f| f.count > 0)
+    .map(|f| InstallFailure {
+        count: f.count,
+        target: f.target,
+        reason: f.reason,
+        error_domain: f.error_domain,
+        error_code: f.error_code,
+        at: f.timestamp,
+    })
+}
+
+/// The MDM enrollment, if the device is enrolled.
+fn mdm_status(device: &Device) -> Result<Option<crate::status::model::MdmEnrollment>> {
+    Ok(
+        crate::device::enrollment::load(device)?.map(|e| crate::status::model::MdmEnrollment {
+            server_url: e.server_url,
+            checkin_url: e.checkin_url,
+            topic: e.topic,
+            udid: e.udid,
+            sign_message: e.sign_message,
+            identity: e.identity,
+            enrolled_at: e.enrolled_at,
+            last_checkin: e.last_checkin,
+        }),
+    )
+}
+
+/// What the policy says that people should know: a deferral, and declarations not honored.
+fn policy_notes(policy: &Policy, notes: &mut Vec<String>) {
+    if let Some((key, days, id)) = &policy.deferral {
+        notes.push(format!(
+            "{key} = {days} (declaration {id}) defers OS updates; responses ignore deferrals, but each applies only to the latest minor version, so a response for a deferred minor update waits until that update is installed"
+        ));
+    }
+    for c in policy.declarations.iter().filter(|c| !c.honored) {
+        notes.push(format!(
+            "declaration {}: {}",
+            c.state.declaration.identifier, c.note
+        ));
+    }
 }
