@@ -484,15 +484,39 @@ mod tests {
         ),
     );
 
-    /// What the policy gate decides, by declarations and device (table-driven): who blocks
-    /// installs, who blocks removal, what automatic install is and who forces it.
+    const NO_RSR: &str = r#"{"RapidSecurityResponse": {"Enable": false}}"#;
+    const ALWAYS_OFF: &str = r#"{"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}}"#;
+
+    /// Checks what the policy gate decides for each row (table-driven): who blocks installs,
+    /// who blocks removal, what automatic install is and who forces it.
+    fn check_rows(rows: Vec<Row>) {
+        for (name, platform, os, supervised, declarations, want) in rows {
+            let facts = DeviceFacts::new(platform, os.parse().unwrap(), supervised);
+            let evaluated = state::evaluate(declarations, &facts, &|_| None);
+            let policy = Policy::evaluate(facts, Settings::default(), evaluated, None);
+            let got = (
+                policy.install_blocked_by.as_deref(),
+                policy.rollback_blocked_by.as_deref(),
+                policy.automatic,
+                policy.automatic_forced.as_ref().map(|(_, id)| id.as_str()),
+            );
+            assert_eq!(got, want, "{name}");
+            assert_eq!(check_install(&policy).is_err(), want.0.is_some(), "{name}");
+            assert_eq!(check_rollback(&policy).is_err(), want.1.is_some(), "{name}");
+            if want.3.is_some() {
+                // Switching against the forced value is refused (exit 4); along it is fine.
+                let err = check_automatic_change(&policy, !want.2).unwrap_err();
+                assert_eq!(err.exit_code(), 4, "{name}");
+                assert!(check_automatic_change(&policy, want.2).is_ok(), "{name}");
+            }
+        }
+    }
+
+    /// Manual installs: blocked only by an activated, supported `Enable = false`.
     #[test]
-    fn the_gate_follows_the_declarations_in_effect() {
-        let no_rsr = r#"{"RapidSecurityResponse": {"Enable": false}}"#;
-        let no_rollback = r#"{"RapidSecurityResponse": {"EnableRollback": false}}"#;
-        let always_off = r#"{"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOff"}}"#;
-        let always_on = r#"{"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOn"}}"#;
-        let rows: Vec<Row> = vec![
+    fn the_gate_blocks_installs_only_by_declarations_in_effect() {
+        let no_rsr = NO_RSR;
+        check_rows(vec![
             (
                 "nothing declared",
                 Platform::MacOs,
@@ -533,6 +557,17 @@ mod tests {
                 vec![settings("s", no_rsr), activation(&["s"])],
                 (None, None, true, None),
             ),
+        ]);
+    }
+
+    /// Removal and automatic install, and several declarations at once.
+    #[test]
+    fn the_gate_follows_removal_and_automatic_install_declarations() {
+        let no_rsr = NO_RSR;
+        let no_rollback = r#"{"RapidSecurityResponse": {"EnableRollback": false}}"#;
+        let always_off = ALWAYS_OFF;
+        let always_on = r#"{"AutomaticActions": {"InstallSecurityUpdate": "AlwaysOn"}}"#;
+        check_rows(vec![
             (
                 "EnableRollback = false",
                 Platform::MacOs,
@@ -581,26 +616,6 @@ mod tests {
                 ],
                 (Some("b"), None, true, None),
             ),
-        ];
-        for (name, platform, os, supervised, declarations, want) in rows {
-            let facts = DeviceFacts::new(platform, os.parse().unwrap(), supervised);
-            let evaluated = state::evaluate(declarations, &facts, &|_| None);
-            let policy = Policy::evaluate(facts, Settings::default(), evaluated, None);
-            let got = (
-                policy.install_blocked_by.as_deref(),
-                policy.rollback_blocked_by.as_deref(),
-                policy.automatic,
-                policy.automatic_forced.as_ref().map(|(_, id)| id.as_str()),
-            );
-            assert_eq!(got, want, "{name}");
-            assert_eq!(check_install(&policy).is_err(), want.0.is_some(), "{name}");
-            assert_eq!(check_rollback(&policy).is_err(), want.1.is_some(), "{name}");
-            if want.3.is_some() {
-                // Switching against the forced value is refused (exit 4); along it is fine.
-                let err = check_automatic_change(&policy, !want.2).unwrap_err();
-                assert_eq!(err.exit_code(), 4, "{name}");
-                assert!(check_automatic_change(&policy, want.2).is_ok(), "{name}");
-            }
-        }
+        ]);
     }
 }
