@@ -16,6 +16,7 @@ pub(crate) mod inspect;
 pub(crate) mod keys;
 pub(crate) mod limits;
 pub(crate) mod manifest;
+mod manifest_xml;
 pub(crate) mod pack;
 pub(crate) mod paths;
 pub(crate) mod signature;

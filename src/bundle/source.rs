@@ -361,7 +361,7 @@ impl Opened {
         }
         // Its shape first, on the bytes in memory: a manifest past a bound is refused before it
         // is copied anywhere, and the copy is then read once.
-        super::manifest::bounds(&self.manifest_bytes)?;
+        super::manifest_xml::bounds(&self.manifest_bytes)?;
         let Some(mut file) = spool.and_then(|dir| spool_copy(dir, &self.manifest_bytes)) else {
             let manifest = Manifest::parse_scanned(self.manifest_bytes.as_slice())?;
             return Ok((self.into_bundle(manifest, None), key));
@@ -419,7 +419,7 @@ impl Opened {
         };
         let key = key.clone();
         rewind(&mut copy)?;
-        super::manifest::bounds_from(std::io::BufReader::with_capacity(1 << 16, &copy))?;
+        super::manifest_xml::bounds_from(std::io::BufReader::with_capacity(1 << 16, &copy))?;
         rewind(&mut copy)?;
         let manifest = Manifest::parse_scanned(std::io::BufReader::with_capacity(1 << 16, &copy))?;
         Ok((self.into_bundle(manifest, Some(copy)), key))

@@ -7,7 +7,9 @@
 //! what to do; with `--json`, stdout carries only the requested JSON.
 
 pub(crate) mod args;
+mod bundle_args;
 mod commands;
+mod fleet_args;
 mod get;
 pub(crate) mod mdm;
 pub(crate) mod render;

@@ -1,6 +1,10 @@
-//! Argument values that clap cannot check by itself, turned into the typed values the
-//! operations take, each refusal a usage error (exit 2) with an example of a good value.
+//! Argument values: the platform and chip names clap parses, and the values clap cannot check
+//! by itself, turned into the typed values the operations take, each refusal a usage error
+//! (exit 2) with an example of a good value.
 
+use clap::ValueEnum;
+
+use crate::device::{Chip, Platform};
 use crate::version::{Build, OsVersion};
 use crate::{Error, Result};
 
@@ -38,4 +42,46 @@ pub(super) fn check_enrollment_id(id: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `--platform` on the command line: Apple's product names, any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PlatformArg {
+    /// A Mac.
+    #[value(name = "macOS")]
+    MacOs,
+    /// An iPhone.
+    #[value(name = "iOS")]
+    Ios,
+    /// An iPad.
+    #[value(name = "iPadOS")]
+    IpadOs,
+}
+
+impl From<PlatformArg> for Platform {
+    fn from(arg: PlatformArg) -> Self {
+        match arg {
+            PlatformArg::MacOs => Platform::MacOs,
+            PlatformArg::Ios => Platform::Ios,
+            PlatformArg::IpadOs => Platform::IpadOs,
+        }
+    }
+}
+
+/// `--chip` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ChipArg {
+    /// Apple silicon (every iPhone and iPad, and Macs since 2020).
+    AppleSilicon,
+    /// An Intel-based Mac.
+    Intel,
+}
+
+impl From<ChipArg> for Chip {
+    fn from(arg: ChipArg) -> Self {
+        match arg {
+            ChipArg::AppleSilicon => Chip::AppleSilicon,
+            ChipArg::Intel => Chip::Intel,
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 pub(crate) mod declaration;
 pub(crate) mod items;
+mod payload;
 pub(crate) mod predicate;
 pub(crate) mod state;
 pub(crate) mod store;

@@ -5,85 +5,19 @@
 //! refuses for is found here, so that what `verify` passes no command calls damaged, and what it
 //! finds either `repair` fixes or its message names the one command that will.
 //!
-//! Reading only: nothing here writes, except [`apply`], which `repair` calls under the lock.
+//! Reading only: nothing here writes; `fixes` applies the fixes, under the lock `repair` holds.
 
 use std::path::{Path, PathBuf};
 
+use crate::Result;
 use crate::bundle::manifest::Manifest;
 use crate::device::layout;
 use crate::device::records::{self, Failure, Included, InstallReason, SafariRecord};
-use crate::device::{Device, GenName, Kind, Open, Power, Root, Settings, SystemVersion, origins};
-use crate::error::IoContext;
+use crate::device::{Device, GenName, Kind, Open, Power, Settings, SystemVersion, origins};
 use crate::history::{self, LastOperation};
-use crate::{Error, Result};
 
-/// What a problem damages, which decides the command that fixes it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Damage {
-    /// Directories, links, records, `SystemVersion.plist` files: `bsi repair` puts them right.
-    Structure,
-    /// The base generation's content, which bsi made and can make again: `bsi repair`.
-    Base,
-    /// A response generation's content: only its bundle can restore it.
-    Response {
-        /// The response's supplemental build (the generation's name).
-        build: String,
-    },
-}
-
-impl Damage {
-    /// The damage to `generation`'s content.
-    pub(crate) fn of(generation: &GenName) -> Self {
-        match generation {
-            GenName::Base(_) => Damage::Base,
-            GenName::Response(build) => Damage::Response {
-                build: build.to_string(),
-            },
-        }
-    }
-}
-
-/// What `repair` does about a finding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Fix {
-    /// Put an empty directory where something else stands (a symlink, a file, a FIFO).
-    Directory(PathBuf),
-    /// Remove the entry (a record the device works without, a stale link, a planted lock).
-    Remove(PathBuf),
-    /// Replace the file with these bytes.
-    Write(PathBuf, Vec<u8>),
-    /// Give a hard-linked file a name of its own: copy it, then rename the copy over it.
-    Unshare(PathBuf),
-    /// Point the link at its target.
-    Link(PathBuf, PathBuf),
-    /// Make the base generation again.
-    RemakeBase,
-    /// Point `cryptex1/current` at the base generation: the active one is gone.
-    CurrentToBase,
-    /// Only the response's bundle can restore it (`bsi repair --from BUNDLE`).
-    Bundle,
-    /// Nothing on the device holds what is needed: `bsi init --force` makes the device again.
-    Reinit,
-}
-
-/// One thing wrong with the device.
-#[derive(Clone, Debug)]
-pub(crate) struct Finding {
-    /// What it damages.
-    pub damage: Damage,
-    /// What is wrong, naming the path.
-    pub message: String,
-    /// What `repair` does about it.
-    pub fix: Fix,
-}
-
-fn structure(message: String, fix: Fix) -> Finding {
-    Finding {
-        damage: Damage::Structure,
-        message,
-        fix,
-    }
-}
+use super::finding::structure;
+pub(crate) use super::finding::{Damage, Finding, Fix};
 
 /// The directories every device has (required) or may have.
 fn directories(device: &Device) -> Vec<(PathBuf, bool)> {
@@ -619,123 +553,4 @@ fn response_findings(
         }
     }
     out
-}
-
-/// Removes whatever is at `rel` (a tree, a file, a link), if anything.
-fn clear(root: &Root, rel: &Path) -> Result<()> {
-    match root
-        .kind(rel)
-        .map_err(|e| root.failure("reading", rel, e))?
-    {
-        Some(Kind::Dir) => root
-            .remove_tree_if_exists(rel)
-            .ctx("removing", root.show(rel))
-            .map(drop),
-        Some(_) => root
-            .remove_durable(rel)
-            .ctx("removing", root.show(rel))
-            .map(drop),
-        None => Ok(()),
-    }
-}
-
-/// Applies `fix` (under the device lock); returns what was done, or `None` for a fix that
-/// `repair` cannot make itself ([`Fix::Bundle`], [`Fix::Reinit`]).
-pub(crate) fn apply(device: &Device, fix: &Fix) -> Result<Option<String>> {
-    let root = device.root();
-    let clear = |rel: &Path| clear(root, rel);
-    let done = match fix {
-        Fix::Directory(rel) => {
-            let was = root.kind(rel).ok().flatten();
-            clear(rel)?;
-            root.dir()
-                .create_dir_all(rel)
-                .ctx("creating", root.show(rel))?;
-            if let Some(parent) = rel.parent() {
-                root.sync_dir(parent).ctx("syncing", root.show(parent))?;
-            }
-            format!(
-                "made {} a directory again (it was {})",
-                rel.display(),
-                was.map_or("missing", Kind::noun)
-            )
-        }
-        Fix::Remove(rel) => {
-            clear(rel)?;
-            format!("removed {}", rel.display())
-        }
-        Fix::Write(rel, bytes) => {
-            if root.kind(rel).ok().flatten() == Some(Kind::Dir) {
-                clear(rel)?;
-            }
-            root.write_atomic(rel, bytes, 0o644)
-                .ctx("writing", root.show(rel))?;
-            format!("rewrote {}", rel.display())
-        }
-        Fix::Unshare(rel) => {
-            root.copy_atomic(rel).ctx("copying", root.show(rel))?;
-            format!(
-                "gave {} a name of its own (it was hard-linked)",
-                rel.display()
-            )
-        }
-        Fix::Link(link, target) => {
-            if let Some(parent) = link.parent() {
-                root.dir()
-                    .create_dir_all(parent)
-                    .ctx("creating", root.show(parent))?;
-            }
-            if !matches!(root.kind(link).ok().flatten(), Some(Kind::Symlink) | None) {
-                clear(link)?;
-            }
-            root.swap_symlink(link, target)
-                .ctx("linking", root.show(link))?;
-            format!("pointed {} at {}", link.display(), target.display())
-        }
-        Fix::RemakeBase => {
-            let base = device.base()?;
-            let info = device.info();
-            crate::device::base_content::remake_base(
-                root,
-                device.layout(),
-                info.platform,
-                info.chip,
-                &base.version,
-                &base.build,
-            )?;
-            format!("made the base content of {base} again (it was damaged or missing)")
-        }
-        Fix::CurrentToBase => {
-            let base = device.base()?;
-            let info = device.info();
-            let name = crate::device::base_content::lay_down_base(
-                root,
-                device.layout(),
-                info.platform,
-                info.chip,
-                &base.version,
-                &base.build,
-            )?;
-            let current = device.layout().current();
-            clear(&current)?;
-            root.swap_symlink(&current, name.link_target())
-                .ctx("switching", root.show(&current))?;
-            format!(
-                "pointed cryptex1/current at {} (the active generation was gone; the device runs its base)",
-                name.dir_name()
-            )
-        }
-        Fix::Bundle | Fix::Reinit => return Ok(None),
-    };
-    Ok(Some(done))
-}
-
-/// The error for findings `repair` cannot fix itself: damage that only `init --force` undoes.
-#[must_use]
-pub(crate) fn reinit_error(device: &Device, findings: &[Finding]) -> Option<Error> {
-    let f = findings.iter().find(|f| f.fix == Fix::Reinit)?;
-    Some(Error::CannotRepair {
-        message: f.message.clone(),
-        root: device.root().path().to_path_buf(),
-    })
 }

@@ -10,11 +10,14 @@
 
 pub(crate) mod apply;
 pub(crate) mod checks;
+mod finding;
+mod fixes;
 pub(crate) mod init;
 pub(crate) mod journal;
 mod placement;
 mod read_ahead;
 pub(crate) mod recover;
+mod rehash;
 pub(crate) mod repair;
 pub(crate) mod restart;
 pub(crate) mod rollback;

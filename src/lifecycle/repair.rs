@@ -17,6 +17,7 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 use super::checks::{self, Damage, Fix};
+use super::fixes;
 use super::journal;
 use super::recover::{Recovery, recover};
 use crate::human::{Human, Text};
@@ -236,7 +237,7 @@ fn fix_structure(
             .iter()
             .filter(|f| !(keep_current && f.fix == Fix::CurrentToBase))
         {
-            if let Some(done) = checks::apply(device, &f.fix)? {
+            if let Some(done) = fixes::apply(device, &f.fix)? {
                 actions.push(format!("{done}: {}", f.message));
                 fixed = true;
             }
@@ -329,7 +330,7 @@ fn repair_content(
     actions: &mut Vec<String>,
 ) -> Result<()> {
     let remaining = checks::findings(device, false);
-    if let Some(e) = checks::reinit_error(device, &remaining) {
+    if let Some(e) = fixes::reinit_error(device, &remaining) {
         return Err(e);
     }
     let (checked, _) = super::verify::verify(device, progress)?;
@@ -341,7 +342,7 @@ fn repair_content(
         match damage {
             Damage::Structure => {}
             Damage::Base => {
-                if let Some(done) = checks::apply(device, &Fix::RemakeBase)? {
+                if let Some(done) = fixes::apply(device, &Fix::RemakeBase)? {
                     actions.push(done);
                 }
             }

@@ -10,7 +10,6 @@
 //! content), `bsi repair --from BUNDLE` for a response's content. Any problem exits 8.
 
 use std::collections::{BTreeMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cap_std::fs::Dir;
@@ -19,14 +18,15 @@ use crate::bundle::manifest::{Cryptexes, FileEntry, Manifest};
 use crate::bundle::stream;
 use crate::device::layout::{BASE_MANIFEST, GEN_MANIFEST};
 use crate::device::{Cryptex, Device, GenName, Layout, origins};
-use crate::error::{IoContext, Repair};
+use crate::error::Repair;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
 use super::checks::{self, Damage};
 use super::journal::BaseChange;
 use super::read_ahead::{ReadAhead, SeenTree};
-use super::tree::{Entry, open_listed, walk_tree};
+use super::rehash::{Job, hash_share};
+use super::tree::{Entry, walk_tree};
 use crate::human::{Human, Text};
 
 /// One problem `verify` found.
@@ -534,114 +534,6 @@ fn open_tree(
     };
     odd.extend(extras);
     (dir, odd)
-}
-
-/// What one reading thread of `verify` found: the indexes of the jobs it fed, in feeding
-/// order, and the problems it saw before hashing (with the index of the directory they belong
-/// to).
-struct Share {
-    hashed: Vec<usize>,
-    problems: Vec<(usize, String)>,
-}
-
-/// One file to hash: the index of its cryptex directory handle and its manifest entry.
-struct Job<'a> {
-    dir: usize,
-    entry: &'a FileEntry,
-}
-
-/// Feeds the jobs whose index is `part` modulo `parts`. Labels (`prefixes[dir]` + path) are
-/// built in one buffer, for messages only.
-fn hash_share(
-    dirs: &[Option<Dir>],
-    seen_in: &[Option<SeenTree>],
-    prefixes: &[String],
-    jobs: &[Job<'_>],
-    part: usize,
-    parts: usize,
-    feeder: &mut stream::Feeder<'_>,
-) -> Result<Share> {
-    let mut share = Share {
-        hashed: Vec::new(),
-        problems: Vec::new(),
-    };
-    let mut label = String::new();
-    for (index, Job { dir, entry }) in jobs.iter().enumerate().skip(part).step_by(parts) {
-        let Some(handle) = &dirs[*dir] else { continue };
-        label.clear();
-        label.push_str(&prefixes[*dir]);
-        label.push_str(&entry.path);
-        let label = label.as_str();
-        if let Some(seen) = seen_in[*dir].as_ref().and_then(|s| s.get(&entry.path)) {
-            if let Some(problem) = size_problem(label, seen.size, entry) {
-                share.problems.push((*dir, problem));
-                continue;
-            }
-            share
-                .problems
-                .extend(mode_problem(label, seen.mode, entry).map(|p| (*dir, p)));
-            feeder.digested(entry.size, seen.digest)?;
-            share.hashed.push(index);
-            continue;
-        }
-        let file = match open_listed(handle, Path::new(&entry.path)) {
-            Ok(f) => f,
-            Err(e) => {
-                share.problems.push((
-                    *dir,
-                    format!(
-                        "{label}: {}",
-                        match e.kind() {
-                            std::io::ErrorKind::NotFound => "missing".to_owned(),
-                            _ if e.raw_os_error()
-                                == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
-                                "a symlink where a file belongs".to_owned(),
-                            _ => e.to_string(),
-                        }
-                    ),
-                ));
-                continue;
-            }
-        };
-        let meta = file.metadata().ctx("reading", label)?;
-        if !meta.is_file() {
-            share
-                .problems
-                .push((*dir, format!("{label}: not a regular file")));
-            continue;
-        }
-        if let Some(problem) = size_problem(label, meta.len(), entry) {
-            share.problems.push((*dir, problem));
-            continue;
-        }
-        share.problems.extend(
-            mode_problem(label, meta.permissions().mode() & 0o777, entry).map(|p| (*dir, p)),
-        );
-        let mut reader = &file;
-        feeder.file_of_checked_size(label, entry.size, &mut reader)?;
-        share.hashed.push(index);
-    }
-    Ok(share)
-}
-
-/// A listed file's size, if it is not the manifest's (the file's other checks are then moot).
-fn size_problem(label: &str, size: u64, entry: &FileEntry) -> Option<String> {
-    (size != entry.size).then(|| {
-        format!(
-            "{label}: size {size} differs from the manifest's {}",
-            entry.size
-        )
-    })
-}
-
-/// A listed file's permission bits, if they are not the manifest's.
-fn mode_problem(label: &str, mode: u32, entry: &FileEntry) -> Option<String> {
-    (mode != entry.mode).then(|| {
-        format!(
-            "{label}: mode {mode:o} differs from the manifest's {:o}",
-            entry.mode
-        )
-    })
 }
 
 /// The trees of the active generation (each cryptex's directory in the generation that supplies
