@@ -7,6 +7,7 @@
 #![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
@@ -261,7 +262,7 @@ pub(crate) struct InitArgs {
     #[arg(long, conflicts_with = "desktop")]
     pub portable: bool,
     /// A desktop Mac: no battery, always on power.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["battery", "no_ac"])]
     pub desktop: bool,
     /// Battery charge in percent [default: 100]
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
@@ -456,19 +457,21 @@ pub(crate) struct SyncArgs {
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 10.0,
+        default_value = "10",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub timeout: f64,
+    pub timeout: Duration,
     /// Seconds the whole sync may take (every request, retry and pause), so that a slow server
     /// cannot hold the device lock for longer.
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 120.0,
+        default_value = "120",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub deadline: f64,
+    pub deadline: Duration,
     /// Fetch and say what would change; store and send nothing.
     #[arg(long)]
     pub dry_run: bool,

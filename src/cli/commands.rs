@@ -22,7 +22,7 @@ use super::args::{
 use super::render::Output;
 use super::{Ctx, Executed};
 
-use super::values::{check_enrollment_id, parse_base_build, parse_os, seconds, timeout};
+use super::values::{check_enrollment_id, parse_base_build, parse_os};
 use super::{env, shown};
 
 pub(crate) fn execute(ctx: &Ctx, command: Command) -> Result<Executed> {
@@ -132,12 +132,6 @@ fn init_command(ctx: &Ctx, a: InitArgs) -> Result<Executed> {
         return Err(Error::usage(
             format!("--desktop applies to macOS only; every {platform} device is portable"),
             "leave --desktop out",
-        ));
-    }
-    if a.desktop && (a.battery.is_some() || a.no_ac) {
-        return Err(Error::usage(
-            "a desktop Mac has no battery and is always on power",
-            "leave --battery and --no-ac out with --desktop",
         ));
     }
     let default_build = default_build(platform);
@@ -257,8 +251,8 @@ fn fleet_sync(ctx: &Ctx, a: FleetSyncArgs) -> Result<Executed> {
             catalog: None,
             dry_run: false,
         }),
-        timeout: timeout(a.timeout)?,
-        deadline: seconds("--deadline", a.deadline)?,
+        timeout: a.timeout,
+        deadline: a.deadline,
         shard: a
             .shard
             .as_deref()
@@ -424,10 +418,10 @@ fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
                         .unwrap_or_default(),
                     client: None,
                 };
-                client::Server::new(url, timeout(a.timeout)?, 1, &tls)
+                client::Server::new(url, a.timeout, 1, &tls)
             })
             .transpose()?,
-        timeout: timeout(a.timeout)?,
+        timeout: a.timeout,
         enrollment_id: a.enrollment_id.clone(),
         then_auto: a.from.clone().map(|from| auto::AutoOptions {
             from,
@@ -435,6 +429,6 @@ fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
             dry_run: a.dry_run,
         }),
         dry_run: a.dry_run,
-        deadline: seconds("--deadline", a.deadline)?,
+        deadline: a.deadline,
     })
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 
@@ -105,19 +106,21 @@ pub(crate) struct FleetSyncArgs {
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 10.0,
+        default_value = "10",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub timeout: f64,
+    pub timeout: Duration,
     /// Seconds a whole sync of one device may take (every request, retry and pause), so that a
     /// slow server cannot hold the device lock for longer.
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 120.0,
+        default_value = "120",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub deadline: f64,
+    pub deadline: Duration,
     /// Only the devices whose index is K modulo N (K from 0), for N parallel jobs.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,

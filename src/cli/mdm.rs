@@ -2,6 +2,7 @@
 //! `enroll`, `poll` and `status`: their clap types and their calls into `ops`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 
@@ -52,18 +53,20 @@ pub(crate) struct EnrollArgs {
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 30.0,
+        default_value = "30",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub timeout: f64,
+    pub timeout: Duration,
     /// Seconds the whole enrollment may take (every request, retry and pause).
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 120.0,
+        default_value = "120",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub deadline: f64,
+    pub deadline: Duration,
     /// Read the profile and say what would happen; contact nobody, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -76,10 +79,11 @@ pub(crate) struct UnenrollArgs {
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 10.0,
+        default_value = "10",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub timeout: f64,
+    pub timeout: Duration,
     /// Say what would happen; send and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -105,18 +109,20 @@ pub(crate) struct PollArgs {
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 10.0,
+        default_value = "10",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub timeout: f64,
+    pub timeout: Duration,
     /// Seconds the whole poll may take.
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 120.0,
+        default_value = "120",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub deadline: f64,
+    pub deadline: Duration,
 }
 
 /// `bsi fleet enroll`.
@@ -138,18 +144,20 @@ pub(crate) struct FleetEnrollArgs {
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 30.0,
+        default_value = "30",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub timeout: f64,
+    pub timeout: Duration,
     /// Seconds each device's whole enrollment may take.
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 120.0,
+        default_value = "120",
+        value_parser = super::values::seconds,
         allow_negative_numbers = true
     )]
-    pub deadline: f64,
+    pub deadline: Duration,
     /// Only the devices whose index is K modulo N (K from 0), for N parallel jobs.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
@@ -192,8 +200,8 @@ fn shard(text: Option<&str>) -> Result<Shard> {
 
 fn poll_options(a: &PollArgs, dry: bool) -> Result<PollOptions> {
     Ok(PollOptions {
-        timeout: super::values::timeout(a.timeout)?,
-        deadline: super::values::seconds("--deadline", a.deadline)?,
+        timeout: a.timeout,
+        deadline: a.deadline,
         max_commands: a.max_commands as usize,
         from: a.from.clone(),
         then_auto: a.then_auto.then(|| AutoOptions {
@@ -213,15 +221,15 @@ pub(crate) fn execute(ctx: &Ctx, command: MdmCommand) -> Result<Executed> {
                 profile: a.profile,
                 identity: a.identity.zip(a.key),
                 ca: a.ca,
-                timeout: super::values::timeout(a.timeout)?,
-                deadline: super::values::seconds("--deadline", a.deadline)?,
+                timeout: a.timeout,
+                deadline: a.deadline,
                 dry_run: a.dry_run,
             };
             let done = ops::mdm::enroll(&env, &opts)?;
             Ok((Output::of(super::shown(done)), None))
         }
         MdmCommand::Unenroll(a) => {
-            let done = ops::mdm::unenroll(&env, super::values::timeout(a.timeout)?, a.dry_run)?;
+            let done = ops::mdm::unenroll(&env, a.timeout, a.dry_run)?;
             Ok((Output::of(super::shown(done)), None))
         }
         MdmCommand::Poll(a) => {
@@ -239,8 +247,8 @@ pub(crate) fn fleet_enroll(ctx: &Ctx, a: FleetEnrollArgs) -> Result<Executed> {
         profile: a.profile,
         ca: a.ca,
         concurrency: a.concurrency as usize,
-        timeout: super::values::timeout(a.timeout)?,
-        deadline: super::values::seconds("--deadline", a.deadline)?,
+        timeout: a.timeout,
+        deadline: a.deadline,
         shard: shard(a.shard.as_deref())?,
     };
     let outcome = crate::fleet::mdm::enroll(&opts, &ctx.clock, ctx.progress.as_ref())?;

@@ -127,6 +127,8 @@ fn usage_hint(args: &[OsString]) -> String {
                 path.push(a.into_owned());
                 cmd = sub.clone();
             }
+            // Before the command, a word that is none is a global option's value (`--root DIR`).
+            None if path.is_empty() => {}
             None => break,
         }
     }

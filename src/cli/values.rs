@@ -2,6 +2,8 @@
 //! by itself, turned into the typed values the operations take, each refusal a usage error
 //! (exit 2) with an example of a good value.
 
+use std::time::Duration;
+
 use clap::ValueEnum;
 
 use crate::device::{Chip, Platform};
@@ -16,18 +18,16 @@ pub(super) fn parse_base_build(text: &str) -> Result<Build> {
     Ok(Build::parse_base(text)?)
 }
 
-pub(super) fn timeout(secs: f64) -> Result<std::time::Duration> {
-    seconds("--timeout", secs)
-}
-
-pub(super) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
+/// `--timeout` and `--deadline`, as clap parses them: seconds above 0 and at most an hour.
+pub(super) fn seconds(text: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "not a number of seconds (e.g. 10)".to_owned())?;
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
-        return Err(Error::usage(
-            format!("{flag} {secs} is not a number of seconds above 0 and at most 3600"),
-            format!("e.g. {flag} 10"),
-        ));
+        return Err("not a number of seconds above 0 and at most 3600 (e.g. 10)".to_owned());
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Checks an enrollment identifier given on the command line: it travels in an HTTP header.

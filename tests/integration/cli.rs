@@ -25,6 +25,33 @@ fn help_teaches_and_is_golden() {
 #[test]
 fn completions_and_man_page() {
     bsi(["completions", "bash"]).ok().stdout_has("_bsi");
+    // The bash script completes: a command from its prefix, a flag of that command.
+    let script = tempfile::NamedTempFile::new().unwrap();
+    let generated = bsi(["completions", "bash"]).ok().stdout();
+    std::fs::write(script.path(), generated).unwrap();
+    let complete = |words: &str, cword: usize| {
+        let run = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _bsi bsi \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[*]}}\"",
+            script.path().display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &run])
+            .output();
+        out.ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match complete("bsi roll", 1) {
+        Some(got) => {
+            assert_eq!(got, "rollback");
+            assert_eq!(complete("bsi apply --dry", 2).as_deref(), Some("--dry-run"));
+            let got = complete("bsi mdm ''", 2).unwrap();
+            for sub in ["enroll", "poll", "unenroll"] {
+                assert!(got.split(' ').any(|w| w == sub), "{got}");
+            }
+        }
+        None => eprintln!("completions: no bash here, so the bash script was not run"),
+    }
     bsi(["completions", "zsh"]).ok().stdout_has("#compdef bsi");
     bsi(["man"]).ok().stdout_has(".TH bsi");
     let tmp = tempfile::tempdir().unwrap();
@@ -49,6 +76,24 @@ fn usage_errors_exit_2_with_clear_messages() {
         .stdout("")
         .stderr(
             "error: the following required arguments were not provided:\n  <FILE.json>\n\nUsage: bsi policy set <FILE.json>\nhint: `bsi policy set --help` shows what it takes, with examples\n",
+        )
+        .run();
+    // Rules clap holds: a conflict, a range; the hint names the command's help even after
+    // a global option's value.
+    Cmd::new()
+        .args(["init", "--root", "/nonexistent/d", "--desktop", "--battery", "50"])
+        .exit(2)
+        .stdout("")
+        .stderr(
+            "error: the argument '--desktop' cannot be used with '--battery <PCT>'\n\nUsage: bsi init --root <DIR> --desktop\nhint: `bsi init --help` shows what it takes, with examples\n",
+        )
+        .run();
+    Cmd::new()
+        .args(["--root", "/nonexistent/d", "sync", "--timeout", "0"])
+        .exit(2)
+        .stdout("")
+        .stderr(
+            "error: invalid value '0' for '--timeout <SECS>': not a number of seconds above 0 and at most 3600 (e.g. 10)\nhint: `bsi sync --help` shows what it takes, with examples\n",
         )
         .run();
     Cmd::new()
