@@ -385,9 +385,10 @@ fn issue25_item4_a_dry_run_never_writes_even_to_recover() {
         run.ok();
         d.tree().assert_same(&before);
     }
-    d.bsi(["rollback", "--dry-run"]).ok().stderr_has(
-        "an interrupted restart is waiting to be recovered; the real command recovers it first",
-    );
+    d.bsi(["rollback", "--dry-run"])
+        .ok()
+        .stdout_is(&[], "would remove 26.3.1 (a) at the next restart\n")
+        .stderr_is(&[], "warning: an interrupted restart is waiting to be recovered; the real command recovers it first\n");
     d.bsi(["repair", "--dry-run"])
         .ok()
         .stdout_has("would recover an interrupted restart");

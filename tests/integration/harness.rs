@@ -125,6 +125,33 @@ impl Run {
             )
         })
     }
+
+    /// Stdout or stderr with the paths a test cannot know shown by name: each of `masks`
+    /// (`[ROOT]` for the device root, `[TMP]` for a temp dir) and `[FIXTURES]`, as cargo's and
+    /// just's tests show temporary paths.
+    fn masked(text: &str, masks: &[(&Path, &str)]) -> String {
+        let mut text = text.to_owned();
+        for (path, name) in masks {
+            text = text.replace(&path.display().to_string(), name);
+        }
+        text.replace(&fixtures().display().to_string(), "[FIXTURES]")
+    }
+
+    /// Expects exactly `want` on stderr, with the paths [`Run::masked`] names masked.
+    #[track_caller]
+    pub(crate) fn stderr_is(&self, masks: &[(&Path, &str)], want: &str) -> &Self {
+        let got = Self::masked(&self.stderr(), masks);
+        assert_eq!(got, want, "bsi {:?}: stderr", self.args);
+        self
+    }
+
+    /// Expects exactly `want` on stdout, with the paths [`Run::masked`] names masked.
+    #[track_caller]
+    pub(crate) fn stdout_is(&self, masks: &[(&Path, &str)], want: &str) -> &Self {
+        let got = Self::masked(&self.stdout(), masks);
+        assert_eq!(got, want, "bsi {:?}: stdout", self.args);
+        self
+    }
 }
 
 /// A bsi command line being built, in the style of just's and ripgrep's test harnesses:

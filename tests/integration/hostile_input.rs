@@ -889,7 +889,8 @@ fn item14_the_smaller_ones() {
     .unwrap();
     let before = d.tree();
     d.bsi(["trust".as_ref(), "add".as_ref(), weak.as_os_str()])
-        .refused(2, "is a weak Ed25519 key");
+        .exit(2)
+        .stderr_is(&[(tmp.path(), "[TMP]")], "error: [TMP]/weak.pub is a weak Ed25519 key (a point of small order): no signature made with a real private key verifies with it\nhint: give the public key (FILE.pub) that `bsi key generate --out FILE` wrote for the signer\n");
     before.assert_same(&d.tree());
     // A directory bundle with an unlisted empty directory, as the tar form refuses.
     let b = tmp.path().join("emptydir.bsi");
@@ -902,7 +903,9 @@ fn item14_the_smaller_ones() {
     std::fs::create_dir_all(b.join("Extra")).unwrap();
     std::fs::remove_dir_all(b.join("OS/usr/hidden")).unwrap();
     d.bsi(["apply".as_ref(), b.as_os_str()])
-        .refused(6, "Extra/ is in the bundle but not listed in the manifest");
+        .exit(6)
+        .stdout_is(&[], "")
+        .stderr_is(&[(tmp.path(), "[TMP]")], "error: Extra/ is in the bundle but not listed in the manifest\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
     // A payload file hard-linked to a file elsewhere: refused without saying its size.
     let h = tmp.path().join("hardlink.bsi");
     crate::fixtures::copy_for_test(&bundle("macos-26.3.1-a.bsi"), &h);
@@ -912,7 +915,7 @@ fn item14_the_smaller_ones() {
     std::fs::remove_file(&target).unwrap();
     std::fs::hard_link(&secret, &target).unwrap();
     let run = d.bsi(["apply".as_ref(), h.as_os_str()]);
-    run.refused(6, "OS/usr/lib/libwebrtc.dylib is a hard link");
+    run.exit(6).stderr_is(&[(tmp.path(), "[TMP]")], "error: OS/usr/lib/libwebrtc.dylib is a hard link; bundles may hold only regular files and directories\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
     assert!(!run.stderr().contains("12345"), "{}", run.stderr());
     before.assert_same(&d.tree());
     // A catalog date that is no date.

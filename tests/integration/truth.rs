@@ -163,7 +163,8 @@ fn defect2_an_update_that_would_brick_the_device_is_refused() {
         "--build".as_ref(),
         "25D771280a".as_ref(),
     ])
-    .refused(2, "`25D771280a` is not a base build");
+    .exit(2)
+    .stderr_is(&[], "error: `25D771280a` is not a base build: a base build is a train and a number with no letter after it (e.g. 25D2128); it looks like a response's build\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
     assert!(!tmp.path().join("x").exists(), "nothing was written");
     // The allowed moves work and leave a usable device.
     d.bsi(["update", "--version", "26.3.2", "--build", "25D2140"])
@@ -415,12 +416,9 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
     let d = layered();
     let f = d.path("System/Cryptexes/OS/usr/lib/libwebrtc.dylib");
     std::fs::write(&f, b"tampered").unwrap();
-    d.bsi(["verify"])
-        .exit(8)
-        .stderr_has("restore 26.3.1 (c) (25D771280c) from the bundle it was applied from");
-    d.bsi(["repair"])
-        .refused(8, "the content of 26.3.1 (c) (25D771280c) is damaged")
-        .stderr_has("bsi repair --from");
+    let root: &[(&Path, &str)] = &[(&d.root, "[ROOT]")];
+    d.bsi(["verify"]).exit(8).stderr_is(root, "error: verify found 1 problem in the device (listed above)\nhint: restore 26.3.1 (c) (25D771280c) from the bundle it was applied from: `bsi repair --from [FIXTURES]/bundles/macos-26.3.1-c.bsi`\n");
+    d.bsi(["repair"]).exit(8).stdout_is(root, "").stderr_is(root, "error: the content of 26.3.1 (c) (25D771280c) is damaged and only its bundle can restore it\nhint: restore 26.3.1 (c) (25D771280c) from the bundle it was applied from: `bsi repair --from [FIXTURES]/bundles/macos-26.3.1-c.bsi`\n");
     // A bundle that is not that response: refused before anything changes.
     d.refuses(
         [
