@@ -10,7 +10,14 @@
   scale  100,000 small files, and one large payload (8 GiB on the disk, 4 GiB on tmpfs): apply,
          verify and status time and the peak RSS of each;
   memory (only when asked for) peak RSS of apply and verify at 100,000 files, with short and
-         with 153-byte paths.
+         with 153-byte paths;
+  placement  apply of 20,000 and 100,000 small files onto a device whose previous content was
+         just removed, with and without `lifecycle::placement` (a `failpoints` build, where
+         FAILPOINTS=stage.no-placement=return turns it off), runs interleaved.
+
+Destinations: tmpfs, the machine's disk, and (as root, unless --loops none) a journaled ext4 and an
+XFS filesystem made for the run on loop images with default `mkfs` options; a destination that
+cannot be made is skipped with the reason.
 
 Every figure is printed with its ratio to a floor measured in the same run: the in-memory SHA-256
 limit (`openssl speed -evp sha256 -bytes 1048576`), the copy floor (`cp -a` + `sync -f`) and,
@@ -19,8 +26,10 @@ for many files, the hash floor of the tree (`openssl dgst` through `xargs`).
 Sources (bundles, the OSTree source repo) live on a different filesystem from the destination:
 within one filesystem `ostree pull-local` hardlinks objects instead of copying them.
 
-Usage: python3 bench/peers.py [--only peers,tails,scale,memory] [--quick] [--tmpfs DIR] [--disk DIR]
-Needs: ostree, openssl, coreutils, findutils; builds bsi in release mode.
+Usage: python3 bench/peers.py [--only peers,tails,scale,memory,placement] [--quick]
+                              [--tmpfs DIR] [--disk DIR] [--loops ext4,xfs|none]
+Needs: ostree, openssl, coreutils, findutils; for --loops root, losetup, mkfs.ext4 and mkfs.xfs
+(Debian xfsprogs); builds bsi in release mode.
 """
 import argparse, os, re, shutil, statistics, subprocess, sys, time
 
@@ -147,7 +156,7 @@ def peers(a, sha, where):
     cases = [(f"{big // MiB} MiB, one file", "big", big)]
     cases.append(("20,000 files of 2 KiB" if not a.quick else "2,000 files of 2 KiB", "tree",
                   20000 if not a.quick else 2000))
-    for dest_name, dest_fs, src_fs in [("tmpfs", a.tmpfs, a.disk), ("disk", a.disk, a.tmpfs)]:
+    for dest_name, dest_fs, src_fs in a.dests:
         for label, kind, n in cases:
             src = os.path.join(src_fs, f"src-{kind}")
             shutil.rmtree(src, ignore_errors=True)
@@ -238,8 +247,10 @@ def tails(a, sha):
 def scale(a, sha, where):
     """100,000 files and a large payload: time, peak RSS, status against cat."""
     nfiles = 100000 if not a.quick else 10000
-    sizes = {"tmpfs": 4 * GiB, "disk": 8 * GiB} if not a.quick else {"tmpfs": 512 * MiB, "disk": 512 * MiB}
-    for dest_name, dest_fs, src_fs in [("tmpfs", a.tmpfs, a.disk), ("disk", a.disk, a.tmpfs)]:
+    sizes = {"tmpfs": 4 * GiB, "disk": 8 * GiB, "ext4": 4 * GiB, "xfs": 4 * GiB}
+    if a.quick:
+        sizes = {k: 512 * MiB for k in sizes}
+    for dest_name, dest_fs, src_fs in a.dests:
         for kind in ("tree", "big"):
             src = os.path.join(src_fs, f"scale-{kind}")
             shutil.rmtree(src, ignore_errors=True)
@@ -251,7 +262,7 @@ def scale(a, sha, where):
             else:
                 # A large tmpfs source for a disk destination would hold 8 GiB of memory: the
                 # large payload's source stays on the disk (different files, same speed class).
-                if dest_name == "disk":
+                if dest_name != "tmpfs":
                     src = os.path.join(a.disk, "scale-big-src")
                     shutil.rmtree(src, ignore_errors=True)
                     os.makedirs(src)
@@ -293,6 +304,83 @@ def scale(a, sha, where):
             line("bsi status --json (vs cat), medians of 20", status, status / cat)
 
 
+def placement(a, where):
+    """20,000 and 100,000 small files applied onto a device whose previous content was just
+    removed (freed inodes nearby, as after garbage collection or a replaced device), with and
+    without placement, on every destination."""
+    fp_target = os.path.join(ROOT, "target", "bench-failpoints")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "failpoints",
+                    "--target-dir", fp_target], cwd=ROOT, check=True)
+    fp_bsi = os.path.join(fp_target, "release", "bsi")
+    counts = (20000, 100000) if not a.quick else (5000, 20000)
+    for n in counts:
+        src = os.path.join(a.tmpfs, f"place-{n}")
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(src)
+        tree = os.path.join(src, "tree")
+        payload_tree(tree, n, 2048)
+        b = os.path.join(src, "b.bsi")
+        bundle(tree, b)
+        for dest_name, dest_fs, _ in a.dests:
+            dev = os.path.join(dest_fs, "place", "dev")
+            runs = {"on": [], "off": []}
+            for i in range(a.runs):
+                order = ("on", "off") if i % 2 == 0 else ("off", "on")
+                for variant in order:
+                    env = "FAILPOINTS=stage.no-placement=return " if variant == "off" else ""
+                    # A device with the payload applied, then removed: its inodes are just freed.
+                    timed(fresh_device(dev) + f" && {fp_bsi} --root {dev} apply {b}.tar")
+                    timed(fresh_device(dev))
+                    runs[variant].append(timed(f"{env}{fp_bsi} --root {dev} apply {b}.tar")[0])
+            timed(f"rm -rf {os.path.join(dest_fs, 'place')}")
+            on, off = med(runs["on"]), med(runs["off"])
+            print(f"\n{n:,} files of 2 KiB onto a just-emptied device, {dest_name} ({where[dest_name]});"
+                  f" medians of {a.runs} interleaved runs")
+            line("bsi apply, tar form, placement on", on)
+            line("bsi apply, tar form, placement off", off, off / on)
+            print(f"  placement earns {100 * (off - on) / off:+.1f} % (kept where >= 10 % on a filesystem users have)")
+            print(f"  all runs (s): " + "; ".join(
+                f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in runs.items()))
+        shutil.rmtree(src, ignore_errors=True)
+
+
+def make_loops(a):
+    """Journaled ext4 and XFS on sparse loop images under --disk, default mkfs options; returns
+    the destinations made and what was skipped, with the reason."""
+    made, skipped = [], []
+    kinds = [k for k in a.loops.split(",") if k and k != "none"]
+    if kinds and os.geteuid() != 0:
+        return made, [(k, "not root: loop devices cannot be made") for k in kinds]
+    for kind in kinds:
+        tool = {"ext4": "mkfs.ext4", "xfs": "mkfs.xfs"}.get(kind)
+        if tool is None or not shutil.which(tool):
+            skipped.append((kind, f"no {tool or 'mkfs for it'} (Debian e2fsprogs / xfsprogs)"))
+            continue
+        image = os.path.join(a.disk, f"{kind}.img")
+        mnt = os.path.join(a.disk, f"mnt-{kind}")
+        os.makedirs(mnt, exist_ok=True)
+        try:
+            with open(image, "wb") as fh:
+                fh.truncate(24 * GiB)
+            sh(f"{tool} -q {image}")
+            sh(f"mount -o loop {image} {mnt}")
+        except subprocess.CalledProcessError as e:
+            skipped.append((kind, f"could not be made: {e}"))
+            continue
+        made.append((kind, mnt))
+    return made, skipped
+
+
+def drop_loops(a, made):
+    for _, mnt in made:
+        subprocess.run(["umount", mnt], check=False)
+    for kind in ("ext4", "xfs"):
+        try:
+            os.remove(os.path.join(a.disk, f"{kind}.img"))
+        except FileNotFoundError:
+            pass
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", default="peers,tails,scale")
@@ -300,6 +388,8 @@ def main():
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--tmpfs", default="/dev/shm/bsi-peers")
     p.add_argument("--disk", default="/var/tmp/bsi-peers")
+    p.add_argument("--loops", default="ext4,xfs",
+                   help="filesystems made on loop images as more destinations, or none")
     a = p.parse_args()
     if a.quick:
         a.runs = min(a.runs, 3)
@@ -314,6 +404,13 @@ def main():
     where = {"tmpfs": f"{a.tmpfs}, {fstype(a.tmpfs)}", "disk": f"{a.disk}, {fstype(a.disk)}"}
     if fstype(a.tmpfs) == fstype(a.disk) and os.stat(a.tmpfs).st_dev == os.stat(a.disk).st_dev:
         sys.exit("--tmpfs and --disk must be different filesystems")
+    loops, skipped = make_loops(a)
+    for kind, why in skipped:
+        print(f"skipped destination {kind}: {why}")
+    a.dests = [("tmpfs", a.tmpfs, a.disk), ("disk", a.disk, a.tmpfs)]
+    a.dests += [(kind, mnt, a.tmpfs) for kind, mnt in loops]
+    for kind, mnt in loops:
+        where[kind] = f"loop image, {fstype(mnt)}" + (" with a journal" if kind == "ext4" else "")
     sha = sha256_limit()
     print(f"bsi against OSTree and the limits; SHA-256 in memory: {sha / MiB:.0f} MiB/s (openssl speed)")
     only = a.only.split(",")
@@ -325,6 +422,9 @@ def main():
         scale(a, sha, where)
     if "memory" in only:
         memory(a)
+    if "placement" in only:
+        placement(a, where)
+    drop_loops(a, loops)
     for d in (a.tmpfs, a.disk):
         shutil.rmtree(d, ignore_errors=True)
 

@@ -94,7 +94,7 @@ pub(crate) fn place_cryptex_dirs(
     carried: &[crate::device::Cryptex],
     files: usize,
 ) -> io::Result<Placed> {
-    let topdir = mark_top(dir, Path::new(".")).is_ok();
+    let topdir = !placement_off() && mark_top(dir, Path::new(".")).is_ok();
     let probe = topdir && files >= PROBE_FROM;
     let mut placed = Placed {
         made: HashSet::new(),
@@ -198,6 +198,14 @@ fn mark_top(dir: &Dir, rel: &Path) -> io::Result<()> {
     let fd = openat(dir, rel, flags, Mode::empty())?;
     let current = ioctl_getflags(&fd)?;
     Ok(ioctl_setflags(&fd, current | IFlags::TOPDIR)?)
+}
+
+/// Whether a benchmark asked for plain directories and no spreading, to measure what placement
+/// earns (`FAILPOINTS=stage.no-placement=return`); never without the `failpoints` feature.
+fn placement_off() -> bool {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("stage.no-placement", |_| true);
+    false
 }
 
 /// Whether the tests have asked every window to count as slow
