@@ -198,8 +198,8 @@ fn shard(text: Option<&str>) -> Result<Shard> {
     text.map_or(Ok(Shard::ALL), Shard::parse)
 }
 
-fn poll_options(a: &PollArgs, dry: bool) -> Result<PollOptions> {
-    Ok(PollOptions {
+fn poll_options(a: &PollArgs, dry: bool) -> PollOptions {
+    PollOptions {
         timeout: a.timeout,
         deadline: a.deadline,
         max_commands: a.max_commands as usize,
@@ -209,7 +209,7 @@ fn poll_options(a: &PollArgs, dry: bool) -> Result<PollOptions> {
             catalog: a.catalog.clone(),
             dry_run: dry,
         }),
-    })
+    }
 }
 
 /// `bsi mdm ...`.
@@ -233,7 +233,7 @@ pub(crate) fn execute(ctx: &Ctx, command: MdmCommand) -> Result<Executed> {
             Ok((Output::of(super::shown(done)), None))
         }
         MdmCommand::Poll(a) => {
-            let opts = poll_options(&a, false)?;
+            let opts = poll_options(&a, false);
             let polled = super::shown(ops::mdm::poll(&env, &opts, ctx.progress.as_ref())?);
             Ok((Output::of(polled.outcome), polled.deferred))
         }
@@ -261,7 +261,7 @@ pub(crate) fn fleet_poll(ctx: &Ctx, a: FleetPollArgs) -> Result<Executed> {
     let opts = FleetPollOptions {
         dir: a.dir,
         concurrency: a.concurrency as usize,
-        poll: poll_options(&a.poll, false)?,
+        poll: poll_options(&a.poll, false),
         shard: shard(a.shard.as_deref())?,
     };
     let outcome = crate::fleet::mdm::poll(&opts, &ctx.clock, ctx.progress.as_ref())?;

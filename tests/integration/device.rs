@@ -112,8 +112,8 @@ fn init_flags() {
             "macOS only",
         ),
         (
-            vec!["init", "--root", &r, "--desktop", "--battery", "50"],
-            "no battery",
+            vec!["init", "--root", &r, "--desktop", "--no-ac"],
+            "'--desktop' cannot be used with '--no-ac'",
         ),
         (
             vec!["init", "--root", &r, "--version", "26.4"],
