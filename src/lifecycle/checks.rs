@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::Result;
-use crate::bundle::manifest::Manifest;
+use crate::bundle::manifest::{Identity, Manifest};
 use crate::device::layout;
 use crate::device::records::{self, Failure, Included, InstallReason, SafariRecord};
 use crate::device::{Device, GenName, Kind, Open, Power, Settings, SystemVersion, origins};
@@ -497,10 +497,10 @@ fn response_findings(
         .open_manifest(dir.join(layout::GEN_MANIFEST))
         .map_err(|e| e.to_string())
         .and_then(|f| {
-            Manifest::parse_in_one_pass(std::io::BufReader::new(f)).map_err(|e| e.to_string())
+            Manifest::identity_in_one_pass(std::io::BufReader::new(f)).map_err(|e| e.to_string())
         });
     let sv = device.generation_system_version(g);
-    let agrees = |sv: &SystemVersion, m: &Manifest| {
+    let agrees = |sv: &SystemVersion, m: &Identity| {
         sv.build == m.build && sv.extra == Some(m.extra) && sv.version == m.version
     };
     match (&sv, &manifest) {
