@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use crate::bundle::manifest::{Manifest, signer_claim};
+use crate::bundle::manifest::Manifest;
+use crate::bundle::manifest_xml::signer_claim;
 use crate::bundle::source::{CheckOnly, Opened};
 use crate::bundle::{Bundle, stream};
 use crate::clock::Clock;

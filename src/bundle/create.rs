@@ -380,7 +380,7 @@ pub(crate) fn sign(bundle: &Path, key: &Path) -> Result<Signed> {
             plist::Value::String(fingerprint.clone()),
         );
     }
-    let bytes = super::manifest::plist_xml(&value);
+    let bytes = super::manifest_write::plist_xml(&value);
     Manifest::parse(&bytes).map_err(unreadable)?;
     write_synced(&manifest_path, &bytes)?;
     let sig = signature::sign(&bytes, &signing);

@@ -122,7 +122,7 @@ pub(crate) fn inspect(
     let mut first: Option<Error> = None;
     // The signature is checked over the raw manifest before anything parses it; a bundle no
     // trusted key signed is still shown, through the bounded parser.
-    let claimed = super::manifest::signer_claim(&opened.manifest_bytes);
+    let claimed = super::manifest_xml::signer_claim(&opened.manifest_bytes);
     let (signature, state, signed_by) = check_signature(&opened, trust, claimed, &mut first);
     let trust_source = trust.map_or_else(
         || "nothing: no --key, and no device".to_owned(),

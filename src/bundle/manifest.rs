@@ -9,14 +9,13 @@
 //! counts against `limits`. Unknown keys are kept (by name) and otherwise ignored, so that newer
 //! publishers can add keys.
 
-use plist::{Dictionary, Integer, Value};
 use std::collections::{BTreeMap, HashSet};
 
 use super::BundleError;
 use super::digest::Digest;
 use super::limits::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 use super::manifest_xml::{
-    ENTRIES_HINT, Expect, Given, Typed, bounds, deserialize, parse_xml, refuse_binary,
+    ENTRIES_HINT, Expect, Given, Typed, deserialize, parse_xml, refuse_binary,
 };
 use super::paths::unsafe_reason;
 use crate::platform::{Cryptex, Platform};
@@ -132,82 +131,6 @@ impl Manifest {
     pub(crate) fn has_os(&self) -> bool {
         self.cryptexes.0.contains_key(&Cryptex::Os)
     }
-
-    /// Serialises as an XML plist, keys in a fixed order.
-    #[must_use]
-    pub(crate) fn to_xml(&self) -> Vec<u8> {
-        let mut dict = Dictionary::new();
-        let s = |v: &dyn ToString| Value::String(v.to_string());
-        dict.insert(
-            "BundleFormatVersion".into(),
-            Value::Integer(Integer::from(FORMAT_VERSION)),
-        );
-        dict.insert("ProductName".into(), s(&self.product.name()));
-        dict.insert("ProductVersion".into(), s(&self.version));
-        dict.insert("PrerequisiteBuild".into(), s(&self.prerequisite));
-        dict.insert("ProductVersionExtra".into(), s(&self.extra));
-        dict.insert("ProductBuildVersion".into(), s(&self.build));
-        if let Some(date) = &self.posting_date {
-            dict.insert("PostingDate".into(), s(date));
-        }
-        if !self.supported_devices.is_empty() {
-            dict.insert(
-                "SupportedDevices".into(),
-                Value::Array(self.supported_devices.iter().map(|d| s(d)).collect()),
-            );
-        }
-        if let Some(text) = &self.description {
-            dict.insert("Description".into(), s(text));
-        }
-        if let Some(fp) = &self.signing_key {
-            dict.insert("SigningKey".into(), s(fp));
-        }
-        dict.insert("Cryptexes".into(), self.cryptexes.to_value());
-        plist_xml(&Value::Dictionary(dict))
-    }
-}
-
-/// The signing key a manifest names (`SigningKey`), read without trusting it: only to say who
-/// claims to have signed it when the signature does not verify. Bounded like every read of
-/// unsigned bytes; `None` when the bytes are not a manifest or name no key.
-#[must_use]
-pub(crate) fn signer_claim(bytes: &[u8]) -> Option<String> {
-    use quick_xml::events::Event;
-    bounds(bytes).ok()?;
-    let mut reader = quick_xml::Reader::from_reader(bytes);
-    let (mut depth, mut in_key, mut after_key) = (0usize, false, false);
-    loop {
-        match reader.read_event().ok()? {
-            Event::Start(e) => {
-                depth += 1;
-                in_key = depth == 3 && e.name().0 == "key";
-            }
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                in_key = false;
-            }
-            Event::Text(t) if in_key => {
-                after_key = t.into_inner() == "SigningKey";
-            }
-            Event::Text(t) if after_key && depth == 3 => {
-                let text = t.into_inner().into_owned();
-                return (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .then(|| text.to_ascii_lowercase());
-            }
-            Event::Eof => return None,
-            _ => {}
-        }
-    }
-}
-
-/// Writes a plist value as XML bytes.
-#[must_use]
-pub(crate) fn plist_xml(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing to memory cannot fail.
-    let _ = value.to_writer_xml(&mut out);
-    out.push(b'\n');
-    out
 }
 
 impl Cryptexes {
@@ -229,30 +152,6 @@ impl Cryptexes {
     #[must_use]
     pub(crate) fn total_size(&self) -> u64 {
         self.files().map(|(_, f)| f.size).sum()
-    }
-
-    /// The `Cryptexes` dictionary.
-    #[must_use]
-    pub(crate) fn to_value(&self) -> Value {
-        let mut dict = Dictionary::new();
-        for (cryptex, files) in &self.0 {
-            let entries = files
-                .iter()
-                .map(|f| {
-                    let mut e = Dictionary::new();
-                    e.insert("Path".into(), Value::String(f.path.clone()));
-                    e.insert("Size".into(), Value::Integer(Integer::from(f.size)));
-                    e.insert("SHA256".into(), Value::String(f.sha256.to_hex()));
-                    e.insert(
-                        "Mode".into(),
-                        Value::Integer(Integer::from(u64::from(f.mode))),
-                    );
-                    Value::Dictionary(e)
-                })
-                .collect();
-            dict.insert(cryptex.as_str().into(), Value::Array(entries));
-        }
-        Value::Dictionary(dict)
     }
 
     /// Parses and validates a plist whose top level is a `Cryptexes` dictionary (the base

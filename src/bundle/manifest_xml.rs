@@ -342,3 +342,36 @@ impl<'de, T: Expect> serde::Deserialize<'de> for Typed<T> {
         d.deserialize_any(V(std::marker::PhantomData))
     }
 }
+
+/// The signing key a manifest names (`SigningKey`), read without trusting it: only to say who
+/// claims to have signed it when the signature does not verify. Bounded like every read of
+/// unsigned bytes; `None` when the bytes are not a manifest or name no key.
+#[must_use]
+pub(crate) fn signer_claim(bytes: &[u8]) -> Option<String> {
+    use quick_xml::events::Event;
+    bounds(bytes).ok()?;
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let (mut depth, mut in_key, mut after_key) = (0usize, false, false);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => {
+                depth += 1;
+                in_key = depth == 3 && e.name().0 == "key";
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                in_key = false;
+            }
+            Event::Text(t) if in_key => {
+                after_key = t.into_inner() == "SigningKey";
+            }
+            Event::Text(t) if after_key && depth == 3 => {
+                let text = t.into_inner().into_owned();
+                return (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| text.to_ascii_lowercase());
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}

@@ -96,7 +96,7 @@ fn parse(signature: &[u8], trusted: &[PublicKey]) -> Result<Signature, BundleErr
 /// Why no trusted key verifies `manifest`, by whom the manifest says signed it.
 pub(crate) fn refusal(manifest: &[u8], trusted: &[PublicKey]) -> BundleError {
     // Who does the manifest say signed it? (Read bounded, only for this message.)
-    match super::manifest::signer_claim(manifest) {
+    match super::manifest_xml::signer_claim(manifest) {
         Some(claimed) if trusted.iter().any(|k| k.fingerprint == claimed) => {
             BundleError::Tampered {
                 message: format!(

@@ -7,7 +7,7 @@ use plist::{Dictionary, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::{Chip, Cryptex, Platform};
-use crate::bundle::manifest::plist_xml;
+use crate::bundle::manifest_write::plist_xml;
 use crate::version::{Build, OsVersion};
 
 /// Size of the simulated dyld shared cache.
@@ -199,7 +199,7 @@ fn make_base(
     write_new_file(
         root,
         &rel,
-        &crate::bundle::manifest::plist_xml(&listing.to_value()),
+        &crate::bundle::manifest_write::plist_xml(&listing.to_value()),
         0o644,
     )?;
     let sv = super::SystemVersion {

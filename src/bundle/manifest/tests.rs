@@ -1,7 +1,9 @@
 //! Unit tests of `manifest`.
 
 use super::*;
-use crate::bundle::manifest_xml::bounds_from;
+use crate::bundle::manifest_write::plist_xml;
+use crate::bundle::manifest_xml::{bounds, bounds_from};
+use plist::{Dictionary, Value};
 
 fn sample() -> Manifest {
     let mut files = BTreeMap::new();
