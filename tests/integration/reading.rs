@@ -488,12 +488,12 @@ fn messages_lead_somewhere() {
         "--out".as_ref(),
         tmp.path().join("x.bsi").as_os_str(),
     ])
-    .refused(2, "payload/nope: no such directory");
+    .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: --os [TMP]/payload/nope: no such directory\nhint: --os takes the directory holding the OS cryptex tree\n");
     // --root on a regular file does not hint `bsi init` on that file.
     let file = tmp.path().join("afile");
     std::fs::write(&file, b"x").unwrap();
     let run = bsi(["--root".as_ref(), file.as_os_str(), "status".as_ref()]);
-    run.refused(8, "no bsi device");
+    run.exit(8).stderr_is(&[(tmp.path(), "[TMP]")], "error: no bsi device at [TMP]/afile\nhint: [TMP]/afile is a regular file; --root (or BSI_ROOT) names a directory: make a device in an empty or new one with `bsi init --root DIR`\n");
     assert!(
         run.stderr().contains("is a regular file"),
         "{}",
@@ -515,10 +515,10 @@ fn messages_lead_somewhere() {
         );
     }
     bsi(["init", "--root", "/dev/null"])
-        .refused(2, "/dev/null is a character device, not a directory")
+        .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: /dev/null is a character device, not a directory; --root names the directory that holds the device\nhint: pick an empty or new directory: `bsi init --root DIR`\n")
         .stderr_has("bsi init --root DIR");
     bsi(["init".as_ref(), "--root".as_ref(), file.as_os_str()])
-        .refused(2, "is a regular file, not a directory");
+        .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: [TMP]/afile is a regular file, not a directory; --root names the directory that holds the device\nhint: pick an empty or new directory: `bsi init --root DIR`\n");
     // key generate onto a directory names a file path to give instead.
     bsi([
         "key".as_ref(),
@@ -527,10 +527,7 @@ fn messages_lead_somewhere() {
         tmp.path().as_os_str(),
         "--force".as_ref(),
     ])
-    .refused(
-        2,
-        "is a directory; --out names the private key file to write",
-    )
+    .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: [TMP] is a directory; --out names the private key file to write\nhint: give a file path, e.g. `bsi key generate --out [TMP]/signing.key`\n")
     .stderr_has("signing.key");
     // An empty BSI_ROOT is unset; an empty --root is a usage error naming --root.
     let home = tmp.path().join("home");
@@ -542,13 +539,13 @@ fn messages_lead_somewhere() {
             ("XDG_DATA_HOME", ""),
         ],
     );
-    run.refused(8, "no bsi device at");
+    run.exit(8).stderr_is(&[(tmp.path(), "[TMP]")], "error: no bsi device at [TMP]/home/.local/share/bsi/device\nhint: create one with `bsi init --root [TMP]/home/.local/share/bsi/device`\n");
     assert!(
         run.stderr().contains(".local/share/bsi/device"),
         "{}",
         run.stderr()
     );
-    bsi(["status", "--root", ""]).refused(2, "--root is empty");
+    bsi(["status", "--root", ""]).exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: --root is empty: it names the directory that holds the device\nhint: give a directory, e.g. --root /tmp/mac, or leave --root out for the default device\n");
     // A date that is no day.
     bsi([
         "bundle".as_ref(),
@@ -570,10 +567,10 @@ fn messages_lead_somewhere() {
         "--out".as_ref(),
         tmp.path().join("y.bsi").as_os_str(),
     ])
-    .refused(2, "--posting-date 2026-02-30 is not a date");
+    .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: --posting-date 2026-02-30 is not a date\nhint: give the day the response is posted as YYYY-MM-DD, a real day: e.g. --posting-date 2026-03-17\n");
     // Version formats are described where the hint says.
     let run = bsi(["update", "--version", "26.x", "--build", "25E100"]);
-    run.refused(2, "invalid OS version");
+    run.exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: invalid OS version `26.x`: the minor number `x` is not a decimal number (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
     assert!(bsi(["--help"]).ok().stdout().contains("Versions:"));
     // init says "an iOS device"; history --limit 0 prints nothing.
     let root = tmp.path().join("phone");
