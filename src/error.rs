@@ -497,23 +497,26 @@ fn no_device_hint(root: &Path) -> String {
 
 /// What a file is, as a noun phrase: `a regular file`, `a character device`.
 #[must_use]
-pub(crate) fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_file() {
-        "a regular file"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
+pub(crate) fn kind_of(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("a {}", kind_name(meta.mode()))
+}
+
+/// What a file of mode `mode` (`st_mode`) is, as a noun: `regular file`, `directory`,
+/// `symlink`, `FIFO`, `socket`, `character device`, `block device` or `special file`. The one
+/// place messages name a kind of file.
+#[must_use]
+pub(crate) fn kind_name(mode: u32) -> &'static str {
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symlink",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Unknown => "special file",
     }
 }
 

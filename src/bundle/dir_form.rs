@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
@@ -15,6 +15,7 @@ use super::BundleError;
 use super::limits::{MAX_DEPTH, MAX_FILES};
 use super::manifest::{FileEntry, Manifest};
 use super::paths::{MANIFEST, SIGNATURE};
+use crate::error::kind_name;
 use crate::platform::Cryptex;
 use crate::untrusted::clip;
 
@@ -28,24 +29,6 @@ pub(super) fn read_err(path: &Path, e: std::io::Error) -> BundleError {
 pub(super) fn is_loop(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
         || e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
-}
-
-pub(super) fn kind_name(ft: std::fs::FileType) -> &'static str {
-    if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_dir() {
-        "directory"
-    } else {
-        "special file"
-    }
 }
 
 /// Opens `rel` beneath `dir` without following any symlink on the way (not even one in an
@@ -158,7 +141,7 @@ pub(super) fn open_member(
     if !meta.is_file() {
         return Err(BundleError::UnsafeEntry {
             path: name.to_owned(),
-            kind: kind_name(meta.file_type()).to_owned(),
+            kind: kind_name(meta.mode()).to_owned(),
         });
     }
     Ok(Some((file, meta)))
@@ -291,23 +274,13 @@ impl Walk<'_> {
             return Ok(());
         }
         if !ft.is_file() {
-            use cap_std::fs::FileTypeExt as _;
+            // What it is, as `lstat` says (a symlink is not followed).
+            let kind = entry.metadata().map_or("special file", |m| {
+                kind_name(cap_std::fs::MetadataExt::mode(&m))
+            });
             return Err(BundleError::UnsafeEntry {
                 path: clip(&rel),
-                kind: if ft.is_symlink() {
-                    "symlink"
-                } else if ft.is_fifo() {
-                    "FIFO"
-                } else if ft.is_socket() {
-                    "socket"
-                } else if ft.is_block_device() {
-                    "block device"
-                } else if ft.is_char_device() {
-                    "character device"
-                } else {
-                    "special file"
-                }
-                .to_owned(),
+                kind: kind.to_owned(),
             });
         }
         if prefix.is_empty() && (name == MANIFEST || name == SIGNATURE) {

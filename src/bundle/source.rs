@@ -19,7 +19,7 @@ use cap_std::fs::Dir;
 use rustix::fs::{Mode, OFlags};
 
 use super::dir_form::{
-    kind_name, open_member, open_regular, read_err, read_member, read_opened, walk_directory,
+    open_member, open_regular, read_err, read_member, read_opened, walk_directory,
 };
 use super::keys::PublicKey;
 use super::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
@@ -317,7 +317,7 @@ impl Opened {
         } else {
             return Err(BundleError::NotABundle {
                 path: path.to_path_buf(),
-                kind: kind_name(meta.file_type()),
+                kind: crate::error::kind_name(std::os::unix::fs::MetadataExt::mode(&meta)),
             });
         };
         Ok(Self {

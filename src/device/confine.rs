@@ -33,36 +33,23 @@ pub(crate) enum Open {
 /// directory), or a file with more than one link (another name, perhaps outside the device,
 /// would share every write).
 pub(crate) fn plain_file(meta: &std::fs::Metadata) -> io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let ft = meta.file_type();
-    let what = if ft.is_file() {
-        if meta.nlink() > 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "it has {} hard links; a file bsi keeps has one (another name would share its writes)",
-                    meta.nlink()
-                ),
-            ));
-        }
-        return Ok(());
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
-    };
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("it is {what}, not a regular file"),
-    ))
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is {}, not a regular file", crate::error::kind_of(meta)),
+        ));
+    }
+    if meta.nlink() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it has {} hard links; a file bsi keeps has one (another name would share its writes)",
+                meta.nlink()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Is `e` what [`Root::open_file`] says of a file that is not what bsi keeps there (wrong type,
