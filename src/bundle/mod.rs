@@ -10,7 +10,7 @@
 
 pub(crate) mod create;
 pub(crate) mod digest;
-mod dir_form;
+pub(crate) mod dir_form;
 mod error;
 pub(crate) mod inspect;
 pub(crate) mod keys;

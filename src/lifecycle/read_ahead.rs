@@ -29,7 +29,8 @@ use cap_std::fs::Dir;
 use crate::bundle::digest::Digest;
 use crate::bundle::stream::INLINE_MAX;
 
-use super::tree::{Entry, open_listed, walk_tree};
+use super::tree::{Entry, walk_tree};
+use crate::bundle::dir_form::open_beneath;
 
 /// What the read-ahead saw of one regular file.
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +154,7 @@ fn read_trees(root: &Dir, trees: Vec<PathBuf>, stop: &AtomicBool) -> SeenFiles {
 /// Opens `name` in `dir` as `verify` opens a listed file and, if it is a regular file of at
 /// most [`INLINE_MAX`] bytes that reads whole, returns what was seen of it.
 fn hash_small(dir: &Dir, name: &std::ffi::OsStr, buf: &mut Vec<u8>) -> Option<Seen> {
-    let file = open_listed(dir, Path::new(name)).ok()?;
+    let file = open_beneath(dir, Path::new(name), false).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > INLINE_MAX {
         return None;

@@ -8,12 +8,12 @@ use std::path::Path;
 use cap_std::fs::Dir;
 
 use crate::Result;
+use crate::bundle::dir_form::open_beneath;
 use crate::bundle::manifest::FileEntry;
 use crate::bundle::stream;
 use crate::error::IoContext;
 
 use super::read_ahead::SeenTree;
-use super::tree::open_listed;
 
 /// What one reading thread of `verify` found: the indexes of the jobs it fed, in feeding
 /// order, and the problems it saw before hashing (with the index of the directory they belong
@@ -63,7 +63,7 @@ pub(super) fn hash_share(
             share.hashed.push(index);
             continue;
         }
-        let file = match open_listed(handle, Path::new(&entry.path)) {
+        let file = match open_beneath(handle, Path::new(&entry.path), false) {
             Ok(f) => f,
             Err(e) => {
                 share.problems.push((

@@ -1,9 +1,8 @@
 //! Walking a generation's tree as it is on disk: without following a symlink, without blocking
 //! on a FIFO, and never leaving the directory handle a walk starts from. `verify` and its
 //! read-ahead both read the active trees this way, so a planted link or special file is seen as
-//! what it is, never as a path to somewhere else.
-
-use std::path::Path;
+//! what it is, never as a path to somewhere else. Files are then opened with
+//! `bundle::dir_form::open_beneath`, the one opener beneath a handle.
 
 use cap_std::fs::Dir;
 
@@ -60,30 +59,4 @@ fn open_subdir(dir: &Dir, name: &std::ffi::OsStr) -> std::io::Result<Dir> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
     Ok(Dir::from_std_file(std::fs::File::from(fd)))
-}
-
-/// Opens a listed file beneath its cryptex directory without following any symlink on the way
-/// (a planted link is damage, never a path to somewhere else), and without blocking on a FIFO.
-pub(super) fn open_listed(dir: &Dir, rel: &Path) -> std::io::Result<std::fs::File> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    match rustix::fs::openat2(
-        dir,
-        rel,
-        flags,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-    ) {
-        Ok(fd) => Ok(std::fs::File::from(fd)),
-        // Kernels before 5.6 have no openat2: cap-std's checked walk stays beneath the handle.
-        Err(rustix::io::Errno::NOSYS) => {
-            use cap_std::fs::OpenOptionsExt;
-            let mut options = cap_std::fs::OpenOptions::new();
-            options.read(true).custom_flags(
-                i32::try_from((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits()).unwrap_or(0),
-            );
-            Ok(dir.open_with(rel, &options)?.into_std())
-        }
-        Err(e) => Err(e.into()),
-    }
 }
