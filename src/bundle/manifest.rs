@@ -88,11 +88,7 @@ impl Manifest {
     /// ([`Manifest::parse`]), so a hostile document is refused for its shape before any of it is
     /// read as a manifest.
     pub(crate) fn parse_in_one_pass(mut input: impl std::io::BufRead) -> Result<Self, BundleError> {
-        let head = input.fill_buf().map_err(|e| BundleError::Read {
-            path: "Info.plist".into(),
-            source: e,
-        })?;
-        refuse_binary(head)?;
+        refuse_binary_input(&mut input)?;
         Self::parse_scanned(input)
     }
 
@@ -117,11 +113,7 @@ impl Manifest {
     pub(crate) fn identity_in_one_pass(
         mut input: impl std::io::BufRead,
     ) -> Result<Identity, BundleError> {
-        let head = input.fill_buf().map_err(|e| BundleError::Read {
-            path: "Info.plist".into(),
-            source: e,
-        })?;
-        refuse_binary(head)?;
+        refuse_binary_input(&mut input)?;
         let raw: RawIdentity = deserialize(input)?;
         raw.validate()
     }
@@ -181,6 +173,15 @@ struct RawManifest {
     #[serde(flatten)]
     #[allow(clippy::zero_sized_map_values)] // Only the names are kept; values are skipped.
     unknown: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// Refuses `input` if it starts as a binary plist, reading no more than its first buffer.
+fn refuse_binary_input(input: &mut impl std::io::BufRead) -> Result<(), BundleError> {
+    let head = input.fill_buf().map_err(|e| BundleError::Read {
+        path: "Info.plist".into(),
+        source: e,
+    })?;
+    refuse_binary(head)
 }
 
 /// The keys of a manifest that say which response it is, as they come; every other key (the

@@ -113,12 +113,11 @@ impl Pass<'_> {
         if let Some(acted) = self.staged_target(tx, opts, target)? {
             return Ok(acted);
         }
-        let wanted_build = |b: &Build| e.target_build_version.as_ref().is_none_or(|t| t == b);
         let found = self
             .applicable
             .iter()
             .enumerate()
-            .filter(|(_, c)| wanted_build(&c.build))
+            .filter(|(_, c)| target.wants(&c.build))
             .max_by_key(|(_, c)| c.version)
             .map(|(i, _)| i);
         let Some(found) = found else {
@@ -240,21 +239,17 @@ impl Pass<'_> {
         target: Enforced<'_>,
     ) -> Result<Option<bool>> {
         let Enforced {
-            id,
-            enforcement: e,
-            due,
-            deadline,
+            id, due, deadline, ..
         } = target;
         let Some((version, build)) = self.staged else {
             return Ok(None);
         };
-        let wanted_build = |b: &Build| e.target_build_version.as_ref().is_none_or(|t| t == b);
         let target_newer = self
             .applicable
             .iter()
-            .filter(|c| wanted_build(&c.build))
+            .filter(|c| target.wants(&c.build))
             .any(|c| c.version > *version);
-        if !wanted_build(build) || target_newer {
+        if !target.wants(build) || target_newer {
             return Ok(None);
         }
         if !due {
@@ -291,6 +286,17 @@ struct Enforced<'e> {
     enforcement: &'e Enforcement,
     due: bool,
     deadline: &'e str,
+}
+
+impl Enforced<'_> {
+    /// Whether a response of `build` is what the enforcement targets: its build, or any when
+    /// it names none.
+    fn wants(&self, build: &Build) -> bool {
+        self.enforcement
+            .target_build_version
+            .as_ref()
+            .is_none_or(|t| t == build)
+    }
 }
 
 /// Where the OS update an enforcement needs first comes from: the response's prerequisite, a
