@@ -117,7 +117,9 @@ impl Bounds {
 }
 
 /// Why reading failed: an XML or plist rule broken (`malformed`: the document is not a
-/// property list), a bound of [`Limits`] passed (`exceeded`), or a value a typed reader refused.
+/// property list), a bound of [`Limits`] passed (`exceeded`), or a value a typed reader refused,
+/// said in people's words ("must be a string, found an integer") and placed by its key path
+/// (`Cryptexes.OS[3].Size`), which the reader records as the error leaves each collection.
 #[derive(Debug)]
 pub(crate) struct Error {
     message: String,
@@ -125,41 +127,157 @@ pub(crate) struct Error {
     pub malformed: bool,
     /// The document went past one of the reader's [`Limits`].
     pub exceeded: Option<Exceeded>,
+    /// Where the refused value is, innermost first.
+    path: Vec<Segment>,
+    /// The key the message is about inside the refused dictionary (a missing or repeated key).
+    field: Option<&'static str>,
+}
+
+/// One step of a key path.
+#[derive(Debug)]
+enum Segment {
+    Key(String),
+    Index(usize),
 }
 
 impl Error {
-    fn malformed(message: impl Into<String>) -> Self {
+    fn new(message: String, malformed: bool) -> Self {
         Error {
-            message: message.into(),
-            malformed: true,
+            message,
+            malformed,
             exceeded: None,
+            path: Vec::new(),
+            field: None,
         }
+    }
+
+    fn malformed(message: impl Into<String>) -> Self {
+        Self::new(message.into(), true)
     }
 
     fn exceeded(what: Exceeded) -> Self {
         Error {
-            message: format!("the document goes past a reading bound ({what:?})"),
-            malformed: true,
             exceeded: Some(what),
+            ..Self::new(
+                format!("the document goes past a reading bound ({what:?})"),
+                true,
+            )
         }
+    }
+
+    fn about(field: &'static str, message: &str) -> Self {
+        Error {
+            field: Some(field),
+            ..Self::new(message.to_owned(), false)
+        }
+    }
+
+    /// Records that the error left the collection entry `segment`.
+    fn within(mut self, segment: impl FnOnce() -> Segment) -> Self {
+        if !self.malformed {
+            self.path.push(segment());
+        }
+        self
+    }
+
+    /// Does the message name the key it is about (a value was refused inside the document)?
+    #[must_use]
+    pub(crate) fn located(&self) -> bool {
+        !self.malformed && (!self.path.is_empty() || self.field.is_some())
     }
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        if !self.located() {
+            return f.write_str(&self.message);
+        }
+        let required = if self.message == MISSING { "required " } else { "" };
+        write!(f, "{required}key `")?;
+        let mut first = true;
+        for step in self.path.iter().rev() {
+            match step {
+                Segment::Key(k) => {
+                    f.write_str(if first { "" } else { "." })?;
+                    f.write_str(&clip(k))?;
+                }
+                Segment::Index(i) => write!(f, "[{i}]")?,
+            }
+            first = false;
+        }
+        if let Some(field) = self.field {
+            f.write_str(if first { "" } else { "." })?;
+            f.write_str(field)?;
+        }
+        write!(f, "` {}", self.message)
     }
 }
 
 impl std::error::Error for Error {}
 
+const MISSING: &str = "is missing";
+
 impl de::Error for Error {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        Error {
-            message: msg.to_string(),
-            malformed: false,
-            exceeded: None,
+        Self::new(msg.to_string(), false)
+    }
+
+    fn invalid_type(found: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        Self::custom(format_args!(
+            "must be {}, found {}",
+            expected_words(&expected.to_string()),
+            found_words(&found)
+        ))
+    }
+
+    fn invalid_value(found: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        Self::invalid_type(found, expected)
+    }
+
+    fn invalid_length(len: usize, expected: &dyn de::Expected) -> Self {
+        let expected = expected.to_string();
+        match expected_words(&expected) {
+            // A struct offered an array reads it by position; a plist's are dictionaries.
+            "a dictionary" => Self::custom("must be a dictionary, found an array"),
+            words => Self::custom(format_args!("must be {words}, found {len} elements")),
         }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Self::about(field, MISSING)
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        Self::about(field, "is given twice")
+    }
+}
+
+/// What a typed reader expected, as a plist's types are named.
+fn expected_words(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a real number",
+        "a sequence" => "an array",
+        "a map" => "a dictionary",
+        e if e.starts_with("struct ") => "a dictionary",
+        e => e,
+    }
+}
+
+/// What a value was, as a plist's types are named.
+fn found_words(found: &de::Unexpected<'_>) -> &'static str {
+    use de::Unexpected as U;
+    match found {
+        U::Bool(_) => "a boolean",
+        U::Signed(n) if *n < 0 => "a negative integer",
+        U::Unsigned(_) | U::Signed(_) => "an integer",
+        U::Float(_) => "a real number",
+        U::Char(_) | U::Str(_) => "a string",
+        U::Bytes(_) => "data",
+        U::Seq => "an array",
+        U::Map => "a dictionary",
+        _ => "something else",
     }
 }
 
@@ -334,12 +452,10 @@ impl<R: BufRead> Iterator for Events<R> {
     }
 }
 
-/// Reads the one value of the XML plist `input` into `T`, through `wrap` (which may track the
-/// key path, as `serde_path_to_error` does).
-pub(crate) fn from_reader<R: BufRead, T>(
+/// Reads the one value of the XML plist `input` into `T`.
+pub(crate) fn from_reader<R: BufRead, T: de::DeserializeOwned>(
     mut input: R,
     limits: Limits,
-    wrap: impl FnOnce(&mut Deserializer<R>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let head = input
         .fill_buf()
@@ -349,8 +465,10 @@ pub(crate) fn from_reader<R: BufRead, T>(
     }
     let mut de = Deserializer {
         events: Events::new(input, limits).peekable(),
+        keys: Vec::new(),
+        depth: 0,
     };
-    let value = wrap(&mut de)?;
+    let value = T::deserialize(&mut de)?;
     match de.events.next() {
         None => Ok(value),
         Some(Err(e)) => Err(e),
@@ -370,7 +488,7 @@ pub(crate) fn is_binary(head: &[u8]) -> bool {
 
 /// Reads the XML plist `bytes` into `T`, within `limits`.
 pub(crate) fn read<T: de::DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, Error> {
-    from_reader(bytes, limits, |de| T::deserialize(de))
+    from_reader(bytes, limits)
 }
 
 /// Bounds for the small documents bsi reads (`SystemVersion.plist`, a profile, a command):
@@ -385,6 +503,11 @@ pub(crate) const SMALL: Limits = Limits {
 /// A `serde::Deserializer` over the plist events of one XML document.
 pub(crate) struct Deserializer<R: BufRead> {
     events: Peekable<Events<R>>,
+    /// The key last read at each depth of dictionaries, for the path of an error: one buffer
+    /// per depth, reused, so reading keys allocates nothing.
+    keys: Vec<String>,
+    /// Collections open.
+    depth: usize,
 }
 
 impl<R: BufRead> Deserializer<R> {
@@ -393,6 +516,25 @@ impl<R: BufRead> Deserializer<R> {
             Some(event) => event,
             None => Err(Error::malformed("the document ends where a value belongs")),
         }
+    }
+
+    /// Reads a collection whose start was read, through `visit`.
+    fn collection<T>(
+        &mut self,
+        visit: impl FnOnce(Collection<'_, R>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let level = self.depth;
+        if self.keys.len() <= level {
+            self.keys.push(String::new());
+        }
+        self.depth += 1;
+        let value = visit(Collection {
+            de: self,
+            level,
+            index: 0,
+        });
+        self.depth = level;
+        value
     }
 
     /// Skips the rest of a collection whose start was read.
@@ -414,8 +556,8 @@ impl<'de, R: BufRead> de::Deserializer<'de> for &mut Deserializer<R> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.next()? {
-            Event::StartArray => visitor.visit_seq(Collection { de: self }),
-            Event::StartDict => visitor.visit_map(Collection { de: self }),
+            Event::StartArray => self.collection(|c| visitor.visit_seq(c)),
+            Event::StartDict => self.collection(|c| visitor.visit_map(c)),
             Event::End => Err(Error::malformed("a collection ends where a value belongs")),
             Event::String(s) => visitor.visit_string(s),
             Event::Integer(n) => match (u64::try_from(n), i64::try_from(n)) {
@@ -451,6 +593,10 @@ impl<'de, R: BufRead> de::Deserializer<'de> for &mut Deserializer<R> {
 /// The entries of an array or dictionary being read.
 struct Collection<'a, R: BufRead> {
     de: &'a mut Deserializer<R>,
+    /// Its depth, which indexes [`Deserializer::keys`].
+    level: usize,
+    /// The next element's index, in an array.
+    index: usize,
 }
 
 impl<R: BufRead> Collection<'_, R> {
@@ -482,7 +628,11 @@ impl<'de, R: BufRead> de::SeqAccess<'de> for Collection<'_, R> {
         if self.at_end()? {
             return Ok(None);
         }
-        seed.deserialize(&mut *self.de).map(Some)
+        let index = self.index;
+        self.index += 1;
+        seed.deserialize(&mut *self.de)
+            .map(Some)
+            .map_err(|e| e.within(|| Segment::Index(index)))
     }
 }
 
@@ -496,11 +646,17 @@ impl<'de, R: BufRead> de::MapAccess<'de> for Collection<'_, R> {
         if self.at_end()? {
             return Ok(None);
         }
+        if let Some(Ok(Event::String(key))) = self.de.events.peek() {
+            let kept = &mut self.de.keys[self.level];
+            kept.clear();
+            kept.push_str(key);
+        }
         seed.deserialize(&mut *self.de).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         seed.deserialize(&mut *self.de)
+            .map_err(|e| e.within(|| Segment::Key(self.de.keys[self.level].clone())))
     }
 }
 

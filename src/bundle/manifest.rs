@@ -14,9 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::BundleError;
 use super::digest::Digest;
 use super::limits::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
-use super::manifest_xml::{
-    ENTRIES_HINT, Expect, Given, Typed, deserialize, parse_xml, refuse_binary,
-};
+use super::manifest_xml::{ENTRIES_HINT, deserialize, parse_xml, refuse_binary};
 use super::paths::unsafe_reason;
 use crate::platform::{Cryptex, Platform};
 use crate::untrusted::clip;
@@ -158,17 +156,17 @@ impl Cryptexes {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase", default, expecting = "a dictionary")]
 struct RawManifest {
-    bundle_format_version: Typed<u64>,
-    product_name: Typed<String>,
-    product_version: Typed<String>,
-    prerequisite_build: Typed<String>,
-    product_version_extra: Typed<String>,
-    product_build_version: Typed<String>,
-    posting_date: Typed<String>,
-    supported_devices: Given<Vec<Typed<String>>>,
-    description: Typed<String>,
-    signing_key: Typed<String>,
-    cryptexes: Given<BTreeMap<String, RawEntries>>,
+    bundle_format_version: Option<u64>,
+    product_name: Option<String>,
+    product_version: Option<String>,
+    prerequisite_build: Option<String>,
+    product_version_extra: Option<String>,
+    product_build_version: Option<String>,
+    posting_date: Option<String>,
+    supported_devices: Option<Vec<String>>,
+    description: Option<String>,
+    signing_key: Option<String>,
+    cryptexes: Option<BTreeMap<String, RawEntries>>,
     /// Keys bsi does not know: kept by name, otherwise ignored.
     #[serde(flatten)]
     #[allow(clippy::zero_sized_map_values)] // Only the names are kept; values are skipped.
@@ -189,12 +187,12 @@ fn refuse_binary_input(input: &mut impl std::io::BufRead) -> Result<(), BundleEr
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase", default, expecting = "a dictionary")]
 struct RawIdentity {
-    bundle_format_version: Typed<u64>,
-    product_name: Typed<String>,
-    product_version: Typed<String>,
-    prerequisite_build: Typed<String>,
-    product_version_extra: Typed<String>,
-    product_build_version: Typed<String>,
+    bundle_format_version: Option<u64>,
+    product_name: Option<String>,
+    product_version: Option<String>,
+    prerequisite_build: Option<String>,
+    product_version_extra: Option<String>,
+    product_build_version: Option<String>,
 }
 
 /// Which response a manifest is for: the keys `SystemVersion.plist` repeats.
@@ -255,13 +253,13 @@ impl<'de> serde::Deserialize<'de> for RawEntries {
 #[serde(default, expecting = "a dictionary")]
 struct RawEntry {
     #[serde(rename = "Path")]
-    path: Typed<String>,
+    path: Option<String>,
     #[serde(rename = "Size")]
-    size: Typed<u64>,
+    size: Option<u64>,
     #[serde(rename = "SHA256")]
-    sha256: Typed<DigestText>,
+    sha256: Option<DigestText>,
     #[serde(rename = "Mode")]
-    mode: Typed<u64>,
+    mode: Option<u64>,
 }
 
 /// A `SHA256` value as read: 64 hex digits become the digest at once, so no text is held per
@@ -272,34 +270,18 @@ enum DigestText {
     Invalid(String),
 }
 
-impl Expect for DigestText {
-    fn from_str(s: String) -> Option<Self> {
-        Some(Digest::from_hex(&s).map_or(DigestText::Invalid(s), DigestText::Valid))
-    }
-    fn from_u64(_: u64) -> Option<Self> {
-        None
+impl<'de> serde::Deserialize<'de> for DigestText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(Digest::from_hex(&text).map_or(DigestText::Invalid(text), DigestText::Valid))
     }
 }
 
-/// The value of a key that must be there, with the type it must have. `key` is only formatted
-/// for a message (per payload file, a string built for nothing costs 100,000 allocations).
-fn need<T>(value: Typed<T>, key: impl std::fmt::Display, expected: &str) -> Result<T, BundleError> {
-    match value {
-        Typed::Missing => Err(BundleError::manifest(format!(
-            "required key `{key}` is missing"
-        ))),
-        Typed::Is(v) => Ok(v),
-        Typed::Found(found) => Err(BundleError::manifest(format!(
-            "key `{key}` must be {expected}, found {found}"
-        ))),
-    }
-}
-
-fn optional(value: Typed<String>, key: &str) -> Result<Option<String>, BundleError> {
-    match value {
-        Typed::Missing => Ok(None),
-        other => need(other, key, "a string").map(Some),
-    }
+/// The value of a key that must be there (the reader has checked its type). `key` is only
+/// formatted for a message (per payload file, a string built for nothing costs 100,000
+/// allocations).
+fn need<T>(value: Option<T>, key: impl std::fmt::Display) -> Result<T, BundleError> {
+    value.ok_or_else(|| BundleError::manifest(format!("required key `{key}` is missing")))
 }
 
 fn parse_key<T, E: std::fmt::Display>(
@@ -313,11 +295,7 @@ fn parse_key<T, E: std::fmt::Display>(
 
 impl RawIdentity {
     fn validate(self) -> Result<Identity, BundleError> {
-        match need(
-            self.bundle_format_version,
-            "BundleFormatVersion",
-            "an integer",
-        )? {
+        match need(self.bundle_format_version, "BundleFormatVersion")? {
             FORMAT_VERSION => {}
             other => {
                 return Err(BundleError::manifest(format!(
@@ -325,7 +303,7 @@ impl RawIdentity {
                 )));
             }
         }
-        let product_name = need(self.product_name, "ProductName", "a string")?;
+        let product_name = need(self.product_name, "ProductName")?;
         let product = Platform::from_name(&product_name).ok_or_else(|| {
             BundleError::manifest(format!(
                 "key `ProductName` is `{}`; expected macOS, iOS or iPadOS",
@@ -334,30 +312,22 @@ impl RawIdentity {
         })?;
         let version: OsVersion = parse_key(
             "ProductVersion",
-            &need(self.product_version, "ProductVersion", "a string")?,
+            &need(self.product_version, "ProductVersion")?,
             str::parse,
         )?;
         let prerequisite: Build = parse_key(
             "PrerequisiteBuild",
-            &need(self.prerequisite_build, "PrerequisiteBuild", "a string")?,
+            &need(self.prerequisite_build, "PrerequisiteBuild")?,
             Build::parse_base,
         )?;
         let extra: Extra = parse_key(
             "ProductVersionExtra",
-            &need(
-                self.product_version_extra,
-                "ProductVersionExtra",
-                "a string",
-            )?,
+            &need(self.product_version_extra, "ProductVersionExtra")?,
             str::parse,
         )?;
         let build = parse_key(
             "ProductBuildVersion",
-            &need(
-                self.product_build_version,
-                "ProductBuildVersion",
-                "a string",
-            )?,
+            &need(self.product_build_version, "ProductBuildVersion")?,
             |s| Build::parse_supplemental(s, &prerequisite),
         )?;
         Ok(Identity {
@@ -387,20 +357,7 @@ impl RawManifest {
             product_build_version: self.product_build_version,
         }
         .validate()?;
-        let supported_devices = self
-            .supported_devices
-            .0
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| need(v, format_args!("SupportedDevices[{i}]"), "a string"))
-            .collect::<Result<_, _>>()?;
-        let cryptexes = raw_cryptexes(
-            self.cryptexes
-                .0
-                .ok_or_else(|| BundleError::manifest("required key `Cryptexes` is missing"))?,
-            "Cryptexes",
-        )?;
+        let cryptexes = raw_cryptexes(need(self.cryptexes, "Cryptexes")?, "Cryptexes")?;
         if cryptexes.0.is_empty() {
             return Err(BundleError::manifest(
                 "key `Cryptexes` lists no cryptex; a response carries OS, App or both",
@@ -412,10 +369,10 @@ impl RawManifest {
             prerequisite,
             extra,
             build,
-            posting_date: optional(self.posting_date, "PostingDate")?,
-            supported_devices,
-            description: optional(self.description, "Description")?,
-            signing_key: match optional(self.signing_key, "SigningKey")? {
+            posting_date: self.posting_date,
+            supported_devices: self.supported_devices.unwrap_or_default(),
+            description: self.description,
+            signing_key: match self.signing_key {
                 Some(fp) if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) => {
                     Some(fp.to_ascii_lowercase())
                 }
@@ -485,25 +442,21 @@ fn raw_entry(
     i: usize,
     cryptex: Cryptex,
 ) -> Result<FileEntry, BundleError> {
-    let path = need(item.path, format_args!("{at}[{i}].Path"), "a string")?;
+    let path = need(item.path, format_args!("{at}[{i}].Path"))?;
     if let Some(reason) = unsafe_reason(&path) {
         return Err(BundleError::unsafe_path(
             format!("{cryptex}/{}", clip(&path)),
             reason,
         ));
     }
-    let size = need(
-        item.size,
-        format_args!("{at}[{i}].Size"),
-        "a non-negative integer",
-    )?;
+    let size = need(item.size, format_args!("{at}[{i}].Size"))?;
     if size > MAX_FILE_BYTES {
         return Err(BundleError::TooLarge {
             what: format!("{cryptex}/{path}'s declared size of {size} bytes"),
             limit: format!("{MAX_FILE_BYTES} bytes per file"),
         });
     }
-    let sha256 = match need(item.sha256, format_args!("{at}[{i}].SHA256"), "a string")? {
+    let sha256 = match need(item.sha256, format_args!("{at}[{i}].SHA256"))? {
         DigestText::Valid(digest) => digest,
         DigestText::Invalid(text) => {
             return Err(BundleError::manifest(format!(
@@ -512,7 +465,7 @@ fn raw_entry(
             )));
         }
     };
-    let mode = need(item.mode, format_args!("{at}[{i}].Mode"), "an integer")?;
+    let mode = need(item.mode, format_args!("{at}[{i}].Mode"))?;
     if mode > 0o777 || mode & 0o400 == 0 {
         return Err(BundleError::manifest(format!(
             "key `{at}[{i}].Mode` is {mode:#o}; it must be permission bits (at most 0o777) that let the owner read the file"

@@ -1,7 +1,6 @@
 //! Reading a manifest's XML: the bounds checked before anything is parsed (XML only, nesting,
-//! element count and text length capped, no recursion), and serde over the bounded reader with
-//! every failure named by the key at fault, in people's words. The types the manifest's raw
-//! keys are read as ([`Typed`], [`Given`]) live here so that a wrong type says what was found.
+//! element count and text length capped, no recursion), and serde over the bounded reader, which
+//! names every failure by the key at fault, in people's words.
 
 use super::BundleError;
 use super::limits::MAX_FILES;
@@ -126,221 +125,20 @@ pub(super) fn parse_xml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
     deserialize(bytes)
 }
 
-/// Deserializes XML plist input that [`bounds`] has passed into `T`.
+/// Deserializes XML plist input that [`bounds`] has passed into `T`: a refused value is named
+/// by its key, in the reader's words ("key `Cryptexes.OS[3].Size` must be a non-negative
+/// integer, found a string").
 pub(super) fn deserialize<T: serde::de::DeserializeOwned>(
     input: impl std::io::BufRead,
 ) -> Result<T, BundleError> {
-    use serde::Deserialize as _;
-    FAILED_AT.with(|f| f.borrow_mut().take());
-    crate::plist_xml::from_reader(input, LIMITS, |de| Tracked::<T>::deserialize(de))
-        .map(|t| t.0)
-        .map_err(|e| {
-            let failed = FAILED_AT.with(|f| f.borrow_mut().take());
-            if let Some(what) = e.exceeded {
-                return exceeded(what);
-            }
-            if e.malformed {
-                // Not about any key: the XML is not a property list where it was being read.
-                return BundleError::manifest(format!(
-                    "not a valid property list: {}",
-                    clip(&e.to_string())
-                ));
-            }
-            let (path, inner) = failed.unwrap_or_else(|| (String::new(), e.to_string()));
-            let inner = plain(&inner);
-            if path.is_empty() || path == "." {
-                BundleError::manifest(format!("not a valid property list: {inner}"))
-            } else {
-                BundleError::manifest(format!("key `{}` {inner}", clip(&path)))
-            }
-        })
-}
-
-thread_local! {
-    /// Where the last [`Tracked`] parse failed (key path) and why, in plist's words.
-    static FAILED_AT: std::cell::RefCell<Option<(String, String)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Deserializes `T` while tracking the key path, which a failure leaves in [`FAILED_AT`].
-struct Tracked<T>(T);
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Tracked<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut track = serde_path_to_error::Track::new();
-        T::deserialize(serde_path_to_error::Deserializer::new(d, &mut track))
-            .map(Tracked)
-            .inspect_err(|e| {
-                FAILED_AT
-                    .with(|f| *f.borrow_mut() = Some((track.path().to_string(), e.to_string())));
-            })
-    }
-}
-
-/// A parser's message in people's words: serde's "invalid type: string \"x\", expected an
-/// array" becomes "must be an array, found a string"; plist's event names become types; nothing
-/// of Rust's debug formatting reaches a person.
-pub(super) fn plain(message: &str) -> String {
-    let mut message = message.trim().to_owned();
-    // plist wraps serde's messages as `Serde("...")`.
-    while let Some(inner) = message
-        .strip_prefix("Serde(\"")
-        .and_then(|m| m.strip_suffix("\")"))
-    {
-        message = inner.replace("\\\"", "\"");
-    }
-    let words = |s: &str| {
-        s.replace("a sequence", "an array")
-            .replace("a map", "a dictionary")
-            .replace("unsigned integer", "integer")
-    };
-    let event = |e: &str| match e {
-        "StartDictionary" => "a dictionary",
-        "StartArray" => "an array",
-        "String" => "a string",
-        "Integer" => "an integer",
-        "Real" => "a real number",
-        "Boolean" => "a boolean",
-        "Data" => "data",
-        "Date" => "a date",
-        "EndCollection" => "the end of a collection",
-        "ValueOrStartCollection" => "a value",
-        _ => "something else",
-    };
-    if let Some(rest) = message.strip_prefix("UnexpectedEventType { expected: ")
-        && let Some((expected, found)) = rest.trim_end_matches(" }").split_once(", found: ")
-    {
-        return format!("must be {}, found {}", event(expected), event(found));
-    }
-    if let Some((found, expected)) = message
-        .strip_prefix("invalid type: ")
-        .and_then(|rest| rest.split_once(", expected "))
-    {
-        let found = match found.split(' ').next().unwrap_or(found) {
-            "sequence" => "array",
-            "map" => "dictionary",
-            "unsigned" | "integer" => "integer",
-            other => other,
-        };
-        let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
-            "an"
-        } else {
-            "a"
-        };
-        return format!(
-            "must be {}, found {article} {}",
-            words(expected),
-            words(found)
-        );
-    }
-    if message.contains('{') || message.contains('(') {
-        // Any other structured error: say what it is without the internals.
-        return "it is not the property list a manifest is".to_owned();
-    }
-    words(&clip(&message))
-}
-
-/// A value read as whatever type the plist has, so that a wrong type gives a message naming
-/// what was found, and a right one costs nothing more than the value. A key that is absent is
-/// `Missing` (the default): plist's serde support cannot read `Option` struct fields in a
-/// struct with flattened keys.
-#[derive(Debug, Default)]
-pub(super) enum Typed<T> {
-    #[default]
-    Missing,
-    Is(T),
-    Found(&'static str),
-}
-
-/// A key that may be absent, of a type serde reads itself (arrays, dictionaries).
-#[derive(Debug)]
-pub(super) struct Given<T>(pub(super) Option<T>);
-
-impl<T> Default for Given<T> {
-    fn default() -> Self {
-        Given(None)
-    }
-}
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Given<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(|v| Given(Some(v)))
-    }
-}
-
-/// What [`Typed`] accepts.
-pub(super) trait Expect: Sized {
-    fn from_str(s: String) -> Option<Self>;
-    fn from_u64(n: u64) -> Option<Self>;
-}
-
-impl Expect for String {
-    fn from_str(s: String) -> Option<Self> {
-        Some(s)
-    }
-    fn from_u64(_: u64) -> Option<Self> {
-        None
-    }
-}
-
-impl Expect for u64 {
-    fn from_str(_: String) -> Option<Self> {
-        None
-    }
-    fn from_u64(n: u64) -> Option<Self> {
-        Some(n)
-    }
-}
-
-impl<'de, T: Expect> serde::Deserialize<'de> for Typed<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Expect> serde::de::Visitor<'de> for V<T> {
-            type Value = Typed<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a plist value")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(T::from_str(v.to_owned()).map_or(Typed::Found("a string"), Typed::Is))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(T::from_str(v).map_or(Typed::Found("a string"), Typed::Is))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(T::from_u64(v).map_or(Typed::Found("an integer"), Typed::Is))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Typed::Found("a negative integer"))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Typed::Found("a real number"))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Typed::Found("a boolean"))
-            }
-            fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
-                Ok(Typed::Found("data"))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Typed::Found("an array"))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Typed::Found("a dictionary"))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
+    crate::plist_xml::from_reader(input, LIMITS).map_err(|e| match e.exceeded {
+        Some(what) => exceeded(what),
+        None if e.located() => BundleError::manifest(e.to_string()),
+        None => BundleError::manifest(format!(
+            "not a valid property list: {}",
+            clip(&e.to_string())
+        )),
+    })
 }
 
 /// The signing key a manifest names (`SigningKey`), read without trusting it: only to say who

@@ -19,7 +19,7 @@ const TIGHT: Limits = Limits {
 };
 
 fn read_tight<T: de::DeserializeOwned>(xml: &str) -> Result<T, Error> {
-    from_reader(xml.as_bytes(), TIGHT, |de| T::deserialize(de))
+    from_reader(xml.as_bytes(), TIGHT)
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -37,7 +37,7 @@ struct Sample {
 }
 
 fn read<T: de::DeserializeOwned>(xml: &str) -> Result<T, Error> {
-    from_reader(xml.as_bytes(), LIMITS, |de| T::deserialize(de))
+    from_reader(xml.as_bytes(), LIMITS)
 }
 
 #[test]
@@ -126,4 +126,61 @@ fn the_limits_stop_reading_where_they_are_passed() {
         "</array>".repeat(6)
     );
     read_tight::<serde_json::Value>(&fits).unwrap();
+}
+
+#[test]
+fn a_refused_value_is_named_by_its_key_path_in_plist_words() {
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    #[allow(dead_code)] // Only the errors are looked at.
+    struct Entry {
+        size: u64,
+        path: String,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    #[allow(dead_code)]
+    struct Top {
+        cryptexes: BTreeMap<String, Vec<Entry>>,
+    }
+    let doc = |entry: &str| {
+        format!(
+            "<plist><dict><key>Cryptexes</key><dict><key>OS</key><array>\
+             <dict><key>Size</key><integer>1</integer><key>Path</key><string>a</string></dict>\
+             {entry}</array></dict></dict></plist>"
+        )
+    };
+    let said = |xml: String| read::<Top>(&xml).unwrap_err().to_string();
+    assert_eq!(
+        said(doc(
+            "<dict><key>Size</key><string>9</string><key>Path</key><string>b</string></dict>"
+        )),
+        "key `Cryptexes.OS[1].Size` must be a non-negative integer, found a string"
+    );
+    assert_eq!(
+        said(doc("<dict><key>Size</key><integer>-2</integer></dict>")),
+        "key `Cryptexes.OS[1].Size` must be a non-negative integer, found a negative integer"
+    );
+    assert_eq!(
+        said(doc("<dict><key>Size</key><integer>2</integer></dict>")),
+        "required key `Cryptexes.OS[1].Path` is missing"
+    );
+    assert_eq!(
+        said(doc(
+            "<dict><key>Path</key><string>b</string><key>Size</key><integer>2</integer>\
+             <key>Path</key><string>c</string></dict>"
+        )),
+        "key `Cryptexes.OS[1].Path` is given twice"
+    );
+    assert_eq!(
+        said(doc("<string>b</string>")),
+        "key `Cryptexes.OS[1]` must be a dictionary, found a string"
+    );
+    // Not about a key: the document itself, or its top.
+    let top = read::<Top>("<plist><array/></plist>").unwrap_err();
+    assert!(!top.located());
+    assert_eq!(top.to_string(), "must be a dictionary, found an array");
+    let broken = read::<Top>("<plist><dict><key>Cryptexes</key><dict><key>OS</key><array><wat/>")
+        .unwrap_err();
+    assert!(broken.malformed && !broken.located(), "{broken}");
 }
