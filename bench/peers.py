@@ -13,7 +13,12 @@
          with 153-byte paths;
   placement  apply of 20,000 and 100,000 small files onto a device whose previous content was
          just removed, with and without `lifecycle::placement` (a `failpoints` build, where
-         FAILPOINTS=stage.no-placement=return turns it off), runs interleaved.
+         FAILPOINTS=stage.no-placement=return turns it off), runs interleaved;
+  mechanisms  what each mechanism of the copy engine earns, switched off by a fault point in the
+         same failpoints build: the two-thread pipeline (apply of one large file,
+         stream.one-thread), verify's read-ahead (verify of 20,000 files, verify.no-read-ahead),
+         the streamed signature check (peak RSS of a 100,000-file apply,
+         bundle.no-streamed-signature).
 
 Destinations: tmpfs, the machine's disk, and (as root, unless --loops none) a journaled ext4 and an
 XFS filesystem made for the run on loop images with default `mkfs` options; a destination that
@@ -26,7 +31,7 @@ for many files, the hash floor of the tree (`openssl dgst` through `xargs`).
 Sources (bundles, the OSTree source repo) live on a different filesystem from the destination:
 within one filesystem `ostree pull-local` hardlinks objects instead of copying them.
 
-Usage: python3 bench/peers.py [--only peers,tails,scale,memory,placement] [--quick]
+Usage: python3 bench/peers.py [--only peers,tails,scale,memory,placement,mechanisms] [--quick]
                               [--tmpfs DIR] [--disk DIR] [--loops ext4,xfs|none]
 Needs: ostree, openssl, coreutils, findutils; for --loops root, losetup, mkfs.ext4 and mkfs.xfs
 (Debian xfsprogs); builds bsi in release mode.
@@ -308,10 +313,7 @@ def placement(a, where):
     """20,000 and 100,000 small files applied onto a device whose previous content was just
     removed (freed inodes nearby, as after garbage collection or a replaced device), with and
     without placement, on every destination."""
-    fp_target = os.path.join(ROOT, "target", "bench-failpoints")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "failpoints",
-                    "--target-dir", fp_target], cwd=ROOT, check=True)
-    fp_bsi = os.path.join(fp_target, "release", "bsi")
+    fp_bsi = failpoints_bsi()
     counts = (20000, 100000) if not a.quick else (5000, 20000)
     for n in counts:
         src = os.path.join(a.tmpfs, f"place-{n}")
@@ -342,6 +344,85 @@ def placement(a, where):
             print(f"  all runs (s): " + "; ".join(
                 f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in runs.items()))
         shutil.rmtree(src, ignore_errors=True)
+
+
+def failpoints_bsi():
+    """A release build with the `failpoints` feature, where FAILPOINTS switches mechanisms off."""
+    fp_target = os.path.join(ROOT, "target", "bench-failpoints")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "failpoints",
+                    "--target-dir", fp_target], cwd=ROOT, check=True)
+    return os.path.join(fp_target, "release", "bsi")
+
+
+def on_off(a, point, prepare, command):
+    """Medians of `command` (wall s, peak RSS KiB) with the fault point `point` unarmed ("on")
+    and armed ("off"), `prepare` before each run, a.runs runs interleaved."""
+    runs = {"on": [], "off": []}
+    for i in range(a.runs):
+        for variant in (("on", "off") if i % 2 == 0 else ("off", "on")):
+            env = f"FAILPOINTS={point}=return " if variant == "off" else ""
+            if prepare:
+                timed(prepare)
+            wall, _, rss = timed(env + command)
+            runs[variant].append((wall, rss))
+    return {k: (med([w for w, _ in v]), med([r for _, r in v])) for k, v in runs.items()}
+
+
+def earns(on, off):
+    return f"earns {100 * (off - on) / off:+.1f} %"
+
+
+def mechanisms(a, where):
+    """What each mechanism of the copy-and-verify engine earns, measured by switching it off in
+    one failpoints build: the two-thread pipeline (apply of one large file), verify's read-ahead
+    (verify of 20,000 small files), the streamed signature check (peak RSS of apply at 100,000
+    files with 153-byte paths)."""
+    fp_bsi = failpoints_bsi()
+    big = GiB if not a.quick else 128 * MiB
+    nfiles = 20000 if not a.quick else 5000
+    src = os.path.join(a.tmpfs, "mech-src")
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    payload_big(os.path.join(src, "big"), big)
+    bundle(os.path.join(src, "big"), os.path.join(src, "big.bsi"))
+    payload_tree(os.path.join(src, "small"), nfiles, 2048)
+    bundle(os.path.join(src, "small"), os.path.join(src, "small.bsi"))
+    print(f"\nWhat each mechanism earns: medians of {a.runs} interleaved runs, one failpoints build,"
+          " 'off' = FAILPOINTS=<point>=return")
+    # The bundles stay on tmpfs for every destination, so that reading them costs the least and
+    # the figure is the pipeline's (on the disk, reading a cold source bounds both variants).
+    b = os.path.join(src, "big.bsi")
+    for dest_name, dest_fs, _ in a.dests:
+        dev = os.path.join(dest_fs, "mech", "dev")
+        r = on_off(a, "stream.one-thread", fresh_device(dev), f"{fp_bsi} --root {dev} apply {b} --restart")
+        (on, _), (off, _) = r["on"], r["off"]
+        print(f"\n{dest_name} ({where[dest_name]})")
+        line(f"apply {big // MiB} MiB, dir form, two threads", on)
+        line(f"apply {big // MiB} MiB, dir form, one thread (stream.one-thread)", off, off / on,
+             f"the pipeline {earns(on, off)}")
+        timed(fresh_device(dev) + f" && {fp_bsi} --root {dev} apply {os.path.join(src, 'small.bsi')} --restart")
+        r = on_off(a, "verify.no-read-ahead", "sync", f"{fp_bsi} --root {dev} verify")
+        (on, _), (off, _) = r["on"], r["off"]
+        line(f"verify {nfiles:,} files of 2 KiB, read-ahead on", on)
+        line(f"verify {nfiles:,} files of 2 KiB, read-ahead off (verify.no-read-ahead)", off,
+             off / on, f"the read-ahead {earns(on, off)}")
+        timed(f"rm -rf {os.path.join(dest_fs, 'mech')}")
+    shutil.rmtree(src, ignore_errors=True)
+    n = 100000 if not a.quick else 20000
+    os.makedirs(src)
+    payload_tree(os.path.join(src, "tree"), n, 2048, long_paths=True)
+    b = os.path.join(src, "b.bsi")
+    bundle(os.path.join(src, "tree"), b)
+    size = os.path.getsize(os.path.join(b, "Info.plist"))
+    dev = os.path.join(a.disk, "mech-dev")
+    r = on_off(a, "bundle.no-streamed-signature", fresh_device(dev), f"{fp_bsi} --root {dev} apply {b}.tar --restart")
+    (on_s, on_rss), (off_s, off_rss) = r["on"], r["off"]
+    print(f"\n{n:,} files, 153-byte paths, manifest {size / MiB:.1f} MiB, tar form onto the disk")
+    print(f"  streamed signature on:  peak RSS {on_rss / 1024:6.1f} MiB  ({on_s:.2f} s)")
+    print(f"  streamed signature off: peak RSS {off_rss / 1024:6.1f} MiB  ({off_s:.2f} s)"
+          f"  (bundle.no-streamed-signature): streaming saves {(off_rss - on_rss) / 1024:.1f} MiB")
+    timed(f"rm -rf {dev}")
+    shutil.rmtree(src, ignore_errors=True)
 
 
 def make_loops(a):
@@ -414,17 +495,21 @@ def main():
     sha = sha256_limit()
     print(f"bsi against OSTree and the limits; SHA-256 in memory: {sha / MiB:.0f} MiB/s (openssl speed)")
     only = a.only.split(",")
-    if "peers" in only:
-        peers(a, sha, where)
-    if "tails" in only:
-        tails(a, sha)
-    if "scale" in only:
-        scale(a, sha, where)
-    if "memory" in only:
-        memory(a)
-    if "placement" in only:
-        placement(a, where)
-    drop_loops(a, loops)
+    try:
+        if "peers" in only:
+            peers(a, sha, where)
+        if "tails" in only:
+            tails(a, sha)
+        if "scale" in only:
+            scale(a, sha, where)
+        if "memory" in only:
+            memory(a)
+        if "placement" in only:
+            placement(a, where)
+        if "mechanisms" in only:
+            mechanisms(a, where)
+    finally:
+        drop_loops(a, loops)
     for d in (a.tmpfs, a.disk):
         shutil.rmtree(d, ignore_errors=True)
 

@@ -38,6 +38,28 @@ macro_rules! pause_point {
 
 pub(crate) use pause_point;
 
+/// Whether `FAILPOINTS` arms the point `name` (`FAILPOINTS=name=return`): how a benchmark
+/// switches a mechanism off to measure what it earns, and how a test forces a path. Always
+/// `false` without the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+macro_rules! armed {
+    ($name:literal) => {
+        (|| {
+            fail::fail_point!($name, |_| true);
+            false
+        })()
+    };
+}
+
+#[cfg(not(feature = "failpoints"))]
+macro_rules! armed {
+    ($name:literal) => {
+        false
+    };
+}
+
+pub(crate) use armed;
+
 /// Arms the fault points from the `FAILPOINTS` environment variable for this process.
 #[cfg(feature = "failpoints")]
 pub(crate) fn setup() -> fail::FailScenario<'static> {

@@ -192,7 +192,11 @@ impl std::fmt::Display for Error {
         if !self.located() {
             return f.write_str(&self.message);
         }
-        let required = if self.message == MISSING { "required " } else { "" };
+        let required = if self.message == MISSING {
+            "required "
+        } else {
+            ""
+        };
         write!(f, "{required}key `")?;
         let mut first = true;
         for step in self.path.iter().rev() {

@@ -95,7 +95,10 @@ pub(crate) fn place_cryptex_dirs(
     carried: &[crate::device::Cryptex],
     files: usize,
 ) -> io::Result<Placed> {
-    let topdir = !placement_off() && !journaled(dir) && mark_top(dir, Path::new(".")).is_ok();
+    // A benchmark measures what placement earns with `FAILPOINTS=stage.no-placement=return`.
+    let topdir = !crate::faults::armed!("stage.no-placement")
+        && !journaled(dir)
+        && mark_top(dir, Path::new(".")).is_ok();
     let probe = topdir && files >= PROBE_FROM;
     let mut placed = Placed {
         made: HashSet::new(),
@@ -228,23 +231,6 @@ fn journaled(dir: &Dir) -> bool {
     })
 }
 
-/// Whether a benchmark asked for plain directories and no spreading, to measure what placement
-/// earns (`FAILPOINTS=stage.no-placement=return`); never without the `failpoints` feature.
-fn placement_off() -> bool {
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("stage.no-placement", |_| true);
-    false
-}
-
-/// Whether the tests have asked every window to count as slow
-/// (`FAILPOINTS=stage.spread=return`), so that the anchors are used on any disk; never without
-/// the `failpoints` feature.
-fn forced_slow() -> bool {
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("stage.spread", |_| true);
-    false
-}
-
 /// Creates one staging thread's files. Each creation is timed; when a window of [`WINDOW`]
 /// creations averages more than [`SLOW_FACTOR`] times the clean score the probe measured, the
 /// group the files are landing in holds freed inodes, and the next files are created in a new
@@ -288,7 +274,10 @@ impl Spreader<'_> {
         };
         self.count += 1;
         if self.count == WINDOW {
-            let slow = self.window / WINDOW > clean * SLOW_FACTOR || forced_slow();
+            // The tests make every window slow (`FAILPOINTS=stage.spread=return`), so that the
+            // anchors are used on any disk.
+            let slow =
+                self.window / WINDOW > clean * SLOW_FACTOR || crate::faults::armed!("stage.spread");
             self.window = Duration::ZERO;
             self.count = 0;
             if slow && self.anchors < MAX_ANCHORS {

@@ -92,7 +92,12 @@ impl ReadAhead {
         let stop = Arc::new(AtomicBool::new(false));
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let thread = match root.try_clone() {
-            Ok(root) if cores > 1 && !trees.is_empty() => {
+            // A benchmark measures what it earns with `FAILPOINTS=verify.no-read-ahead=return`.
+            Ok(root)
+                if cores > 1
+                    && !trees.is_empty()
+                    && !crate::faults::armed!("verify.no-read-ahead") =>
+            {
                 let stop = Arc::clone(&stop);
                 std::thread::Builder::new()
                     .name("verify-ahead".into())

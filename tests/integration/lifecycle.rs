@@ -1,6 +1,7 @@
 //! The lifecycle (DESIGN section 4, issue 4): apply, restart, Safari, rollback, update/upgrade,
 //! history and verify, and the seed's versioning table.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::harness::*;
@@ -475,6 +476,14 @@ fn verify_reports_the_same_whether_or_not_its_read_ahead_saw_the_files() {
         .run();
     assert_eq!(with.stdout(), without.stdout());
     assert_eq!(with.stderr(), without.stderr());
+    // With the read-ahead switched off (as the benchmark measures it), the same answer.
+    let off = d
+        .cmd()
+        .args(["verify", "--json"])
+        .env("FAILPOINTS", "verify.no-read-ahead=return")
+        .exit(8)
+        .run();
+    assert_eq!(off.stdout(), without.stdout());
     for want in [
         "OS/usr/lib/f001: SHA-256",
         "OS/usr/lib/large: SHA-256",
@@ -488,4 +497,76 @@ fn verify_reports_the_same_whether_or_not_its_read_ahead_saw_the_files() {
     ] {
         assert!(with.stdout().contains(want), "{want} in {}", with.stdout());
     }
+}
+
+#[test]
+fn the_pipeline_switched_off_installs_and_refuses_as_it_does() {
+    // `bench/peers.py --only mechanisms` measures what the hashing thread earns by switching it
+    // off; the answers must be the same either way, or the figure compares different work.
+    let tmp = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 17u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let os: [(&str, &[u8]); 2] = [
+        ("System/Library/dyld/dyld_shared_cache_arm64e", &big),
+        ("usr/lib/libsmall.dylib", b"small"),
+    ];
+    let bundle = make_bundle(
+        tmp.path(),
+        "big.bsi",
+        "macOS",
+        "26.3.1",
+        "25D2128",
+        "(a)",
+        "25D771280a",
+        &os,
+        &[],
+    );
+    let one_thread = "stream.one-thread=return";
+    let (threaded, alone) = (Device::new(), Device::new());
+    threaded.activate(&bundle);
+    alone
+        .cmd()
+        .args([
+            OsStr::new("apply"),
+            bundle.as_os_str(),
+            OsStr::new("--restart"),
+        ])
+        .env("FAILPOINTS", one_thread)
+        .run();
+    let cache = "System/Cryptexes/OS/System/Library/dyld/dyld_shared_cache_arm64e";
+    assert_eq!(std::fs::read(alone.path(cache)).unwrap(), big);
+    alone
+        .cmd()
+        .arg("verify")
+        .env("FAILPOINTS", one_thread)
+        .run();
+
+    // A payload file changed after signing: refused the same way, the device unchanged.
+    let payload = bundle.join("OS/System/Library/dyld/dyld_shared_cache_arm64e");
+    let mut changed = big.clone();
+    changed[2 * 1024 * 1024 + 5] ^= 0x40;
+    std::fs::write(&payload, &changed).unwrap();
+    let fresh = || {
+        let d = Device::new();
+        (d.tree(), d)
+    };
+    let mut said = Vec::new();
+    for env in ["", one_thread] {
+        let (before, d) = fresh();
+        let run = d
+            .cmd()
+            .arg("apply")
+            .arg(&bundle)
+            .env("FAILPOINTS", env)
+            .exit(6)
+            .run();
+        before.assert_same(&d.tree());
+        said.push(
+            run.stderr()
+                .replace(&d.root.display().to_string(), "[ROOT]"),
+        );
+    }
+    assert_eq!(said[0], said[1]);
+    assert!(said[0].contains("dyld_shared_cache_arm64e"), "{}", said[0]);
 }
