@@ -315,7 +315,7 @@ fn issue25_item1_a_link_bsi_did_not_make_is_damage_for_status_and_changes() {
     before.assert_same(&after);
     d.bsi(["repair"])
         .ok()
-        .stdout_has("pointed System/Cryptexes/OS at ../../System/Volumes/Preboot/Cryptexes/OS");
+        .stdout_is(&[], "pointed System/Cryptexes/OS at ../../System/Volumes/Preboot/Cryptexes/OS: System/Cryptexes/OS points at /etc, not ../../System/Volumes/Preboot/Cryptexes/OS\n");
     d.bsi(["apply".as_ref(), c.as_os_str(), "--restart".as_ref()])
         .ok();
     assert_eq!(d.status().active_version(), Some("26.3.1 (c)"));
@@ -391,7 +391,7 @@ fn issue25_item4_a_dry_run_never_writes_even_to_recover() {
         .stderr_is(&[], "warning: an interrupted restart is waiting to be recovered; the real command recovers it first\n");
     d.bsi(["repair", "--dry-run"])
         .ok()
-        .stdout_has("would recover an interrupted restart");
+        .stdout_is(&[], "would recover an interrupted restart\n");
 }
 
 #[test]

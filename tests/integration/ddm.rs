@@ -375,7 +375,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!({"RapidSecurityResponse": {"Enable": false}}),
     )
     .ok()
-    .stdout_has("not active");
+    .stdout_is(&[], "rsr (com.apple.configuration.softwareupdate.settings): stored\n  not active, validity unknown\n  not active: no active activation references it (`bsi policy set` an activation that lists it in StandardConfigurations)\n");
     let a = bundle("macos-26.3.1-a.bsi");
     // Not in effect: user installs are still allowed.
     d.bsi(["apply".as_ref(), a.as_os_str(), "--dry-run".as_ref()])
@@ -395,7 +395,10 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!({"StandardConfigurations": ["rsr"]}),
     )
     .ok()
-    .stdout_has("active, valid");
+    .stdout_is(
+        &[],
+        "act (com.apple.activation.simple): stored\n  active, valid\n  active: activates rsr\n",
+    );
     d.refuses(
         ["apply".as_ref(), a.as_os_str()],
         4,
@@ -421,7 +424,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!({"RapidSecurityResponse": {"Enable": "no"}}),
     )
     .refused(4, "RapidSecurityResponse.Enable` must be a boolean")
-    .stderr_has("bsi policy remove broken");
+    .stderr_is(&[], "error: declaration broken is stored and reported as invalid, but the device cannot use it: The configuration is not valid: `RapidSecurityResponse.Enable` must be a boolean, found a string (Error.ConfigurationIsInvalid)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove broken`\n");
     // A type this device does not support.
     d.declare(
         "com.apple.configuration.passcode.settings",
@@ -436,7 +439,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!({"Deferrals": {"CombinedPeriodInDays": 30, "MinorPeriodInDays": 5}, "Future": {"X": 1}}),
     )
     .ok()
-    .stdout_has("Error.UnknownPayloadKeys");
+    .stdout_is(&[], "keys (com.apple.configuration.softwareupdate.settings): stored\n  not active, validity unknown\n  not active: no active activation references it (`bsi policy set` an activation that lists it in StandardConfigurations)\n  Error.UnknownPayloadKeys: The declaration contains payload keys this device ignores (Deferrals.CombinedPeriodInDays is not supported on macOS 26.3.1 enrolled as supervised)\n");
     d.declare(
         ACTIVATION,
         "act2",
@@ -489,7 +492,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(device.operating-system.family) == 'iOS'"}),
     )
     .ok()
-    .stdout_has("Info.Predicate");
+    .stdout_is(&[], "on-ios (com.apple.activation.simple): stored\n  not active, valid\n  not active (Info.Predicate): The activation's predicate is false on this device\n");
     d.declare(
         ACTIVATION,
         "garbled",
@@ -562,10 +565,10 @@ fn declarations_are_kept_and_reported_valid_or_not() {
     .unwrap();
     d.bsi(["policy".as_ref(), "set".as_ref(), v2.as_os_str()])
         .ok()
-        .stdout_has("replaced");
+        .stdout_is(&[], "rsr (com.apple.configuration.softwareupdate.settings): replaced the declaration with ServerToken 1\n  active, valid\n  in effect; no key here affects responses\n");
     d.bsi(["policy".as_ref(), "set".as_ref(), v2.as_os_str()])
         .ok()
-        .stdout_has("nothing to do");
+        .stdout_is(&[], "rsr (com.apple.configuration.softwareupdate.settings): already stored (same ServerToken); nothing to do\n  active, valid\n  in effect; no key here affects responses\n");
     assert_eq!(dev.report().declarations().all()["rsr"].server_token, "2");
     d.bsi(["apply".as_ref(), a.as_os_str(), "--dry-run".as_ref()])
         .ok();
@@ -728,7 +731,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     // version carries the enforcement's deadline, as Apple's current schema has it.
     auto("2026-12-01T11:00:00Z")
         .ok()
-        .stdout_has("waiting for power");
+        .stdout_is(&[], "enforcement enforce-a: 26.3.1 (a) is due at 2026-12-01T12:00:00 local time; waiting for power to prepare it\n");
     let r = dev.report();
     assert_eq!(
         (r.state(), r.pending()),
@@ -756,7 +759,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     d.bsi(["power", "--ac"]).ok();
     auto("2026-12-01T11:10:00Z")
         .ok()
-        .stdout_has("preparing it now");
+        .stdout_is(&[], "enforcement enforce-a: 26.3.1 (a) is due at 2026-12-01T12:00:00 local time; preparing it now\n26.3.1 (a) is staged; restart to activate it (`bsi restart`), or relaunch Safari (`bsi relaunch-safari`) to use its Safari content now\n26.3.1 (a) is prepared; the user is prompted to restart (`bsi restart`), or the deadline restarts the device\n");
     let r = dev.report();
     assert_eq!(
         (r.state(), r.pending()),
@@ -769,7 +772,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
         Some("restart to finish installing 26.3.1 (a): `bsi restart`")
     );
     d.bsi(["status"]).ok().stdout_has("prompt:");
-    auto("2026-12-01T11:20:00Z").ok().stdout_has("is prepared");
+    auto("2026-12-01T11:20:00Z").ok().stdout_is(&[], "enforcement enforce-a: 26.3.1 (a) is prepared; the device restarts into it at the deadline 2026-12-01T12:00:00 local time unless the user restarts first\n26.3.1 (b) is available, but automatic install is off (declaration block)\n");
 
     // After the deadline, without power: the restart is refused, recorded as a failure.
     d.bsi(["power", "--battery", "5", "--no-ac"]).ok();
@@ -799,7 +802,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     d.bsi(["power", "--ac"]).ok();
     auto("2026-12-01T13:00:00Z")
         .ok()
-        .stdout_has("restarting into 26.3.1 (a)");
+        .stdout_is(&[], "enforcement enforce-a: the deadline 2026-12-01T12:00:00 has passed; restarting into 26.3.1 (a)\nrestarted; 26.3.1 (a) is active\n");
     let s = d.status();
     assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (a)");
     assert_eq!(s.prompt, None);
@@ -821,7 +824,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
     assert!(r.errors.is_empty());
     assert_eq!(r.full, Some(true));
     // Nothing more to do; (b) is not installed: user installs are off and the enforcement is met.
-    auto("2026-12-01T14:00:00Z").ok().stdout_has("satisfied");
+    auto("2026-12-01T14:00:00Z").ok().stdout_is(&[], "enforcement enforce-a: 26.3.1 (a) is satisfied by 26.3.1 (a)\n26.3.1 (b) is available, but automatic install is off (declaration block)\n");
     assert_eq!(d.status().active.as_ref().unwrap().version, "26.3.1 (a)");
 }
 
@@ -838,7 +841,7 @@ fn a_due_enforcement_with_nothing_prepared_installs_and_restarts() {
     dev.d
         .bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
         .ok()
-        .stdout_has("installing 26.3.1 (a) and restarting");
+        .stdout_is(&[], "enforcement e: the deadline 2026-12-01T09:00:00 has passed; installing 26.3.1 (a) and restarting\n26.3.1 (a) is active (staged, then restarted)\n");
     assert_eq!(
         dev.d.status().active.as_ref().unwrap().version,
         "26.3.1 (a)"
@@ -858,14 +861,12 @@ fn automatic_install_stages_and_prompts_and_app_only_is_active_at_once() {
     d.bsi(["settings", "--automatic", "off"]).ok();
     d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
         .ok()
-        .stdout_has("automatic install is off");
+        .stdout_is(&[], "26.3.1 (b) is available, but automatic install is off (user's setting)\n26.4 (a) waits for the minor update to 26.4\n");
     assert_eq!(dev.report().state(), "none");
     d.bsi(["settings", "--automatic", "on"]).ok();
     d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
         .ok()
-        .stdout_has("installing 26.3.1 (b)")
-        .stdout_has("the user is prompted to restart")
-        .stdout_has("26.4 (a) waits for the minor update to 26.4");
+        .stdout_is(&[], "automatic install is on; installing 26.3.1 (b)\n26.3.1 (b) is staged; restart to activate it (`bsi restart`), or relaunch Safari (`bsi relaunch-safari`) to use its Safari content now\n26.3.1 (b) is prepared; the user is prompted to restart (`bsi restart`)\n26.4 (a) waits for the minor update to 26.4\n");
     let s = d.status();
     assert_eq!(s.active, None);
     assert_eq!(s.staged.as_ref().unwrap().version, "26.3.1 (b)");
@@ -1307,7 +1308,7 @@ fn a_minor_update_with_a_catalog_includes_every_published_response() {
         catalog.as_os_str(),
     ])
     .ok()
-    .stdout_has("26.4 includes 26.3.1 (a) ... (d)");
+    .stdout_is(&[], "moved from 26.3.1 (a) to 26.4 (25E100)\n26.4 includes 26.3.1 (a) ... (d); it replaces the active 26.3.1 (a) (the new base includes it)\n");
     assert_eq!(
         d.status().included,
         ["26.3.1 (a)", "26.3.1 (b)", "26.3.1 (c)", "26.3.1 (d)"]
@@ -1363,7 +1364,7 @@ fn lookup_lists_and_answers() {
         "macOS".as_ref(),
     ])
     .ok()
-    .stdout_has("TargetBuildVersion 25D771280a");
+    .stdout_is(&[], "26.3.1 (a): TargetOSVersion 26.3.1, TargetBuildVersion 25D771280a (macOS)\nenforcement payload: {\"TargetBuildVersion\":\"25D771280a\",\"TargetLocalDateTime\":\"YYYY-MM-DDThh:mm:ss\",\"TargetOSVersion\":\"26.3.1\"}\n");
     let v: LookupView = bsi([
         "lookup".as_ref(),
         "--catalog".as_ref(),
@@ -1453,7 +1454,7 @@ fn issue25_item10_an_inconsistent_build_yields_to_the_os_version() {
         &["--catalog", catalog.to_str().unwrap()],
     )
     .ok()
-    .stdout_has("phase 1: updating to 26.4 (25E100)");
+    .stdout_is(&[], "enforcement e: the deadline 2026-12-01T09:00:00 has passed; phase 1: updating to 26.4 (25E100)\n26.4 includes 26.3.1 (a) ... (d)\n");
     let s = dev.d.status();
     assert_eq!(
         (s.os.version.as_str(), s.os.build.as_str()),
@@ -1481,7 +1482,7 @@ fn issue25_item10_a_response_for_a_later_minor_updates_the_base_first() {
     let before = d.status();
     auto_at(d, "2026-12-01T08:00:00Z", &dir, &[])
         .ok()
-        .stdout_has("at the deadline the device updates to 26.4 (25E100), then installs 26.4 (a)");
+        .stdout_is(&[], "enforcement e: due at 2026-12-01T09:00:00 local time; at the deadline the device updates to 26.4 (25E100), then installs 26.4 (a)\n26.3.1 (a) is available, but automatic install is off (user's setting)\n26.4 (a) waits for the minor update to 26.4\n");
     assert_eq!(
         (d.status().os, d.status().active),
         (before.os.clone(), None)
@@ -1490,7 +1491,7 @@ fn issue25_item10_a_response_for_a_later_minor_updates_the_base_first() {
     let tree = d.tree();
     auto_at(d, "2026-12-01T10:00:00Z", &dir, &["--dry-run"])
         .ok()
-        .stdout_has("would update to 26.4 (25E100), then install 26.4 (a)");
+        .stdout_is(&[], "enforcement e: the deadline 2026-12-01T09:00:00 has passed; the device would update to 26.4 (25E100), then install 26.4 (a)\n");
     tree.assert_same(&d.tree());
     // After it: phase 1, the OS update; phase 2, the response; each is reported.
     let out = auto_at(d, "2026-12-01T10:00:00Z", &dir, &["--json"])
@@ -1707,7 +1708,7 @@ fn issue25_item13_enable_false_stops_only_the_users_installs() {
         .refused(4, "declaration s");
     auto_at(&dev.d, NOW, &dir, &[])
         .ok()
-        .stdout_has("installing 26.3.1 (b)");
+        .stdout_is(&[], "automatic install is on; installing 26.3.1 (b)\n26.3.1 (b) is staged; restart to activate it (`bsi restart`), or relaunch Safari (`bsi relaunch-safari`) to use its Safari content now\n26.3.1 (b) is prepared; the user is prompted to restart (`bsi restart`)\n");
     assert_eq!(dev.d.status().staged.unwrap().version, "26.3.1 (b)");
 
     // Automatic install acts only while downloads are automatic.
@@ -1725,8 +1726,9 @@ fn issue25_item13_enable_false_stops_only_the_users_installs() {
         ),
         (false, "policy")
     );
-    auto_at(&dev.d, NOW, &dir, &[])
-        .ok()
-        .stdout_has("automatic install is off");
+    auto_at(&dev.d, NOW, &dir, &[]).ok().stdout_is(
+        &[],
+        "26.3.1 (b) is available, but automatic install is off (declaration s)\n",
+    );
     assert!(dev.d.status().staged.is_none());
 }

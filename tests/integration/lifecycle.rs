@@ -24,7 +24,7 @@ fn apply_restart_rollback_round_trip_in_both_forms() {
         let d = Device::new();
         d.bsi(["apply".as_ref(), b(form).as_os_str()])
             .ok()
-            .stdout_has("staged");
+            .stdout_is(&[], "26.3.1 (a) is staged; restart to activate it (`bsi restart`), or relaunch Safari (`bsi relaunch-safari`) to use its Safari content now\n");
         let s = d.status();
         assert_eq!(s.active, None);
         assert_eq!(s.staged.as_ref().unwrap().action, "install");
@@ -92,7 +92,7 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
     let before = d.tree();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi.tar").as_os_str()])
         .ok()
-        .stdout_has("already active");
+        .stdout_is(&[], "26.3.1 (c) is already active; nothing to do\n");
     before.assert_same(&d.tree());
     assert_eq!(
         d.status().last_operation.as_ref().unwrap().result,
@@ -104,10 +104,16 @@ fn responses_are_cumulative_and_reapplying_is_nothing_to_do() {
         .ok();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-b.bsi").as_os_str()])
         .ok()
-        .stdout_has("already staged");
+        .stdout_is(
+            &[],
+            "26.3.1 (b) is already staged; restart to activate it (`bsi restart`)\n",
+        );
     d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
         .ok()
-        .stdout_has("the staged 26.3.1 (b) includes 26.3.1 (a)");
+        .stdout_is(
+            &[],
+            "the staged 26.3.1 (b) includes 26.3.1 (a) (responses are cumulative); nothing to do\n",
+        );
     // A newer one replaces the staged one.
     d.bsi(["apply".as_ref(), b("macos-26.3.1-c.bsi").as_os_str()])
         .ok();
@@ -200,11 +206,11 @@ fn power_gate_table() {
     assert_eq!(s.power.battery_percent, None);
     d.bsi(["status"])
         .ok()
-        .stdout_has("desktop Macs have no battery gate");
+        .stdout_is(&[], "ProductName:\t\tmacOS\nProductVersion:\t\t26.3.1\nBuildVersion:\t\t25D2128\n\ndevice:     desktop Mac (apple-silicon), enrollment TEST-DEVICE\ndeployments:\n* active    base OS 26.3.1 (25D2128), no response\n  rollback  nothing to remove (not now: no response is active or staged)\n\nrestart:    not needed\nsafari:     26.3.1\npower:      no battery, on power; gate passes (desktop Macs have no battery gate)\nautomatic:  on (user's setting)\nlast:       init ok at 2026-12-01T10:00:00Z\n");
     Device::with(&["--platform", "iOS"])
         .bsi(["status"])
         .ok()
-        .stdout_has("Apple states no battery rule");
+        .stdout_is(&[], "ProductName:\t\tiOS\nProductVersion:\t\t26.3.1\nBuildVersion:\t\t23D8133\n\ndevice:     iOS, enrollment TEST-DEVICE\ndeployments:\n* active    base OS 26.3.1 (23D8133), no response\n  rollback  nothing to remove (not now: no response is active or staged)\n\nrestart:    not needed\npower:      battery 100 %, on power; gate passes (Apple states no battery rule for iPhone and iPad responses; none is enforced)\nautomatic:  on (user's setting)\nlast:       init ok at 2026-12-01T10:00:00Z\n");
 }
 
 #[test]
@@ -215,7 +221,7 @@ fn app_only_responses_activate_at_once() {
         b("macos-26.3.1-d-app-only.bsi").as_os_str(),
     ])
     .ok()
-    .stdout_has("no restart needed");
+    .stdout_is(&[], "26.3.1 (d) is active (App content only, no restart needed); Safari uses it once relaunched\n");
     let s = d.status();
     assert_eq!(s.active.as_ref().unwrap().version, "26.3.1 (d)");
     assert_eq!(s.active.as_ref().unwrap().cryptexes, ["App"]);
@@ -252,12 +258,16 @@ fn removal_before_and_after_restart() {
     let d = Device::new();
     d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
         .ok();
-    d.bsi(["rollback"])
-        .ok()
-        .stdout_has("discarded the staged 26.3.1 (a)");
+    d.bsi(["rollback"]).ok().stdout_is(
+        &[],
+        "discarded the staged 26.3.1 (a); the device still runs 26.3.1\n",
+    );
     assert_eq!(d.status().staged, None);
     let before = d.tree();
-    d.bsi(["rollback"]).ok().stdout_has("nothing to remove");
+    d.bsi(["rollback"]).ok().stdout_is(
+        &[],
+        "nothing to remove: no response is active or staged; the device runs 26.3.1\n",
+    );
     before.assert_same(&d.tree());
     d.activate(b("macos-26.3.1-a.bsi"));
     d.bsi(["rollback", "--dry-run"]).ok();
@@ -270,7 +280,7 @@ fn removal_before_and_after_restart() {
     // Re-applying the active response is nothing to do (DESIGN section 4): the removal stays.
     d.bsi(["apply".as_ref(), b("macos-26.3.1-a.bsi").as_os_str()])
         .ok()
-        .stdout_has("already active; nothing to do; its removal stays staged");
+        .stdout_is(&[], "26.3.1 (a) is already active; nothing to do; its removal stays staged for the next restart\n");
     assert_eq!(d.status().staged.as_ref().unwrap().action, "remove");
 }
 
@@ -284,7 +294,10 @@ fn dry_run_changes_nothing() {
         "--dry-run".as_ref(),
     ])
     .ok()
-    .stdout_has("would stage");
+    .stdout_is(
+        &[],
+        "would stage 26.3.1 (a) (11093 bytes); it needs a restart\n",
+    );
     d.bsi([
         "update",
         "--version",
@@ -321,7 +334,7 @@ fn the_seed_versioning_table() {
     d.activate(mk("13.1", "22C65", 'b', "22C770650b"));
     d.bsi(["update", "--version", "13.2", "--build", "22D49"])
         .ok()
-        .stdout_has("13.2 includes 13.1 (a) ... (b)");
+        .stdout_is(&[], "moved from 13.1 (b) to 13.2 (22D49)\n13.2 includes 13.1 (a) ... (b); it replaces the active 13.1 (b) (the new base includes it)\n");
     let s = d.status();
     assert_eq!(s.included, ["13.1 (a)", "13.1 (b)"]);
     assert_eq!(s.active, None);
@@ -383,7 +396,7 @@ fn update_and_upgrade_refuse_the_wrong_direction() {
     );
     d.bsi(["update", "--version", "26.3.1", "--build", "25D2128"])
         .ok()
-        .stdout_has("already runs");
+        .stdout_is(&[], "the device already runs 26.3.1 (25D2128)\n");
 }
 
 #[test]
