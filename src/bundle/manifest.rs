@@ -8,6 +8,8 @@
 //! string"). Versions and builds are validated by the version engine; paths by `paths`; sizes and
 //! counts against `limits`. Unknown keys are kept (by name) and otherwise ignored, so that newer
 //! publishers can add keys.
+//!
+//! [`bounds`]: super::manifest_xml::bounds
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -74,6 +76,8 @@ impl Manifest {
     /// plist is refused (DESIGN section 3: XML only), the XML is scanned for nesting, node count
     /// and text length before anything is built ([`bounds`]), and the keys go straight into
     /// compact typed values (no generic plist tree).
+    ///
+    /// [`bounds`]: super::manifest_xml::bounds
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
         let raw: RawManifest = parse_xml(bytes)?;
         raw.validate()
@@ -93,6 +97,8 @@ impl Manifest {
     /// Reads a manifest whose bytes [`bounds`] has just scanned (on this thread: the scan
     /// leaves the size of the listing for it), from `input`: the private copy a large manifest
     /// is spooled to once its signature verified, so the copy is read once.
+    ///
+    /// [`bounds`]: super::manifest_xml::bounds
     pub(crate) fn parse_scanned(input: impl std::io::BufRead) -> Result<Self, BundleError> {
         let raw: RawManifest = deserialize(input)?;
         raw.validate()

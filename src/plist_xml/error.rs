@@ -8,15 +8,17 @@ use super::Exceeded;
 use crate::untrusted::clip;
 
 /// Why reading failed: an XML or plist rule broken (`malformed`: the document is not a
-/// property list), a bound of [`Limits`](super::Limits) passed (`exceeded`), or a value a typed reader refused,
+/// property list), a bound of [`Limits`] passed (`exceeded`), or a value a typed reader refused,
 /// said in people's words ("must be a string, found an integer") and placed by its key path
 /// (`Cryptexes.OS[3].Size`), which the reader records as the error leaves each collection.
+///
+/// [`Limits`]: super::Limits
 #[derive(Debug)]
 pub(crate) struct Error {
     message: String,
     /// The document itself is not a property list, wherever it was being read.
     pub malformed: bool,
-    /// The document went past one of the reader's [`Limits`](super::Limits).
+    /// The document went past one of the reader's bounds (`Limits`).
     pub exceeded: Option<Exceeded>,
     /// Where the refused value is, innermost first.
     path: Vec<Segment>,
