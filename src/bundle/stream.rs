@@ -324,14 +324,21 @@ impl Feeder<'_> {
             d.file.write_whole(bytes).ctx("writing", d.shown)?;
         }
         let actual = Digest::of(bytes);
-        if let Some(expected) = expected
-            && actual != expected
-        {
-            return Err(mismatch(label.to_owned(), expected, actual).into());
-        }
         self.progress.advance(size);
-        self.slots.push(Some(actual));
-        Ok(())
+        self.hashed_here(label, expected, actual)
+    }
+
+    /// Checks a file hashed on this thread against `expected`, and counts its digest.
+    fn hashed_here(&mut self, label: &str, expected: Option<Digest>, actual: Digest) -> Result<()> {
+        match expected {
+            Some(expected) if actual != expected => {
+                Err(mismatch(label.to_owned(), expected, actual).into())
+            }
+            _ => {
+                self.slots.push(Some(actual));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -350,16 +357,7 @@ impl Feeder<'_> {
         buf.resize(CHUNK, 0);
         let result = self.chunks_here(label, size, src, dst, short_is_truncation, &mut buf);
         self.small = buf;
-        let actual = result?;
-        match expected {
-            Some(expected) if actual != expected => {
-                Err(mismatch(label.to_owned(), expected, actual).into())
-            }
-            _ => {
-                self.slots.push(Some(actual));
-                Ok(())
-            }
-        }
+        self.hashed_here(label, expected, result?)
     }
 
     /// The reads, writes and hashing of [`Feeder::on_this_thread`], through `buf`.
