@@ -61,7 +61,7 @@ fn a_fifo_or_device_in_a_directory_bundle_is_rejected() {
             .success()
     );
     let device = Device::new();
-    device.refuses(["apply".as_ref(), b.as_os_str()], 6, "is a FIFO");
+    device.refuses(["apply".as_ref(), b.as_os_str()], 6, "is a FIFO").stderr_is(&[], "error: OS/usr/lib/libwebrtc.dylib is a FIFO; bundles may hold only regular files and directories\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
         "--out",
         "y",
     ])
-    .refused(2, "lowercase");
+    .refused(2, "lowercase").stderr_is(&[], "error: invalid response version extra `(A)`: letters must be lowercase (expected lowercase letters in parentheses, e.g. (a))\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
     bsi([
         "bundle",
         "create",
@@ -237,7 +237,7 @@ fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
         "--out",
         "y",
     ])
-    .refused(2, "train prefix");
+    .refused(2, "train prefix").stderr_is(&[], "error: supplemental build `25E771280a` does not fit prerequisite build `25D2128`: its train prefix `25E` differs from the prerequisite's `25D`: expected 25D771280 and a letter\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
 }
 
 #[test]

@@ -403,7 +403,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         ["apply".as_ref(), a.as_os_str()],
         4,
         "RapidSecurityResponse.Enable = false",
-    );
+    ).stderr_is(&[], "error: installing responses is turned off by declaration rsr (RapidSecurityResponse.Enable = false)\nhint: only an enforcement declaration from the MDM server can install responses on this device\n");
     let r = dev.report();
     let all = r.declarations().all();
     assert_eq!(
@@ -423,7 +423,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         "broken",
         json!({"RapidSecurityResponse": {"Enable": "no"}}),
     )
-    .refused(4, "RapidSecurityResponse.Enable` must be a boolean")
+    .refused(4, "RapidSecurityResponse.Enable` must be a boolean").stderr_is(&[], "error: declaration broken is stored and reported as invalid, but the device cannot use it: The configuration is not valid: `RapidSecurityResponse.Enable` must be a boolean, found a string (Error.ConfigurationIsInvalid)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove broken`\n")
     .stderr_is(&[], "error: declaration broken is stored and reported as invalid, but the device cannot use it: The configuration is not valid: `RapidSecurityResponse.Enable` must be a boolean, found a string (Error.ConfigurationIsInvalid)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove broken`\n");
     // A type this device does not support.
     d.declare(
@@ -431,7 +431,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         "passcode",
         json!({}),
     )
-    .refused(4, "Error.ConfigurationNotSupported");
+    .refused(4, "Error.ConfigurationNotSupported").stderr_is(&[], "error: declaration passcode is stored and reported as invalid, but the device cannot use it: `Type` `com.apple.configuration.passcode.settings` is not supported by this device (Error.ConfigurationNotSupported)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove passcode`\n");
     // Unknown keys, and a key macOS does not have: listed, ignored, still valid.
     d.declare(
         SETTINGS,
@@ -498,9 +498,9 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         "garbled",
         json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(x) ~= 1"}),
     )
-    .refused(4, "Error.UnableToParsePredicate");
+    .refused(4, "Error.UnableToParsePredicate").stderr_is(&[], "error: declaration garbled is stored and reported as invalid, but the device cannot use it: The activation's predicate cannot be used: unexpected `~` (Error.UnableToParsePredicate)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove garbled`\n");
     d.declare(ACTIVATION, "unknown-item", json!({"StandardConfigurations": ["ios-only"], "Predicate": "@status(softwareupdate.device-id) == 'J413AP'"}))
-        .refused(4, "Error.UnableToEvaluatePredicate");
+        .refused(4, "Error.UnableToEvaluatePredicate").stderr_is(&[], "error: declaration unknown-item is stored and reported as invalid, but the device cannot use it: The activation's predicate cannot be used: the device has no status item `softwareupdate.device-id` (Error.UnableToEvaluatePredicate)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove unknown-item`\n");
     d.declare(
         ACTIVATION,
         "missing",
@@ -574,7 +574,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         .ok();
     d.bsi(["policy", "remove", "broken"]).ok();
     assert!(!dev.report().declarations().all().contains_key("broken"));
-    d.refuses(["policy", "remove", "broken"], 2, "no declaration");
+    d.refuses(["policy", "remove", "broken"], 2, "no declaration").stderr_is(&[], "error: the device holds no declaration with identifier `broken`\nhint: `bsi policy list` shows the identifiers the device holds\n");
 }
 
 #[test]
@@ -594,14 +594,14 @@ fn support_follows_os_version_and_enrollment() {
             "s",
             json!({"RapidSecurityResponse": {"Enable": false}}),
         )
-        .refused(4, "not supported on macOS 13.3.1");
+        .refused(4, "not supported on macOS 13.3.1").stderr_is(&[], "error: declaration s is stored and reported as invalid, but the device cannot use it: `com.apple.configuration.softwareupdate.settings` is not supported on macOS 13.3.1 enrolled as supervised (it needs macOS 15.0 or later, enrolled as supervised) (Error.ConfigurationNotSupported)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove s`\n");
     old.d
         .declare(
             ENFORCE,
             "e",
             json!({"TargetOSVersion": "13.3.1", "TargetLocalDateTime": "2026-12-01T12:00:00"}),
         )
-        .refused(4, "Error.ConfigurationNotSupported");
+        .refused(4, "Error.ConfigurationNotSupported").stderr_is(&[], "error: declaration e is stored and reported as invalid, but the device cannot use it: `com.apple.configuration.softwareupdate.enforcement.specific` is not supported on macOS 13.3.1 enrolled as supervised (it needs macOS 14.0 or later, enrolled as supervised) (Error.ConfigurationNotSupported)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove e`\n");
     let r = old.report();
     assert!(r.items.softwareupdate.is_none());
     assert_eq!(r.full, None);
@@ -626,7 +626,7 @@ fn support_follows_os_version_and_enrollment() {
     let user = Dev::with(&[]);
     user.d
         .declare(SETTINGS, "s", json!({}))
-        .refused(4, "enrolled as user");
+        .refused(4, "enrolled as user").stderr_is(&[], "error: declaration s is stored and reported as invalid, but the device cannot use it: `com.apple.configuration.softwareupdate.settings` is not supported on macOS 26.3.1 enrolled as user (it needs macOS 15.0 or later, enrolled as supervised) (Error.ConfigurationNotSupported)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove s`\n");
     let r = user.report();
     assert!(r.items.softwareupdate.is_none());
     assert_eq!(
@@ -658,7 +658,7 @@ fn support_follows_os_version_and_enrollment() {
     phone
         .d
         .declare(SETTINGS, "s", json!({}))
-        .refused(4, "iOS 18.0 or later");
+        .refused(4, "iOS 18.0 or later").stderr_is(&[], "error: declaration s is stored and reported as invalid, but the device cannot use it: `com.apple.configuration.softwareupdate.settings` is not supported on iOS 17.0 enrolled as device (it needs iOS 18.0 or later, enrolled as supervised or device) (Error.ConfigurationNotSupported)\nhint: fix it and `bsi policy set` it again, or `bsi policy remove s`\n");
     phone
         .d
         .declare(
@@ -776,7 +776,7 @@ fn an_enforcement_walks_from_before_its_deadline_to_after_it() {
 
     // After the deadline, without power: the restart is refused, recorded as a failure.
     d.bsi(["power", "--battery", "5", "--no-ac"]).ok();
-    auto("2026-12-01T12:10:00Z").refused(3, "below the 10 % minimum");
+    auto("2026-12-01T12:10:00Z").refused(3, "below the 10 % minimum").stderr_is(&[], "error: battery at 5 % is below the 10 % minimum for a Mac laptop with Apple silicon, and the device is not on power\nhint: connect the device to power (`bsi power --ac`) or charge it, then try again\n");
     let r = dev.report_at("2026-12-01T12:11:00Z", &[]);
     assert_eq!(
         (r.state(), r.pending()),
@@ -1252,7 +1252,7 @@ fn ipados_takes_ios_bundles() {
         ["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()],
         5,
         "for macOS",
-    );
+    ).stderr_is(&[], "error: this bundle is for macOS; the device runs iPadOS\nhint: use a bundle made for the device's platform\n");
     // An iPhone does not take a bundle made for iPadOS.
     let phone = Device::with(&["--platform", "iOS"]);
     let app = phone.dir.path().join("app");
@@ -1290,7 +1290,7 @@ fn ipados_takes_ios_bundles() {
         fixtures().join("keys/test-only.key").as_os_str(),
     ])
     .ok();
-    phone.refuses(["apply".as_ref(), ipad_bundle.as_os_str()], 5, "for iPadOS");
+    phone.refuses(["apply".as_ref(), ipad_bundle.as_os_str()], 5, "for iPadOS").stderr_is(&[], "error: this bundle is for iPadOS; the device runs iOS\nhint: use a bundle made for the device's platform\n");
 }
 
 #[test]
@@ -1331,7 +1331,7 @@ fn a_minor_update_with_a_catalog_includes_every_published_response() {
         ],
         2,
         "--catalog applies to `bsi update`",
-    );
+    ).stderr_is(&[], "error: --catalog applies to `bsi update`: a major upgrade includes no responses\nhint: leave --catalog out\n");
 }
 
 #[test]
@@ -1385,8 +1385,8 @@ fn lookup_lists_and_answers() {
         "--version".as_ref(),
         "26.3.1 (z)".as_ref(),
     ])
-    .refused(2, "lists no");
-    bsi(["lookup", "--catalog", "Cargo.toml"]).refused(2, "not a software lookup catalog");
+    .refused(2, "lists no").stderr_is(&[], "error: the catalog lists no background security improvement 26.3.1 (z)\nhint: `bsi lookup --catalog FILE` without a version lists what it holds\n");
+    bsi(["lookup", "--catalog", "Cargo.toml"]).refused(2, "not a software lookup catalog").stderr_is(&[], "error: Cargo.toml: not a software lookup catalog: the top level is not a JSON object\nhint: give the JSON the Apple Software Lookup Service publishes (fixtures/catalog.json has its shape)\n");
 }
 
 /// `auto --from DIR` at `now`.
@@ -1544,7 +1544,7 @@ fn issue25_item10_a_response_for_a_later_minor_updates_the_base_first() {
         json!({"TargetOSVersion": "26.4", "TargetBuildVersion": "25E771000a", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
     );
     let before = dev.d.status();
-    auto_at(&dev.d, "2026-12-01T10:00:00Z", &dir, &[]).refused(3, "below the 10 % minimum");
+    auto_at(&dev.d, "2026-12-01T10:00:00Z", &dir, &[]).refused(3, "below the 10 % minimum").stderr_is(&[], "error: battery at 5 % is below the 10 % minimum for a Mac laptop with Apple silicon, and the device is not on power\nhint: connect the device to power (`bsi power --ac`) or charge it, then try again\n");
     assert_eq!(dev.d.status().os, before.os);
     let r = dev.report();
     assert_eq!((r.state(), r.failure().count), ("failed", 1));
@@ -1583,7 +1583,7 @@ fn issue25_item11_a_refused_user_action_is_no_install_failure() {
     let tree = dev.d.tree();
     dev.d
         .bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
-        .refused(4, "declaration s");
+        .refused(4, "declaration s").stderr_is(&[], "error: installing responses is turned off by declaration s (RapidSecurityResponse.Enable = false)\nhint: only an enforcement declaration from the MDM server can install responses on this device\n");
     tree.assert_same(&dev.d.tree());
     let r = dev.report_at(NOW, &["--delivered"]);
     assert_eq!((r.state(), r.failure().count), ("none", 0));
@@ -1705,7 +1705,7 @@ fn issue25_item13_enable_false_stops_only_the_users_installs() {
     );
     dev.d
         .bsi(["apply".as_ref(), bundle("macos-26.3.1-b.bsi").as_os_str()])
-        .refused(4, "declaration s");
+        .refused(4, "declaration s").stderr_is(&[], "error: installing responses is turned off by declaration s (RapidSecurityResponse.Enable = false)\nhint: only an enforcement declaration from the MDM server can install responses on this device\n");
     auto_at(&dev.d, NOW, &dir, &[])
         .ok()
         .stdout_is(&[], "automatic install is on; installing 26.3.1 (b)\n26.3.1 (b) is staged; restart to activate it (`bsi restart`), or relaunch Safari (`bsi relaunch-safari`) to use its Safari content now\n26.3.1 (b) is prepared; the user is prompted to restart (`bsi restart`)\n");

@@ -237,7 +237,7 @@ fn power_and_settings() {
     d.bsi(["settings"])
         .ok()
         .stdout_has("automatically install: off");
-    Device::with(&["--desktop"]).refuses(["power", "--battery", "5"], 2, "no battery");
+    Device::with(&["--desktop"]).refuses(["power", "--battery", "5"], 2, "no battery").stderr_is(&[], "error: a desktop Mac has no battery and is always on power\nhint: leave --battery and --no-ac out\n");
 }
 
 #[test]

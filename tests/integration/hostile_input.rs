@@ -429,7 +429,7 @@ fn item4_nothing_bsi_writes_is_over_its_own_read_limit() {
         if i < 4 {
             run.ok();
         } else {
-            run.refused(2, "would make the device hold")
+            run.refused(2, "would make the device hold").stderr_is(&[], "error: storing p4 would make the device hold 5200680 bytes of declarations, more than the 4194304 a device holds\nhint: remove declarations the device no longer needs (`bsi policy list`, `bsi policy remove ID`), then set it again\n")
                 .stderr_has("more than the 4194304 a device holds");
         }
     }
@@ -899,7 +899,7 @@ fn item14_the_smaller_ones() {
     d.bsi(["apply".as_ref(), b.as_os_str()]).refused(
         6,
         "OS/usr/hidden/ is in the bundle but not listed in the manifest",
-    );
+    ).stderr_is(&[], "error: OS/usr/hidden/ is in the bundle but not listed in the manifest\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
     std::fs::create_dir_all(b.join("Extra")).unwrap();
     std::fs::remove_dir_all(b.join("OS/usr/hidden")).unwrap();
     d.bsi(["apply".as_ref(), b.as_os_str()])

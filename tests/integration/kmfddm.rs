@@ -604,7 +604,7 @@ fn server_failures_say_what_failed_and_change_nothing() {
     d.bsi(["sync", "--server", "ftp://x"])
         .refused(2, "not an http:// or https:// URL");
     d.bsi(["sync", "--server", &url, "--enrollment-id", "a b"])
-        .refused(2, "not an enrollment identifier");
+        .refused(2, "not an enrollment identifier").stderr_is(&[], "error: --enrollment-id `a b` is not an enrollment identifier\nhint: use 1 to 256 printable ASCII characters without spaces, e.g. a UUID\n");
     d.bsi(["sync", "--server", &url, "--then-auto"]).exit(2);
     // The device is as it was (the history records the failed syncs).
     before.assert_same(&d.tree());

@@ -141,12 +141,12 @@ fn wrong_platform_and_wrong_base_are_not_applicable() {
         ["apply".as_ref(), b("ios-26.3.1-a.bsi").as_os_str()],
         5,
         "this bundle is for iOS; the device runs macOS",
-    );
+    ).stderr_is(&[], "error: this bundle is for iOS; the device runs macOS\nhint: use a bundle made for the device's platform\n");
     d.refuses(
         ["apply".as_ref(), b("macos-26.4-a.bsi").as_os_str()],
         5,
         "26.4 (a) is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older: the device has not reached that base",
-    );
+    ).stderr_is(&[], "error: 26.4 (a) is for 26.4 (25E100); the device runs 26.3.1 (25D2128), which is older: the device has not reached that base\nhint: update the device first: bsi update --version 26.4 --build 25E100\n");
     d.bsi(["update", "--version", "26.4", "--build", "25E100"])
         .ok();
     let before = d.tree();
@@ -165,7 +165,7 @@ fn wrong_platform_and_wrong_base_are_not_applicable() {
     let s = ios.status();
     assert_eq!(s.active.as_ref().unwrap().build, "23D771330a");
     assert_eq!(s.safari, None);
-    ios.refuses(["relaunch-safari"], 5, "macOS");
+    ios.refuses(["relaunch-safari"], 5, "macOS").stderr_is(&[], "error: relaunching Safari onto staged content is a macOS feature; this device runs iOS\nhint: restart the device to activate staged content\n");
 }
 
 #[test]
@@ -378,22 +378,22 @@ fn update_and_upgrade_refuse_the_wrong_direction() {
         ["update", "--version", "26.3", "--build", "25D100"],
         5,
         "downgrade",
-    );
+    ).stderr_is(&[], "error: 26.3 is older than the installed 26.3.1: that would be a downgrade\nhint: bsi update moves only to a later version\n");
     d.refuses(
         ["update", "--version", "27.0", "--build", "26A100"],
         5,
         "major upgrade",
-    );
+    ).stderr_is(&[], "error: 26.3.1 -> 27.0 is a major upgrade, not a minor update\nhint: use `bsi upgrade --version 27.0 --build 26A100`\n");
     d.refuses(
         ["upgrade", "--version", "26.4", "--build", "25E100"],
         5,
         "minor update",
-    );
+    ).stderr_is(&[], "error: 26.3.1 -> 26.4 is a minor update, not a major upgrade\nhint: use `bsi update --version 26.4 --build 25E100`\n");
     d.refuses(
         ["update", "--version", "26..4", "--build", "25E100"],
         2,
         "invalid OS version",
-    );
+    ).stderr_is(&[], "error: invalid OS version `26..4`: the minor number is empty (expected MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 26.3.1)\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
     d.bsi(["update", "--version", "26.3.1", "--build", "25D2128"])
         .ok()
         .stdout_is(&[], "the device already runs 26.3.1 (25D2128)\n");

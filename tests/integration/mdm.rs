@@ -759,7 +759,7 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
     assert_eq!(lab.events("mdm.CheckOut").len(), 1);
     lab.assert_apple("macOS");
     assert!(d.status().mdm.is_none());
-    d.bsi(["mdm", "poll"]).refused(2, "not enrolled");
+    d.bsi(["mdm", "poll"]).refused(2, "not enrolled").stderr_is(&[], "error: the device is not enrolled in an MDM server\nhint: enroll it with `bsi mdm enroll --profile FILE.mobileconfig`\n");
 }
 
 #[test]
@@ -803,8 +803,8 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
         .stderr_has("hint: check that the server runs at http://127.0.0.1:9/mdm");
     before.assert_same(&d.tree());
     assert!(lab.events("mdm.Authenticate").is_empty());
-    d.bsi(["mdm", "unenroll"]).refused(2, "not enrolled");
-    d.bsi(["mdm", "poll"]).refused(2, "not enrolled");
+    d.bsi(["mdm", "unenroll"]).refused(2, "not enrolled").stderr_is(&[], "error: the device is not enrolled in an MDM server\nhint: enroll it with `bsi mdm enroll --profile FILE.mobileconfig`\n");
+    d.bsi(["mdm", "poll"]).refused(2, "not enrolled").stderr_is(&[], "error: the device is not enrolled in an MDM server\nhint: enroll it with `bsi mdm enroll --profile FILE.mobileconfig`\n");
 }
 
 /// A profile whose identity is a PKCS #12 payload (the test identity, password `secret`).
@@ -1192,7 +1192,7 @@ fn a_fleet_enrolls_and_polls_in_four_shards_that_cover_it_once() {
         .stdout_has("devices:    10 (3 iOS, 3 iPadOS, 4 macOS)\n")
         .stdout_has("enrollment: 10 mdm\n");
     // Shards are checked.
-    bsi(["fleet", "poll", "--dir", &fleet_s, "--shard", "4/4"]).refused(2, "--shard");
+    bsi(["fleet", "poll", "--dir", &fleet_s, "--shard", "4/4"]).refused(2, "--shard").stderr_is(&[], "error: --shard 4/4 is not K/N\nhint: give the shard and the number of shards, K from 0 to N-1: e.g. --shard 0/4 (a Kubernetes Indexed Job: --shard $JOB_COMPLETION_INDEX/N)\n");
 }
 
 fn d_small_refused(profile: &Path) {

@@ -203,21 +203,21 @@ fn defect3_response_builds_must_belong_to_their_prerequisite() {
             tmp.path().join(format!("{build}.bsi")).as_os_str(),
         ])
     };
-    create("25D2128", "25D771290a").refused(2, "25D771280 and one letter");
-    create("25D2128", "25D2128a").refused(2, "25D771280 and one letter");
+    create("25D2128", "25D771290a").refused(2, "25D771280 and one letter").stderr_is(&[], "error: supplemental build `25D771290a` does not fit prerequisite build `25D2128`: a response to 25D2128 has the build 25D771280 and one letter (train, 77, the base number's last three digits, 0, a letter)\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
+    create("25D2128", "25D2128a").refused(2, "25D771280 and one letter").stderr_is(&[], "error: supplemental build `25D2128a` does not fit prerequisite build `25D2128`: a response to 25D2128 has the build 25D771280 and one letter (train, 77, the base number's last three digits, 0, a letter)\nhint: an OS version is MAJOR.MINOR[.PATCH] (26.3.1), a response version adds its letter (\"26.3.1 (a)\"), a base build is a train and a number (25D2128), a response's build is 25D771280a; `bsi --help` says more\n");
     create("25D2128", "25D771280a").ok();
     // A manifest carrying a foreign build (signed, so the check behind the signature is
     // reached) is rejected by inspect and apply; bsi refuses to sign one.
     let bad = fixtures().join("bad/foreign-build.bsi");
     let copy = tmp.path().join("copy.bsi");
     crate::fixtures::copy_for_test(&bad, &copy);
-    sign(&copy).refused(6, "25D771280 and one letter");
+    sign(&copy).refused(6, "25D771280 and one letter").stderr_is(&[], "error: Info.plist: key `ProductBuildVersion`: supplemental build `25D771330a` does not fit prerequisite build `25D2128`: a response to 25D2128 has the build 25D771280 and one letter (train, 77, the base number's last three digits, 0, a letter)\nhint: fix the bundle's Info.plist as the message says, or make the bundle again with `bsi bundle create`, then sign it (`bsi bundle sign BUNDLE --key KEY`)\n");
     let d = Device::new();
     d.refuses(
         ["apply".as_ref(), bad.as_os_str()],
         6,
         "25D771280 and one letter",
-    );
+    ).stderr_is(&[], "error: Info.plist: key `ProductBuildVersion`: supplemental build `25D771330a` does not fit prerequisite build `25D2128`: a response to 25D2128 has the build 25D771280 and one letter (train, 77, the base number's last three digits, 0, a letter)\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
     d.bsi([
         "bundle".as_ref(),
         "inspect".as_ref(),
@@ -225,7 +225,7 @@ fn defect3_response_builds_must_belong_to_their_prerequisite() {
         "--key".as_ref(),
         test_pub().as_os_str(),
     ])
-    .refused(6, "25D771280 and one letter");
+    .refused(6, "25D771280 and one letter").stderr_is(&[], "error: Info.plist: key `ProductBuildVersion`: supplemental build `25D771330a` does not fit prerequisite build `25D2128`: a response to 25D2128 has the build 25D771280 and one letter (train, 77, the base number's last three digits, 0, a letter)\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
 }
 
 #[test]
@@ -253,17 +253,17 @@ fn defect3_a_later_letter_never_carries_an_earlier_build_letter() {
         ["apply".as_ref(), mk("c", "25D771280a").as_os_str()],
         6,
         "contradicts",
-    );
+    ).stderr_is(&[], "error: 26.3.1 (c) (25D771280a) contradicts what the device holds: the device holds 26.3.1 (a) as build 25D771280b, and within one line a later letter never has an earlier build\nhint: one of the two was built wrongly: check the bundle's origin (`bsi bundle inspect BUNDLE`) against `bsi status`\n");
     d.refuses(
         ["apply".as_ref(), mk("a", "25D771280c").as_os_str()],
         6,
         "contradicts",
-    );
+    ).stderr_is(&[], "error: 26.3.1 (a) (25D771280c) contradicts what the device holds: the device holds 26.3.1 (a) as build 25D771280b\nhint: one of the two was built wrongly: check the bundle's origin (`bsi bundle inspect BUNDLE`) against `bsi status`\n");
     d.refuses(
         ["apply".as_ref(), mk("b", "25D771280b").as_os_str()],
         6,
         "contradicts",
-    );
+    ).stderr_is(&[], "error: 26.3.1 (b) (25D771280b) contradicts what the device holds: the device holds build 25D771280b as 26.3.1 (a)\nhint: one of the two was built wrongly: check the bundle's origin (`bsi bundle inspect BUNDLE`) against `bsi status`\n");
     d.bsi(["apply".as_ref(), mk("b", "25D771280c").as_os_str()])
         .ok();
 }
@@ -437,7 +437,7 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
         ],
         6,
         "Info.plist",
-    );
+    ).stderr_is(&[], "error: Info.plist.sig: Info.plist was changed after key cdb42def20b3620a (trusted here) signed it: the signature no longer verifies\nhint: the bundle was changed after it was signed: get a fresh copy from its publisher\n");
     d.bsi([
         "repair".as_ref(),
         "--from".as_ref(),
