@@ -20,10 +20,10 @@ pub(crate) struct Error {
     pub malformed: bool,
     /// The document went past one of the reader's bounds (`Limits`).
     pub exceeded: Option<Exceeded>,
-    /// Where the refused value is, innermost first.
+    /// Where the refused value is (or the key that is missing or repeated), innermost first.
     path: Vec<Segment>,
-    /// The key the message is about inside the refused dictionary (a missing or repeated key).
-    field: Option<&'static str>,
+    /// The message is that a required key is missing.
+    missing: bool,
 }
 
 /// One step of a key path.
@@ -40,7 +40,7 @@ impl Error {
             malformed,
             exceeded: None,
             path: Vec::new(),
-            field: None,
+            missing: false,
         }
     }
 
@@ -58,9 +58,10 @@ impl Error {
         }
     }
 
+    /// A message about the key `field` of the dictionary being read.
     fn about(field: &'static str, message: &str) -> Self {
         Error {
-            field: Some(field),
+            path: vec![Segment::Key(field.to_owned())],
             ..Self::new(message.to_owned(), false)
         }
     }
@@ -76,7 +77,7 @@ impl Error {
     /// Does the message name the key it is about (a value was refused inside the document)?
     #[must_use]
     pub(crate) fn located(&self) -> bool {
-        !self.malformed && (!self.path.is_empty() || self.field.is_some())
+        !self.malformed && !self.path.is_empty()
     }
 }
 
@@ -85,34 +86,20 @@ impl std::fmt::Display for Error {
         if !self.located() {
             return f.write_str(&self.message);
         }
-        let required = if self.message == MISSING {
-            "required "
-        } else {
-            ""
-        };
+        let required = if self.missing { "required " } else { "" };
         write!(f, "{required}key `")?;
-        let mut first = true;
-        for step in self.path.iter().rev() {
+        for (i, step) in self.path.iter().rev().enumerate() {
             match step {
-                Segment::Key(k) => {
-                    f.write_str(if first { "" } else { "." })?;
-                    f.write_str(&clip(k))?;
-                }
-                Segment::Index(i) => write!(f, "[{i}]")?,
+                Segment::Key(k) if i == 0 => f.write_str(&clip(k))?,
+                Segment::Key(k) => write!(f, ".{}", clip(k))?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
             }
-            first = false;
-        }
-        if let Some(field) = self.field {
-            f.write_str(if first { "" } else { "." })?;
-            f.write_str(field)?;
         }
         write!(f, "` {}", self.message)
     }
 }
 
 impl std::error::Error for Error {}
-
-const MISSING: &str = "is missing";
 
 impl de::Error for Error {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
@@ -141,7 +128,10 @@ impl de::Error for Error {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Self::about(field, MISSING)
+        Error {
+            missing: true,
+            ..Self::about(field, "is missing")
+        }
     }
 
     fn duplicate_field(field: &'static str) -> Self {
