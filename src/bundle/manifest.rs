@@ -122,6 +122,18 @@ impl Manifest {
         raw.validate()
     }
 
+    /// Which response it is for: the keys [`Manifest::identity_in_one_pass`] reads.
+    #[must_use]
+    pub(crate) fn identity(&self) -> Identity {
+        Identity {
+            product: self.product,
+            version: self.version,
+            prerequisite: self.prerequisite.clone(),
+            extra: self.extra,
+            build: self.build.clone(),
+        }
+    }
+
     /// Does the response carry OS content (and so need a restart)?
     #[must_use]
     pub(crate) fn has_os(&self) -> bool {

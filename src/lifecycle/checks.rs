@@ -51,6 +51,19 @@ fn directories(device: &Device) -> Vec<(PathBuf, bool)> {
 /// what is in it). While a committed base change waits to be completed, only what recovery
 /// does not touch is checked (directories and records).
 pub(crate) fn findings(device: &Device, commit_pending: bool) -> Vec<Finding> {
+    findings_knowing(device, commit_pending, &|_| None)
+}
+
+/// A response generation's manifest identity, where the caller has already read it.
+pub(crate) type Known<'a> = &'a dyn Fn(&GenName) -> Option<Identity>;
+
+/// [`findings`], with the identities of the response manifests `known` has already read (by
+/// `verify`, which parses the active one whole): those are not read a second time.
+pub(crate) fn findings_knowing(
+    device: &Device,
+    commit_pending: bool,
+    known: Known<'_>,
+) -> Vec<Finding> {
     let root = device.root();
     let mut out = Vec::new();
     let mut broken: Vec<PathBuf> = Vec::new();
@@ -80,7 +93,7 @@ pub(crate) fn findings(device: &Device, commit_pending: bool) -> Vec<Finding> {
     let base = base_findings(device);
     let base_ok = base.is_empty();
     out.extend(base);
-    out.extend(link_findings(device, base_ok));
+    out.extend(link_findings(device, base_ok, known));
     out
 }
 
@@ -424,7 +437,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
 }
 
 /// `current`, `proposed`, the fixed links, and the response generations they name.
-fn link_findings(device: &Device, base_ok: bool) -> Vec<Finding> {
+fn link_findings(device: &Device, base_ok: bool, known: Known<'_>) -> Vec<Finding> {
     let root = device.root();
     let l = device.layout();
     let mut out = Vec::new();
@@ -466,7 +479,7 @@ fn link_findings(device: &Device, base_ok: bool) -> Vec<Finding> {
     }
     for g in [current, proposed].into_iter().flatten() {
         if let GenName::Response(build) = &g {
-            out.extend(response_findings(device, &g, build, base_ok));
+            out.extend(response_findings(device, &g, build, base_ok, known));
         }
     }
     out
@@ -478,6 +491,7 @@ fn response_findings(
     g: &GenName,
     build: &crate::version::Build,
     base_ok: bool,
+    known: Known<'_>,
 ) -> Vec<Finding> {
     let root = device.root();
     let dir = device.generation_path(g);
@@ -493,12 +507,17 @@ fn response_findings(
     if let Err(e) = device.generation_sources(g) {
         out.push(bundle(e.to_string()));
     }
-    let manifest = root
-        .open_manifest(dir.join(layout::GEN_MANIFEST))
-        .map_err(|e| e.to_string())
-        .and_then(|f| {
-            Manifest::identity_in_one_pass(std::io::BufReader::new(f)).map_err(|e| e.to_string())
-        });
+    let manifest = known(g).map_or_else(
+        || {
+            root.open_manifest(dir.join(layout::GEN_MANIFEST))
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    Manifest::identity_in_one_pass(std::io::BufReader::new(f))
+                        .map_err(|e| e.to_string())
+                })
+        },
+        Ok,
+    );
     let sv = device.generation_system_version(g);
     let agrees = |sv: &SystemVersion, m: &Identity| {
         sv.build == m.build && sv.extra == Some(m.extra) && sv.version == m.version

@@ -113,6 +113,14 @@ impl Manifests {
         &mut self.0[at].1
     }
 
+    /// Which response `generation`'s manifest is for, if it has been parsed whole.
+    fn identity(&self, generation: &GenName) -> Option<crate::bundle::manifest::Identity> {
+        self.0.iter().find_map(|(g, parsed)| match parsed {
+            Ok(Parsed::Response(m)) if g == generation => Some(m.identity()),
+            _ => None,
+        })
+    }
+
     /// The listing of `cryptex` in `generation`'s manifest, or the problem to report (`None`:
     /// already reported).
     fn take_listing(
@@ -250,21 +258,28 @@ pub(crate) fn verify(
 ) -> Result<(VerifyOutcome, Option<Error>)> {
     let root = device.root();
     let (committed, recovery_pending) = pending_recovery(device)?;
-    let mut found: Vec<Problem> = checks::findings(device, committed.is_some())
+    // The manifest is read on this thread while another reads the active trees ahead.
+    let ahead = ReadAhead::start(root.dir(), active_trees(device));
+    let mut manifests = Manifests::default();
+    let (state, version) = checked_state(device, committed.as_ref());
+    let mut unlisted = Vec::new();
+    let listings = match &state {
+        Some((current, base)) => {
+            active_listings(device, current, base, &mut manifests, &mut unlisted)
+        }
+        None => Listings::new(),
+    };
+    // The structure checks compare the active response's manifest, parsed just now, with its
+    // SystemVersion.plist: they are handed what it says rather than scanning it again.
+    let known = |g: &GenName| manifests.identity(g);
+    let mut found: Vec<Problem> = checks::findings_knowing(device, committed.is_some(), &known)
         .into_iter()
         .map(|f| Problem {
             damage: f.damage,
             message: f.message,
         })
+        .chain(unlisted)
         .collect();
-    // The manifest is read on this thread while another reads the active trees ahead.
-    let ahead = ReadAhead::start(root.dir(), active_trees(device));
-    let mut manifests = Manifests::default();
-    let (state, version) = checked_state(device, committed.as_ref());
-    let listings = match &state {
-        Some((current, base)) => active_listings(device, current, base, &mut manifests, &mut found),
-        None => Listings::new(),
-    };
     check_links(device, &listings, &mut found);
     let active: Vec<Cryptex> = listings.keys().copied().collect();
     let trees = trees_to_hash(device, listings, state.as_ref(), &mut manifests, &mut found);
