@@ -36,11 +36,12 @@ pub(crate) enum Access {
 /// Who holds the lock and what it is doing: the lock file's content while it is held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) struct Holder {
-    /// The command, e.g. `apply`.
+    /// The command, e.g. `apply`; `unknown` for a changer that has taken the lock but not yet
+    /// said who it is.
     pub command: String,
-    /// Its process id.
+    /// Its process id; 0 when unknown.
     pub pid: u32,
-    /// When it took the lock, RFC 3339.
+    /// When it took the lock, RFC 3339; empty when unknown.
     pub started_at: String,
     /// What it is doing now: `checking`, `staging`, `switching`, `recording`, ...
     pub phase: String,

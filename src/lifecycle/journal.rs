@@ -218,6 +218,23 @@ fn write(device: &Device, journal: &Journal) -> Result<()> {
     records::write_json(device.root(), JOURNAL, journal)
 }
 
+/// The operation name of a journal bsi cannot read (see [`read`]).
+const UNKNOWN_OP: &str = "unknown";
+
+/// What was cut short, in words: "an interrupted apply (pid 42, started ...)", with the pid and
+/// the start where given; a journal bsi cannot read (torn by a crash while it was written, or
+/// not one bsi wrote) names no command, pid or time, so none is made up for it.
+pub(crate) fn interrupted(op: &str, pid: Option<u32>, started: Option<&str>) -> String {
+    if op == UNKNOWN_OP && pid.is_none_or(|p| p == 0) {
+        return "an interrupted operation whose journal cannot be read".to_owned();
+    }
+    match (pid, started) {
+        (Some(pid), Some(at)) => format!("an interrupted {op} (pid {pid}, started {at})"),
+        (Some(pid), None) => format!("an interrupted {op} (pid {pid})"),
+        _ => format!("an interrupted {op}"),
+    }
+}
+
 /// The journal, if an operation is in progress (or was cut short). A journal that does not
 /// parse, or is not what bsi writes (too large, a FIFO, a symlink, hard-linked), is reported as
 /// an interrupted operation of unknown kind: recovery tidies the device and removes the entry
@@ -225,7 +242,7 @@ fn write(device: &Device, journal: &Journal) -> Result<()> {
 pub(crate) fn read(device: &Device) -> Result<Option<Journal>> {
     let root = device.root();
     let unknown = Journal {
-        op: "unknown".to_owned(),
+        op: UNKNOWN_OP.to_owned(),
         pid: 0,
         started: String::new(),
         commit: None,

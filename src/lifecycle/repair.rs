@@ -200,7 +200,10 @@ fn would(device: &Device, progress: &dyn Progress) -> Result<Vec<String>> {
     let journal = journal::read(device)?;
     let mut actions = Vec::new();
     if let Some(j) = &journal {
-        actions.push(format!("would recover an interrupted {}", j.op));
+        actions.push(format!(
+            "would recover {}",
+            super::journal::interrupted(&j.op, None, None)
+        ));
     }
     let pending = journal.as_ref().is_some_and(|j| j.commit.is_some());
     for f in checks::findings(device, pending) {
@@ -377,8 +380,8 @@ impl Human for RepairOutcome {
     fn human(&self, out: &mut Text, _: u8) {
         if let Some(rec) = &self.recovered {
             out.line(format!(
-                "recovered an interrupted {} (pid {})",
-                rec.interrupted, rec.pid
+                "recovered {}",
+                super::journal::interrupted(&rec.interrupted, Some(rec.pid), None)
             ));
         }
         for a in &self.actions {

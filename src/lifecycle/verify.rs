@@ -397,9 +397,8 @@ fn pending_recovery(device: &Device) -> Result<(Option<BaseChange>, Option<Strin
     let committed = journal.as_ref().and_then(|j| j.commit.clone());
     let note = journal.map(|j| {
         format!(
-            "an interrupted {} (pid {}) is waiting to be recovered by the next changing command or `bsi repair`: {}",
-            j.op,
-            j.pid,
+            "{} is waiting to be recovered by the next changing command or `bsi repair`: {}",
+            super::journal::interrupted(&j.op, Some(j.pid), None),
             if j.commit.is_some() {
                 "it will complete the committed update; the new base's content is checked"
             } else {

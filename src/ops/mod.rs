@@ -100,8 +100,8 @@ pub(crate) fn change<T: Recorded>(
         let value = body(&mut tx)?;
         let warnings = match crate::lifecycle::journal::read(&device)? {
             Some(j) if device.operation().is_none() => vec![format!(
-                "an interrupted {} is waiting to be recovered; the real command recovers it first",
-                j.op
+                "{} is waiting to be recovered; the real command recovers it first",
+                crate::lifecycle::journal::interrupted(&j.op, None, None)
             )],
             _ => Vec::new(),
         };

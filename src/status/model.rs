@@ -107,11 +107,12 @@ pub(crate) struct InstallFailure {
 /// An interrupted operation waiting for recovery.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct RecoveryPending {
-    /// The command that was cut short, e.g. `apply`.
+    /// The command that was cut short, e.g. `apply`; `unknown` when its journal cannot be read
+    /// (torn by a crash while it was written, or not one bsi wrote).
     pub command: String,
-    /// Its process id.
+    /// Its process id; 0 when unknown.
     pub pid: u32,
-    /// When it started, RFC 3339.
+    /// When it started, RFC 3339; empty when unknown.
     pub started_at: String,
     /// What recovery will do: complete it (a committed update) or put the device back to the
     /// state before it.

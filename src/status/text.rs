@@ -213,17 +213,20 @@ fn progress_lines(s: &Status, out: &mut Text) {
         ));
     }
     if let Some(op) = &s.operation {
-        out.line(format!(
-            "in flight:  bsi {} (pid {}) is {} since {}; this is the last committed state",
-            op.command, op.pid, op.phase, op.started_at
-        ));
+        // A changer that has the lock but has not written who it is yet names nothing.
+        out.line(if op.pid == 0 {
+            "in flight:  a bsi command is starting; this is the last committed state".to_owned()
+        } else {
+            format!(
+                "in flight:  bsi {} (pid {}) is {} since {}; this is the last committed state",
+                op.command, op.pid, op.phase, op.started_at
+            )
+        });
     }
     if let Some(r) = &s.recovery_pending {
         out.line(format!(
-            "recovery:   an interrupted {} (pid {}, started {}) will be {} by the next changing command or `bsi repair`",
-            r.command,
-            r.pid,
-            r.started_at,
+            "recovery:   {} will be {} by the next changing command or `bsi repair`",
+            crate::lifecycle::journal::interrupted(&r.command, Some(r.pid), Some(&r.started_at)),
             match r.will {
                 crate::status::model::RecoveryAction::Complete => "completed",
                 crate::status::model::RecoveryAction::Tidy => "tidied up",

@@ -168,8 +168,11 @@ fn every_documented_exit_code_happens() {
     d.bsi(["status"]).exit(0);
     // 1: the operation failed: here a DDM server that refuses connections (port 9, discard).
     d.bsi(["sync", "--server", "http://127.0.0.1:9"])
-        .exit(1)
-        .stderr_has("cannot connect");
+        .refused(1, "cannot connect")
+        .stderr_is(
+            &[],
+            "error: DDM server: GET http://127.0.0.1:9/tokens: cannot connect (io: Connection refused (os error 111)) (3 attempts)\nhint: check that the server runs at http://127.0.0.1:9 and answers, then try again\n",
+        );
     d.bsi(["apply", "--bogus"]).exit(2);
     d.bsi(["apply".as_ref(), a.as_os_str()]).exit(3);
     d.bsi(["power", "--ac"]).ok();
@@ -206,9 +209,20 @@ fn every_documented_exit_code_happens() {
         .open(d.path("private/var/db/bsi/lock"))
         .unwrap();
     lock.lock().unwrap();
+    // A holder that has not said who it is (this test writes no record) is named as nothing.
+    let status = d.bsi(["status"]).ok().stdout();
+    assert!(
+        status.ends_with(
+            "\nin flight:  a bsi command is starting; this is the last committed state\n"
+        ),
+        "{status}"
+    );
     d.bsi(["restart", "--wait", "0.2"])
-        .exit(7)
-        .stderr_has("busy");
+        .refused(7, "busy")
+        .stderr_is(
+            &[],
+            "error: the device is busy: another bsi process holds its lock (waited [..] s)\nhint: wait for the other bsi to finish, or pass --wait SECONDS to wait longer\n",
+        );
     lock.unlock().unwrap();
     d.bsi(["restart", "--wait", "0.2"]).ok();
 }

@@ -38,6 +38,10 @@ pub(crate) fn test_key() -> PathBuf {
     fixtures().join("keys/test-only.key")
 }
 
+/// The fingerprint of the fixtures' test key (`fixtures/keys/test-only.key.pub`).
+pub(crate) const TEST_KEY_FINGERPRINT: &str =
+    "cdb42def20b3620aba4e4fbea6827ac4602eb7e2a06f8a1cda94e98010082b4d";
+
 pub(crate) fn test_pub() -> PathBuf {
     fixtures().join("keys/test-only.key.pub")
 }
@@ -77,6 +81,7 @@ impl Run {
     }
     #[track_caller]
     pub(crate) fn stderr_has(&self, needle: &str) -> &Self {
+        dump("stderr_has", &self.args, &self.stderr());
         assert!(
             self.stderr().contains(needle),
             "bsi {:?}: stderr lacks {needle:?}:\n{}",
@@ -87,6 +92,7 @@ impl Run {
     }
     #[track_caller]
     pub(crate) fn stdout_has(&self, needle: &str) -> &Self {
+        dump("stdout_has", &self.args, &self.stdout());
         assert!(
             self.stdout().contains(needle),
             "bsi {:?}: stdout lacks {needle:?}:\n{}",
@@ -98,6 +104,7 @@ impl Run {
     /// A refusal: the exit code, a one-line `error:` message containing `needle`, a hint, no panic.
     #[track_caller]
     pub(crate) fn refused(&self, code: i32, needle: &str) -> &Self {
+        dump("refused", &self.args, &self.stderr());
         self.exit(code).stderr_has(needle);
         let err = self.stderr();
         assert!(err.starts_with("error: "), "{err}");
@@ -129,7 +136,7 @@ impl Run {
     /// Stdout or stderr with the paths a test cannot know shown by name: each of `masks`
     /// (`[ROOT]` for the device root, `[TMP]` for a temp dir) and `[FIXTURES]`, as cargo's and
     /// just's tests show temporary paths.
-    fn masked(text: &str, masks: &[(&Path, &str)]) -> String {
+    pub(crate) fn masked(text: &str, masks: &[(&Path, &str)]) -> String {
         let mut text = text.to_owned();
         for (path, name) in masks {
             text = text.replace(&path.display().to_string(), name);
@@ -137,21 +144,103 @@ impl Run {
         text.replace(&fixtures().display().to_string(), "[FIXTURES]")
     }
 
-    /// Expects exactly `want` on stderr, with the paths [`Run::masked`] names masked.
+    /// Expects exactly `want` on stderr, with the paths [`Run::masked`] names masked and
+    /// [`same`]'s `[..]` standing for what a test cannot know (a pid, a time).
     #[track_caller]
     pub(crate) fn stderr_is(&self, masks: &[(&Path, &str)], want: &str) -> &Self {
         let got = Self::masked(&self.stderr(), masks);
-        assert_eq!(got, want, "bsi {:?}: stderr", self.args);
+        if !same(want, &got) {
+            assert_eq!(got, want, "bsi {:?}: stderr", self.args);
+        }
         self
     }
 
-    /// Expects exactly `want` on stdout, with the paths [`Run::masked`] names masked.
+    /// Expects exactly `want` on stdout, as [`Run::stderr_is`] does on stderr.
     #[track_caller]
     pub(crate) fn stdout_is(&self, masks: &[(&Path, &str)], want: &str) -> &Self {
         let got = Self::masked(&self.stdout(), masks);
-        assert_eq!(got, want, "bsi {:?}: stdout", self.args);
+        if !same(want, &got) {
+            assert_eq!(got, want, "bsi {:?}: stdout", self.args);
+        }
         self
     }
+}
+
+#[track_caller]
+fn dump(kind: &str, args: &[String], text: &str) {
+    if std::env::var_os("BSI_TEST_DUMP").is_some() {
+        use std::io::Write as _;
+        let at = std::panic::Location::caller();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open("/tmp/dump.jsonl")
+            .unwrap();
+        let line = serde_json::json!({"at": format!("{}:{}", at.file(), at.line()), "kind": kind, "args": args, "text": text});
+        writeln!(f, "{line}").unwrap();
+    }
+}
+
+/// Compares `text` with the golden file `tests/golden/NAME` (`BSI_UPDATE_GOLDEN=1` rewrites it),
+/// naming the first line that differs.
+#[track_caller]
+pub(crate) fn golden(name: &str, text: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("BSI_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    if want != text {
+        let line = want
+            .lines()
+            .zip(text.lines())
+            .position(|(w, g)| w != g)
+            .unwrap_or_else(|| want.lines().count().min(text.lines().count()));
+        panic!(
+            "tests/golden/{name} differs from line {} on:\n  committed: {:?}\n  now:       {:?}\nreview it, then run BSI_UPDATE_GOLDEN=1 cargo test --all-features",
+            line + 1,
+            want.lines().nth(line).unwrap_or("(end)"),
+            text.lines().nth(line).unwrap_or("(end)"),
+        );
+    }
+}
+
+/// Whether `got` is `want` line for line, where `[..]` in a line of `want` stands for any run
+/// of characters within that line of `got` (as cargo's tests write it).
+pub(crate) fn same(want: &str, got: &str) -> bool {
+    let (want, got): (Vec<&str>, Vec<&str>) =
+        (want.split('\n').collect(), got.split('\n').collect());
+    want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| same_line(w, g))
+}
+
+fn same_line(want: &str, got: &str) -> bool {
+    let mut parts = want.split("[..]");
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = got.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[test]
+fn a_wildcard_stands_for_any_run_within_one_line() {
+    assert!(same("pid [..] waits", "pid 4242 waits"));
+    assert!(same("a [..] b [..] c\nd", "a 1 b 2 c\nd"));
+    assert!(same("[..]", "anything"));
+    assert!(!same("pid [..] waits", "pid 4242 waits\nmore"));
+    assert!(!same("pid [..] waits", "pid 42\n42 waits"));
+    assert!(!same("exact", "exactly"));
+    assert!(!same("a[..]ab", "ab"));
 }
 
 /// A bsi command line being built, in the style of just's and ripgrep's test harnesses:
@@ -231,10 +320,14 @@ impl Cmd {
         let run = bsi_env(&self.args, &env);
         run.exit(self.exit.unwrap_or(0));
         if let Some(want) = &self.stdout {
-            assert_eq!(&run.stdout(), want, "bsi {:?}: stdout", run.args);
+            if !same(want, &run.stdout()) {
+                assert_eq!(&run.stdout(), want, "bsi {:?}: stdout", run.args);
+            }
         }
         if let Some(want) = &self.stderr {
-            assert_eq!(&run.stderr(), want, "bsi {:?}: stderr", run.args);
+            if !same(want, &run.stderr()) {
+                assert_eq!(&run.stderr(), want, "bsi {:?}: stderr", run.args);
+            }
         }
         run
     }
