@@ -27,6 +27,8 @@ fn every_good_fixture_inspects_valid_in_both_forms() {
 #[test]
 fn every_bad_fixture_is_rejected_by_inspect_and_by_apply_without_a_trace() {
     let device = Device::new();
+    // What each refusal says, whole, in tests/golden/bad-bundles.txt.
+    let mut transcript = String::new();
     for (name, needle) in BAD {
         let path = fixtures().join("bad").join(name);
         let run = bsi([
@@ -36,9 +38,17 @@ fn every_bad_fixture_is_rejected_by_inspect_and_by_apply_without_a_trace() {
             "--key".as_ref(),
             test_pub().as_os_str(),
         ]);
-        run.exit(6).stderr_has(needle);
-        device.refuses(["apply".as_ref(), path.as_os_str()], 6, needle);
+        run.refused(6, needle);
+        let applied = device.refuses(["apply".as_ref(), path.as_os_str()], 6, needle);
+        let masks = [(device.root.as_path(), "[ROOT]")];
+        transcript += &format!(
+            "$ bsi bundle inspect [FIXTURES]/bad/{name} --key [FIXTURES]/keys/test-only.key.pub\n{}\
+             $ bsi --root [ROOT] apply [FIXTURES]/bad/{name}\n{}\n",
+            Run::masked(&run.stderr(), &masks),
+            Run::masked(&applied.stderr(), &masks),
+        );
     }
+    golden("bad-bundles.txt", &transcript);
     // Nothing of any rejected bundle reached the device.
     let status = device.status();
     assert_eq!(status.active, None);
@@ -69,13 +79,19 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
     let tmp = tempfile::tempdir().unwrap();
     let device = Device::with(&[]);
     let key = tmp.path().join("admin.key");
-    bsi([
+    let made = bsi([
         "key".as_ref(),
         "generate".as_ref(),
         "--out".as_ref(),
         key.as_os_str(),
     ])
-    .ok();
+    .ok()
+    .stdout();
+    let fingerprint = made
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .unwrap()
+        .to_owned();
     let b = make_bundle(
         tmp.path(),
         "own.bsi",
@@ -95,17 +111,27 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
         key.as_os_str(),
     ])
     .ok();
-    device.refuses(
-        ["apply".as_ref(), b.as_os_str()],
-        6,
-        "which this device does not trust",
-    );
+    device
+        .refuses(
+            ["apply".as_ref(), b.as_os_str()],
+            6,
+            "which this device does not trust",
+        )
+        .stderr_is(&[], &format!("error: Info.plist.sig: signed by key {fingerprint}, which this device does not trust (it trusts cdb42def20b3620a)\nhint: if you trust the signer, add its public key (`bsi trust add KEY.pub`); otherwise get the bundle from a publisher this device trusts\n"));
     let public = tmp.path().join("admin.key.pub");
     device
         .bsi(["trust".as_ref(), "add".as_ref(), public.as_os_str()])
         .ok()
-        .stdout_has("now trusted");
-    device.bsi(["trust", "list"]).ok().stdout_has(".pub");
+        .stdout_is(&[], &format!("key {fingerprint}: now trusted\n"));
+    let mut listed = [TEST_KEY_FINGERPRINT, fingerprint.as_str()];
+    listed.sort_unstable();
+    device.bsi(["trust", "list"]).ok().stdout_is(
+        &[(device.root.as_path(), "[ROOT]")],
+        &listed
+            .iter()
+            .map(|f| format!("{f}  [ROOT]/private/var/db/bsi/trust/{f}.pub\n"))
+            .collect::<String>(),
+    );
     device.bsi(["apply".as_ref(), b.as_os_str()]).ok();
 }
 
@@ -113,14 +139,27 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
 fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("k");
-    bsi([
+    let made = bsi([
         "key".as_ref(),
         "generate".as_ref(),
         "--out".as_ref(),
         key.as_os_str(),
     ])
     .ok()
-    .stdout_has("fingerprint");
+    .stdout();
+    let tmp_mask = [(tmp.path(), "[TMP]")];
+    let fingerprint = made
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(fingerprint.len(), 64, "{made}");
+    assert_eq!(
+        Run::masked(&made, &tmp_mask),
+        format!(
+            "private key: [TMP]/k (keep it secret)\npublic key:  [TMP]/k.pub\nfingerprint: {fingerprint}\n"
+        )
+    );
     let mode = std::fs::metadata(&key).unwrap().permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
@@ -177,7 +216,10 @@ fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
         tar.as_os_str(),
     ])
     .ok();
-    for b in [&out, &tar] {
+    for (b, form) in [
+        (&out, "r.bsi (directory form)"),
+        (&tar, "r.bsi.tar (tar form)"),
+    ] {
         bsi([
             "--root".as_ref(),
             root.as_os_str(),
@@ -186,7 +228,19 @@ fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
             b.as_os_str(),
         ])
         .ok()
-        .stdout_has("signature:   valid");
+        .stdout_is(
+            &tmp_mask,
+            &format!(
+                "bundle:      [TMP]/{form}\n\
+                 signature:   valid, by key {fingerprint}, trusted (the trusted keys of the device at [TMP]/dev)\n\
+                 payload:     every size and SHA-256 matches the manifest\n\
+                 manifest (signed and verified):\n  \
+                 response:    macOS 26.3.1 (a) (25D771280a), for 26.3.1 (25D2128)\n  \
+                 description: test\n  \
+                 cryptex OS:  1 files, 70000 bytes\n  \
+                 restart:     needed (OS content)\n"
+            ),
+        );
     }
     // Packing is deterministic.
     let again = tmp.path().join("again.tar");
@@ -251,9 +305,14 @@ fn inspect_without_key_or_device_shows_the_bundle_and_who_signed_it() {
         bundle("macos-26.3.1-a.bsi").as_os_str(),
     ])
     .ok()
-    .stdout_has("response:    macOS 26.3.1 (a) (25D771280a)")
-    .stdout_has("not checked (no --key, and no device to trust it)")
-    .stdout_has("payload:     every size and SHA-256 matches");
+    .stdout_is(
+        &[],
+        &format!(
+            "bundle:      [FIXTURES]/bundles/macos-26.3.1-a.bsi (directory form)\n\
+             signature:   signed by key {TEST_KEY_FINGERPRINT}, not checked (no --key, and no device to trust it)\n\
+             {UNVOUCHED}"
+        ),
+    );
     let unsigned = fixtures().join("bad/unsigned.bsi");
     bsi([
         "--root".as_ref(),
@@ -263,7 +322,14 @@ fn inspect_without_key_or_device_shows_the_bundle_and_who_signed_it() {
         unsigned.as_os_str(),
     ])
     .ok()
-    .stdout_has("signature:   not signed");
+    .stdout_is(
+        &[],
+        &format!(
+            "bundle:      [FIXTURES]/bad/unsigned.bsi (directory form)\n\
+             signature:   not signed (sign it with `bsi bundle sign BUNDLE --key KEY`)\n\
+             {UNVOUCHED}"
+        ),
+    );
     bsi([
         "bundle".as_ref(),
         "inspect".as_ref(),
@@ -271,8 +337,22 @@ fn inspect_without_key_or_device_shows_the_bundle_and_who_signed_it() {
         "--key".as_ref(),
         test_pub().as_os_str(),
     ])
-    .refused(2, "no bundle at");
+    .refused(2, "no bundle at")
+    .stderr_is(
+        &[(tmp.path(), "[TMP]")],
+        "error: no bundle at [TMP]/missing.bsi\nhint: check the bundle path\n",
+    );
 }
+
+/// What `bundle inspect` says of the fixture response's payload and manifest when no trusted
+/// signer vouches for it.
+const UNVOUCHED: &str = "payload:     every size and SHA-256 matches the manifest
+manifest (NOT verified: nothing below is vouched for by a trusted signer):
+  response:    macOS 26.3.1 (a) (25D771280a), for 26.3.1 (25D2128)
+  cryptex App: 2 files, 2093 bytes
+  cryptex OS:  2 files, 9000 bytes
+  restart:     needed (OS content)
+";
 
 #[test]
 fn many_file_bundles_stream_on_two_readers_and_still_reject_damage() {
@@ -307,7 +387,8 @@ fn many_file_bundles_stream_on_two_readers_and_still_reject_damage() {
         ["apply".as_ref(), b.as_os_str()],
         6,
         "OS/usr/lib/lib33.dylib: SHA-256",
-    );
+    )
+    .stderr_is(&[], "error: OS/usr/lib/lib33.dylib: SHA-256 [..] differs from the manifest's [..]\nhint: the bundle is damaged or was tampered with; get a fresh copy from its publisher\n");
     std::fs::write(&victim, &good).unwrap();
     d.activate(&b);
     Tree::of(&d.path("System/Cryptexes/OS/")).assert_same(&Tree::of(&b.join("OS")));

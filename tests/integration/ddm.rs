@@ -889,7 +889,10 @@ fn automatic_install_stages_and_prompts_and_app_only_is_active_at_once() {
     // Another pass does not restart; the user's restart installs it.
     d.bsi(["auto".as_ref(), "--from".as_ref(), dir.as_os_str()])
         .ok()
-        .stdout_has("prompted");
+        .stdout_is(
+            &[(dir.as_path(), "[DIR]")],
+            "no applicable response newer than 26.3.1 (b) in [DIR]\n26.3.1 (b) is prepared; the user is prompted to restart (`bsi restart`)\n26.4 (a) waits for the minor update to 26.4\n",
+        );
     assert_eq!(d.status().active, None);
     d.bsi(["restart"]).ok();
     let r = dev.report();
@@ -1464,7 +1467,10 @@ fn issue25_item10_an_inconsistent_build_yields_to_the_os_version() {
     // Met: the next pass says so and does nothing.
     auto_at(&dev.d, "2026-12-01T11:00:00Z", &dir, &[])
         .ok()
-        .stdout_has("already runs 26.4");
+        .stdout_is(
+            &[(dir.as_path(), "[DIR]")],
+            "enforcement e: the device already runs 26.4 (25E100)\nno applicable response newer than 26.4 in [DIR]\n",
+        );
 }
 
 #[test]
@@ -1535,7 +1541,10 @@ fn issue25_item10_a_response_for_a_later_minor_updates_the_base_first() {
     );
     auto_at(d, "2026-12-01T11:00:00Z", &dir, &[])
         .ok()
-        .stdout_has("26.4 (a) is satisfied by 26.4 (a)");
+        .stdout_is(
+            &[(dir.as_path(), "[DIR]")],
+            "enforcement e: 26.4 (a) is satisfied by 26.4 (a)\nno applicable response newer than 26.4 (a) in [DIR]\n",
+        );
     // Without the power it needs, the update does not start and the attempt is a failure.
     let dev = Dev::with(&["--supervised", "--battery", "5", "--no-ac"]);
     dev.d.declare_active(
@@ -1559,10 +1568,13 @@ fn issue25_item10_before_macos_15_the_os_update_comes_on_its_own() {
         json!({"TargetOSVersion": "14.1", "TargetBuildVersion": "23B74", "TargetLocalDateTime": "2026-12-01T09:00:00"}),
     );
     let before = dev.d.status();
-    auto_at(&dev.d, "2026-12-01T10:00:00Z", &bundles_dir(&[]), &[])
+    let empty = bundles_dir(&[]);
+    auto_at(&dev.d, "2026-12-01T10:00:00Z", &empty, &[])
         .ok()
-        .stdout_has("devices before macOS 15")
-        .stdout_has("`bsi update --version 14.1 --build 23B74`");
+        .stdout_is(
+            &[(empty.as_path(), "[DIR]")],
+            "enforcement e: 14.1 (23B74) is an OS update; devices before macOS 15.0 install it on its own first (`bsi update --version 14.1 --build 23B74`)\nno applicable response newer than 14.0 in [DIR]\n",
+        );
     assert_eq!(dev.d.status().os, before.os);
 }
 
@@ -1624,13 +1636,18 @@ fn issue25_item12_responses_start_with_ios_16_and_macos_13() {
             5,
             &format!("they exist from {first}.0"),
         );
-        run.stderr_has("hint:");
+        let number = first.rsplit(' ').next().unwrap();
+        run.stderr_is(
+            &[],
+            &format!("error: {platform} {version} takes no background security improvements: they exist from {first}.0\nhint: update the device to {number}.0 or later first (`bsi upgrade --version {number}.0 --build BUILD`), then apply a response made for it\n"),
+        );
         // The background pass says so too, and installs nothing.
         let dir = tmp.path().join(format!("{platform}-dir"));
         std::fs::create_dir_all(&dir).unwrap();
-        auto_at(&d, NOW, &dir, &[])
-            .ok()
-            .stdout_has("takes no responses");
+        auto_at(&d, NOW, &dir, &[]).ok().stdout_is(
+            &[(dir.as_path(), "[DIR]")],
+            &format!("{platform} {version} takes no responses: Apple shipped them from {first}.0\nno applicable response newer than {version} in [DIR]\n"),
+        );
     }
     // The first versions with responses take them.
     let d = Device::with(&["--version", "13.0", "--build", "22A380", "--supervised"]);

@@ -106,6 +106,8 @@ fn init_flags() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("d");
     let r = root.display().to_string();
+    // Each refusal whole, in tests/golden/init-refusals.txt.
+    let mut transcript = String::new();
     for (args, needle) in [
         (
             vec!["init", "--root", &r, "--platform", "iOS", "--chip", "intel"],
@@ -142,9 +144,12 @@ fn init_flags() {
         ),
     ] {
         let run = bsi(&args);
-        run.exit(2).stderr_has(needle);
+        run.refused(2, needle);
         assert!(!root.exists(), "{args:?} left {}", root.display());
+        transcript +=
+            &format!("$ bsi {}\n{}\n", args.join(" "), run.stderr()).replace(&r, "[TMP]/d");
     }
+    golden("init-refusals.txt", &transcript);
 }
 
 #[test]
@@ -179,9 +184,10 @@ fn reinit_refuses_without_force_and_missing_devices_exit_8() {
     ] {
         let mut args: Vec<&str> = vec!["--root", none.to_str().unwrap()];
         args.extend_from_slice(cmd);
-        bsi(&args)
-            .refused(8, "no bsi device at")
-            .stderr_has("bsi init --root");
+        bsi(&args).refused(8, "no bsi device at").stderr_is(
+            &[(tmp.path(), "[TMP]")],
+            "error: no bsi device at [TMP]/nothing\nhint: create one with `bsi init --root [TMP]/nothing`\n",
+        );
     }
     std::fs::create_dir(&none).unwrap();
     std::fs::write(none.join("precious"), b"x").unwrap();
@@ -228,7 +234,10 @@ fn power_and_settings() {
     let d = Device::new();
     d.bsi(["power", "--battery", "5", "--no-ac"])
         .ok()
-        .stdout_has("blocks installs");
+        .stdout_is(
+            &[],
+            "battery 5 %, on battery\npower gate: blocks installs (a Mac laptop with Apple silicon needs power or at least 10 % battery)\n",
+        );
     let s = d.status();
     assert!(!s.power.ok);
     assert_eq!(s.power.battery_percent, Some(5));
@@ -236,7 +245,7 @@ fn power_and_settings() {
     assert!(!d.status().automatic_install.enabled);
     d.bsi(["settings"])
         .ok()
-        .stdout_has("automatically install: off");
+        .stdout_is(&[], "automatically install: off\n");
     Device::with(&["--desktop"]).refuses(["power", "--battery", "5"], 2, "no battery").stderr_is(&[], "error: a desktop Mac has no battery and is always on power\nhint: leave --battery and --no-ac out\n");
 }
 

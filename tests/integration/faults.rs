@@ -398,11 +398,19 @@ fn planted_symlinks_never_lead_writes_outside() {
     std::os::unix::fs::symlink(outside.path(), &link).unwrap();
     d.bsi(["verify"])
         .exit(8)
-        .stdout_has("System/Cryptexes/OS")
-        .stderr_has("`bsi repair`");
-    d.bsi(["repair"])
-        .ok()
-        .stdout_has("pointed System/Cryptexes/OS");
+        .stdout_is(
+            &[(outside.path(), "[OUTSIDE]")],
+            "problem: System/Cryptexes/OS points at [OUTSIDE], not ../../System/Volumes/Preboot/Cryptexes/OS\n\
+             problem: System/Cryptexes/OS does not resolve inside the device: a path led outside of the filesystem\n",
+        )
+        .stderr_is(
+            &[],
+            "error: verify found 2 problems in the device (listed above)\nhint: run `bsi repair`: it restores what bsi made itself (links, records, base content)\n",
+        );
+    d.bsi(["repair"]).ok().stdout_is(
+        &[(outside.path(), "[OUTSIDE]")],
+        "pointed System/Cryptexes/OS at ../../System/Volumes/Preboot/Cryptexes/OS: System/Cryptexes/OS points at [OUTSIDE], not ../../System/Volumes/Preboot/Cryptexes/OS\n",
+    );
     d.bsi(["verify"]).ok();
     d.activate(&a);
     before.assert_same(&Tree::of(outside.path()));
@@ -505,10 +513,14 @@ fn a_missing_generation_is_damage_that_repair_fixes() {
     std::fs::remove_dir_all(&gen_dir).unwrap();
     d.bsi(["status"])
         .refused(8, "is missing")
-        .stderr_has("bsi repair");
-    d.bsi(["repair"])
-        .ok()
-        .stdout_has("pointed cryptex1/current at base-25D2128");
+        .stderr_is(
+            &[(gen_dir.as_path(), "[GEN]")],
+            "error: the device is damaged: [GEN]/App is missing\nhint: run `bsi repair` to bring the device back to a consistent state\n",
+        );
+    d.bsi(["repair"]).ok().stdout_is(
+        &[(gen_dir.as_path(), "[GEN]")],
+        "pointed cryptex1/current at base-25D2128 (the active generation was gone; the device runs its base): [GEN] (the active generation) is missing; the device can only run its base now\n",
+    );
     let s = check_consistent(&d);
     assert_eq!(s.active, None);
     d.activate(bundle("macos-26.3.1-a.bsi"));

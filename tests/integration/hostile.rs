@@ -435,9 +435,15 @@ fn finding8_trust_remove_forgets_the_key_under_every_name() {
     assert!(list.contains("also-the-test-key.pub"), "{list}");
     d.bsi(["trust".as_ref(), "remove".as_ref(), test_pub().as_os_str()])
         .ok()
-        .stdout_has("removed the 2 files that held it");
+        .stdout_is(
+            &[],
+            &format!("key {TEST_KEY_FINGERPRINT}: no longer trusted\n  removed the 2 files that held it: private/var/db/bsi/trust/also-the-test-key.pub, private/var/db/bsi/trust/{TEST_KEY_FINGERPRINT}.pub\n"),
+        );
     assert_eq!(std::fs::read_dir(&trust).unwrap().count(), 0);
-    d.bsi(["trust", "list"]).ok().stdout_has("trusts no keys");
+    d.bsi(["trust", "list"]).ok().stdout_is(
+        &[],
+        "the device trusts no keys (add one with `bsi trust add KEY.pub`)\n",
+    );
     d.refuses(
         ["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()],
         6,

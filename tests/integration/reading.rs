@@ -189,7 +189,10 @@ fn an_interrupted_operation_is_reported_by_readers_and_recovered_by_the_next_cha
             .exit(if args.contains(&"--require") { 9 } else { 0 });
     }
     assert!(t.elapsed() < Duration::from_secs(5), "readers waited");
-    d.bsi(["status"]).ok().stdout_has("in flight:  bsi apply");
+    d.bsi(["status"]).ok().stdout_is(
+        &[],
+        &format!("{FRESH_STATUS}in flight:  bsi apply (pid [..]) is staging since [..]; this is the last committed state\n"),
+    );
     // Killed: readers report the interruption and leave it for the next changing command.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -198,14 +201,16 @@ fn an_interrupted_operation_is_reported_by_readers_and_recovered_by_the_next_cha
     let s = d.status();
     assert_eq!(s.recovery_pending.as_ref().unwrap().command, "apply");
     assert_eq!(s.operation, None);
-    d.bsi(["status"])
-        .ok()
-        .stdout_has("will be tidied up by the next changing command or `bsi repair`");
+    d.bsi(["status"]).ok().stdout_is(
+        &[],
+        &format!("{FRESH_STATUS}recovery:   an interrupted apply (pid [..], started [..]) will be tidied up by the next changing command or `bsi repair`\n"),
+    );
     // Leftovers waiting to be tidied are not damage: verify checks the committed content.
-    d.bsi(["verify"])
-        .ok()
-        .stdout_has("an interrupted apply (pid ")
-        .stdout_has("waiting to be recovered");
+    d.bsi(["verify"]).ok().stdout_is(
+        &[],
+        "note: an interrupted apply (pid [..]) is waiting to be recovered by the next changing command or `bsi repair`: it will remove what the operation left; the committed state is checked\n\
+         26.3.1: 3 files, 9042 bytes verified (the active content and the base content a removal returns to); links, records and SystemVersion.plist agree\n",
+    );
     assert!(journal.exists(), "a reader recovered");
     d.bsi(["apply".as_ref(), bundle("macos-26.3.1-a.bsi").as_os_str()])
         .ok();
@@ -443,12 +448,27 @@ fn quiet_silences_stdout_and_get_prints_one_value() {
     assert_eq!(get("staged.version"), "\n");
     assert_eq!(get("mdm.udid"), "\n");
     assert_eq!(get("restart_required"), "false\n");
-    d.bsi(["status", "--get", "mdm.nonsense"])
+    // The hint lists every key, the same whatever was asked.
+    let keys = d
+        .bsi(["status", "--get", "mdm.nonsense"])
         .refused(2, "`mdm.nonsense` is not a key")
-        .stderr_has("mdm.udid");
-    let run = d.bsi(["status", "--get", "nope"]);
-    run.refused(2, "`nope` is not a key")
-        .stderr_has("active.build");
+        .stderr();
+    let hint = keys.lines().nth(1).unwrap();
+    assert!(
+        hint.starts_with("hint: valid keys: active, active.build, ")
+            && hint.contains(", mdm.udid, "),
+        "{hint}"
+    );
+    assert_eq!(
+        keys,
+        format!("error: `mdm.nonsense` is not a key of `bsi status --json`\n{hint}\n")
+    );
+    d.bsi(["status", "--get", "nope"])
+        .refused(2, "`nope` is not a key")
+        .stderr_is(
+            &[],
+            &format!("error: `nope` is not a key of `bsi status --json`\n{hint}\n"),
+        );
     assert_eq!(d.status().version, "26.3.1 (a)");
     // --require hints say what it takes.
     d.bsi(["status", "--require", "26.4"])
@@ -530,8 +550,7 @@ fn messages_lead_somewhere() {
         tmp.path().as_os_str(),
         "--force".as_ref(),
     ])
-    .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: [TMP] is a directory; --out names the private key file to write\nhint: give a file path, e.g. `bsi key generate --out [TMP]/signing.key`\n")
-    .stderr_has("signing.key");
+    .exit(2).stderr_is(&[(tmp.path(), "[TMP]")], "error: [TMP] is a directory; --out names the private key file to write\nhint: give a file path, e.g. `bsi key generate --out [TMP]/signing.key`\n");
     // An empty BSI_ROOT is unset; an empty --root is a usage error naming --root.
     let home = tmp.path().join("home");
     let run = bsi_env(
@@ -585,7 +604,10 @@ fn messages_lead_somewhere() {
         "iOS".as_ref(),
     ])
     .ok()
-    .stdout_has("made an iOS 26.3.1");
+    .stdout_is(
+        &[(root.as_path(), "[ROOT]")],
+        "made an iOS 26.3.1 (23D8133) device at [ROOT]\n",
+    );
     let run = bsi([
         "--root".as_ref(),
         root.as_os_str(),
@@ -605,3 +627,20 @@ fn messages_lead_somewhere() {
     .ok()
     .stdout_is(&[], "automatic install is on; would install 26.3.1 (d)\nwould activate 26.3.1 (d) at once (App content only; Safari uses it once relaunched)\n26.4 (a) waits for the minor update to 26.4\n26.4 (a) waits for the minor update to 26.4\n");
 }
+
+/// `bsi status` of a fresh default device (`Device::new`), up to its last line.
+const FRESH_STATUS: &str = "ProductName:\t\tmacOS
+ProductVersion:\t\t26.3.1
+BuildVersion:\t\t25D2128
+
+device:     Mac laptop (apple-silicon), enrollment TEST-DEVICE
+deployments:
+* active    base OS 26.3.1 (25D2128), no response
+  rollback  nothing to remove (not now: no response is active or staged)
+
+restart:    not needed
+safari:     26.3.1
+power:      battery 100 %, on power; gate passes (a Mac laptop with Apple silicon needs power or at least 10 % battery)
+automatic:  on (user's setting)
+last:       init ok at 2026-12-01T10:00:00Z
+";

@@ -246,7 +246,10 @@ fn a_full_filesystem_during_restart_and_rollback_keeps_the_old_state() {
     let before = state(&root);
     run(&root, &["restart".as_ref()])
         .refused(1, "No space left on device")
-        .stderr_has("hint: the volume is full: free some space on it, then try again");
+        .stderr_is(
+            &[(root.as_path(), "[ROOT]")],
+            "error: writing [ROOT]/private/var/db/bsi/lock: No space left on device (os error 28)\nhint: the volume is full: free some space on it, then try again\n",
+        );
     // Issue 23 item 14: a full volume is kind `no-space` for scripts, whichever write met it.
     for args in [
         &["--json", "restart"][..],
@@ -342,8 +345,11 @@ fn a_read_only_device_answers_readers_and_refuses_changes_before_changing_anythi
     ];
     for args in &changing {
         let out = run(&ro, args);
-        out.refused(1, "is on a read-only filesystem; nothing was changed");
-        out.stderr_has("remount it read-write");
+        out.refused(1, "is on a read-only filesystem; nothing was changed")
+            .stderr_is(
+                &[(ro.as_path(), "[ROOT]")],
+                "error: the device at [ROOT] is on a read-only filesystem; nothing was changed\nhint: remount it read-write (or copy the device to writable storage), then try again; reading commands (status, verify, history, report) work on a read-only device\n",
+            );
     }
     let mut json = vec!["--json".as_ref()];
     json.extend_from_slice(&changing[0]);

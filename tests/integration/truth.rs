@@ -444,7 +444,10 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
         b("macos-26.3.1-c.bsi.tar").as_os_str(),
     ])
     .ok()
-    .stdout_has("restored the content of 26.3.1 (c)");
+    .stdout_is(
+        &[],
+        "restored the content of 26.3.1 (c) (25D771280c) from [FIXTURES]/bundles/macos-26.3.1-c.bsi.tar\n",
+    );
     d.bsi(["verify"]).ok();
     grafted_equals(&d, "OS", &b("macos-26.3.1-c.bsi"));
     // Base content is bsi's own: repair alone makes it again.
@@ -574,7 +577,10 @@ fn a_damaged_manifest_is_listed_once() {
     let listed: Vec<&str> = out.lines().filter(|l| l.contains("Info.plist")).collect();
     assert_eq!(listed.len(), 1, "{}", run.stdout());
     assert!(listed[0].starts_with("problem: "), "{}", listed[0]);
-    run.stderr_has("bsi repair --from");
+    run.stderr_is(
+        &[],
+        "error: verify found 1 problem in the device (listed above)\nhint: restore 26.3.1 (c) (25D771280c) from the bundle it was applied from: `bsi repair --from [FIXTURES]/bundles/macos-26.3.1-c.bsi`\n",
+    );
 }
 
 /// A payload of thousands of files is placed by probing candidate directories where the
