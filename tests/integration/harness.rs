@@ -81,7 +81,6 @@ impl Run {
     }
     #[track_caller]
     pub(crate) fn stderr_has(&self, needle: &str) -> &Self {
-        dump("stderr_has", &self.args, &self.stderr());
         assert!(
             self.stderr().contains(needle),
             "bsi {:?}: stderr lacks {needle:?}:\n{}",
@@ -92,7 +91,6 @@ impl Run {
     }
     #[track_caller]
     pub(crate) fn stdout_has(&self, needle: &str) -> &Self {
-        dump("stdout_has", &self.args, &self.stdout());
         assert!(
             self.stdout().contains(needle),
             "bsi {:?}: stdout lacks {needle:?}:\n{}",
@@ -104,7 +102,6 @@ impl Run {
     /// A refusal: the exit code, a one-line `error:` message containing `needle`, a hint, no panic.
     #[track_caller]
     pub(crate) fn refused(&self, code: i32, needle: &str) -> &Self {
-        dump("refused", &self.args, &self.stderr());
         self.exit(code).stderr_has(needle);
         let err = self.stderr();
         assert!(err.starts_with("error: "), "{err}");
@@ -163,21 +160,6 @@ impl Run {
             assert_eq!(got, want, "bsi {:?}: stdout", self.args);
         }
         self
-    }
-}
-
-#[track_caller]
-fn dump(kind: &str, args: &[String], text: &str) {
-    if std::env::var_os("BSI_TEST_DUMP").is_some() {
-        use std::io::Write as _;
-        let at = std::panic::Location::caller();
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open("/tmp/dump.jsonl")
-            .unwrap();
-        let line = serde_json::json!({"at": format!("{}:{}", at.file(), at.line()), "kind": kind, "args": args, "text": text});
-        writeln!(f, "{line}").unwrap();
     }
 }
 
