@@ -16,8 +16,8 @@ use crate::device::records::{self, Failure, Included, InstallReason, SafariRecor
 use crate::device::{Device, GenName, Kind, Open, Power, Settings, SystemVersion, origins};
 use crate::history::{self, LastOperation};
 
-use super::finding::structure;
 pub(crate) use super::finding::{Damage, Finding, Fix};
+use super::finding::{said, structure};
 
 /// The directories every device has (required) or may have.
 fn directories(device: &Device) -> Vec<(PathBuf, bool)> {
@@ -122,7 +122,7 @@ fn bytes_of<T: serde::Serialize>(value: &T) -> Vec<u8> {
 fn unreadable<T: serde::de::DeserializeOwned>(device: &Device, rel: &str) -> Option<String> {
     records::read_json_opt::<T>(device.root(), rel)
         .err()
-        .map(|e| e.to_string())
+        .map(|e| said(&e))
 }
 
 /// Every record of bsi's that does not read, with its fix.
@@ -244,11 +244,11 @@ fn stored_findings(device: &Device) -> Vec<Finding> {
                 Ok(bytes) if ext == "pub" => {
                     crate::bundle::keys::parse_public_key(&String::from_utf8_lossy(&bytes), &rel)
                         .err()
-                        .map(|e| e.to_string())
+                        .map(|e| said(&e))
                 }
                 Ok(bytes) => crate::declarations::declaration::Declaration::parse(&bytes, "")
                     .err()
-                    .map(|e| e.to_string()),
+                    .map(|e| said(&e)),
             };
             if let Some(why) = why {
                 out.push(structure(
@@ -284,7 +284,7 @@ fn base_generations(device: &Device) -> Vec<(GenName, Result<SystemVersion, Stri
                     sv.version,
                     sv.build
                 )),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(said(&e)),
             };
             (g, sv)
         })
@@ -361,7 +361,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
                 ),
                 fix: Fix::RemakeBase,
             },
-            Err(e) => structure(e.to_string(), Fix::Reinit),
+            Err(e) => structure(said(&e), Fix::Reinit),
         }];
     };
     let found = gens
@@ -385,7 +385,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
         .or_else(|| candidates.first())
     else {
         let why = match &file {
-            Err(e) => e.to_string(),
+            Err(e) => said(&e),
             Ok(sv) => format!(
                 "{} says {} {} ({}), which no base generation on the device holds",
                 root.show(layout::SYSTEM_VERSION).display(),
@@ -413,7 +413,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
             Fix::Write(layout::SYSTEM_VERSION.into(), base_bytes(device, truth)),
         )),
         Err(e) => out.push(structure(
-            e.to_string(),
+            said(&e),
             Fix::Write(layout::SYSTEM_VERSION.into(), base_bytes(device, truth)),
         )),
     }
@@ -460,14 +460,14 @@ fn link_findings(device: &Device, base_ok: bool, known: Known<'_>) -> Vec<Findin
             None
         }
         Err(e) => {
-            out.push(structure(e.to_string(), Fix::CurrentToBase));
+            out.push(structure(said(&e), Fix::CurrentToBase));
             None
         }
     };
     let proposed = match device.proposed() {
         Ok(p) => p,
         Err(e) => {
-            out.push(structure(e.to_string(), Fix::Remove(l.proposed())));
+            out.push(structure(said(&e), Fix::Remove(l.proposed())));
             None
         }
     };
@@ -505,7 +505,7 @@ fn response_findings(
         fix: Fix::Bundle,
     };
     if let Err(e) = device.generation_sources(g) {
-        out.push(bundle(e.to_string()));
+        out.push(bundle(said(&e)));
     }
     let manifest = known(g).map_or_else(
         || {
@@ -546,18 +546,20 @@ fn response_findings(
             m.build
         ))),
         (sv, Ok(m)) => {
+            let rel = dir.join(layout::GEN_SYSTEM_VERSION);
+            // A file that cannot be read is named by its error; one that disagrees, here.
             let why = match sv {
                 Ok(sv) => format!(
-                    "says {} {} ({}), but its manifest says {} ({})",
+                    "{}: says {} {} ({}), but its manifest says {} ({})",
+                    root.show(&rel).display(),
                     sv.version,
                     sv.extra.map(|e| e.to_string()).unwrap_or_default(),
                     sv.build,
                     m.response_version(),
                     m.build
                 ),
-                Err(e) => e.to_string(),
+                Err(e) => said(e),
             };
-            let rel = dir.join(layout::GEN_SYSTEM_VERSION);
             let bytes = SystemVersion {
                 product_name: m.product.name().to_owned(),
                 version: m.version,
@@ -565,10 +567,7 @@ fn response_findings(
                 extra: Some(m.extra),
             }
             .to_xml();
-            out.push(structure(
-                format!("{}: {why}", root.show(&rel).display()),
-                Fix::Write(rel, bytes),
-            ));
+            out.push(structure(why, Fix::Write(rel, bytes)));
         }
     }
     out

@@ -31,6 +31,15 @@ impl Damage {
     }
 }
 
+/// The words of an error found while checking, for a finding: a damage error's own message,
+/// without the "the device is damaged: " that every finding already means.
+pub(crate) fn said(e: &crate::Error) -> String {
+    match e {
+        crate::Error::Damaged { message } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// What `repair` does about a finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Fix {

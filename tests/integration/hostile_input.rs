@@ -85,7 +85,11 @@ fn item1_a_binary_plist_bomb_as_any_system_version_is_damage_repair_restores() {
             }
         }
         cheaply(&d, &[os("verify")], 8);
-        d.bsi(["verify"]).exit(8).stdout_has("binary property list");
+        // One problem, naming the file, without a second "the device is damaged".
+        d.bsi(["verify"]).exit(8).stdout_is(
+            &[(f.as_path(), "[FILE]")],
+            "problem: [FILE]: not a SystemVersion property list: a binary property list; bsi reads XML property lists only (Apple's format for this file)\n",
+        );
         cheaply(&d, &[os("repair")], 0);
         cheaply(&d, &[os("verify")], 0);
         assert_ne!(std::fs::read(&f).unwrap(), bomb, "{what}");
