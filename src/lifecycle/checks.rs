@@ -361,7 +361,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
                 ),
                 fix: Fix::RemakeBase,
             },
-            Err(e) => structure(said(&e), Fix::Reinit),
+            Err(e) => structure(said(e), Fix::Reinit),
         }];
     };
     let found = gens
@@ -385,7 +385,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
         .or_else(|| candidates.first())
     else {
         let why = match &file {
-            Err(e) => said(&e),
+            Err(e) => said(e),
             Ok(sv) => format!(
                 "{} says {} {} ({}), which no base generation on the device holds",
                 root.show(layout::SYSTEM_VERSION).display(),
@@ -413,7 +413,7 @@ fn base_findings(device: &Device) -> Vec<Finding> {
             Fix::Write(layout::SYSTEM_VERSION.into(), base_bytes(device, truth)),
         )),
         Err(e) => out.push(structure(
-            said(&e),
+            said(e),
             Fix::Write(layout::SYSTEM_VERSION.into(), base_bytes(device, truth)),
         )),
     }
