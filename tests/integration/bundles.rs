@@ -139,7 +139,7 @@ fn a_key_not_trusted_by_the_device_is_rejected_until_trusted() {
 fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("k");
-    let made = bsi([
+    let generated = bsi([
         "key".as_ref(),
         "generate".as_ref(),
         "--out".as_ref(),
@@ -148,14 +148,14 @@ fn a_new_admin_makes_signs_packs_and_inspects_a_bundle() {
     .ok()
     .stdout();
     let tmp_mask = [(tmp.path(), "[TMP]")];
-    let fingerprint = made
+    let fingerprint = generated
         .lines()
         .find_map(|l| l.strip_prefix("fingerprint: "))
         .unwrap()
         .to_owned();
-    assert_eq!(fingerprint.len(), 64, "{made}");
+    assert_eq!(fingerprint.len(), 64, "{generated}");
     assert_eq!(
-        Run::masked(&made, &tmp_mask),
+        Run::masked(&generated, &tmp_mask),
         format!(
             "private key: [TMP]/k (keep it secret)\npublic key:  [TMP]/k.pub\nfingerprint: {fingerprint}\n"
         )

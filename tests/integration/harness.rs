@@ -301,15 +301,15 @@ impl Cmd {
             .collect();
         let run = bsi_env(&self.args, &env);
         run.exit(self.exit.unwrap_or(0));
-        if let Some(want) = &self.stdout {
-            if !same(want, &run.stdout()) {
-                assert_eq!(&run.stdout(), want, "bsi {:?}: stdout", run.args);
-            }
+        if let Some(want) = &self.stdout
+            && !same(want, &run.stdout())
+        {
+            assert_eq!(&run.stdout(), want, "bsi {:?}: stdout", run.args);
         }
-        if let Some(want) = &self.stderr {
-            if !same(want, &run.stderr()) {
-                assert_eq!(&run.stderr(), want, "bsi {:?}: stderr", run.args);
-            }
+        if let Some(want) = &self.stderr
+            && !same(want, &run.stderr())
+        {
+            assert_eq!(&run.stderr(), want, "bsi {:?}: stderr", run.args);
         }
         run
     }
