@@ -282,8 +282,19 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
     let before = d.tree();
     d.bsi(["sync", "--server", &server.url, "--dry-run"])
         .ok()
-        .stdout_has("activation would be added")
-        .stdout_has("status report would be sent: full");
+        .stdout_is(
+            &[],
+            &format!(
+                "synced with {} as E-1 (declarations token [..])\n\
+                 \x20 activation would be added (ServerToken [..])\n\
+                 \x20 broken would be added (ServerToken [..])\n\
+                 \x20 enforce would be added (ServerToken [..])\n\
+                 \x20 settings would be added (ServerToken [..])\n\
+                 \x20 subscriptions would be added (ServerToken [..])\n\
+                 status report would be sent: full, 2 item(s)\n",
+                server.url
+            ),
+        );
     before.assert_same(&d.tree());
     assert!(server.declaration_status("E-1").is_empty());
 
@@ -323,7 +334,16 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
     // Nothing changed: nothing to send.
     d.bsi(["sync", "--server", &server.url])
         .ok()
-        .stdout_has("none sent");
+        .stdout_is(
+            &[],
+            &format!(
+                "synced with {} as E-1 (declarations token [..])\n\
+                 declarations: none added, replaced or removed\n\
+                 \x20 broken: invalid (Error.ConfigurationIsInvalid): The configuration is not valid: `RapidSecurityResponse.Enable` must be a boolean, found a string\n\
+                 status report: nothing changed since the last one; none sent\n",
+                server.url
+            ),
+        );
 
     // The background cycle before the deadline prepares the response; after it, installs it.
     d.bsi_at(
@@ -386,10 +406,17 @@ fn a_device_syncs_and_the_server_sees_what_a_real_device_reports() {
         "activation",
         json!({"StandardConfigurations": ["settings", "enforce", "subscriptions"]}),
     );
-    d.bsi(["sync", "--server", &server.url])
-        .ok()
-        .stdout_has("settings replaced")
-        .stdout_has("broken removed");
+    d.bsi(["sync", "--server", &server.url]).ok().stdout_is(
+        &[],
+        &format!(
+            "synced with {} as E-1 (declarations token [..])\n\
+                 \x20 activation replaced (ServerToken [..])\n\
+                 \x20 settings replaced (ServerToken [..])\n\
+                 \x20 broken removed (ServerToken [..])\n\
+                 status report sent: incremental, 1 item(s)\n",
+            server.url
+        ),
+    );
     let listed = d.bsi(["policy", "list"]).ok().stdout();
     assert!(!listed.contains("broken"), "{listed}");
     assert!(
@@ -568,9 +595,10 @@ fn server_failures_say_what_failed_and_change_nothing() {
     let url = format!("http://127.0.0.1:{}", free_port());
     d.bsi(["sync", "--server", &url, "--timeout", "2"])
         .refused(1, "DDM server: GET")
-        .stderr_has("/tokens")
-        .stderr_has("3 attempts")
-        .stderr_has("check that the server runs");
+        .stderr_is(
+            &[],
+            &format!("error: DDM server: GET {url}/tokens: cannot connect (io: Connection refused (os error 111)) (3 attempts)\nhint: check that the server runs at {url} and answers, then try again\n"),
+        );
     // Not a DDM server.
     let (url, _) = stub(200, "<html>hello</html>");
     d.bsi(["sync", "--server", &url])
@@ -579,7 +607,10 @@ fn server_failures_say_what_failed_and_change_nothing() {
     let (url, count) = stub(404, "");
     d.bsi(["sync", "--server", &url])
         .refused(1, "HTTP 404")
-        .stderr_has("--server URL");
+        .stderr_is(
+            &[],
+            &format!("error: DDM server: GET {url}/tokens: HTTP 404 Not Found\nhint: check the --server URL: it is the base where the server answers GET /tokens\n"),
+        );
     assert_eq!(
         count.load(std::sync::atomic::Ordering::SeqCst),
         1,

@@ -529,12 +529,26 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
     let before = d.tree();
     enroll(&d, &profile, &["--dry-run".as_ref()])
         .ok()
-        .stdout_has("would enroll");
+        .stdout_is(
+            &[],
+            &format!(
+                "would enroll as [..] in {}/mdm (topic {TOPIC}), the identity from scep; nothing was sent\n",
+                lab.mdm_url
+            ),
+        );
     before.assert_same(&d.tree());
     assert!(lab.events("mdm.Authenticate").is_empty());
 
     // Enrollment: SCEP identity, then Authenticate and TokenUpdate, accepted by NanoMDM.
-    enroll(&d, &profile, &[]).ok().stdout_has("enrolled");
+    enroll(&d, &profile, &[]).ok().stdout_is(
+        &[],
+        &format!(
+            "enrolled as [..] in {}/mdm (topic {TOPIC})\n\
+             identity: CN=[..],O=bsi test issued by CN=MICROMDM SCEP CA,OU=SCEP CA,O=scep-ca,C=US (scep), valid until [..]\n\
+             messages are signed (Mdm-Signature); next: `bsi mdm poll` answers the server's commands\n",
+            lab.mdm_url
+        ),
+    );
     let mdm = d.status().mdm.expect("status shows the enrollment");
     assert_eq!(mdm.topic, TOPIC);
     assert_eq!(mdm.server_url, format!("{}/mdm", lab.mdm_url));
@@ -596,9 +610,13 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
         "ProductName",
     ];
     lab.enqueue(&udid, "info-1", "DeviceInformation", queries(&asked));
-    d.bsi(["mdm", "poll"])
-        .ok()
-        .stdout_has("1 command(s) answered");
+    d.bsi(["mdm", "poll"]).ok().stdout_is(
+        &[],
+        &format!(
+            "polled {}/mdm: 1 command(s) answered\n  DeviceInformation info-1: Acknowledged\n",
+            lab.mdm_url
+        ),
+    );
     let a = lab.answer("info-1");
     assert_eq!(a.status.as_deref(), Some("Acknowledged"));
     let r = a
@@ -773,8 +791,14 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
     let wrong = lab.profile("wrong.mobileconfig", "not-the-challenge");
     enroll(&d, &wrong, &[])
         .refused(1, "SCEP server: POST")
-        .stderr_has("the CA refused the certificate request (FAILURE, badRequest")
-        .stderr_has("hint: check the profile's Challenge");
+        .stderr_is(
+            &[],
+            &format!(
+                "error: SCEP server: POST {}?operation=PKIOperation: the CA refused the certificate request (FAILURE, badRequest: the CA refused the request (a wrong challenge, or a certificate it already issued for this subject))\n\
+                 hint: check the profile's Challenge, and give each device its own Subject (%UDID% in the profile's Subject), or let the CA issue again for a subject (scepserver -allowrenew 0)\n",
+                lab.scep_url
+            ),
+        );
     // A profile without an MDM payload is not an enrollment profile.
     let other = lab.dir.path().join("wifi.mobileconfig");
     std::fs::write(
@@ -800,7 +824,10 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
     .unwrap();
     enroll(&d, &gone, &["--timeout".as_ref(), "1".as_ref()])
         .refused(1, "MDM server: GET http://127.0.0.1:9/mdm: cannot connect")
-        .stderr_has("hint: check that the server runs at http://127.0.0.1:9/mdm");
+        .stderr_is(
+            &[],
+            "error: MDM server: GET http://127.0.0.1:9/mdm: cannot connect (io: Connection refused (os error 111)) (3 attempts)\nhint: check that the server runs at http://127.0.0.1:9/mdm and answers, then try again\n",
+        );
     before.assert_same(&d.tree());
     assert!(lab.events("mdm.Authenticate").is_empty());
     d.bsi(["mdm", "unenroll"]).refused(2, "not enrolled").stderr_is(&[], "error: the device is not enrolled in an MDM server\nhint: enroll it with `bsi mdm enroll --profile FILE.mobileconfig`\n");
