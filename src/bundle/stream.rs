@@ -28,7 +28,7 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 /// Size of one buffer.
-pub(crate) const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 17;
 /// Buffers in flight: enough to keep both threads busy, few enough to keep memory flat.
 pub(crate) const BUFFERS: usize = 4;
 
