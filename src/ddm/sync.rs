@@ -213,6 +213,9 @@ fn fetch(
         });
         staging.put(&declaration)?;
     }
+    // Fetched in the server's order, which a server need not keep from one listing to the
+    // next; said in the identifiers' order, so the same change reads the same.
+    changes.sort_by(|a, b| a.identifier.cmp(&b.identifier));
     for d in held
         .iter()
         .filter(|d| !listed.contains(d.identifier.as_str()))
