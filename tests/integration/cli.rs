@@ -8,16 +8,7 @@ fn help_teaches_and_is_golden() {
     for needle in ["Examples:", "Exit codes:", "apply", "rollback", "--root"] {
         assert!(help.contains(needle), "{needle}\n{help}");
     }
-    let golden = repo().join("tests/golden/help.txt");
-    if std::env::var_os("BSI_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(&golden, &help).unwrap();
-    }
-    assert_eq!(
-        help,
-        std::fs::read_to_string(&golden).unwrap(),
-        "run BSI_UPDATE_GOLDEN=1 cargo test --all-features help"
-    );
+    golden("help.txt", &help);
     bsi(["apply", "--help"]).ok().stdout_has("Checks, in order");
     bsi(["--version"]).ok().stdout_is(&[], "bsi 0.1.0\n");
 }

@@ -354,15 +354,9 @@ fn status_json_is_golden() {
         ("status-fresh.json", fresh),
         ("status-active-and-staged.json", busy),
     ] {
-        let path = repo().join("tests/golden").join(name);
-        let text = serde_json::to_string_pretty(&value).unwrap() + "\n";
-        if std::env::var_os("BSI_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        assert_eq!(
-            text,
-            std::fs::read_to_string(&path).unwrap(),
-            "{name}: run BSI_UPDATE_GOLDEN=1 cargo test --all-features golden"
+        golden(
+            name,
+            &(serde_json::to_string_pretty(&value).unwrap() + "\n"),
         );
     }
 }

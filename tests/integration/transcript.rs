@@ -202,24 +202,7 @@ fn human_output_of_every_command_is_golden() {
         }
         transcript.push('\n');
     }
-    let path = repo().join("tests/golden/human.txt");
-    if std::env::var_os("BSI_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &transcript).unwrap();
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    if committed != transcript {
-        let first = committed
-            .lines()
-            .zip(transcript.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(committed.lines().count().min(transcript.lines().count()));
-        panic!(
-            "tests/golden/human.txt differs from line {} on:\n  committed: {:?}\n  now:       {:?}\nreview it, then run BSI_UPDATE_GOLDEN=1 cargo test --all-features transcript",
-            first + 1,
-            committed.lines().nth(first),
-            transcript.lines().nth(first)
-        );
-    }
+    golden("human.txt", &transcript);
 }
 
 /// The arguments a [`Cmd`] holds (the transcript runs them without expectations: the golden
