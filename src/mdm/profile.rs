@@ -365,9 +365,7 @@ impl Profile {
             }
             payloads.push(s);
         }
-        let mdm = mdm.ok_or_else(|| {
-            bad("the profile has no com.apple.mdm payload: it is not an enrollment profile")
-        })?;
+        let mdm = mdm.ok_or_else(|| bad("the profile has no com.apple.mdm payload"))?;
         let identity = identities
             .into_iter()
             .find(|(uuid, _)| *uuid == mdm.identity_uuid)
