@@ -394,14 +394,23 @@ impl Link {
                 }
             }
         }
+        // A server that answered each time with an error status is running: its log says why.
+        let hint = if last.starts_with("HTTP ") {
+            format!(
+                "the server at {} answered every attempt with an error: check its log, then try again",
+                self.base
+            )
+        } else {
+            format!(
+                "check that the server runs at {} and answers, then try again",
+                self.base
+            )
+        };
         Err(self.error(
             x.method,
             &x.endpoint,
             format!("{last} ({ATTEMPTS} attempts)"),
-            format!(
-                "check that the server runs at {} and answers, then try again",
-                self.base
-            ),
+            hint,
         ))
     }
 }
