@@ -359,6 +359,10 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         ["policy".as_ref(), "set".as_ref(), junk.as_os_str()],
         2,
         "not a DDM declaration",
+    )
+    .stderr_is(
+        &[(d.dir.path(), "[TMP]")],
+        "error: [TMP]/junk.json is not a DDM declaration: the top level is not a JSON object\nhint: a declaration is one JSON object with Type, Identifier, ServerToken and Payload, as a DDM server sends it (fixtures/declarations/ has examples); fix it and `bsi policy set` it again\n",
     );
     let env = d.dir.path().join("env.json");
     std::fs::write(&env, br#"{"Type":"x","Identifier":"y","Payload":{}}"#).unwrap();
@@ -366,6 +370,10 @@ fn declarations_are_kept_and_reported_valid_or_not() {
         ["policy".as_ref(), "set".as_ref(), env.as_os_str()],
         2,
         "`ServerToken` is missing",
+    )
+    .stderr_is(
+        &[(d.dir.path(), "[TMP]")],
+        "error: [TMP]/env.json is not a DDM declaration: required key `ServerToken` is missing\nhint: a declaration is one JSON object with Type, Identifier, ServerToken and Payload, as a DDM server sends it (fixtures/declarations/ has examples); fix it and `bsi policy set` it again\n",
     );
 
     // A valid configuration no activation references: kept, not active, validity unknown.

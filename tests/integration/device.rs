@@ -159,6 +159,10 @@ fn reinit_refuses_without_force_and_missing_devices_exit_8() {
         ["init".as_ref(), "--root".as_ref(), d.root.as_os_str()],
         2,
         "already holds a bsi device",
+    )
+    .stderr_is(
+        &[(d.root.as_path(), "[ROOT]")],
+        "error: [ROOT] already holds a bsi device\nhint: pass --force to replace it with a new device (its state is lost)\n",
     );
     d.bsi([
         "init".as_ref(),
@@ -197,7 +201,11 @@ fn reinit_refuses_without_force_and_missing_devices_exit_8() {
         none.as_os_str(),
         "--force".as_ref(),
     ])
-    .refused(2, "not empty");
+    .refused(2, "not empty")
+    .stderr_is(
+        &[(none.as_path(), "[DIR]")],
+        "error: [DIR] is not empty and holds no bsi device; refusing to initialise over it\nhint: choose an empty or new directory with --root\n",
+    );
     assert!(none.join("precious").exists());
 }
 

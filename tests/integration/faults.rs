@@ -378,7 +378,11 @@ fn planted_symlinks_never_lead_writes_outside() {
     std::fs::remove_file(&power).unwrap();
     std::os::unix::fs::symlink(outside.path().join("victim"), &power).unwrap();
     d.bsi(["power"])
-        .refused(8, "a symlink stands on its path, where bsi makes none");
+        .refused(8, "a symlink stands on its path, where bsi makes none")
+        .stderr_is(
+            &[(d.root.as_path(), "[ROOT]")],
+            "error: the device is damaged: record [ROOT]/private/var/db/bsi/power.json: a symlink stands on its path, where bsi makes none\nhint: run `bsi repair` to bring the device back to a consistent state\n",
+        );
     let _ = d.bsi(["power", "--battery", "50"]);
     before.assert_same(&Tree::of(outside.path()));
     // The generations directory replaced by a link outside.

@@ -545,7 +545,11 @@ fn item8_a_whole_sync_has_a_deadline() {
         "4",
     ]);
     let took = start.elapsed();
-    run.refused(1, "did not finish within its deadline of 4 s");
+    run.refused(1, "did not finish within its deadline of 4 s")
+        .stderr_is(
+            &[],
+            &format!("error: DDM server: GET {url}/declaration/configuration/c2: it did not finish within its deadline of 4 s\nhint: check that the server answers promptly, then try again (--deadline SECONDS sets the bound)\n"),
+        );
     assert!(took < Duration::from_secs(6), "took {took:?}");
     // Nothing of the drip was stored, and the lock is free again.
     assert_eq!(
@@ -611,8 +615,10 @@ fn item10_a_report_that_fails_after_a_change_leaves_the_change_recorded_and_the_
         "--timeout".as_ref(),
         "1".as_ref(),
     ]);
-    run.refused(1, "PUT")
-        .stderr_has("the status report stays pending, and the next `bsi sync` sends it");
+    run.refused(1, "PUT").stderr_is(
+        &[],
+        "error: DDM server: PUT [..]/status: HTTP 500 Internal Server Error (3 attempts)\nhint: the changes this sync made stand (see `bsi history`); the status report stays pending, and the next `bsi sync` sends it\n",
+    );
     assert_eq!(d.status().active_version(), Some("26.3.1 (a)"));
     let history: Vec<serde_json::Value> = d.bsi(["history", "--limit", "1", "--json"]).parse();
     assert_eq!(history[0]["result"], "ok", "{history:?}");

@@ -606,7 +606,11 @@ fn server_failures_say_what_failed_and_change_nothing() {
     // Not a DDM server.
     let (url, _) = stub(200, "<html>hello</html>");
     d.bsi(["sync", "--server", &url])
-        .refused(1, "is not a TokensResponse");
+        .refused(1, "is not a TokensResponse")
+        .stderr_is(
+            &[],
+            &format!("error: DDM server: GET {url}/tokens: the answer is not a TokensResponse (expected value at line 1 column 1)\nhint: is --server a DDM server? It should answer as Apple's protocol says\n"),
+        );
     // A 404: not retried.
     let (url, count) = stub(404, "");
     d.bsi(["sync", "--server", &url])
@@ -622,7 +626,12 @@ fn server_failures_say_what_failed_and_change_nothing() {
     );
     // A 500: retried, bounded.
     let (url, count) = stub(500, "");
-    d.bsi(["sync", "--server", &url]).refused(1, "HTTP 500");
+    d.bsi(["sync", "--server", &url])
+        .refused(1, "HTTP 500")
+        .stderr_is(
+            &[],
+            &format!("error: DDM server: GET {url}/tokens: HTTP 500 Internal Server Error (3 attempts)\nhint: the server at {url} answered every attempt with an error: check its log, then try again\n"),
+        );
     assert_eq!(
         count.load(std::sync::atomic::Ordering::SeqCst),
         3,
@@ -637,7 +646,11 @@ fn server_failures_say_what_failed_and_change_nothing() {
     );
     // Usage errors.
     d.bsi(["sync", "--server", "ftp://x"])
-        .refused(2, "not an http:// or https:// URL");
+        .refused(2, "not an http:// or https:// URL")
+        .stderr_is(
+            &[],
+            "error: --server ftp://x is not an http:// or https:// URL\nhint: pass the base URL of the server's device endpoints, e.g. --server http://127.0.0.1:9002\n",
+        );
     d.bsi(["sync", "--server", &url, "--enrollment-id", "a b"])
         .refused(2, "not an enrollment identifier").stderr_is(&[], "error: --enrollment-id `a b` is not an enrollment identifier\nhint: use 1 to 256 printable ASCII characters without spaces, e.g. a UUID\n");
     d.bsi(["sync", "--server", &url, "--then-auto"]).exit(2);

@@ -807,12 +807,22 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
             .replace("com.apple.mdm", "com.apple.wifi.managed"),
     )
     .unwrap();
-    enroll(&d, &other, &[]).refused(2, "the profile has no com.apple.mdm payload");
+    enroll(&d, &other, &[])
+        .refused(2, "the profile has no com.apple.mdm payload")
+        .stderr_is(
+            &[(lab.dir.path(), "[TMP]")],
+            "error: [TMP]/wifi.mobileconfig is not an enrollment profile bsi can use: the profile has no com.apple.mdm payload\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+        );
     // A binary plist bomb (shared references, 2^30 objects decoded) as the profile.
     let bomb = lab.dir.path().join("bomb.mobileconfig");
     std::fs::write(&bomb, crate::hostile::dag_bplist(30)).unwrap();
     let start = Instant::now();
-    enroll(&d, &bomb, &[]).refused(2, "not an enrollment profile bsi can use");
+    enroll(&d, &bomb, &[])
+        .refused(2, "not an enrollment profile bsi can use")
+        .stderr_is(
+            &[(lab.dir.path(), "[TMP]")],
+            "error: [TMP]/bomb.mobileconfig is not an enrollment profile bsi can use: not a configuration profile: a binary property list; bsi reads XML property lists only (Apple's format for this file)\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+        );
     assert!(start.elapsed() < Duration::from_secs(2));
     // An MDM server that is not there: nothing is recorded (the CA issued an identity, which
     // is kept nowhere).
@@ -886,7 +896,12 @@ fn a_pkcs12_identity_enrolls_and_a_hostile_mdm_server_is_bounded() {
     // A wrong password says so and changes nothing.
     std::fs::write(&profile, pkcs12_profile(&format!("{url}/mdm"), "nope")).unwrap();
     let before = d.tree();
-    enroll(&d, &profile, &[]).refused(2, "password is wrong");
+    enroll(&d, &profile, &[])
+        .refused(2, "password is wrong")
+        .stderr_is(
+            &[(d.dir.path(), "[TMP]")],
+            "error: [TMP]/p12.mobileconfig is not an enrollment profile bsi can use: its PKCS #12 identity: its MAC does not match: the password is wrong, or the file was changed\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+        );
     before.assert_same(&d.tree());
     assert!(seen.lock().unwrap().is_empty());
     std::fs::write(&profile, pkcs12_profile(&format!("{url}/mdm"), "secret")).unwrap();
@@ -1225,7 +1240,12 @@ fn a_fleet_enrolls_and_polls_in_four_shards_that_cover_it_once() {
 fn d_small_refused(profile: &Path) {
     let d = Device::new();
     let before = d.tree();
-    enroll(&d, profile, &[]).refused(2, "its SCEP Keysize is 1024, but with SignMessage false");
+    enroll(&d, profile, &[])
+        .refused(2, "its SCEP Keysize is 1024, but with SignMessage false")
+        .stderr_is(
+            &[(profile, "[PROFILE]")],
+            "error: [PROFILE] is not an enrollment profile bsi can use: its SCEP Keysize is 1024, but with SignMessage false the identity is a TLS client certificate, which needs 2048 bits or more\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+        );
     before.assert_same(&d.tree());
 }
 

@@ -266,7 +266,12 @@ fn a_full_filesystem_during_restart_and_rollback_keeps_the_old_state() {
     run(&root, &["restart".as_ref()]).ok();
     fill(&mnt, 0);
     let before = state(&root);
-    run(&root, &["rollback".as_ref(), "--restart".as_ref()]).refused(1, "No space left on device");
+    run(&root, &["rollback".as_ref(), "--restart".as_ref()])
+        .refused(1, "No space left on device")
+        .stderr_is(
+            &[(root.as_path(), "[ROOT]")],
+            "error: writing [ROOT]/private/var/db/bsi/lock: No space left on device (os error 28)\nhint: the volume is full: free some space on it, then try again\n",
+        );
     before.assert_same(&state(&root));
     std::fs::remove_file(mnt.join("filler")).unwrap();
     run(&root, &["rollback".as_ref(), "--restart".as_ref()]).ok();

@@ -428,6 +428,10 @@ fn defect4_repair_from_restores_a_response_and_repair_alone_the_base() {
         ],
         2,
         "holds no such response",
+    )
+    .stderr_is(
+        &[],
+        "error: [FIXTURES]/bundles/macos-26.4-a.bsi is macOS 26.4 (a) (25E771000a) for 26.4 (25E100); the device runs macOS 26.3.1 (25D2128), so it holds no such response\nhint: pass the bundle of the damaged response that `bsi verify` names\n",
     );
     d.refuses(
         [
