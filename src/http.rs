@@ -19,6 +19,8 @@ const ATTEMPTS: u32 = 3;
 pub(crate) enum Failure {
     /// Worth another attempt.
     Transient(String),
+    /// Worth another attempt, from a server that is up: it answered with this status (429, 5xx).
+    Answered(String),
     /// Final: what went wrong, and what to do.
     Final(String, String),
 }
@@ -63,7 +65,7 @@ pub(crate) type StatusHints = fn(u16, &str) -> Failure;
 pub(crate) fn plain_status(status: u16, reason: &str) -> Failure {
     let problem = format!("HTTP {status} {reason}");
     match status {
-        429 | 500..=599 => Failure::Transient(problem),
+        429 | 500..=599 => Failure::Answered(problem),
         _ => Failure::Final(problem, "check the URL and the server's log".to_owned()),
     }
 }
@@ -177,10 +179,12 @@ pub(crate) fn attempt(
         .limit(x.limit)
         .read_to_vec()
         .map_err(|e| match classify(&e, timeout) {
-            Failure::Transient(why) | Failure::Final(why, _) => Failure::Final(
-                format!("reading the answer: {why}"),
-                "check the server's log, then try again".to_owned(),
-            ),
+            Failure::Transient(why) | Failure::Answered(why) | Failure::Final(why, _) => {
+                Failure::Final(
+                    format!("reading the answer: {why}"),
+                    "check the server's log, then try again".to_owned(),
+                )
+            }
         })
 }
 
@@ -358,7 +362,7 @@ impl Link {
             })?;
             match outcome {
                 Ok(()) => return Ok(()),
-                Err(Failure::Transient(why)) => last = why,
+                Err(Failure::Transient(why) | Failure::Answered(why)) => last = why,
                 Err(Failure::Final(why, hint)) => return Err(self.error("GET", "", why, hint)),
             }
         }
@@ -377,7 +381,8 @@ impl Link {
     /// deadline, and stopped at once by SIGINT or SIGTERM; the body of a 2xx answer.
     pub(crate) fn exchange(&self, x: &Exchange) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, x.endpoint);
-        let mut last = String::new();
+        // The last attempt's failure, and whether the server answered it (with an error status).
+        let (mut last, mut answered) = (String::new(), false);
         for n in 0..ATTEMPTS {
             if n > 0 {
                 crate::interrupt::sleep(self.within(self.backoff * 4u32.pow(n - 1), x)?)?;
@@ -388,14 +393,15 @@ impl Link {
                 crate::interrupt::wait_for(move || attempt(&agent, &url, &job, timeout, hints))?;
             match outcome {
                 Ok(body) => return Ok(body),
-                Err(Failure::Transient(why)) => last = why,
+                Err(Failure::Transient(why)) => (last, answered) = (why, false),
+                Err(Failure::Answered(why)) => (last, answered) = (why, true),
                 Err(Failure::Final(why, hint)) => {
                     return Err(self.error(x.method, &x.endpoint, why, hint));
                 }
             }
         }
         // A server that answered each time with an error status is running: its log says why.
-        let hint = if last.starts_with("HTTP ") {
+        let hint = if answered {
             format!(
                 "the server at {} answered every attempt with an error: check its log, then try again",
                 self.base

@@ -116,7 +116,7 @@ pub(crate) struct Server {
 fn ddm_status(status: u16, reason: &str) -> Failure {
     let problem = format!("HTTP {status} {reason}");
     match status {
-        429 | 500..=599 => Failure::Transient(problem),
+        429 | 500..=599 => Failure::Answered(problem),
         400 => Failure::Final(
             problem,
             "the server refused the request; check the enrollment identifier (--enrollment-id) and the --server URL".to_owned(),

@@ -51,7 +51,7 @@ pub(crate) struct Channel {
 fn mdm_status(status: u16, reason: &str) -> Failure {
     let problem = format!("HTTP {status} {reason}");
     match status {
-        429 | 500..=599 => Failure::Transient(problem),
+        429 | 500..=599 => Failure::Answered(problem),
         400 => Failure::Final(
             problem,
             "the server could not read or authenticate the message (NanoMDM answers 400 when the Mdm-Signature does not verify); check that its -ca is the CA that issued the device's identity".to_owned(),
