@@ -348,6 +348,9 @@ fn bundles_dir(names: &[&str]) -> PathBuf {
     tmp
 }
 
+/// The hint of every refused declaration file.
+const DECLARATION_HINT: &str = "hint: a declaration is one JSON object with Type, Identifier, ServerToken and Payload, as a DDM server sends it (fixtures/declarations/ has examples); fix it and `bsi policy set` it again\n";
+
 #[test]
 fn declarations_are_kept_and_reported_valid_or_not() {
     let dev = Dev::mac();
@@ -362,7 +365,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
     )
     .stderr_is(
         &[(d.dir.path(), "[TMP]")],
-        "error: [TMP]/junk.json is not a DDM declaration: the top level is not a JSON object\nhint: a declaration is one JSON object with Type, Identifier, ServerToken and Payload, as a DDM server sends it (fixtures/declarations/ has examples); fix it and `bsi policy set` it again\n",
+        &format!("error: [TMP]/junk.json is not a DDM declaration: the top level is not a JSON object\n{DECLARATION_HINT}"),
     );
     let env = d.dir.path().join("env.json");
     std::fs::write(&env, br#"{"Type":"x","Identifier":"y","Payload":{}}"#).unwrap();
@@ -373,7 +376,7 @@ fn declarations_are_kept_and_reported_valid_or_not() {
     )
     .stderr_is(
         &[(d.dir.path(), "[TMP]")],
-        "error: [TMP]/env.json is not a DDM declaration: required key `ServerToken` is missing\nhint: a declaration is one JSON object with Type, Identifier, ServerToken and Payload, as a DDM server sends it (fixtures/declarations/ has examples); fix it and `bsi policy set` it again\n",
+        &format!("error: [TMP]/env.json is not a DDM declaration: required key `ServerToken` is missing\n{DECLARATION_HINT}"),
     );
 
     // A valid configuration no activation references: kept, not active, validity unknown.

@@ -32,6 +32,9 @@ const DDM_KEY: &str = "bsi-ddm-key";
 const CERT_HEADER: &str = "X-Device-Identity";
 const TOPIC: &str = "com.apple.mgmt.External.bsi-test";
 
+/// The hint of every refused enrollment profile.
+const PROFILE_HINT: &str = "hint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n";
+
 /// `go install`s `module` into `target/<dir>` once; the binary's path.
 pub(crate) fn installed(dir: &str, module: &str) -> Result<PathBuf, String> {
     let name = module
@@ -811,7 +814,7 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
         .refused(2, "the profile has no com.apple.mdm payload")
         .stderr_is(
             &[(lab.dir.path(), "[TMP]")],
-            "error: [TMP]/wifi.mobileconfig is not an enrollment profile bsi can use: the profile has no com.apple.mdm payload\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+            &format!("error: [TMP]/wifi.mobileconfig is not an enrollment profile bsi can use: the profile has no com.apple.mdm payload\n{PROFILE_HINT}"),
         );
     // A binary plist bomb (shared references, 2^30 objects decoded) as the profile.
     let bomb = lab.dir.path().join("bomb.mobileconfig");
@@ -821,7 +824,7 @@ fn a_refused_enrollment_says_why_and_changes_nothing() {
         .refused(2, "not an enrollment profile bsi can use")
         .stderr_is(
             &[(lab.dir.path(), "[TMP]")],
-            "error: [TMP]/bomb.mobileconfig is not an enrollment profile bsi can use: not a configuration profile: a binary property list; bsi reads XML property lists only (Apple's format for this file)\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+            &format!("error: [TMP]/bomb.mobileconfig is not an enrollment profile bsi can use: not a configuration profile: a binary property list; bsi reads XML property lists only (Apple's format for this file)\n{PROFILE_HINT}"),
         );
     assert!(start.elapsed() < Duration::from_secs(2));
     // An MDM server that is not there: nothing is recorded (the CA issued an identity, which
@@ -900,7 +903,7 @@ fn a_pkcs12_identity_enrolls_and_a_hostile_mdm_server_is_bounded() {
         .refused(2, "password is wrong")
         .stderr_is(
             &[(d.dir.path(), "[TMP]")],
-            "error: [TMP]/p12.mobileconfig is not an enrollment profile bsi can use: its PKCS #12 identity: its MAC does not match: the password is wrong, or the file was changed\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+            &format!("error: [TMP]/p12.mobileconfig is not an enrollment profile bsi can use: its PKCS #12 identity: its MAC does not match: the password is wrong, or the file was changed\n{PROFILE_HINT}"),
         );
     before.assert_same(&d.tree());
     assert!(seen.lock().unwrap().is_empty());
@@ -1244,7 +1247,7 @@ fn d_small_refused(profile: &Path) {
         .refused(2, "its SCEP Keysize is 1024, but with SignMessage false")
         .stderr_is(
             &[(profile, "[PROFILE]")],
-            "error: [PROFILE] is not an enrollment profile bsi can use: its SCEP Keysize is 1024, but with SignMessage false the identity is a TLS client certificate, which needs 2048 bits or more\nhint: give the .mobileconfig the MDM server hands out (a com.apple.mdm payload and a SCEP or PKCS #12 identity)\n",
+            &format!("error: [PROFILE] is not an enrollment profile bsi can use: its SCEP Keysize is 1024, but with SignMessage false the identity is a TLS client certificate, which needs 2048 bits or more\n{PROFILE_HINT}"),
         );
     before.assert_same(&d.tree());
 }
