@@ -150,8 +150,8 @@ def profile(lab, keysize):
 </dict></array></dict></plist>"""
 
 
-def one(count, keysize, concurrency):
-    tmp = tempfile.mkdtemp(prefix="bsi-bench-mdm-")
+def one(count, keysize, concurrency, where):
+    tmp = tempfile.mkdtemp(prefix="bsi-bench-mdm-", dir=where)
     lab = Lab(tmp)
     try:
         fleet = os.path.join(tmp, "fleet")
@@ -224,8 +224,8 @@ def one(count, keysize, concurrency):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def large(count):
-    tmp = tempfile.mkdtemp(prefix="bsi-bench-fleet-")
+def large(count, where):
+    tmp = tempfile.mkdtemp(prefix="bsi-bench-fleet-", dir=where)
     try:
         fleet = os.path.join(tmp, "fleet")
         init_wall, _, init_rss, _ = run_measured(
@@ -246,17 +246,20 @@ def main():
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--large", type=int, default=10000, help="devices for fleet init/status (0: skip)")
     p.add_argument("--bsi", default=os.path.join(ROOT, "target/release/bsi"))
+    p.add_argument("--dir", default=None,
+                   help="where the fleet and the servers' files go (default: the system's temporary"
+                        " directory; /dev/shm keeps them in memory, as the servers' storage is)")
     a = p.parse_args()
     BSI = a.bsi
     if not os.path.exists(BSI):
         sys.exit(f"{BSI} is missing: cargo build --release")
     print(f"bsi {subprocess.run([BSI, '--version'], capture_output=True, text=True).stdout.strip()}, "
-          f"{os.cpu_count()} CPUs, concurrency {a.concurrency}")
+          f"{os.cpu_count()} CPUs, concurrency {a.concurrency}, fleet in {a.dir or tempfile.gettempdir()}")
     print(f"{'devices':>7} {'key':>5} {'enroll s':>9} {'assign s':>9} {'cycle s':>8} {'total s':>8}"
           f" {'bsi CPU/dev ms':>15} {'servers CPU/dev ms':>19} {'peak RSS MiB':>13}  result")
     for keysize in a.keysize:
         for count in a.count:
-            r = one(count, keysize, a.concurrency)
+            r = one(count, keysize, a.concurrency, a.dir)
             total = r["enroll_s"] + r["assign_s"] + r["cycle_s"]
             bsi_cpu = (r["enroll_bsi_cpu"] + r["cycle_bsi_cpu"]) / count * 1000
             srv_cpu = (r["enroll_server_cpu"] + r["cycle_server_cpu"]) / count * 1000
@@ -272,7 +275,7 @@ def main():
                   f" servers {r['again_server_cpu'] / count * 1000:.1f} ms/dev")
             sys.stdout.flush()
     if a.large:
-        init_wall, init_rss, status_wall, status_rss = large(a.large)
+        init_wall, init_rss, status_wall, status_rss = large(a.large, a.dir)
         print(f"{a.large} devices: fleet init {init_wall:.2f} s (peak {init_rss:.1f} MiB),"
               f" fleet status {status_wall:.2f} s (peak {status_rss:.1f} MiB)")
 

@@ -430,5 +430,6 @@ fn sync_options(a: &SyncArgs) -> Result<sync::SyncOptions> {
         }),
         dry_run: a.dry_run,
         deadline: a.deadline,
+        tokens: None,
     })
 }

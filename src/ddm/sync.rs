@@ -1,6 +1,6 @@
 //! `bsi sync --server URL`: one declarative-management sync, as a device makes it.
 //!
-//! 1. `GET /tokens`. When `DeclarationsToken` differs from the one the device holds (or the
+//! 1. `GET /tokens` (unless a `DeclarativeManagement` command carried them). When `DeclarationsToken` differs from the one the device holds (or the
 //!    device syncs with this server and enrollment for the first time), `GET /declaration-items`,
 //!    fetch every declaration that is new or whose `ServerToken` changed, and drop the ones no
 //!    longer listed. Everything is fetched before anything is stored: a failed fetch changes
@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::auto::{self, AutoOptions, AutoOutcome};
-use super::client::Server;
+use super::client::{Server, TokensResponse};
 use super::report::{self, StatusReport};
 use crate::declarations::declaration::Declaration;
 use crate::declarations::state::Validity;
@@ -45,6 +45,9 @@ pub(crate) struct SyncOptions {
     pub dry_run: bool,
     /// The whole sync's bound (every request, retry and pause within it).
     pub deadline: std::time::Duration,
+    /// The server's tokens, when a `DeclarativeManagement` command carried them: the sync
+    /// does not ask the `tokens` endpoint.
+    pub tokens: Option<TokensResponse>,
 }
 
 /// What happened to one declaration.
@@ -324,7 +327,10 @@ pub(crate) fn run(
         .as_ref()
         .filter(|s| s.server == server.url() && s.enrollment_id == enrollment);
     let server = &server.until(opts.deadline);
-    let tokens = server.tokens(&enrollment)?;
+    let tokens = match &opts.tokens {
+        Some(given) => given.clone(),
+        None => server.tokens(&enrollment)?,
+    };
     let token = tokens.sync_tokens.declarations_token;
     if token.len() > MAX_TOKEN {
         return Err(server_error(

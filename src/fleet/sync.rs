@@ -75,6 +75,7 @@ pub(crate) fn sync(
         dry_run: false,
         deadline: opts.deadline,
         timeout: opts.timeout,
+        tokens: None,
     };
     let tally = super::run_each(&fleet, opts.shard, workers, progress, "syncing", |device| {
         let env = super::env_of(&opts.dir, device, *clock);

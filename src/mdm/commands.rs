@@ -1,7 +1,8 @@
 //! The commands an MDM server sends, and the device's answers, with Apple's keys
 //! (`apple/device-management` `mdm/commands/*.yaml`): `DeviceInformation` (only the queries
 //! asked for, those the access rights allow and the platform has), `ProfileList`,
-//! `SecurityInfo`, `DeclarativeManagement` (a DDM sync through the channel follows), and before
+//! `SecurityInfo`, `DeclarativeManagement` (a DDM sync through the channel follows, with the
+//! tokens the command carries), and before
 //! OS 26 the software-update commands ([`super::updates`]). Any other request type, and those
 //! Apple removed in OS 26, are answered `Error` with an `ErrorChain` as devices answer
 //! (`MCMDMErrorDomain` 12021, "is not a valid request type").
@@ -12,6 +13,7 @@
 use plist::{Dictionary, Value};
 
 use super::enrollment::Enrollment;
+use crate::ddm::client::TokensResponse;
 use crate::device::Device;
 use crate::device::state::Snapshot;
 use crate::platform::{Chip, Platform};
@@ -349,6 +351,27 @@ pub(crate) fn security_info(facts: &Facts<'_>) -> Answer {
     Answer::ack(fields)
 }
 
+/// `DeclarativeManagement`: the sync tokens the server front-loaded in `Data` (a JSON
+/// `TokensResponse`, as KMFDDM sends for one enrollment), so that the sync that follows need
+/// not ask the `tokens` endpoint; `None` when the command has no `Data`. `Data` that is not a
+/// `TokensResponse` is answered `Error`, and no sync follows.
+pub(crate) fn declarative_management(cmd: &Command) -> Result<Option<TokensResponse>, Answer> {
+    let refused = |why: String| {
+        Answer::error(
+            12001,
+            "MCMDMErrorDomain",
+            &format!("The command’s “Data” is not a TokensResponse ({why})."),
+        )
+    };
+    match cmd.body.get("Data") {
+        None => Ok(None),
+        Some(Value::Data(bytes)) => serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| refused(clip(&e.to_string()))),
+        Some(_) => Err(refused("not data".to_owned())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +398,30 @@ mod tests {
             "x".repeat(300)
         );
         assert!(read(long.as_bytes()).unwrap_err().contains("300 bytes"));
+    }
+
+    #[test]
+    fn a_declarative_management_command_may_carry_the_tokens() {
+        let with = |data: Option<Value>| {
+            let mut body = Dictionary::new();
+            if let Some(d) = data {
+                body.insert("Data".into(), d);
+            }
+            declarative_management(&Command {
+                uuid: "u".into(),
+                request_type: "DeclarativeManagement".into(),
+                body,
+            })
+        };
+        assert!(with(None).unwrap().is_none());
+        let given = with(Some(Value::Data(
+            br#"{"SyncTokens":{"DeclarationsToken":"t-1","Timestamp":"2026-12-01T10:00:00Z"}}"#
+                .to_vec(),
+        )));
+        assert_eq!(given.unwrap().unwrap().sync_tokens.declarations_token, "t-1");
+        for bad in [Value::Data(b"{}".to_vec()), Value::String("{}".into())] {
+            assert_eq!(with(Some(bad)).unwrap_err().status, Status::Error);
+        }
     }
 
     #[test]

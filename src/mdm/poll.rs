@@ -16,7 +16,7 @@ use super::channel::Channel;
 use super::commands::{self, Answer, Command, Facts};
 use super::enrollment;
 use super::updates;
-use crate::ddm::client::Server;
+use crate::ddm::client::{Server, TokensResponse};
 use crate::ddm::pass::AutoOptions;
 use crate::ddm::sync::{self, SyncOptions, SyncOutcome};
 use crate::device::Device;
@@ -141,6 +141,13 @@ fn run_commands(
     }
 }
 
+/// Whether the poll ends with a DDM sync: a `DeclarativeManagement` command asked for one,
+/// with the tokens the last such command carried (`None`: the sync asks for them).
+enum Wanted {
+    No,
+    Yes(Option<TokensResponse>),
+}
+
 /// Answers one command on the device of `tx`.
 fn answer(
     tx: &mut Tx<'_>,
@@ -148,7 +155,7 @@ fn answer(
     cmd: &Command,
     opts: &PollOptions,
     progress: &dyn Progress,
-    wants_sync: &mut bool,
+    sync: &mut Wanted,
 ) -> Result<Answer> {
     let device = tx.device();
     let snapshot = device.snapshot()?;
@@ -162,10 +169,13 @@ fn answer(
         "DeviceInformation" => commands::device_information(&facts, cmd),
         "ProfileList" => commands::profile_list(&facts),
         "SecurityInfo" => commands::security_info(&facts),
-        "DeclarativeManagement" => {
-            *wants_sync = true;
-            Answer::ack(Dictionary::new())
-        }
+        "DeclarativeManagement" => match commands::declarative_management(cmd) {
+            Ok(tokens) => {
+                *sync = Wanted::Yes(tokens);
+                Answer::ack(Dictionary::new())
+            }
+            Err(refused) => refused,
+        },
         "AvailableOSUpdates" => updates::available_os_updates(&facts, cmd, from),
         "OSUpdateStatus" => updates::os_update_status(&facts, cmd),
         "ScheduleOSUpdate" => {
@@ -186,18 +196,24 @@ pub(crate) fn poll(
 ) -> Result<(PollOutcome, Option<Error>)> {
     let device = tx.device();
     let (enrollment, channel, mut outcome) = start(device, opts, false)?;
-    let mut wants_sync = false;
+    let mut wanted = Wanted::No;
     run_commands(&channel, opts.max_commands, &mut outcome, |cmd| {
-        answer(tx, &enrollment, cmd, opts, progress, &mut wants_sync)
+        answer(tx, &enrollment, cmd, opts, progress, &mut wanted)
     })?;
     tx.begin()?;
     enrollment::note_checkin(device, &enrollment, tx.clock().stamp())?;
     let mut deferred = None;
-    if wants_sync || opts.then_auto.is_some() {
+    let given = match wanted {
+        Wanted::Yes(tokens) => Some(tokens),
+        Wanted::No if opts.then_auto.is_some() => Some(None),
+        Wanted::No => None,
+    };
+    if let Some(tokens) = given {
         let (synced, pass_error) = sync::run(
             tx,
             &SyncOptions {
                 server: Some(Server::through(Arc::new(channel))),
+                tokens,
                 timeout: opts.timeout,
                 enrollment_id: Some(enrollment.udid.clone()),
                 then_auto: opts.then_auto.clone(),
