@@ -1,9 +1,9 @@
 //! The commands an MDM server sends, and the device's answers, with Apple's keys
 //! (`apple/device-management` `mdm/commands/*.yaml`): `DeviceInformation` (only the queries
 //! asked for, those the access rights allow and the platform has), `ProfileList`,
-//! `SecurityInfo`, `DeclarativeManagement` (a DDM sync through the channel follows, with the
-//! tokens the command carries), and before
-//! OS 26 the software-update commands ([`super::updates`]). Any other request type, and those
+//! `SecurityInfo`, `RestartDevice` (a restart, as `bsi restart`), `DeclarativeManagement` (a
+//! DDM sync through the channel follows, with the tokens the command carries), and before OS 26
+//! the software-update commands ([`super::updates`]). Any other request type, and those
 //! Apple removed in OS 26, are answered `Error` with an `ErrorChain` as devices answer
 //! (`MCMDMErrorDomain` 12021, "is not a valid request type").
 //!
@@ -16,6 +16,7 @@ use super::enrollment::Enrollment;
 use crate::ddm::client::TokensResponse;
 use crate::device::Device;
 use crate::device::state::Snapshot;
+use crate::lifecycle::journal::Tx;
 use crate::platform::{Chip, Platform};
 use crate::plist_xml;
 use crate::untrusted::clip;
@@ -121,6 +122,16 @@ pub(crate) fn error_item(code: i64, domain: &str, text: &str) -> Value {
     e.insert("LocalizedDescription".into(), text.into());
     e.insert("USEnglishDescription".into(), text.into());
     Value::Dictionary(e)
+}
+
+/// An `ErrorChain` entry for a bsi error that stopped a command: its exit code, `bsi.KIND`
+/// and its message.
+pub(crate) fn error_of(e: &crate::Error) -> Value {
+    error_item(
+        i64::from(e.exit_code()),
+        &format!("bsi.{}", e.kind().name()),
+        &e.to_string(),
+    )
 }
 
 /// The answer to a request type the device does not have.
@@ -372,6 +383,42 @@ pub(crate) fn declarative_management(cmd: &Command) -> Result<Option<TokensRespo
     }
 }
 
+/// Apple's access-right bit for locking, restarting and removing the passcode
+/// (`AllowPasscodeRemovalAndLock`), which `RestartDevice` needs.
+const DEVICE_LOCK: u64 = 4;
+
+/// `RestartDevice`: the device restarts at once, which activates a staged response or completes
+/// a staged removal, as `bsi restart` does (with nothing staged it restarts into what it runs).
+/// iPhones and iPads take it only when supervised. On a Mac, `NotifyUser` only asks the user to
+/// restart: nothing restarts, and the command is acknowledged.
+pub(crate) fn restart_device(tx: &mut Tx<'_>, facts: &Facts<'_>, cmd: &Command) -> Answer {
+    if facts.enrollment.access_rights & DEVICE_LOCK == 0 {
+        return Answer::error(
+            4,
+            "bsi.policy",
+            "RestartDevice needs the AllowPasscodeRemovalAndLock access right.",
+        );
+    }
+    if !facts.mac() && !facts.device.info().supervised {
+        return Answer::error(4, "bsi.policy", "RestartDevice needs a supervised device.");
+    }
+    let notify = cmd.body.get("NotifyUser").and_then(Value::as_boolean) == Some(true);
+    if facts.mac() && notify {
+        return Answer::ack(Dictionary::new());
+    }
+    match crate::lifecycle::restart::restart(tx, false) {
+        Ok(_) => Answer::ack(Dictionary::new()),
+        Err(e) => {
+            let mut fields = Dictionary::new();
+            fields.insert("ErrorChain".into(), Value::Array(vec![error_of(&e)]));
+            Answer {
+                status: Status::Error,
+                fields,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,7 +465,10 @@ mod tests {
             br#"{"SyncTokens":{"DeclarationsToken":"t-1","Timestamp":"2026-12-01T10:00:00Z"}}"#
                 .to_vec(),
         )));
-        assert_eq!(given.unwrap().unwrap().sync_tokens.declarations_token, "t-1");
+        assert_eq!(
+            given.unwrap().unwrap().sync_tokens.declarations_token,
+            "t-1"
+        );
         for bad in [Value::Data(b"{}".to_vec()), Value::String("{}".into())] {
             assert_eq!(with(Some(bad)).unwrap_err().status, Status::Error);
         }

@@ -176,6 +176,10 @@ fn answer(
             }
             Err(refused) => refused,
         },
+        "RestartDevice" => {
+            tx.begin()?;
+            commands::restart_device(tx, &facts, cmd)
+        }
         "AvailableOSUpdates" => updates::available_os_updates(&facts, cmd, from),
         "OSUpdateStatus" => updates::os_update_status(&facts, cmd),
         "ScheduleOSUpdate" => {

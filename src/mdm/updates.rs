@@ -9,7 +9,7 @@ use std::path::Path;
 
 use plist::{Dictionary, Value};
 
-use super::commands::{Answer, Command, Facts, error_item, unknown};
+use super::commands::{Answer, Command, Facts, error_item, error_of, unknown};
 use crate::ddm::pass::{self, Candidate};
 use crate::device::records::InstallTrigger;
 use crate::lifecycle::apply::{self, ApplyAction, ApplyOptions};
@@ -266,14 +266,7 @@ fn schedule_one(
         }
         Err(e) => {
             r.insert("Status".into(), failed_status(&e).into());
-            r.insert(
-                "ErrorChain".into(),
-                Value::Array(vec![error_item(
-                    i64::from(e.exit_code()),
-                    &format!("bsi.{}", e.kind().name()),
-                    &e.to_string(),
-                )]),
-            );
+            r.insert("ErrorChain".into(), Value::Array(vec![error_of(&e)]));
         }
     }
     r

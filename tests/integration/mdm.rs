@@ -773,9 +773,17 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
 
     // A DeclarativeManagement command without `Data`: the device asks for the tokens. With
     // `Data` that is not a TokensResponse: an `Error`, and no sync.
-    lab.enqueue(&udid, "dm-plain", "DeclarativeManagement", Dictionary::new());
+    lab.enqueue(
+        &udid,
+        "dm-plain",
+        "DeclarativeManagement",
+        Dictionary::new(),
+    );
     d.bsi(["mdm", "poll"]).ok();
-    assert_eq!(lab.answer("dm-plain").status.as_deref(), Some("Acknowledged"));
+    assert_eq!(
+        lab.answer("dm-plain").status.as_deref(),
+        Some("Acknowledged")
+    );
     let requests = |endpoint: &str| {
         lab.events("mdm.DeclarativeManagement")
             .iter()
@@ -1365,4 +1373,100 @@ fn a_silent_ca_cannot_hold_an_enrollment_past_its_deadline() {
         "within its deadline of 1 s",
     );
     before.assert_same(&d.tree());
+}
+
+#[test]
+fn restart_device_restarts_as_bsi_restart_does() {
+    let Some(lab) = lab_or_skip("restart_device_restarts_as_bsi_restart_does") else {
+        return;
+    };
+    let profile = lab.profile("enroll.mobileconfig", CHALLENGE);
+    let restart = |d: &Device, uuid: &str, body: Dictionary| {
+        let udid = d.status().mdm.unwrap().udid;
+        lab.enqueue(&udid, uuid, "RestartDevice", body);
+        d.bsi(["mdm", "poll"]).ok().stdout_is(
+            &[],
+            &format!(
+                "polled {}/mdm: 1 command(s) answered\n  RestartDevice {uuid}: [..]\n",
+                lab.mdm_url
+            ),
+        );
+        lab.answer(uuid)
+    };
+    let staged = |d: &Device| d.status().staged.map(|s| s.version);
+
+    // A Mac with a staged response: NotifyUser only asks the user; without it, the device
+    // restarts into the response, as `bsi restart` does.
+    let mac = Device::with(&["--supervised"]);
+    enroll(&mac, &profile, &[]).ok();
+    mac.bsi([
+        "apply".as_ref(),
+        bundle("macos-26.3.1-a.bsi.tar").as_os_str(),
+    ])
+    .ok();
+    let mut notify = Dictionary::new();
+    notify.insert("NotifyUser".into(), true.into());
+    // Nothing changes but the poll's own record of the check-in.
+    let seen = |d: &Device| {
+        let mut t = d.tree();
+        t.forget("private/var/db/bsi/mdm/enrollment.json");
+        t
+    };
+    let before = seen(&mac);
+    assert_eq!(
+        restart(&mac, "ask-1", notify).status.as_deref(),
+        Some("Acknowledged")
+    );
+    before.assert_same(&seen(&mac));
+    assert_eq!(staged(&mac).as_deref(), Some("26.3.1 (a)"));
+    assert_eq!(
+        restart(&mac, "now-1", Dictionary::new()).status.as_deref(),
+        Some("Acknowledged")
+    );
+    assert_eq!(staged(&mac), None);
+    assert_eq!(
+        mac.status().active.map(|a| a.version).as_deref(),
+        Some("26.3.1 (a)")
+    );
+
+    // An unsupervised iPhone does not take it; nor does a device whose server lacks the
+    // device-lock right. Nothing on either changes.
+    for (flags, rights, why) in [
+        (&[][..], "8191", "RestartDevice needs a supervised device."),
+        (
+            &["--supervised"][..],
+            "16",
+            "RestartDevice needs the AllowPasscodeRemovalAndLock access right.",
+        ),
+    ] {
+        let phone = Device::with(&[&["--platform", "iOS"][..], flags].concat());
+        let limited = lab.dir.path().join(format!("rights-{rights}.mobileconfig"));
+        let xml = std::fs::read_to_string(&profile).unwrap();
+        std::fs::write(
+            &limited,
+            xml.replace(
+                "<integer>8191</integer>",
+                &format!("<integer>{rights}</integer>"),
+            ),
+        )
+        .unwrap();
+        enroll(&phone, &limited, &[]).ok();
+        phone
+            .bsi(["apply".as_ref(), bundle("ios-26.3.1-a.bsi.tar").as_os_str()])
+            .ok();
+        let uuid = format!("phone-{rights}");
+        let before = seen(&phone);
+        let a = restart(&phone, &uuid, Dictionary::new());
+        before.assert_same(&seen(&phone));
+        assert_eq!(a.status.as_deref(), Some("Error"));
+        let chain = a
+            .message
+            .get("ErrorChain")
+            .and_then(Plist::as_array)
+            .unwrap();
+        assert_eq!(
+            text(chain[0].as_dictionary().unwrap(), "USEnglishDescription"),
+            Some(why)
+        );
+    }
 }
