@@ -100,7 +100,7 @@ pub(crate) struct SyncOutcome {
 
 /// The longest `DeclarationsToken`, `Identifier` or `ServerToken` bsi takes from a server
 /// (Apple: identifiers "should not exceed 64 octets"; real tokens are hashes).
-const MAX_TOKEN: usize = 1024;
+pub(crate) const MAX_TOKEN: usize = 1024;
 
 fn server_error(endpoint: String, problem: String) -> Error {
     Error::Server {
@@ -303,6 +303,29 @@ fn send_report(
     }
 }
 
+/// The server's `DeclarationsToken`: the one a `DeclarativeManagement` command brought, else
+/// `GET /tokens`'s; bounded either way.
+fn declarations_token(
+    server: &Server,
+    enrollment: &str,
+    given: Option<&TokensResponse>,
+) -> Result<String> {
+    let token = match given {
+        Some(t) => t.sync_tokens.declarations_token.clone(),
+        None => server.tokens(enrollment)?.sync_tokens.declarations_token,
+    };
+    if token.len() > MAX_TOKEN {
+        return Err(server_error(
+            format!("{}/tokens", server.url()),
+            format!(
+                "the DeclarationsToken is {} bytes; bsi takes at most {MAX_TOKEN}",
+                token.len()
+            ),
+        ));
+    }
+    Ok(token)
+}
+
 /// Runs one sync on the device of `tx`. An error of the background pass (e.g. the battery
 /// blocking a due install) is returned after the report that shows it was sent.
 pub(crate) fn run(
@@ -327,20 +350,7 @@ pub(crate) fn run(
         .as_ref()
         .filter(|s| s.server == server.url() && s.enrollment_id == enrollment);
     let server = &server.until(opts.deadline);
-    let tokens = match &opts.tokens {
-        Some(given) => given.clone(),
-        None => server.tokens(&enrollment)?,
-    };
-    let token = tokens.sync_tokens.declarations_token;
-    if token.len() > MAX_TOKEN {
-        return Err(server_error(
-            format!("{}/tokens", server.url()),
-            format!(
-                "the DeclarationsToken is {} bytes; bsi takes at most {MAX_TOKEN}",
-                token.len()
-            ),
-        ));
-    }
+    let token = declarations_token(server, &enrollment, opts.tokens.as_ref())?;
     let mut outcome = SyncOutcome {
         server: server.url().to_owned(),
         enrollment_id: enrollment.clone(),

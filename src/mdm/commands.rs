@@ -14,6 +14,7 @@ use plist::{Dictionary, Value};
 
 use super::enrollment::Enrollment;
 use crate::ddm::client::TokensResponse;
+use crate::ddm::sync::MAX_TOKEN;
 use crate::device::Device;
 use crate::device::state::Snapshot;
 use crate::lifecycle::journal::Tx;
@@ -376,9 +377,17 @@ pub(crate) fn declarative_management(cmd: &Command) -> Result<Option<TokensRespo
     };
     match cmd.body.get("Data") {
         None => Ok(None),
-        Some(Value::Data(bytes)) => serde_json::from_slice(bytes)
-            .map(Some)
-            .map_err(|e| refused(clip(&e.to_string()))),
+        Some(Value::Data(bytes)) => {
+            let t: TokensResponse =
+                serde_json::from_slice(bytes).map_err(|e| refused(clip(&e.to_string())))?;
+            let long = t.sync_tokens.declarations_token.len();
+            if long > MAX_TOKEN {
+                return Err(refused(format!(
+                    "its DeclarationsToken is {long} bytes; bsi takes at most {MAX_TOKEN}"
+                )));
+            }
+            Ok(Some(t))
+        }
         Some(_) => Err(refused("not data".to_owned())),
     }
 }
@@ -469,7 +478,15 @@ mod tests {
             given.unwrap().unwrap().sync_tokens.declarations_token,
             "t-1"
         );
-        for bad in [Value::Data(b"{}".to_vec()), Value::String("{}".into())] {
+        let long = format!(
+            r#"{{"SyncTokens":{{"DeclarationsToken":"{}"}}}}"#,
+            "t".repeat(1025)
+        );
+        for bad in [
+            Value::Data(b"{}".to_vec()),
+            Value::String("{}".into()),
+            Value::Data(long.into_bytes()),
+        ] {
             assert_eq!(with(Some(bad)).unwrap_err().status, Status::Error);
         }
     }
