@@ -1,11 +1,11 @@
 //! The commands an MDM server sends, and the device's answers, with Apple's keys
 //! (`apple/device-management` `mdm/commands/*.yaml`): `DeviceInformation` (only the queries
 //! asked for, those the access rights allow and the platform has), `ProfileList`,
-//! `SecurityInfo`, `RestartDevice` (a restart, as `bsi restart`), `DeclarativeManagement` (a
-//! DDM sync through the channel follows, with the tokens the command carries), and before OS 26
-//! the software-update commands ([`super::updates`]). Any other request type, and those
-//! Apple removed in OS 26, are answered `Error` with an `ErrorChain` as devices answer
-//! (`MCMDMErrorDomain` 12021, "is not a valid request type").
+//! `CertificateList`, `SecurityInfo`, `RestartDevice` (a restart, as `bsi restart`),
+//! `DeclarativeManagement` (a DDM sync through the channel follows, with the tokens the command
+//! carries), and before OS 26 the software-update commands ([`super::updates`]). Any other
+//! request type, and those Apple removed in OS 26, are answered `Error` with an `ErrorChain` as
+//! devices answer (`MCMDMErrorDomain` 12021, "is not a valid request type").
 //!
 //! A command is untrusted input: read through the bounded plist reader; its identifiers are
 //! bounded; texts from it are clipped in every message.
@@ -390,6 +390,43 @@ pub(crate) fn declarative_management(cmd: &Command) -> Result<Option<TokensRespo
         }
         Some(_) => Err(refused("not data".to_owned())),
     }
+}
+
+/// Apple's access-right bit for inspecting profiles and certificates (`AllowInspection`).
+const INSPECTION: u64 = 1;
+
+/// `CertificateList`: the certificates installed with the enrollment: the identity
+/// (`IsIdentity`) and the CAs the device trusts for its servers (the profile's and `--ca`'s).
+/// A record that does not read fails the poll, as every command that needs it does.
+pub(crate) fn certificate_list(facts: &Facts<'_>) -> crate::Result<Answer> {
+    if facts.enrollment.access_rights & INSPECTION == 0 {
+        return Ok(Answer::error(
+            4,
+            "bsi.policy",
+            "CertificateList needs the AllowInspection access right.",
+        ));
+    }
+    let item = |name: String, der: Vec<u8>, identity: bool| {
+        let mut d = Dictionary::new();
+        d.insert("CommonName".into(), name.into());
+        d.insert("Data".into(), Value::Data(der));
+        d.insert("IsIdentity".into(), identity.into());
+        Value::Dictionary(d)
+    };
+    let id = super::enrollment::identity(facts.device)?;
+    let der = id
+        .cert_der()
+        .map_err(|e| crate::Error::damaged(e.to_string()))?;
+    let mut list = vec![item(super::pki::common_name(&id.cert), der, true)];
+    for der in super::enrollment::trust(facts.device)? {
+        let name = <x509_cert::Certificate as der::Decode>::from_der(&der)
+            .map(|c| super::pki::common_name(&c))
+            .unwrap_or_default();
+        list.push(item(name, der, false));
+    }
+    let mut fields = Dictionary::new();
+    fields.insert("CertificateList".into(), Value::Array(list));
+    Ok(Answer::ack(fields))
 }
 
 /// Apple's access-right bit for locking, restarting and removing the passcode

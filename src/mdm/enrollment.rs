@@ -118,8 +118,8 @@ pub(crate) fn identity(device: &Device) -> Result<Identity> {
     Ok(identity)
 }
 
-/// The CAs trusted for TLS.
-fn trust(device: &Device) -> Result<Vec<Vec<u8>>> {
+/// The CAs trusted for TLS (DER).
+pub(crate) fn trust(device: &Device) -> Result<Vec<Vec<u8>>> {
     match device.root().read_small_opt(MDM_TRUST) {
         Ok(None) => Ok(Vec::new()),
         Ok(Some(bytes)) => crate::http::pem_certificates(&String::from_utf8_lossy(&bytes))

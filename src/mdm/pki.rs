@@ -155,6 +155,15 @@ pub(crate) fn name_of(name: &Name) -> String {
     name.to_string()
 }
 
+/// A certificate's common name (its subject's first CN), or `""` without one.
+#[must_use]
+pub(crate) fn common_name(cert: &Certificate) -> String {
+    match cert.tbs_certificate().subject().common_name() {
+        Ok(Some(cn)) => cn.value().into_owned(),
+        _ => String::new(),
+    }
+}
+
 /// When a certificate stops being valid.
 #[must_use]
 pub(crate) fn not_after(cert: &Certificate) -> SystemTime {

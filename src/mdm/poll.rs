@@ -168,6 +168,7 @@ fn answer(
     Ok(match cmd.request_type.as_str() {
         "DeviceInformation" => commands::device_information(&facts, cmd),
         "ProfileList" => commands::profile_list(&facts),
+        "CertificateList" => commands::certificate_list(&facts)?,
         "SecurityInfo" => commands::security_info(&facts),
         "DeclarativeManagement" => match commands::declarative_management(cmd) {
             Ok(tokens) => {

@@ -816,6 +816,31 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
         lab.answer("security-1").status.as_deref(),
         Some("Acknowledged")
     );
+    // CertificateList: the identity, with the keys Apple's `certificate.list.yaml` gives.
+    lab.enqueue(&udid, "certs-1", "CertificateList", Dictionary::new());
+    d.bsi(["mdm", "poll"]).ok();
+    let certs = lab.answer("certs-1").message;
+    let list = certs
+        .get("CertificateList")
+        .and_then(Plist::as_array)
+        .unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let only = list[0].as_dictionary().unwrap();
+    let keys: Vec<&str> = only.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["CommonName", "Data", "IsIdentity"]);
+    assert_eq!(text(only, "CommonName"), Some(udid.as_str()));
+    assert_eq!(
+        only.get("IsIdentity").and_then(Plist::as_boolean),
+        Some(true)
+    );
+    let pem = std::fs::read_to_string(d.path("private/var/db/bsi/mdm/identity.pem")).unwrap();
+    let der = only.get("Data").and_then(Plist::as_data).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    assert!(
+        pem.replace('\n', "").contains(&b64),
+        "Data is not the identity certificate"
+    );
+
     d.bsi(["mdm", "unenroll"]).ok();
     assert_eq!(lab.events("mdm.CheckOut").len(), 1);
     lab.assert_apple("macOS");
@@ -1340,6 +1365,23 @@ fn over_https_a_device_signs_or_shows_its_client_certificate() {
         let a = lab.answer("tls-info");
         assert_eq!(a.status.as_deref(), Some("Acknowledged"), "{test}");
         assert_eq!(a.udid, mdm.udid);
+        // The private CA is installed beside the identity: CertificateList lists both.
+        lab.enqueue(&mdm.udid, "tls-certs", "CertificateList", Dictionary::new());
+        d.bsi(["mdm", "poll"]).ok();
+        let certs = lab.answer("tls-certs").message;
+        let identities: Vec<Option<bool>> = certs
+            .get("CertificateList")
+            .and_then(Plist::as_array)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c.as_dictionary()
+                    .unwrap()
+                    .get("IsIdentity")
+                    .and_then(Plist::as_boolean)
+            })
+            .collect();
+        assert_eq!(identities, [Some(true), Some(false)], "{test}");
         lab.assert_apple("macOS");
     }
 }
@@ -1376,8 +1418,9 @@ fn a_silent_ca_cannot_hold_an_enrollment_past_its_deadline() {
 }
 
 #[test]
-fn restart_device_restarts_as_bsi_restart_does() {
-    let Some(lab) = lab_or_skip("restart_device_restarts_as_bsi_restart_does") else {
+fn restart_device_restarts_as_bsi_restart_does_and_rights_bound_it() {
+    let Some(lab) = lab_or_skip("restart_device_restarts_as_bsi_restart_does_and_rights_bound_it")
+    else {
         return;
     };
     let profile = lab.profile("enroll.mobileconfig", CHALLENGE);
@@ -1468,5 +1511,17 @@ fn restart_device_restarts_as_bsi_restart_does() {
             text(chain[0].as_dictionary().unwrap(), "USEnglishDescription"),
             Some(why)
         );
+        if rights == "16" {
+            // Without AllowInspection, no certificate list either.
+            let udid = phone.status().mdm.unwrap().udid;
+            lab.enqueue(&udid, "certs-16", "CertificateList", Dictionary::new());
+            phone.bsi(["mdm", "poll"]).ok().stdout_is(
+                &[],
+                &format!(
+                    "polled {}/mdm: 1 command(s) answered\n  CertificateList certs-16: Error (CertificateList needs the AllowInspection access right.)\n",
+                    lab.mdm_url
+                ),
+            );
+        }
     }
 }
