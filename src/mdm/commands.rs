@@ -392,20 +392,46 @@ pub(crate) fn declarative_management(cmd: &Command) -> Result<Option<TokensRespo
     }
 }
 
-/// Apple's access-right bit for inspecting profiles and certificates (`AllowInspection`).
-const INSPECTION: u64 = 1;
+/// What a command needs of the server and the device, as Apple's `supportedOS` gives it for
+/// the platform: an access right of the profile's `AccessRights` (bits as Apple numbers them)
+/// and supervision.
+fn needs(request_type: &str, mac: bool) -> Option<(u64, &'static str, bool)> {
+    Some(match request_type {
+        "ProfileList" | "CertificateList" => (1, "AllowInspection", false),
+        "SecurityInfo" => (1024, "AllowQuerySecurity", false),
+        "RestartDevice" => (4, "AllowPasscodeRemovalAndLock", !mac),
+        // On a Mac these need no access right; listing the updates not even supervision.
+        "AvailableOSUpdates" if mac => (0, "", false),
+        "ScheduleOSUpdate" | "OSUpdateStatus" if mac => (0, "", true),
+        "AvailableOSUpdates" | "ScheduleOSUpdate" | "OSUpdateStatus" => {
+            (4096, "AllowAppInstallation", true)
+        }
+        _ => return None,
+    })
+}
+
+/// The `Error` a device answers when the server lacks the command's access right or the
+/// device is not supervised and the command needs it; `None` when the command may run.
+/// (`DeviceInformation` is not refused: each query has its own right, [`device_information`].)
+pub(crate) fn refusal(facts: &Facts<'_>, request_type: &str) -> Option<Answer> {
+    let (right, name, supervised) = needs(request_type, facts.mac())?;
+    let refused = |why: String| Some(Answer::error(4, "bsi.policy", &why));
+    if facts.enrollment.access_rights & right != right {
+        return refused(format!(
+            "{} needs the {name} access right.",
+            clip(request_type)
+        ));
+    }
+    if supervised && !facts.device.info().supervised {
+        return refused(format!("{} needs a supervised device.", clip(request_type)));
+    }
+    None
+}
 
 /// `CertificateList`: the certificates installed with the enrollment: the identity
 /// (`IsIdentity`) and the CAs the device trusts for its servers (the profile's and `--ca`'s).
 /// A record that does not read fails the poll, as every command that needs it does.
 pub(crate) fn certificate_list(facts: &Facts<'_>) -> crate::Result<Answer> {
-    if facts.enrollment.access_rights & INSPECTION == 0 {
-        return Ok(Answer::error(
-            4,
-            "bsi.policy",
-            "CertificateList needs the AllowInspection access right.",
-        ));
-    }
     let item = |name: String, der: Vec<u8>, identity: bool| {
         let mut d = Dictionary::new();
         d.insert("CommonName".into(), name.into());
@@ -429,25 +455,11 @@ pub(crate) fn certificate_list(facts: &Facts<'_>) -> crate::Result<Answer> {
     Ok(Answer::ack(fields))
 }
 
-/// Apple's access-right bit for locking, restarting and removing the passcode
-/// (`AllowPasscodeRemovalAndLock`), which `RestartDevice` needs.
-const DEVICE_LOCK: u64 = 4;
-
 /// `RestartDevice`: the device restarts at once, which activates a staged response or completes
 /// a staged removal, as `bsi restart` does (with nothing staged it restarts into what it runs).
-/// iPhones and iPads take it only when supervised. On a Mac, `NotifyUser` only asks the user to
-/// restart: nothing restarts, and the command is acknowledged.
+/// On a Mac, `NotifyUser` only asks the user to restart: nothing restarts, and the command is
+/// acknowledged.
 pub(crate) fn restart_device(tx: &mut Tx<'_>, facts: &Facts<'_>, cmd: &Command) -> Answer {
-    if facts.enrollment.access_rights & DEVICE_LOCK == 0 {
-        return Answer::error(
-            4,
-            "bsi.policy",
-            "RestartDevice needs the AllowPasscodeRemovalAndLock access right.",
-        );
-    }
-    if !facts.mac() && !facts.device.info().supervised {
-        return Answer::error(4, "bsi.policy", "RestartDevice needs a supervised device.");
-    }
     let notify = cmd.body.get("NotifyUser").and_then(Value::as_boolean) == Some(true);
     if facts.mac() && notify {
         return Answer::ack(Dictionary::new());

@@ -165,6 +165,12 @@ fn answer(
         enrollment,
     };
     let from = opts.from.as_deref();
+    if updates::removed(&facts, &cmd.request_type) {
+        return Ok(commands::unknown(&cmd.request_type));
+    }
+    if let Some(refused) = commands::refusal(&facts, &cmd.request_type) {
+        return Ok(refused);
+    }
     Ok(match cmd.request_type.as_str() {
         "DeviceInformation" => commands::device_information(&facts, cmd),
         "ProfileList" => commands::profile_list(&facts),
@@ -181,8 +187,8 @@ fn answer(
             tx.begin()?;
             commands::restart_device(tx, &facts, cmd)
         }
-        "AvailableOSUpdates" => updates::available_os_updates(&facts, cmd, from),
-        "OSUpdateStatus" => updates::os_update_status(&facts, cmd),
+        "AvailableOSUpdates" => updates::available_os_updates(&facts, from),
+        "OSUpdateStatus" => updates::os_update_status(&facts),
         "ScheduleOSUpdate" => {
             tx.begin()?;
             updates::schedule_os_update(tx, &facts, cmd, from, progress)

@@ -3,13 +3,15 @@
 //! (a staged one, and the trusted, applicable bundles of `--from`), `ScheduleOSUpdate` drives
 //! the lifecycle (`DownloadOnly`, `NotifyOnly` and `InstallLater` stage and prompt;
 //! `Default`, `InstallASAP` and `InstallForceRestart` install and restart), and
-//! `OSUpdateStatus` says where a staged response stands. Each needs a supervised device.
+//! `OSUpdateStatus` says where a staged response stands. What each needs of the device and the
+//! server (supervision, access rights) is checked before, with every command's
+//! ([`super::commands::refusal`]).
 
 use std::path::Path;
 
 use plist::{Dictionary, Value};
 
-use super::commands::{Answer, Command, Facts, error_item, error_of, unknown};
+use super::commands::{Answer, Command, Facts, error_item, error_of};
 use crate::ddm::pass::{self, Candidate};
 use crate::device::records::InstallTrigger;
 use crate::lifecycle::apply::{self, ApplyAction, ApplyOptions};
@@ -81,29 +83,18 @@ fn offers(facts: &Facts<'_>, from: Option<&Path>) -> Vec<Offer> {
     out
 }
 
-fn supervised_only(facts: &Facts<'_>, cmd: &Command) -> Option<Answer> {
-    if !available(facts) {
-        return Some(unknown(&cmd.request_type));
-    }
-    if !facts.device.info().supervised {
-        return Some(Answer::error(
-            4,
-            "bsi.policy",
-            &format!("{} needs a supervised device.", cmd.request_type),
-        ));
-    }
-    None
+/// Is `request_type` one of the software-update commands, asked of a device that no longer
+/// has them (OS 26 and later)? Such a device answers it as an unknown request type.
+#[must_use]
+pub(crate) fn removed(facts: &Facts<'_>, request_type: &str) -> bool {
+    matches!(
+        request_type,
+        "AvailableOSUpdates" | "ScheduleOSUpdate" | "OSUpdateStatus"
+    ) && !available(facts)
 }
 
 /// `AvailableOSUpdates`.
-pub(crate) fn available_os_updates(
-    facts: &Facts<'_>,
-    cmd: &Command,
-    from: Option<&Path>,
-) -> Answer {
-    if let Some(refused) = supervised_only(facts, cmd) {
-        return refused;
-    }
+pub(crate) fn available_os_updates(facts: &Facts<'_>, from: Option<&Path>) -> Answer {
     let mac = facts.device.info().platform == Platform::MacOs;
     let items: Vec<Value> = offers(facts, from)
         .into_iter()
@@ -153,10 +144,7 @@ pub(crate) fn available_os_updates(
 }
 
 /// `OSUpdateStatus`.
-pub(crate) fn os_update_status(facts: &Facts<'_>, cmd: &Command) -> Answer {
-    if let Some(refused) = supervised_only(facts, cmd) {
-        return refused;
-    }
+pub(crate) fn os_update_status(facts: &Facts<'_>) -> Answer {
     let items: Vec<Value> = facts
         .snapshot
         .staged_install()
@@ -280,9 +268,6 @@ pub(crate) fn schedule_os_update(
     from: Option<&Path>,
     progress: &dyn Progress,
 ) -> Answer {
-    if let Some(refused) = supervised_only(facts, cmd) {
-        return refused;
-    }
     let Some(Value::Array(updates)) = cmd.body.get("Updates") else {
         return Answer::error(
             12001,

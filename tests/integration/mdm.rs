@@ -1173,6 +1173,80 @@ fn before_os26_the_os_update_commands_drive_the_lifecycle() {
     let a = lab.answer("avail-26");
     assert_eq!(a.status.as_deref(), Some("Error"));
     lab.assert_apple("macOS");
+
+    // What each needs is Apple's, by platform: an unsupervised Mac lists its updates but does
+    // not schedule them or say how they stand; an iPhone needs supervision and, like every
+    // device, the server the access right (AllowAppInstallation, 4096) its profile gives.
+    let answered = |flags: &[&str], rights: &str, request_type: &str| {
+        let d = Device::with(flags);
+        let p = lab
+            .dir
+            .path()
+            .join(format!("os-update-{rights}.mobileconfig"));
+        let xml = std::fs::read_to_string(&profile).unwrap();
+        std::fs::write(
+            &p,
+            xml.replace(
+                "<integer>8191</integer>",
+                &format!("<integer>{rights}</integer>"),
+            ),
+        )
+        .unwrap();
+        enroll(&d, &p, &[]).ok();
+        let udid = d.status().mdm.unwrap().udid;
+        let uuid = format!("{request_type}-{}", &udid[udid.len() - 6..]);
+        lab.enqueue(&udid, &uuid, request_type, Dictionary::new());
+        d.bsi(["mdm", "poll"]).ok();
+        let a = lab.answer(&uuid);
+        let why = a
+            .message
+            .get("ErrorChain")
+            .and_then(Plist::as_array)
+            .and_then(|c| c[0].as_dictionary())
+            .and_then(|e| text(e, "USEnglishDescription"))
+            .map(str::to_owned);
+        (a.status.unwrap_or_default(), why)
+    };
+    let mac15 = ["--version", "15.1", "--build", "24B83"];
+    let ios18 = ["--platform", "iOS", "--version", "18.6", "--build", "22G86"];
+    let error = |why: &str| ("Error".to_owned(), Some(why.to_owned()));
+    assert_eq!(
+        answered(&mac15, "8191", "AvailableOSUpdates"),
+        ("Acknowledged".to_owned(), None)
+    );
+    assert_eq!(
+        answered(&mac15, "0", "AvailableOSUpdates"),
+        ("Acknowledged".to_owned(), None)
+    );
+    assert_eq!(
+        answered(&mac15, "8191", "OSUpdateStatus"),
+        error("OSUpdateStatus needs a supervised device.")
+    );
+    assert_eq!(
+        answered(&ios18, "8191", "AvailableOSUpdates"),
+        error("AvailableOSUpdates needs a supervised device.")
+    );
+    let supervised_ios18 = [&ios18[..], &["--supervised"]].concat();
+    assert_eq!(
+        answered(&supervised_ios18, "8191", "OSUpdateStatus"),
+        ("Acknowledged".to_owned(), None)
+    );
+    assert_eq!(
+        answered(&supervised_ios18, "4095", "OSUpdateStatus"),
+        error("OSUpdateStatus needs the AllowAppInstallation access right.")
+    );
+    assert_eq!(
+        answered(&supervised_ios18, "4095", "SecurityInfo"),
+        ("Acknowledged".to_owned(), None)
+    );
+    assert_eq!(
+        answered(&supervised_ios18, "3071", "SecurityInfo"),
+        error("SecurityInfo needs the AllowQuerySecurity access right.")
+    );
+    assert_eq!(
+        answered(&mac15, "8190", "ProfileList"),
+        error("ProfileList needs the AllowInspection access right.")
+    );
 }
 
 /// What `fleet enroll --json` and `fleet poll --json` say, as far as these tests read it.
