@@ -32,6 +32,15 @@ pub(crate) struct TokensResponse {
     pub sync_tokens: SyncTokens,
 }
 
+impl TokensResponse {
+    /// Tokens holding `declarations_token`: the device's own, when it reports without asking.
+    pub(crate) fn holding(declarations_token: String) -> Self {
+        Self {
+            sync_tokens: SyncTokens { declarations_token },
+        }
+    }
+}
+
 /// `SynchronizationTokens`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

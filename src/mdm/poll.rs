@@ -20,6 +20,8 @@ use crate::ddm::client::{Server, TokensResponse};
 use crate::ddm::pass::AutoOptions;
 use crate::ddm::sync::{self, SyncOptions, SyncOutcome};
 use crate::device::Device;
+use crate::device::layout::SYNC_RECORD;
+use crate::device::records::{self, SyncState};
 use crate::human::{Human, Text};
 use crate::lifecycle::journal::Tx;
 use crate::progress::Progress;
@@ -142,10 +144,22 @@ fn run_commands(
 }
 
 /// Whether the poll ends with a DDM sync: a `DeclarativeManagement` command asked for one,
-/// with the tokens the last such command carried (`None`: the sync asks for them).
+/// with the tokens the last such command carried (`None`: the sync asks for them); or a
+/// command changed what the device reports (a restart, an install), and a device that
+/// declarative management runs on sends its status when that changes.
 enum Wanted {
     No,
+    Report,
     Yes(Option<TokensResponse>),
+}
+
+impl Wanted {
+    /// After a command that changed the device's state.
+    fn report(&mut self) {
+        if matches!(self, Self::No) {
+            *self = Self::Report;
+        }
+    }
 }
 
 /// Answers one command on the device of `tx`.
@@ -185,12 +199,14 @@ fn answer(
         },
         "RestartDevice" => {
             tx.begin()?;
+            sync.report();
             commands::restart_device(tx, &facts, cmd)
         }
         "AvailableOSUpdates" => updates::available_os_updates(&facts, from),
         "OSUpdateStatus" => updates::os_update_status(&facts),
         "ScheduleOSUpdate" => {
             tx.begin()?;
+            sync.report();
             updates::schedule_os_update(tx, &facts, cmd, from, progress)
         }
         "" => Answer::error(12001, "MCMDMErrorDomain", "The command has no RequestType."),
@@ -214,16 +230,22 @@ pub(crate) fn poll(
     tx.begin()?;
     enrollment::note_checkin(device, &enrollment, tx.clock().stamp())?;
     let mut deferred = None;
+    let server = Server::through(Arc::new(channel));
     let given = match wanted {
         Wanted::Yes(tokens) => Some(tokens),
-        Wanted::No if opts.then_auto.is_some() => Some(None),
+        _ if opts.then_auto.is_some() => Some(None),
+        // The token the device holds: nothing is fetched, only what changed is reported.
+        Wanted::Report => records::read_json_lenient::<SyncState>(device.root(), SYNC_RECORD)
+            .filter(|s| s.server == server.url() && s.enrollment_id == enrollment.udid)
+            .and_then(|s| s.declarations_token)
+            .map(|t| Some(TokensResponse::holding(t))),
         Wanted::No => None,
     };
     if let Some(tokens) = given {
         let (synced, pass_error) = sync::run(
             tx,
             &SyncOptions {
-                server: Some(Server::through(Arc::new(channel))),
+                server: Some(server),
                 tokens,
                 timeout: opts.timeout,
                 enrollment_id: Some(enrollment.udid.clone()),

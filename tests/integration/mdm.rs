@@ -809,6 +809,40 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
     assert_eq!(lab.answer("dm-bad").status.as_deref(), Some("Error"));
     assert_eq!(lab.events("mdm.DeclarativeManagement").len(), dm.len());
 
+    // RestartDevice completes a staged removal, and the device, which declarative management
+    // runs on, reports what changed (only the status: nothing is fetched).
+    d.bsi(["rollback"]).ok();
+    lab.enqueue(&udid, "restart-1", "RestartDevice", Dictionary::new());
+    d.bsi(["mdm", "poll"]).ok();
+    assert_eq!(
+        lab.answer("restart-1").status.as_deref(),
+        Some("Acknowledged")
+    );
+    assert_eq!(d.status().active, None);
+    let start = Instant::now();
+    while requests("status") < 2 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reports: Vec<serde_json::Value> = lab
+        .events("mdm.DeclarativeManagement")
+        .iter()
+        .filter(|e| text(&e.message, "Endpoint") == Some("status"))
+        .map(|e| {
+            serde_json::from_slice(e.message.get("Data").and_then(Plist::as_data).unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let last = &reports[1];
+    assert_eq!(last["FullReport"], false);
+    assert_eq!(
+        last["StatusItems"]["device"]["operating-system"]["supplemental"]["extra-version"],
+        ""
+    );
+    assert_eq!(
+        (requests("tokens"), requests("declaration-items") <= 2),
+        (1, true)
+    );
+
     // Unenroll: CheckOut, and the enrollment is gone.
     lab.enqueue(&udid, "security-1", "SecurityInfo", Dictionary::new());
     d.bsi(["mdm", "poll"]).ok();
