@@ -1,8 +1,8 @@
-//! Fleets: many simulated devices in one directory, made reproducibly from a seed ([`init`]),
-//! synced with a DDM server in parallel ([`sync`]), enrolled in and polled by an MDM server
-//! ([`mdm`]), and summed up at a glance ([`status`]), for testing a server's workflow at
-//! scale. Each device is an ordinary bsi device (`DIR/devices/NNNN`); the fleet adds
-//! `DIR/fleet.json`, the list of devices with their enrollment identifiers.
+//! Fleets: many simulated devices in one directory, made reproducibly from a seed
+//! ([`init`](mod@init)), synced with a DDM server in parallel ([`sync`](mod@sync)), enrolled in
+//! and polled by an MDM server ([`mdm`]), and summed up at a glance ([`status`]), for testing a
+//! server's workflow at scale. Each device is an ordinary bsi device (`DIR/devices/NNNN`); the
+//! fleet adds `DIR/fleet.json`, the list of devices with their enrollment identifiers.
 //!
 //! Work on a fleet is many single-device operations (each under that device's lock, journal
 //! and history) on worker threads ([`run_each`]); `--shard K/N` takes every N-th device, so

@@ -1,5 +1,5 @@
 //! `bsi status`: the [`model`] of `status --json` (schema version 1, DESIGN section 7, the source
-//! of `docs/status.schema.json`), its [`collect`]ion from the device's records, and
+//! of `docs/status.schema.json`), its [`collect`](mod@collect)ion from the device's records, and
 //! `--require` ([`require`]).
 //!
 //! Collecting status reads only bsi's small records and the `SystemVersion.plist` files, never

@@ -832,10 +832,10 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
         })
         .collect();
     assert_eq!(reports.len(), 2, "{reports:?}");
-    let last = &reports[1];
-    assert_eq!(last["FullReport"], false);
+    let latest = &reports[1];
+    assert_eq!(latest["FullReport"], false);
     assert_eq!(
-        last["StatusItems"]["device"]["operating-system"]["supplemental"]["extra-version"],
+        latest["StatusItems"]["device"]["operating-system"]["supplemental"]["extra-version"],
         ""
     );
     assert_eq!(
@@ -1228,10 +1228,10 @@ fn before_os26_the_os_update_commands_drive_the_lifecycle() {
         .unwrap();
         enroll(&d, &p, &[]).ok();
         let udid = d.status().mdm.unwrap().udid;
-        let uuid = format!("{request_type}-{}", &udid[udid.len() - 6..]);
-        lab.enqueue(&udid, &uuid, request_type, Dictionary::new());
+        let command = format!("{request_type}-{}", &udid[udid.len() - 6..]);
+        lab.enqueue(&udid, &command, request_type, Dictionary::new());
         d.bsi(["mdm", "poll"]).ok();
-        let a = lab.answer(&uuid);
+        let a = lab.answer(&command);
         let why = a
             .message
             .get("ErrorChain")
@@ -1621,8 +1621,13 @@ fn restart_device_restarts_as_bsi_restart_does_and_rights_bound_it() {
         );
         if rights == "16" {
             // Without AllowInspection, no certificate list either.
-            let udid = phone.status().mdm.unwrap().udid;
-            lab.enqueue(&udid, "certs-16", "CertificateList", Dictionary::new());
+            let phone_udid = phone.status().mdm.unwrap().udid;
+            lab.enqueue(
+                &phone_udid,
+                "certs-16",
+                "CertificateList",
+                Dictionary::new(),
+            );
             phone.bsi(["mdm", "poll"]).ok().stdout_is(
                 &[],
                 &format!(
