@@ -144,6 +144,19 @@ struct Event {
     message: Dictionary,
 }
 
+impl Event {
+    /// The first `ErrorChain` entry's `USEnglishDescription`, for an `Error` answer.
+    fn error(&self) -> Option<String> {
+        self.message
+            .get("ErrorChain")
+            .and_then(Plist::as_array)
+            .and_then(|c| c.first())
+            .and_then(Plist::as_dictionary)
+            .and_then(|e| text(e, "USEnglishDescription"))
+            .map(str::to_owned)
+    }
+}
+
 #[derive(Deserialize)]
 struct EventJson {
     topic: String,
@@ -330,6 +343,18 @@ impl Lab {
             ),
         )
         .unwrap();
+        path
+    }
+
+    /// The lab's enrollment profile with `AccessRights` `rights` (the others have 8191: all).
+    fn profile_with_rights(&self, rights: &str) -> PathBuf {
+        let path = self.profile(&format!("rights-{rights}.mobileconfig"), CHALLENGE);
+        let xml = std::fs::read_to_string(&path).unwrap();
+        let limited = xml.replace(
+            "<integer>8191</integer>",
+            &format!("<integer>{rights}</integer>"),
+        );
+        std::fs::write(&path, limited).unwrap();
         path
     }
 
@@ -1213,74 +1238,65 @@ fn before_os26_the_os_update_commands_drive_the_lifecycle() {
     // device, the server the access right (AllowAppInstallation, 4096) its profile gives.
     let answered = |flags: &[&str], rights: &str, request_type: &str| {
         let d = Device::with(flags);
-        let p = lab
-            .dir
-            .path()
-            .join(format!("os-update-{rights}.mobileconfig"));
-        let xml = std::fs::read_to_string(&profile).unwrap();
-        std::fs::write(
-            &p,
-            xml.replace(
-                "<integer>8191</integer>",
-                &format!("<integer>{rights}</integer>"),
-            ),
-        )
-        .unwrap();
-        enroll(&d, &p, &[]).ok();
+        enroll(&d, &lab.profile_with_rights(rights), &[]).ok();
         let udid = d.status().mdm.unwrap().udid;
         let command = format!("{request_type}-{}", &udid[udid.len() - 6..]);
         lab.enqueue(&udid, &command, request_type, Dictionary::new());
         d.bsi(["mdm", "poll"]).ok();
         let a = lab.answer(&command);
-        let why = a
-            .message
-            .get("ErrorChain")
-            .and_then(Plist::as_array)
-            .and_then(|c| c[0].as_dictionary())
-            .and_then(|e| text(e, "USEnglishDescription"))
-            .map(str::to_owned);
-        (a.status.unwrap_or_default(), why)
+        (a.status.clone().unwrap_or_default(), a.error())
     };
     let mac15 = ["--version", "15.1", "--build", "24B83"];
     let ios18 = ["--platform", "iOS", "--version", "18.6", "--build", "22G86"];
-    let error = |why: &str| ("Error".to_owned(), Some(why.to_owned()));
-    assert_eq!(
-        answered(&mac15, "8191", "AvailableOSUpdates"),
-        ("Acknowledged".to_owned(), None)
-    );
-    assert_eq!(
-        answered(&mac15, "0", "AvailableOSUpdates"),
-        ("Acknowledged".to_owned(), None)
-    );
-    assert_eq!(
-        answered(&mac15, "8191", "OSUpdateStatus"),
-        error("OSUpdateStatus needs a supervised device.")
-    );
-    assert_eq!(
-        answered(&ios18, "8191", "AvailableOSUpdates"),
-        error("AvailableOSUpdates needs a supervised device.")
-    );
     let supervised_ios18 = [&ios18[..], &["--supervised"]].concat();
-    assert_eq!(
-        answered(&supervised_ios18, "8191", "OSUpdateStatus"),
-        ("Acknowledged".to_owned(), None)
-    );
-    assert_eq!(
-        answered(&supervised_ios18, "4095", "OSUpdateStatus"),
-        error("OSUpdateStatus needs the AllowAppInstallation access right.")
-    );
-    assert_eq!(
-        answered(&supervised_ios18, "4095", "SecurityInfo"),
-        ("Acknowledged".to_owned(), None)
-    );
-    assert_eq!(
-        answered(&supervised_ios18, "3071", "SecurityInfo"),
-        error("SecurityInfo needs the AllowQuerySecurity access right.")
-    );
-    assert_eq!(
-        answered(&mac15, "8190", "ProfileList"),
-        error("ProfileList needs the AllowInspection access right.")
-    );
+    // (device, AccessRights, command, the error; None: Acknowledged)
+    let cases: [(&[&str], &str, &str, Option<&str>); 9] = [
+        (&mac15, "8191", "AvailableOSUpdates", None),
+        (&mac15, "0", "AvailableOSUpdates", None),
+        (
+            &mac15,
+            "8191",
+            "OSUpdateStatus",
+            Some("OSUpdateStatus needs a supervised device."),
+        ),
+        (
+            &ios18,
+            "8191",
+            "AvailableOSUpdates",
+            Some("AvailableOSUpdates needs a supervised device."),
+        ),
+        (&supervised_ios18, "8191", "OSUpdateStatus", None),
+        (
+            &supervised_ios18,
+            "4095",
+            "OSUpdateStatus",
+            Some("OSUpdateStatus needs the AllowAppInstallation access right."),
+        ),
+        (&supervised_ios18, "4095", "SecurityInfo", None),
+        (
+            &supervised_ios18,
+            "3071",
+            "SecurityInfo",
+            Some("SecurityInfo needs the AllowQuerySecurity access right."),
+        ),
+        (
+            &mac15,
+            "8190",
+            "ProfileList",
+            Some("ProfileList needs the AllowInspection access right."),
+        ),
+    ];
+    for (flags, rights, request_type, why) in cases {
+        let want = match why {
+            Some(w) => ("Error".to_owned(), Some(w.to_owned())),
+            None => ("Acknowledged".to_owned(), None),
+        };
+        assert_eq!(
+            answered(flags, rights, request_type),
+            want,
+            "{flags:?} {rights} {request_type}"
+        );
+    }
 }
 
 /// What `fleet enroll --json` and `fleet poll --json` say, as far as these tests read it.
@@ -1591,17 +1607,7 @@ fn restart_device_restarts_as_bsi_restart_does_and_rights_bound_it() {
         ),
     ] {
         let phone = Device::with(&[&["--platform", "iOS"][..], flags].concat());
-        let limited = lab.dir.path().join(format!("rights-{rights}.mobileconfig"));
-        let xml = std::fs::read_to_string(&profile).unwrap();
-        std::fs::write(
-            &limited,
-            xml.replace(
-                "<integer>8191</integer>",
-                &format!("<integer>{rights}</integer>"),
-            ),
-        )
-        .unwrap();
-        enroll(&phone, &limited, &[]).ok();
+        enroll(&phone, &lab.profile_with_rights(rights), &[]).ok();
         phone
             .bsi(["apply".as_ref(), bundle("ios-26.3.1-a.bsi.tar").as_os_str()])
             .ok();
@@ -1610,15 +1616,7 @@ fn restart_device_restarts_as_bsi_restart_does_and_rights_bound_it() {
         let a = restart(&phone, &uuid, Dictionary::new());
         before.assert_same(&seen(&phone));
         assert_eq!(a.status.as_deref(), Some("Error"));
-        let chain = a
-            .message
-            .get("ErrorChain")
-            .and_then(Plist::as_array)
-            .unwrap();
-        assert_eq!(
-            text(chain[0].as_dictionary().unwrap(), "USEnglishDescription"),
-            Some(why)
-        );
+        assert_eq!(a.error().as_deref(), Some(why));
         if rights == "16" {
             // Without AllowInspection, no certificate list either.
             let phone_udid = phone.status().mdm.unwrap().udid;
