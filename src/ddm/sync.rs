@@ -1,11 +1,12 @@
 //! `bsi sync --server URL`: one declarative-management sync, as a device makes it.
 //!
-//! 1. `GET /tokens` (unless a `DeclarativeManagement` command carried them). When `DeclarationsToken` differs from the one the device holds (or the
-//!    device syncs with this server and enrollment for the first time), `GET /declaration-items`,
-//!    fetch every declaration that is new or whose `ServerToken` changed, and drop the ones no
-//!    longer listed. Everything is fetched before anything is stored: a failed fetch changes
-//!    nothing on the device. The declarations are then stored as `policy set` stores them, and
-//!    the device evaluates them the same way (activations, validity, reasons).
+//! 1. `GET /tokens` (unless a `DeclarativeManagement` command carried them). When
+//!    `DeclarationsToken` differs from the one the device holds (or the device syncs with this
+//!    server and enrollment for the first time), `GET /declaration-items`, fetch every
+//!    declaration that is new or whose `ServerToken` changed, and drop the ones no longer listed.
+//!    Everything is fetched before anything is stored: a failed fetch changes nothing on the
+//!    device. The declarations are then stored as `policy set` stores them, and the device
+//!    evaluates them the same way (activations, validity, reasons).
 //! 2. With `--then-auto`, a background pass (`ddm::auto`) acts on them.
 //! 3. `PUT /status`: the first report to a server is full; later ones hold only the items that
 //!    changed since the last report the server acknowledged with a 2xx (a report that failed is

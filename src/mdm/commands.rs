@@ -542,7 +542,7 @@ mod tests {
 
     #[test]
     fn an_unknown_request_is_an_error_as_devices_answer_it() {
-        let a = unknown("RestartDevice");
+        let a = unknown("MakeCoffee");
         assert_eq!(a.status, Status::Error);
         let m = a.into_message("u");
         let chain = m.get("ErrorChain").and_then(Value::as_array).unwrap();
