@@ -352,6 +352,12 @@ impl Device {
         Ok(out)
     }
 
+    /// The device's volume: its size, free space and inodes (`statvfs` of the root).
+    pub(crate) fn volume(&self) -> Result<rustix::fs::StatVfs> {
+        rustix::fs::fstatvfs(self.root.dir())
+            .map_err(|e| Error::io("checking free space on", self.root.path(), e.into()))
+    }
+
     /// The simulated power source.
     pub(crate) fn power(&self) -> Result<Power> {
         records::read_json(&self.root, layout::POWER_RECORD)

@@ -524,9 +524,7 @@ fn space_needed(bundle: &Bundle, block: u64) -> u64 {
 }
 
 fn free_space(device: &Device) -> Result<(u64, u64, u64)> {
-    let root = device.root();
-    let stat = rustix::fs::fstatvfs(root.dir())
-        .map_err(|e| Error::io("checking free space on", root.path(), e.into()))?;
+    let stat = device.volume()?;
     Ok((
         stat.f_bavail.saturating_mul(stat.f_frsize),
         stat.f_favail,

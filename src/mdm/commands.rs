@@ -249,6 +249,24 @@ fn query(facts: &Facts<'_>, key: &str) -> Option<Value> {
                 name.into()
             }
         }
+        // The device's volume, in base-10 GB (base-2 GiB on macOS 11 and earlier, as Apple
+        // says), two decimals.
+        "DeviceCapacity" | "AvailableDeviceCapacity" => {
+            let v = facts.device.volume().ok()?;
+            let blocks = if key == "DeviceCapacity" {
+                v.f_blocks
+            } else {
+                v.f_bavail
+            };
+            let unit = if mac && s.base.version.major() <= 11 {
+                f64::from(1u32 << 30)
+            } else {
+                1e9
+            };
+            #[allow(clippy::cast_precision_loss)] // a volume's bytes, shown to two decimals
+            let gb = blocks.saturating_mul(v.f_frsize) as f64 / unit;
+            Value::Real((gb * 100.0).round() / 100.0)
+        }
         "PushToken" => {
             use base64::Engine as _;
             Value::Data(

@@ -636,6 +636,8 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
         "SupplementalOSVersionExtra",
         "IsSupervised",
         "ProductName",
+        "DeviceCapacity",
+        "AvailableDeviceCapacity",
     ];
     lab.enqueue(&udid, "info-1", "DeviceInformation", queries(&asked));
     d.bsi(["mdm", "poll"]).ok().stdout_is(
@@ -659,6 +661,13 @@ fn a_device_enrolls_in_nanomdm_answers_commands_and_syncs_through_it() {
         Some(true)
     );
     assert!(!r.contains_key("SupplementalOSVersionExtra"), "{r:?}");
+    // The capacities are the device volume's, in GB.
+    let gb = |key: &str| r.get(key).and_then(Plist::as_real).unwrap();
+    let volume = rustix::fs::statvfs(d.path("")).unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let total = (volume.f_blocks * volume.f_frsize) as f64 / 1e9;
+    assert!((gb("DeviceCapacity") - total).abs() < 0.01, "{r:?}");
+    assert!(gb("AvailableDeviceCapacity") > 0.0 && gb("AvailableDeviceCapacity") <= total);
     assert!(
         !r.contains_key("SerialNumber"),
         "answered what was not asked: {r:?}"
