@@ -575,7 +575,7 @@ mod tests {
         );
         assert_eq!(
             e.get("USEnglishDescription").and_then(Value::as_string),
-            Some("“RestartDevice” is not a valid request type.")
+            Some("“MakeCoffee” is not a valid request type.")
         );
         assert_eq!(m.get("Status").and_then(Value::as_string), Some("Error"));
     }
