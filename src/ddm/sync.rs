@@ -304,6 +304,13 @@ fn send_report(
     }
 }
 
+/// What the device holds of its syncs with `server` as `enrollment` (`sync.json`), when its
+/// last sync was with them.
+pub(crate) fn held(device: &Device, server: &str, enrollment: &str) -> Option<SyncState> {
+    records::read_json_lenient::<SyncState>(device.root(), SYNC_RECORD)
+        .filter(|s| s.server == server && s.enrollment_id == enrollment)
+}
+
 /// The server's `DeclarationsToken`: the one a `DeclarativeManagement` command brought, else
 /// `GET /tokens`'s; bounded either way.
 fn declarations_token(
@@ -346,10 +353,8 @@ pub(crate) fn run(
             "pass --server URL (a DDM server's device endpoints), or enroll the device with `bsi mdm enroll`",
         )
     })?;
-    let state: Option<SyncState> = records::read_json_lenient(device.root(), SYNC_RECORD);
-    let same = state
-        .as_ref()
-        .filter(|s| s.server == server.url() && s.enrollment_id == enrollment);
+    let state = held(device, server.url(), &enrollment);
+    let same = state.as_ref();
     let server = &server.until(opts.deadline);
     let token = declarations_token(server, &enrollment, opts.tokens.as_ref())?;
     let mut outcome = SyncOutcome {

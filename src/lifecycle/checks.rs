@@ -507,17 +507,16 @@ fn response_findings(
     if let Err(e) = device.generation_sources(g) {
         out.push(bundle(said(&e)));
     }
-    let manifest = known(g).map_or_else(
-        || {
-            root.open_manifest(dir.join(layout::GEN_MANIFEST))
-                .map_err(|e| e.to_string())
-                .and_then(|f| {
-                    Manifest::identity_in_one_pass(std::io::BufReader::new(f))
-                        .map_err(|e| e.to_string())
-                })
-        },
-        Ok,
-    );
+    let manifest = match known(g) {
+        Some(identity) => Ok(identity),
+        None => root
+            .open_manifest(dir.join(layout::GEN_MANIFEST))
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                Manifest::identity_in_one_pass(std::io::BufReader::new(f))
+                    .map_err(|e| e.to_string())
+            }),
+    };
     let sv = device.generation_system_version(g);
     let agrees = |sv: &SystemVersion, m: &Identity| {
         sv.build == m.build && sv.extra == Some(m.extra) && sv.version == m.version

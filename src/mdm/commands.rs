@@ -16,6 +16,7 @@ use super::enrollment::Enrollment;
 use crate::ddm::client::TokensResponse;
 use crate::ddm::sync::MAX_TOKEN;
 use crate::device::Device;
+use crate::device::layout::MDM_IDENTITY;
 use crate::device::state::Snapshot;
 use crate::lifecycle::journal::Tx;
 use crate::platform::{Chip, Platform};
@@ -93,11 +94,18 @@ impl Answer {
     /// Error, with one `ErrorChain` entry.
     #[must_use]
     pub(crate) fn error(code: i64, domain: &str, text: &str) -> Self {
+        Self::chain(error_item(code, domain, text))
+    }
+
+    /// `Error`, for a bsi error that stopped the command ([`error_of`]).
+    #[must_use]
+    pub(crate) fn failed(e: &crate::Error) -> Self {
+        Self::chain(error_of(e))
+    }
+
+    fn chain(item: Value) -> Self {
         let mut fields = Dictionary::new();
-        fields.insert(
-            "ErrorChain".into(),
-            Value::Array(vec![error_item(code, domain, text)]),
-        );
+        fields.insert("ErrorChain".into(), Value::Array(vec![item]));
         Self {
             status: Status::Error,
             fields,
@@ -435,13 +443,10 @@ pub(crate) fn refusal(facts: &Facts<'_>, request_type: &str) -> Option<Answer> {
     let (right, name, supervised) = needs(request_type, facts.mac())?;
     let refused = |why: String| Some(Answer::error(4, "bsi.policy", &why));
     if facts.enrollment.access_rights & right != right {
-        return refused(format!(
-            "{} needs the {name} access right.",
-            clip(request_type)
-        ));
+        return refused(format!("{request_type} needs the {name} access right."));
     }
     if supervised && !facts.device.info().supervised {
-        return refused(format!("{} needs a supervised device.", clip(request_type)));
+        return refused(format!("{request_type} needs a supervised device."));
     }
     None
 }
@@ -460,7 +465,7 @@ pub(crate) fn certificate_list(facts: &Facts<'_>) -> crate::Result<Answer> {
     let id = super::enrollment::identity(facts.device)?;
     let der = id
         .cert_der()
-        .map_err(|e| crate::Error::damaged(e.to_string()))?;
+        .map_err(|e| crate::Error::damaged(format!("record {MDM_IDENTITY}: {e}")))?;
     let mut list = vec![item(super::pki::common_name(&id.cert), der, true)];
     for der in super::enrollment::trust(facts.device)? {
         let name = <x509_cert::Certificate as der::Decode>::from_der(&der)
@@ -484,14 +489,7 @@ pub(crate) fn restart_device(tx: &mut Tx<'_>, facts: &Facts<'_>, cmd: &Command) 
     }
     match crate::lifecycle::restart::restart(tx, false) {
         Ok(_) => Answer::ack(Dictionary::new()),
-        Err(e) => {
-            let mut fields = Dictionary::new();
-            fields.insert("ErrorChain".into(), Value::Array(vec![error_of(&e)]));
-            Answer {
-                status: Status::Error,
-                fields,
-            }
-        }
+        Err(e) => Answer::failed(&e),
     }
 }
 

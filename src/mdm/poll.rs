@@ -20,8 +20,6 @@ use crate::ddm::client::{Server, TokensResponse};
 use crate::ddm::pass::AutoOptions;
 use crate::ddm::sync::{self, SyncOptions, SyncOutcome};
 use crate::device::Device;
-use crate::device::layout::SYNC_RECORD;
-use crate::device::records::{self, SyncState};
 use crate::human::{Human, Text};
 use crate::lifecycle::journal::Tx;
 use crate::progress::Progress;
@@ -235,8 +233,7 @@ pub(crate) fn poll(
         Wanted::Yes(tokens) => Some(tokens),
         _ if opts.then_auto.is_some() => Some(None),
         // The token the device holds: nothing is fetched, only what changed is reported.
-        Wanted::Report => records::read_json_lenient::<SyncState>(device.root(), SYNC_RECORD)
-            .filter(|s| s.server == server.url() && s.enrollment_id == enrollment.udid)
+        Wanted::Report => sync::held(device, server.url(), &enrollment.udid)
             .and_then(|s| s.declarations_token)
             .map(|t| Some(TokensResponse::holding(t))),
         Wanted::No => None,
