@@ -48,12 +48,28 @@ fn server_or_skip(test: &str) -> Option<Kmfddm> {
     }
 }
 
+/// A loopback port nothing listens on, never the same one twice in this test process.
+///
+/// The port is free when it is handed out, not held: a server started later binds it. Without
+/// the record of ports already given, two calls before the first server has bound could get
+/// the same port, and a second server would take the first one's place (a TLS front answering
+/// the SCEP client with 400, as one CI run showed).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running KMFDDM, stopped when dropped.

@@ -312,6 +312,13 @@ impl Lab {
         for (port, what) in [(scep, "scepserver"), (ddm, "KMFDDM"), (mdm, "NanoMDM")] {
             wait_for(port, what);
         }
+        // A server that could not bind its port has exited, and whatever answers there is not it.
+        for c in &mut children.0 {
+            assert!(
+                c.try_wait().unwrap().is_none(),
+                "a lab server exited at start: {c:?}"
+            );
+        }
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
