@@ -138,14 +138,14 @@ pub(crate) struct Identity {
     pub cert: Certificate,
     /// Its private key.
     pub key: Key,
-    /// The key as ring holds it, made at the first signature (a poll signs seven messages;
-    /// making it costs a fifth of a signature).
-    fast: std::sync::OnceLock<Option<FastRsa>>,
+    /// The RSA signer, made at the first signature (a poll signs seven messages; making it
+    /// costs a fifth of a signature).
+    signer: std::sync::OnceLock<RsaSigner>,
 }
 
-impl std::fmt::Debug for FastRsa {
+impl std::fmt::Debug for RsaSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FastRsa(..)")
+        f.write_str("RsaSigner(..)")
     }
 }
 
@@ -193,7 +193,7 @@ impl Identity {
         Self {
             cert,
             key,
-            fast: std::sync::OnceLock::new(),
+            signer: std::sync::OnceLock::new(),
         }
     }
 
@@ -300,12 +300,8 @@ impl Identity {
             .map_err(build)?;
         match &self.key {
             Key::Rsa(k) => {
-                if let Some(fast) = self.fast.get_or_init(|| FastRsa::of(k)) {
-                    sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, fast)
-                } else {
-                    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
-                    sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, &signer)
-                }
+                let signer = self.signer.get_or_init(|| RsaSigner::of(k));
+                sd.add_signer_info::<_, rsa::pkcs1v15::Signature>(signer_info, signer)
             }
             Key::P256(k) => sd.add_signer_info::<_, p256::ecdsa::DerSignature>(signer_info, k),
         }
@@ -358,29 +354,35 @@ impl BuilderProfile for SelfSigned {
     }
 }
 
-/// An RSA key of 2048 bits or more, signing with ring (PKCS #1 v1.5, SHA-256): several times
-/// faster than the `rsa` crate, which matters because every MDM message is signed.
-struct FastRsa {
-    pair: ring::signature::RsaKeyPair,
+/// How an RSA key signs (PKCS #1 v1.5, SHA-256): with ring from 2048 bits, several times faster
+/// than the `rsa` crate, which matters because every MDM message is signed; below that (ring
+/// refuses 1024-bit keys) with the `rsa` crate's constant-time arithmetic.
+///
+/// Neither blinds the operation, as the `rsa` crate's own signers do on top of constant-time
+/// arithmetic (that costs 2.5 times the signature). Blinding guards a private operation on
+/// input someone else chooses, as in decryption, which bsi leaves blinded; what is signed here
+/// is the digest of bsi's own message or certificate request.
+struct RsaSigner {
+    ring: Option<ring::signature::RsaKeyPair>,
+    key: RsaPrivateKey,
     verifying: rsa::pkcs1v15::VerifyingKey<Sha256>,
 }
 
-impl FastRsa {
-    /// The fast signer for `key`, when ring takes it (2048 bits or more).
-    fn of(key: &RsaPrivateKey) -> Option<Self> {
-        if rsa::traits::PublicKeyParts::size(key) * 8 < 2048 {
-            return None;
-        }
-        let der = key.to_pkcs8_der().ok()?;
-        let pair = ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).ok()?;
-        Some(Self {
-            pair,
+impl RsaSigner {
+    fn of(key: &RsaPrivateKey) -> Self {
+        let ring = (rsa::traits::PublicKeyParts::size(key) * 8 >= 2048)
+            .then(|| key.to_pkcs8_der().ok())
+            .flatten()
+            .and_then(|der| ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).ok());
+        Self {
+            ring,
+            key: key.clone(),
             verifying: rsa::pkcs1v15::VerifyingKey::new(key.to_public_key()),
-        })
+        }
     }
 }
 
-impl signature::Keypair for FastRsa {
+impl signature::Keypair for RsaSigner {
     type VerifyingKey = rsa::pkcs1v15::VerifyingKey<Sha256>;
 
     fn verifying_key(&self) -> Self::VerifyingKey {
@@ -388,33 +390,40 @@ impl signature::Keypair for FastRsa {
     }
 }
 
-impl spki::DynSignatureAlgorithmIdentifier for FastRsa {
+impl spki::DynSignatureAlgorithmIdentifier for RsaSigner {
     fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
         spki::DynSignatureAlgorithmIdentifier::signature_algorithm_identifier(&self.verifying)
     }
 }
 
-impl signature::Signer<rsa::pkcs1v15::Signature> for FastRsa {
+impl signature::Signer<rsa::pkcs1v15::Signature> for RsaSigner {
     fn try_sign(&self, msg: &[u8]) -> Result<rsa::pkcs1v15::Signature, signature::Error> {
-        let mut out = vec![0u8; self.pair.public().modulus_len()];
-        self.pair
-            .sign(
+        let out = if let Some(pair) = &self.ring {
+            let mut out = vec![0u8; pair.public().modulus_len()];
+            pair.sign(
                 &ring::signature::RSA_PKCS1_SHA256,
                 &ring::rand::SystemRandom::new(),
                 msg,
                 &mut out,
             )
             .map_err(|_| signature::Error::new())?;
+            out
+        } else {
+            rsa::traits::SignatureScheme::sign(
+                rsa::Pkcs1v15Sign::new::<Sha256>(),
+                None::<&mut rsa::rand_core::UnwrapErr<getrandom::SysRng>>,
+                &self.key,
+                &Sha256::digest(msg),
+            )
+            .map_err(signature::Error::from_source)?
+        };
         rsa::pkcs1v15::Signature::try_from(out.as_slice())
     }
 }
 
 fn sign_with<B: Builder>(builder: B, key: &Key) -> Result<B::Output, PkiError> {
     match key {
-        Key::Rsa(k) => {
-            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone());
-            builder.build::<_, rsa::pkcs1v15::Signature>(&signer)
-        }
+        Key::Rsa(k) => builder.build::<_, rsa::pkcs1v15::Signature>(&RsaSigner::of(k)),
         Key::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
     }
     .map_err(|e| fail("signing", e))
@@ -490,6 +499,23 @@ mod tests {
                 verify_embedded(&sd).is_err(),
                 "another body does not verify"
             );
+        }
+    }
+
+    #[test]
+    fn the_rsa_signer_makes_the_rsa_crates_signature() {
+        // PKCS #1 v1.5 is deterministic: without blinding, and with ring, the signature is the
+        // one the `rsa` crate's blinded signer makes.
+        use signature::Signer as _;
+        for bits in [1024, 2048] {
+            let Key::Rsa(key) = Key::generate_rsa(bits).unwrap() else {
+                unreachable!()
+            };
+            let msg = b"<plist>Idle</plist>";
+            let ours: rsa::pkcs1v15::Signature = RsaSigner::of(&key).sign(msg);
+            let theirs = rsa::pkcs1v15::SigningKey::<Sha256>::new((*key).clone()).sign(msg);
+            assert_eq!(ours, theirs, "{bits} bits");
+            assert_eq!(RsaSigner::of(&key).ring.is_some(), bits >= 2048);
         }
     }
 
