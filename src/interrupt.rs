@@ -47,20 +47,52 @@ fn interrupted(signal: &'static str) -> Error {
     }
 }
 
-/// Runs `work` (a blocking call that cannot be told to stop, such as an HTTP request) on a
-/// thread of its own and waits for it, looking for a signal every 50 ms: an interruption
-/// returns at once (the work is left to the process's exit).
-pub(crate) fn wait_for<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    use std::sync::mpsc::{RecvTimeoutError, channel};
-    let (tx, rx) = channel();
+/// A blocking call handed to a helper thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// The thread that runs this thread's blocking calls, made at the first one. One helper
+    /// for each calling thread, not a thread for each call: a fleet's poll makes about ten
+    /// requests a device, and starting a thread for each was a tenth of its CPU.
+    static HELPER: std::cell::RefCell<Option<std::sync::mpsc::Sender<Job>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn helper() -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
     std::thread::spawn(move || {
+        for job in rx {
+            job();
+        }
+    });
+    tx
+}
+
+/// Runs `work` (a blocking call that cannot be told to stop, such as an HTTP request) on this
+/// thread's helper thread and waits for it, looking for a signal every 50 ms: an interruption
+/// returns at once (the work is left to the process's exit, and the next call here gets a new
+/// helper).
+pub(crate) fn wait_for<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    use std::sync::mpsc::{RecvTimeoutError, SendError, channel};
+    let (tx, rx) = channel();
+    let job: Job = Box::new(move || {
         let _ = tx.send(work());
     });
+    HELPER.with_borrow_mut(|slot| {
+        // A helper whose job panicked has ended: its successor takes the job.
+        if let Err(SendError(job)) = slot.get_or_insert_with(helper).send(job) {
+            let fresh = helper();
+            let _ = fresh.send(job);
+            *slot = Some(fresh);
+        }
+    });
+    let abandon = || HELPER.with_borrow_mut(|slot| *slot = None);
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(50)) {
             Ok(value) => return Ok(value),
-            Err(RecvTimeoutError::Timeout) => check()?,
+            Err(RecvTimeoutError::Timeout) => check().inspect_err(|_| abandon())?,
             Err(RecvTimeoutError::Disconnected) => {
+                abandon();
                 check()?;
                 return Err(Error::Io {
                     action: "waiting for",
@@ -94,5 +126,23 @@ pub(crate) fn saying(error: Error, state: &str) -> Error {
             state: state.to_owned(),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_calls_share_a_helper_that_outlives_a_panic() {
+        let first = wait_for(|| std::thread::current().id()).unwrap();
+        assert_ne!(first, std::thread::current().id());
+        assert_eq!(wait_for(|| std::thread::current().id()).unwrap(), first);
+        // A job that panics ends its helper: its caller gets an error, the next call a new helper.
+        let err = wait_for(|| -> u8 { panic!("a job that panics") }).unwrap_err();
+        assert!(err.to_string().contains("ended without an answer"), "{err}");
+        let next = wait_for(|| std::thread::current().id()).unwrap();
+        assert_ne!(next, first);
+        assert_eq!(wait_for(|| 7).unwrap(), 7);
     }
 }
