@@ -177,8 +177,8 @@ pub(crate) struct Identity {
     pub cert: Certificate,
     /// Its private key.
     pub key: Key,
-    /// The RSA signer, made at the first signature (a poll signs seven messages; making it
-    /// costs a fifth of a signature).
+    /// The RSA signer, made at the first signature (a poll with an install signs about nine
+    /// messages; making it costs a fifth of a signature).
     signer: std::sync::OnceLock<RsaSigner>,
 }
 
@@ -548,7 +548,7 @@ mod tests {
             let Key::Rsa(key) = Key::generate_rsa(bits).unwrap() else {
                 unreachable!()
             };
-            assert_eq!(key.n().as_ref().bits() as usize, bits);
+            assert_eq!(key.n().as_ref().bit_width() as usize, bits);
             assert_eq!(key.e(), &rsa::BoxedUint::from(65_537u32));
             let [p, q] = key.primes() else {
                 panic!("{} primes", key.primes().len())
